@@ -1,0 +1,421 @@
+//! Conversions between the domain model ([`crate::model`]) and the wire ([`crate::pb`]).
+//!
+//! Domain to wire never fails: `From<&model::X> for pb::X` (or `From<X>` for `Copy`
+//! types). Wire to domain is `TryFrom<pb::X> for model::X` and fails with a
+//! [`ConvertError`] naming what is wrong: the proxy nacks such a message and keeps its
+//! last good table. Endpoint sets travel as [`pb::EndpointSetPart`]; a whole set is one
+//! part. Table diffs convert in [`crate::diff`], snapshots in [`crate::snapshot`].
+//!
+//! Two deliberate losses, both irrelevant to Kubernetes data: durations travel in whole
+//! milliseconds (finer precision is truncated, huge values saturate), and IPv6 flow info
+//! and scope ids are not sent.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU16;
+use std::time::Duration;
+
+use crate::model::{
+    Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, LoadBalancer, Policy, Retries,
+    Route, RouteKey, Rule, Timeouts, Upstream, UpstreamProtocol, Version,
+};
+use crate::pb;
+
+/// Why a wire message could not become a domain value. Variant names double as metric
+/// labels; field names in messages are `Message.field`, as in the `.proto`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    /// A message field the contract requires is absent.
+    #[error("missing field {0}")]
+    MissingField(&'static str),
+    /// An endpoint IP that is neither 4 (IPv4) nor 16 (IPv6) bytes long.
+    #[error("bad address: an IP is 4 or 16 bytes, got {0}")]
+    BadAddress(usize),
+    /// A port of 0, which can be neither dialled nor a Service port.
+    #[error("{0} is 0")]
+    ZeroPort(&'static str),
+    /// A port above 65535.
+    #[error("{field} {port} is out of range")]
+    PortOutOfRange { field: &'static str, port: u32 },
+    /// A load-balancer policy that is unspecified or unknown to this build.
+    #[error("unknown load balancer policy {0}")]
+    UnknownPolicy(i32),
+    /// An upstream protocol that is unspecified or unknown to this build.
+    #[error("unknown upstream protocol {0}")]
+    UnknownUpstreamProtocol(i32),
+}
+
+/// A required message field, or [`ConvertError::MissingField`].
+pub(crate) fn required<T>(field: Option<T>, name: &'static str) -> Result<T, ConvertError> {
+    field.ok_or(ConvertError::MissingField(name))
+}
+
+/// Whole milliseconds, saturating: no real timeout is 584 million years long.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn port(field: &'static str, port: u32) -> Result<NonZeroU16, ConvertError> {
+    let narrow = u16::try_from(port).map_err(|_| ConvertError::PortOutOfRange { field, port })?;
+    NonZeroU16::new(narrow).ok_or(ConvertError::ZeroPort(field))
+}
+
+// === Version ===
+
+impl From<Version> for pb::Version {
+    fn from(v: Version) -> Self {
+        pb::Version {
+            epoch: v.epoch,
+            sequence: v.sequence,
+        }
+    }
+}
+
+impl From<pb::Version> for Version {
+    fn from(v: pb::Version) -> Self {
+        Version {
+            epoch: v.epoch,
+            sequence: v.sequence,
+        }
+    }
+}
+
+impl pb::ControllerMessage {
+    /// The table version this message carries (every controller message has one).
+    pub fn table_version(&self) -> Result<Version, ConvertError> {
+        required(self.version, "ControllerMessage.version").map(Version::from)
+    }
+}
+
+impl pb::ProxyMessage {
+    /// The first message on a stream. `zone: None` lets the controller look the zone up
+    /// from the proxy's Node; `last_applied: None` asks for a snapshot.
+    pub fn hello(
+        proxy_id: impl Into<String>,
+        node: impl Into<String>,
+        zone: Option<String>,
+        last_applied: Option<Version>,
+    ) -> Self {
+        let hello = pb::Hello {
+            proxy_id: proxy_id.into(),
+            node: node.into(),
+            zone,
+            last_applied: last_applied.map(pb::Version::from),
+        };
+        pb::ProxyMessage {
+            kind: Some(pb::proxy_message::Kind::Hello(hello)),
+        }
+    }
+
+    /// "I applied `version` and serve it now."
+    pub fn ack(version: Version) -> Self {
+        let ack = pb::Ack {
+            version: Some(version.into()),
+        };
+        pb::ProxyMessage {
+            kind: Some(pb::proxy_message::Kind::Ack(ack)),
+        }
+    }
+
+    /// "I could not apply `version`; send me a snapshot."
+    pub fn nack(version: Version, error: impl Into<String>) -> Self {
+        let nack = pb::Nack {
+            version: Some(version.into()),
+            error: error.into(),
+        };
+        pb::ProxyMessage {
+            kind: Some(pb::proxy_message::Kind::Nack(nack)),
+        }
+    }
+}
+
+// === Keys and addresses ===
+
+impl From<&RouteKey> for pb::RouteKey {
+    fn from(k: &RouteKey) -> Self {
+        pb::RouteKey {
+            namespace: k.namespace.clone(),
+            name: k.name.clone(),
+        }
+    }
+}
+
+impl From<pb::RouteKey> for RouteKey {
+    fn from(k: pb::RouteKey) -> Self {
+        RouteKey {
+            namespace: k.namespace,
+            name: k.name,
+        }
+    }
+}
+
+impl From<&EndpointSetKey> for pb::EndpointSetKey {
+    fn from(k: &EndpointSetKey) -> Self {
+        pb::EndpointSetKey {
+            namespace: k.namespace.clone(),
+            service: k.service.clone(),
+            port: u32::from(k.port.get()),
+        }
+    }
+}
+
+impl TryFrom<pb::EndpointSetKey> for EndpointSetKey {
+    type Error = ConvertError;
+
+    fn try_from(k: pb::EndpointSetKey) -> Result<Self, ConvertError> {
+        Ok(EndpointSetKey {
+            namespace: k.namespace,
+            service: k.service,
+            port: port("EndpointSetKey.port", k.port)?,
+        })
+    }
+}
+
+impl From<EndpointAddr> for pb::EndpointAddress {
+    fn from(EndpointAddr(addr): EndpointAddr) -> Self {
+        let ip = match addr.ip() {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        pb::EndpointAddress {
+            ip,
+            port: u32::from(addr.port()),
+        }
+    }
+}
+
+impl TryFrom<pb::EndpointAddress> for EndpointAddr {
+    type Error = ConvertError;
+
+    fn try_from(a: pb::EndpointAddress) -> Result<Self, ConvertError> {
+        let ip = if let Ok(v4) = <[u8; 4]>::try_from(a.ip.as_slice()) {
+            IpAddr::V4(Ipv4Addr::from(v4))
+        } else if let Ok(v6) = <[u8; 16]>::try_from(a.ip.as_slice()) {
+            IpAddr::V6(Ipv6Addr::from(v6))
+        } else {
+            return Err(ConvertError::BadAddress(a.ip.len()));
+        };
+        let port = port("EndpointAddress.port", a.port)?;
+        Ok(EndpointAddr(SocketAddr::new(ip, port.get())))
+    }
+}
+
+// === Endpoints ===
+
+impl From<&Endpoint> for pb::Endpoint {
+    fn from(e: &Endpoint) -> Self {
+        pb::Endpoint {
+            addr: Some(e.addr.into()),
+            ready: e.ready,
+            serving: e.serving,
+            terminating: e.terminating,
+            zone: e.zone.clone(),
+            node: e.node.clone(),
+            pod: e.pod.clone(),
+            hints_for_zones: e.hints_for_zones.clone(),
+        }
+    }
+}
+
+impl TryFrom<pb::Endpoint> for Endpoint {
+    type Error = ConvertError;
+
+    fn try_from(e: pb::Endpoint) -> Result<Self, ConvertError> {
+        Ok(Endpoint {
+            addr: required(e.addr, "Endpoint.addr")?.try_into()?,
+            ready: e.ready,
+            serving: e.serving,
+            terminating: e.terminating,
+            zone: e.zone,
+            node: e.node,
+            pod: e.pod,
+            hints_for_zones: e.hints_for_zones,
+        })
+    }
+}
+
+/// A whole set as a single part. Snapshots split big sets; see [`crate::snapshot`].
+impl From<&EndpointSet> for pb::EndpointSetPart {
+    fn from(s: &EndpointSet) -> Self {
+        pb::EndpointSetPart {
+            key: Some((&s.key).into()),
+            app_protocol: s.app_protocol.clone(),
+            endpoints: s.endpoints.values().map(pb::Endpoint::from).collect(),
+        }
+    }
+}
+
+/// One part as a set. An address listed twice keeps its last entry; the snapshot
+/// assembler, which merges parts, rejects duplicates instead.
+impl TryFrom<pb::EndpointSetPart> for EndpointSet {
+    type Error = ConvertError;
+
+    fn try_from(p: pb::EndpointSetPart) -> Result<Self, ConvertError> {
+        let mut set = EndpointSet::new(required(p.key, "EndpointSetPart.key")?.try_into()?);
+        set.app_protocol = p.app_protocol;
+        for e in p.endpoints {
+            let e = Endpoint::try_from(e)?;
+            set.endpoints.insert(e.addr, e);
+        }
+        Ok(set)
+    }
+}
+
+// === Routes ===
+
+impl From<Policy> for pb::Policy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::RoundRobin => pb::Policy::RoundRobin,
+            Policy::LeastRequest => pb::Policy::LeastRequest,
+            Policy::PeakEwma => pb::Policy::PeakEwma,
+        }
+    }
+}
+
+fn policy(raw: i32) -> Result<Policy, ConvertError> {
+    match pb::Policy::try_from(raw) {
+        Ok(pb::Policy::RoundRobin) => Ok(Policy::RoundRobin),
+        Ok(pb::Policy::LeastRequest) => Ok(Policy::LeastRequest),
+        Ok(pb::Policy::PeakEwma) => Ok(Policy::PeakEwma),
+        // UNSPECIFIED means the sender forgot to set it: guessing would hide a bug.
+        Ok(pb::Policy::Unspecified) | Err(_) => Err(ConvertError::UnknownPolicy(raw)),
+    }
+}
+
+impl From<UpstreamProtocol> for pb::UpstreamProtocol {
+    fn from(p: UpstreamProtocol) -> Self {
+        match p {
+            UpstreamProtocol::Auto => pb::UpstreamProtocol::Auto,
+            UpstreamProtocol::Http1 => pb::UpstreamProtocol::Http1,
+            UpstreamProtocol::Http2 => pb::UpstreamProtocol::Http2,
+        }
+    }
+}
+
+fn upstream_protocol(raw: i32) -> Result<UpstreamProtocol, ConvertError> {
+    match pb::UpstreamProtocol::try_from(raw) {
+        Ok(pb::UpstreamProtocol::Auto) => Ok(UpstreamProtocol::Auto),
+        Ok(pb::UpstreamProtocol::Http1) => Ok(UpstreamProtocol::Http1),
+        Ok(pb::UpstreamProtocol::Http2) => Ok(UpstreamProtocol::Http2),
+        Ok(pb::UpstreamProtocol::Unspecified) | Err(_) => {
+            Err(ConvertError::UnknownUpstreamProtocol(raw))
+        }
+    }
+}
+
+impl From<&Backend> for pb::Backend {
+    fn from(b: &Backend) -> Self {
+        pb::Backend {
+            endpoint_set: Some((&b.endpoint_set).into()),
+            weight: b.weight,
+        }
+    }
+}
+
+impl TryFrom<pb::Backend> for Backend {
+    type Error = ConvertError;
+
+    fn try_from(b: pb::Backend) -> Result<Self, ConvertError> {
+        Ok(Backend {
+            endpoint_set: required(b.endpoint_set, "Backend.endpoint_set")?.try_into()?,
+            weight: b.weight,
+        })
+    }
+}
+
+impl From<&Rule> for pb::Rule {
+    fn from(r: &Rule) -> Self {
+        pb::Rule {
+            path_prefix: r.path_prefix.clone(),
+            backends: r.backends.iter().map(pb::Backend::from).collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::Rule> for Rule {
+    type Error = ConvertError;
+
+    fn try_from(r: pb::Rule) -> Result<Self, ConvertError> {
+        Ok(Rule {
+            path_prefix: r.path_prefix,
+            backends: r
+                .backends
+                .into_iter()
+                .map(Backend::try_from)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl From<&Route> for pb::Route {
+    fn from(r: &Route) -> Self {
+        let lb = &r.load_balancer;
+        let up = &r.upstream;
+        pb::Route {
+            key: Some((&r.key).into()),
+            hosts: r.hosts.clone(),
+            rules: r.rules.iter().map(pb::Rule::from).collect(),
+            load_balancer: Some(pb::LoadBalancer {
+                policy: pb::Policy::from(lb.policy).into(),
+                slow_start_ms: lb.slow_start.map(millis),
+            }),
+            upstream: Some(pb::Upstream {
+                protocol: pb::UpstreamProtocol::from(up.protocol).into(),
+                max_connections_per_endpoint: up.max_connections_per_endpoint,
+                idle_timeout_ms: millis(up.idle_timeout),
+                max_connection_age_ms: up.max_connection_age.map(millis),
+                max_requests_per_connection: up.max_requests_per_connection,
+            }),
+            timeouts: Some(pb::Timeouts {
+                request_ms: millis(r.timeouts.request),
+                connect_ms: millis(r.timeouts.connect),
+            }),
+            retries: Some(pb::Retries {
+                attempts: r.retries.attempts,
+                budget_percent: r.retries.budget_percent,
+            }),
+        }
+    }
+}
+
+impl TryFrom<pb::Route> for Route {
+    type Error = ConvertError;
+
+    fn try_from(r: pb::Route) -> Result<Self, ConvertError> {
+        let lb = required(r.load_balancer, "Route.load_balancer")?;
+        let up = required(r.upstream, "Route.upstream")?;
+        let timeouts = required(r.timeouts, "Route.timeouts")?;
+        let retries = required(r.retries, "Route.retries")?;
+        Ok(Route {
+            key: required(r.key, "Route.key")?.into(),
+            hosts: r.hosts,
+            rules: r
+                .rules
+                .into_iter()
+                .map(Rule::try_from)
+                .collect::<Result<_, _>>()?,
+            load_balancer: LoadBalancer {
+                policy: policy(lb.policy)?,
+                slow_start: lb.slow_start_ms.map(Duration::from_millis),
+            },
+            upstream: Upstream {
+                protocol: upstream_protocol(up.protocol)?,
+                max_connections_per_endpoint: up.max_connections_per_endpoint,
+                idle_timeout: Duration::from_millis(up.idle_timeout_ms),
+                max_connection_age: up.max_connection_age_ms.map(Duration::from_millis),
+                max_requests_per_connection: up.max_requests_per_connection,
+            },
+            timeouts: Timeouts {
+                request: Duration::from_millis(timeouts.request_ms),
+                connect: Duration::from_millis(timeouts.connect_ms),
+            },
+            retries: Retries {
+                attempts: retries.attempts,
+                budget_percent: retries.budget_percent,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

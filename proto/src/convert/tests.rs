@@ -1,0 +1,164 @@
+use std::net::SocketAddr;
+
+use super::*;
+use crate::testing::{endpoint, route, set};
+
+fn pb_addr(ip: &[u8], port: u32) -> pb::EndpointAddress {
+    pb::EndpointAddress {
+        ip: ip.to_vec(),
+        port,
+    }
+}
+
+#[test]
+fn ipv4_and_ipv6_addresses_round_trip() {
+    for text in ["10.1.2.3:8080", "[2001:db8::7]:443", "[::ffff:10.0.0.1]:80"] {
+        let addr = EndpointAddr(text.parse::<SocketAddr>().expect("valid test address"));
+        let wire = pb::EndpointAddress::from(addr);
+        assert_eq!(
+            EndpointAddr::try_from(wire),
+            Ok(addr),
+            "{text} must survive"
+        );
+    }
+}
+
+#[test]
+fn bad_addresses_are_errors() {
+    assert_eq!(
+        EndpointAddr::try_from(pb_addr(&[10, 0, 0], 80)),
+        Err(ConvertError::BadAddress(3)),
+        "a 3-byte IP is neither IPv4 nor IPv6"
+    );
+    assert_eq!(
+        EndpointAddr::try_from(pb_addr(&[], 80)),
+        Err(ConvertError::BadAddress(0)),
+        "an empty IP is an error, not 0.0.0.0"
+    );
+    assert_eq!(
+        EndpointAddr::try_from(pb_addr(&[10, 0, 0, 1], 0)),
+        Err(ConvertError::ZeroPort("EndpointAddress.port"))
+    );
+    assert_eq!(
+        EndpointAddr::try_from(pb_addr(&[10, 0, 0, 1], 70_000)),
+        Err(ConvertError::PortOutOfRange {
+            field: "EndpointAddress.port",
+            port: 70_000
+        })
+    );
+}
+
+#[test]
+fn set_keys_need_a_real_port() {
+    let key = |port| pb::EndpointSetKey {
+        namespace: "shop".into(),
+        service: "orders".into(),
+        port,
+    };
+    assert_eq!(
+        EndpointSetKey::try_from(key(0)),
+        Err(ConvertError::ZeroPort("EndpointSetKey.port"))
+    );
+    assert!(matches!(
+        EndpointSetKey::try_from(key(65_536)),
+        Err(ConvertError::PortOutOfRange { .. })
+    ));
+    assert_eq!(
+        EndpointSetKey::try_from(key(8080)).map(|k| k.to_string()),
+        Ok("shop/orders:8080".to_string())
+    );
+}
+
+#[test]
+fn unspecified_or_unknown_enums_are_errors() {
+    let mut wire = pb::Route::from(&route("orders"));
+    wire.load_balancer.as_mut().expect("set by From").policy = 0;
+    assert_eq!(
+        Route::try_from(wire.clone()),
+        Err(ConvertError::UnknownPolicy(0))
+    );
+    wire.load_balancer.as_mut().expect("set by From").policy = 42;
+    assert_eq!(
+        Route::try_from(wire.clone()),
+        Err(ConvertError::UnknownPolicy(42))
+    );
+
+    let mut wire = pb::Route::from(&route("orders"));
+    wire.upstream.as_mut().expect("set by From").protocol = 9;
+    assert_eq!(
+        Route::try_from(wire),
+        Err(ConvertError::UnknownUpstreamProtocol(9))
+    );
+}
+
+#[test]
+fn missing_required_fields_are_named() {
+    let full = pb::Route::from(&route("orders"));
+    type Clear = fn(&mut pb::Route);
+    let cases: [(Clear, &str); 5] = [
+        (|r| r.key = None, "Route.key"),
+        (|r| r.load_balancer = None, "Route.load_balancer"),
+        (|r| r.upstream = None, "Route.upstream"),
+        (|r| r.timeouts = None, "Route.timeouts"),
+        (|r| r.retries = None, "Route.retries"),
+    ];
+    for (clear, field) in cases {
+        let mut wire = full.clone();
+        clear(&mut wire);
+        assert_eq!(
+            Route::try_from(wire),
+            Err(ConvertError::MissingField(field))
+        );
+    }
+
+    let mut ep = pb::Endpoint::from(&endpoint(1));
+    ep.addr = None;
+    assert_eq!(
+        Endpoint::try_from(ep),
+        Err(ConvertError::MissingField("Endpoint.addr"))
+    );
+}
+
+#[test]
+fn a_whole_set_is_one_part() {
+    let set = set("orders", 3);
+    let part = pb::EndpointSetPart::from(&set);
+    assert_eq!(part.endpoints.len(), 3);
+    assert_eq!(EndpointSet::try_from(part), Ok(set));
+}
+
+#[test]
+fn durations_travel_in_milliseconds() {
+    let mut r = route("orders");
+    r.load_balancer.slow_start = Some(Duration::from_secs(30));
+    r.upstream.max_connection_age = Some(Duration::ZERO);
+    let wire = pb::Route::from(&r);
+    let lb = wire.load_balancer.as_ref().expect("set by From");
+    assert_eq!(lb.slow_start_ms, Some(30_000));
+    assert_eq!(
+        wire.upstream.as_ref().and_then(|u| u.max_connection_age_ms),
+        Some(0),
+        "Some(0s) stays distinct from None (unlimited)"
+    );
+    assert_eq!(Route::try_from(wire), Ok(r));
+}
+
+#[test]
+fn proxy_messages_carry_their_version() {
+    let v = Version {
+        epoch: 7,
+        sequence: 3,
+    };
+    let ack = pb::ProxyMessage::ack(v);
+    let Some(pb::proxy_message::Kind::Ack(pb::Ack { version })) = ack.kind else {
+        panic!("ack() must build an Ack, got {ack:?}");
+    };
+    assert_eq!(version.map(Version::from), Some(v));
+
+    let hello = pb::ProxyMessage::hello("proxy-1", "node-a", None, Some(v));
+    let Some(pb::proxy_message::Kind::Hello(hello)) = hello.kind else {
+        panic!("hello() must build a Hello");
+    };
+    assert_eq!(hello.last_applied.map(Version::from), Some(v));
+    assert_eq!(hello.zone, None, "no zone: the controller looks it up");
+}

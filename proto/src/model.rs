@@ -1,0 +1,263 @@
+//! The domain model shared by controller and proxy: what a route table *is*, free of
+//! Kubernetes and of the wire. The controller's index produces a [`RouteTable`]; the
+//! discovery protocol moves it (see `convert` and `diff`); the proxy serves from it.
+//!
+//! Every type derives `Clone, Debug, PartialEq, Eq` so tests compare whole values.
+//! Collections are `BTreeMap`s keyed by identity: no duplicates by construction, and a
+//! deterministic order for diffs, snapshots and test output.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU16;
+use std::time::Duration;
+
+/// A version of the route table: `(epoch, sequence)`.
+///
+/// The epoch is fresh for every controller process; the sequence counts within it.
+/// Versions from different epochs are not comparable: a resume is honoured only within
+/// the same epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Version {
+    pub epoch: u64,
+    pub sequence: u64,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.epoch, self.sequence)
+    }
+}
+
+/// The address of one pod endpoint. Pools, balancers and tables are keyed by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointAddr(pub SocketAddr);
+
+impl fmt::Display for EndpointAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Identifies an endpoint set: a Service port, `namespace/name:port`, where `port` is the
+/// Service's port number (not the target port). Shared by every Route that uses it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointSetKey {
+    pub namespace: String,
+    pub service: String,
+    pub port: NonZeroU16,
+}
+
+impl fmt::Display for EndpointSetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}:{}", self.namespace, self.service, self.port)
+    }
+}
+
+/// Identifies a Route: `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for RouteKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// One pod endpoint with its Kubernetes conditions (EndpointSlice semantics).
+///
+/// `ready` endpoints take traffic; `serving && terminating` ones take new requests only
+/// when no ready endpoint is left (KEP-1669).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: EndpointAddr,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+    pub zone: Option<String>,
+    pub node: Option<String>,
+    /// The pod name from the slice's `targetRef`, when it names a Pod.
+    pub pod: Option<String>,
+    /// `hints.forZones`: the zones this endpoint should serve. Empty means no hints.
+    pub hints_for_zones: Vec<String>,
+}
+
+impl Endpoint {
+    /// A ready, serving endpoint with no topology: the common case, handy in tests.
+    pub fn ready(addr: SocketAddr) -> Self {
+        Endpoint {
+            addr: EndpointAddr(addr),
+            ready: true,
+            serving: true,
+            terminating: false,
+            zone: None,
+            node: None,
+            pod: None,
+            hints_for_zones: Vec::new(),
+        }
+    }
+}
+
+/// The upstream protocol for an endpoint set, resolved from the Service port's
+/// `appProtocol` (`kubernetes.io/h2c` and `grpc` mean HTTP/2 with prior knowledge).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AppProtocol {
+    #[default]
+    Http1,
+    H2c,
+}
+
+/// All endpoints of one Service port, merged across its EndpointSlices and
+/// de-duplicated by address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointSet {
+    pub key: EndpointSetKey,
+    /// The raw `appProtocol` of the Service port, when it has one.
+    pub app_protocol: Option<String>,
+    pub endpoints: BTreeMap<EndpointAddr, Endpoint>,
+}
+
+impl EndpointSet {
+    pub fn new(key: EndpointSetKey) -> Self {
+        EndpointSet {
+            key,
+            app_protocol: None,
+            endpoints: BTreeMap::new(),
+        }
+    }
+
+    /// The protocol the proxy speaks upstream when the Route says `Auto`.
+    pub fn protocol(&self) -> AppProtocol {
+        match self.app_protocol.as_deref() {
+            Some("kubernetes.io/h2c" | "grpc" | "h2c") => AppProtocol::H2c,
+            _ => AppProtocol::Http1,
+        }
+    }
+}
+
+/// How a Route picks an endpoint per request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Policy {
+    #[default]
+    RoundRobin,
+    LeastRequest,
+    PeakEwma,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadBalancer {
+    pub policy: Policy,
+    /// Ramp for new endpoints; `None` = off.
+    pub slow_start: Option<Duration>,
+}
+
+/// The upstream protocol a Route asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum UpstreamProtocol {
+    /// From the endpoint set's `appProtocol`.
+    #[default]
+    Auto,
+    Http1,
+    Http2,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub protocol: UpstreamProtocol,
+    pub max_connections_per_endpoint: u32,
+    pub idle_timeout: Duration,
+    /// `None` = unlimited.
+    pub max_connection_age: Option<Duration>,
+    /// `0` = unlimited.
+    pub max_requests_per_connection: u32,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Upstream {
+            protocol: UpstreamProtocol::Auto,
+            max_connections_per_endpoint: 256,
+            idle_timeout: Duration::from_secs(90),
+            max_connection_age: None,
+            max_requests_per_connection: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Until response headers, all tries together.
+    pub request: Duration,
+    pub connect: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            request: Duration::from_secs(15),
+            connect: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retries {
+    /// Retries after the first try.
+    pub attempts: u32,
+    /// Retries allowed as a percentage of requests.
+    pub budget_percent: u32,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            attempts: 2,
+            budget_percent: 20,
+        }
+    }
+}
+
+/// A weighted reference from a rule to an endpoint set. Weight 0 drains the backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    pub endpoint_set: EndpointSetKey,
+    pub weight: u32,
+}
+
+/// Requests whose path starts with `path_prefix` go to `backends`; the longest matching
+/// prefix wins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub path_prefix: String,
+    pub backends: Vec<Backend>,
+}
+
+/// A Route as the proxy needs it: hosts (lowercase, no port), rules and policies.
+/// Endpoints are not here: backends refer to endpoint sets by key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub key: RouteKey,
+    pub hosts: Vec<String>,
+    pub rules: Vec<Rule>,
+    pub load_balancer: LoadBalancer,
+    pub upstream: Upstream,
+    pub timeouts: Timeouts,
+    pub retries: Retries,
+}
+
+/// The whole table: routes and the endpoint sets they refer to. A route may refer to a
+/// set that is absent (its Service is missing): that backend simply has no endpoints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteTable {
+    pub routes: BTreeMap<RouteKey, Route>,
+    pub endpoint_sets: BTreeMap<EndpointSetKey, EndpointSet>,
+}
+
+impl RouteTable {
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoint_sets.values().map(|s| s.endpoints.len()).sum()
+    }
+}
