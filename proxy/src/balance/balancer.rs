@@ -1,0 +1,295 @@
+//! [`Balancer`]: one endpoint set's per-endpoint state and the policy that picks from it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use fairway_proto::model::{EndpointAddr, EndpointSet, Policy};
+use rand::RngCore;
+
+use super::config::BalanceConfig;
+use super::endpoint::{EndpointState, EndpointStats};
+use super::outlier::Outcome;
+use super::slow_start::{self, FULL_WEIGHT};
+use super::{Balance, eligible, p2c, swrr};
+
+/// Picks an endpoint per request for one endpoint set, under one [`BalanceConfig`].
+///
+/// Plain data (`Send + Sync`): keep it behind a `Mutex` and hold the lock only for a
+/// call, never across an `.await`. Every method takes `now`, so tests drive time.
+///
+/// Costs: `pick` is O(1) for the P2C policies and for round robin when no endpoint is
+/// ramping (a rotating cursor); O(eligible) for round robin during a slow-start ramp
+/// (SWRR) and whenever eligibility changes (update, ejection, end of an ejection).
+#[derive(Clone, Debug)]
+pub struct Balancer {
+    config: BalanceConfig,
+    /// In address order (the set's order), so behaviour is deterministic.
+    endpoints: Vec<EndpointState>,
+    index: HashMap<EndpointAddr, usize>,
+    /// Positions in `endpoints` that take new requests, as of the last refresh.
+    eligible: Vec<usize>,
+    /// Whether the first table was seen (its endpoints are not ramped).
+    seen_table: bool,
+    /// Round robin's position in `eligible` when no endpoint is ramping.
+    cursor: usize,
+    /// When the last running slow-start ramp ends.
+    ramp_ends: Option<Instant>,
+    /// When the next ejection ends (eligibility must be refreshed then).
+    next_unejection: Option<Instant>,
+}
+
+impl Balancer {
+    /// An empty balancer: picks nothing until the first [`update`](Self::update).
+    pub fn new(config: BalanceConfig) -> Self {
+        Balancer {
+            config,
+            endpoints: Vec::new(),
+            index: HashMap::new(),
+            eligible: Vec::new(),
+            seen_table: false,
+            cursor: 0,
+            ramp_ends: None,
+            next_unejection: None,
+        }
+    }
+
+    pub fn config(&self) -> &BalanceConfig {
+        &self.config
+    }
+
+    /// Applies a changed Route configuration, keeping every endpoint's state.
+    pub fn set_config(&mut self, config: BalanceConfig, now: Instant) {
+        self.config = config;
+        self.recompute_ramp_end();
+        self.refresh(now);
+    }
+
+    /// Replaces the endpoint set. Surviving endpoints keep their state (in-flight
+    /// counts, latency, failures); removed ones are forgotten (draining their
+    /// connections is the pool's job); new ones start now.
+    ///
+    /// Slow start: endpoints ready in the first set this balancer sees are not new and
+    /// are not ramped. After that, an endpoint's ramp starts when it is seen *becoming
+    /// ready* (added ready, or turning ready): a pod appears in its EndpointSlice
+    /// not-ready long before it can serve, and ramping from then would waste the ramp.
+    pub fn update(&mut self, set: &EndpointSet, now: Instant) {
+        let first = !self.seen_table;
+        self.seen_table = true;
+        let mut old: HashMap<EndpointAddr, EndpointState> =
+            self.endpoints.drain(..).map(|s| (s.addr(), s)).collect();
+        for endpoint in set.endpoints.values() {
+            let becomes_ready = !first && endpoint.ready;
+            let state = match old.remove(&endpoint.addr) {
+                Some(mut state) => {
+                    if becomes_ready && !state.endpoint.ready {
+                        state.ramp_from = Some(now);
+                    }
+                    state.endpoint = endpoint.clone();
+                    state
+                }
+                None => EndpointState::new(
+                    endpoint.clone(),
+                    becomes_ready.then_some(now),
+                    now,
+                    &self.config,
+                ),
+            };
+            self.endpoints.push(state);
+        }
+        self.index = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.addr(), i))
+            .collect();
+        self.recompute_ramp_end();
+        self.refresh(now);
+    }
+
+    /// Chooses the endpoint for the next request; `None` when no endpoint can take one
+    /// (answer `503`). Does not count the request: call [`on_start`](Self::on_start)
+    /// when it is sent.
+    pub fn pick(&mut self, now: Instant, rng: &mut dyn RngCore) -> Option<EndpointAddr> {
+        if self.next_unejection.is_some_and(|at| now >= at) {
+            self.refresh(now);
+        }
+        let position = match self.config.policy {
+            Policy::RoundRobin => self.pick_round_robin(now)?,
+            Policy::LeastRequest => self.pick_p2c(now, rng, |s| load(s.in_flight))?,
+            Policy::PeakEwma => {
+                let decay = self.config.ewma.decay;
+                self.pick_p2c(now, rng, |s| {
+                    s.ewma.estimate_ns(now, decay) * load(s.in_flight)
+                })?
+            }
+        };
+        Some(self.endpoints[position].addr())
+    }
+
+    /// A request to `addr` was sent. Unknown addresses are ignored.
+    pub fn on_start(&mut self, addr: EndpointAddr) {
+        if let Some(state) = self.state_mut(addr) {
+            state.in_flight = state.in_flight.saturating_add(1);
+            state.requests += 1;
+        }
+    }
+
+    /// A request started with [`on_start`](Self::on_start) ended after `latency` (time
+    /// to response headers, or to the failure). Feeds the latency estimate and outlier
+    /// ejection. Unknown addresses (removed meanwhile) are ignored.
+    pub fn on_end(
+        &mut self,
+        addr: EndpointAddr,
+        latency: Duration,
+        outcome: Outcome,
+        now: Instant,
+    ) {
+        let decay = self.config.ewma.decay;
+        if let Some(state) = self.state_mut(addr) {
+            state.in_flight = state.in_flight.saturating_sub(1);
+            if outcome.measures_latency() {
+                state.ewma.observe(latency, now, decay);
+            }
+        }
+        self.record(addr, outcome, now);
+    }
+
+    /// Records an outcome for outlier ejection alone (for failures outside a started
+    /// request). Ejecting an endpoint refreshes eligibility at once.
+    pub fn record(&mut self, addr: EndpointAddr, outcome: Outcome, now: Instant) {
+        let config = self.config.outlier;
+        let ejected = self
+            .state_mut(addr)
+            .is_some_and(|state| state.outlier.record(outcome, now, &config));
+        if ejected {
+            self.refresh(now);
+        }
+    }
+
+    /// Every endpoint's state, in address order.
+    pub fn endpoints(&self) -> &[EndpointState] {
+        &self.endpoints
+    }
+
+    pub fn endpoint(&self, addr: EndpointAddr) -> Option<&EndpointState> {
+        self.index.get(&addr).map(|&i| &self.endpoints[i])
+    }
+
+    /// How many endpoints take new requests (as of the last refresh).
+    pub fn eligible_count(&self) -> usize {
+        self.eligible.len()
+    }
+
+    /// Snapshots for `/debug/routes`, in address order.
+    pub fn stats(&self, now: Instant) -> Vec<EndpointStats> {
+        self.endpoints
+            .iter()
+            .map(|s| s.stats(now, &self.config))
+            .collect()
+    }
+
+    fn state_mut(&mut self, addr: EndpointAddr) -> Option<&mut EndpointState> {
+        self.index.get(&addr).map(|&i| &mut self.endpoints[i])
+    }
+
+    fn recompute_ramp_end(&mut self) {
+        let slow_start = self.config.slow_start;
+        self.ramp_ends = self
+            .endpoints
+            .iter()
+            .filter_map(|s| slow_start::ramp_end(s.ramp_from, slow_start))
+            .max();
+    }
+
+    /// Recomputes the eligible list: conditions, zone hints, then ejection.
+    fn refresh(&mut self, now: Instant) {
+        let base = eligible::eligible(
+            self.endpoints.iter().map(|s| &s.endpoint),
+            self.config.zone.as_deref(),
+        );
+        let endpoints = &self.endpoints;
+        self.eligible = eligible::without_ejected(base, |i| endpoints[i].outlier.is_ejected(now));
+        for state in &mut self.endpoints {
+            state.eligible = false;
+        }
+        for &i in &self.eligible {
+            self.endpoints[i].eligible = true;
+        }
+        for state in &mut self.endpoints {
+            if !state.eligible {
+                // Rejoining SWRR later starts from neutral, not from a stale credit.
+                state.current = 0;
+            }
+        }
+        self.next_unejection = self
+            .endpoints
+            .iter()
+            .filter_map(|s| s.outlier.ejected_until())
+            .filter(|&until| until > now)
+            .min();
+    }
+
+    /// Smooth weighted round robin while a ramp runs; a plain rotation otherwise (SWRR
+    /// with equal weights is exactly a rotation, at O(1)).
+    fn pick_round_robin(&mut self, now: Instant) -> Option<usize> {
+        if self.eligible.is_empty() {
+            return None;
+        }
+        if self.ramp_ends.is_some_and(|end| now < end) {
+            let config = &self.config;
+            let entries = self
+                .endpoints
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, s)| s.eligible)
+                .map(|(i, s)| {
+                    let weight = s.weight(now, config);
+                    (i, weight, &mut s.current)
+                });
+            return swrr::step(entries);
+        }
+        let at = self.cursor % self.eligible.len();
+        self.cursor = at + 1;
+        Some(self.eligible[at])
+    }
+
+    /// Power of two choices over `load`, divided by the slow-start weight so a ramping
+    /// endpoint looks proportionally busier.
+    fn pick_p2c(
+        &self,
+        now: Instant,
+        rng: &mut dyn RngCore,
+        load: impl Fn(&EndpointState) -> f64,
+    ) -> Option<usize> {
+        let (a, b) = p2c::choose_two(self.eligible.len(), rng)?;
+        let cost = |&i: &usize| {
+            let state = &self.endpoints[i];
+            load(state) * f64::from(FULL_WEIGHT) / f64::from(state.weight(now, &self.config))
+        };
+        Some(p2c::cheaper(self.eligible[a], self.eligible[b], cost))
+    }
+}
+
+/// `in_flight + 1`: the request about to be sent counts too, so idle endpoints still
+/// compare by latency (and never by zero).
+fn load(in_flight: u32) -> f64 {
+    f64::from(in_flight) + 1.0
+}
+
+impl Balance for Balancer {
+    fn update(&mut self, set: &EndpointSet, now: Instant) {
+        Balancer::update(self, set, now);
+    }
+
+    fn pick(&mut self, now: Instant, rng: &mut dyn RngCore) -> Option<EndpointAddr> {
+        Balancer::pick(self, now, rng)
+    }
+
+    fn on_start(&mut self, addr: EndpointAddr) {
+        Balancer::on_start(self, addr);
+    }
+
+    fn on_end(&mut self, addr: EndpointAddr, latency: Duration, outcome: Outcome, now: Instant) {
+        Balancer::on_end(self, addr, latency, outcome, now);
+    }
+}

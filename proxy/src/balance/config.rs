@@ -1,0 +1,33 @@
+//! The balancer's configuration: a Route's `loadBalancer` plus what the proxy knows.
+
+use std::time::Duration;
+
+use fairway_proto::model::{LoadBalancer, Policy};
+
+use super::ewma::EwmaConfig;
+use super::outlier::OutlierConfig;
+
+/// Everything a [`Balancer`](super::Balancer) is tuned by. `Default` is round robin,
+/// no slow start, no zone, default ejection and EWMA tuning.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BalanceConfig {
+    pub policy: Policy,
+    /// Ramp for endpoints that become ready after the first table; `None` or zero = off.
+    pub slow_start: Option<Duration>,
+    /// The proxy's zone (`--zone` or the Node's label); `None` ignores zone hints.
+    pub zone: Option<String>,
+    pub outlier: OutlierConfig,
+    pub ewma: EwmaConfig,
+}
+
+impl BalanceConfig {
+    /// The configuration for a Route's `loadBalancer`, in the proxy's `zone`.
+    pub fn new(load_balancer: &LoadBalancer, zone: Option<String>) -> Self {
+        BalanceConfig {
+            policy: load_balancer.policy,
+            slow_start: load_balancer.slow_start,
+            zone,
+            ..BalanceConfig::default()
+        }
+    }
+}

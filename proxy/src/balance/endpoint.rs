@@ -1,0 +1,146 @@
+//! Per-endpoint balancer state, and the read-only view of it that `/debug/routes` shows.
+
+use std::time::{Duration, Instant};
+
+use fairway_proto::model::{Endpoint, EndpointAddr};
+use serde::Serialize;
+
+use super::config::BalanceConfig;
+use super::ewma::PeakEwma;
+use super::outlier::Outlier;
+use super::slow_start;
+
+/// What the balancer knows about one endpoint. Lives as long as the endpoint stays in
+/// the set; a removed endpoint's state is dropped (its connections drain in the pool).
+#[derive(Clone, Debug)]
+pub struct EndpointState {
+    pub(super) endpoint: Endpoint,
+    pub(super) first_seen: Instant,
+    /// When its slow-start ramp began: `None` for endpoints that were ready in the
+    /// first table (not new), else when it was last seen becoming ready.
+    pub(super) ramp_from: Option<Instant>,
+    pub(super) in_flight: u32,
+    pub(super) requests: u64,
+    pub(super) ewma: PeakEwma,
+    pub(super) outlier: Outlier,
+    /// In the eligible list as of the last refresh.
+    pub(super) eligible: bool,
+    /// SWRR running weight.
+    pub(super) current: i64,
+}
+
+impl EndpointState {
+    pub(super) fn new(
+        endpoint: Endpoint,
+        ramp_from: Option<Instant>,
+        now: Instant,
+        config: &BalanceConfig,
+    ) -> Self {
+        EndpointState {
+            endpoint,
+            first_seen: now,
+            ramp_from,
+            in_flight: 0,
+            requests: 0,
+            ewma: PeakEwma::new(config.ewma.default_rtt, now),
+            outlier: Outlier::default(),
+            eligible: false,
+            current: 0,
+        }
+    }
+
+    pub fn addr(&self) -> EndpointAddr {
+        self.endpoint.addr
+    }
+
+    /// The endpoint's conditions as of the last update.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub fn first_seen(&self) -> Instant {
+        self.first_seen
+    }
+
+    /// Requests started and not yet ended.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// Requests started since the endpoint was first seen.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    pub fn ewma(&self) -> &PeakEwma {
+        &self.ewma
+    }
+
+    pub fn outlier(&self) -> &Outlier {
+        &self.outlier
+    }
+
+    /// Whether the last refresh let it take new requests.
+    pub fn is_eligible(&self) -> bool {
+        self.eligible
+    }
+
+    /// Its slow-start weight at `now`, out of [`slow_start::FULL_WEIGHT`].
+    pub fn weight(&self, now: Instant, config: &BalanceConfig) -> u32 {
+        slow_start::ramp_weight(self.ramp_from, config.slow_start, now)
+    }
+
+    /// A serialisable snapshot for `/debug/routes`.
+    pub fn stats(&self, now: Instant, config: &BalanceConfig) -> EndpointStats {
+        EndpointStats {
+            addr: self.endpoint.addr.to_string(),
+            pod: self.endpoint.pod.clone(),
+            ready: self.endpoint.ready,
+            serving: self.endpoint.serving,
+            terminating: self.endpoint.terminating,
+            eligible: self.eligible,
+            ejected_for_ms: self
+                .outlier
+                .ejected_until()
+                .map(|until| millis(until.saturating_duration_since(now)))
+                .filter(|ms| *ms > 0),
+            consecutive_failures: self.outlier.consecutive_failures(),
+            ejections: self.outlier.ejections(),
+            in_flight: self.in_flight,
+            requests: self.requests,
+            ewma_ms: self.ewma.estimate_ns(now, config.ewma.decay) / 1e6,
+            ewma_measured: self.ewma.is_measured(),
+            weight: self.weight(now, config),
+            age_ms: millis(now.saturating_duration_since(self.first_seen)),
+        }
+    }
+}
+
+/// One endpoint as `/debug/routes` shows it. Times are relative to the snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EndpointStats {
+    pub addr: String,
+    pub pod: Option<String>,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+    /// Takes new requests now.
+    pub eligible: bool,
+    /// Time left in the current ejection, if ejected.
+    pub ejected_for_ms: Option<u64>,
+    pub consecutive_failures: u32,
+    pub ejections: u32,
+    pub in_flight: u32,
+    pub requests: u64,
+    /// The latency estimate (the decaying default when not measured yet).
+    pub ewma_ms: f64,
+    pub ewma_measured: bool,
+    /// Slow-start weight out of 1000.
+    pub weight: u32,
+    /// Time since first seen.
+    pub age_ms: u64,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

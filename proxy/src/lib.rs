@@ -1,0 +1,4 @@
+//! Fairway proxy.
+
+pub mod balance;
+pub mod router;

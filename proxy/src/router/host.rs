@@ -1,0 +1,61 @@
+//! Host normalisation: what the router compares, from a `Host` header, an `:authority`
+//! or a Route's `hosts` entry alike, so both sides of the lookup agree.
+
+/// The lookup form of a host: userinfo and port stripped, IPv6 brackets removed,
+/// one trailing dot (a fully qualified name) removed, ASCII lowercased.
+///
+/// `Orders.Shop:8080` -> `orders.shop`, `[::1]:80` -> `::1`, `::1` -> `::1` (a bare
+/// IPv6 address has no port to strip), `orders.shop.` -> `orders.shop`,
+/// `user@orders:80` -> `orders`. Never fails: garbage in gives a key no Route has.
+pub fn normalize_host(authority: &str) -> String {
+    // Userinfo may precede the host in an absolute-form URI's authority.
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, rest)| rest);
+    let host = if let Some(rest) = host_port.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`: everything up to the closing bracket.
+        rest.split_once(']').map_or(rest, |(inside, _)| inside)
+    } else {
+        match host_port.split_once(':') {
+            // Exactly one colon: `host:port`. Two or more: a bare IPv6 address.
+            Some((host, port)) if !port.contains(':') => host,
+            _ => host_port,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    host.to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_host;
+
+    #[test]
+    fn strips_port_and_lowercases() {
+        assert_eq!(normalize_host("Orders.Shop:8080"), "orders.shop");
+        assert_eq!(normalize_host("ORDERS"), "orders");
+        assert_eq!(
+            normalize_host("orders.shop.svc.cluster.local."),
+            "orders.shop.svc.cluster.local"
+        );
+        assert_eq!(normalize_host("orders.shop.:80"), "orders.shop");
+    }
+
+    #[test]
+    fn ipv6_with_and_without_port() {
+        assert_eq!(normalize_host("[::1]:80"), "::1");
+        assert_eq!(normalize_host("[FD00::A]"), "fd00::a");
+        assert_eq!(
+            normalize_host("fd00::a"),
+            "fd00::a",
+            "a bare IPv6 has no port"
+        );
+    }
+
+    #[test]
+    fn userinfo_and_empty() {
+        assert_eq!(normalize_host("user:pw@Orders:80"), "orders");
+        assert_eq!(normalize_host(""), "");
+        assert_eq!(normalize_host(":80"), "");
+    }
+}

@@ -1,0 +1,131 @@
+//! The router: `(Host / :authority, path)` -> Route and rule, then a weighted backend.
+//!
+//! [`Router::new`] builds lookup structures once per table version; [`Router::route`]
+//! is then a hash lookup plus a scan of one route's rules, longest prefix first. The
+//! router never sees endpoints: a backend names an endpoint set, and the balancer for
+//! that set picks the pod.
+//!
+//! Start at [`Router::route`]; host normalisation is in `host`, prefix matching (and
+//! its segment rule) in `path`, the weighted split in `weight`.
+
+mod host;
+mod path;
+#[cfg(test)]
+mod tests;
+mod weight;
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+
+use fairway_proto::model::{Backend, Route, RouteKey, RouteTable, Rule};
+use rand::RngCore;
+
+pub use host::normalize_host;
+pub use path::{prefix_matches, request_path};
+pub use weight::backend_index;
+
+/// Why a request matched no rule. Variant names double as metric labels; both
+/// messages name what was asked for, so a 404 body explains itself.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// No Route claims this host (after port stripping and lowercasing).
+    #[error("no route for host {0:?}")]
+    UnknownHost(String),
+    /// The Route claims the host but none of its rules' prefixes matches the path.
+    #[error("route {route} has no rule matching path {path:?}")]
+    NoRule { route: RouteKey, path: String },
+}
+
+/// The outcome of routing: the Route and the rule whose prefix won.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selected<'a> {
+    pub route: &'a Route,
+    pub rule: &'a Rule,
+    /// The rule's position in `route.rules` (stable, for metrics and `/debug/routes`).
+    pub rule_index: usize,
+}
+
+impl<'a> Selected<'a> {
+    /// Picks one of the rule's backends, weighted; weight-0 backends are never picked.
+    /// `None` when every backend has weight 0 (or there are none): answer `503`.
+    pub fn pick_backend(&self, rng: &mut dyn RngCore) -> Option<&'a Backend> {
+        backend_index(&self.rule.backends, rng.next_u64()).map(|i| &self.rule.backends[i])
+    }
+}
+
+/// Lookup structures for one route table version. Owns a copy of the routes (built
+/// once per version, off the request path), so it can live in an `Arc` snapshot on its
+/// own: the request path borrows [`Selected`] from it.
+#[derive(Clone, Debug, Default)]
+pub struct Router {
+    entries: Vec<RouteEntry>,
+    /// Normalised host -> index into `entries`.
+    hosts: HashMap<String, usize>,
+}
+
+#[derive(Clone, Debug)]
+struct RouteEntry {
+    route: Route,
+    /// Indices into `route.rules`, longest `path_prefix` first; equal lengths keep the
+    /// Route's order.
+    rules_by_prefix: Vec<usize>,
+}
+
+impl Router {
+    /// Indexes every host of every route. Hosts are normalised like request hosts
+    /// ([`normalize_host`]). If two Routes claim one host (the controller should have
+    /// resolved that), the first in table order (by namespace/name) keeps it.
+    pub fn new(table: &RouteTable) -> Self {
+        let mut router = Router::default();
+        for route in table.routes.values() {
+            let mut rules_by_prefix: Vec<usize> = (0..route.rules.len()).collect();
+            rules_by_prefix.sort_by_key(|&i| Reverse(route.rules[i].path_prefix.len()));
+            let index = router.entries.len();
+            router.entries.push(RouteEntry {
+                route: route.clone(),
+                rules_by_prefix,
+            });
+            for host in &route.hosts {
+                router.hosts.entry(normalize_host(host)).or_insert(index);
+            }
+        }
+        router
+    }
+
+    /// Routes a request by its `Host` / `:authority` (port, case and a trailing dot
+    /// ignored; `[::1]:80` works) and its path (query ignored). The longest matching
+    /// `path_prefix` wins; see `path` for the segment rule.
+    pub fn route(&self, authority_or_host: &str, path: &str) -> Result<Selected<'_>, RouteError> {
+        let host = normalize_host(authority_or_host);
+        let Some(&index) = self.hosts.get(&host) else {
+            return Err(RouteError::UnknownHost(host));
+        };
+        let entry = &self.entries[index];
+        let route = &entry.route;
+        let path = request_path(path);
+        entry
+            .rules_by_prefix
+            .iter()
+            .copied()
+            .find(|&i| prefix_matches(&route.rules[i].path_prefix, path))
+            .map(|rule_index| Selected {
+                route,
+                rule: &route.rules[rule_index],
+                rule_index,
+            })
+            .ok_or_else(|| RouteError::NoRule {
+                route: route.key.clone(),
+                path: path.to_owned(),
+            })
+    }
+
+    /// The routes this router serves, in table order.
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.entries.iter().map(|e| &e.route)
+    }
+
+    /// How many distinct hosts are routable.
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
+    }
+}
