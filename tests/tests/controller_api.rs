@@ -1,0 +1,411 @@
+//! The controller against a real kube-apiserver, seen through a real Discovery stream:
+//! each test creates Services, EndpointSlices and Routes in its own namespace, runs a
+//! controller in-process watching that namespace, and asserts on what a proxy receives
+//! and on what `kubectl` shows. Every wait is bounded and ends on an observable fact.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU16;
+use std::time::Duration;
+
+use fairway_controller::crd::Route;
+use fairway_proto::diff::{EndpointSetChange, TableDiff};
+use fairway_proto::model::{
+    Backend, Endpoint, EndpointAddr, EndpointSetKey, RouteKey, RouteTable, Rule,
+};
+use fairway_tests::controller::{self, Controller};
+use fairway_tests::discovery::{TestProxy, Update};
+use fairway_tests::objects::{self, State, endpoint, route, service, slice};
+use fairway_tests::{TestCluster, eventually};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+
+/// A synced controller opens streams within this (first list of three kinds).
+const CONNECT: Duration = Duration::from_secs(60);
+/// A watch event reaches the stream within this (typically tens of ms).
+const CHANGE: Duration = Duration::from_secs(30);
+/// A status write or an Event shows within this (rate limit plus a round trip).
+const STATUS: Duration = Duration::from_secs(30);
+
+const PORT: i32 = 8080;
+
+fn addr(ip: &str) -> EndpointAddr {
+    let ip = ip.parse().unwrap_or_else(|e| panic!("{ip}: {e}"));
+    EndpointAddr(SocketAddr::new(ip, PORT as u16))
+}
+
+fn ready(ip: &str) -> Endpoint {
+    Endpoint::ready(addr(ip).0)
+}
+
+fn terminating(ip: &str) -> Endpoint {
+    Endpoint {
+        ready: false,
+        serving: true,
+        terminating: true,
+        ..ready(ip)
+    }
+}
+
+fn set_key(namespace: &str, service: &str) -> EndpointSetKey {
+    EndpointSetKey {
+        namespace: namespace.to_owned(),
+        service: service.to_owned(),
+        port: NonZeroU16::new(PORT as u16).expect("nonzero port"),
+    }
+}
+
+fn route_key(namespace: &str, name: &str) -> RouteKey {
+    RouteKey {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+/// A delta changing one set by these endpoint upserts and removals, nothing else.
+fn set_delta(key: &EndpointSetKey, upsert: Vec<Endpoint>, remove: Vec<EndpointAddr>) -> TableDiff {
+    TableDiff {
+        sets: vec![EndpointSetChange {
+            key: key.clone(),
+            app_protocol: None,
+            upsert,
+            remove,
+        }],
+        ..TableDiff::default()
+    }
+}
+
+/// A test's world: the cluster (CRD installed), a namespace, a client.
+struct World {
+    cluster: &'static TestCluster,
+    namespace: String,
+    client: Client,
+}
+
+impl World {
+    async fn new(prefix: &str) -> World {
+        let cluster = controller::cluster_with_crd();
+        let namespace = (cluster.namespace(prefix).await).unwrap_or_else(|e| panic!("{e}"));
+        let client = (cluster.client().await).unwrap_or_else(|e| panic!("{e}"));
+        World {
+            cluster,
+            namespace,
+            client,
+        }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    async fn create<K>(&self, object: &K)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let name = object.meta().name.clone().unwrap_or_default();
+        (self.api::<K>().create(&PostParams::default(), object).await)
+            .unwrap_or_else(|e| panic!("create {} {name}: {e}", K::kind(&())));
+    }
+
+    /// Sets the endpoints of slice `name` (a merge patch replaces the list).
+    async fn set_endpoints(&self, name: &str, endpoints: Vec<k8s_openapi::api::discovery::v1::Endpoint>) {
+        let patch = serde_json::json!({ "endpoints": endpoints });
+        let api = self.api::<EndpointSlice>();
+        (api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await)
+            .unwrap_or_else(|e| panic!("patch slice {name}: {e}"));
+    }
+
+    /// The usual trio: Service `orders`, slice `orders-a` with `endpoints`, Route
+    /// `orders` for `orders.shop`.
+    async fn orders(&self, endpoints: Vec<k8s_openapi::api::discovery::v1::Endpoint>) {
+        let ns = &self.namespace;
+        self.create(&service(ns, "orders", "http", PORT)).await;
+        self.create(&slice(ns, "orders-a", "orders", "http", PORT, endpoints)).await;
+        self.create(&route(ns, "orders", &["orders.shop"], "orders", PORT)).await;
+    }
+
+    async fn controller(&self) -> Controller {
+        (controller::start(self.cluster, &self.namespace).await).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn proxy(&self, controller: &Controller, id: &str) -> TestProxy {
+        (TestProxy::connect(&controller.endpoint, id, None, CONNECT).await)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `kubectl get route NAME -o yaml`, parsed.
+    fn route_yaml(&self, name: &str) -> serde_json::Value {
+        let out = fairway_tests::kubectl::kubectl(
+            self.cluster,
+            &["get", "route", name, "-n", &self.namespace, "-o", "yaml"],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.success, "kubectl get route {name}: {}", out.stderr);
+        serde_saphyr::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("kubectl's YAML: {e}\n{}", out.stdout))
+    }
+
+    /// Waits until `kubectl get route` shows condition `type_` with this status and
+    /// reason; returns the whole condition.
+    async fn condition(&self, name: &str, type_: &str, status: &str, reason: &str) -> serde_json::Value {
+        let what = format!("route {name} {type_}={status} ({reason}) in kubectl get -o yaml");
+        eventually(STATUS, &what, || async {
+            let yaml = self.route_yaml(name);
+            let conditions = yaml["status"]["conditions"].as_array()?;
+            let found = conditions.iter().find(|c| c["type"] == type_)?;
+            (found["status"] == status && found["reason"] == reason).then(|| found.clone())
+        })
+        .await
+    }
+}
+
+/// Takes the next change and asserts it is a delta equal to `expected`.
+async fn expect_delta(proxy: &mut TestProxy, expected: TableDiff, what: &str) {
+    let update = (proxy.next_change(CHANGE).await).unwrap_or_else(|e| panic!("{what}: {e}"));
+    match update {
+        Update::Delta { diff, .. } => assert_eq!(diff, expected, "{what}: exactly this delta"),
+        Update::Snapshot { .. } => panic!("{what}: expected a delta, got a snapshot"),
+    }
+}
+
+#[tokio::test]
+async fn a_route_service_and_slices_give_the_expected_snapshot() {
+    let world = World::new("ctl-snapshot").await;
+    let ns = world.namespace.as_str();
+    world.create(&service(ns, "orders", "http", PORT)).await;
+    let a = vec![endpoint("10.244.1.1", State::Ready), endpoint("10.244.1.2", State::Terminating)];
+    // The same address in two slices appears once; a not-ready one is left out.
+    let b = vec![
+        endpoint("10.244.1.3", State::Ready),
+        endpoint("10.244.1.1", State::Ready),
+        endpoint("10.244.1.4", State::NotReady),
+    ];
+    world.create(&slice(ns, "orders-a", "orders", "http", PORT, a)).await;
+    world.create(&slice(ns, "orders-b", "orders", "http", PORT, b)).await;
+    let hosts = ["orders.shop", "orders"];
+    world.create(&route(ns, "orders", &hosts, "orders", PORT)).await;
+    let controller = world.controller().await;
+
+    let mut proxy = world.proxy(&controller, "snapshot").await;
+    let update = (proxy.next(CHANGE).await).unwrap_or_else(|e| panic!("{e}"));
+    let Update::Snapshot { table, .. } = update else {
+        panic!("a new proxy starts with a snapshot, got {update:?}");
+    };
+
+    let key = set_key(ns, "orders");
+    let keys: Vec<&RouteKey> = table.routes.keys().collect();
+    assert_eq!(keys, [&route_key(ns, "orders")], "one Route in the table");
+    let served = &table.routes[&route_key(ns, "orders")];
+    let mut served_hosts = served.hosts.clone();
+    served_hosts.sort();
+    assert_eq!(served_hosts, ["orders", "orders.shop"]);
+    let rule = Rule {
+        path_prefix: "/".to_owned(),
+        backends: vec![Backend {
+            endpoint_set: key.clone(),
+            weight: 1,
+        }],
+    };
+    assert_eq!(served.rules, [rule]);
+    let sets: Vec<&EndpointSetKey> = table.endpoint_sets.keys().collect();
+    assert_eq!(sets, [&key], "one endpoint set, keyed by Service and port");
+    let endpoints: Vec<Endpoint> = table.endpoint_sets[&key].endpoints.values().cloned().collect();
+    let expected = vec![ready("10.244.1.1"), terminating("10.244.1.2"), ready("10.244.1.3")];
+    assert_eq!(endpoints, expected, "slices merged, deduplicated, not-ready dropped");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn adding_removing_unreadying_and_terminating_endpoints_send_one_endpoint_each() {
+    let world = World::new("ctl-deltas").await;
+    let ns = world.namespace.as_str();
+    let (a, b, c) = ("10.244.2.1", "10.244.2.2", "10.244.2.3");
+    world
+        .orders(vec![endpoint(a, State::Ready), endpoint(b, State::Ready)])
+        .await;
+    let controller = world.controller().await;
+    let mut proxy = world.proxy(&controller, "deltas").await;
+    let key = set_key(ns, "orders");
+    (proxy.until(CHANGE, "the first table", |t| t.endpoint_count() == 2).await)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let all = |states: &[(&str, State)]| states.iter().map(|(ip, s)| endpoint(ip, *s)).collect();
+    world
+        .set_endpoints("orders-a", all(&[(a, State::Ready), (b, State::Ready), (c, State::Ready)]))
+        .await;
+    expect_delta(&mut proxy, set_delta(&key, vec![ready(c)], vec![]), "adding c").await;
+
+    world
+        .set_endpoints("orders-a", all(&[(b, State::Ready), (c, State::Ready)]))
+        .await;
+    expect_delta(&mut proxy, set_delta(&key, vec![], vec![addr(a)]), "removing a").await;
+
+    world
+        .set_endpoints("orders-a", all(&[(b, State::NotReady), (c, State::Ready)]))
+        .await;
+    let what = "un-readying b (neither ready nor serving: it leaves the set)";
+    expect_delta(&mut proxy, set_delta(&key, vec![], vec![addr(b)]), what).await;
+
+    world
+        .set_endpoints("orders-a", all(&[(b, State::NotReady), (c, State::Terminating)]))
+        .await;
+    let what = "terminating c (serving: kept, marked terminating)";
+    expect_delta(&mut proxy, set_delta(&key, vec![terminating(c)], vec![]), what).await;
+
+    let expected: Vec<Endpoint> = vec![terminating(c)];
+    let endpoints: Vec<Endpoint> = proxy.table.endpoint_sets[&key].endpoints.values().cloned().collect();
+    assert_eq!(endpoints, expected, "the proxy's table after the deltas");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnect_with_the_last_version_receives_only_the_changes_since() {
+    let world = World::new("ctl-resume").await;
+    let ns = world.namespace.as_str();
+    let (a, b) = ("10.244.3.1", "10.244.3.2");
+    world.orders(vec![endpoint(a, State::Ready)]).await;
+    let controller = world.controller().await;
+
+    let mut first = world.proxy(&controller, "resumer").await;
+    let update = (first.next(CHANGE).await).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(update, Update::Snapshot { .. }), "first contact is a snapshot");
+    let applied = update.version();
+    let before = first.table.clone();
+    drop(first);
+
+    // A second proxy sees the change published before the first one comes back.
+    let mut watcher = world.proxy(&controller, "watcher").await;
+    let both = vec![endpoint(a, State::Ready), endpoint(b, State::Ready)];
+    world.set_endpoints("orders-a", both).await;
+    (watcher.until(CHANGE, "b published", |t| t.endpoint_count() == 2).await)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut back = (TestProxy::connect(&controller.endpoint, "resumer", Some(applied), CONNECT).await)
+        .unwrap_or_else(|e| panic!("{e}"));
+    back.table = before;
+    let update = (back.next(CHANGE).await).unwrap_or_else(|e| panic!("{e}"));
+    let Update::Delta { base, diff, .. } = update else {
+        panic!("a resume from {applied} must get a delta, got {update:?}");
+    };
+    assert_eq!(base, applied, "the delta builds on the version the proxy applied");
+    let key = set_key(ns, "orders");
+    assert_eq!(diff, set_delta(&key, vec![ready(b)], vec![]), "only the change since");
+    assert_eq!(back.table, watcher.table, "the resumed proxy converges");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_service_shows_resolved_refs_false_until_it_is_created() {
+    let world = World::new("ctl-missing").await;
+    let ns = world.namespace.as_str();
+    world
+        .create(&route(ns, "orders", &["orders.shop"], "orders", PORT))
+        .await;
+    let controller = world.controller().await;
+
+    let condition = world
+        .condition("orders", "ResolvedRefs", "False", "ServiceNotFound")
+        .await;
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("{ns}/orders")),
+        "the message names the missing Service: {message}"
+    );
+    let yaml = world.route_yaml("orders");
+    assert_eq!(yaml["status"]["observedGeneration"], 1, "{yaml}");
+    let accepted = world.condition("orders", "Accepted", "True", "Accepted").await;
+    assert!(accepted["lastTransitionTime"].is_string(), "{accepted}");
+
+    // The Route still serves (with no endpoints) while its Service is missing.
+    let mut proxy = world.proxy(&controller, "missing").await;
+    let key = route_key(ns, "orders");
+    (proxy.until(CHANGE, "the Route in the table", |t| t.routes.contains_key(&key)).await)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(proxy.table.endpoint_sets.is_empty(), "no set without a Service");
+
+    world.create(&service(ns, "orders", "http", PORT)).await;
+    let ips = vec![endpoint("10.244.4.1", State::Ready)];
+    world.create(&slice(ns, "orders-a", "orders", "http", PORT, ips)).await;
+    world
+        .condition("orders", "ResolvedRefs", "True", "ResolvedRefs")
+        .await;
+    let what = "one ready endpoint in status";
+    eventually(STATUS, what, || async {
+        let yaml = world.route_yaml("orders");
+        (yaml["status"]["endpoints"]["ready"] == 1).then_some(())
+    })
+    .await;
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn service_not_found_records_a_warning_event() {
+    let world = World::new("ctl-event").await;
+    let ns = world.namespace.as_str();
+    world
+        .create(&route(ns, "orders", &["orders.shop"], "orders", PORT))
+        .await;
+    let controller = world.controller().await;
+    let events: Api<Event> = world.api();
+    let event = eventually(STATUS, "a ServiceNotFound Event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|e| e.reason.as_deref() == Some("ServiceNotFound"))
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    let regarding = event.regarding.clone().unwrap_or_default();
+    assert_eq!(regarding.kind.as_deref(), Some("Route"));
+    assert_eq!(regarding.name.as_deref(), Some("orders"));
+    assert!(regarding.uid.is_some(), "kubectl describe finds Events by uid: {event:?}");
+    let note = event.note.clone().unwrap_or_default();
+    assert!(note.contains(&format!("{ns}/orders")), "the note names the Service: {note}");
+    assert_eq!(event.reporting_controller.as_deref(), Some("fairway-controller"));
+
+    // Fixing it is a Normal Event, and the warning is not repeated.
+    world.create(&service(ns, "orders", "http", PORT)).await;
+    eventually(STATUS, "a ResolvedRefs Event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|e| e.reason.as_deref() == Some("ResolvedRefs"))
+    })
+    .await;
+    let list = (events.list(&ListParams::default()).await).unwrap_or_else(|e| panic!("{e}"));
+    let warnings = (list.items.iter())
+        .filter(|e| e.reason.as_deref() == Some("ServiceNotFound"))
+        .count();
+    assert_eq!(warnings, 1, "one Event per transition");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_route_removes_it_from_the_stream() {
+    let world = World::new("ctl-delete").await;
+    let ns = world.namespace.as_str();
+    world.orders(vec![endpoint("10.244.5.1", State::Ready)]).await;
+    let controller = world.controller().await;
+    let mut proxy = world.proxy(&controller, "delete").await;
+    let key = route_key(ns, "orders");
+    (proxy.until(CHANGE, "the Route", |t| t.routes.contains_key(&key)).await)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let routes: Api<Route> = world.api();
+    (routes.delete("orders", &DeleteParams::default()).await).unwrap_or_else(|e| panic!("{e}"));
+    let expected = TableDiff {
+        routes_removed: vec![key],
+        sets_removed: vec![set_key(ns, "orders")],
+        ..TableDiff::default()
+    };
+    expect_delta(&mut proxy, expected, "deleting the Route (its set loses its last user)").await;
+    assert_eq!(proxy.table, RouteTable::default(), "nothing left");
+    let _: Api<Service> = world.api();
+    controller.stop().await;
+}
