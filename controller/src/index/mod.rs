@@ -1,0 +1,345 @@
+//! The index: Routes × Services × EndpointSlices in, a [`RouteTable`] and per-Route
+//! statuses out. Pure: no client, no `.await`, no I/O; the watchers feed it and the
+//! snapshot publisher and the status writer read it.
+//!
+//! Where to start: [`Index`]'s `apply_*` / `delete_*` (one watch event each) and
+//! `replace_*` (a relist, swapped in at `InitDone`). Each returns the [`Changes`] it made,
+//! so readers recompute only those. Then:
+//! - `routes`: validating a Route, host claims, resolving backends;
+//! - `endpoints`: Services, EndpointSlices, and building one endpoint set per port;
+//! - `status`: conditions and counts as plain data.
+//!
+//! Invariants (each one a test in `tests`):
+//! - an endpoint set is in the table iff a Route in the table uses it *and* its Service
+//!   has that TCP port; it is keyed `namespace/service:port` and shared by its users;
+//! - a Route with an invalid spec is out of the table and reports `InvalidSpec`; every
+//!   other Route is unaffected;
+//! - a Route whose Service or port is missing stays in the table, its set absent;
+//! - a contested host belongs to the oldest Route; the others keep their other hosts;
+//! - an EndpointSlice event rebuilds only its Service's endpoint sets.
+
+mod endpoints;
+mod routes;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
+
+use fairway_proto::model::{EndpointSetKey, RouteKey, RouteTable};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::crd::{self, EndpointCounts};
+use endpoints::{EndpointStore, ServiceRef};
+use routes::{HostClaims, Resolution, RouteEntry};
+
+pub use endpoints::SERVICE_NAME_LABEL;
+pub use routes::{DEFAULT_NAMESPACE, SpecError};
+pub use status::{
+    ACCEPTED, ComputedStatus, ConditionState, ConditionStatus, RESOLVED_REFS, Reason,
+};
+
+/// What one call changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Routes whose table entry or status may differ (including Routes now gone).
+    pub routes: BTreeSet<RouteKey>,
+    /// Endpoint sets that were rebuilt, added or removed: look each up in the table.
+    pub endpoint_sets: BTreeSet<EndpointSetKey>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.endpoint_sets.is_empty()
+    }
+}
+
+/// Routes, Services and EndpointSlices, and the route table they make.
+#[derive(Debug, Default)]
+pub struct Index {
+    routes: BTreeMap<RouteKey, RouteEntry>,
+    claims: HostClaims,
+    /// Which Routes name which Service, so a Service event re-resolves only them.
+    routes_by_service: BTreeMap<ServiceRef, BTreeSet<RouteKey>>,
+    endpoints: EndpointStore,
+    resolutions: BTreeMap<RouteKey, Resolution>,
+    /// The table Routes using each endpoint set (present or not).
+    users: BTreeMap<EndpointSetKey, BTreeSet<RouteKey>>,
+    counts: BTreeMap<EndpointSetKey, EndpointCounts>,
+    table: RouteTable,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Index::default()
+    }
+
+    /// The current route table: every served Route and the endpoint sets they use.
+    pub fn table(&self) -> &RouteTable {
+        &self.table
+    }
+
+    /// The computed status of one Route, `None` if the index does not hold it.
+    pub fn status(&self, key: &RouteKey) -> Option<ComputedStatus> {
+        self.resolutions.get(key).map(|r| self.computed(r))
+    }
+
+    /// The computed status of every Route, valid or not.
+    pub fn statuses(&self) -> BTreeMap<RouteKey, ComputedStatus> {
+        let all = self.resolutions.iter();
+        all.map(|(key, r)| (key.clone(), self.computed(r)))
+            .collect()
+    }
+
+    /// Adds or updates a Route.
+    pub fn apply_route(&mut self, route: &crd::Route) -> Changes {
+        let entry = routes::parse(route);
+        let key = entry.claim.key.clone();
+        self.set_route(key, Some(entry))
+    }
+
+    /// Removes a Route; the hosts it held pass to the next-oldest claimant.
+    pub fn delete_route(&mut self, route: &crd::Route) -> Changes {
+        self.set_route(routes::route_key(route), None)
+    }
+
+    /// Adds or updates a Service: re-resolves the Routes naming it and rebuilds its sets.
+    pub fn apply_service(&mut self, service: &Service) -> Changes {
+        let name = self.endpoints.apply_service(service);
+        self.service_changed(&name)
+    }
+
+    pub fn delete_service(&mut self, service: &Service) -> Changes {
+        let name = self.endpoints.delete_service(service);
+        self.service_changed(&name)
+    }
+
+    /// Adds or updates an EndpointSlice: rebuilds only its Service's endpoint sets.
+    pub fn apply_slice(&mut self, slice: &EndpointSlice) -> Changes {
+        let services = self.endpoints.apply_slice(slice);
+        self.slices_changed(&services)
+    }
+
+    pub fn delete_slice(&mut self, slice: &EndpointSlice) -> Changes {
+        let services = self.endpoints.delete_slice(slice);
+        self.slices_changed(&services)
+    }
+
+    /// Replaces every Route at once (a relist): Routes absent from `routes` are gone.
+    pub fn replace_routes<I>(&mut self, routes: I) -> Changes
+    where
+        I: IntoIterator,
+        I::Item: Borrow<crd::Route>,
+    {
+        let entries = routes.into_iter().map(|r| routes::parse(r.borrow()));
+        self.routes = entries.map(|e| (e.claim.key.clone(), e)).collect();
+        self.claims = HostClaims::default();
+        self.routes_by_service.clear();
+        for (key, entry) in &self.routes {
+            self.claims.add(entry);
+            for service in entry.services() {
+                self.routes_by_service
+                    .entry(service)
+                    .or_default()
+                    .insert(key.clone());
+            }
+        }
+        self.rebuild()
+    }
+
+    /// Replaces every Service at once (a relist).
+    pub fn replace_services<I>(&mut self, services: I) -> Changes
+    where
+        I: IntoIterator,
+        I::Item: Borrow<Service>,
+    {
+        let services: Vec<I::Item> = services.into_iter().collect();
+        self.endpoints
+            .replace_services(services.iter().map(Borrow::borrow));
+        self.rebuild()
+    }
+
+    /// Replaces every EndpointSlice at once (a relist).
+    pub fn replace_slices<I>(&mut self, slices: I) -> Changes
+    where
+        I: IntoIterator,
+        I::Item: Borrow<EndpointSlice>,
+    {
+        let slices: Vec<I::Item> = slices.into_iter().collect();
+        self.endpoints
+            .replace_slices(slices.iter().map(Borrow::borrow));
+        // Every set in the table is used, so refreshing the used ones covers them all.
+        let mut changes = Changes::default();
+        let used: Vec<EndpointSetKey> = self.users.keys().cloned().collect();
+        for key in &used {
+            self.refresh_set(key, &mut changes);
+        }
+        changes
+    }
+
+    fn set_route(&mut self, key: RouteKey, entry: Option<RouteEntry>) -> Changes {
+        let old = match &entry {
+            Some(entry) => self.routes.insert(key.clone(), entry.clone()),
+            None => self.routes.remove(&key),
+        };
+        let mut touched_hosts = BTreeSet::new();
+        for (entry, add) in [(&old, false), (&entry, true)] {
+            let Some(entry) = entry else { continue };
+            touched_hosts.extend(entry.hosts().iter().cloned());
+            if add {
+                self.claims.add(entry);
+            } else {
+                self.claims.remove(entry);
+            }
+            for service in entry.services() {
+                let names = self.routes_by_service.entry(service.clone()).or_default();
+                if add {
+                    names.insert(key.clone());
+                } else {
+                    names.remove(&key);
+                    if names.is_empty() {
+                        self.routes_by_service.remove(&service);
+                    }
+                }
+            }
+        }
+        // Any Route contesting a touched host may have won or lost it.
+        let mut affected = BTreeSet::from([key]);
+        for host in &touched_hosts {
+            affected.extend(self.claims.claimants(host).cloned());
+        }
+        let mut changes = Changes::default();
+        self.resolve(affected, &mut changes);
+        changes
+    }
+
+    fn service_changed(&mut self, service: &ServiceRef) -> Changes {
+        let mut changes = Changes::default();
+        let naming = self
+            .routes_by_service
+            .get(service)
+            .cloned()
+            .unwrap_or_default();
+        self.resolve(naming, &mut changes);
+        self.slices_changed_into(std::slice::from_ref(service), &mut changes);
+        changes
+    }
+
+    fn slices_changed(&mut self, services: &BTreeSet<ServiceRef>) -> Changes {
+        let services: Vec<ServiceRef> = services.iter().cloned().collect();
+        let mut changes = Changes::default();
+        self.slices_changed_into(&services, &mut changes);
+        changes
+    }
+
+    /// Rebuilds the used endpoint sets of these Services.
+    fn slices_changed_into(&mut self, services: &[ServiceRef], changes: &mut Changes) {
+        for service in services {
+            let keys: Vec<EndpointSetKey> = self
+                .users
+                .range(service.set_range())
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in keys {
+                self.refresh_set(&key, changes);
+            }
+        }
+    }
+
+    /// Re-resolves Routes, then rebuilds the endpoint sets that gained their first user
+    /// or lost their last.
+    fn resolve(&mut self, keys: BTreeSet<RouteKey>, changes: &mut Changes) {
+        let mut transitioned = BTreeSet::new();
+        for key in keys {
+            let new = (self.routes.get(&key))
+                .map(|entry| routes::resolve(entry, &self.claims, &self.endpoints));
+            let old = match new {
+                Some(new) => self.resolutions.insert(key.clone(), new),
+                None => self.resolutions.remove(&key),
+            };
+            let old_sets = old.map(|r| r.sets).unwrap_or_default();
+            let new_res = self.resolutions.get(&key);
+            let new_sets = new_res.map(|r| r.sets.clone()).unwrap_or_default();
+            for set in old_sets.difference(&new_sets) {
+                if let Some(users) = self.users.get_mut(set) {
+                    users.remove(&key);
+                    if users.is_empty() {
+                        self.users.remove(set);
+                        transitioned.insert(set.clone());
+                    }
+                }
+            }
+            for set in new_sets.difference(&old_sets) {
+                let users = self.users.entry(set.clone()).or_default();
+                if users.is_empty() {
+                    transitioned.insert(set.clone());
+                }
+                users.insert(key.clone());
+            }
+            match new_res.and_then(|r| r.route.clone()) {
+                Some(route) => self.table.routes.insert(key.clone(), route),
+                None => self.table.routes.remove(&key),
+            };
+            changes.routes.insert(key);
+        }
+        for set in &transitioned {
+            self.refresh_set(set, changes);
+        }
+    }
+
+    /// Puts an endpoint set in the table, rebuilt, if it is used and resolvable, or takes
+    /// it out. Its users' counts change with it.
+    fn refresh_set(&mut self, key: &EndpointSetKey, changes: &mut Changes) {
+        let built = match self.users.get(key) {
+            Some(users) => {
+                changes.routes.extend(users.iter().cloned());
+                self.endpoints.build(key)
+            }
+            None => None,
+        };
+        match built {
+            Some((set, counts)) => {
+                self.table.endpoint_sets.insert(key.clone(), set);
+                self.counts.insert(key.clone(), counts);
+            }
+            None => {
+                self.table.endpoint_sets.remove(key);
+                self.counts.remove(key);
+            }
+        }
+        changes.endpoint_sets.insert(key.clone());
+    }
+
+    /// Recomputes everything derived from the stored objects (after a relist).
+    fn rebuild(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        changes.routes.extend(self.resolutions.keys().cloned());
+        changes
+            .endpoint_sets
+            .extend(self.table.endpoint_sets.keys().cloned());
+        self.resolutions.clear();
+        self.users.clear();
+        self.counts.clear();
+        self.table = RouteTable::default();
+        let keys: BTreeSet<RouteKey> = self.routes.keys().cloned().collect();
+        self.resolve(keys, &mut changes);
+        changes
+    }
+
+    fn computed(&self, resolution: &Resolution) -> ComputedStatus {
+        let mut endpoints = EndpointCounts::default();
+        for counts in resolution.sets.iter().filter_map(|k| self.counts.get(k)) {
+            endpoints.ready = endpoints.ready.saturating_add(counts.ready);
+            endpoints.serving = endpoints.serving.saturating_add(counts.serving);
+            endpoints.total = endpoints.total.saturating_add(counts.total);
+        }
+        ComputedStatus {
+            observed_generation: resolution.generation,
+            accepted: resolution.accepted.clone(),
+            resolved_refs: resolution.resolved_refs.clone(),
+            endpoints,
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! Routes: validating a [`crd::Route`] into a [`RouteConfig`], host claims (the oldest
+//! Route keeps a contested host), and resolving a Route's backends against Services into
+//! the `model::Route` the proxies get.
+//!
+//! Validation repeats what the CRD schema checks, because Routes read by `--static-dir`
+//! never meet an apiserver, and adds what a schema cannot say (duplicate path prefixes,
+//! durations that overflow).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU16;
+
+use fairway_proto::model::{self, EndpointSetKey, RouteKey};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::endpoints::{EndpointStore, ServiceRef};
+use super::status::{ConditionState, Reason};
+use crate::crd::{self, DurationError};
+
+/// The namespace of an object that names none (only possible in `--static-dir` files).
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// A Route spec the index cannot serve. Each variant is the check that failed; the
+/// message becomes the `InvalidSpec` condition's message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("spec.hosts is empty")]
+    NoHosts,
+    #[error("host {0:?} is not a lowercase DNS name (no port, scheme or wildcard)")]
+    Host(String),
+    #[error("spec.rules is empty")]
+    NoRules,
+    #[error("pathPrefix {0:?} does not start with \"/\"")]
+    PathPrefix(String),
+    #[error("pathPrefix {0:?} appears in more than one rule")]
+    DuplicatePathPrefix(String),
+    #[error("rule {0:?} has no backends")]
+    NoBackends(String),
+    #[error("backend service {0:?} is not a valid Service name")]
+    ServiceName(String),
+    #[error("backend {service:?} port {port} is neither a port number (1-65535) nor a port name")]
+    Port { service: String, port: String },
+    #[error("backend {service:?} weight {weight} is above {max}", max = crd::MAX_WEIGHT)]
+    Weight { service: String, weight: u32 },
+    #[error("{field}: {source}")]
+    Duration {
+        field: &'static str,
+        source: DurationError,
+    },
+    #[error("spec.upstream.maxConnectionsPerEndpoint must be at least 1")]
+    MaxConnections,
+    #[error("spec.retries.attempts {0} is above {max}", max = crd::MAX_RETRY_ATTEMPTS)]
+    RetryAttempts(u32),
+    #[error("spec.retries.budgetPercent {0} is above 100")]
+    RetryBudget(u32),
+}
+
+/// A validated Route spec, not yet resolved against Services.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct RouteConfig {
+    /// Lowercase, de-duplicated, in spec order.
+    pub hosts: Vec<String>,
+    pub rules: Vec<RuleConfig>,
+    pub load_balancer: model::LoadBalancer,
+    pub upstream: model::Upstream,
+    pub timeouts: model::Timeouts,
+    pub retries: model::Retries,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct RuleConfig {
+    pub path_prefix: String,
+    pub backends: Vec<BackendConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct BackendConfig {
+    pub service: String,
+    pub port: PortRef,
+    pub weight: u32,
+}
+
+/// A Service port as a Route names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum PortRef {
+    Number(NonZeroU16),
+    Name(String),
+}
+
+/// Who claims hosts, and in which order a contest is decided: older first (by
+/// creationTimestamp; none, as in `--static-dir`, counts as newest), then by
+/// namespace/name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Claim {
+    created: Age,
+    pub key: RouteKey,
+}
+
+// Variant order is the claim order: a known timestamp beats an unknown one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Age {
+    Created(Time),
+    Unknown,
+}
+
+/// A Route as the index keeps it.
+#[derive(Clone, Debug)]
+pub(super) struct RouteEntry {
+    pub claim: Claim,
+    pub generation: Option<i64>,
+    pub config: Result<RouteConfig, SpecError>,
+}
+
+impl RouteEntry {
+    /// The Services this Route's backends name, in its namespace.
+    pub fn services(&self) -> BTreeSet<ServiceRef> {
+        let Ok(config) = &self.config else {
+            return BTreeSet::new();
+        };
+        let rules = config.rules.iter();
+        rules
+            .flat_map(|rule| &rule.backends)
+            .map(|backend| ServiceRef::new(&self.claim.key.namespace, &backend.service))
+            .collect()
+    }
+
+    /// The hosts this Route claims; an invalid Route claims none.
+    pub fn hosts(&self) -> &[String] {
+        self.config.as_ref().map_or(&[], |c| &c.hosts)
+    }
+}
+
+/// The identity of a Route object.
+pub(super) fn route_key(route: &crd::Route) -> RouteKey {
+    RouteKey {
+        namespace: (route.metadata.namespace.as_deref())
+            .unwrap_or(DEFAULT_NAMESPACE)
+            .to_owned(),
+        name: route.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+/// Reads a Route object: its identity, age and validated spec.
+pub(super) fn parse(route: &crd::Route) -> RouteEntry {
+    let created = match &route.metadata.creation_timestamp {
+        Some(time) => Age::Created(time.clone()),
+        None => Age::Unknown,
+    };
+    RouteEntry {
+        claim: Claim {
+            created,
+            key: route_key(route),
+        },
+        generation: route.metadata.generation,
+        config: validate(&route.spec),
+    }
+}
+
+fn duration(field: &'static str, value: &str) -> Result<std::time::Duration, SpecError> {
+    crd::parse_duration(value).map_err(|source| SpecError::Duration { field, source })
+}
+
+/// Checks a spec and converts it to domain types. Hosts are lowercased first: Host
+/// matching is case-insensitive, so `Orders.Shop` in a static file means `orders.shop`.
+fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
+    if spec.hosts.is_empty() {
+        return Err(SpecError::NoHosts);
+    }
+    let mut hosts: Vec<String> = Vec::with_capacity(spec.hosts.len());
+    for host in &spec.hosts {
+        let host = host.to_ascii_lowercase();
+        if !is_dns_subdomain(&host) {
+            return Err(SpecError::Host(host));
+        }
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    if spec.rules.is_empty() {
+        return Err(SpecError::NoRules);
+    }
+    let mut rules = Vec::with_capacity(spec.rules.len());
+    let mut prefixes = BTreeSet::new();
+    for rule in &spec.rules {
+        let prefix = &rule.path_prefix;
+        if !prefix.starts_with('/') {
+            return Err(SpecError::PathPrefix(prefix.clone()));
+        }
+        if !prefixes.insert(prefix.as_str()) {
+            return Err(SpecError::DuplicatePathPrefix(prefix.clone()));
+        }
+        if rule.backends.is_empty() {
+            return Err(SpecError::NoBackends(prefix.clone()));
+        }
+        let backends = rule.backends.iter().map(validate_backend);
+        rules.push(RuleConfig {
+            path_prefix: prefix.clone(),
+            backends: backends.collect::<Result<_, _>>()?,
+        });
+    }
+
+    let lb = &spec.load_balancer;
+    let slow_start = match &lb.slow_start {
+        Some(s) => Some(duration("spec.loadBalancer.slowStart", s)?).filter(|d| !d.is_zero()),
+        None => None,
+    };
+    let up = &spec.upstream;
+    if up.max_connections_per_endpoint == 0 {
+        return Err(SpecError::MaxConnections);
+    }
+    let max_age = duration("spec.upstream.maxConnectionAge", &up.max_connection_age)?;
+    let retries = &spec.retries;
+    if retries.attempts > crd::MAX_RETRY_ATTEMPTS {
+        return Err(SpecError::RetryAttempts(retries.attempts));
+    }
+    if retries.budget_percent > 100 {
+        return Err(SpecError::RetryBudget(retries.budget_percent));
+    }
+    Ok(RouteConfig {
+        hosts,
+        rules,
+        load_balancer: model::LoadBalancer {
+            policy: match lb.policy {
+                crd::Policy::RoundRobin => model::Policy::RoundRobin,
+                crd::Policy::LeastRequest => model::Policy::LeastRequest,
+                crd::Policy::PeakEwma => model::Policy::PeakEwma,
+            },
+            slow_start,
+        },
+        upstream: model::Upstream {
+            protocol: match up.protocol {
+                crd::UpstreamProtocol::Auto => model::UpstreamProtocol::Auto,
+                crd::UpstreamProtocol::Http1 => model::UpstreamProtocol::Http1,
+                crd::UpstreamProtocol::Http2 => model::UpstreamProtocol::Http2,
+            },
+            max_connections_per_endpoint: up.max_connections_per_endpoint,
+            idle_timeout: duration("spec.upstream.idleTimeout", &up.idle_timeout)?,
+            // 0s means unlimited, as in the CRD.
+            max_connection_age: Some(max_age).filter(|d| !d.is_zero()),
+            max_requests_per_connection: up.max_requests_per_connection,
+        },
+        timeouts: model::Timeouts {
+            request: duration("spec.timeouts.request", &spec.timeouts.request)?,
+            connect: duration("spec.timeouts.connect", &spec.timeouts.connect)?,
+        },
+        retries: model::Retries {
+            attempts: retries.attempts,
+            budget_percent: retries.budget_percent,
+        },
+    })
+}
+
+fn validate_backend(backend: &crd::RouteBackend) -> Result<BackendConfig, SpecError> {
+    let service = &backend.service;
+    if !is_dns1035_label(service) {
+        return Err(SpecError::ServiceName(service.clone()));
+    }
+    let bad_port = |port: String| SpecError::Port {
+        service: service.clone(),
+        port,
+    };
+    let port = match &backend.port {
+        IntOrString::Int(n) => u16::try_from(*n)
+            .ok()
+            .and_then(NonZeroU16::new)
+            .map(PortRef::Number)
+            .ok_or_else(|| bad_port(n.to_string()))?,
+        // A string is always a name, as in Kubernetes (`"8080"` is a port *named* 8080).
+        IntOrString::String(name) if is_dns_label(name) => PortRef::Name(name.clone()),
+        IntOrString::String(name) => return Err(bad_port(format!("{name:?}"))),
+    };
+    if backend.weight > crd::MAX_WEIGHT {
+        return Err(SpecError::Weight {
+            service: service.clone(),
+            weight: backend.weight,
+        });
+    }
+    Ok(BackendConfig {
+        service: service.clone(),
+        port,
+        weight: backend.weight,
+    })
+}
+
+/// [`crd::HOST_PATTERN`] and [`crd::MAX_HOST_LEN`], without a regex engine.
+pub(super) fn is_dns_subdomain(host: &str) -> bool {
+    host.len() <= crd::MAX_HOST_LEN && host.split('.').all(is_dns_label_unbounded)
+}
+
+/// [`crd::PORT_NAME_PATTERN`] and [`crd::MAX_LABEL_LEN`].
+pub(super) fn is_dns_label(label: &str) -> bool {
+    label.len() <= crd::MAX_LABEL_LEN && is_dns_label_unbounded(label)
+}
+
+/// [`crd::SERVICE_NAME_PATTERN`] and [`crd::MAX_LABEL_LEN`]: a label starting with a letter.
+pub(super) fn is_dns1035_label(label: &str) -> bool {
+    label.starts_with(|c: char| c.is_ascii_lowercase()) && is_dns_label(label)
+}
+
+fn is_dns_label_unbounded(label: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    label.starts_with(alnum)
+        && label.ends_with(alnum)
+        && label.chars().all(|c| alnum(c) || c == '-')
+}
+
+/// Host claims of valid Routes, each host's claimants in [`Claim`] order.
+#[derive(Debug, Default)]
+pub(super) struct HostClaims(BTreeMap<String, BTreeSet<Claim>>);
+
+impl HostClaims {
+    pub fn add(&mut self, entry: &RouteEntry) {
+        for host in entry.hosts() {
+            let claims = self.0.entry(host.clone()).or_default();
+            claims.insert(entry.claim.clone());
+        }
+    }
+
+    pub fn remove(&mut self, entry: &RouteEntry) {
+        for host in entry.hosts() {
+            if let Some(claims) = self.0.get_mut(host) {
+                claims.remove(&entry.claim);
+                if claims.is_empty() {
+                    self.0.remove(host);
+                }
+            }
+        }
+    }
+
+    /// The Route that serves `host`.
+    pub fn owner(&self, host: &str) -> Option<&RouteKey> {
+        self.0.get(host)?.first().map(|claim| &claim.key)
+    }
+
+    /// Every Route that claims `host`.
+    pub fn claimants(&self, host: &str) -> impl Iterator<Item = &RouteKey> {
+        self.0.get(host).into_iter().flatten().map(|c| &c.key)
+    }
+}
+
+/// What resolving one Route decided: its table entry (if it serves anything), the
+/// endpoint sets that entry uses, and the two conditions.
+#[derive(Clone, Debug)]
+pub(super) struct Resolution {
+    pub route: Option<model::Route>,
+    pub sets: BTreeSet<EndpointSetKey>,
+    pub generation: Option<i64>,
+    pub accepted: ConditionState,
+    pub resolved_refs: ConditionState,
+}
+
+/// Resolves a Route against the current claims and Services.
+///
+/// A backend whose Service or port is missing still appears when its port is a number:
+/// its key is known and the set is simply absent from the table. A *named* port of a
+/// missing Service has no key, so that backend is left out of the rule (the condition
+/// says why). A Route that lost every host to older Routes serves nothing and is left
+/// out of the table.
+pub(super) fn resolve(
+    entry: &RouteEntry,
+    claims: &HostClaims,
+    endpoints: &EndpointStore,
+) -> Resolution {
+    let key = &entry.claim.key;
+    let config = match &entry.config {
+        Ok(config) => config,
+        Err(error) => {
+            return Resolution {
+                route: None,
+                sets: BTreeSet::new(),
+                generation: entry.generation,
+                accepted: ConditionState::invalid_spec(error),
+                resolved_refs: ConditionState::not_resolved_while_invalid(),
+            };
+        }
+    };
+
+    let (mut hosts, mut conflicts) = (Vec::new(), Vec::new());
+    for host in &config.hosts {
+        match claims.owner(host) {
+            Some(owner) if owner != key => conflicts.push((host.as_str(), owner)),
+            _ => hosts.push(host.clone()),
+        }
+    }
+
+    let mut failures = Vec::new();
+    let mut rules = Vec::with_capacity(config.rules.len());
+    for rule in &config.rules {
+        let mut backends = Vec::with_capacity(rule.backends.len());
+        for backend in &rule.backends {
+            let (set, failure) = resolve_backend(&key.namespace, backend, endpoints);
+            if let Some(failure) = failure.filter(|f| !failures.contains(f)) {
+                failures.push(failure);
+            }
+            if let Some(endpoint_set) = set {
+                let weight = backend.weight;
+                backends.push(model::Backend {
+                    endpoint_set,
+                    weight,
+                });
+            }
+        }
+        rules.push(model::Rule {
+            path_prefix: rule.path_prefix.clone(),
+            backends,
+        });
+    }
+
+    let route = (!hosts.is_empty()).then(|| model::Route {
+        key: key.clone(),
+        hosts,
+        rules,
+        load_balancer: config.load_balancer.clone(),
+        upstream: config.upstream.clone(),
+        timeouts: config.timeouts.clone(),
+        retries: config.retries.clone(),
+    });
+    let sets = route
+        .iter()
+        .flat_map(|r| &r.rules)
+        .flat_map(|r| &r.backends);
+    Resolution {
+        sets: sets.map(|b| b.endpoint_set.clone()).collect(),
+        route,
+        generation: entry.generation,
+        accepted: ConditionState::accepted(&conflicts),
+        resolved_refs: ConditionState::resolved_refs(&failures),
+    }
+}
+
+/// Why a backend did not resolve: the reason and a message naming the Service.
+pub(super) type RefFailure = (Reason, String);
+
+fn resolve_backend(
+    namespace: &str,
+    backend: &BackendConfig,
+    endpoints: &EndpointStore,
+) -> (Option<EndpointSetKey>, Option<RefFailure>) {
+    let service = ServiceRef::new(namespace, &backend.service);
+    let key = |port: NonZeroU16| EndpointSetKey {
+        namespace: namespace.to_owned(),
+        service: backend.service.clone(),
+        port,
+    };
+    let requested = match &backend.port {
+        PortRef::Number(n) => Some(key(*n)),
+        PortRef::Name(_) => None,
+    };
+    let Some(ports) = endpoints.service(&service) else {
+        let message = format!("service {service} not found");
+        return (requested, Some((Reason::ServiceNotFound, message)));
+    };
+    let found = match &backend.port {
+        PortRef::Number(n) => ports.by_number(*n),
+        PortRef::Name(name) => ports.by_name(name),
+    };
+    match found {
+        Some(port) => (Some(key(port.port)), None),
+        None => {
+            let message = match &backend.port {
+                PortRef::Number(n) => format!("service {service} has no TCP port {n}"),
+                PortRef::Name(name) => format!("service {service} has no TCP port named {name}"),
+            };
+            (requested, Some((Reason::PortNotFound, message)))
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Fairway controller.
+
+pub mod crd;
+pub mod index;
+pub mod state;
