@@ -1,0 +1,381 @@
+//! The live table the request path reads: one immutable [`Table`] per applied version,
+//! published through [`TableHandle`] (an `ArcSwap`, so a request never waits on a lock
+//! held by discovery, and a `watch` so the pools can follow changes).
+//!
+//! Balancer state must outlive table versions: in-flight counts, EWMAs, slow-start
+//! clocks and ejections belong to the endpoint, not to the version. So [`Table::build`]
+//! reuses the previous table's [`BackendState`] for every (route, endpoint set) that
+//! survives, and only feeds it the new endpoint set.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use fairway_proto::model::{
+    AppProtocol, EndpointAddr, EndpointSet, EndpointSetKey, Route, RouteKey, RouteTable,
+    UpstreamProtocol, Version,
+};
+use rand::RngCore;
+use tokio::sync::watch;
+
+use crate::balance::{BalanceConfig, Balancer, EndpointStats, Outcome};
+use crate::router::{RouteError, Router};
+
+/// Why a request could not be given an endpoint. Variant names double as the
+/// `fairway-error` header and metric labels.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// No Route claims the host, or no rule matches the path (`404`).
+    #[error(transparent)]
+    NoRoute(#[from] RouteError),
+    /// Every backend of the matched rule has weight 0 (`503`).
+    #[error("route {route}: every backend of the matched rule has weight 0")]
+    NoBackend { route: RouteKey },
+    /// The backend's endpoint set has no endpoint that can take a request (`503`).
+    #[error("route {route}: no ready endpoint for {set}")]
+    NoEndpoint { route: RouteKey, set: EndpointSetKey },
+}
+
+impl ResolveError {
+    /// Machine-readable reason for the `fairway-error` header and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ResolveError::NoRoute(RouteError::UnknownHost(_)) => "UnknownHost",
+            ResolveError::NoRoute(RouteError::NoRule { .. }) => "NoRule",
+            ResolveError::NoBackend { .. } => "NoBackend",
+            ResolveError::NoEndpoint { .. } => "NoEndpoint",
+        }
+    }
+}
+
+/// The balancer of one (route, endpoint set) pair, shared across table versions.
+#[derive(Debug)]
+pub struct BackendState {
+    pub route: RouteKey,
+    pub set: EndpointSetKey,
+    balancer: Mutex<Balancer>,
+}
+
+impl BackendState {
+    fn lock(&self) -> MutexGuard<'_, Balancer> {
+        // A panic while holding the lock cannot leave a balancer half-updated in a way
+        // that matters more than dropping traffic would, so keep serving.
+        self.balancer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The endpoint for the next request, counted as started. `None`: answer `503`.
+    pub fn pick(&self, now: Instant, rng: &mut dyn RngCore) -> Option<EndpointAddr> {
+        let mut balancer = self.lock();
+        let addr = balancer.pick(now, rng)?;
+        balancer.on_start(addr);
+        Some(addr)
+    }
+
+    /// Ends a request started by [`BackendState::pick`]. Call exactly once per pick,
+    /// also when the client went away ([`Outcome::Cancelled`]), or in-flight leaks.
+    pub fn on_end(&self, addr: EndpointAddr, latency: Duration, outcome: Outcome, now: Instant) {
+        self.lock().on_end(addr, latency, outcome, now);
+    }
+
+    pub fn stats(&self, now: Instant) -> Vec<EndpointStats> {
+        self.lock().stats(now)
+    }
+}
+
+/// Everything the request path needs for one matched request.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub route: Arc<Route>,
+    pub backend: Arc<BackendState>,
+    /// The protocol to speak to the picked endpoint.
+    pub protocol: AppProtocol,
+}
+
+/// One applied version of the route table, ready for the request path.
+#[derive(Debug, Default)]
+pub struct Table {
+    pub version: Option<Version>,
+    router: Router,
+    routes: HashMap<RouteKey, Arc<Route>>,
+    backends: HashMap<(RouteKey, EndpointSetKey), Arc<BackendState>>,
+    /// The domain table this was built from (for `/debug/routes` and resumes).
+    pub source: Arc<RouteTable>,
+}
+
+impl Table {
+    /// Builds the table for `source`, reusing `previous`'s balancer state for every
+    /// (route, set) pair that survives. `zone` is this proxy's zone, for hints.
+    pub fn build(
+        source: Arc<RouteTable>,
+        version: Version,
+        previous: &Table,
+        zone: Option<&str>,
+        now: Instant,
+    ) -> Table {
+        let empty = |key: &EndpointSetKey| EndpointSet::new(key.clone());
+        let mut backends = HashMap::new();
+        let mut routes = HashMap::new();
+        for route in source.routes.values() {
+            let config = BalanceConfig::new(&route.load_balancer, zone.map(str::to_owned));
+            for rule in &route.rules {
+                for backend in &rule.backends {
+                    let pair = (route.key.clone(), backend.endpoint_set.clone());
+                    if backends.contains_key(&pair) {
+                        continue;
+                    }
+                    let set = source.endpoint_sets.get(&backend.endpoint_set);
+                    let state = match previous.backends.get(&pair) {
+                        Some(state) => {
+                            let mut balancer = state.lock();
+                            if balancer.config() != &config {
+                                balancer.set_config(config.clone(), now);
+                            }
+                            drop(balancer);
+                            Arc::clone(state)
+                        }
+                        None => Arc::new(BackendState {
+                            route: route.key.clone(),
+                            set: backend.endpoint_set.clone(),
+                            balancer: Mutex::new(Balancer::new(config.clone())),
+                        }),
+                    };
+                    let owned;
+                    let set = match set {
+                        Some(set) => set,
+                        None => {
+                            owned = empty(&backend.endpoint_set);
+                            &owned
+                        }
+                    };
+                    state.lock().update(set, now);
+                    backends.insert(pair, state);
+                }
+            }
+            routes.insert(route.key.clone(), Arc::new(route.clone()));
+        }
+        Table {
+            version: Some(version),
+            router: Router::new(&source),
+            routes,
+            backends,
+            source,
+        }
+    }
+
+    /// Routes a request and picks its endpoint: host and path to a rule, a weighted
+    /// backend, then the balancer. The returned endpoint is counted as in flight.
+    pub fn resolve(
+        &self,
+        authority: &str,
+        path: &str,
+        now: Instant,
+        rng: &mut dyn RngCore,
+    ) -> Result<(Target, EndpointAddr), ResolveError> {
+        let selected = self.router.route(authority, path)?;
+        let route_key = &selected.route.key;
+        let backend = selected
+            .pick_backend(rng)
+            .ok_or_else(|| ResolveError::NoBackend {
+                route: route_key.clone(),
+            })?;
+        let pair = (route_key.clone(), backend.endpoint_set.clone());
+        let (Some(route), Some(state)) = (self.routes.get(route_key), self.backends.get(&pair))
+        else {
+            // Built together in `build`; a miss would be a bug, answered as no endpoint.
+            return Err(ResolveError::NoEndpoint {
+                route: route_key.clone(),
+                set: backend.endpoint_set.clone(),
+            });
+        };
+        let addr = state.pick(now, rng).ok_or_else(|| ResolveError::NoEndpoint {
+            route: route_key.clone(),
+            set: backend.endpoint_set.clone(),
+        })?;
+        let target = Target {
+            route: Arc::clone(route),
+            backend: Arc::clone(state),
+            protocol: self.protocol(route, &backend.endpoint_set),
+        };
+        Ok((target, addr))
+    }
+
+    /// The upstream protocol: the Route's choice, or the set's `appProtocol` for `Auto`.
+    pub fn protocol(&self, route: &Route, set: &EndpointSetKey) -> AppProtocol {
+        match route.upstream.protocol {
+            UpstreamProtocol::Http1 => AppProtocol::Http1,
+            UpstreamProtocol::Http2 => AppProtocol::H2c,
+            UpstreamProtocol::Auto => self
+                .source
+                .endpoint_sets
+                .get(set)
+                .map(EndpointSet::protocol)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every endpoint address in the table, for the pools (retain, drain, pre-warm).
+    pub fn endpoint_addrs(&self) -> BTreeSet<EndpointAddr> {
+        self.source
+            .endpoint_sets
+            .values()
+            .flat_map(|set| set.endpoints.keys().copied())
+            .collect()
+    }
+
+    /// Per (route, set) balancer statistics, for `/debug/routes`.
+    pub fn stats(&self, now: Instant) -> BTreeMap<String, Vec<EndpointStats>> {
+        self.backends
+            .iter()
+            .map(|((route, set), state)| (format!("{route} -> {set}"), state.stats(now)))
+            .collect()
+    }
+}
+
+/// The published table: one writer (discovery), many readers (requests, pools, admin).
+#[derive(Debug)]
+pub struct TableHandle {
+    current: ArcSwap<Table>,
+    changes: watch::Sender<Arc<Table>>,
+}
+
+impl Default for TableHandle {
+    fn default() -> Self {
+        let empty = Arc::new(Table::default());
+        TableHandle {
+            current: ArcSwap::new(Arc::clone(&empty)),
+            changes: watch::Sender::new(empty),
+        }
+    }
+}
+
+impl TableHandle {
+    /// The table to serve this request from. Lock-free.
+    pub fn load(&self) -> Arc<Table> {
+        self.current.load_full()
+    }
+
+    /// Publishes a new table to the request path and to subscribers.
+    pub fn store(&self, table: Arc<Table>) {
+        self.current.store(Arc::clone(&table));
+        self.changes.send_replace(table);
+    }
+
+    /// Follows every published table (the pools use it to drain and pre-warm).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Table>> {
+        self.changes.subscribe()
+    }
+
+    /// Whether a first table has been applied (`/ready`).
+    pub fn is_ready(&self) -> bool {
+        self.current.load().version.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::num::NonZeroU16;
+
+    use fairway_proto::model::{Backend, Endpoint, Rule};
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    use super::*;
+
+    fn key(service: &str) -> EndpointSetKey {
+        EndpointSetKey {
+            namespace: "shop".into(),
+            service: service.into(),
+            port: NonZeroU16::new(8080).expect("non-zero"),
+        }
+    }
+
+    fn table(endpoints: &[&str]) -> Arc<RouteTable> {
+        let mut set = EndpointSet::new(key("orders"));
+        for e in endpoints {
+            let addr: SocketAddr = e.parse().expect("addr");
+            set.endpoints
+                .insert(EndpointAddr(addr), Endpoint::ready(addr));
+        }
+        let route = Route {
+            key: RouteKey {
+                namespace: "shop".into(),
+                name: "orders".into(),
+            },
+            hosts: vec!["orders.shop".into()],
+            rules: vec![Rule {
+                path_prefix: "/".into(),
+                backends: vec![Backend {
+                    endpoint_set: key("orders"),
+                    weight: 1,
+                }],
+            }],
+            load_balancer: Default::default(),
+            upstream: Default::default(),
+            timeouts: Default::default(),
+            retries: Default::default(),
+        };
+        let mut t = RouteTable::default();
+        t.routes.insert(route.key.clone(), route);
+        t.endpoint_sets.insert(set.key.clone(), set);
+        Arc::new(t)
+    }
+
+    const V1: Version = Version {
+        epoch: 1,
+        sequence: 1,
+    };
+
+    #[test]
+    fn resolve_routes_and_picks_and_errors_name_the_reason() {
+        let now = Instant::now();
+        let mut rng = SmallRng::seed_from_u64(7);
+        let t = Table::build(table(&["127.0.0.11:8080"]), V1, &Table::default(), None, now);
+        let (target, addr) = t
+            .resolve("Orders.Shop:4140", "/x", now, &mut rng)
+            .expect("routed");
+        assert_eq!(addr.to_string(), "127.0.0.11:8080");
+        assert_eq!(target.protocol, AppProtocol::Http1);
+
+        let err = t.resolve("nope", "/", now, &mut rng).expect_err("unknown host");
+        assert_eq!(err.reason(), "UnknownHost");
+
+        let empty = Table::build(table(&[]), V1, &t, None, now);
+        let err = empty
+            .resolve("orders.shop", "/", now, &mut rng)
+            .expect_err("no endpoints");
+        assert_eq!(err.reason(), "NoEndpoint");
+    }
+
+    #[test]
+    fn balancer_state_survives_a_new_version() {
+        let now = Instant::now();
+        let mut rng = SmallRng::seed_from_u64(7);
+        let first = Table::build(table(&["127.0.0.11:8080"]), V1, &Table::default(), None, now);
+        let (target, _) = first
+            .resolve("orders.shop", "/", now, &mut rng)
+            .expect("routed");
+        let second = Table::build(
+            table(&["127.0.0.11:8080", "127.0.0.12:8080"]),
+            V1,
+            &first,
+            None,
+            now,
+        );
+        let (again, _) = second
+            .resolve("orders.shop", "/", now, &mut rng)
+            .expect("routed");
+        assert!(
+            Arc::ptr_eq(&target.backend, &again.backend),
+            "the balancer of a surviving (route, set) must be reused, not rebuilt"
+        );
+        let in_flight: u32 = again
+            .backend
+            .stats(now)
+            .iter()
+            .map(|s| s.in_flight)
+            .sum();
+        assert_eq!(in_flight, 2, "in-flight counts carry over across versions");
+    }
+}
