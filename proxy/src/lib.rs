@@ -1,5 +1,20 @@
 //! Fairway proxy.
+//!
+//! Where to start: [`run`] (in `process`) wires discovery, the HTTP server and admin
+//! together from one typed [`Config`] (built from the command line's [`Args`]).
 
+pub mod admin;
 pub mod balance;
+pub mod body;
+pub mod config;
+pub mod discovery;
+pub mod logs;
+pub mod metrics;
+pub mod pool;
+pub mod process;
 pub mod router;
+pub mod server;
 pub mod table;
+
+pub use config::{Args, Config};
+pub use process::{RunError, run};

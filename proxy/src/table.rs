@@ -34,7 +34,10 @@ pub enum ResolveError {
     NoBackend { route: RouteKey },
     /// The backend's endpoint set has no endpoint that can take a request (`503`).
     #[error("route {route}: no ready endpoint for {set}")]
-    NoEndpoint { route: RouteKey, set: EndpointSetKey },
+    NoEndpoint {
+        route: RouteKey,
+        set: EndpointSetKey,
+    },
 }
 
 impl ResolveError {
@@ -188,10 +191,12 @@ impl Table {
                 set: backend.endpoint_set.clone(),
             });
         };
-        let addr = state.pick(now, rng).ok_or_else(|| ResolveError::NoEndpoint {
-            route: route_key.clone(),
-            set: backend.endpoint_set.clone(),
-        })?;
+        let addr = state
+            .pick(now, rng)
+            .ok_or_else(|| ResolveError::NoEndpoint {
+                route: route_key.clone(),
+                set: backend.endpoint_set.clone(),
+            })?;
         let target = Target {
             route: Arc::clone(route),
             backend: Arc::clone(state),
@@ -331,14 +336,22 @@ mod tests {
     fn resolve_routes_and_picks_and_errors_name_the_reason() {
         let now = Instant::now();
         let mut rng = SmallRng::seed_from_u64(7);
-        let t = Table::build(table(&["127.0.0.11:8080"]), V1, &Table::default(), None, now);
+        let t = Table::build(
+            table(&["127.0.0.11:8080"]),
+            V1,
+            &Table::default(),
+            None,
+            now,
+        );
         let (target, addr) = t
             .resolve("Orders.Shop:4140", "/x", now, &mut rng)
             .expect("routed");
         assert_eq!(addr.to_string(), "127.0.0.11:8080");
         assert_eq!(target.protocol, AppProtocol::Http1);
 
-        let err = t.resolve("nope", "/", now, &mut rng).expect_err("unknown host");
+        let err = t
+            .resolve("nope", "/", now, &mut rng)
+            .expect_err("unknown host");
         assert_eq!(err.reason(), "UnknownHost");
 
         let empty = Table::build(table(&[]), V1, &t, None, now);
@@ -352,7 +365,13 @@ mod tests {
     fn balancer_state_survives_a_new_version() {
         let now = Instant::now();
         let mut rng = SmallRng::seed_from_u64(7);
-        let first = Table::build(table(&["127.0.0.11:8080"]), V1, &Table::default(), None, now);
+        let first = Table::build(
+            table(&["127.0.0.11:8080"]),
+            V1,
+            &Table::default(),
+            None,
+            now,
+        );
         let (target, _) = first
             .resolve("orders.shop", "/", now, &mut rng)
             .expect("routed");
@@ -370,12 +389,7 @@ mod tests {
             Arc::ptr_eq(&target.backend, &again.backend),
             "the balancer of a surviving (route, set) must be reused, not rebuilt"
         );
-        let in_flight: u32 = again
-            .backend
-            .stats(now)
-            .iter()
-            .map(|s| s.in_flight)
-            .sum();
+        let in_flight: u32 = again.backend.stats(now).iter().map(|s| s.in_flight).sum();
         assert_eq!(in_flight, 2, "in-flight counts carry over across versions");
     }
 }

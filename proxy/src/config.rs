@@ -1,0 +1,310 @@
+//! Configuration enters once, typed: clap [`Args`] (every flag with an environment
+//! fallback `FAIRWAY_<FLAG>`, design.md 5) become one [`Config`] with `Duration`s and
+//! parsed addresses, passed down to discovery, admin and the server.
+//!
+//! [`Args`] derives `clap::Args`, so the root `fairway` binary can flatten it into its
+//! own subcommand and build the same [`Config`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::Uri;
+
+/// The controller's in-cluster gRPC address (the chart always passes `--controller`).
+pub const DEFAULT_CONTROLLER: &str = "http://fairway-controller.fairway.svc:18000";
+/// One port for HTTP/1.1 and HTTP/2 with prior knowledge.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:4140";
+/// Loopback by default: admin exposes table internals; the chart opens it for probes.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:4191";
+/// The server's limits ([`crate::server`] names and explains them); durations are
+/// spelled as flag text here, checked against the server's values in a test.
+pub use crate::server::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS};
+/// [`crate::server::DEFAULT_HEADER_READ_TIMEOUT`] as flag text.
+pub const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
+/// [`crate::server::DEFAULT_SHUTDOWN_GRACE`] as flag text: under Kubernetes' default
+/// 30 s `terminationGracePeriodSeconds`, so the drain ends before SIGKILL.
+pub const DEFAULT_SHUTDOWN_GRACE: &str = "25s";
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, for log pipelines.
+    #[default]
+    Json,
+    /// Human-readable lines, for terminals.
+    Text,
+}
+
+/// `fairway-proxy` command line. Every flag also reads `FAIRWAY_<FLAG>`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Args {
+    /// The controller's Discovery gRPC address.
+    #[arg(long, env = "FAIRWAY_CONTROLLER", default_value = DEFAULT_CONTROLLER)]
+    pub controller: String,
+
+    /// Address serving proxied traffic (HTTP/1.1 and h2c prior knowledge).
+    #[arg(long, env = "FAIRWAY_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Address of /live, /ready, /metrics and /debug/routes.
+    #[arg(long, env = "FAIRWAY_ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR)]
+    pub admin_addr: SocketAddr,
+
+    /// This proxy's zone, for topology hints. Unset: the controller looks it up from
+    /// the Node.
+    #[arg(long, env = "FAIRWAY_ZONE")]
+    pub zone: Option<String>,
+
+    /// The Kubernetes Node this proxy runs on.
+    #[arg(long, env = "FAIRWAY_NODE")]
+    pub node: Option<String>,
+
+    /// A unique id for this proxy (the pod name). Unset: a random id.
+    #[arg(long, env = "FAIRWAY_ID")]
+    pub id: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "FAIRWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// Label metrics per endpoint (pod ip:port). `false` keeps cardinality per route.
+    #[arg(
+        long,
+        env = "FAIRWAY_ENDPOINT_LABELS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 1,
+    )]
+    pub endpoint_labels: bool,
+
+    /// Downstream connections held at once.
+    #[arg(long, env = "FAIRWAY_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Time allowed to receive a request's headers (`250ms`, `10s`, `1m`).
+    #[arg(long, env = "FAIRWAY_HEADER_READ_TIMEOUT", default_value = DEFAULT_HEADER_READ_TIMEOUT, value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Largest request header block, in bytes (`431` beyond).
+    #[arg(long, env = "FAIRWAY_MAX_HEADER_BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES)]
+    pub max_header_bytes: usize,
+
+    /// Most request header fields (`431` beyond).
+    #[arg(long, env = "FAIRWAY_MAX_HEADERS", default_value_t = DEFAULT_MAX_HEADERS)]
+    pub max_headers: usize,
+
+    /// How long in-flight requests may finish after SIGTERM (`30s`).
+    #[arg(long, env = "FAIRWAY_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// Why the command line could not become a [`Config`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--controller {value:?} is not a URI: {source}")]
+    ControllerUri {
+        value: String,
+        source: http::uri::InvalidUri,
+    },
+    #[error("--controller {0:?} needs a scheme and host, e.g. http://fairway-controller:18000")]
+    ControllerIncomplete(String),
+    #[error("--{0} must be greater than 0")]
+    Zero(&'static str),
+}
+
+/// The proxy's whole configuration, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub controller: Uri,
+    pub listen: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub zone: Option<String>,
+    pub node: String,
+    /// Unique per proxy: `--id`, or generated once at start.
+    pub id: String,
+    pub log_format: LogFormat,
+    pub endpoint_labels: bool,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Validates `args`. Empty `--zone`/`--node`/`--id` count as unset (env vars set to
+    /// "" by templates are common).
+    pub fn from_args(args: Args) -> Result<Config, ConfigError> {
+        let controller: Uri =
+            args.controller
+                .parse()
+                .map_err(|source| ConfigError::ControllerUri {
+                    value: args.controller.clone(),
+                    source,
+                })?;
+        if controller.scheme().is_none() || controller.authority().is_none() {
+            return Err(ConfigError::ControllerIncomplete(args.controller));
+        }
+        for (flag, value) in [
+            ("max-connections", args.max_connections),
+            ("max-header-bytes", args.max_header_bytes),
+            ("max-headers", args.max_headers),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(flag));
+            }
+        }
+        let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+        Ok(Config {
+            controller,
+            listen: args.listen,
+            admin_addr: args.admin_addr,
+            zone: non_empty(args.zone),
+            node: non_empty(args.node).unwrap_or_default(),
+            id: non_empty(args.id).unwrap_or_else(generated_id),
+            log_format: args.log_format,
+            endpoint_labels: args.endpoint_labels,
+            max_connections: args.max_connections,
+            header_read_timeout: args.header_read_timeout,
+            max_header_bytes: args.max_header_bytes,
+            max_headers: args.max_headers,
+            shutdown_grace: args.shutdown_grace,
+        })
+    }
+}
+
+impl TryFrom<Args> for Config {
+    type Error = ConfigError;
+
+    fn try_from(args: Args) -> Result<Config, ConfigError> {
+        Config::from_args(args)
+    }
+}
+
+/// `fairway-proxy-` and 64 random bits: unique enough to key the controller's
+/// per-proxy state for a proxy that has no pod name.
+fn generated_id() -> String {
+    format!("fairway-proxy-{:016x}", rand::random::<u64>())
+}
+
+/// Parses `250ms`, `10s`, `5m`, `1h` (one integer and one unit).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?}: missing unit (ms, s, m or h)"))?;
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a whole number before the unit"))?;
+    let seconds = |factor: u64| {
+        n.checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{s:?}: too large"))
+    };
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m or h)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(argv: &[&str]) -> Config {
+        let cli = Cli::try_parse_from(std::iter::once("fairway-proxy").chain(argv.iter().copied()))
+            .expect("valid command line");
+        Config::from_args(cli.args).expect("valid config")
+    }
+
+    #[test]
+    fn defaults_match_the_design_contract() {
+        let c = parse(&[]);
+        assert_eq!(
+            c.controller.to_string(),
+            "http://fairway-controller.fairway.svc:18000/"
+        );
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.admin_addr.to_string(), DEFAULT_ADMIN_ADDR);
+        assert_eq!(c.zone, None);
+        assert!(c.endpoint_labels);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.shutdown_grace, crate::server::DEFAULT_SHUTDOWN_GRACE);
+        assert_eq!(
+            c.header_read_timeout,
+            crate::server::DEFAULT_HEADER_READ_TIMEOUT
+        );
+        assert!(
+            c.id.starts_with("fairway-proxy-"),
+            "a generated id: {}",
+            c.id
+        );
+    }
+
+    #[test]
+    fn flags_parse_into_typed_values() {
+        let c = parse(&[
+            "--controller=http://127.0.0.1:18000",
+            "--zone=eu-1a",
+            "--id=proxy-0",
+            "--node=n1",
+            "--endpoint-labels=false",
+            "--log-format=text",
+            "--header-read-timeout=250ms",
+            "--shutdown-grace=2m",
+        ]);
+        assert_eq!(c.zone.as_deref(), Some("eu-1a"));
+        assert_eq!(c.id, "proxy-0");
+        assert_eq!(c.node, "n1");
+        assert!(
+            !c.endpoint_labels,
+            "--endpoint-labels=false switches labels off"
+        );
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.header_read_timeout, Duration::from_millis(250));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let cli = Cli::try_parse_from(["p", "--controller", "not a uri"]).expect("parses");
+        assert!(matches!(
+            Config::from_args(cli.args),
+            Err(ConfigError::ControllerUri { .. })
+        ));
+        let cli = Cli::try_parse_from(["p", "--controller", "/just/a/path"]).expect("parses");
+        assert!(matches!(
+            Config::from_args(cli.args),
+            Err(ConfigError::ControllerIncomplete(_))
+        ));
+        let cli = Cli::try_parse_from(["p", "--max-headers", "0"]).expect("parses");
+        assert!(matches!(
+            Config::from_args(cli.args),
+            Err(ConfigError::Zero("max-headers"))
+        ));
+        assert!(Cli::try_parse_from(["p", "--shutdown-grace", "30"]).is_err());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("1.5s").is_err());
+    }
+}

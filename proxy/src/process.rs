@@ -1,0 +1,233 @@
+//! The whole proxy process: [`run`] wires the parts together and owns their lifetimes.
+//!
+//! Reading order of a start: one rustls `CryptoProvider` (ring), the shared
+//! [`TableHandle`] and [`Metrics`], both listeners bound (so a bad address fails before
+//! anything runs), then three tasks: discovery (fills the table), the HTTP server
+//! (reads it per request) and admin (probes, metrics, debug).
+//!
+//! Shutdown, in order: `/ready` turns 503; the server stops accepting and lets in-flight
+//! requests finish within `--shutdown-grace`; discovery keeps the table current during
+//! that drain (pods may leave meanwhile); then discovery and admin stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinError;
+use tracing::{info, warn};
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::discovery::{Client, DiscoveryConfig};
+use crate::logs::Chain;
+use crate::metrics::Metrics;
+use crate::pool::Pools;
+use crate::server::{self, ServeError, ServerConfig};
+use crate::table::TableHandle;
+
+/// Slack on top of `--shutdown-grace` for the server to close its connections after
+/// the grace ends; past it we stop waiting.
+pub const SHUTDOWN_SLACK: Duration = Duration::from_secs(2);
+
+/// Why the proxy stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("binding {flag} {addr}: {source}")]
+    Bind {
+        flag: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("the proxy server stopped without being asked to")]
+    ServerStopped,
+    #[error("the proxy server task panicked: {0}")]
+    ServerTask(#[source] JoinError),
+    #[error("in-flight requests were still running {0:?} after shutdown began")]
+    ShutdownTimeout(Duration),
+}
+
+/// Installs ring as the process's rustls `CryptoProvider`. rustls (via tonic and kube)
+/// refuses to guess when more than one could be compiled in; installing twice (e.g. the
+/// `fairway` binary running controller and proxy in one process) is harmless.
+pub fn install_crypto_provider() {
+    // `Err` only means one is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Both listening sockets, bound before anything runs.
+#[derive(Debug)]
+pub struct Listeners {
+    proxy: TcpListener,
+    admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `--listen` and `--admin-addr`.
+    pub async fn bind(config: &Config) -> Result<Listeners, RunError> {
+        Ok(Listeners {
+            proxy: bind("--listen", config.listen).await?,
+            admin: bind("--admin-addr", config.admin_addr).await?,
+        })
+    }
+
+    /// The proxy's bound address (resolves port 0).
+    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+        self.proxy.local_addr().ok()
+    }
+
+    /// The admin server's bound address (resolves port 0).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.local_addr().ok()
+    }
+}
+
+/// Runs the proxy until `shutdown` completes, then shuts down gracefully (module docs).
+/// Returns once every part has stopped.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let listeners = Listeners::bind(&config).await?;
+    run_on(listeners, config, shutdown).await
+}
+
+/// [`run`] on listeners bound already (tests and embedders bind port 0 and need the
+/// address before the proxy starts).
+pub async fn run_on(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    install_crypto_provider();
+    let table = Arc::new(TableHandle::default());
+    let metrics = Arc::new(Metrics::new(config.endpoint_labels));
+    let Listeners {
+        proxy: listener,
+        admin: admin_listener,
+    } = listeners;
+    info!(
+        id = %config.id,
+        listen = %local(&listener, config.listen),
+        admin = %local(&admin_listener, config.admin_addr),
+        controller = %config.controller,
+        "fairway-proxy starting",
+    );
+
+    // Discovery and admin outlive the server's drain; they stop on `stop_rest`.
+    let (stop_rest, rest_stopped) = watch::channel(false);
+    let discovery = Client::new(
+        DiscoveryConfig::from(&config),
+        Arc::clone(&table),
+        Arc::clone(&metrics),
+    );
+    let discovery = tokio::spawn(discovery.run(stopped(rest_stopped.clone())));
+    // Created here, not in the server, so `/debug/routes` can show pool sizes.
+    let pools = Arc::new(Pools::new());
+    let admin_state = AdminState::new(
+        Arc::clone(&table),
+        Arc::clone(&metrics),
+        Some(admin::pool_stats_fn(Arc::clone(&pools))),
+    );
+    let admin = tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state.clone(),
+        stopped(rest_stopped),
+    ));
+
+    let (stop_server, server_stopped) = watch::channel(false);
+    let mut server = tokio::spawn(server::serve_with_pools(
+        ServerConfig::from(&config),
+        listener,
+        table,
+        metrics,
+        pools,
+        stopped(server_stopped),
+    ));
+
+    let result = tokio::select! {
+        () = shutdown => {
+            info!(grace_ms = config.shutdown_grace.as_millis() as u64, "shutting down: draining in-flight requests");
+            admin_state.set_draining();
+            let _ = stop_server.send(true);
+            let bound = config.shutdown_grace + SHUTDOWN_SLACK;
+            match tokio::time::timeout(bound, &mut server).await {
+                Ok(joined) => server_result(joined),
+                Err(_) => {
+                    server.abort();
+                    Err(RunError::ShutdownTimeout(bound))
+                }
+            }
+        }
+        joined = &mut server => {
+            // The server only returns after a shutdown; anything else is a failure.
+            Err(server_result(joined).err().unwrap_or(RunError::ServerStopped))
+        }
+    };
+
+    let _ = stop_rest.send(true);
+    for (name, task) in [("discovery", discovery), ("admin", admin)] {
+        if let Err(error) = task.await {
+            warn!(task = name, %error, "task ended abnormally during shutdown");
+        }
+    }
+    match &result {
+        Ok(()) => info!("fairway-proxy stopped"),
+        Err(error) => warn!(error = %Chain(error), "fairway-proxy stopped with an error"),
+    }
+    result
+}
+
+fn server_result(joined: Result<Result<(), ServeError>, JoinError>) -> Result<(), RunError> {
+    joined
+        .map_err(RunError::ServerTask)?
+        .map_err(RunError::from)
+}
+
+async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { flag, addr, source })
+}
+
+fn local(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(configured)
+}
+
+/// Completes once `rx` turns true (or its sender is gone, which also means "stop").
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Completes on SIGTERM (Kubernetes' stop signal) or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => info!("interrupt received"),
+                }
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the proxy");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        info!("interrupt received");
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+//! The wired process: a scripted controller feeds it, the admin port reports it, and a
+//! shutdown stops every part.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::config::LogFormat;
+use crate::discovery::testing::{Controller, WAIT, snapshot, table, v};
+
+fn config(controller: SocketAddr) -> Config {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    Config {
+        controller: format!("http://{controller}").parse().expect("uri"),
+        listen: loopback,
+        admin_addr: loopback,
+        zone: None,
+        node: "node-a".into(),
+        id: "proxy-under-test".into(),
+        log_format: LogFormat::Text,
+        endpoint_labels: true,
+        max_connections: 64,
+        header_read_timeout: Duration::from_secs(5),
+        max_header_bytes: 16 * 1024,
+        max_headers: 50,
+        shutdown_grace: Duration::from_secs(1),
+    }
+}
+
+/// `GET path` over a fresh connection: (status code, body).
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect admin");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.expect("read");
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn turns_ready_with_the_first_table_and_stops_on_shutdown() {
+    let mut controller = Controller::start(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let config = config(controller.addr);
+    let listeners = Listeners::bind(&config).await.expect("bind");
+    let admin = listeners.admin_addr().expect("admin addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let proxy = tokio::spawn(run_on(listeners, config, async {
+        let _ = stopped.await;
+    }));
+
+    let mut stream = controller.accept().await;
+    assert_eq!(stream.hello.proxy_id, "proxy-under-test");
+    assert_eq!(get(admin, "/live").await.0, 200);
+    assert_eq!(
+        get(admin, "/ready").await.0,
+        503,
+        "not ready before the first table"
+    );
+
+    stream.send(snapshot(&table(&["10.0.0.1:80"]), v(1))).await;
+    assert_eq!(stream.answer().await, Ok(v(1)));
+    assert_eq!(
+        get(admin, "/ready").await.0,
+        200,
+        "ready once the table is applied"
+    );
+    let (_, metrics) = get(admin, "/metrics").await;
+    assert!(
+        metrics.contains("fairway_proxy_table_version 1"),
+        "{metrics}"
+    );
+    let (_, routes) = get(admin, "/debug/routes").await;
+    assert!(routes.contains("orders.shop"), "{routes}");
+
+    let _ = stop.send(());
+    let result = tokio::time::timeout(WAIT, proxy)
+        .await
+        .expect("the proxy stops within its grace")
+        .expect("proxy task");
+    assert!(
+        result.is_ok(),
+        "a requested shutdown is not an error: {result:?}"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(admin).await.is_err(),
+        "the admin port is closed after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn a_taken_address_fails_naming_the_flag() {
+    let taken = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut config = config(SocketAddr::from(([127, 0, 0, 1], 9)));
+    config.listen = taken.local_addr().expect("addr");
+    let err = Listeners::bind(&config).await.expect_err("address in use");
+    assert!(
+        matches!(
+            err,
+            RunError::Bind {
+                flag: "--listen",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -1,0 +1,217 @@
+//! Every way a request can fail at the proxy, with its exact status, its
+//! machine-readable reason (the `fairway-error` header and a metric label) and a body
+//! that names the route and the reason.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use fairway_proto::model::{EndpointAddr, RouteKey};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::ProxyBody;
+use crate::pool::ConnectError;
+use crate::router::RouteError;
+use crate::table::ResolveError;
+
+/// The response header that carries [`ProxyError::reason`].
+pub const FAIRWAY_ERROR: HeaderName = HeaderName::from_static("fairway-error");
+
+/// Why the proxy answered a request itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Routing or picking failed: unknown host (`404`), no rule (`404`), no backend or
+    /// endpoint (`503`).
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// Neither an absolute-form URI nor a `Host` header / `:authority` (`400`).
+    #[error("the request names no host (no Host header, :authority or absolute URI)")]
+    MissingHost,
+    /// `CONNECT` tunnels are not proxied (`405`).
+    #[error("CONNECT tunnels are not supported")]
+    ConnectMethod,
+    /// An HTTP/2 request with more headers than allowed (`431`; hyper enforces the
+    /// HTTP/1.1 limit itself).
+    #[error("{count} request headers, more than the limit of {max}")]
+    TooManyHeaders { count: usize, max: usize },
+    /// No connection to any picked endpoint, after retries (`502`).
+    #[error("route {route}: {source}")]
+    ConnectFailed {
+        route: RouteKey,
+        #[source]
+        source: ConnectError,
+    },
+    /// The pod closed or broke the connection before response headers (`502`).
+    #[error("route {route}: endpoint {endpoint} failed before responding: {source}")]
+    UpstreamReset {
+        route: RouteKey,
+        endpoint: EndpointAddr,
+        #[source]
+        source: hyper::Error,
+    },
+    /// No response headers within the route's request timeout, all tries together (`504`).
+    #[error("route {route}: no response within the request timeout of {timeout:?}")]
+    Timeout { route: RouteKey, timeout: Duration },
+    /// The client's own request body failed (it went away or sent a broken body) (`400`).
+    #[error("route {route}: reading the request body: {source}")]
+    ClientBody {
+        route: RouteKey,
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+impl ProxyError {
+    /// The status the client gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Resolve(ResolveError::NoRoute(_)) => StatusCode::NOT_FOUND,
+            ProxyError::Resolve(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::MissingHost | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::TooManyHeaders { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::ConnectFailed { .. } | ProxyError::UpstreamReset { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Machine-readable reason: the `fairway-error` header value and a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProxyError::Resolve(e) => e.reason(),
+            ProxyError::MissingHost => "MissingHost",
+            ProxyError::ConnectMethod => "ConnectUnsupported",
+            ProxyError::TooManyHeaders { .. } => "TooManyHeaders",
+            ProxyError::ConnectFailed { .. } => "ConnectFailed",
+            ProxyError::UpstreamReset { .. } => "UpstreamReset",
+            ProxyError::Timeout { .. } => "Timeout",
+            ProxyError::ClientBody { .. } => "ClientBody",
+        }
+    }
+
+    /// The route the request matched, when it got that far.
+    pub fn route(&self) -> Option<&RouteKey> {
+        match self {
+            ProxyError::Resolve(ResolveError::NoRoute(RouteError::NoRule { route, .. }))
+            | ProxyError::Resolve(ResolveError::NoBackend { route })
+            | ProxyError::Resolve(ResolveError::NoEndpoint { route, .. })
+            | ProxyError::ConnectFailed { route, .. }
+            | ProxyError::UpstreamReset { route, .. }
+            | ProxyError::Timeout { route, .. }
+            | ProxyError::ClientBody { route, .. } => Some(route),
+            _ => None,
+        }
+    }
+
+    /// The response: the status, `fairway-error: <reason>`, and a one-line plain-text
+    /// body `<reason>: <message>` (the message names the route, or the unknown host).
+    pub fn to_response(&self) -> Response<ProxyBody> {
+        let body = match self {
+            // Include the cause: "connection refused" is what an operator needs to see.
+            ProxyError::ConnectFailed { source, .. } => {
+                format!("{}: {self}: {}\n", self.reason(), source_chain(source))
+            }
+            _ => format!("{}: {self}\n", self.reason()),
+        };
+        let mut response = Response::new(ProxyBody::full(Bytes::from(body)));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(FAIRWAY_ERROR, HeaderValue::from_static(self.reason()));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+}
+
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut out = String::new();
+    let mut next = error.source();
+    while let Some(e) = next {
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&e.to_string());
+        next = e.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU16;
+
+    use fairway_proto::model::EndpointSetKey;
+
+    use super::*;
+
+    fn route() -> RouteKey {
+        RouteKey {
+            namespace: "shop".into(),
+            name: "orders".into(),
+        }
+    }
+
+    #[test]
+    fn statuses_reasons_and_bodies() {
+        let set = EndpointSetKey {
+            namespace: "shop".into(),
+            service: "orders".into(),
+            port: NonZeroU16::new(8080).expect("non-zero"),
+        };
+        let cases = [
+            (
+                ProxyError::Resolve(ResolveError::NoRoute(RouteError::UnknownHost(
+                    "nope.shop".into(),
+                ))),
+                404,
+                "UnknownHost",
+                "nope.shop",
+            ),
+            (
+                ProxyError::Resolve(ResolveError::NoEndpoint {
+                    route: route(),
+                    set,
+                }),
+                503,
+                "NoEndpoint",
+                "shop/orders",
+            ),
+            (
+                ProxyError::Timeout {
+                    route: route(),
+                    timeout: Duration::from_millis(250),
+                },
+                504,
+                "Timeout",
+                "shop/orders",
+            ),
+            (
+                ProxyError::TooManyHeaders { count: 3, max: 2 },
+                431,
+                "TooManyHeaders",
+                "limit of 2",
+            ),
+        ];
+        for (error, status, reason, named) in cases {
+            let response = error.to_response();
+            assert_eq!(response.status().as_u16(), status, "{error}");
+            assert_eq!(
+                response.headers()[FAIRWAY_ERROR],
+                reason,
+                "the header carries the reason"
+            );
+            let ProxyBody::Full(Some(body)) = response.into_body() else {
+                panic!("an error response has a body");
+            };
+            let body = String::from_utf8(body.to_vec()).expect("utf-8");
+            assert!(
+                body.starts_with(reason) && body.contains(named),
+                "body {body:?} must name the reason and {named:?}"
+            );
+        }
+    }
+}

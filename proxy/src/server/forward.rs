@@ -1,0 +1,148 @@
+//! One try: shape the request for the picked endpoint's protocol, take a connection
+//! from that endpoint's pool, send, and wait for response headers.
+
+use fairway_proto::model::EndpointAddr;
+use http::header::{HOST, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+use crate::body::UpstreamBody;
+use crate::pool::{ConnSettings, ConnectError, Lease, Pools, Sender};
+
+/// Why a try produced no response. The variants that hand the request back are those
+/// where nothing reached the pod, so it may go elsewhere whatever its method.
+#[derive(Debug)]
+pub enum TryError {
+    /// No connection to the endpoint.
+    Connect(ConnectError, Request<UpstreamBody>),
+    /// The connection turned out closed before the request was written.
+    NotSent(hyper::Error, Request<UpstreamBody>),
+    /// Sent (at least partly), then the connection failed before response headers.
+    Sent(hyper::Error),
+}
+
+/// Sends `request` to `addr` over its pool and returns the response headers with the
+/// connection's lease (the body still streams on it).
+pub async fn send(
+    pools: &Pools,
+    addr: EndpointAddr,
+    settings: &ConnSettings,
+    mut request: Request<UpstreamBody>,
+) -> Result<(Response<Incoming>, Lease), TryError> {
+    let mut lease = match pools.checkout(addr, settings).await {
+        Ok(lease) => lease,
+        Err(error) => return Err(TryError::Connect(error, request)),
+    };
+    let sent = match lease.sender() {
+        Sender::Http1(sender) => {
+            shape_http1(&mut request);
+            sender.try_send_request(request).await
+        }
+        Sender::Http2(sender) => {
+            shape_http2(&mut request);
+            sender.try_send_request(request).await
+        }
+    };
+    match sent {
+        Ok(response) => Ok((response, lease)),
+        Err(mut error) => match error.take_message() {
+            Some(request) => Err(TryError::NotSent(error.into_error(), request)),
+            None => Err(TryError::Sent(error.into_error())),
+        },
+    }
+}
+
+/// The host the request is for: an absolute URI's authority (also where HTTP/2's
+/// `:authority` lands), else the `Host` header.
+pub fn authority_of<B>(request: &Request<B>) -> Option<&str> {
+    match request.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => request.headers().get(HOST)?.to_str().ok(),
+    }
+}
+
+/// HTTP/1.1 upstream: origin-form URI, and a `Host` header naming the authority the
+/// client asked for (RFC 9112 §3.2.2: an absolute URI's authority overrides `Host`).
+fn shape_http1(request: &mut Request<UpstreamBody>) {
+    *request.version_mut() = Version::HTTP_11;
+    let uri = request.uri();
+    if let Some(authority) = uri.authority() {
+        let host = HeaderValue::from_str(authority.as_str());
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        if let Ok(host) = host {
+            request.headers_mut().insert(HOST, host);
+        }
+        *request.uri_mut() = Uri::from(path);
+    }
+}
+
+/// HTTP/2 upstream: `:scheme`, `:authority` and `:path` from an absolute URI (hyper
+/// requires it); `Host` goes, its value now being `:authority`.
+fn shape_http2(request: &mut Request<UpstreamBody>) {
+    *request.version_mut() = Version::HTTP_2;
+    if request.uri().authority().is_none() {
+        let authority = request
+            .headers()
+            .get(HOST)
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok());
+        if let Some(authority) = authority {
+            let mut parts = request.uri().clone().into_parts();
+            parts.scheme = Some(Scheme::HTTP);
+            parts.authority = Some(authority);
+            if parts.path_and_query.is_none() {
+                parts.path_and_query = Some(PathAndQuery::from_static("/"));
+            }
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    } else if request.uri().scheme().is_none() {
+        let mut parts = request.uri().clone().into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request.headers_mut().remove(HOST);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str, host: Option<&str>) -> Request<UpstreamBody> {
+        let mut r = Request::new(UpstreamBody::empty());
+        *r.uri_mut() = uri.parse().expect("uri");
+        if let Some(h) = host {
+            r.headers_mut()
+                .insert(HOST, HeaderValue::from_str(h).expect("host"));
+        }
+        r
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form_with_its_host() {
+        let mut r = request("http://orders.shop:8080/x?y=1", Some("other"));
+        shape_http1(&mut r);
+        assert_eq!(r.uri(), "/x?y=1");
+        assert_eq!(r.headers()[HOST], "orders.shop:8080");
+        assert_eq!(authority_of(&r), Some("orders.shop:8080"));
+    }
+
+    #[test]
+    fn http2_gets_an_absolute_uri_and_no_host() {
+        let mut r = request("/x", Some("orders.shop"));
+        shape_http2(&mut r);
+        assert_eq!(r.uri(), "http://orders.shop/x");
+        assert!(!r.headers().contains_key(HOST));
+        assert_eq!(authority_of(&r), Some("orders.shop"));
+        // And back to HTTP/1.1 on a retry that picked an HTTP/1.1 endpoint.
+        shape_http1(&mut r);
+        assert_eq!(r.uri(), "/x");
+        assert_eq!(r.headers()[HOST], "orders.shop");
+    }
+}

@@ -1,0 +1,150 @@
+//! Header hygiene between client and pod: hop-by-hop headers stay on their hop
+//! (RFC 9110 §7.6.1), `X-Forwarded-For` / `-Proto` tell the pod who asked.
+
+use http::HeaderMap;
+use http::header::{
+    CONNECTION, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
+
+pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Connection-scoped headers that never cross the proxy (besides what `Connection`
+/// lists). `TE` is handled apart: `te: trailers` must reach gRPC servers.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
+/// Removes `Connection` and every header it lists, and the fixed hop-by-hop set. `TE`
+/// survives only as `trailers` (the one value HTTP/2 allows, and gRPC needs).
+/// `Trailer` goes on requests only (see [`strip_response`]).
+pub fn strip_request(headers: &mut HeaderMap) {
+    strip_common(headers);
+    headers.remove(TRAILER);
+    if let Some(te) = headers.get(TE)
+        && !only_trailers(headers, te)
+    {
+        headers.remove(TE);
+    }
+}
+
+/// Like [`strip_request`], for the pod's response headers. `Trailer` stays: hyper only
+/// sends HTTP/1.1 response trailers that the response declares in it.
+pub fn strip_response(headers: &mut HeaderMap) {
+    strip_common(headers);
+    headers.remove(TE);
+}
+
+fn strip_common(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        // Copy the listed names out first: removing while borrowing the values is not
+        // allowed, and the list is short.
+        let listed: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            // `Connection: te` only says TE is hop-by-hop, which we handle below.
+            if name != TE {
+                headers.remove(name);
+            }
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn only_trailers(headers: &HeaderMap, te: &HeaderValue) -> bool {
+    headers.get_all(TE).iter().count() == 1 && te.as_bytes().eq_ignore_ascii_case(b"trailers")
+}
+
+/// Appends the client's address to `X-Forwarded-For` and sets `X-Forwarded-Proto`.
+/// `client` is the peer's IP, formatted once per connection.
+pub fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue) {
+    let joined = headers.get(X_FORWARDED_FOR).and_then(|existing| {
+        let mut value = Vec::with_capacity(existing.len() + 2 + client.len());
+        value.extend_from_slice(existing.as_bytes());
+        value.extend_from_slice(b", ");
+        value.extend_from_slice(client.as_bytes());
+        HeaderValue::from_bytes(&value).ok()
+    });
+    headers.insert(X_FORWARDED_FOR, joined.unwrap_or_else(|| client.clone()));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_what_connection_lists() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret, te"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("proxy-authorization", "basic x"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("x-kept", "yes"),
+        ]);
+        strip_request(&mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["te", "x-kept"],
+            "only end-to-end headers and te: trailers"
+        );
+
+        let mut h = map(&[("te", "gzip, trailers")]);
+        strip_request(&mut h);
+        assert!(h.is_empty(), "TE other than `trailers` is dropped");
+
+        let mut h = map(&[("trailer", "grpc-status"), ("connection", "close")]);
+        strip_response(&mut h);
+        assert_eq!(h.len(), 1, "responses keep Trailer");
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_client() {
+        let client = HeaderValue::from_static("127.0.0.1");
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, &client);
+        assert_eq!(h[X_FORWARDED_FOR], "127.0.0.1");
+        assert_eq!(h[X_FORWARDED_PROTO], "http");
+
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        add_forwarded(&mut h, &client);
+        assert_eq!(h[X_FORWARDED_FOR], "203.0.113.9, 127.0.0.1");
+        assert_eq!(h[X_FORWARDED_PROTO], "http", "the proto of this hop");
+    }
+}

@@ -1,0 +1,125 @@
+//! Accepting downstream connections: a cap on how many are open at once, `TCP_NODELAY`,
+//! HTTP/1.1 and HTTP/2 prior knowledge on one port (hyper-util's `auto`), header limits
+//! and the header-read timeout, and a graceful stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderValue;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use super::ServerConfig;
+use super::service::{self, Shared};
+
+/// hyper's smallest allowed HTTP/1.1 read buffer (it panics below this).
+const MIN_READ_BUFFER: usize = 8192;
+
+/// Pause after an accept error such as EMFILE: retrying at once would spin a core
+/// while the process is out of file descriptors.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The connection builder for `config`.
+pub fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        // The whole request head must fit the read buffer, so this caps header bytes;
+        // a larger head is answered `431`.
+        .max_buf_size(config.max_header_bytes.max(MIN_READ_BUFFER))
+        .max_headers(config.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Accepts until `stop` turns true, one task per connection, at most
+/// `config.max_connections` at once: each connection holds one of `slots` until it
+/// ends (past the cap, accepting pauses and the kernel's backlog holds new clients),
+/// so the caller can wait for all of them by taking every slot back.
+pub async fn accept_loop(
+    config: &ServerConfig,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    slots: Arc<Semaphore>,
+) {
+    let builder = Arc::new(builder(config));
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let conn = Connection {
+                    builder: Arc::clone(&builder),
+                    shared: Arc::clone(&shared),
+                    stop: stop.clone(),
+                    _permit: permit,
+                };
+                tokio::spawn(conn.serve(stream, peer));
+            }
+            Err(error) => {
+                // Per-connection failures (reset before accept, out of descriptors):
+                // the listener itself stays good.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// One downstream connection and its slot under the cap.
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %error, "setting TCP_NODELAY");
+        }
+        // Formatted once per connection, cloned (a reference count) per request.
+        let client = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let shared = Arc::clone(&self.shared);
+        let service = service_fn(move |request| {
+            service::handle(Arc::clone(&shared), client.clone(), request)
+        });
+        let conn = self.builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "downstream connection ended");
+                }
+                return;
+            }
+            _ = self.stop.wait_for(|stop| *stop) => {}
+        }
+        // Stopping: finish the requests in flight, take no new ones.
+        conn.as_mut().graceful_shutdown();
+        if let Err(error) = conn.await {
+            tracing::debug!(%peer, %error, "downstream connection ended while stopping");
+        }
+    }
+}

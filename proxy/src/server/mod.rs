@@ -1,0 +1,178 @@
+//! The proxy's HTTP side: one listener serving HTTP/1.1 and HTTP/2 with prior knowledge
+//! (h2c), a pod picked per request, the request forwarded over that pod's own pool.
+//!
+//! Where to start: [`serve`] runs the accept loop (`listener`); each request goes through
+//! `service` (route, pick, retry loop, error responses), which hands one try to
+//! `forward` (header hygiene, a pooled connection from [`crate::pool`], the upstream
+//! call). `retry` decides whether a failed try may be repeated (safety and budget, pure);
+//! `errors` turns every failed step into its exact status, reason and body.
+
+mod errors;
+mod forward;
+mod headers;
+mod listener;
+mod retry;
+mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::metrics::Metrics;
+use crate::pool::{Pools, spawn_follower};
+use crate::table::TableHandle;
+
+pub use errors::{FAIRWAY_ERROR, ProxyError};
+pub use headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
+pub use retry::{
+    Failure, MAX_SAVED_RETRIES, MIN_RETRIES_PER_SECOND, RetryBudget, is_idempotent,
+    is_retryable_status, is_safe,
+};
+pub use service::REPLAY_BUFFER_LIMIT;
+
+/// Default cap on concurrent downstream connections: far above what one proxy pod
+/// serves, low enough that a flood cannot exhaust file descriptors (ulimit 64k+).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default time a client has to send a complete request head: generous for slow
+/// mobile links, short enough that slowloris cannot pin connections.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on a request head's bytes (nginx's large_client_header_buffers is 4×8 KiB;
+/// Envoy's default is 60 KiB): larger heads answer `431`.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Default cap on the number of request headers (Envoy's default is 100): more answer `431`.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Default time in-flight requests get to finish after shutdown starts.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+/// The listener's limits, typed. Built from the command line's `Config`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Where the proxy listens (the caller binds it; kept for logs).
+    pub listen: SocketAddr,
+    /// Concurrent downstream connections; past it, accepts wait for a free slot.
+    pub max_connections: usize,
+    /// Time to receive a complete request head (HTTP/1.1), against slowloris.
+    pub header_read_timeout: Duration,
+    /// Largest request head (HTTP/1.1) or header list (HTTP/2), in bytes.
+    pub max_header_bytes: usize,
+    /// Most headers in one request.
+    pub max_headers: usize,
+    /// Time in-flight requests get to finish once shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 4140)),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl From<&crate::config::Config> for ServerConfig {
+    fn from(config: &crate::config::Config) -> Self {
+        ServerConfig {
+            listen: config.listen,
+            max_connections: config.max_connections,
+            header_read_timeout: config.header_read_timeout,
+            max_header_bytes: config.max_header_bytes,
+            max_headers: config.max_headers,
+            shutdown_grace: config.shutdown_grace,
+        }
+    }
+}
+
+/// Why [`serve`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listener failed in a way that is not per-connection (e.g. it was closed).
+    #[error("accepting connections on {listen}: {source}")]
+    Accept {
+        listen: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Serves proxied traffic on `listener` until `shutdown` completes, then stops
+/// accepting, lets in-flight requests finish for up to `config.shutdown_grace`, and
+/// returns. Requests are routed with the current table of `table` (read per request);
+/// the upstream pools follow the table's changes for as long as this runs.
+pub async fn serve(
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    table: Arc<TableHandle>,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_with_pools(
+        config,
+        listener,
+        table,
+        metrics,
+        Arc::new(Pools::new()),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with the caller's [`Pools`], so it can read pool statistics (`/debug`).
+pub async fn serve_with_pools(
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    table: Arc<TableHandle>,
+    metrics: Arc<Metrics>,
+    pools: Arc<Pools>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let listen = listener.local_addr().unwrap_or(config.listen);
+    tracing::info!(%listen, "proxy listening (HTTP/1.1 and h2c)");
+    let follower = AbortOnDrop(spawn_follower(
+        Arc::clone(&pools),
+        Arc::clone(&table),
+        Arc::clone(&metrics),
+    ));
+    let shared = Arc::new(service::Shared {
+        table,
+        pools,
+        metrics,
+        budget: retry::SharedBudget::new(Instant::now()),
+        max_headers: config.max_headers,
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    tokio::select! {
+        () = listener::accept_loop(&config, listener, shared, stop_rx, Arc::clone(&slots)) => {}
+        () = shutdown => {}
+    }
+    // Stop accepting (the loop sees it too) and ask every connection to finish.
+    stop_tx.send_replace(true);
+    let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(config.shutdown_grace, slots.acquire_many(all)).await {
+        Ok(_) => tracing::info!("every connection finished"),
+        Err(_) => tracing::warn!(
+            grace = ?config.shutdown_grace,
+            "connections still open after the shutdown grace; stopping anyway"
+        ),
+    }
+    drop(follower);
+    Ok(())
+}
+
+/// Aborts a background task when the server stops.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

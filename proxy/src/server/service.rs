@@ -1,0 +1,433 @@
+//! One request, start to end: route and pick, the try loop (timeouts, safe retries
+//! within the budget, outcomes into the balancer), the answer and its metrics.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fairway_proto::model::{EndpointAddr, Route, RouteKey};
+use http::header::HeaderValue;
+use http::{Method, Request, Response};
+use http_body::Body as _;
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use super::errors::ProxyError;
+use super::forward::{self, TryError, authority_of};
+use super::headers;
+use super::retry::{self, Failure, SharedBudget};
+use crate::balance::Outcome;
+use crate::body::ProxyBody;
+use crate::body::{Replayable, UpstreamBody};
+use crate::metrics::Metrics;
+use crate::pool::{ConnSettings, Pools};
+use crate::table::{ResolveError, Table, TableHandle, Target};
+
+/// Largest request body buffered so an idempotent request can be retried after it was
+/// sent: covers typical PUT/DELETE payloads while bounding memory per request. Larger or
+/// unsized (streaming) bodies are forwarded as they arrive and never retried once sent.
+pub const REPLAY_BUFFER_LIMIT: u64 = 64 * 1024;
+
+/// What every request on every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub table: Arc<TableHandle>,
+    pub pools: Arc<Pools>,
+    pub metrics: Arc<Metrics>,
+    pub budget: SharedBudget,
+    /// Most headers in a request (HTTP/2; hyper enforces it for HTTP/1.1).
+    pub max_headers: usize,
+}
+
+thread_local! {
+    /// Per-thread randomness for the balancers: no lock, no allocation per request.
+    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+    /// Reused label buffers (route, endpoint) for metrics.
+    static LABELS: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
+}
+
+fn resolve(
+    table: &Table,
+    authority: &str,
+    path: &str,
+    now: Instant,
+) -> Result<(Target, EndpointAddr), ResolveError> {
+    RNG.with(|rng| table.resolve(authority, path, now, &mut *rng.borrow_mut()))
+}
+
+/// How one request ended, for metrics.
+struct Answer {
+    response: Response<ProxyBody>,
+    route: Option<Arc<Route>>,
+    endpoint: Option<EndpointAddr>,
+}
+
+/// Serves one request. Never fails: every error becomes its response.
+pub async fn handle(
+    shared: Arc<Shared>,
+    client: HeaderValue,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+    let start = Instant::now();
+    match proxy(&shared, &client, request, start).await {
+        Ok(answer) => {
+            let route = answer.route.as_ref().map(|r| &r.key);
+            let status = answer.response.status().as_u16();
+            record(
+                &shared.metrics,
+                route,
+                answer.endpoint,
+                status,
+                start.elapsed(),
+            );
+            Ok(answer.response)
+        }
+        Err((error, route, endpoint)) => {
+            tracing::debug!(%error, reason = error.reason(), "answered with an error");
+            let response = error.to_response();
+            // Errors before routing finished still name their route when they know it.
+            let route = route.as_ref().map(|r| &r.key).or_else(|| error.route());
+            let status = response.status().as_u16();
+            record(&shared.metrics, route, endpoint, status, start.elapsed());
+            Ok(response)
+        }
+    }
+}
+
+fn record(
+    metrics: &Metrics,
+    route: Option<&RouteKey>,
+    endpoint: Option<EndpointAddr>,
+    status: u16,
+    duration: Duration,
+) {
+    LABELS.with(|labels| {
+        let (route_label, endpoint_label) = &mut *labels.borrow_mut();
+        route_label.clear();
+        endpoint_label.clear();
+        if let Some(route) = route {
+            let _ = write!(route_label, "{route}");
+        }
+        if let Some(endpoint) = endpoint {
+            let _ = write!(endpoint_label, "{endpoint}");
+        }
+        metrics.record_request(
+            route_label,
+            endpoint.is_some().then_some(endpoint_label.as_str()),
+            status,
+            duration,
+        );
+    });
+}
+
+type Failed = (ProxyError, Option<Arc<Route>>, Option<EndpointAddr>);
+
+/// Ends one pick in the balancer exactly once: with the outcome given to
+/// [`EndGuard::end`], or as [`Outcome::Cancelled`] if the request is dropped (the
+/// client went away) before that.
+struct EndGuard {
+    target: Target,
+    addr: EndpointAddr,
+    started: Instant,
+    ended: bool,
+}
+
+impl EndGuard {
+    fn new(target: Target, addr: EndpointAddr) -> Self {
+        EndGuard {
+            target,
+            addr,
+            started: Instant::now(),
+            ended: false,
+        }
+    }
+
+    fn end(&mut self, outcome: Outcome) {
+        if !self.ended {
+            self.ended = true;
+            let now = Instant::now();
+            self.target
+                .backend
+                .on_end(self.addr, now - self.started, outcome, now);
+        }
+    }
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.end(Outcome::Cancelled);
+    }
+}
+
+async fn proxy(
+    shared: &Shared,
+    client: &HeaderValue,
+    request: Request<Incoming>,
+    start: Instant,
+) -> Result<Answer, Failed> {
+    if request.method() == Method::CONNECT {
+        return Err((ProxyError::ConnectMethod, None, None));
+    }
+    let count = request.headers().len();
+    if count > shared.max_headers {
+        return Err((
+            ProxyError::TooManyHeaders {
+                count,
+                max: shared.max_headers,
+            },
+            None,
+            None,
+        ));
+    }
+    let Some(authority) = authority_of(&request) else {
+        return Err((ProxyError::MissingHost, None, None));
+    };
+    let table = shared.table.load();
+    let (target, addr) = resolve(&table, authority, request.uri().path(), start)
+        .map_err(|e| (ProxyError::Resolve(e), None, None))?;
+    let route = Arc::clone(&target.route);
+    // From here the pick is ended exactly once, whatever happens to this future.
+    let guard = EndGuard::new(target, addr);
+    shared.budget.deposit(route.retries.budget_percent);
+    let timeout = route.timeouts.request;
+    // Zero means no timeout (a Route that opts out), not "fail at once".
+    let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::from_std(start) + timeout);
+    let attempt = tries(shared, client, request, guard, &table, deadline);
+    let outcome = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(result) => result,
+            // The try in flight was dropped with the future; its `TimedOut` guard told
+            // the balancer.
+            Err(_) => Err((
+                ProxyError::Timeout {
+                    route: route.key.clone(),
+                    timeout,
+                },
+                None,
+            )),
+        },
+        None => attempt.await,
+    };
+    outcome
+        .map_err(|(error, endpoint)| (error, Some(Arc::clone(&route)), endpoint))
+        .map(|(response, endpoint)| Answer {
+            response,
+            route: Some(route),
+            endpoint: Some(endpoint),
+        })
+}
+
+/// The try loop. Returns the response and the endpoint that gave it, or the last
+/// failure and the endpoint it came from.
+async fn tries(
+    shared: &Shared,
+    client: &HeaderValue,
+    request: Request<Incoming>,
+    mut guard: EndGuard,
+    table: &Table,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<(Response<ProxyBody>, EndpointAddr), (ProxyError, Option<EndpointAddr>)> {
+    let route = Arc::clone(&guard.target.route);
+    let idempotent = retry::is_idempotent(request.method());
+    let (mut parts, body) = request.into_parts();
+    // Extensions belong to the downstream connection (upgrades, header case).
+    parts.extensions.clear();
+    headers::strip_request(&mut parts.headers);
+    headers::add_forwarded(&mut parts.headers, client);
+    let body = read_body(body, idempotent).await.map_err(|source| {
+        (
+            ProxyError::ClientBody {
+                route: route.key.clone(),
+                source,
+            },
+            None,
+        )
+    })?;
+
+    let mut attempts_left = route.retries.attempts;
+    let mut request = Request::from_parts(parts, body);
+    loop {
+        let addr = guard.addr;
+        let settings = ConnSettings::new(&guard.target.route, guard.target.protocol);
+        // Latency is the try's, not the client's upload.
+        guard.started = Instant::now();
+        // A copy to send again if this one fails after it was sent: only worth making
+        // when that retry could happen.
+        let backup = (attempts_left > 0 && idempotent)
+            .then(|| clone_request(&request))
+            .flatten();
+        let timer = TimedOut {
+            guard: &mut guard,
+            deadline,
+        };
+        let sent = forward::send(&shared.pools, addr, &settings, request).await;
+        timer.disarm();
+        let (failure, error, next) = match sent {
+            Ok((mut response, lease)) => {
+                let status = response.status();
+                let retryable =
+                    retry::is_retryable_status(status) && attempts_left > 0 && backup.is_some();
+                if !retryable || !shared.budget.try_withdraw(std::time::Instant::now()) {
+                    guard.end(if status.is_server_error() {
+                        Outcome::Status5xx
+                    } else {
+                        Outcome::Success
+                    });
+                    headers::strip_response(response.headers_mut());
+                    let response = response.map(|body| ProxyBody::upstream(body, lease));
+                    return Ok((response, addr));
+                }
+                guard.end(Outcome::Status5xx);
+                // A retry replaces this response; its connection goes if it is mid-body.
+                drop(response);
+                drop(lease);
+                attempts_left -= 1;
+                request = backup.expect("checked above");
+                guard = match repick(shared, &request, table) {
+                    Some((target, addr)) => EndGuard::new(target, addr),
+                    None => {
+                        let error = ProxyError::Resolve(ResolveError::NoEndpoint {
+                            route: route.key.clone(),
+                            set: guard.target.backend.set.clone(),
+                        });
+                        return Err((error, Some(addr)));
+                    }
+                };
+                continue;
+            }
+            Err(TryError::Connect(source, back)) => {
+                guard.end(Outcome::ConnectFailure);
+                let error = ProxyError::ConnectFailed {
+                    route: route.key.clone(),
+                    source,
+                };
+                (Failure::NotSent, error, Some(back))
+            }
+            Err(TryError::NotSent(source, back)) => {
+                // A pooled connection the pod closed just as we picked it (keep-alive
+                // race): says nothing about the pod's health.
+                guard.end(Outcome::Cancelled);
+                let error = ProxyError::UpstreamReset {
+                    route: route.key.clone(),
+                    endpoint: addr,
+                    source,
+                };
+                (Failure::NotSent, error, Some(back))
+            }
+            Err(TryError::Sent(source)) if source.is_user() => {
+                // Our side failed: the client's body broke off. Not the pod's fault.
+                guard.end(Outcome::Cancelled);
+                return Err((
+                    ProxyError::ClientBody {
+                        route: route.key.clone(),
+                        source,
+                    },
+                    Some(addr),
+                ));
+            }
+            Err(TryError::Sent(source)) => {
+                guard.end(Outcome::Reset);
+                let error = ProxyError::UpstreamReset {
+                    route: route.key.clone(),
+                    endpoint: addr,
+                    source,
+                };
+                (Failure::Reset, error, backup)
+            }
+        };
+        let Some(next_request) = next else {
+            return Err((error, Some(addr)));
+        };
+        let safe = retry::is_safe(
+            failure,
+            next_request.method(),
+            next_request.body().is_replayable(),
+        );
+        if attempts_left == 0 || !safe || !shared.budget.try_withdraw(std::time::Instant::now()) {
+            return Err((error, Some(addr)));
+        }
+        attempts_left -= 1;
+        match repick(shared, &next_request, table) {
+            Some((target, addr)) => guard = EndGuard::new(target, addr),
+            None => return Err((error, Some(addr))),
+        }
+        request = next_request;
+    }
+}
+
+/// Records [`Outcome::Timeout`] for the try in flight if the request deadline drops it
+/// (the guard alone would call that a cancellation, which is right only when the client
+/// went away).
+struct TimedOut<'a> {
+    guard: &'a mut EndGuard,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl TimedOut<'_> {
+    fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for TimedOut<'_> {
+    fn drop(&mut self) {
+        if self
+            .deadline
+            .is_some_and(|d| tokio::time::Instant::now() >= d)
+        {
+            self.guard.end(Outcome::Timeout);
+        }
+    }
+}
+
+/// Picks again for a retry, from the newest table (an endpoint may have left).
+fn repick(
+    shared: &Shared,
+    request: &Request<UpstreamBody>,
+    fallback: &Table,
+) -> Option<(Target, EndpointAddr)> {
+    let authority = authority_of(request)?;
+    let path = request.uri().path();
+    let now = Instant::now();
+    let table = shared.table.load();
+    let table: &Table = if table.version.is_some() {
+        &table
+    } else {
+        fallback
+    };
+    resolve(table, authority, path, now).ok()
+}
+
+fn clone_request(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
+    let body = request.body().try_clone()?;
+    let mut copy = Request::new(body);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
+}
+
+/// The body to send: empty, buffered (small, known size, idempotent method: it may be
+/// retried), or streamed through.
+async fn read_body(body: Incoming, idempotent: bool) -> Result<UpstreamBody, hyper::Error> {
+    if body.is_end_stream() {
+        return Ok(UpstreamBody::empty());
+    }
+    let small = body
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= REPLAY_BUFFER_LIMIT);
+    if !(idempotent && small) {
+        return Ok(UpstreamBody::Stream(body));
+    }
+    let collected = body.collect().await?;
+    let trailers = collected.trailers().cloned();
+    Ok(UpstreamBody::Replayable(Replayable::new(
+        collected.to_bytes(),
+        trailers,
+    )))
+}
