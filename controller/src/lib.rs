@@ -1,5 +1,18 @@
 //! Fairway controller.
 
+pub mod admin;
+pub mod config;
 pub mod crd;
+pub mod grpc;
 pub mod index;
+pub mod logs;
+pub mod metrics;
+pub mod process;
 pub mod state;
+pub mod static_dir;
+pub mod status;
+pub mod store;
+pub mod watch;
+
+pub use config::{Args, Config};
+pub use process::{RunError, Running, run, start};

@@ -17,6 +17,9 @@ use crate::index::{Changes, Index};
 #[derive(Debug)]
 pub struct IndexHandle {
     index: Mutex<Index>,
+    /// What changed since the publisher last took it (locked inside `index`'s lock),
+    /// so a version costs O(changes), not O(table).
+    pending: Mutex<Changes>,
     changed: Notify,
     synced: watch::Sender<bool>,
 }
@@ -25,6 +28,7 @@ impl Default for IndexHandle {
     fn default() -> Self {
         IndexHandle {
             index: Mutex::new(Index::new()),
+            pending: Mutex::new(Changes::default()),
             changed: Notify::new(),
             synced: watch::Sender::new(false),
         }
@@ -44,11 +48,30 @@ impl IndexHandle {
 
     /// Applies one change to the index and wakes the readers if anything changed.
     pub fn update(&self, f: impl FnOnce(&mut Index) -> Changes) -> Changes {
-        let changes = f(&mut self.lock());
+        let mut index = self.lock();
+        let changes = f(&mut index);
         if !changes.is_empty() {
+            // Recorded before the index lock is released: a reader taking the pending
+            // changes under that lock sees them together with the index they describe.
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.routes.extend(changes.routes.iter().cloned());
+            pending
+                .endpoint_sets
+                .extend(changes.endpoint_sets.iter().cloned());
+            drop(pending);
+            drop(index);
             self.changed.notify_one();
         }
         changes
+    }
+
+    /// Reads the index together with everything that changed since the last call (the
+    /// publisher's incremental read; one caller). Keep `f` short.
+    pub fn read_changes<R>(&self, f: impl FnOnce(&Index, Changes) -> R) -> R {
+        let index = self.lock();
+        let changes =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        f(&index, changes)
     }
 
     /// Reads the index (e.g. clones the table). Keep `f` short: sources wait meanwhile.

@@ -1,0 +1,222 @@
+//! Configuration enters once, typed: clap [`Args`] (every flag with an environment
+//! fallback `FAIRWAY_<FLAG>`, design.md section 5) become one [`Config`] with parsed
+//! addresses and `Duration`s, passed down to the store, the gRPC and admin servers and
+//! the source.
+//!
+//! [`Args`] derives `clap::Args` (through `clap::Parser`), so the root `fairway` binary
+//! can flatten it into its own `controller` subcommand and build the same [`Config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::crd::parse_duration;
+
+/// The Discovery gRPC address (design.md section 5).
+pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:18000";
+/// Probes, metrics and debug (design.md section 5).
+pub const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:9090";
+/// [`crate::store::DEFAULT_COALESCE`] as flag text (a test keeps them equal).
+pub const DEFAULT_COALESCE: &str = "20ms";
+/// A coalescing window longer than this would defeat the 100 ms convergence target;
+/// larger values are almost certainly a unit mistake (`20s` for `20ms`).
+pub const MAX_COALESCE: Duration = Duration::from_secs(5);
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, for log pipelines.
+    #[default]
+    Json,
+    /// Human-readable lines, for terminals.
+    Text,
+}
+
+/// `fairway-controller` command line. Every flag also reads `FAIRWAY_<FLAG>`.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "fairway-controller",
+    version,
+    about = "Fairway's control plane: streams versioned endpoint sets to proxies"
+)]
+pub struct Args {
+    /// Address of the Discovery gRPC server that proxies connect to.
+    #[arg(long, env = "FAIRWAY_GRPC_ADDR", default_value = DEFAULT_GRPC_ADDR)]
+    pub grpc_addr: SocketAddr,
+
+    /// Address of /live, /ready, /metrics and /debug/routes.
+    #[arg(long, env = "FAIRWAY_ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR)]
+    pub admin_addr: SocketAddr,
+
+    /// Read Route, Service and EndpointSlice YAML from this directory (and follow its
+    /// changes) instead of the Kubernetes API.
+    #[arg(long, env = "FAIRWAY_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// How long changes are gathered into one table version (`20ms`, `100ms`).
+    #[arg(long, env = "FAIRWAY_COALESCE", default_value = DEFAULT_COALESCE, value_parser = parse_coalesce)]
+    pub coalesce: Duration,
+
+    /// Namespaces to watch (repeat the flag, or comma-separate in the variable);
+    /// none: all namespaces. Ignored with --static-dir.
+    #[arg(long = "namespace", env = "FAIRWAY_NAMESPACE", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Label selector limiting the Routes watched (`team=shop`). Ignored with
+    /// --static-dir.
+    #[arg(long, env = "FAIRWAY_SELECTOR")]
+    pub selector: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "FAIRWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+fn parse_coalesce(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s).map_err(|e| e.to_string())?;
+    if d > MAX_COALESCE {
+        return Err(format!("{s:?} is longer than {MAX_COALESCE:?}"));
+    }
+    Ok(d)
+}
+
+/// Where the index is fed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// YAML files in a directory (`--static-dir`).
+    StaticDir(PathBuf),
+    /// The Kubernetes API, found by kubeconfig or in-cluster inference.
+    Kubernetes {
+        /// Empty: all namespaces.
+        namespaces: Vec<String>,
+        selector: Option<String>,
+    },
+}
+
+/// The controller's whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub source: Source,
+    pub coalesce: Duration,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// `args`, typed. Empty `--namespace` / `--selector` values count as unset
+    /// (templates often render empty environment variables).
+    pub fn from_args(args: Args) -> Config {
+        let source = match args.static_dir.filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => Source::StaticDir(dir),
+            None => Source::Kubernetes {
+                namespaces: args
+                    .namespaces
+                    .into_iter()
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+                selector: args.selector.filter(|s| !s.is_empty()),
+            },
+        };
+        Config {
+            grpc_addr: args.grpc_addr,
+            admin_addr: args.admin_addr,
+            source,
+            coalesce: args.coalesce,
+            log_format: args.log_format,
+        }
+    }
+
+    /// A configuration for `--static-dir dir` on the given addresses (tests, the demo).
+    pub fn static_dir(
+        dir: impl Into<PathBuf>,
+        grpc_addr: SocketAddr,
+        admin_addr: SocketAddr,
+    ) -> Config {
+        Config {
+            grpc_addr,
+            admin_addr,
+            source: Source::StaticDir(dir.into()),
+            coalesce: crate::store::DEFAULT_COALESCE,
+            log_format: LogFormat::default(),
+        }
+    }
+}
+
+impl From<Args> for Config {
+    fn from(args: Args) -> Config {
+        Config::from_args(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Config {
+        let args =
+            Args::try_parse_from(std::iter::once("fairway-controller").chain(argv.iter().copied()))
+                .expect("valid command line");
+        Config::from_args(args)
+    }
+
+    #[test]
+    fn defaults_match_the_design_contract() {
+        let c = parse(&[]);
+        assert_eq!(c.grpc_addr.to_string(), "0.0.0.0:18000");
+        assert_eq!(c.admin_addr.to_string(), "0.0.0.0:9090");
+        assert_eq!(
+            c.coalesce,
+            crate::store::DEFAULT_COALESCE,
+            "flag text and constant agree"
+        );
+        assert_eq!(
+            c.source,
+            Source::Kubernetes {
+                namespaces: vec![],
+                selector: None
+            }
+        );
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn flags_parse_into_typed_values() {
+        let c = parse(&[
+            "--grpc-addr=127.0.0.1:1",
+            "--static-dir=/srv/routes",
+            "--coalesce=100ms",
+            "--log-format=text",
+        ]);
+        assert_eq!(c.grpc_addr.to_string(), "127.0.0.1:1");
+        assert_eq!(c.source, Source::StaticDir("/srv/routes".into()));
+        assert_eq!(c.coalesce, Duration::from_millis(100));
+        assert_eq!(c.log_format, LogFormat::Text);
+
+        let c = parse(&["--namespace=a", "--namespace=b", "--selector=team=shop"]);
+        assert_eq!(
+            c.source,
+            Source::Kubernetes {
+                namespaces: vec!["a".into(), "b".into()],
+                selector: Some("team=shop".into())
+            }
+        );
+    }
+
+    #[test]
+    fn nonsense_is_rejected() {
+        let parse =
+            |argv: &[&str]| Args::try_parse_from(std::iter::once("x").chain(argv.iter().copied()));
+        assert!(
+            parse(&["--coalesce=20"]).is_err(),
+            "a duration needs a unit"
+        );
+        assert!(
+            parse(&["--coalesce=20s"]).is_err(),
+            "longer than the maximum"
+        );
+        assert!(parse(&["--grpc-addr=nowhere"]).is_err());
+    }
+}

@@ -1,0 +1,196 @@
+//! The registry of connected proxies: who is connected, what each was sent and what it
+//! acked. Sessions write it; `/metrics` (lag, connected) and `/debug/routes` read it, so
+//! convergence is observable from the controller.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use fairway_proto::Version;
+
+use crate::state::NodeZones;
+
+/// One connected proxy, as last reported by its session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyInfo {
+    /// `Hello.proxy_id`.
+    pub id: String,
+    pub node: String,
+    /// The zone from the hello or, without one, from the Node (looked up at read time,
+    /// so a Node labelled later still shows).
+    pub zone: Option<String>,
+    pub connected_at: SystemTime,
+    /// The version of the last complete message (delta or snapshot end) handed to the
+    /// stream.
+    pub last_sent: Option<Version>,
+    /// The last version the proxy acked: the table it serves.
+    pub last_acked: Option<Version>,
+    /// The last nack: its version and reason.
+    pub last_nack: Option<(Version, String)>,
+}
+
+impl ProxyInfo {
+    /// Versions between `latest` and what the proxy acked; the whole sequence when it
+    /// acked nothing from this epoch.
+    pub fn lag(&self, latest: Version) -> u64 {
+        match self.last_acked {
+            Some(acked) if acked.epoch == latest.epoch => {
+                latest.sequence.saturating_sub(acked.sequence)
+            }
+            _ => latest.sequence,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    info: ProxyInfo,
+    /// The hello's own zone; `None` means "ask NodeZones".
+    hello_zone: Option<String>,
+}
+
+/// Connected proxies, keyed by connection (a proxy that reconnects before its old
+/// stream is noticed dead appears twice, briefly).
+#[derive(Debug)]
+pub struct Proxies {
+    zones: Arc<NodeZones>,
+    next: AtomicU64,
+    entries: Mutex<BTreeMap<u64, Entry>>,
+}
+
+impl Proxies {
+    pub fn new(zones: Arc<NodeZones>) -> Arc<Self> {
+        Arc::new(Proxies {
+            zones,
+            next: AtomicU64::new(0),
+            entries: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn entries(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
+        // Entries are plain data replaced field by field: still valid after a panic.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a proxy; it stays listed until the returned [`Registration`] is dropped.
+    pub fn register(
+        self: &Arc<Self>,
+        id: String,
+        node: String,
+        zone: Option<String>,
+    ) -> Registration {
+        let conn = self.next.fetch_add(1, Ordering::Relaxed);
+        let info = ProxyInfo {
+            id,
+            node,
+            zone: None,
+            connected_at: SystemTime::now(),
+            last_sent: None,
+            last_acked: None,
+            last_nack: None,
+        };
+        let entry = Entry {
+            info,
+            hello_zone: zone,
+        };
+        self.entries().insert(conn, entry);
+        Registration {
+            proxies: self.clone(),
+            conn,
+        }
+    }
+
+    /// Every connected proxy, in connection order.
+    pub fn list(&self) -> Vec<ProxyInfo> {
+        let entries = self.entries();
+        entries
+            .values()
+            .map(|e| ProxyInfo {
+                zone: (e.hello_zone.clone()).or_else(|| self.zones.get(&e.info.node)),
+                ..e.info.clone()
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries().is_empty()
+    }
+}
+
+/// A session's entry in [`Proxies`]; dropping it unlists the proxy.
+#[derive(Debug)]
+pub struct Registration {
+    proxies: Arc<Proxies>,
+    conn: u64,
+}
+
+impl Registration {
+    fn update(&self, f: impl FnOnce(&mut ProxyInfo)) {
+        if let Some(entry) = self.proxies.entries().get_mut(&self.conn) {
+            f(&mut entry.info);
+        }
+    }
+
+    pub fn sent(&self, version: Version) {
+        self.update(|p| p.last_sent = Some(version));
+    }
+
+    pub fn acked(&self, version: Version) {
+        self.update(|p| p.last_acked = Some(version));
+    }
+
+    pub fn nacked(&self, version: Version, error: String) {
+        self.update(|p| p.last_nack = Some((version, error)));
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.proxies.entries().remove(&self.conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(sequence: u64) -> Version {
+        Version { epoch: 1, sequence }
+    }
+
+    #[test]
+    fn registration_tracks_versions_and_unlists_on_drop() {
+        let zones = Arc::new(NodeZones::default());
+        let proxies = Proxies::new(zones.clone());
+        let a = proxies.register("a".into(), "node-1".into(), None);
+        let b = proxies.register("b".into(), "node-2".into(), Some("z-b".into()));
+        zones.set("node-1", Some("z-1".into()));
+        a.sent(v(3));
+        a.acked(v(2));
+        b.nacked(v(3), "bad base".into());
+
+        let list = proxies.list();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].zone.as_deref(), Some("z-1"), "zone from the Node");
+        assert_eq!(
+            list[1].zone.as_deref(),
+            Some("z-b"),
+            "the hello's zone wins"
+        );
+        assert_eq!(
+            (list[0].last_sent, list[0].last_acked),
+            (Some(v(3)), Some(v(2)))
+        );
+        assert_eq!(list[0].lag(v(5)), 3);
+        assert_eq!(list[1].lag(v(5)), 5, "nothing acked: the whole sequence");
+        assert_eq!(list[1].last_nack, Some((v(3), "bad base".into())));
+
+        drop(a);
+        assert_eq!(proxies.list().len(), 1, "a dropped session is unlisted");
+    }
+}

@@ -1,0 +1,240 @@
+//! The tonic `Discovery` service: admits a stream (synced? hello first?), registers the
+//! proxy and hands the stream to `stream::drive`. Also the listener setup: HTTP/2
+//! keepalives, graceful shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use fairway_proto::Version;
+use fairway_proto::diff::TableDiff;
+use fairway_proto::pb::discovery_server::{Discovery, DiscoveryServer};
+use fairway_proto::pb::{self, proxy_message};
+use fairway_proto::snapshot::{DEFAULT_MAX_CHUNK_BYTES, snapshot_messages};
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::proxies::Proxies;
+use super::session::{DeltaMessage, Session};
+use super::stream;
+use crate::metrics::Metrics;
+use crate::store::{HISTORY_VERSIONS, Published, Store};
+
+/// HTTP/2 PING interval: a proxy that vanished without a FIN (node lost, network
+/// partition) is noticed within interval + timeout, and its registry entry goes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a PING may go unanswered before the connection is closed.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a new stream may take to send its hello. A proxy sends it immediately;
+/// this only frees streams opened by something that is not a proxy.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages queued per stream between the session and tonic. Small so a slow proxy
+/// holds little memory; the session keeps no backlog of its own (the store's history
+/// is shared), so a full queue just means "catch up later".
+pub const STREAM_BUFFER: usize = 16;
+/// Snapshot chunk size on this server. Smaller than the protocol's 1 MiB bound so that
+/// a full per-stream queue is about 1 MiB, even with a thousand slow proxies.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The largest proxy message accepted: acks and nacks are tiny; this leaves room for a
+/// long nack reason and nothing more.
+const MAX_PROXY_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// A snapshot's messages, encoded once per version and shared by every stream that
+/// needs it (a thousand proxies reconnecting at once cost one encoding).
+pub type SnapshotMessages = Arc<[Arc<pb::ControllerMessage>]>;
+
+/// The last snapshot built, by version.
+#[derive(Debug, Default)]
+struct SnapshotCache {
+    last: Mutex<Option<(Version, SnapshotMessages)>>,
+}
+
+impl SnapshotCache {
+    async fn get(&self, published: &Published) -> SnapshotMessages {
+        let mut last = self.last.lock().await;
+        if let Some((version, messages)) = &*last
+            && *version == published.version
+        {
+            return messages.clone();
+        }
+        let messages: SnapshotMessages =
+            snapshot_messages(&published.table, published.version, SNAPSHOT_CHUNK_BYTES)
+                .into_iter()
+                .map(Arc::new)
+                .collect();
+        *last = Some((published.version, messages.clone()));
+        messages
+    }
+}
+
+/// Delta messages by version, built once and shared by every stream (a thousand
+/// streams sending one delta cost one conversion). Bounded like the store's history.
+#[derive(Debug, Default)]
+struct DeltaCache {
+    by_version: std::sync::Mutex<BTreeMap<Version, DeltaMessage>>,
+}
+
+impl DeltaCache {
+    fn get(&self, base: Version, version: Version, diff: &TableDiff) -> DeltaMessage {
+        // A poisoned cache only holds finished entries: keep using it.
+        let mut cache = (self.by_version.lock()).unwrap_or_else(PoisonError::into_inner);
+        if let Some(hit) = cache.get(&version) {
+            return hit.clone();
+        }
+        let built = DeltaMessage::new(base, version, diff);
+        cache.insert(version, built.clone());
+        while cache.len() > HISTORY_VERSIONS {
+            cache.pop_first();
+        }
+        built
+    }
+}
+
+/// What every stream shares.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) store: Arc<Store>,
+    pub(super) proxies: Arc<Proxies>,
+    pub(super) metrics: Arc<Metrics>,
+    snapshots: SnapshotCache,
+    deltas: DeltaCache,
+    /// Flips to `true` at shutdown: every stream ends cleanly (status OK).
+    pub(super) shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub(super) async fn snapshot(&self, published: &Published) -> SnapshotMessages {
+        self.snapshots.get(published).await
+    }
+
+    /// The shared message for the delta from `base` to `version`. Bases are always the
+    /// previous version (the history is a chain), so the version alone identifies it.
+    pub(super) fn delta(&self, base: Version, version: Version, diff: &TableDiff) -> DeltaMessage {
+        self.deltas.get(base, version, diff)
+    }
+}
+
+/// The Discovery service. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DiscoveryService {
+    shared: Arc<Shared>,
+}
+
+impl DiscoveryService {
+    /// A service streaming `store`'s versions, recording proxies in `proxies`. Streams
+    /// end when `shutdown` turns `true` (or its sender is dropped).
+    pub fn new(
+        store: Arc<Store>,
+        proxies: Arc<Proxies>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        DiscoveryService {
+            shared: Arc::new(Shared {
+                store,
+                proxies,
+                metrics,
+                snapshots: SnapshotCache::default(),
+                deltas: DeltaCache::default(),
+                shutdown,
+            }),
+        }
+    }
+
+    /// The tonic service, with this server's message limits.
+    pub fn into_server(self) -> DiscoveryServer<Self> {
+        DiscoveryServer::new(self)
+            .max_decoding_message_size(MAX_PROXY_MESSAGE_BYTES)
+            .max_encoding_message_size(DEFAULT_MAX_CHUNK_BYTES.saturating_mul(2))
+    }
+}
+
+/// Waits for the stream's first message, which must be a hello.
+async fn read_hello(inbound: &mut Streaming<pb::ProxyMessage>) -> Result<pb::Hello, Status> {
+    let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+        .await
+        .map_err(|_| Status::deadline_exceeded("no Hello within 10s of opening the stream"))??;
+    match first.and_then(|m| m.kind) {
+        Some(proxy_message::Kind::Hello(hello)) if hello.proxy_id.is_empty() => Err(
+            Status::invalid_argument("Hello.proxy_id is empty: every proxy needs a unique id"),
+        ),
+        Some(proxy_message::Kind::Hello(hello)) => Ok(hello),
+        Some(_) => Err(Status::invalid_argument(
+            "the first message on a stream must be a Hello",
+        )),
+        None => Err(Status::invalid_argument(
+            "the stream ended (or sent an empty message) before its Hello",
+        )),
+    }
+}
+
+#[tonic::async_trait]
+impl Discovery for DiscoveryService {
+    type StreamStream = ReceiverStream<Result<pb::ControllerMessage, Status>>;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::ProxyMessage>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let shared = &self.shared;
+        // A controller that has not finished its first sync opens no stream: the proxy
+        // keeps its last table and retries (design.md section 4).
+        if !shared.store.is_ready() {
+            return Err(Status::unavailable(
+                "the controller has not finished its first sync; retry shortly",
+            ));
+        }
+        let mut inbound = request.into_inner();
+        let hello = read_hello(&mut inbound).await?;
+        let resume_from = hello.last_applied.map(Version::from);
+        let resumable = resume_from.is_some_and(|v| shared.store.deltas_since(v).is_some());
+        let session = Session::new(resume_from, resumable);
+        let registration =
+            (shared.proxies).register(hello.proxy_id.clone(), hello.node.clone(), hello.zone);
+        if let Some(version) = session.acked() {
+            registration.acked(version);
+        }
+        tracing::info!(
+            proxy = %hello.proxy_id,
+            node = %hello.node,
+            resume_from = ?resume_from.map(|v| v.to_string()),
+            resumed = resumable,
+            "proxy connected"
+        );
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(stream::drive(
+            shared.clone(),
+            hello.proxy_id,
+            session,
+            registration,
+            inbound,
+            tx,
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then closes every
+/// connection gracefully (streams must end on their own: they follow the service's
+/// shutdown signal).
+pub async fn serve(
+    listener: TcpListener,
+    service: DiscoveryService,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .add_service(service.into_server())
+        // No Nagle: a one-endpoint delta is ~60 bytes and must not wait for an ACK.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await
+}

@@ -1,0 +1,185 @@
+//! Drives one proxy stream: follows the store's `watch`, asks the [`Session`] what to
+//! send, feeds the bounded per-stream queue, and reads acks and nacks.
+//!
+//! Memory per stream is bounded: the queue holds at most `STREAM_BUFFER` messages, and
+//! the outbox holds one plan (a shared, pre-encoded snapshot or the deltas from the
+//! store's bounded history). A slow proxy never blocks the publisher or other streams:
+//! the `watch` keeps only the latest version, and the session computes its catch-up
+//! from history when the queue has room.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fairway_proto::Version;
+use fairway_proto::pb::{self, controller_message, proxy_message};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tonic::{Status, Streaming};
+
+use super::proxies::Registration;
+use super::server::Shared;
+use super::session::{Answer, Plan, Session};
+use crate::metrics::MessageKind;
+
+/// How the stream ended, for the log.
+#[derive(Debug)]
+enum End {
+    Shutdown,
+    ProxyClosed,
+    ProxyGone,
+    Transport(Status),
+    Protocol(&'static str),
+}
+
+/// Runs one stream until the proxy goes, the transport fails, or the controller shuts
+/// down (then the stream ends with status OK).
+pub(super) async fn drive(
+    shared: Arc<Shared>,
+    proxy: String,
+    mut session: Session,
+    registration: Registration,
+    mut inbound: Streaming<pb::ProxyMessage>,
+    tx: mpsc::Sender<Result<pb::ControllerMessage, Status>>,
+) {
+    let connected_at = Instant::now();
+    let mut published = shared.store.subscribe();
+    let mut shutdown = shared.shutdown.clone();
+    let mut outbox: VecDeque<Arc<pb::ControllerMessage>> = VecDeque::new();
+
+    let end = loop {
+        if outbox.is_empty() {
+            let latest = published.borrow_and_update().clone();
+            let deltas = |from| shared.store.deltas_since(from);
+            match session.plan(&latest, deltas, |base, version, diff| {
+                shared.delta(base, version, diff)
+            }) {
+                Plan::Idle => {}
+                Plan::Snapshot(published) => {
+                    outbox.extend(shared.snapshot(&published).await.iter().cloned());
+                }
+                Plan::Deltas(messages) => outbox.extend(messages),
+            }
+        }
+        tokio::select! {
+            // Shutdown first: a stream that always has something to send still ends.
+            biased;
+            () = stopped(&mut shutdown) => break End::Shutdown,
+            message = inbound.next() => match message {
+                None => break End::ProxyClosed,
+                Some(Err(status)) => break End::Transport(status),
+                Some(Ok(message)) => {
+                    match answer(&shared, &mut session, &registration, &proxy, connected_at, message) {
+                        // The next message must be the snapshot: deltas still queued
+                        // build on the version the proxy failed on.
+                        Ok(Answer::Resnapshot { .. }) => outbox.retain(|m| !is_delta(m)),
+                        Ok(_) => {}
+                        Err(why) => break End::Protocol(why),
+                    }
+                }
+            },
+            permit = tx.reserve(), if !outbox.is_empty() => {
+                let Ok(permit) = permit else { break End::ProxyGone };
+                if let Some(message) = outbox.pop_front() {
+                    sent(&shared, &registration, &message);
+                    permit.send(Ok(pb::ControllerMessage::clone(&message)));
+                }
+            }
+            changed = published.changed(), if outbox.is_empty() => {
+                // The store never goes away while the server runs; if it does, stop.
+                if changed.is_err() {
+                    break End::Shutdown;
+                }
+            }
+            // With nothing to send, `reserve` is not polled: notice a proxy gone here.
+            () = tx.closed(), if outbox.is_empty() => break End::ProxyGone,
+        }
+    };
+    match end {
+        End::Shutdown | End::ProxyClosed | End::ProxyGone => {
+            tracing::info!(%proxy, reason = ?end, "proxy stream ended");
+        }
+        End::Transport(status) => {
+            tracing::warn!(%proxy, code = ?status.code(), message = status.message(), "proxy stream failed");
+        }
+        End::Protocol(why) => {
+            tracing::warn!(%proxy, reason = ?end, "proxy broke the protocol");
+            // Best effort: the proxy may be gone already.
+            let _ = tx.send(Err(Status::invalid_argument(why))).await;
+        }
+    }
+    // Dropping `tx` ends the response stream: tonic then sends status OK (or the
+    // error queued above); dropping `registration` unlists the proxy.
+}
+
+/// Resolves when the controller shuts down (or the signal's sender is gone).
+async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    // Err: the sender is gone, which also means "stop". The guard is dropped here so
+    // the future stays `Send`.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+fn is_delta(message: &pb::ControllerMessage) -> bool {
+    matches!(message.kind, Some(controller_message::Kind::Delta(_)))
+}
+
+/// Records a message handed to the stream; a delta or a snapshot's end completes a
+/// version.
+fn sent(shared: &Shared, registration: &Registration, message: &pb::ControllerMessage) {
+    let kind = match message.kind {
+        Some(controller_message::Kind::Delta(_)) => MessageKind::Delta,
+        Some(controller_message::Kind::End(_)) => MessageKind::Snapshot,
+        _ => return,
+    };
+    if let Ok(version) = message.table_version() {
+        registration.sent(version);
+        shared.metrics.version_sent(kind);
+    }
+}
+
+/// Handles an ack or nack. `Err` is a protocol violation that ends the stream.
+fn answer(
+    shared: &Shared,
+    session: &mut Session,
+    registration: &Registration,
+    proxy: &str,
+    connected_at: Instant,
+    message: pb::ProxyMessage,
+) -> Result<Answer, &'static str> {
+    let (version, nack) = match message.kind {
+        Some(proxy_message::Kind::Ack(ack)) => (ack.version, None),
+        Some(proxy_message::Kind::Nack(nack)) => (nack.version, Some(nack.error)),
+        Some(proxy_message::Kind::Hello(_)) => {
+            return Err("Hello is only valid as the first message");
+        }
+        None => return Err("empty ProxyMessage"),
+    };
+    let Some(version) = version.map(Version::from) else {
+        return Err("Ack/Nack without a version");
+    };
+    let outcome = match nack {
+        None => session.on_ack(version),
+        Some(error) => {
+            shared.metrics.nack();
+            tracing::warn!(%proxy, %version, %error, "proxy nacked a version");
+            registration.nacked(version, error);
+            session.on_nack(version)
+        }
+    };
+    match outcome {
+        Answer::Applied { version, .. } => {
+            registration.acked(version);
+            // Only versions published while this stream was open measure the push
+            // path; a snapshot of an older version at connect would not.
+            if let Some(at) = shared.store.published_at(version)
+                && at >= connected_at
+            {
+                shared.metrics.observe_push(at.elapsed());
+            }
+        }
+        Answer::Unexpected { .. } | Answer::Superseded { .. } | Answer::Resnapshot { .. } => {
+            tracing::debug!(%proxy, ?outcome, "answer handled");
+        }
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,299 @@
+//! The whole controller process: [`start`] binds and wires the parts, [`Running::serve`]
+//! owns their lifetimes; [`run`] is both.
+//!
+//! Reading order of a start: one rustls `CryptoProvider` (ring); both listeners bound
+//! (a bad address fails before anything runs); the Kubernetes client, unless
+//! `--static-dir`; then the tasks: the source (static directory or watchers) feeds the
+//! [`IndexHandle`], the [`Store`] publisher turns its changes into versions, the gRPC
+//! server streams them, admin reports on all of it.
+//!
+//! Shutdown: every Discovery stream ends cleanly (status OK), the gRPC and admin servers
+//! close their connections within [`SHUTDOWN_GRACE`], then the source and publisher
+//! stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinError, JoinHandle};
+
+use crate::admin::{self, AdminState};
+use crate::config::{Config, Source};
+use crate::grpc::{self, DiscoveryService, Proxies};
+use crate::metrics::Metrics;
+use crate::state::{IndexHandle, NodeZones};
+use crate::static_dir::{self, StaticDirError};
+use crate::store::Store;
+use crate::watch::{WatchConfig, WatchError};
+
+/// How long the servers get to close their connections after shutdown begins. Streams
+/// end at once; this only covers a proxy too slow to read its last messages.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("binding the gRPC address {addr}: {source}")]
+    BindGrpc {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("binding the admin address {addr}: {source}")]
+    BindAdmin {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connecting to Kubernetes (kubeconfig or in-cluster): {0}")]
+    Kube(#[source] kube::Error),
+    #[error(transparent)]
+    StaticDir(#[from] StaticDirError),
+    #[error("watching Kubernetes: {0}")]
+    Watch(#[from] WatchError),
+    #[error("the gRPC server failed: {0}")]
+    Grpc(#[source] tonic::transport::Error),
+    #[error("a controller task panicked: {0}")]
+    Task(#[from] JoinError),
+    #[error("the {0} stopped without being asked to")]
+    Stopped(&'static str),
+}
+
+/// Installs ring as the process's rustls `CryptoProvider` (kube and tonic would
+/// otherwise refuse to guess). Installing twice, e.g. the `fairway` binary running the
+/// controller and the proxy in one process, is harmless.
+pub fn install_crypto_provider() {
+    // `Err` only means one is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
+
+/// The source of Kubernetes objects, ready to run.
+enum Feed {
+    StaticDir(std::path::PathBuf),
+    Kubernetes(kube::Client, WatchConfig),
+}
+
+/// A started controller: listeners bound, shared state built, nothing running yet.
+pub struct Running {
+    config: Config,
+    grpc: TcpListener,
+    admin: TcpListener,
+    feed: Feed,
+    pub index: Arc<IndexHandle>,
+    pub zones: Arc<NodeZones>,
+    pub store: Arc<Store>,
+    pub proxies: Arc<Proxies>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("config", &self.config)
+            .field("grpc", &self.grpc.local_addr().ok())
+            .field("admin", &self.admin.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Binds the listeners and builds the shared state.
+pub async fn start(config: Config) -> Result<Running, RunError> {
+    install_crypto_provider();
+    let grpc = TcpListener::bind(config.grpc_addr)
+        .await
+        .map_err(|source| RunError::BindGrpc {
+            addr: config.grpc_addr,
+            source,
+        })?;
+    let admin = TcpListener::bind(config.admin_addr)
+        .await
+        .map_err(|source| RunError::BindAdmin {
+            addr: config.admin_addr,
+            source,
+        })?;
+    let feed = match &config.source {
+        Source::StaticDir(dir) => Feed::StaticDir(dir.clone()),
+        Source::Kubernetes {
+            namespaces,
+            selector,
+        } => {
+            let client = kube::Client::try_default().await.map_err(RunError::Kube)?;
+            let watch = WatchConfig {
+                namespaces: namespaces.clone(),
+                selector: selector.clone(),
+                ..WatchConfig::default()
+            };
+            Feed::Kubernetes(client, watch)
+        }
+    };
+    let zones = Arc::new(NodeZones::default());
+    Ok(Running {
+        config,
+        grpc,
+        admin,
+        feed,
+        index: IndexHandle::new(),
+        proxies: Proxies::new(zones.clone()),
+        zones,
+        store: Store::new(),
+        metrics: Arc::new(Metrics::new()),
+    })
+}
+
+/// Binds, wires and runs the controller until `shutdown` resolves (or a part fails).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    start(config).await?.serve(shutdown).await
+}
+
+/// Maps a finished task to the run's result: any stop that was not asked for is an
+/// error.
+fn finished<E: Into<RunError>>(
+    name: &'static str,
+    result: Result<Result<(), E>, JoinError>,
+) -> RunError {
+    match result {
+        Ok(Ok(())) => RunError::Stopped(name),
+        Ok(Err(e)) => e.into(),
+        Err(e) => RunError::Task(e),
+    }
+}
+
+impl Running {
+    /// The bound gRPC address (useful with port 0).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().unwrap_or(self.config.grpc_addr)
+    }
+
+    /// The bound admin address (useful with port 0).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().unwrap_or(self.config.admin_addr)
+    }
+
+    /// Runs every part until `shutdown` resolves, then stops them in order.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RunError> {
+        let Running {
+            config,
+            grpc,
+            admin,
+            feed,
+            index,
+            zones,
+            store,
+            proxies,
+            metrics,
+        } = self;
+        tracing::info!(
+            grpc = %grpc.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+            admin = %admin.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+            source = ?config.source,
+            coalesce = ?config.coalesce,
+            epoch = store.epoch(),
+            "fairway-controller starting"
+        );
+        let (stop, stopping) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+
+        let publisher = tokio::spawn(store.clone().run(index.clone(), config.coalesce));
+        let mut source: JoinHandle<Result<(), RunError>> = match feed {
+            Feed::StaticDir(dir) => {
+                let index = index.clone();
+                tokio::spawn(async move {
+                    static_dir::run(dir, index, static_dir::POLL_INTERVAL).await?;
+                    Ok(())
+                })
+            }
+            Feed::Kubernetes(client, watch) => {
+                let (index, zones, published) = (index.clone(), zones.clone(), store.subscribe());
+                tokio::spawn(async move {
+                    crate::watch::run_sources(client, index, zones, watch, published).await?;
+                    Ok(())
+                })
+            }
+        };
+        let service = DiscoveryService::new(
+            store.clone(),
+            proxies.clone(),
+            metrics.clone(),
+            stopping.clone(),
+        );
+        let mut grpc = tokio::spawn(grpc::serve(grpc, service, stopped(stopping.clone())));
+        let admin_state = Arc::new(AdminState {
+            index,
+            store,
+            proxies,
+            metrics,
+        });
+        let mut admin = tokio::spawn(admin::serve(admin, admin_state, stopped(stopping.clone())));
+
+        let failure = tokio::select! {
+            () = shutdown => None,
+            result = &mut source => Some(finished("source", result)),
+            result = &mut grpc => Some(finished("gRPC server", result.map(|r| r.map_err(RunError::Grpc)))),
+            result = &mut admin => Some(finished::<RunError>("admin server", result.map(Ok))),
+        };
+        if let Some(e) = &failure {
+            tracing::error!(error = %e, "controller part failed; stopping");
+        }
+        stop.send_replace(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            if !grpc.is_finished() {
+                let _ = (&mut grpc).await;
+            }
+            if !admin.is_finished() {
+                let _ = (&mut admin).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "servers still had connections after the grace; closing them");
+        }
+        for task in [
+            grpc.abort_handle(),
+            admin.abort_handle(),
+            source.abort_handle(),
+            publisher.abort_handle(),
+        ] {
+            task.abort();
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
