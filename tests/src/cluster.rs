@@ -133,8 +133,11 @@ fn start() -> Result<TestCluster, ClusterError> {
         dir: dir.clone(),
     };
     let server = format!("https://127.0.0.1:{}", plan.apiserver_port);
-    std::fs::write(&plan.kubeconfig, kubeconfig(&server, &dir.join(pki::CA_CERT), &token))
-        .map_err(ClusterError::io("write the kubeconfig"))?;
+    std::fs::write(
+        &plan.kubeconfig,
+        kubeconfig(&server, &dir.join(pki::CA_CERT), &token),
+    )
+    .map_err(ClusterError::io("write the kubeconfig"))?;
     let kubeconfig_path = plan.kubeconfig.clone();
 
     let (control_tx, control_rx) = mpsc::channel();
@@ -146,7 +149,10 @@ fn start() -> Result<TestCluster, ClusterError> {
     ready_rx
         .recv()
         .map_err(|_| ClusterError::Earlier("cluster keeper thread died".into()))??;
-    eprintln!("fairway-tests: kube-apiserver ready at {server} (logs in {})", dir.display());
+    eprintln!(
+        "fairway-tests: kube-apiserver ready at {server} (logs in {})",
+        dir.display()
+    );
     Ok(TestCluster {
         kubeconfig: kubeconfig_path,
         server,

@@ -76,12 +76,11 @@ impl TestProxy {
         timeout: Duration,
     ) -> Result<Self, ProxyError> {
         let deadline = Instant::now() + timeout;
-        let mut last = String::from("none");
         loop {
-            match Self::try_connect(endpoint, id, last_applied).await {
+            let last = match Self::try_connect(endpoint, id, last_applied).await {
                 Ok(proxy) => return Ok(proxy),
-                Err(error) => last = error,
-            }
+                Err(error) => error,
+            };
             if Instant::now() + RETRY > deadline {
                 return Err(ProxyError::Timeout {
                     what: format!("stream from {endpoint}"),
@@ -153,8 +152,8 @@ impl TestProxy {
             .map_err(|e| ProxyError::Protocol(e.to_string()))?;
         match message.kind {
             Some(Kind::Delta(delta)) => {
-                let (base, diff) =
-                    TableDiff::from_proto(delta).map_err(|e| ProxyError::Protocol(e.to_string()))?;
+                let (base, diff) = TableDiff::from_proto(delta)
+                    .map_err(|e| ProxyError::Protocol(e.to_string()))?;
                 if Some(base) != self.version {
                     return Err(ProxyError::Protocol(format!(
                         "delta on {base} but the proxy serves {:?}",

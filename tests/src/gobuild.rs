@@ -47,7 +47,8 @@ pub fn ensure_binaries() -> Result<KubeBinaries, ClusterError> {
     fs::create_dir_all(&bin).map_err(ClusterError::io("create target/fairway-kube"))?;
     let lock = fs::File::create(out.join("build.lock"))
         .map_err(ClusterError::io("create the build lock"))?;
-    lock.lock().map_err(ClusterError::io("take the build lock"))?;
+    lock.lock()
+        .map_err(ClusterError::io("take the build lock"))?;
 
     let bins = KubeBinaries {
         kube_apiserver: bin.join("kube-apiserver"),

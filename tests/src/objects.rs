@@ -84,7 +84,7 @@ pub fn slice(
     EndpointSlice {
         metadata,
         address_type: "IPv4".to_owned(),
-        endpoints,
+        endpoints: Some(endpoints),
         ports: Some(vec![EndpointPort {
             name: Some(port_name.to_owned()),
             port: Some(port),

@@ -20,7 +20,10 @@ fn apiserver_is_ready_and_enforces_rbac_for_service_accounts() {
     assert!(run(&["create", "namespace", &ns]).0);
     assert!(run(&["create", "serviceaccount", "probe", "-n", &ns]).0);
     let (ok, token, err) = run(&["create", "token", "probe", "-n", &ns, "--audience=fairway"]);
-    assert!(ok, "TokenRequest must work (service-account signing key): {err}");
+    assert!(
+        ok,
+        "TokenRequest must work (service-account signing key): {err}"
+    );
 
     let token_flag = format!("--token={token}");
     let (allowed, answer, _) = run(&["auth", "can-i", "list", "secrets", "-n", &ns, &token_flag]);
@@ -29,5 +32,8 @@ fn apiserver_is_ready_and_enforces_rbac_for_service_accounts() {
         "a fresh ServiceAccount must not list secrets under RBAC, got {answer:?}"
     );
     let (admin, answer, _) = run(&["auth", "can-i", "list", "secrets", "-n", &ns]);
-    assert!(admin && answer == "yes", "the admin kubeconfig must be allowed, got {answer:?}");
+    assert!(
+        admin && answer == "yes",
+        "the admin kubeconfig must be allowed, got {answer:?}"
+    );
 }

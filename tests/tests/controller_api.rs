@@ -14,9 +14,8 @@ use fairway_proto::model::{
 };
 use fairway_tests::controller::{self, Controller};
 use fairway_tests::discovery::{TestProxy, Update};
-use fairway_tests::objects::{self, State, endpoint, route, service, slice};
+use fairway_tests::objects::{State, endpoint, route, service, slice};
 use fairway_tests::{TestCluster, eventually};
-use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -117,10 +116,15 @@ impl World {
     }
 
     /// Sets the endpoints of slice `name` (a merge patch replaces the list).
-    async fn set_endpoints(&self, name: &str, endpoints: Vec<k8s_openapi::api::discovery::v1::Endpoint>) {
+    async fn set_endpoints(
+        &self,
+        name: &str,
+        endpoints: Vec<k8s_openapi::api::discovery::v1::Endpoint>,
+    ) {
         let patch = serde_json::json!({ "endpoints": endpoints });
         let api = self.api::<EndpointSlice>();
-        (api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await)
+        (api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await)
             .unwrap_or_else(|e| panic!("patch slice {name}: {e}"));
     }
 
@@ -129,8 +133,10 @@ impl World {
     async fn orders(&self, endpoints: Vec<k8s_openapi::api::discovery::v1::Endpoint>) {
         let ns = &self.namespace;
         self.create(&service(ns, "orders", "http", PORT)).await;
-        self.create(&slice(ns, "orders-a", "orders", "http", PORT, endpoints)).await;
-        self.create(&route(ns, "orders", &["orders.shop"], "orders", PORT)).await;
+        self.create(&slice(ns, "orders-a", "orders", "http", PORT, endpoints))
+            .await;
+        self.create(&route(ns, "orders", &["orders.shop"], "orders", PORT))
+            .await;
     }
 
     async fn controller(&self) -> Controller {
@@ -157,7 +163,13 @@ impl World {
 
     /// Waits until `kubectl get route` shows condition `type_` with this status and
     /// reason; returns the whole condition.
-    async fn condition(&self, name: &str, type_: &str, status: &str, reason: &str) -> serde_json::Value {
+    async fn condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+    ) -> serde_json::Value {
         let what = format!("route {name} {type_}={status} ({reason}) in kubectl get -o yaml");
         eventually(STATUS, &what, || async {
             let yaml = self.route_yaml(name);
@@ -178,22 +190,31 @@ async fn expect_delta(proxy: &mut TestProxy, expected: TableDiff, what: &str) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_service_and_slices_give_the_expected_snapshot() {
     let world = World::new("ctl-snapshot").await;
     let ns = world.namespace.as_str();
     world.create(&service(ns, "orders", "http", PORT)).await;
-    let a = vec![endpoint("10.244.1.1", State::Ready), endpoint("10.244.1.2", State::Terminating)];
+    let a = vec![
+        endpoint("10.244.1.1", State::Ready),
+        endpoint("10.244.1.2", State::Terminating),
+    ];
     // The same address in two slices appears once; a not-ready one is left out.
     let b = vec![
         endpoint("10.244.1.3", State::Ready),
         endpoint("10.244.1.1", State::Ready),
         endpoint("10.244.1.4", State::NotReady),
     ];
-    world.create(&slice(ns, "orders-a", "orders", "http", PORT, a)).await;
-    world.create(&slice(ns, "orders-b", "orders", "http", PORT, b)).await;
+    world
+        .create(&slice(ns, "orders-a", "orders", "http", PORT, a))
+        .await;
+    world
+        .create(&slice(ns, "orders-b", "orders", "http", PORT, b))
+        .await;
     let hosts = ["orders.shop", "orders"];
-    world.create(&route(ns, "orders", &hosts, "orders", PORT)).await;
+    world
+        .create(&route(ns, "orders", &hosts, "orders", PORT))
+        .await;
     let controller = world.controller().await;
 
     let mut proxy = world.proxy(&controller, "snapshot").await;
@@ -219,13 +240,24 @@ async fn a_route_service_and_slices_give_the_expected_snapshot() {
     assert_eq!(served.rules, [rule]);
     let sets: Vec<&EndpointSetKey> = table.endpoint_sets.keys().collect();
     assert_eq!(sets, [&key], "one endpoint set, keyed by Service and port");
-    let endpoints: Vec<Endpoint> = table.endpoint_sets[&key].endpoints.values().cloned().collect();
-    let expected = vec![ready("10.244.1.1"), terminating("10.244.1.2"), ready("10.244.1.3")];
-    assert_eq!(endpoints, expected, "slices merged, deduplicated, not-ready dropped");
+    let endpoints: Vec<Endpoint> = table.endpoint_sets[&key]
+        .endpoints
+        .values()
+        .cloned()
+        .collect();
+    let expected = vec![
+        ready("10.244.1.1"),
+        terminating("10.244.1.2"),
+        ready("10.244.1.3"),
+    ];
+    assert_eq!(
+        endpoints, expected,
+        "slices merged, deduplicated, not-ready dropped"
+    );
     controller.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adding_removing_unreadying_and_terminating_endpoints_send_one_endpoint_each() {
     let world = World::new("ctl-deltas").await;
     let ns = world.namespace.as_str();
@@ -236,19 +268,34 @@ async fn adding_removing_unreadying_and_terminating_endpoints_send_one_endpoint_
     let controller = world.controller().await;
     let mut proxy = world.proxy(&controller, "deltas").await;
     let key = set_key(ns, "orders");
-    (proxy.until(CHANGE, "the first table", |t| t.endpoint_count() == 2).await)
+    (proxy
+        .until(CHANGE, "the first table", |t| t.endpoint_count() == 2)
+        .await)
         .unwrap_or_else(|e| panic!("{e}"));
 
     let all = |states: &[(&str, State)]| states.iter().map(|(ip, s)| endpoint(ip, *s)).collect();
     world
-        .set_endpoints("orders-a", all(&[(a, State::Ready), (b, State::Ready), (c, State::Ready)]))
+        .set_endpoints(
+            "orders-a",
+            all(&[(a, State::Ready), (b, State::Ready), (c, State::Ready)]),
+        )
         .await;
-    expect_delta(&mut proxy, set_delta(&key, vec![ready(c)], vec![]), "adding c").await;
+    expect_delta(
+        &mut proxy,
+        set_delta(&key, vec![ready(c)], vec![]),
+        "adding c",
+    )
+    .await;
 
     world
         .set_endpoints("orders-a", all(&[(b, State::Ready), (c, State::Ready)]))
         .await;
-    expect_delta(&mut proxy, set_delta(&key, vec![], vec![addr(a)]), "removing a").await;
+    expect_delta(
+        &mut proxy,
+        set_delta(&key, vec![], vec![addr(a)]),
+        "removing a",
+    )
+    .await;
 
     world
         .set_endpoints("orders-a", all(&[(b, State::NotReady), (c, State::Ready)]))
@@ -257,18 +304,30 @@ async fn adding_removing_unreadying_and_terminating_endpoints_send_one_endpoint_
     expect_delta(&mut proxy, set_delta(&key, vec![], vec![addr(b)]), what).await;
 
     world
-        .set_endpoints("orders-a", all(&[(b, State::NotReady), (c, State::Terminating)]))
+        .set_endpoints(
+            "orders-a",
+            all(&[(b, State::NotReady), (c, State::Terminating)]),
+        )
         .await;
     let what = "terminating c (serving: kept, marked terminating)";
-    expect_delta(&mut proxy, set_delta(&key, vec![terminating(c)], vec![]), what).await;
+    expect_delta(
+        &mut proxy,
+        set_delta(&key, vec![terminating(c)], vec![]),
+        what,
+    )
+    .await;
 
     let expected: Vec<Endpoint> = vec![terminating(c)];
-    let endpoints: Vec<Endpoint> = proxy.table.endpoint_sets[&key].endpoints.values().cloned().collect();
+    let endpoints: Vec<Endpoint> = proxy.table.endpoint_sets[&key]
+        .endpoints
+        .values()
+        .cloned()
+        .collect();
     assert_eq!(endpoints, expected, "the proxy's table after the deltas");
     controller.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_with_the_last_version_receives_only_the_changes_since() {
     let world = World::new("ctl-resume").await;
     let ns = world.namespace.as_str();
@@ -278,7 +337,10 @@ async fn a_reconnect_with_the_last_version_receives_only_the_changes_since() {
 
     let mut first = world.proxy(&controller, "resumer").await;
     let update = (first.next(CHANGE).await).unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(update, Update::Snapshot { .. }), "first contact is a snapshot");
+    assert!(
+        matches!(update, Update::Snapshot { .. }),
+        "first contact is a snapshot"
+    );
     let applied = update.version();
     let before = first.table.clone();
     drop(first);
@@ -287,24 +349,34 @@ async fn a_reconnect_with_the_last_version_receives_only_the_changes_since() {
     let mut watcher = world.proxy(&controller, "watcher").await;
     let both = vec![endpoint(a, State::Ready), endpoint(b, State::Ready)];
     world.set_endpoints("orders-a", both).await;
-    (watcher.until(CHANGE, "b published", |t| t.endpoint_count() == 2).await)
+    (watcher
+        .until(CHANGE, "b published", |t| t.endpoint_count() == 2)
+        .await)
         .unwrap_or_else(|e| panic!("{e}"));
 
-    let mut back = (TestProxy::connect(&controller.endpoint, "resumer", Some(applied), CONNECT).await)
+    let mut back = (TestProxy::connect(&controller.endpoint, "resumer", Some(applied), CONNECT)
+        .await)
         .unwrap_or_else(|e| panic!("{e}"));
     back.table = before;
     let update = (back.next(CHANGE).await).unwrap_or_else(|e| panic!("{e}"));
     let Update::Delta { base, diff, .. } = update else {
         panic!("a resume from {applied} must get a delta, got {update:?}");
     };
-    assert_eq!(base, applied, "the delta builds on the version the proxy applied");
+    assert_eq!(
+        base, applied,
+        "the delta builds on the version the proxy applied"
+    );
     let key = set_key(ns, "orders");
-    assert_eq!(diff, set_delta(&key, vec![ready(b)], vec![]), "only the change since");
+    assert_eq!(
+        diff,
+        set_delta(&key, vec![ready(b)], vec![]),
+        "only the change since"
+    );
     assert_eq!(back.table, watcher.table, "the resumed proxy converges");
     controller.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_service_shows_resolved_refs_false_until_it_is_created() {
     let world = World::new("ctl-missing").await;
     let ns = world.namespace.as_str();
@@ -323,19 +395,30 @@ async fn a_missing_service_shows_resolved_refs_false_until_it_is_created() {
     );
     let yaml = world.route_yaml("orders");
     assert_eq!(yaml["status"]["observedGeneration"], 1, "{yaml}");
-    let accepted = world.condition("orders", "Accepted", "True", "Accepted").await;
+    let accepted = world
+        .condition("orders", "Accepted", "True", "Accepted")
+        .await;
     assert!(accepted["lastTransitionTime"].is_string(), "{accepted}");
 
     // The Route still serves (with no endpoints) while its Service is missing.
     let mut proxy = world.proxy(&controller, "missing").await;
     let key = route_key(ns, "orders");
-    (proxy.until(CHANGE, "the Route in the table", |t| t.routes.contains_key(&key)).await)
+    (proxy
+        .until(CHANGE, "the Route in the table", |t| {
+            t.routes.contains_key(&key)
+        })
+        .await)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(proxy.table.endpoint_sets.is_empty(), "no set without a Service");
+    assert!(
+        proxy.table.endpoint_sets.is_empty(),
+        "no set without a Service"
+    );
 
     world.create(&service(ns, "orders", "http", PORT)).await;
     let ips = vec![endpoint("10.244.4.1", State::Ready)];
-    world.create(&slice(ns, "orders-a", "orders", "http", PORT, ips)).await;
+    world
+        .create(&slice(ns, "orders-a", "orders", "http", PORT, ips))
+        .await;
     world
         .condition("orders", "ResolvedRefs", "True", "ResolvedRefs")
         .await;
@@ -348,7 +431,7 @@ async fn a_missing_service_shows_resolved_refs_false_until_it_is_created() {
     controller.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_not_found_records_a_warning_event() {
     let world = World::new("ctl-event").await;
     let ns = world.namespace.as_str();
@@ -359,23 +442,36 @@ async fn service_not_found_records_a_warning_event() {
     let events: Api<Event> = world.api();
     let event = eventually(STATUS, "a ServiceNotFound Event", || async {
         let list = events.list(&ListParams::default()).await.ok()?;
-        list.items.into_iter().find(|e| e.reason.as_deref() == Some("ServiceNotFound"))
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("ServiceNotFound"))
     })
     .await;
     assert_eq!(event.type_.as_deref(), Some("Warning"));
     let regarding = event.regarding.clone().unwrap_or_default();
     assert_eq!(regarding.kind.as_deref(), Some("Route"));
     assert_eq!(regarding.name.as_deref(), Some("orders"));
-    assert!(regarding.uid.is_some(), "kubectl describe finds Events by uid: {event:?}");
+    assert!(
+        regarding.uid.is_some(),
+        "kubectl describe finds Events by uid: {event:?}"
+    );
     let note = event.note.clone().unwrap_or_default();
-    assert!(note.contains(&format!("{ns}/orders")), "the note names the Service: {note}");
-    assert_eq!(event.reporting_controller.as_deref(), Some("fairway-controller"));
+    assert!(
+        note.contains(&format!("{ns}/orders")),
+        "the note names the Service: {note}"
+    );
+    assert_eq!(
+        event.reporting_controller.as_deref(),
+        Some("fairway-controller")
+    );
 
     // Fixing it is a Normal Event, and the warning is not repeated.
     world.create(&service(ns, "orders", "http", PORT)).await;
     eventually(STATUS, "a ResolvedRefs Event", || async {
         let list = events.list(&ListParams::default()).await.ok()?;
-        list.items.into_iter().find(|e| e.reason.as_deref() == Some("ResolvedRefs"))
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("ResolvedRefs"))
     })
     .await;
     let list = (events.list(&ListParams::default()).await).unwrap_or_else(|e| panic!("{e}"));
@@ -386,15 +482,19 @@ async fn service_not_found_records_a_warning_event() {
     controller.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_route_removes_it_from_the_stream() {
     let world = World::new("ctl-delete").await;
     let ns = world.namespace.as_str();
-    world.orders(vec![endpoint("10.244.5.1", State::Ready)]).await;
+    world
+        .orders(vec![endpoint("10.244.5.1", State::Ready)])
+        .await;
     let controller = world.controller().await;
     let mut proxy = world.proxy(&controller, "delete").await;
     let key = route_key(ns, "orders");
-    (proxy.until(CHANGE, "the Route", |t| t.routes.contains_key(&key)).await)
+    (proxy
+        .until(CHANGE, "the Route", |t| t.routes.contains_key(&key))
+        .await)
         .unwrap_or_else(|e| panic!("{e}"));
 
     let routes: Api<Route> = world.api();
@@ -404,8 +504,12 @@ async fn deleting_a_route_removes_it_from_the_stream() {
         sets_removed: vec![set_key(ns, "orders")],
         ..TableDiff::default()
     };
-    expect_delta(&mut proxy, expected, "deleting the Route (its set loses its last user)").await;
+    expect_delta(
+        &mut proxy,
+        expected,
+        "deleting the Route (its set loses its last user)",
+    )
+    .await;
     assert_eq!(proxy.table, RouteTable::default(), "nothing left");
-    let _: Api<Service> = world.api();
     controller.stop().await;
 }

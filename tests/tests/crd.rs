@@ -7,7 +7,10 @@ use std::sync::OnceLock;
 use fairway_tests::TestCluster;
 use fairway_tests::kubectl::{Output, kubectl};
 
-const CRD_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/fairway.dev_routes.yaml");
+const CRD_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../crds/fairway.dev_routes.yaml"
+);
 
 /// The cluster with the committed CRD applied and Established (once per test binary).
 fn cluster() -> &'static TestCluster {
@@ -83,7 +86,11 @@ fn crd_is_established_and_valid_route_round_trips() {
     let ns = namespace(cluster, "crd-valid");
     let yaml = route_yaml(&ns, "orders", VALID_SPEC);
     let out = run(cluster, &["apply", "-f", "-"], Some(&yaml));
-    assert!(out.success, "a valid Route must be accepted: {}", out.stderr);
+    assert!(
+        out.success,
+        "a valid Route must be accepted: {}",
+        out.stderr
+    );
 
     let got = run(
         cluster,
@@ -100,7 +107,12 @@ fn crd_is_established_and_valid_route_round_trips() {
 
     // The short name works too.
     let short = run(cluster, &["get", "fwr", "-n", &ns, "-o", "name"], None);
-    assert_eq!(short.stdout.trim(), "route.fairway.dev/orders", "{}", short.stderr);
+    assert_eq!(
+        short.stdout.trim(),
+        "route.fairway.dev/orders",
+        "{}",
+        short.stderr
+    );
 }
 
 #[test]
@@ -204,7 +216,13 @@ fn printer_columns_show_hosts_ready_accepted_age() {
 
     let out = run(cluster, &["get", "routes", "-A"], None);
     assert!(out.success, "{}", out.stderr);
-    let header: Vec<&str> = out.stdout.lines().next().unwrap_or("").split_whitespace().collect();
+    let header: Vec<&str> = out
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     assert_eq!(
         header,
         ["NAMESPACE", "NAME", "HOSTS", "READY", "ACCEPTED", "AGE"],
@@ -248,13 +266,25 @@ fn status_is_a_subresource_separate_from_spec() {
     let get = |path: &str| {
         let out = run(
             cluster,
-            &["get", "route", "split", "-n", &ns, "-o", &format!("jsonpath={path}")],
+            &[
+                "get",
+                "route",
+                "split",
+                "-n",
+                &ns,
+                "-o",
+                &format!("jsonpath={path}"),
+            ],
             None,
         );
         assert!(out.success, "{}", out.stderr);
         out.stdout
     };
-    assert_eq!(get("{.status.observedGeneration}"), "", "status must not change via the main resource");
+    assert_eq!(
+        get("{.status.observedGeneration}"),
+        "",
+        "status must not change via the main resource"
+    );
 
     // ...and a spec write through the status subresource is ignored.
     let via_status = run(
@@ -273,11 +303,19 @@ fn status_is_a_subresource_separate_from_spec() {
         None,
     );
     assert!(via_status.success, "{}", via_status.stderr);
-    assert_eq!(get("{.status.observedGeneration}"), "1", "status subresource writes status");
+    assert_eq!(
+        get("{.status.observedGeneration}"),
+        "1",
+        "status subresource writes status"
+    );
     assert_eq!(
         get("{.spec.hosts[0]}"),
         "orders.shop.svc.cluster.local",
         "the status subresource must not change spec"
     );
-    assert_eq!(get("{.metadata.generation}"), "1", "status writes must not bump generation");
+    assert_eq!(
+        get("{.metadata.generation}"),
+        "1",
+        "status writes must not bump generation"
+    );
 }
