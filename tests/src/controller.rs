@@ -76,7 +76,32 @@ pub struct Controller {
 /// Starts a controller watching `namespace` of `cluster`, its gRPC server on a free
 /// loopback port, its status Lease in `namespace`.
 pub async fn start(cluster: &TestCluster, namespace: &str) -> Result<Controller, ClusterError> {
+    start_replica(cluster, namespace, &format!("test-controller-{namespace}")).await
+}
+
+/// Like [`start`], with this Lease holder identity: replicas of one namespace share
+/// the Lease and elect one status writer.
+pub async fn start_replica(
+    cluster: &TestCluster,
+    namespace: &str,
+    identity: &str,
+) -> Result<Controller, ClusterError> {
     let client = cluster.client().await?;
+    let status = StatusConfig {
+        lease_namespace: namespace.to_owned(),
+        identity: identity.to_owned(),
+    };
+    start_with(client, vec![namespace.to_owned()], status).await
+}
+
+/// Starts a controller with `client` (e.g. one holding only a ServiceAccount token),
+/// watching `namespaces` (empty: all, as the chart's Deployment does by default), its
+/// status Lease as `status` says.
+pub async fn start_with(
+    client: kube::Client,
+    namespaces: Vec<String>,
+    status: StatusConfig,
+) -> Result<Controller, ClusterError> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(ClusterError::io("bind the controller's gRPC port"))?;
@@ -91,12 +116,9 @@ pub async fn start(cluster: &TestCluster, namespace: &str) -> Result<Controller,
     let metrics = Arc::new(Metrics::new());
     let (stop, stopping) = channel::channel(false);
     let config = WatchConfig {
-        namespaces: vec![namespace.to_owned()],
+        namespaces,
         selector: None,
-        status: StatusConfig {
-            lease_namespace: namespace.to_owned(),
-            identity: format!("test-controller-{namespace}"),
-        },
+        status,
     };
 
     let mut tasks = JoinSet::new();

@@ -14,10 +14,11 @@ pub mod controller;
 pub mod discovery;
 pub mod error;
 pub mod gobuild;
+pub mod helm;
 pub mod kubectl;
 pub mod objects;
 mod pki;
-mod process;
+pub mod process;
 pub mod wait;
 
 pub use cluster::TestCluster;

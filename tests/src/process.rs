@@ -33,6 +33,17 @@ impl Managed {
         args: &[String],
         log: PathBuf,
     ) -> Result<Managed, ClusterError> {
+        Managed::spawn_with_env(what, program, args, &[], log)
+    }
+
+    /// [`Managed::spawn`] with extra environment variables `envs`.
+    pub fn spawn_with_env(
+        what: &'static str,
+        program: &Path,
+        args: &[String],
+        envs: &[(String, String)],
+        log: PathBuf,
+    ) -> Result<Managed, ClusterError> {
         let out = File::options()
             .create(true)
             .append(true)
@@ -44,6 +55,7 @@ impl Managed {
         let mut command = Command::new(program);
         command
             .args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -75,6 +87,12 @@ impl Managed {
 
     pub fn log_tail(&self) -> String {
         crate::gobuild::tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 30)
+    }
+
+    /// SIGKILL to the whole group, then reaps the child.
+    pub fn kill(&mut self) {
+        signal_group(self.child.id() as libc::pid_t, libc::SIGKILL);
+        let _ = self.child.wait();
     }
 
     /// SIGTERM to the whole group, then SIGKILL if it has not ended within `grace`.

@@ -8,6 +8,7 @@ use std::num::NonZeroU16;
 use std::time::Duration;
 
 use fairway_controller::crd::Route;
+use fairway_controller::status::lease::{LEASE_DURATION, LEASE_NAME, RENEW_INTERVAL};
 use fairway_proto::diff::{EndpointSetChange, TableDiff};
 use fairway_proto::model::{
     Backend, Endpoint, EndpointAddr, EndpointSetKey, RouteKey, RouteTable, Rule,
@@ -16,6 +17,7 @@ use fairway_tests::controller::{self, Controller};
 use fairway_tests::discovery::{TestProxy, Update};
 use fairway_tests::objects::{State, endpoint, route, service, slice};
 use fairway_tests::{TestCluster, eventually};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -512,4 +514,167 @@ async fn deleting_a_route_removes_it_from_the_stream() {
     .await;
     assert_eq!(proxy.table, RouteTable::default(), "nothing left");
     controller.stop().await;
+}
+
+/// The same objects, once read from the API and once from `--static-dir` YAML files,
+/// give the same route table: the two sources feed one index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_dir_mode_gives_the_same_table_as_api_mode() {
+    use clap::Parser;
+    use k8s_openapi::api::core::v1::Service;
+
+    let world = World::new("ctl-static").await;
+    let ns = world.namespace.as_str();
+    world.create(&service(ns, "orders", "http", PORT)).await;
+    let endpoints = vec![
+        endpoint("10.244.2.1", State::Ready),
+        endpoint("10.244.2.2", State::Terminating),
+        endpoint("10.244.2.3", State::NotReady),
+    ];
+    world
+        .create(&slice(ns, "orders-a", "orders", "http", PORT, endpoints))
+        .await;
+    world
+        .create(&route(ns, "orders", &["orders.shop"], "orders", PORT))
+        .await;
+
+    let controller = world.controller().await;
+    let mut proxy = world.proxy(&controller, "api-mode").await;
+    let update = (proxy.next(CHANGE).await).unwrap_or_else(|e| panic!("{e}"));
+    let Update::Snapshot {
+        table: from_api, ..
+    } = update
+    else {
+        panic!("a new proxy starts with a snapshot, got {update:?}");
+    };
+    controller.stop().await;
+
+    // The objects exactly as the API holds them, one YAML file each.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lp = ListParams::default();
+    let mut documents = Vec::new();
+    for s in (world.api::<Service>().list(&lp).await).expect("list services") {
+        documents.push(serde_saphyr::to_string(&s).expect("service yaml"));
+    }
+    for s in (world.api::<EndpointSlice>().list(&lp).await).expect("list slices") {
+        documents.push(serde_saphyr::to_string(&s).expect("slice yaml"));
+    }
+    for r in (world.api::<Route>().list(&lp).await).expect("list routes") {
+        documents.push(serde_saphyr::to_string(&r).expect("route yaml"));
+    }
+    for (i, doc) in documents.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("{i}.yaml")), doc).expect("write yaml");
+    }
+
+    let port = |what| fairway_tests::cluster::free_port().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let grpc = format!("127.0.0.1:{}", port("grpc"));
+    let args = fairway_controller::Args::parse_from([
+        "fairway-controller".to_owned(),
+        format!("--static-dir={}", dir.path().display()),
+        format!("--grpc-addr={grpc}"),
+        format!("--admin-addr=127.0.0.1:{}", port("admin")),
+        "--log-format=text".to_owned(),
+    ]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(fairway_controller::run(
+        fairway_controller::Config::from_args(args),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let endpoint = format!("http://{grpc}");
+    let mut proxy = (TestProxy::connect(&endpoint, "static-mode", None, CONNECT).await)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let update = (proxy.next(CHANGE).await).unwrap_or_else(|e| panic!("{e}"));
+    let Update::Snapshot {
+        table: from_files, ..
+    } = update
+    else {
+        panic!("a new proxy starts with a snapshot, got {update:?}");
+    };
+    let _ = stop.send(());
+    let _ = running.await;
+
+    assert!(
+        !from_api.endpoint_sets.is_empty(),
+        "the API table has the endpoint set"
+    );
+    assert_eq!(
+        from_files, from_api,
+        "--static-dir and the API must give the same table for the same objects"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_writes_status_and_another_takes_over_when_it_stops() {
+    let world = World::new("ctl-lease").await;
+    let ns = world.namespace.as_str();
+    world
+        .create(&route(ns, "orders", &["orders.shop"], "orders", PORT))
+        .await;
+    let leases: Api<Lease> = world.api();
+    let holder = || async {
+        let lease = leases.get_opt(LEASE_NAME).await.ok()??;
+        lease.spec?.holder_identity
+    };
+    let start = |identity: &'static str| controller::start_replica(world.cluster, ns, identity);
+
+    let first = (start("replica-a").await).unwrap_or_else(|e| panic!("{e}"));
+    eventually(STATUS, "replica-a holding the Lease", || async {
+        (holder().await? == "replica-a").then_some(())
+    })
+    .await;
+    let second = (start("replica-b").await).unwrap_or_else(|e| panic!("{e}"));
+    // Both serve streams; only the holder reports.
+    let mut proxy = world.proxy(&second, "follower-stream").await;
+    let key = route_key(ns, "orders");
+    (proxy
+        .until(CHANGE, "the Route from the follower", |t| {
+            t.routes.contains_key(&key)
+        })
+        .await)
+        .unwrap_or_else(|e| panic!("{e}"));
+    world
+        .condition("orders", "ResolvedRefs", "False", "ServiceNotFound")
+        .await;
+    let events: Api<Event> = world.api();
+    let reported_by = |reason: &'static str| {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            let found = list
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some(reason))?;
+            found.reporting_instance
+        }
+    };
+    let warned = eventually(STATUS, "the ServiceNotFound Event", || {
+        reported_by("ServiceNotFound")
+    })
+    .await;
+    assert_eq!(warned, "replica-a", "the holder records Events");
+    assert_eq!(
+        holder().await.as_deref(),
+        Some("replica-a"),
+        "a live holder keeps the Lease"
+    );
+
+    first.stop().await;
+    // The follower takes over once the record stood still for the lease duration.
+    let takeover = LEASE_DURATION + RENEW_INTERVAL + STATUS;
+    eventually(takeover, "replica-b taking the Lease over", || async {
+        (holder().await? == "replica-b").then_some(())
+    })
+    .await;
+    world.create(&service(ns, "orders", "http", PORT)).await;
+    world
+        .condition("orders", "ResolvedRefs", "True", "ResolvedRefs")
+        .await;
+    let resolved = eventually(STATUS, "the ResolvedRefs Event", || {
+        reported_by("ResolvedRefs")
+    })
+    .await;
+    assert_eq!(resolved, "replica-b", "the new holder reports");
+    second.stop().await;
 }

@@ -1,0 +1,680 @@
+//! The Helm chart (charts/fairway) against real tools: helm (built from
+//! helm.sh/helm/v3, tests/helm) lints and renders it, installs it into the tests' real
+//! kube-apiserver, and a controller holding only the chart's ServiceAccount token proves
+//! the RBAC is enough (and no more).
+
+use std::path::Path;
+use std::time::Duration;
+
+use fairway_controller::status::StatusConfig;
+use fairway_proto::model::RouteKey;
+use fairway_tests::discovery::TestProxy;
+use fairway_tests::helm::{CHART_DIR, helm};
+use fairway_tests::kubectl::{Output, kubectl};
+use fairway_tests::objects::{State, endpoint, route, service, slice};
+use fairway_tests::{TestCluster, controller, eventually};
+use kube::api::PostParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use serde_json::Value;
+
+/// A synced controller opens streams within this.
+const CONNECT: Duration = Duration::from_secs(60);
+/// A watch event or a status write shows within this.
+const STATUS: Duration = Duration::from_secs(30);
+
+fn run_helm(args: &[&str], kubeconfig: Option<&Path>) -> Output {
+    helm(args, kubeconfig).unwrap_or_else(|e| panic!("helm {}: {e}", args.join(" ")))
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(out.success, "{what} failed:\n{}{}", out.stdout, out.stderr);
+    out.stdout
+}
+
+/// Every object of a multi-document YAML stream (empty documents dropped).
+fn documents(yaml: &str) -> Vec<Value> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    for line in yaml.lines().chain(std::iter::once("---")) {
+        if line.trim_end() == "---" {
+            let doc: Value = serde_saphyr::from_str(&current)
+                .unwrap_or_else(|e| panic!("rendered YAML: {e}\n{current}"));
+            if doc.is_object() {
+                docs.push(doc);
+            }
+            current.clear();
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    docs
+}
+
+/// `helm template RELEASE CHART -n NAMESPACE EXTRA...`, parsed.
+fn template(release: &str, namespace: &str, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["template", release, CHART_DIR, "--namespace", namespace];
+    args.extend_from_slice(extra);
+    documents(&ok(
+        run_helm(&args, None),
+        &format!("helm {}", args.join(" ")),
+    ))
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered; got {:?}", kinds(objects)))
+}
+
+fn kinds(objects: &[Value]) -> Vec<String> {
+    objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap_or("?"),
+                o["metadata"]["name"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts the hardening every container of every pod template must carry.
+fn assert_hardened(objects: &[Value]) {
+    let mut pods = 0;
+    for object in objects {
+        let pod = &object["spec"]["template"]["spec"];
+        if !pod.is_object() {
+            continue;
+        }
+        pods += 1;
+        let name = object["metadata"]["name"].as_str().unwrap_or("?");
+        assert_eq!(
+            pod["securityContext"]["runAsNonRoot"], true,
+            "{name}: pod runAsNonRoot"
+        );
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{name}: pod seccomp"
+        );
+        let containers = pod["containers"].as_array().expect("containers");
+        let init = pod["initContainers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for container in containers.iter().chain(init.iter()) {
+            let c = container["name"].as_str().unwrap_or("?");
+            let sc = &container["securityContext"];
+            assert_eq!(sc["runAsNonRoot"], true, "{name}/{c}: runAsNonRoot");
+            assert_eq!(
+                sc["readOnlyRootFilesystem"], true,
+                "{name}/{c}: readOnlyRootFilesystem"
+            );
+            assert_eq!(
+                sc["allowPrivilegeEscalation"], false,
+                "{name}/{c}: allowPrivilegeEscalation"
+            );
+            assert_eq!(
+                strings(&sc["capabilities"]["drop"]),
+                ["ALL"],
+                "{name}/{c}: drop ALL"
+            );
+            assert_eq!(
+                sc["seccompProfile"]["type"], "RuntimeDefault",
+                "{name}/{c}: seccomp"
+            );
+            assert!(
+                container["resources"]["requests"].is_object(),
+                "{name}/{c}: resources"
+            );
+            assert_eq!(
+                container["livenessProbe"]["httpGet"]["path"], "/live",
+                "{name}/{c}"
+            );
+            assert_eq!(
+                container["readinessProbe"]["httpGet"]["path"], "/ready",
+                "{name}/{c}"
+            );
+        }
+    }
+    assert!(pods > 0, "no pod templates rendered");
+}
+
+fn env_field(container: &Value, name: &str) -> String {
+    let env = container["env"].as_array().expect("env");
+    let var = env
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("env {name}"));
+    var["valueFrom"]["fieldRef"]["fieldPath"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn lint_passes_with_default_and_non_default_values() {
+    ok(
+        run_helm(&["lint", "--strict", CHART_DIR], None),
+        "helm lint (defaults)",
+    );
+    let others: &[&[&str]] = &[
+        &["--set", "proxy.mode=sidecar"],
+        &[
+            "--set",
+            "proxy.hostPort.enabled=true,serviceMonitor.enabled=true",
+        ],
+        &[
+            "--set",
+            "controller.replicas=3,controller.watchNamespaces={shop,pay},controller.selector=team=shop",
+        ],
+        &[
+            "--set",
+            "controller.podDisruptionBudget.enabled=false,proxy.service.enabled=false",
+        ],
+    ];
+    for extra in others {
+        let mut args = vec!["lint", "--strict", CHART_DIR];
+        args.extend_from_slice(extra);
+        ok(run_helm(&args, None), &format!("helm {}", args.join(" ")));
+    }
+}
+
+#[test]
+fn default_render_is_hardened_and_wired() {
+    let objects = template("fairway", "fairway", &[]);
+    assert_hardened(&objects);
+
+    // Controller: 2 replicas, downward-API env, both ports, probes on admin, spread.
+    let deploy = find(&objects, "Deployment", "fairway-controller");
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "fairway-controller");
+    assert!(
+        pod["topologySpreadConstraints"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+    );
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], "ghcr.io/fairway-dev/fairway-controller:0.1.0");
+    assert_eq!(env_field(c, "POD_NAME"), "metadata.name");
+    assert_eq!(env_field(c, "POD_NAMESPACE"), "metadata.namespace");
+    let args = strings(&c["args"]);
+    assert!(
+        args.contains(&"--grpc-addr=0.0.0.0:18000".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--admin-addr=0.0.0.0:9090".to_owned()),
+        "{args:?}"
+    );
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "admin");
+    find(&objects, "PodDisruptionBudget", "fairway-controller");
+    let svc = find(&objects, "Service", "fairway-controller");
+    let ports: Vec<i64> = (svc["spec"]["ports"].as_array().expect("ports").iter())
+        .filter_map(|p| p["port"].as_i64())
+        .collect();
+    assert_eq!(ports, [18000, 9090]);
+
+    // Proxy: no API access, the controller URL, its identity from the downward API.
+    let ds = find(&objects, "DaemonSet", "fairway-proxy");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["serviceAccountName"], "fairway-proxy");
+    let sa = find(&objects, "ServiceAccount", "fairway-proxy");
+    assert_eq!(sa["automountServiceAccountToken"], false);
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], "ghcr.io/fairway-dev/fairway-proxy:0.1.0");
+    assert!(c["volumeMounts"].is_null(), "the proxy mounts nothing");
+    let args = strings(&c["args"]);
+    for want in [
+        "--controller=http://fairway-controller.fairway.svc:18000",
+        "--admin-addr=0.0.0.0:4191",
+        "--id=$(POD_NAME)",
+        "--node=$(NODE_NAME)",
+    ] {
+        assert!(
+            args.contains(&want.to_owned()),
+            "proxy args {args:?} lack {want}"
+        );
+    }
+    assert_eq!(env_field(c, "POD_NAME"), "metadata.name");
+    assert_eq!(env_field(c, "NODE_NAME"), "spec.nodeName");
+    assert!(c["ports"][0]["hostPort"].is_null(), "hostPort is opt-in");
+    let local = find(&objects, "Service", "fairway-proxy");
+    assert_eq!(local["spec"]["internalTrafficPolicy"], "Local");
+    assert_eq!(local["spec"]["ports"][0]["port"], 4140);
+    // No RoleBinding names the proxy: it has no API access at all.
+    for binding in objects
+        .iter()
+        .filter(|o| o["kind"].as_str().is_some_and(|k| k.ends_with("Binding")))
+    {
+        assert!(
+            !binding["subjects"].to_string().contains("fairway-proxy"),
+            "the proxy is bound: {binding}"
+        );
+    }
+
+    // Least privilege: no wildcard, no secrets, no pods, no configmaps.
+    let role = find(&objects, "ClusterRole", "fairway-controller");
+    let rules = role["rules"].to_string();
+    for forbidden in ["\"*\"", "secrets", "\"pods\"", "configmaps"] {
+        assert!(
+            !rules.contains(forbidden),
+            "ClusterRole grants {forbidden}: {rules}"
+        );
+    }
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["kind"] != "ServiceMonitor" && o["kind"] != "ConfigMap")
+    );
+}
+
+#[test]
+fn non_default_values_change_the_render() {
+    // Another release name and namespace move the controller URL with them.
+    let objects = template(
+        "edge",
+        "infra",
+        &[
+            "--set",
+            "proxy.hostPort.enabled=true,serviceMonitor.enabled=true,controller.replicas=3",
+            "--set",
+            "controller.watchNamespaces={shop,pay},proxy.zone=eu-1a,proxy.endpointLabels=false",
+            "--set",
+            "controller.image.tag=dev,controller.podDisruptionBudget.enabled=false",
+        ],
+    );
+    assert_hardened(&objects);
+    let deploy = find(&objects, "Deployment", "edge-fairway-controller");
+    assert_eq!(deploy["spec"]["replicas"], 3);
+    let c = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "ghcr.io/fairway-dev/fairway-controller:dev");
+    let args = strings(&c["args"]);
+    assert!(
+        args.contains(&"--namespace=shop".to_owned())
+            && args.contains(&"--namespace=pay".to_owned()),
+        "{args:?}"
+    );
+    assert!(objects.iter().all(|o| o["kind"] != "PodDisruptionBudget"));
+    let ds = find(&objects, "DaemonSet", "edge-fairway-proxy");
+    let c = &ds["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["ports"][0]["hostPort"], 4140);
+    let args = strings(&c["args"]);
+    for want in [
+        "--controller=http://edge-fairway-controller.infra.svc:18000",
+        "--zone=eu-1a",
+        "--endpoint-labels=false",
+    ] {
+        assert!(
+            args.contains(&want.to_owned()),
+            "proxy args {args:?} lack {want}"
+        );
+    }
+    find(&objects, "ServiceMonitor", "edge-fairway-controller");
+    find(&objects, "PodMonitor", "edge-fairway-proxy");
+}
+
+#[test]
+fn sidecar_mode_renders_a_container_instead_of_a_daemonset() {
+    let daemonset = template("fairway", "fairway", &[]);
+    let sidecar = template("fairway", "fairway", &["--set", "proxy.mode=sidecar"]);
+    assert!(
+        sidecar.iter().all(|o| o["kind"] != "DaemonSet"),
+        "{:?}",
+        kinds(&sidecar)
+    );
+    assert!(
+        sidecar
+            .iter()
+            .all(|o| !(o["kind"] == "Service" && o["metadata"]["name"] == "fairway-proxy")),
+        "no node-local Service in sidecar mode"
+    );
+    assert_ne!(kinds(&daemonset), kinds(&sidecar));
+    let cm = find(&sidecar, "ConfigMap", "fairway-proxy-sidecar");
+    let text = cm["data"]["container.yaml"]
+        .as_str()
+        .expect("container.yaml");
+    let container: Value = serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // The very container the DaemonSet runs.
+    let ds = find(&daemonset, "DaemonSet", "fairway-proxy");
+    assert_eq!(container, ds["spec"]["template"]["spec"]["containers"][0]);
+    assert!(
+        strings(&container["args"])
+            .contains(&"--controller=http://fairway-controller.fairway.svc:18000".to_owned())
+    );
+}
+
+#[test]
+fn schema_rejects_wrong_types() {
+    for bad in [
+        "controller.replicas=two",
+        "proxy.port=http",
+        "proxy.mode=mesh",
+        "proxy.hostPort.enabled=maybe",
+        "controller.logFormat=xml",
+        "controller.replicaz=2",
+    ] {
+        let out = run_helm(&["template", "fairway", CHART_DIR, "--set", bad], None);
+        assert!(!out.success, "--set {bad} was accepted");
+        assert!(
+            out.stderr.contains("schema") || out.stderr.contains("values don't meet"),
+            "--set {bad}: the error should name the schema: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn chart_crds_are_identical_to_crds() {
+    let root = Path::new(CHART_DIR).join("../../crds");
+    let chart = Path::new(CHART_DIR).join("crds");
+    let names = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&root), names(&chart), "the same CRD files");
+    for name in names(&root) {
+        let a = std::fs::read(root.join(&name)).expect("read crds/");
+        let b = std::fs::read(chart.join(&name)).expect("read the chart's crds/");
+        assert!(
+            a == b,
+            "charts/fairway/crds/{name} differs from crds/{name}: cp crds/{name} charts/fairway/crds/"
+        );
+    }
+}
+
+/// `kubectl get` target for a rendered object: `kind.group` (or just `kind` for core).
+fn resource(object: &Value) -> String {
+    let kind = object["kind"].as_str().expect("kind").to_lowercase();
+    match object["apiVersion"]
+        .as_str()
+        .expect("apiVersion")
+        .split_once('/')
+    {
+        Some((group, _)) => format!("{kind}.{group}"),
+        None => kind,
+    }
+}
+
+fn get(cluster: &TestCluster, object: &Value, namespace: &str) -> Output {
+    let name = object["metadata"]["name"].as_str().expect("name");
+    let mut args = vec![
+        "get".to_owned(),
+        resource(object),
+        name.to_owned(),
+        "-o".to_owned(),
+        "name".to_owned(),
+    ];
+    if object["kind"] != "ClusterRole" && object["kind"] != "ClusterRoleBinding" {
+        args.extend(["-n".to_owned(), namespace.to_owned()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    kubectl(cluster, &args, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn kubectl_ok(cluster: &TestCluster, args: &[&str]) -> String {
+    let out = kubectl(cluster, args, None).unwrap_or_else(|e| panic!("{e}"));
+    ok(out, &format!("kubectl {}", args.join(" ")))
+}
+
+/// `kubectl auth can-i VERB... --token TOKEN` answers yes (`true`) or no.
+fn can_i(cluster: &TestCluster, token: &str, query: &[&str]) -> bool {
+    let mut args = vec!["auth", "can-i"];
+    args.extend_from_slice(query);
+    args.extend_from_slice(&["--token", token]);
+    let out = kubectl(cluster, &args, None).unwrap_or_else(|e| panic!("{e}"));
+    match out.stdout.trim() {
+        "yes" => true,
+        "no" => false,
+        _ => panic!("kubectl {}: {}{}", args.join(" "), out.stdout, out.stderr),
+    }
+}
+
+async fn client_from(kubeconfig: &Path) -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap_or_else(|e| panic!("{e}"));
+    let config = (Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await)
+        .unwrap_or_else(|e| panic!("{e}"));
+    Client::try_from(config).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
+    let cluster = TestCluster::shared().unwrap_or_else(|e| panic!("test cluster: {e}"));
+    let ns = (cluster.namespace("fw-helm").await).unwrap_or_else(|e| panic!("{e}"));
+    let kc = Some(cluster.kubeconfig.as_path());
+
+    // Install (no --wait: there is no kubelet). Helm creates the CRD from crds/.
+    ok(
+        run_helm(&["install", "fairway", CHART_DIR, "--namespace", &ns], kc),
+        "helm install",
+    );
+    kubectl_ok(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/routes.fairway.dev",
+            "--timeout=60s",
+        ],
+    );
+    let manifest = ok(
+        run_helm(&["get", "manifest", "fairway", "--namespace", &ns], kc),
+        "helm get manifest",
+    );
+    let objects = documents(&manifest);
+    assert!(objects.len() >= 12, "installed {:?}", kinds(&objects));
+    for object in &objects {
+        let out = get(cluster, object, &ns);
+        assert!(
+            out.success,
+            "{} missing after install: {}",
+            resource(object),
+            out.stderr
+        );
+    }
+
+    // The controller's ServiceAccount token, and a kubeconfig holding only it.
+    let token = kubectl_ok(
+        cluster,
+        &[
+            "create",
+            "token",
+            "fairway-controller",
+            "-n",
+            &ns,
+            "--duration=1h",
+        ],
+    );
+    let token = token.trim().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("controller.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: fairway-controller\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: fairway-controller}}\ncurrent-context: c\n",
+            cluster.server,
+            cluster.ca_file().display()
+        ),
+    )
+    .expect("write the kubeconfig");
+
+    // What the chart grants, and what it must not.
+    let app = (cluster.namespace("fw-helm-app").await).unwrap_or_else(|e| panic!("{e}"));
+    assert!(can_i(
+        cluster,
+        &token,
+        &["watch", "routes.fairway.dev", "--all-namespaces"]
+    ));
+    assert!(can_i(
+        cluster,
+        &token,
+        &[
+            "patch",
+            "routes.fairway.dev",
+            "--subresource=status",
+            "-n",
+            &app
+        ]
+    ));
+    assert!(can_i(
+        cluster,
+        &token,
+        &[
+            "list",
+            "endpointslices.discovery.k8s.io",
+            "--all-namespaces"
+        ]
+    ));
+    assert!(can_i(
+        cluster,
+        &token,
+        &["create", "events.events.k8s.io", "-n", &app]
+    ));
+    assert!(can_i(
+        cluster,
+        &token,
+        &[
+            "update",
+            "leases.coordination.k8s.io/fairway-controller-status",
+            "-n",
+            &ns
+        ]
+    ));
+    for denied in [
+        &["get", "secrets", "-n", &ns][..],
+        &["list", "secrets", "--all-namespaces"],
+        &["create", "pods", "-n", &app],
+        &["update", "routes.fairway.dev", "-n", &app],
+        &["create", "leases.coordination.k8s.io", "-n", &app],
+        &["delete", "services", "-n", &app],
+    ] {
+        assert!(
+            !can_i(cluster, &token, denied),
+            "the controller may {denied:?}"
+        );
+    }
+
+    // The controller, with only that kubeconfig, watching every namespace as deployed.
+    let admin = (cluster.client().await).unwrap_or_else(|e| panic!("{e}"));
+    let create = |what: &'static str| move |e: kube::Error| panic!("create {what}: {e}");
+    (Api::namespaced(admin.clone(), &app)
+        .create(
+            &PostParams::default(),
+            &service(&app, "orders", "http", 8080),
+        )
+        .await)
+        .unwrap_or_else(create("service"));
+    let slice = slice(
+        &app,
+        "orders-a",
+        "orders",
+        "http",
+        8080,
+        vec![endpoint("127.0.0.11", State::Ready)],
+    );
+    (Api::namespaced(admin.clone(), &app)
+        .create(&PostParams::default(), &slice)
+        .await)
+        .unwrap_or_else(create("slice"));
+    let route = route(&app, "orders", &["orders.shop"], "orders", 8080);
+    (Api::namespaced(admin.clone(), &app)
+        .create(&PostParams::default(), &route)
+        .await)
+        .unwrap_or_else(create("route"));
+
+    let client = client_from(&kubeconfig).await;
+    let status = StatusConfig {
+        lease_namespace: ns.clone(),
+        identity: "fairway-controller-0".to_owned(),
+    };
+    let ctl = (controller::start_with(client, Vec::new(), status).await)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut proxy = (TestProxy::connect(&ctl.endpoint, "fairway-proxy-test", None, CONNECT).await)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = RouteKey {
+        namespace: app.clone(),
+        name: "orders".to_owned(),
+    };
+    (proxy
+        .until(STATUS, "the Route on the stream", |t| {
+            t.routes.contains_key(&key) && t.endpoint_count() == 1
+        })
+        .await)
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually(
+        STATUS,
+        "ResolvedRefs=True written by the token's controller",
+        || async {
+            let out = kubectl(
+                cluster,
+                &["get", "route", "orders", "-n", &app, "-o", "json"],
+                None,
+            )
+            .ok()?;
+            let route: Value = serde_json::from_str(&out.stdout).ok()?;
+            let conditions = route["status"]["conditions"].as_array()?;
+            conditions
+                .iter()
+                .find(|c| c["type"] == "ResolvedRefs" && c["status"] == "True")
+                .cloned()
+        },
+    )
+    .await;
+    let holder = kubectl_ok(
+        cluster,
+        &[
+            "get",
+            "lease",
+            "fairway-controller-status",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+    );
+    assert_eq!(holder, "fairway-controller-0");
+    ctl.stop().await;
+
+    // Uninstall removes everything it installed, except the CRD (Helm never deletes crds/).
+    ok(
+        run_helm(&["uninstall", "fairway", "--namespace", &ns], kc),
+        "helm uninstall",
+    );
+    for object in &objects {
+        let out = get(cluster, object, &ns);
+        assert!(
+            !out.success && out.stderr.contains("NotFound"),
+            "{} left after uninstall: {}{}",
+            resource(object),
+            out.stdout,
+            out.stderr
+        );
+    }
+    kubectl_ok(cluster, &["get", "crd", "routes.fairway.dev"]);
+}
