@@ -490,7 +490,7 @@ async fn run(opts: Opts) -> Result<(), Box<dyn std::error::Error>> {
         ((per_push + FRAMING_BYTES) * opts.proxies) as f64 / 1024.0
     );
     println!(
-        "| change -> published (coalesce + clone + diff), p50 / max | {} / {} |",
+        "| change -> published (coalesce window + patch + diff), p50 / max | {} / {} |",
         ms(percentile(&publish, 0.5)),
         ms(percentile(&publish, 1.0))
     );
