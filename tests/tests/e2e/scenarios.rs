@@ -11,7 +11,9 @@ use fairway_tests::objects::{State, endpoint, route};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::Scenario;
-use crate::world::{CONVERGE, Conn, POD_PORT, World, counts, failures, http_get, load, pod, pod_ip, samples_after};
+use crate::world::{
+    CONVERGE, Conn, POD_PORT, World, counts, failures, http_get, load, pod, pod_ip, samples_after,
+};
 
 const PORT: i32 = POD_PORT as i32;
 
@@ -53,7 +55,7 @@ fn addr(ip: &str) -> String {
     format!("{ip}:{POD_PORT}")
 }
 
-/// 1. Route + Service + one ready endpoint: all traffic through both proxies reaches it;
+/// Scenario 1: Route + Service + one ready endpoint: all traffic through both proxies reaches it;
 /// `kubectl get routes` shows it Accepted with 1 ready endpoint.
 async fn one_ready_endpoint() {
     let mut w = World::new("e2e-one").await;
@@ -114,7 +116,7 @@ async fn one_ready_endpoint() {
     w.check_processes();
 }
 
-/// 2. The seed: a keep-alive load with fixed connections runs through a proxy while
+/// Scenario 2: The seed: a keep-alive load with fixed connections runs through a proxy while
 /// the slice grows from 1 to 4 ready endpoints; requests made after both proxies
 /// applied the change are spread 25% ± 5 points per pod. The same load through a
 /// per-connection L4 balancer (the kube-proxy stand-in, also told about the 4 pods)
@@ -273,7 +275,7 @@ fn report(tag: &str, loads: &[(&str, &[fairway::demo::load::Sample])], from: Dur
     }
 }
 
-/// 3. Scale down under traffic: an endpoint turns ready=false, serving=true,
+/// Scenario 3: Scale down under traffic: an endpoint turns ready=false, serving=true,
 /// terminating=true, then leaves the slice, while keep-alive traffic runs through both
 /// proxies: zero failed requests, and the departed pod gets no new requests.
 async fn scale_down() {
@@ -286,18 +288,35 @@ async fn scale_down() {
     w.create_service("down", PORT).await;
     let all_ready: Vec<_> = ips.iter().map(|ip| endpoint(ip, State::Ready)).collect();
     w.create_slice("down-a", "down", PORT, all_ready).await;
-    w.create_route(&route(&w.ns, "down", &["down.e2e"], "down", PORT)).await;
+    w.create_route(&route(&w.ns, "down", &["down.e2e"], "down", PORT))
+        .await;
     w.start().await;
     let key = w.set_key("down", POD_PORT);
     let (a0, a1, a2) = (addr(&ips[0]), addr(&ips[1]), addr(&ips[2]));
-    w.converged_set(&key, &[(&a0, "ready"), (&a1, "ready"), (&a2, "ready")]).await;
+    w.converged_set(&key, &[(&a0, "ready"), (&a1, "ready"), (&a2, "ready")])
+        .await;
 
     let start = Instant::now();
     let la = load(w.proxies[0].listen, "down.e2e", 4, start).await;
     let lb = load(w.proxies[1].listen, "down.e2e", 4, start).await;
-    samples_after(&la, Duration::ZERO, 300, "traffic through proxy-a on 3 pods").await;
-    samples_after(&lb, Duration::ZERO, 300, "traffic through proxy-b on 3 pods").await;
-    assert!(pods[2].requests() > 0, "p3 served before it began terminating");
+    samples_after(
+        &la,
+        Duration::ZERO,
+        300,
+        "traffic through proxy-a on 3 pods",
+    )
+    .await;
+    samples_after(
+        &lb,
+        Duration::ZERO,
+        300,
+        "traffic through proxy-b on 3 pods",
+    )
+    .await;
+    assert!(
+        pods[2].requests() > 0,
+        "p3 served before it began terminating"
+    );
 
     // p3 shuts down: not ready, still serving, terminating.
     w.set_endpoints(
@@ -309,17 +328,40 @@ async fn scale_down() {
         ],
     )
     .await;
-    w.converged_set(&key, &[(&a0, "ready"), (&a1, "ready"), (&a2, "terminating")]).await;
+    w.converged_set(
+        &key,
+        &[(&a0, "ready"), (&a1, "ready"), (&a2, "terminating")],
+    )
+    .await;
     let terminating = start.elapsed();
     let p3_at_terminating = pods[2].requests();
-    samples_after(&la, terminating, 300, "traffic through proxy-a while p3 terminates").await;
-    samples_after(&lb, terminating, 300, "traffic through proxy-b while p3 terminates").await;
+    samples_after(
+        &la,
+        terminating,
+        300,
+        "traffic through proxy-a while p3 terminates",
+    )
+    .await;
+    samples_after(
+        &lb,
+        terminating,
+        300,
+        "traffic through proxy-b while p3 terminates",
+    )
+    .await;
     let p3_while_terminating = pods[2].requests() - p3_at_terminating;
 
     // p3 leaves the slice.
-    w.set_endpoints("down-a", vec![endpoint(&ips[0], State::Ready), endpoint(&ips[1], State::Ready)])
+    w.set_endpoints(
+        "down-a",
+        vec![
+            endpoint(&ips[0], State::Ready),
+            endpoint(&ips[1], State::Ready),
+        ],
+    )
+    .await;
+    w.converged_set(&key, &[(&a0, "ready"), (&a1, "ready")])
         .await;
-    w.converged_set(&key, &[(&a0, "ready"), (&a1, "ready")]).await;
     let removed = start.elapsed();
     let p3_at_removal = pods[2].requests();
     samples_after(&la, removed, 300, "traffic through proxy-a after p3 left").await;
@@ -327,21 +369,44 @@ async fn scale_down() {
     let p3_after_removal = pods[2].requests() - p3_at_removal;
     let (sa, sb) = (la.stop().await, lb.stop().await);
 
-    report("s3 whole run", &[("proxy-a", &sa), ("proxy-b", &sb)], Duration::ZERO);
-    report("s3 after removal", &[("proxy-a", &sa), ("proxy-b", &sb)], removed);
-    eprintln!("s3: p3 took {p3_while_terminating} requests while terminating, {p3_after_removal} after removal");
-    assert_eq!(failures(&sa) + failures(&sb), 0, "failed requests during the scale-down");
+    report(
+        "s3 whole run",
+        &[("proxy-a", &sa), ("proxy-b", &sb)],
+        Duration::ZERO,
+    );
+    report(
+        "s3 after removal",
+        &[("proxy-a", &sa), ("proxy-b", &sb)],
+        removed,
+    );
+    eprintln!(
+        "s3: p3 took {p3_while_terminating} requests while terminating, {p3_after_removal} after removal"
+    );
+    assert_eq!(
+        failures(&sa) + failures(&sb),
+        0,
+        "failed requests during the scale-down"
+    );
     // A request already routed when the table changed may still land: at most one per
     // downstream connection (8).
-    assert!(p3_after_removal <= 8, "p3 got {p3_after_removal} requests after it left the slice");
+    assert!(
+        p3_after_removal <= 8,
+        "p3 got {p3_after_removal} requests after it left the slice"
+    );
     for (name, samples) in [("proxy-a", &sa), ("proxy-b", &sb)] {
-        let late = samples.iter().filter(|s| s.at >= removed && s.pod.as_deref() == Some("p3")).count();
-        assert!(late <= 4, "{name}: {late} requests answered by p3 after it left the slice");
+        let late = samples
+            .iter()
+            .filter(|s| s.at >= removed && s.pod.as_deref() == Some("p3"))
+            .count();
+        assert!(
+            late <= 4,
+            "{name}: {late} requests answered by p3 after it left the slice"
+        );
     }
     w.check_processes();
 }
 
-/// 4. The controller is SIGKILLed mid-traffic: zero failed requests and the proxies keep
+/// Scenario 4: The controller is SIGKILLed mid-traffic: zero failed requests and the proxies keep
 /// their table; a new controller on the same ports comes up and an endpoint change made
 /// while none ran reaches both proxies.
 async fn controller_killed() {
@@ -350,8 +415,15 @@ async fn controller_killed() {
     let p1 = pod("p1", &ips[0]).await;
     let p2 = pod("p2", &ips[1]).await;
     w.create_service("kill", PORT).await;
-    w.create_slice("kill-a", "kill", PORT, vec![endpoint(&ips[0], State::Ready)]).await;
-    w.create_route(&route(&w.ns, "kill", &["kill.e2e"], "kill", PORT)).await;
+    w.create_slice(
+        "kill-a",
+        "kill",
+        PORT,
+        vec![endpoint(&ips[0], State::Ready)],
+    )
+    .await;
+    w.create_route(&route(&w.ns, "kill", &["kill.e2e"], "kill", PORT))
+        .await;
     w.start().await;
     let key = w.set_key("kill", POD_PORT);
     let before = w.converged_set(&key, &[(&addr(&ips[0]), "ready")]).await;
@@ -365,10 +437,23 @@ async fn controller_killed() {
     w.kill_controller();
     let killed = start.elapsed();
     eprintln!("s4: controller SIGKILLed at {killed:?} (table version {before})");
-    samples_after(&la, killed, 300, "traffic through proxy-a with no controller").await;
-    samples_after(&lb, killed, 300, "traffic through proxy-b with no controller").await;
+    samples_after(
+        &la,
+        killed,
+        300,
+        "traffic through proxy-a with no controller",
+    )
+    .await;
+    samples_after(
+        &lb,
+        killed,
+        300,
+        "traffic through proxy-b with no controller",
+    )
+    .await;
     for p in &w.proxies {
-        let (status, body) = (http_get(p.admin, "/debug/routes").await).unwrap_or_else(|| panic!("{} admin", p.id));
+        let (status, body) =
+            (http_get(p.admin, "/debug/routes").await).unwrap_or_else(|| panic!("{} admin", p.id));
         let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(status, 200);
         assert_eq!(
@@ -377,27 +462,63 @@ async fn controller_killed() {
             "{} kept its table while the controller is down",
             p.id
         );
-        assert_eq!(http_get(p.admin, "/ready").await.map(|r| r.0), Some(200), "{} stays ready", p.id);
+        assert_eq!(
+            http_get(p.admin, "/ready").await.map(|r| r.0),
+            Some(200),
+            "{} stays ready",
+            p.id
+        );
     }
 
     // A change while no controller runs, then a new controller on the same ports.
-    w.set_endpoints("kill-a", ips.iter().map(|ip| endpoint(ip, State::Ready)).collect()).await;
+    w.set_endpoints(
+        "kill-a",
+        ips.iter().map(|ip| endpoint(ip, State::Ready)).collect(),
+    )
+    .await;
     w.start_controller().await;
     let after = w
-        .converged_set(&key, &[(&addr(&ips[0]), "ready"), (&addr(&ips[1]), "ready")])
+        .converged_set(
+            &key,
+            &[(&addr(&ips[0]), "ready"), (&addr(&ips[1]), "ready")],
+        )
         .await;
     let reconverged = start.elapsed();
     eprintln!(
         "s4: new controller version {after}; both proxies applied it {:?} after the kill",
         reconverged - killed
     );
-    samples_after(&la, reconverged, 300, "traffic through proxy-a after the new controller").await;
-    samples_after(&lb, reconverged, 300, "traffic through proxy-b after the new controller").await;
+    samples_after(
+        &la,
+        reconverged,
+        300,
+        "traffic through proxy-a after the new controller",
+    )
+    .await;
+    samples_after(
+        &lb,
+        reconverged,
+        300,
+        "traffic through proxy-b after the new controller",
+    )
+    .await;
     let (sa, sb) = (la.stop().await, lb.stop().await);
-    report("s4 whole run", &[("proxy-a", &sa), ("proxy-b", &sb)], Duration::ZERO);
-    report("s4 after the new controller", &[("proxy-a", &sa), ("proxy-b", &sb)], reconverged);
+    report(
+        "s4 whole run",
+        &[("proxy-a", &sa), ("proxy-b", &sb)],
+        Duration::ZERO,
+    );
+    report(
+        "s4 after the new controller",
+        &[("proxy-a", &sa), ("proxy-b", &sb)],
+        reconverged,
+    );
     eprintln!("s4: pods counted p1 {} p2 {}", p1.requests(), p2.requests());
-    assert_eq!(failures(&sa) + failures(&sb), 0, "failed requests around the controller's death");
+    assert_eq!(
+        failures(&sa) + failures(&sb),
+        0,
+        "failed requests around the controller's death"
+    );
     for (name, samples) in [("proxy-a", &sa), ("proxy-b", &sb)] {
         let c = counts(samples, reconverged);
         assert!(
@@ -419,15 +540,17 @@ fn condition(w: &World, route: &str, type_: &str) -> (String, String) {
     (get("status"), get("message"))
 }
 
-/// 5. A Route whose Service lacks the port gets `ResolvedRefs=False` with a message;
+/// Scenario 5: A Route whose Service lacks the port gets `ResolvedRefs=False` with a message;
 /// another Route keeps serving through both proxies meanwhile.
 async fn invalid_route() {
     let mut w = World::new("e2e-bad").await;
     let ip = pod_ip(5, 11);
     let p = pod("p1", &ip).await;
     w.create_service("good", PORT).await;
-    w.create_slice("good-a", "good", PORT, vec![endpoint(&ip, State::Ready)]).await;
-    w.create_route(&route(&w.ns, "good", &["good.e2e"], "good", PORT)).await;
+    w.create_slice("good-a", "good", PORT, vec![endpoint(&ip, State::Ready)])
+        .await;
+    w.create_route(&route(&w.ns, "good", &["good.e2e"], "good", PORT))
+        .await;
     w.start().await;
     let key = w.set_key("good", POD_PORT);
     w.converged_set(&key, &[(&addr(&ip), "ready")]).await;
@@ -439,7 +562,8 @@ async fn invalid_route() {
     samples_after(&lb, Duration::ZERO, 100, "traffic through proxy-b").await;
 
     // Valid to the schema; Service `good` has no port 9999.
-    w.create_route(&route(&w.ns, "bad", &["bad.e2e"], "good", 9999)).await;
+    w.create_route(&route(&w.ns, "bad", &["bad.e2e"], "good", 9999))
+        .await;
     let (status, message) = eventually(CONVERGE, "route bad: ResolvedRefs=False", || async {
         let (status, message) = condition(&w, "bad", "ResolvedRefs");
         (status == "False").then_some((status, message))
@@ -460,20 +584,42 @@ async fn invalid_route() {
     let (good_status, _) = condition(&w, "good", "ResolvedRefs");
     assert_eq!(good_status, "True", "route good still resolves");
 
-    samples_after(&la, applied, 300, "traffic through proxy-a after the invalid Route").await;
-    samples_after(&lb, applied, 300, "traffic through proxy-b after the invalid Route").await;
+    samples_after(
+        &la,
+        applied,
+        300,
+        "traffic through proxy-a after the invalid Route",
+    )
+    .await;
+    samples_after(
+        &lb,
+        applied,
+        300,
+        "traffic through proxy-b after the invalid Route",
+    )
+    .await;
     let mut conn = Conn::open(w.proxies[0].listen).await;
     let (bad_status, bad_pod, bad_body) = conn.get("bad.e2e", "/").await;
-    eprintln!("s5: GET bad.e2e/ through proxy-a: {bad_status} {:?}", bad_body.trim());
-    assert!(bad_pod.is_none() && bad_status >= 400, "the invalid Route serves nothing: {bad_status}");
+    eprintln!(
+        "s5: GET bad.e2e/ through proxy-a: {bad_status} {:?}",
+        bad_body.trim()
+    );
+    assert!(
+        bad_pod.is_none() && bad_status >= 400,
+        "the invalid Route serves nothing: {bad_status}"
+    );
     let (sa, sb) = (la.stop().await, lb.stop().await);
     report("s5", &[("proxy-a", &sa), ("proxy-b", &sb)], Duration::ZERO);
-    assert_eq!(failures(&sa) + failures(&sb), 0, "failed requests on the valid Route");
+    assert_eq!(
+        failures(&sa) + failures(&sb),
+        0,
+        "failed requests on the valid Route"
+    );
     assert_eq!(p.requests(), (sa.len() + sb.len()) as u64);
     w.check_processes();
 }
 
-/// 6. Two Routes on two hosts with path prefixes; `/` of one splits 90/10 between two
+/// Scenario 6: Two Routes on two hosts with path prefixes; `/` of one splits 90/10 between two
 /// Services: every request lands where its host and path say, the split within ±3
 /// points.
 async fn hosts_paths_weights() {
@@ -484,14 +630,31 @@ async fn hosts_paths_weights() {
         let ip = pod_ip(6, 11 + i as u8);
         pods.push(pod(name, &ip).await);
         w.create_service(name, PORT).await;
-        w.create_slice(&format!("{name}-a"), name, PORT, vec![endpoint(&ip, State::Ready)]).await;
+        w.create_slice(
+            &format!("{name}-a"),
+            name,
+            PORT,
+            vec![endpoint(&ip, State::Ready)],
+        )
+        .await;
     }
-    let shop = route_with(&w.ns, "shop", &["shop.e2e"], &[
-        ("/", &[("heavy", 90), ("light", 10)]),
-        ("/static", &[("assets", 1)]),
-    ]);
+    let shop = route_with(
+        &w.ns,
+        "shop",
+        &["shop.e2e"],
+        &[
+            ("/", &[("heavy", 90), ("light", 10)]),
+            ("/static", &[("assets", 1)]),
+        ],
+    );
     w.create_route(&shop).await;
-    w.create_route(&route_with(&w.ns, "blog", &["blog.e2e"], &[("/", &[("blog", 1)])])).await;
+    w.create_route(&route_with(
+        &w.ns,
+        "blog",
+        &["blog.e2e"],
+        &[("/", &[("blog", 1)])],
+    ))
+    .await;
     w.start().await;
     let keys: Vec<String> = names.iter().map(|n| w.set_key(n, POD_PORT)).collect();
     w.converged("all four sets and both routes", |doc| {
@@ -507,14 +670,26 @@ async fn hosts_paths_weights() {
     let mut split = std::collections::BTreeMap::<String, usize>::new();
     for p in &w.proxies {
         let mut conn = Conn::open(p.listen).await;
-        let mut expect = |got: (u16, Option<String>, String), want: &str, what: &str| {
+        let expect = |got: (u16, Option<String>, String), want: &str, what: &str| {
             assert_eq!(got.0, 200, "{} {what}: {}", p.id, got.2);
             assert_eq!(got.1.as_deref(), Some(want), "{} {what}", p.id);
         };
         for i in 0..100 {
-            expect(conn.get("shop.e2e", &format!("/static/{i}.css")).await, "assets", "shop.e2e/static/…");
-            expect(conn.get("blog.e2e", &format!("/post/{i}")).await, "blog", "blog.e2e/post/…");
-            expect(conn.get("blog.e2e", "/static/x").await, "blog", "blog.e2e/static/x");
+            expect(
+                conn.get("shop.e2e", &format!("/static/{i}.css")).await,
+                "assets",
+                "shop.e2e/static/…",
+            );
+            expect(
+                conn.get("blog.e2e", &format!("/post/{i}")).await,
+                "blog",
+                "blog.e2e/post/…",
+            );
+            expect(
+                conn.get("blog.e2e", "/static/x").await,
+                "blog",
+                "blog.e2e/static/x",
+            );
         }
         for i in 0..SPLIT {
             let (status, pod, body) = conn.get("shop.e2e", &format!("/item/{i}")).await;
@@ -525,16 +700,29 @@ async fn hosts_paths_weights() {
     let total = (SPLIT * w.proxies.len()) as f64;
     let heavy = 100.0 * split.get("heavy").copied().unwrap_or(0) as f64 / total;
     eprintln!("s6: shop.e2e/ split over {total} requests: {split:?} (heavy {heavy:.1}%)");
-    assert_eq!(split.keys().filter(|k| *k != "heavy" && *k != "light").count(), 0, "{split:?}");
-    assert!((87.0..=93.0).contains(&heavy), "heavy took {heavy:.1}%, not 90 ± 3: {split:?}");
+    assert_eq!(
+        split
+            .keys()
+            .filter(|k| *k != "heavy" && *k != "light")
+            .count(),
+        0,
+        "{split:?}"
+    );
+    assert!(
+        (87.0..=93.0).contains(&heavy),
+        "heavy took {heavy:.1}%, not 90 ± 3: {split:?}"
+    );
     let counted: Vec<u64> = pods.iter().map(|p| p.requests()).collect();
-    eprintln!("s6: pods counted {:?}", names.iter().zip(&counted).collect::<Vec<_>>());
+    eprintln!(
+        "s6: pods counted {:?}",
+        names.iter().zip(&counted).collect::<Vec<_>>()
+    );
     assert_eq!(counted[2], 200, "assets got exactly the /static requests");
     assert_eq!(counted[3], 400, "blog got exactly blog.e2e's requests");
     w.check_processes();
 }
 
-/// 7. Convergence: the time from an EndpointSlice write until both proxies applied it,
+/// Scenario 7: Convergence: the time from an EndpointSlice write until both proxies applied it,
 /// as the controller's per-proxy ack tracking reports. Printed, not asserted.
 async fn convergence() {
     let mut w = World::new("e2e-conv").await;
@@ -544,8 +732,15 @@ async fn convergence() {
         pods.push(pod(&format!("p{}", i + 1), ip).await);
     }
     w.create_service("conv", PORT).await;
-    w.create_slice("conv-a", "conv", PORT, vec![endpoint(&ips[0], State::Ready)]).await;
-    w.create_route(&route(&w.ns, "conv", &["conv.e2e"], "conv", PORT)).await;
+    w.create_slice(
+        "conv-a",
+        "conv",
+        PORT,
+        vec![endpoint(&ips[0], State::Ready)],
+    )
+    .await;
+    w.create_route(&route(&w.ns, "conv", &["conv.e2e"], "conv", PORT))
+        .await;
     w.start().await;
     let key = w.set_key("conv", POD_PORT);
     w.converged_set(&key, &[(&addr(&ips[0]), "ready")]).await;
@@ -557,10 +752,19 @@ async fn convergence() {
         let want_addrs: Vec<String> = ips[..n].iter().map(|ip| addr(ip)).collect();
         let want: Vec<(&str, &str)> = want_addrs.iter().map(|a| (a.as_str(), "ready")).collect();
         let written = Instant::now();
-        w.set_endpoints("conv-a", ips[..n].iter().map(|ip| endpoint(ip, State::Ready)).collect()).await;
+        w.set_endpoints(
+            "conv-a",
+            ips[..n]
+                .iter()
+                .map(|ip| endpoint(ip, State::Ready))
+                .collect(),
+        )
+        .await;
         let version = w.converged_set(&key, &want).await;
         let took = written.elapsed();
-        eprintln!("s7: {n} endpoints: version {version} applied by both proxies {took:?} after the write");
+        eprintln!(
+            "s7: {n} endpoints: version {version} applied by both proxies {took:?} after the write"
+        );
         times.push(took);
     }
     times.sort();

@@ -201,7 +201,11 @@ impl World {
                 "--log-format=text".to_owned(),
             ];
             let log = self.logs.join(format!("{id}.log"));
-            let proc = Proc::spawn("fairway-proxy", proxy_bin(), args, Vec::new(), log);
+            // FAIRWAY_E2E_PROXY_LOG=debug: the proxies' RUST_LOG, for investigating.
+            let envs = std::env::var("FAIRWAY_E2E_PROXY_LOG")
+                .map(|filter| vec![("RUST_LOG".to_owned(), filter)])
+                .unwrap_or_default();
+            let proc = Proc::spawn("fairway-proxy", proxy_bin(), args, envs, log);
             self.proxies.push(Proxy {
                 id: id.to_owned(),
                 listen,
@@ -554,12 +558,22 @@ impl Conn {
 
     /// `GET path` with `Host: host`: the status and the answering pod, if any.
     pub async fn get(&mut self, host: &str, path: &str) -> (u16, Option<String>, String) {
+        (self.try_get(host, path).await).unwrap_or_else(|e| panic!("GET {host}{path}: {e}"))
+    }
+
+    /// [`Conn::get`], with the client's error instead of a panic.
+    pub async fn try_get(
+        &mut self,
+        host: &str,
+        path: &str,
+    ) -> Result<(u16, Option<String>, String), hyper::Error> {
         let request = hyper::Request::get(path)
             .header(hyper::header::HOST, host)
             .body(Empty::new())
             .unwrap_or_else(|e| panic!("request: {e}"));
-        let response = (self.sender.send_request(request).await)
-            .unwrap_or_else(|e| panic!("GET {host}{path}: {e}"));
+        // The connection takes the next request only once the last one is done.
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
         let status = response.status().as_u16();
         let pod = response
             .headers()
@@ -572,7 +586,7 @@ impl Conn {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        (status, pod, String::from_utf8_lossy(&body).into_owned())
+        Ok((status, pod, String::from_utf8_lossy(&body).into_owned()))
     }
 }
 
