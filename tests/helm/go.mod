@@ -1,3 +1,7 @@
+// Builds the real helm for the chart tests (tests/tests/helm.rs) from helm.sh/helm/v3.
+// Helm v3's command is a `main` package that cannot be imported, so this module names it
+// as a tool and tests/src/helm.rs runs `go build helm.sh/helm/v3/cmd/helm` here (cached
+// under target/fairway-helm/bin/helm). Refresh with `go get -tool helm.sh/helm/v3/cmd/helm@VERSION && go mod tidy`.
 module fairway.dev/tests/helm
 
 go 1.26.0

@@ -13,7 +13,8 @@ use fairway_tests::helm::{CHART_DIR, helm};
 use fairway_tests::kubectl::{Output, kubectl};
 use fairway_tests::objects::{State, endpoint, route, service, slice};
 use fairway_tests::{TestCluster, controller, eventually};
-use kube::api::PostParams;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::Value;
@@ -455,6 +456,22 @@ fn can_i(cluster: &TestCluster, token: &str, query: &[&str]) -> bool {
     }
 }
 
+/// Waits until Route `orders` in `namespace` shows ResolvedRefs with this status and reason.
+async fn condition(cluster: &TestCluster, namespace: &str, status: &str, reason: &str) {
+    let what = format!("ResolvedRefs={status} ({reason}) written by the token's controller");
+    eventually(STATUS, &what, || async {
+        let args = ["get", "route", "orders", "-n", namespace, "-o", "json"];
+        let out = kubectl(cluster, &args, None).ok()?;
+        let route: Value = serde_json::from_str(&out.stdout).ok()?;
+        let conditions = route["status"]["conditions"].as_array()?;
+        conditions
+            .iter()
+            .find(|c| c["type"] == "ResolvedRefs" && c["status"] == status && c["reason"] == reason)
+            .cloned()
+    })
+    .await;
+}
+
 async fn client_from(kubeconfig: &Path) -> Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let kc = Kubeconfig::read_from(kubeconfig).unwrap_or_else(|e| panic!("{e}"));
@@ -470,9 +487,15 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
     let kc = Some(cluster.kubeconfig.as_path());
 
     // Install (no --wait: there is no kubelet). Helm creates the CRD from crds/.
-    ok(
+    let notes = ok(
         run_helm(&["install", "fairway", CHART_DIR, "--namespace", &ns], kc),
         "helm install",
+    );
+    // NOTES.txt tells the user where the node-local proxy is.
+    let proxy_url = format!("HTTP_PROXY=http://fairway-proxy.{ns}.svc:4140");
+    assert!(
+        notes.contains(&proxy_url),
+        "the notes lack {proxy_url}:\n{notes}"
     );
     kubectl_ok(
         cluster,
@@ -488,7 +511,22 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         "helm get manifest",
     );
     let objects = documents(&manifest);
-    assert!(objects.len() >= 12, "installed {:?}", kinds(&objects));
+    let mut installed = kinds(&objects);
+    installed.sort();
+    let expected = [
+        "ClusterRole/fairway-controller",
+        "ClusterRoleBinding/fairway-controller",
+        "DaemonSet/fairway-proxy",
+        "Deployment/fairway-controller",
+        "PodDisruptionBudget/fairway-controller",
+        "Role/fairway-controller-lease",
+        "RoleBinding/fairway-controller-lease",
+        "Service/fairway-controller",
+        "Service/fairway-proxy",
+        "ServiceAccount/fairway-controller",
+        "ServiceAccount/fairway-proxy",
+    ];
+    assert_eq!(installed, expected, "what helm installed");
     for object in &objects {
         let out = get(cluster, object, &ns);
         assert!(
@@ -582,31 +620,23 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
 
     // The controller, with only that kubeconfig, watching every namespace as deployed.
     let admin = (cluster.client().await).unwrap_or_else(|e| panic!("{e}"));
-    let create = |what: &'static str| move |e: kube::Error| panic!("create {what}: {e}");
-    (Api::namespaced(admin.clone(), &app)
-        .create(
-            &PostParams::default(),
-            &service(&app, "orders", "http", 8080),
-        )
-        .await)
-        .unwrap_or_else(create("service"));
     let slice = slice(
         &app,
         "orders-a",
         "orders",
         "http",
         8080,
-        vec![endpoint("127.0.0.11", State::Ready)],
+        vec![endpoint("10.244.1.1", State::Ready)],
     );
     (Api::namespaced(admin.clone(), &app)
         .create(&PostParams::default(), &slice)
         .await)
-        .unwrap_or_else(create("slice"));
+        .unwrap_or_else(|e| panic!("create slice: {e}"));
     let route = route(&app, "orders", &["orders.shop"], "orders", 8080);
     (Api::namespaced(admin.clone(), &app)
         .create(&PostParams::default(), &route)
         .await)
-        .unwrap_or_else(create("route"));
+        .unwrap_or_else(|e| panic!("create route: {e}"));
 
     let client = client_from(&kubeconfig).await;
     let status = StatusConfig {
@@ -617,6 +647,29 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         .unwrap_or_else(|e| panic!("{e}"));
     let mut proxy = (TestProxy::connect(&ctl.endpoint, "fairway-proxy-test", None, CONNECT).await)
         .unwrap_or_else(|e| panic!("{e}"));
+    // The Service is missing at first: a status write and a Warning Event (events.k8s.io
+    // create) by the token's controller; then the Service appears.
+    condition(cluster, &app, "False", "ServiceNotFound").await;
+    let events: Api<Event> = Api::namespaced(admin.clone(), &app);
+    eventually(
+        STATUS,
+        "a ServiceNotFound Event from fairway-controller",
+        || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("ServiceNotFound")
+                    && e.reporting_controller.as_deref() == Some("fairway-controller")
+            })
+        },
+    )
+    .await;
+    (Api::namespaced(admin.clone(), &app)
+        .create(
+            &PostParams::default(),
+            &service(&app, "orders", "http", 8080),
+        )
+        .await)
+        .unwrap_or_else(|e| panic!("create service: {e}"));
     let key = RouteKey {
         namespace: app.clone(),
         name: "orders".to_owned(),
@@ -627,25 +680,7 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         })
         .await)
         .unwrap_or_else(|e| panic!("{e}"));
-    eventually(
-        STATUS,
-        "ResolvedRefs=True written by the token's controller",
-        || async {
-            let out = kubectl(
-                cluster,
-                &["get", "route", "orders", "-n", &app, "-o", "json"],
-                None,
-            )
-            .ok()?;
-            let route: Value = serde_json::from_str(&out.stdout).ok()?;
-            let conditions = route["status"]["conditions"].as_array()?;
-            conditions
-                .iter()
-                .find(|c| c["type"] == "ResolvedRefs" && c["status"] == "True")
-                .cloned()
-        },
-    )
-    .await;
+    condition(cluster, &app, "True", "ResolvedRefs").await;
     let holder = kubectl_ok(
         cluster,
         &[
@@ -677,4 +712,35 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         );
     }
     kubectl_ok(cluster, &["get", "crd", "routes.fairway.dev"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_default_renders_pass_the_apiservers_validation() {
+    let cluster = TestCluster::shared().unwrap_or_else(|e| panic!("test cluster: {e}"));
+    let ns = (cluster.namespace("fw-helm-dry").await).unwrap_or_else(|e| panic!("{e}"));
+    for values in [
+        "proxy.mode=sidecar,controller.replicas=1,controller.podDisruptionBudget.enabled=false",
+        "proxy.hostPort.enabled=true,proxy.zone=eu-1a,controller.watchNamespaces={shop,pay}",
+    ] {
+        let args = [
+            "template",
+            "dry",
+            CHART_DIR,
+            "--namespace",
+            &ns,
+            "--set",
+            values,
+        ];
+        let rendered = ok(
+            run_helm(&args, None),
+            &format!("helm template --set {values}"),
+        );
+        let apply = ["apply", "--dry-run=server", "--namespace", &ns, "-f", "-"];
+        let out = kubectl(cluster, &apply, Some(&rendered)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.success,
+            "--set {values}: the apiserver rejects the render:\n{}{}",
+            out.stdout, out.stderr
+        );
+    }
 }
