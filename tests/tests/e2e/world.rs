@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -13,7 +14,6 @@ use bytes::Bytes;
 use fairway::demo::load::{Load, LoadConfig, Sample};
 use fairway::demo::pods::{POD_HEADER, Pod};
 use fairway_tests::TestCluster;
-use fairway_tests::cluster::free_port;
 use fairway_tests::controller::cluster_with_crd;
 use fairway_tests::eventually;
 use fairway_tests::kubectl::{Output, kubectl};
@@ -146,8 +146,20 @@ fn loopback(port: u16) -> SocketAddr {
 }
 
 fn port() -> u16 {
-    free_port().unwrap_or_else(|e| panic!("{e}"))
+    // Inside our own network namespace only our processes bind ports, so a counter
+    // below the kernel's ephemeral range (32768+) cannot collide, whereas a port the
+    // kernel handed out and released can be taken again as some connection's source
+    // port before the process we pass it to binds it.
+    static NEXT: AtomicU16 = AtomicU16::new(FIRST_PORT);
+    let port = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(port < EPHEMERAL_START, "e2e ran out of fixed ports");
+    port
 }
+
+/// First port handed to the processes of a scenario (below the ephemeral range).
+const FIRST_PORT: u16 = 20_000;
+/// Linux's default `ip_local_port_range` starts here.
+const EPHEMERAL_START: u16 = 32_768;
 
 // ---- the world -------------------------------------------------------------------
 
