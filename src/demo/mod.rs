@@ -226,11 +226,6 @@ fn list(pods: &[Pod]) -> String {
         .join(" ")
 }
 
-fn free_port() -> Result<u16, DemoError> {
-    let listener = std::net::TcpListener::bind(localhost(0)).map_err(DemoError::Bind)?;
-    Ok(listener.local_addr().map_err(DemoError::Bind)?.port())
-}
-
 #[derive(Parser)]
 struct ControllerCli {
     #[command(flatten)]
@@ -244,22 +239,26 @@ struct ProxyCli {
 }
 
 async fn start_controller(dir: PathBuf) -> Result<(String, oneshot::Sender<()>), DemoError> {
-    let grpc = localhost(free_port()?);
-    let admin = localhost(free_port()?);
+    // Port 0: the kernel picks, and the listeners stay bound, so nothing can race us.
     let cli = ControllerCli::try_parse_from([
         "fairway-controller".to_string(),
         format!("--static-dir={}", dir.display()),
-        format!("--grpc-addr={grpc}"),
-        format!("--admin-addr={admin}"),
+        "--grpc-addr=127.0.0.1:0".to_string(),
+        "--admin-addr=127.0.0.1:0".to_string(),
     ])
     .map_err(|e| DemoError::Controller(e.to_string()))?;
     let config = fairway_controller::Config::from_args(cli.args);
+    let running = fairway_controller::process::start(config)
+        .await
+        .map_err(|e| DemoError::Controller(e.to_string()))?;
+    let grpc = running.grpc_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        if let Err(e) = fairway_controller::run(config, async move {
-            let _ = stopped.await;
-        })
-        .await
+        if let Err(e) = running
+            .serve(async move {
+                let _ = stopped.await;
+            })
+            .await
         {
             eprintln!("controller: {e}");
         }
@@ -270,22 +269,26 @@ async fn start_controller(dir: PathBuf) -> Result<(String, oneshot::Sender<()>),
 async fn start_proxy(
     controller: &str,
 ) -> Result<(SocketAddr, SocketAddr, oneshot::Sender<()>), DemoError> {
-    let listen = localhost(free_port()?);
-    let admin = localhost(free_port()?);
     let cli = ProxyCli::try_parse_from([
         "fairway-proxy".to_string(),
         format!("--controller={controller}"),
-        format!("--listen={listen}"),
-        format!("--admin-addr={admin}"),
+        "--listen=127.0.0.1:0".to_string(),
+        "--admin-addr=127.0.0.1:0".to_string(),
         "--id=demo-proxy".to_string(),
         "--node=demo".to_string(),
     ])
     .map_err(|e| DemoError::Proxy(e.to_string()))?;
     let config =
         fairway_proxy::Config::from_args(cli.args).map_err(|e| DemoError::Proxy(e.to_string()))?;
+    let listeners = fairway_proxy::process::Listeners::bind(&config)
+        .await
+        .map_err(|e| DemoError::Proxy(e.to_string()))?;
+    let unbound = || DemoError::Proxy("listener has no local address".into());
+    let listen = listeners.proxy_addr().ok_or_else(unbound)?;
+    let admin = listeners.admin_addr().ok_or_else(unbound)?;
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        if let Err(e) = fairway_proxy::run(config, async move {
+        if let Err(e) = fairway_proxy::process::run_on(listeners, config, async move {
             let _ = stopped.await;
         })
         .await
