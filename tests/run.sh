@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the tests need on a fresh machine, then runs
-# every test in the workspace. Extra arguments go to `cargo test` (e.g. `-p fairway-proto`).
+# every test in the workspace. Extra arguments go to `cargo test` (e.g. a test name filter).
 #
 # Needs: Rust (cargo), Go >= 1.26 (builds the real kube-apiserver and etcd once, cached
 # under target/fairway-kube, and helm from tests/helm, cached under target/fairway-helm),
@@ -29,4 +29,22 @@ export PATH="$PWD/$venv/bin:$PATH"
 (cd tests/kube && go mod download)
 (cd tests/helm && go mod download)
 
-exec cargo test --workspace "$@"
+# Run everything, then close with one summary line over every test binary (libtest's
+# "test result:" lines and the e2e harness's "N passed, M failed"): cargo's own last
+# line belongs to whichever doc-test binary ran last, often with 0 tests.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+count() {
+  { grep -Eo "^test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed" "$log" \
+      | awk -v f="$1" '{ s += (f == "passed" ? $4 : $6) } END { print s + 0 }'
+    grep -E "^[0-9]+ passed, [0-9]+ failed$" "$log" \
+      | awk -v f="$1" '{ s += (f == "passed" ? $1 : $3) } END { print s + 0 }'
+  } | awk '{ s += $1 } END { print s + 0 }'
+}
+echo
+echo "tests: $(count passed) passed, $(count failed) failed"
+exit "$status"
