@@ -279,52 +279,15 @@ impl TableHandle {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-    use std::num::NonZeroU16;
-
-    use fairway_proto::model::{Backend, Endpoint, Rule};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 
     use super::*;
+    use crate::discovery::testing;
 
-    fn key(service: &str) -> EndpointSetKey {
-        EndpointSetKey {
-            namespace: "shop".into(),
-            service: service.into(),
-            port: NonZeroU16::new(8080).expect("non-zero"),
-        }
-    }
-
+    /// One route `shop/orders` (host `orders.shop`) over one set with `endpoints`.
     fn table(endpoints: &[&str]) -> Arc<RouteTable> {
-        let mut set = EndpointSet::new(key("orders"));
-        for e in endpoints {
-            let addr: SocketAddr = e.parse().expect("addr");
-            set.endpoints
-                .insert(EndpointAddr(addr), Endpoint::ready(addr));
-        }
-        let route = Route {
-            key: RouteKey {
-                namespace: "shop".into(),
-                name: "orders".into(),
-            },
-            hosts: vec!["orders.shop".into()],
-            rules: vec![Rule {
-                path_prefix: "/".into(),
-                backends: vec![Backend {
-                    endpoint_set: key("orders"),
-                    weight: 1,
-                }],
-            }],
-            load_balancer: Default::default(),
-            upstream: Default::default(),
-            timeouts: Default::default(),
-            retries: Default::default(),
-        };
-        let mut t = RouteTable::default();
-        t.routes.insert(route.key.clone(), route);
-        t.endpoint_sets.insert(set.key.clone(), set);
-        Arc::new(t)
+        Arc::new(testing::table(endpoints))
     }
 
     const V1: Version = Version {

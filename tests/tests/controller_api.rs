@@ -566,22 +566,21 @@ async fn static_dir_mode_gives_the_same_table_as_api_mode() {
         std::fs::write(dir.path().join(format!("{i}.yaml")), doc).expect("write yaml");
     }
 
-    let port = |what| fairway_tests::cluster::free_port().unwrap_or_else(|e| panic!("{what}: {e}"));
-    let grpc = format!("127.0.0.1:{}", port("grpc"));
+    // Port 0, listeners kept bound: no window for another socket to take the port.
     let args = fairway_controller::Args::parse_from([
         "fairway-controller".to_owned(),
         format!("--static-dir={}", dir.path().display()),
-        format!("--grpc-addr={grpc}"),
-        format!("--admin-addr=127.0.0.1:{}", port("admin")),
+        "--grpc-addr=127.0.0.1:0".to_owned(),
+        "--admin-addr=127.0.0.1:0".to_owned(),
         "--log-format=text".to_owned(),
     ]);
+    let started = fairway_controller::start(fairway_controller::Config::from_args(args)).await;
+    let started = started.unwrap_or_else(|e| panic!("start the static-dir controller: {e}"));
+    let grpc = started.grpc_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(fairway_controller::run(
-        fairway_controller::Config::from_args(args),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let running = tokio::spawn(started.serve(async move {
+        let _ = stopped.await;
+    }));
     let endpoint = format!("http://{grpc}");
     let mut proxy = (TestProxy::connect(&endpoint, "static-mode", None, CONNECT).await)
         .unwrap_or_else(|e| panic!("{e}"));
