@@ -79,6 +79,24 @@ struct UpdateLabels {
     result: UpdateResult,
 }
 
+/// Why a try was repeated (`fairway_proxy_retries_total`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // The variant names are the label values.
+pub enum RetryReason {
+    /// Nothing reached the pod: no connection, or the request came back unsent.
+    not_sent,
+    /// Sent, and the connection broke before response headers.
+    reset,
+    /// A 502, 503 or 504 from the pod.
+    status,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    route: String,
+    reason: RetryReason,
+}
+
 type DurationFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -110,6 +128,7 @@ pub struct Metrics {
     pool_connections: Family<PoolLabels, Gauge>,
     table_version: Gauge,
     discovery_updates: Family<UpdateLabels, Counter>,
+    retries: Family<RetryLabels, Counter>,
     discovery_reconnects: Counter,
     discovery_connected: Gauge,
     reported: Mutex<Reported>,
@@ -126,6 +145,7 @@ impl Metrics {
         let pool_connections = Family::<PoolLabels, Gauge>::default();
         let table_version = Gauge::default();
         let discovery_updates = Family::<UpdateLabels, Counter>::default();
+        let retries = Family::<RetryLabels, Counter>::default();
         let discovery_reconnects = Counter::default();
         let discovery_connected = Gauge::default();
 
@@ -161,6 +181,11 @@ impl Metrics {
             discovery_updates.clone(),
         );
         registry.register(
+            "fairway_proxy_retries",
+            "Tries repeated after a failed one, by route and why",
+            retries.clone(),
+        );
+        registry.register(
             "fairway_proxy_discovery_reconnects",
             "Discovery streams re-opened after the previous one ended or failed",
             discovery_reconnects.clone(),
@@ -180,6 +205,7 @@ impl Metrics {
             pool_connections,
             table_version,
             discovery_updates,
+            retries,
             discovery_reconnects,
             discovery_connected,
             reported: Mutex::default(),
@@ -222,6 +248,17 @@ impl Metrics {
         self.request_duration
             .get_or_create(&labels)
             .observe(duration.as_secs_f64());
+    }
+
+    /// Counts one retry on `route` (`namespace/name`): a try that failed for `reason`
+    /// is about to be repeated.
+    pub fn record_retry(&self, route: &str, reason: RetryReason) {
+        self.retries
+            .get_or_create(&RetryLabels {
+                route: route.to_owned(),
+                reason,
+            })
+            .inc();
     }
 
     /// Sets the number of requests in flight from `route` to `endpoint` (`ip:port`).

@@ -20,6 +20,7 @@ fn names_follow_the_design_contract() {
         sequence: 4,
     });
     m.discovery_update(UpdateResult::nacked);
+    m.record_retry("shop/orders", RetryReason::reset);
     let text = m.encode();
     for expected in [
         r#"fairway_proxy_requests_total{route="shop/orders",endpoint="127.0.0.11:8080",code="200"} 1"#,
@@ -29,6 +30,7 @@ fn names_follow_the_design_contract() {
         r#"fairway_proxy_pool_connections{endpoint="127.0.0.11:8080",state="busy"} 1"#,
         "fairway_proxy_table_version 4",
         r#"fairway_proxy_discovery_updates_total{result="nacked"} 1"#,
+        r#"fairway_proxy_retries_total{route="shop/orders",reason="reset"} 1"#,
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }

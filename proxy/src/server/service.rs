@@ -22,7 +22,7 @@ use super::retry::{self, Failure, SharedBudget};
 use crate::balance::Outcome;
 use crate::body::ProxyBody;
 use crate::body::{Replayable, UpstreamBody};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RetryReason};
 use crate::pool::{ConnSettings, Pools};
 use crate::table::{ResolveError, Table, TableHandle, Target};
 
@@ -285,6 +285,7 @@ async fn tries(
                 drop(response);
                 drop(lease);
                 attempts_left -= 1;
+                count_retry(shared, &route, Failure::Status);
                 request = backup.expect("checked above");
                 guard = match repick(shared, &request, table) {
                     Some((target, addr)) => EndGuard::new(target, addr),
@@ -350,12 +351,23 @@ async fn tries(
             return Err((error, Some(addr)));
         }
         attempts_left -= 1;
+        count_retry(shared, &route, failure);
         match repick(shared, &next_request, table) {
             Some((target, addr)) => guard = EndGuard::new(target, addr),
             None => return Err((error, Some(addr))),
         }
         request = next_request;
     }
+}
+
+/// `fairway_proxy_retries_total`: one more try of `route` after `failure`.
+fn count_retry(shared: &Shared, route: &Route, failure: Failure) {
+    let reason = match failure {
+        Failure::NotSent => RetryReason::not_sent,
+        Failure::Reset => RetryReason::reset,
+        Failure::Status => RetryReason::status,
+    };
+    shared.metrics.record_retry(&route.key.to_string(), reason);
 }
 
 /// Records [`Outcome::Timeout`] for the try in flight if the request deadline drops it
