@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::{AuthConfig, DEFAULT_AUDIENCE, Policy, ServiceAccount};
 use crate::crd::parse_duration;
+use crate::tls::TlsConfig;
 
 /// The Discovery gRPC address (design.md section 5).
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:18000";
@@ -70,6 +72,41 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "FAIRWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+
+    /// ServiceAccounts (`namespace/name`) whose tokens may open a Discovery stream
+    /// (repeat the flag, or comma-separate in the variable).
+    #[arg(
+        long = "allowed-service-account",
+        env = "FAIRWAY_ALLOWED_SERVICE_ACCOUNT",
+        value_delimiter = ','
+    )]
+    pub allowed_service_accounts: Vec<ServiceAccount>,
+
+    /// The audience proxies' tokens must be minted for.
+    #[arg(long, env = "FAIRWAY_TOKEN_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
+    pub token_audience: String,
+
+    /// Admit every Discovery stream without a token: anyone who reaches the port reads
+    /// every route and pod address. For the demo, --static-dir and local tests only.
+    #[arg(
+        long,
+        env = "FAIRWAY_NO_AUTH",
+        conflicts_with = "allowed_service_accounts"
+    )]
+    pub no_auth: bool,
+
+    /// PEM certificate chain for the Discovery server (re-read when the file changes).
+    /// Unset: plaintext gRPC.
+    #[arg(long, env = "FAIRWAY_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert-file (re-read with it).
+    #[arg(long, env = "FAIRWAY_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// PEM CA bundle: proxies must present a client certificate signed by it.
+    #[arg(long, env = "FAIRWAY_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 fn parse_coalesce(s: &str) -> Result<Duration, String> {
@@ -93,6 +130,23 @@ pub enum Source {
     },
 }
 
+/// Why a configuration cannot run; checked by [`Config::check`] before anything starts.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no --allowed-service-account: no proxy could subscribe. Name the proxies' \
+         ServiceAccount (e.g. fairway/fairway-proxy), or pass --no-auth to admit everyone"
+    )]
+    NoAllowedServiceAccounts,
+    #[error(
+        "--static-dir has no Kubernetes API to review tokens with: pass --no-auth \
+         (or run against the API)"
+    )]
+    TokenReviewWithoutApi,
+    #[error("--token-audience is empty")]
+    EmptyAudience,
+}
+
 /// The controller's whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -101,6 +155,10 @@ pub struct Config {
     pub source: Source,
     pub coalesce: Duration,
     pub log_format: LogFormat,
+    /// Who may open a Discovery stream.
+    pub auth: AuthConfig,
+    /// Unset: the Discovery server speaks plaintext.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Config {
@@ -118,13 +176,49 @@ impl Config {
                 selector: args.selector.filter(|s| !s.is_empty()),
             },
         };
+        let auth = if args.no_auth {
+            AuthConfig::Disabled
+        } else {
+            AuthConfig::TokenReview(Policy {
+                audience: args.token_audience,
+                allowed: args.allowed_service_accounts.into_iter().collect(),
+            })
+        };
+        let tls = match (args.tls_cert_file, args.tls_key_file) {
+            (Some(cert_file), Some(key_file)) => Some(TlsConfig {
+                cert_file,
+                key_file,
+                client_ca_file: args.tls_client_ca_file,
+            }),
+            // clap requires both or neither.
+            _ => None,
+        };
         Config {
             grpc_addr: args.grpc_addr,
             admin_addr: args.admin_addr,
             source,
             coalesce: args.coalesce,
             log_format: args.log_format,
+            auth,
+            tls,
         }
+    }
+
+    /// Refuses configurations that would start but serve nobody, or nobody safely.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let AuthConfig::TokenReview(policy) = &self.auth else {
+            return Ok(());
+        };
+        if matches!(self.source, Source::StaticDir(_)) {
+            return Err(ConfigError::TokenReviewWithoutApi);
+        }
+        if policy.audience.is_empty() {
+            return Err(ConfigError::EmptyAudience);
+        }
+        if policy.allowed.is_empty() {
+            return Err(ConfigError::NoAllowedServiceAccounts);
+        }
+        Ok(())
     }
 
     /// A configuration for `--static-dir dir` on the given addresses (tests, the demo).
@@ -139,6 +233,8 @@ impl Config {
             source: Source::StaticDir(dir.into()),
             coalesce: crate::store::DEFAULT_COALESCE,
             log_format: LogFormat::default(),
+            auth: AuthConfig::Disabled,
+            tls: None,
         }
     }
 }
@@ -180,6 +276,65 @@ mod tests {
             }
         );
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(
+            c.auth,
+            AuthConfig::TokenReview(Policy {
+                audience: "fairway".into(),
+                allowed: Default::default()
+            }),
+            "authentication is on unless switched off"
+        );
+        assert_eq!(c.tls, None);
+        assert_eq!(
+            c.check(),
+            Err(ConfigError::NoAllowedServiceAccounts),
+            "with nobody allowed the controller refuses to start"
+        );
+    }
+
+    #[test]
+    fn auth_and_tls_flags_parse() {
+        let c = parse(&[
+            "--allowed-service-account=fairway/fairway-proxy",
+            "--allowed-service-account=edge/gw",
+            "--token-audience=mesh",
+            "--tls-cert-file=/tls/tls.crt",
+            "--tls-key-file=/tls/tls.key",
+            "--tls-client-ca-file=/tls/ca.crt",
+        ]);
+        let AuthConfig::TokenReview(policy) = &c.auth else {
+            panic!("token review expected: {:?}", c.auth)
+        };
+        assert_eq!(policy.audience, "mesh");
+        let allowed: Vec<String> = policy.allowed.iter().map(ToString::to_string).collect();
+        assert_eq!(allowed, ["edge/gw", "fairway/fairway-proxy"]);
+        assert_eq!(c.check(), Ok(()));
+        assert_eq!(
+            c.tls,
+            Some(TlsConfig {
+                cert_file: "/tls/tls.crt".into(),
+                key_file: "/tls/tls.key".into(),
+                client_ca_file: Some("/tls/ca.crt".into()),
+            })
+        );
+
+        let c = parse(&["--no-auth", "--static-dir=/srv"]);
+        assert_eq!(c.auth, AuthConfig::Disabled);
+        assert_eq!(c.check(), Ok(()));
+        let c = parse(&["--static-dir=/srv", "--allowed-service-account=a/b"]);
+        assert_eq!(c.check(), Err(ConfigError::TokenReviewWithoutApi));
+
+        let parse =
+            |argv: &[&str]| Args::try_parse_from(std::iter::once("x").chain(argv.iter().copied()));
+        assert!(
+            parse(&["--tls-cert-file=/a"]).is_err(),
+            "a certificate needs its key"
+        );
+        assert!(
+            parse(&["--no-auth", "--allowed-service-account=a/b"]).is_err(),
+            "contradiction"
+        );
+        assert!(parse(&["--allowed-service-account=nobody"]).is_err());
     }
 
     #[test]

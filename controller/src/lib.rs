@@ -1,6 +1,7 @@
 //! Fairway controller.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod crd;
 pub mod grpc;
@@ -12,6 +13,7 @@ pub mod state;
 pub mod static_dir;
 pub mod status;
 pub mod store;
+pub mod tls;
 pub mod watch;
 
 pub use config::{Args, Config};

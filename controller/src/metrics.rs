@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::auth::Outcome as AuthOutcome;
 use crate::grpc::Proxies;
 use crate::store::Published;
 
@@ -43,6 +44,11 @@ struct KindLabels {
     kind: MessageKind,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthLabels {
+    result: AuthOutcome,
+}
+
 /// Every controller metric, registered once.
 #[derive(Debug)]
 pub struct Metrics {
@@ -58,6 +64,7 @@ pub struct Metrics {
     endpoints: Gauge,
     versions_sent: Family<KindLabels, Counter>,
     nacks: Counter,
+    discovery_auth: Family<AuthLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -123,6 +130,12 @@ impl Metrics {
             versions_sent.clone(),
         );
         registry.register("nacks", "Nacks received from proxies", nacks.clone());
+        let discovery_auth = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "discovery_auth",
+            "Discovery streams by authentication result (admitted, or why refused)",
+            discovery_auth.clone(),
+        );
         Metrics {
             registry,
             scrape: Mutex::new(()),
@@ -135,7 +148,15 @@ impl Metrics {
             endpoints,
             versions_sent,
             nacks,
+            discovery_auth,
         }
+    }
+
+    /// One Discovery stream was admitted or refused.
+    pub fn discovery_auth(&self, result: AuthOutcome) {
+        self.discovery_auth
+            .get_or_create(&AuthLabels { result })
+            .inc();
     }
 
     /// A proxy acked a version `elapsed` after it was published.

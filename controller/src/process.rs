@@ -1,9 +1,10 @@
 //! The whole controller process: [`start`] binds and wires the parts, [`Running::serve`]
 //! owns their lifetimes; [`run`] is both.
 //!
-//! Reading order of a start: one rustls `CryptoProvider` (ring); both listeners bound
-//! (a bad address fails before anything runs); the Kubernetes client, unless
-//! `--static-dir`; then the tasks: the source (static directory or watchers) feeds the
+//! Reading order of a start: one rustls `CryptoProvider` (ring); the configuration
+//! checked and the TLS files loaded (a bad one fails before anything runs); both
+//! listeners bound; the Kubernetes client, unless `--static-dir`, and with it the
+//! TokenReview [`Authenticator`]; then the tasks: the source (static directory or watchers) feeds the
 //! [`IndexHandle`], the [`Store`] publisher turns its changes into versions, the gRPC
 //! server streams them, admin reports on all of it.
 //!
@@ -21,12 +22,14 @@ use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, Source};
+use crate::auth::{AuthConfig, Authenticator, KubeReviewer};
+use crate::config::{Config, ConfigError, Source};
 use crate::grpc::{self, DiscoveryService, Proxies};
 use crate::metrics::Metrics;
 use crate::state::{IndexHandle, NodeZones};
 use crate::static_dir::{self, StaticDirError};
 use crate::store::Store;
+use crate::tls::{self, ReloadingCert, TlsError};
 use crate::watch::{WatchConfig, WatchError};
 
 /// How long the servers get to close their connections after shutdown begins. Streams
@@ -36,6 +39,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The step that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("loading the Discovery server's TLS files: {0}")]
+    Tls(#[from] TlsError),
     #[error("binding the gRPC address {addr}: {source}")]
     BindGrpc {
         addr: SocketAddr,
@@ -107,6 +114,8 @@ pub struct Running {
     grpc: TcpListener,
     admin: TcpListener,
     feed: Feed,
+    auth: Arc<Authenticator>,
+    tls: Option<(Arc<rustls::ServerConfig>, Arc<ReloadingCert>)>,
     pub index: Arc<IndexHandle>,
     pub zones: Arc<NodeZones>,
     pub store: Arc<Store>,
@@ -127,6 +136,8 @@ impl std::fmt::Debug for Running {
 /// Binds the listeners and builds the shared state.
 pub async fn start(config: Config) -> Result<Running, RunError> {
     install_crypto_provider();
+    config.check()?;
+    let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let grpc = TcpListener::bind(config.grpc_addr)
         .await
         .map_err(|source| RunError::BindGrpc {
@@ -154,12 +165,26 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
             Feed::Kubernetes(client, watch)
         }
     };
+    let auth = match (&config.auth, &feed) {
+        (AuthConfig::TokenReview(policy), Feed::Kubernetes(client, _)) => {
+            Arc::new(Authenticator::token_review(
+                policy.clone(),
+                Arc::new(KubeReviewer::new(client.clone())),
+            ))
+        }
+        (AuthConfig::TokenReview(_), Feed::StaticDir(_)) => {
+            return Err(ConfigError::TokenReviewWithoutApi.into());
+        }
+        (AuthConfig::Disabled, _) => Arc::new(Authenticator::disabled()),
+    };
     let zones = Arc::new(NodeZones::default());
     Ok(Running {
         config,
         grpc,
         admin,
         feed,
+        auth,
+        tls,
         index: IndexHandle::new(),
         proxies: Proxies::new(zones.clone()),
         zones,
@@ -210,17 +235,29 @@ impl Running {
             grpc,
             admin,
             feed,
+            auth,
+            tls,
             index,
             zones,
             store,
             proxies,
             metrics,
         } = self;
+        if !auth.is_enabled() {
+            tracing::warn!(
+                "--no-auth: any client that reaches the gRPC port can read every route and pod address"
+            );
+        }
+        if tls.is_none() {
+            tracing::warn!("no --tls-cert-file: the Discovery stream is plaintext");
+        }
         tracing::info!(
             grpc = %grpc.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
             admin = %admin.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
             source = ?config.source,
             coalesce = ?config.coalesce,
+            auth = auth.is_enabled(),
+            tls = tls.is_some(),
             epoch = store.epoch(),
             "fairway-controller starting"
         );
@@ -251,8 +288,23 @@ impl Running {
             proxies.clone(),
             metrics.clone(),
             stopping.clone(),
-        );
-        let mut grpc = tokio::spawn(grpc::serve(grpc, service, stopped(stopping.clone())));
+        )
+        .with_auth(auth);
+        let (mut grpc, reload) = match tls {
+            Some((server_config, cert)) => (
+                tokio::spawn(grpc::serve_tls(
+                    grpc,
+                    server_config,
+                    service,
+                    stopped(stopping.clone()),
+                )),
+                Some(tokio::spawn(cert.watch(tls::RELOAD_INTERVAL))),
+            ),
+            None => (
+                tokio::spawn(grpc::serve(grpc, service, stopped(stopping.clone()))),
+                None,
+            ),
+        };
         let admin_state = Arc::new(AdminState {
             index,
             store,
@@ -290,6 +342,9 @@ impl Running {
             publisher.abort_handle(),
         ] {
             task.abort();
+        }
+        if let Some(reload) = reload {
+            reload.abort();
         }
         match failure {
             Some(e) => Err(e),

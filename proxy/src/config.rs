@@ -6,12 +6,14 @@
 //! own subcommand and build the same [`Config`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::Uri;
 
 /// The controller's in-cluster gRPC address (the chart always passes `--controller`).
-pub const DEFAULT_CONTROLLER: &str = "http://fairway-controller.fairway.svc:18000";
+/// TLS by default: the stream carries every route and pod address, and our token.
+pub const DEFAULT_CONTROLLER: &str = "https://fairway-controller.fairway.svc:18000";
 /// One port for HTTP/1.1 and HTTP/2 with prior knowledge.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:4140";
 /// Loopback by default: admin exposes table internals; the chart opens it for probes.
@@ -38,9 +40,40 @@ pub enum LogFormat {
 /// `fairway-proxy` command line. Every flag also reads `FAIRWAY_<FLAG>`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Args {
-    /// The controller's Discovery gRPC address.
+    /// The controller's Discovery gRPC address: https://, or http:// with
+    /// --controller-plaintext.
     #[arg(long, env = "FAIRWAY_CONTROLLER", default_value = DEFAULT_CONTROLLER)]
     pub controller: String,
+
+    /// Allow an http:// --controller: routes, pod addresses and the token travel
+    /// unencrypted. For local runs and tests only.
+    #[arg(long, env = "FAIRWAY_CONTROLLER_PLAINTEXT")]
+    pub controller_plaintext: bool,
+
+    /// PEM CA bundle that signed the controller's certificate (required for https://).
+    /// Re-read on every reconnect.
+    #[arg(long, env = "FAIRWAY_CONTROLLER_CA_FILE")]
+    pub controller_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate for the controller, if it requires one (with
+    /// --controller-key-file). Re-read on every reconnect.
+    #[arg(long, env = "FAIRWAY_CONTROLLER_CERT_FILE")]
+    pub controller_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --controller-cert-file.
+    #[arg(long, env = "FAIRWAY_CONTROLLER_KEY_FILE")]
+    pub controller_key_file: Option<PathBuf>,
+
+    /// The name the controller's certificate must carry. Unset: the host of
+    /// --controller.
+    #[arg(long, env = "FAIRWAY_CONTROLLER_SERVER_NAME")]
+    pub controller_server_name: Option<String>,
+
+    /// File holding this proxy's ServiceAccount token (a projected volume, audience
+    /// `fairway`), sent as `authorization: Bearer`. Re-read on every reconnect, so
+    /// rotation needs no restart. Unset: no token (a controller with --no-auth).
+    #[arg(long, env = "FAIRWAY_CONTROLLER_TOKEN_FILE")]
+    pub controller_token_file: Option<PathBuf>,
 
     /// Address serving proxied traffic (HTTP/1.1 and h2c prior knowledge).
     #[arg(long, env = "FAIRWAY_LISTEN", default_value = DEFAULT_LISTEN)]
@@ -106,16 +139,50 @@ pub enum ConfigError {
         value: String,
         source: http::uri::InvalidUri,
     },
-    #[error("--controller {0:?} needs a scheme and host, e.g. http://fairway-controller:18000")]
+    #[error("--controller {0:?} needs a scheme and host, e.g. https://fairway-controller:18000")]
     ControllerIncomplete(String),
+    #[error(
+        "--controller {0:?} is plaintext: every route, pod address and the token would \
+         travel unencrypted. Use https:// with --controller-ca-file, or pass \
+         --controller-plaintext to accept that"
+    )]
+    Plaintext(String),
+    #[error("--controller-plaintext contradicts the https:// URL {0:?}")]
+    PlaintextHttps(String),
+    #[error(
+        "--controller {0:?}: the scheme must be https:// (or http:// with --controller-plaintext)"
+    )]
+    ControllerScheme(String),
+    #[error(
+        "--controller {0:?} is https:// but --controller-ca-file is unset: nothing to verify the controller with"
+    )]
+    NoControllerCa(String),
+    #[error("--{0} is for https:// controllers; --controller is plaintext")]
+    TlsFlagWithPlaintext(&'static str),
+    #[error("--controller-cert-file and --controller-key-file go together")]
+    HalfIdentity,
     #[error("--{0} must be greater than 0")]
     Zero(&'static str),
+}
+
+/// How the proxy verifies the controller, and proves itself to it. Files, not their
+/// contents: they are re-read on every reconnect (rotated Secrets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerTls {
+    pub ca_file: PathBuf,
+    /// Client certificate and key, for a controller that requires them.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// Overrides the URL's host as the name to verify.
+    pub server_name: Option<String>,
 }
 
 /// The proxy's whole configuration, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub controller: Uri,
+    /// `None`: plaintext (only with `--controller-plaintext`).
+    pub controller_tls: Option<ControllerTls>,
+    pub controller_token_file: Option<PathBuf>,
     pub listen: SocketAddr,
     pub admin_addr: SocketAddr,
     pub zone: Option<String>,
@@ -145,6 +212,16 @@ impl Config {
         if controller.scheme().is_none() || controller.authority().is_none() {
             return Err(ConfigError::ControllerIncomplete(args.controller));
         }
+        let path = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+        let controller_tls = controller_tls(
+            &args.controller,
+            controller.scheme_str(),
+            args.controller_plaintext,
+            path(args.controller_ca_file),
+            path(args.controller_cert_file),
+            path(args.controller_key_file),
+            args.controller_server_name.filter(|s| !s.is_empty()),
+        )?;
         for (flag, value) in [
             ("max-connections", args.max_connections),
             ("max-header-bytes", args.max_header_bytes),
@@ -157,6 +234,8 @@ impl Config {
         let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
         Ok(Config {
             controller,
+            controller_tls,
+            controller_token_file: path(args.controller_token_file),
             listen: args.listen,
             admin_addr: args.admin_addr,
             zone: non_empty(args.zone),
@@ -170,6 +249,44 @@ impl Config {
             max_headers: args.max_headers,
             shutdown_grace: args.shutdown_grace,
         })
+    }
+}
+
+/// TLS settings for the controller URL, or why they do not fit it.
+fn controller_tls(
+    url: &str,
+    scheme: Option<&str>,
+    plaintext: bool,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    server_name: Option<String>,
+) -> Result<Option<ControllerTls>, ConfigError> {
+    let identity = match (cert_file, key_file) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err(ConfigError::HalfIdentity),
+    };
+    match scheme {
+        Some("https") if plaintext => Err(ConfigError::PlaintextHttps(url.to_owned())),
+        Some("https") => Ok(Some(ControllerTls {
+            ca_file: ca_file.ok_or_else(|| ConfigError::NoControllerCa(url.to_owned()))?,
+            identity,
+            server_name,
+        })),
+        Some("http") if !plaintext => Err(ConfigError::Plaintext(url.to_owned())),
+        Some("http") => {
+            let stray = [
+                ("controller-ca-file", ca_file.is_some()),
+                ("controller-cert-file", identity.is_some()),
+                ("controller-server-name", server_name.is_some()),
+            ];
+            match stray.into_iter().find(|(_, set)| *set) {
+                Some((flag, _)) => Err(ConfigError::TlsFlagWithPlaintext(flag)),
+                None => Ok(None),
+            }
+        }
+        _ => Err(ConfigError::ControllerScheme(url.to_owned())),
     }
 }
 
@@ -231,11 +348,20 @@ mod tests {
 
     #[test]
     fn defaults_match_the_design_contract() {
-        let c = parse(&[]);
+        let c = parse(&["--controller-ca-file=/ca.crt"]);
         assert_eq!(
             c.controller.to_string(),
-            "http://fairway-controller.fairway.svc:18000/"
+            "https://fairway-controller.fairway.svc:18000/"
         );
+        assert_eq!(
+            c.controller_tls,
+            Some(ControllerTls {
+                ca_file: "/ca.crt".into(),
+                identity: None,
+                server_name: None
+            })
+        );
+        assert_eq!(c.controller_token_file, None);
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.admin_addr.to_string(), DEFAULT_ADMIN_ADDR);
         assert_eq!(c.zone, None);
@@ -257,6 +383,8 @@ mod tests {
     fn flags_parse_into_typed_values() {
         let c = parse(&[
             "--controller=http://127.0.0.1:18000",
+            "--controller-plaintext",
+            "--controller-token-file=/var/run/secrets/fairway/token",
             "--zone=eu-1a",
             "--id=proxy-0",
             "--node=n1",
@@ -275,6 +403,69 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.header_read_timeout, Duration::from_millis(250));
         assert_eq!(c.shutdown_grace, Duration::from_secs(120));
+        assert_eq!(c.controller_tls, None, "plaintext, as asked");
+        assert_eq!(
+            c.controller_token_file,
+            Some("/var/run/secrets/fairway/token".into())
+        );
+
+        let c = parse(&[
+            "--controller=https://10.0.0.1:18000",
+            "--controller-ca-file=/tls/ca.crt",
+            "--controller-cert-file=/tls/tls.crt",
+            "--controller-key-file=/tls/tls.key",
+            "--controller-server-name=fairway-controller.fairway.svc",
+        ]);
+        assert_eq!(
+            c.controller_tls,
+            Some(ControllerTls {
+                ca_file: "/tls/ca.crt".into(),
+                identity: Some(("/tls/tls.crt".into(), "/tls/tls.key".into())),
+                server_name: Some("fairway-controller.fairway.svc".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn plaintext_needs_saying_and_tls_needs_a_ca() {
+        let config = |argv: &[&str]| {
+            let cli = Cli::try_parse_from(std::iter::once("p").chain(argv.iter().copied()))
+                .expect("parses");
+            Config::from_args(cli.args)
+        };
+        assert!(
+            matches!(
+                config(&["--controller=http://c:1"]),
+                Err(ConfigError::Plaintext(_))
+            ),
+            "http:// without --controller-plaintext is refused"
+        );
+        assert!(matches!(config(&[]), Err(ConfigError::NoControllerCa(_))));
+        assert!(matches!(
+            config(&["--controller-plaintext", "--controller-ca-file=/ca"]),
+            Err(ConfigError::PlaintextHttps(_))
+        ));
+        assert!(matches!(
+            config(&[
+                "--controller=http://c:1",
+                "--controller-plaintext",
+                "--controller-ca-file=/ca"
+            ]),
+            Err(ConfigError::TlsFlagWithPlaintext("controller-ca-file"))
+        ));
+        assert!(matches!(
+            config(&["--controller-ca-file=/ca", "--controller-cert-file=/c"]),
+            Err(ConfigError::HalfIdentity)
+        ));
+        assert!(matches!(
+            config(&["--controller=ftp://c:1"]),
+            Err(ConfigError::ControllerScheme(_))
+        ));
+        let message = ConfigError::Plaintext("http://c:1".into()).to_string();
+        assert!(
+            message.contains("--controller-plaintext"),
+            "the error says how to proceed: {message}"
+        );
     }
 
     #[test]
@@ -289,7 +480,8 @@ mod tests {
             Config::from_args(cli.args),
             Err(ConfigError::ControllerIncomplete(_))
         ));
-        let cli = Cli::try_parse_from(["p", "--max-headers", "0"]).expect("parses");
+        let cli = Cli::try_parse_from(["p", "--controller-ca-file=/ca", "--max-headers", "0"])
+            .expect("parses");
         assert!(matches!(
             Config::from_args(cli.args),
             Err(ConfigError::Zero("max-headers"))

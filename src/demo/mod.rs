@@ -243,6 +243,8 @@ async fn start_controller(dir: PathBuf) -> Result<(String, oneshot::Sender<()>),
     let cli = ControllerCli::try_parse_from([
         "fairway-controller".to_string(),
         format!("--static-dir={}", dir.display()),
+        // One machine, loopback only, no apiserver to review tokens with.
+        "--no-auth".to_string(),
         "--grpc-addr=127.0.0.1:0".to_string(),
         "--admin-addr=127.0.0.1:0".to_string(),
     ])
@@ -272,6 +274,8 @@ async fn start_proxy(
     let cli = ProxyCli::try_parse_from([
         "fairway-proxy".to_string(),
         format!("--controller={controller}"),
+        // Loopback to an in-process controller: nothing to encrypt against.
+        "--controller-plaintext".to_string(),
         "--listen=127.0.0.1:0".to_string(),
         "--admin-addr=127.0.0.1:0".to_string(),
         "--id=demo-proxy".to_string(),

@@ -570,6 +570,7 @@ async fn static_dir_mode_gives_the_same_table_as_api_mode() {
     let args = fairway_controller::Args::parse_from([
         "fairway-controller".to_owned(),
         format!("--static-dir={}", dir.path().display()),
+        "--no-auth".to_owned(),
         "--grpc-addr=127.0.0.1:0".to_owned(),
         "--admin-addr=127.0.0.1:0".to_owned(),
         "--log-format=text".to_owned(),

@@ -2,7 +2,8 @@
 //! versions as a snapshot and then deltas, with acks and nacks coming back
 //! (fairway/discovery/v1/discovery.proto; design.md section 4).
 //!
-//! Where to start: [`server`] admits a stream (UNAVAILABLE before the first sync,
+//! Where to start: [`server`] admits a stream (UNAUTHENTICATED / PERMISSION_DENIED
+//! unless [`crate::auth`] admits it, UNAVAILABLE before the first sync,
 //! INVALID_ARGUMENT without a Hello); [`session`] is the pure protocol state of one
 //! stream (resume or snapshot, deltas, snapshot after a nack); `stream` drives it;
 //! [`proxies`] is the registry of connected proxies that `/metrics` and `/debug/routes`
@@ -14,4 +15,4 @@ pub mod session;
 mod stream;
 
 pub use proxies::{Proxies, ProxyInfo, Registration};
-pub use server::{DiscoveryService, serve};
+pub use server::{DiscoveryService, serve, serve_tls};

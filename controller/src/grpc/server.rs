@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::proxies::Proxies;
 use super::session::{DeltaMessage, Session};
 use super::stream;
+use crate::auth::Authenticator;
 use crate::metrics::Metrics;
 use crate::store::{HISTORY_VERSIONS, Published, Store};
 
@@ -101,6 +102,7 @@ pub(super) struct Shared {
     pub(super) store: Arc<Store>,
     pub(super) proxies: Arc<Proxies>,
     pub(super) metrics: Arc<Metrics>,
+    auth: Arc<Authenticator>,
     snapshots: SnapshotCache,
     deltas: DeltaCache,
     /// Flips to `true` at shutdown: every stream ends cleanly (status OK).
@@ -127,7 +129,8 @@ pub struct DiscoveryService {
 
 impl DiscoveryService {
     /// A service streaming `store`'s versions, recording proxies in `proxies`. Streams
-    /// end when `shutdown` turns `true` (or its sender is dropped).
+    /// end when `shutdown` turns `true` (or its sender is dropped). It admits every
+    /// stream until [`DiscoveryService::with_auth`] says otherwise.
     pub fn new(
         store: Arc<Store>,
         proxies: Arc<Proxies>,
@@ -139,11 +142,35 @@ impl DiscoveryService {
                 store,
                 proxies,
                 metrics,
+                auth: Arc::new(Authenticator::disabled()),
                 snapshots: SnapshotCache::default(),
                 deltas: DeltaCache::default(),
                 shutdown,
             }),
         }
+    }
+
+    /// Admits only the streams `auth` admits. Call before the service is cloned.
+    pub fn with_auth(mut self, auth: Arc<Authenticator>) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.auth = auth,
+            // Already shared: rebuild, keeping every part (the caches are still empty).
+            None => {
+                let s = &self.shared;
+                self = DiscoveryService {
+                    shared: Arc::new(Shared {
+                        store: s.store.clone(),
+                        proxies: s.proxies.clone(),
+                        metrics: s.metrics.clone(),
+                        auth,
+                        snapshots: SnapshotCache::default(),
+                        deltas: DeltaCache::default(),
+                        shutdown: s.shutdown.clone(),
+                    }),
+                };
+            }
+        }
+        self
     }
 
     /// The tonic service, with this server's message limits.
@@ -182,6 +209,22 @@ impl Discovery for DiscoveryService {
         request: Request<Streaming<pb::ProxyMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let shared = &self.shared;
+        // Who is asking comes first: an unauthenticated caller learns nothing, not even
+        // whether the controller has synced.
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        let (outcome, admitted) = shared.auth.admit(authorization).await;
+        shared.metrics.discovery_auth(outcome);
+        let account = match admitted {
+            Ok(account) => account,
+            Err(status) => {
+                let peer = request.remote_addr();
+                tracing::info!(?peer, result = ?outcome, reason = %status.message(), "discovery stream refused");
+                return Err(status);
+            }
+        };
         // A controller that has not finished its first sync opens no stream: the proxy
         // keeps its last table and retries (design.md section 4).
         if !shared.store.is_ready() {
@@ -202,6 +245,7 @@ impl Discovery for DiscoveryService {
         tracing::info!(
             proxy = %hello.proxy_id,
             node = %hello.node,
+            service_account = %account.map_or_else(|| "-".to_owned(), |a| a.to_string()),
             resume_from = ?resume_from.map(|v| v.to_string()),
             resumed = resumable,
             "proxy connected"
@@ -227,9 +271,7 @@ pub async fn serve(
     service: DiscoveryService,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+    builder()
         .add_service(service.into_server())
         // No Nagle: a one-endpoint delta is ~60 bytes and must not wait for an ACK.
         .serve_with_incoming_shutdown(
@@ -237,4 +279,24 @@ pub async fn serve(
             shutdown,
         )
         .await
+}
+
+/// [`serve`] over TLS: connections are handshaken with `tls` (see [`crate::tls`],
+/// whose certificate reloads itself) before tonic sees them.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    service: DiscoveryService,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    builder()
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), shutdown)
+        .await
+}
+
+fn builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
 }

@@ -5,8 +5,15 @@
 //! controller message goes through the [`Applier`]; an applied version is built into a
 //! [`Table`], published, and only then acked. Losing the controller changes nothing for
 //! traffic: the table is never cleared, only replaced by a newer valid one.
+//!
+//! Every (re)connect re-reads the key material from disk: the CA and client certificate
+//! (rotated Secrets) and the ServiceAccount token (kubelet rotates projected tokens well
+//! before they expire). A missing or unreadable file, or a controller refusing the token
+//! (`UNAUTHENTICATED`, `PERMISSION_DENIED`), is one more failed attempt: logged, backed
+//! off, and the last table keeps serving.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,12 +24,13 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tracing::{debug, info, warn};
 
 use super::apply::{Applier, ApplyError, Step};
 use super::backoff::Backoff;
-use crate::config::Config;
+use crate::config::{Config, ControllerTls};
 use crate::logs::Chain;
 use crate::metrics::{Metrics, UpdateResult};
 use crate::table::{Table, TableHandle};
@@ -41,6 +49,10 @@ pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DiscoveryConfig {
     pub controller: Uri,
+    /// `None`: plaintext.
+    pub tls: Option<ControllerTls>,
+    /// Sent as `authorization: Bearer <contents>`; `None`: no token.
+    pub token_file: Option<PathBuf>,
     pub id: String,
     pub node: String,
     /// Also used for zone hints when building tables.
@@ -52,6 +64,8 @@ impl From<&Config> for DiscoveryConfig {
     fn from(config: &Config) -> Self {
         DiscoveryConfig {
             controller: config.controller.clone(),
+            tls: config.controller_tls.clone(),
+            token_file: config.controller_token_file.clone(),
             id: config.id.clone(),
             node: config.node.clone(),
             zone: config.zone.clone(),
@@ -64,6 +78,16 @@ impl From<&Config> for DiscoveryConfig {
 /// off, reconnect.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
+    #[error("reading {path} failed")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the token in {0} is empty or not printable ASCII")]
+    BadToken(PathBuf),
+    #[error("the controller TLS settings are unusable")]
+    Tls(#[source] tonic::transport::Error),
     #[error("connecting to the controller failed")]
     Connect(#[source] tonic::transport::Error),
     #[error("the controller refused the stream")]
@@ -144,7 +168,16 @@ impl Client {
         &mut self,
         heard: &mut bool,
     ) -> Result<std::convert::Infallible, SessionError> {
-        let channel = Endpoint::from(self.config.controller.clone())
+        // Read before connecting: a missing file should not cost the controller a
+        // connection it would refuse anyway.
+        let authorization = (self.config.token_file.as_deref())
+            .map(authorization)
+            .transpose()?;
+        let mut endpoint = Endpoint::from(self.config.controller.clone());
+        if let Some(tls) = &self.config.tls {
+            endpoint = (endpoint.tls_config(client_tls(tls)?)).map_err(SessionError::Tls)?;
+        }
+        let channel = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
@@ -165,7 +198,15 @@ impl Client {
             last_applied,
         );
         tx.send(hello).map_err(|_| SessionError::Send)?;
-        let mut inbound = DiscoveryClient::new(channel)
+        let token = move |mut request: tonic::Request<()>| {
+            if let Some(value) = &authorization {
+                request
+                    .metadata_mut()
+                    .insert("authorization", value.clone());
+            }
+            Ok(request)
+        };
+        let mut inbound = DiscoveryClient::with_interceptor(channel, token)
             .stream(UnboundedReceiverStream::new(rx))
             .await
             .map_err(SessionError::Open)?
@@ -237,6 +278,91 @@ impl Client {
     }
 }
 
+fn read(path: &Path) -> Result<Vec<u8>, SessionError> {
+    std::fs::read(path).map_err(|source| SessionError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// `Bearer <token>` from the token file, marked sensitive so it is never logged.
+fn authorization(path: &Path) -> Result<AsciiMetadataValue, SessionError> {
+    let token =
+        String::from_utf8(read(path)?).map_err(|_| SessionError::BadToken(path.to_owned()))?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(SessionError::BadToken(path.to_owned()));
+    }
+    let mut value: AsciiMetadataValue = MetadataValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| SessionError::BadToken(path.to_owned()))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// tonic's TLS settings from the files as they are now.
+fn client_tls(tls: &ControllerTls) -> Result<ClientTlsConfig, SessionError> {
+    let mut config =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&tls.ca_file)?));
+    if let Some((cert, key)) = &tls.identity {
+        config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    if let Some(name) = &tls.server_name {
+        config = config.domain_name(name.clone());
+    }
+    Ok(config)
+}
+
 fn version_text(version: Option<Version>) -> String {
     version.map_or_else(|| "none".to_owned(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, contents: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "fairway-token-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(name);
+        std::fs::write(&path, contents).expect("write token");
+        path
+    }
+
+    #[test]
+    fn the_token_file_becomes_a_sensitive_bearer_value() {
+        let path = file("token", b"eyJhbGciOi.abc.def\n");
+        let value = authorization(&path).expect("a token");
+        assert_eq!(
+            value.to_str().expect("ascii"),
+            "Bearer eyJhbGciOi.abc.def",
+            "trailing newline trimmed"
+        );
+        assert!(value.is_sensitive(), "never printed by Debug or logs");
+        std::fs::write(&path, b"rotated").expect("rotate");
+        assert_eq!(
+            authorization(&path).expect("a token").to_str().ok(),
+            Some("Bearer rotated"),
+            "read again on every call, so rotation needs no restart"
+        );
+    }
+
+    #[test]
+    fn missing_empty_or_binary_tokens_are_errors() {
+        let missing = std::env::temp_dir().join("fairway-no-such-token");
+        assert!(matches!(
+            authorization(&missing),
+            Err(SessionError::ReadFile { .. })
+        ));
+        for bad in [&b""[..], b"  \n", b"\xff\xfe", b"a\x01b"] {
+            let path = file("bad", bad);
+            assert!(
+                matches!(authorization(&path), Err(SessionError::BadToken(_))),
+                "{bad:?} is refused"
+            );
+        }
+    }
 }

@@ -34,6 +34,8 @@ impl Proxy {
         let metrics = Arc::new(Metrics::new(true));
         let config = DiscoveryConfig {
             controller: format!("http://{controller}").parse().expect("uri"),
+            tls: None,
+            token_file: None,
             id: "proxy-0".into(),
             node: "node-a".into(),
             zone: Some("zone-1".into()),

@@ -14,6 +14,8 @@ fn config(controller: SocketAddr) -> Config {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     Config {
         controller: format!("http://{controller}").parse().expect("uri"),
+        controller_tls: None,
+        controller_token_file: None,
         listen: loopback,
         admin_addr: loopback,
         zone: None,
