@@ -357,13 +357,16 @@ def start_fairway(run: Path, static: Path, cpus: str | None, tag: str) -> tuple[
     ctl = start(
         [find_bin("fairway-controller"), "--static-dir", str(static),
          "--grpc-addr", f"127.0.0.1:{PORTS['CONTROLLER_GRPC_PORT']}",
-         "--admin-addr", f"127.0.0.1:{PORTS['CONTROLLER_ADMIN_PORT']}"],
+         "--admin-addr", f"127.0.0.1:{PORTS['CONTROLLER_ADMIN_PORT']}",
+         # Loopback only, one machine: no token, no TLS (docs/security.md).
+         "--no-auth"],
         run / f"controller-{tag}.log",
         env={"RUST_LOG": "warn"},
     )
     wait_port("127.0.0.1", PORTS["CONTROLLER_GRPC_PORT"])
     proxy = start(
         [find_bin("fairway-proxy"), "--controller", f"http://127.0.0.1:{PORTS['CONTROLLER_GRPC_PORT']}",
+         "--controller-plaintext",
          "--listen", f"127.0.0.1:{PORTS['FAIRWAY_PORT']}",
          "--admin-addr", f"127.0.0.1:{PORTS['FAIRWAY_ADMIN_PORT']}",
          "--id", f"bench-{tag}", "--node", "bench"],

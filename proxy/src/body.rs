@@ -6,7 +6,9 @@
 //!   client's body streamed through untouched (gRPC, uploads: sent once, never retried).
 //! - [`ProxyBody`]: what the proxy answers. Either the pod's response streamed through
 //!   (frames, including trailers, pass as they come) holding its pooled connection until
-//!   the last frame, or a small body the proxy wrote itself (error responses).
+//!   the last frame: over HTTP/1.1 decoded straight from the pod's socket by the
+//!   downstream connection's task ([`crate::h1`]), over HTTP/2 from hyper's stream; or a
+//!   small body the proxy wrote itself (error responses).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,7 +18,11 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::h1::{self, Decoded, Decoder};
 use crate::pool::Lease;
+
+/// Errors of a response body: the pod's connection failed mid-body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request body on its way to a pod.
 #[derive(Debug)]
@@ -36,6 +42,15 @@ pub struct Replayable {
 }
 
 impl Replayable {
+    /// The bytes, if any.
+    pub fn data(&self) -> Option<&Bytes> {
+        self.data.as_ref()
+    }
+
+    pub fn trailers(&self) -> Option<&HeaderMap> {
+        self.trailers.as_ref()
+    }
+
     /// A body of `data` (none when empty) followed by optional `trailers`.
     pub fn new(data: Bytes, trailers: Option<HeaderMap>) -> Self {
         Replayable {
@@ -60,6 +75,11 @@ impl UpstreamBody {
     }
 
     /// Whether a retry could send this body again.
+    /// Whether trailers follow the data (they need chunked framing over HTTP/1.1).
+    pub fn has_trailers(&self) -> bool {
+        matches!(self, UpstreamBody::Replayable(r) if r.trailers.is_some())
+    }
+
     pub fn is_replayable(&self) -> bool {
         matches!(self, UpstreamBody::Replayable(_))
     }
@@ -102,31 +122,50 @@ impl Body for UpstreamBody {
 /// A response body on its way to the client.
 #[derive(Debug)]
 pub enum ProxyBody {
-    /// The pod's body. `lease` is the pooled connection it arrives on: released back to
-    /// its pool once the last frame was read, discarded if the body is dropped early
-    /// (an HTTP/1.1 connection with unread response bytes cannot carry another request).
+    /// An HTTP/1.1 pod's body, read from its connection as the client takes it.
+    Http1(Http1Body),
+    /// An HTTP/2 pod's body (hyper's stream) and the stream's lease.
     Upstream {
         body: Incoming,
         lease: Option<Lease>,
     },
-    /// A body written by the proxy (error responses).
+    /// Written by the proxy itself.
     Full(Option<Bytes>),
 }
 
+/// The body of an HTTP/1.1 response: the connection's lease (returned to the pool after
+/// the last byte when the response allows reuse, closed otherwise) and the decoder.
+#[derive(Debug)]
+pub struct Http1Body {
+    lease: Option<Lease>,
+    decoder: Decoder,
+    reusable: bool,
+}
+
 impl ProxyBody {
-    /// Streams `body` to the client, returning `lease` to its pool when it ends.
+    /// The body of an HTTP/2 response; the lease ends with its last frame.
     pub fn upstream(body: Incoming, lease: Lease) -> Self {
         let mut this = ProxyBody::Upstream {
             body,
             lease: Some(lease),
         };
-        // HEAD, 204, 304 and `content-length: 0` responses are over before they start,
-        // and the server side may never poll them: release the connection now.
         this.release_if_done();
         this
     }
 
-    /// A body the proxy wrote itself.
+    /// The body of an HTTP/1.1 response framed by `framing`, read over `lease`.
+    pub fn http1(lease: Lease, framing: h1::Framing) -> Self {
+        let mut body = Http1Body {
+            lease: Some(lease),
+            decoder: Decoder::new(framing.body),
+            reusable: framing.reusable,
+        };
+        if body.decoder.is_done() {
+            body.finish();
+        }
+        ProxyBody::Http1(body)
+    }
+
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
         ProxyBody::Full((!bytes.is_empty()).then_some(bytes))
@@ -142,32 +181,86 @@ impl ProxyBody {
     }
 }
 
+impl Http1Body {
+    /// The body is complete: the connection goes back to its pool if the response
+    /// allows it and nothing unasked follows; otherwise it closes.
+    fn finish(&mut self) {
+        if let Some(mut lease) = self.lease.take()
+            && self.reusable
+            && lease.http1_conn().is_some_and(|c| c.read.is_empty())
+        {
+            lease.release();
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            let Some(conn) = self.lease.as_mut().and_then(Lease::http1_conn) else {
+                return Poll::Ready(None);
+            };
+            let frame = match self.decoder.decode(&mut conn.read) {
+                Ok(Decoded::Data(data)) => Frame::data(data),
+                Ok(Decoded::Trailers(trailers)) => Frame::trailers(trailers),
+                Ok(Decoded::End) => {
+                    self.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Decoded::NeedMore) => {
+                    let read = std::task::ready!(conn.poll_fill(cx));
+                    match read {
+                        Ok(0) if self.decoder == Decoder::UntilClose => {
+                            self.decoder = Decoder::Done;
+                            self.lease = None;
+                            return Poll::Ready(None);
+                        }
+                        Ok(0) => return self.fail(h1::Error::Closed),
+                        Ok(_) => continue,
+                        Err(error) => return self.fail(h1::Error::Read(error)),
+                    }
+                }
+                Err(error) => return self.fail(error),
+            };
+            if self.decoder.is_done() {
+                // The frame owns its bytes: the connection may serve the next request
+                // while the client is still being written to.
+                self.finish();
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
+    }
+
+    fn fail(&mut self, error: h1::Error) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        // Dropping the lease closes the connection: its framing is lost.
+        self.lease = None;
+        self.decoder = Decoder::Done;
+        Poll::Ready(Some(Err(error.into())))
+    }
+}
+
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         match this {
+            ProxyBody::Http1(body) => body.poll_frame(cx),
             ProxyBody::Upstream { body, lease } => {
                 let polled = Pin::new(body).poll_frame(cx);
                 match &polled {
-                    // The end: the connection is reusable.
                     Poll::Ready(None) => {
                         if let Some(lease) = lease.take() {
                             lease.release();
                         }
                     }
-                    // Broken mid-body: the connection is not reusable; dropping the
-                    // lease discards it.
                     Poll::Ready(Some(Err(_))) => drop(lease.take()),
                     Poll::Ready(Some(Ok(_))) => this.release_if_done(),
                     Poll::Pending => {}
                 }
-                polled
+                polled.map_err(Into::into)
             }
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
@@ -175,6 +268,7 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
+            ProxyBody::Http1(body) => body.decoder.is_done(),
             ProxyBody::Upstream { body, .. } => body.is_end_stream(),
             ProxyBody::Full(bytes) => bytes.is_none(),
         }
@@ -182,6 +276,10 @@ impl Body for ProxyBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
+            ProxyBody::Http1(body) => match body.decoder.remaining() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
             ProxyBody::Upstream { body, .. } => body.size_hint(),
             ProxyBody::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))

@@ -8,6 +8,7 @@ pub mod balance;
 pub mod body;
 pub mod config;
 pub mod discovery;
+pub mod h1;
 pub mod logs;
 pub mod metrics;
 pub mod pool;

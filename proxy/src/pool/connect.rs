@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use fairway_proto::model::EndpointAddr;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::body::UpstreamBody;
+use crate::h1;
 
 /// HTTP/2 PING interval on upstream connections: a pod that vanished without a FIN
 /// (node lost) is noticed in tens of seconds instead of at the kernel's TCP timeout.
@@ -53,22 +54,9 @@ async fn tcp(addr: EndpointAddr, timeout: Duration) -> Result<TcpStream, Connect
     Ok(stream)
 }
 
-/// Opens an HTTP/1.1 connection to `addr`.
-pub async fn http1(
-    addr: EndpointAddr,
-    timeout: Duration,
-) -> Result<http1::SendRequest<UpstreamBody>, ConnectError> {
-    let stream = tcp(addr, timeout).await?;
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|source| ConnectError::Handshake { addr, source })?;
-    tokio::spawn(async move {
-        if let Err(error) = conn.await {
-            tracing::debug!(%addr, %error, "upstream HTTP/1.1 connection ended");
-        }
-    });
-    Ok(sender)
+/// Opens an HTTP/1.1 connection to `addr` (driven by the requests that use it).
+pub async fn http1(addr: EndpointAddr, timeout: Duration) -> Result<h1::Conn, ConnectError> {
+    Ok(h1::Conn::new(tcp(addr, timeout).await?))
 }
 
 /// Opens an HTTP/2 (prior knowledge) connection to `addr`.

@@ -12,18 +12,19 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use fairway_proto::model::{AppProtocol, EndpointAddr};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use tokio::sync::Notify;
 
 use super::connect::{self, ConnectError};
 use super::lease::{Lease, LeaseKind};
 use super::settings::{ConnLimits, ConnSettings};
 use crate::body::UpstreamBody;
+use crate::h1;
 
 /// One pooled HTTP/1.1 connection.
 #[derive(Debug)]
 pub(super) struct Http1Conn {
-    pub(super) sender: http1::SendRequest<UpstreamBody>,
+    pub(super) conn: h1::Conn,
     pub(super) limits: ConnLimits,
     /// When it last went idle (for the idle timeout).
     pub(super) idle_since: Instant,
@@ -133,18 +134,14 @@ impl EndpointPool {
             match found {
                 Found::Idle(conn) => {
                     // From here on, dropping the lease (a cancelled request) frees the slot.
-                    let mut lease = Lease::new(Arc::clone(self), LeaseKind::Http1(conn));
-                    if lease.http1_ready().await {
-                        return Ok(lease);
-                    }
-                    // Closed by the pod while idle: drop it and look again.
+                    return Ok(Lease::new(Arc::clone(self), LeaseKind::Http1(conn)));
                 }
                 Found::Connect => {
                     let slot = SlotGuard { pool: self };
-                    let sender = connect::http1(self.addr, settings.connect_timeout).await?;
+                    let conn = connect::http1(self.addr, settings.connect_timeout).await?;
                     std::mem::forget(slot);
                     let conn = Http1Conn {
-                        sender,
+                        conn,
                         limits: ConnLimits::new(settings, Instant::now(), rand::random()),
                         idle_since: Instant::now(),
                     };
@@ -168,7 +165,7 @@ impl EndpointPool {
                 self.available.notify_one();
                 return self.find_http1(settings, now);
             }
-            if conn.limits.usable(now) && !conn.sender.is_closed() {
+            if conn.limits.usable(now) && !conn.conn.is_closed() {
                 conn.limits.count_request();
                 return Found::Idle(conn);
             }
@@ -231,7 +228,7 @@ impl EndpointPool {
         let now = Instant::now();
         let keep = !self.draining.load(Ordering::Acquire)
             && conn.limits.usable(now)
-            && !conn.sender.is_closed();
+            && !conn.conn.is_closed();
         {
             let mut state = self.state();
             if keep {
@@ -285,7 +282,7 @@ impl EndpointPool {
         state.idle.retain(|c| {
             now.saturating_duration_since(c.idle_since) < timeout
                 && c.limits.usable(now)
-                && !c.sender.is_closed()
+                && !c.conn.is_closed()
         });
         let closed = u32::try_from(before - state.idle.len()).unwrap_or(u32::MAX);
         state.open = state.open.saturating_sub(closed);

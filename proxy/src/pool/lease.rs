@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 
 use super::endpoint::{EndpointPool, Http1Conn};
 use crate::body::UpstreamBody;
+use crate::h1;
 
 #[derive(Debug)]
 pub(super) enum LeaseKind {
@@ -26,7 +27,7 @@ pub struct Lease {
 /// The sender to use for the request, borrowed from a [`Lease`].
 #[derive(Debug)]
 pub enum Sender<'a> {
-    Http1(&'a mut http1::SendRequest<UpstreamBody>),
+    Http1(&'a mut h1::Conn),
     Http2(&'a mut http2::SendRequest<UpstreamBody>),
 }
 
@@ -48,19 +49,17 @@ impl Lease {
 
     pub fn sender(&mut self) -> Sender<'_> {
         match self.kind.as_mut() {
-            Some(LeaseKind::Http1(conn)) => Sender::Http1(&mut conn.sender),
+            Some(LeaseKind::Http1(conn)) => Sender::Http1(&mut conn.conn),
             Some(LeaseKind::Http2(sender)) => Sender::Http2(sender),
             None => unreachable!("a lease holds its connection until released or dropped"),
         }
     }
 
-    /// Waits until an HTTP/1.1 connection taken from the idle stack can carry a request
-    /// (hyper marks it ready once the previous response was fully read). `false`: it
-    /// closed meanwhile.
-    pub(super) async fn http1_ready(&mut self) -> bool {
+    /// The HTTP/1.1 connection, while the lease holds one.
+    pub fn http1_conn(&mut self) -> Option<&mut h1::Conn> {
         match self.kind.as_mut() {
-            Some(LeaseKind::Http1(conn)) => conn.sender.ready().await.is_ok(),
-            _ => true,
+            Some(LeaseKind::Http1(conn)) => Some(&mut conn.conn),
+            _ => None,
         }
     }
 

@@ -9,6 +9,7 @@ use fairway_proto::model::{EndpointAddr, RouteKey};
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
+use super::forward::UpstreamError;
 use crate::body::ProxyBody;
 use crate::pool::ConnectError;
 use crate::router::RouteError;
@@ -47,7 +48,7 @@ pub enum ProxyError {
         route: RouteKey,
         endpoint: EndpointAddr,
         #[source]
-        source: hyper::Error,
+        source: UpstreamError,
     },
     /// No response headers within the route's request timeout, all tries together (`504`).
     #[error("route {route}: no response within the request timeout of {timeout:?}")]

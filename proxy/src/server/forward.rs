@@ -5,10 +5,10 @@ use fairway_proto::model::EndpointAddr;
 use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
 
-use crate::body::UpstreamBody;
-use crate::pool::{ConnSettings, ConnectError, Lease, Pools, Sender};
+use crate::body::{ProxyBody, UpstreamBody};
+use crate::h1;
+use crate::pool::{ConnSettings, ConnectError, Pools, Sender};
 
 /// Why a try produced no response. The variants that hand the request back are those
 /// where nothing reached the pod, so it may go elsewhere whatever its method.
@@ -17,39 +17,71 @@ pub enum TryError {
     /// No connection to the endpoint.
     Connect(ConnectError, Request<UpstreamBody>),
     /// The connection turned out closed before the request was written.
-    NotSent(hyper::Error, Request<UpstreamBody>),
+    NotSent(UpstreamError, Request<UpstreamBody>),
     /// Sent (at least partly), then the connection failed before response headers.
-    Sent(hyper::Error),
+    Sent(UpstreamError),
+    /// The client's request body broke off while it was being sent: not the pod's fault.
+    ClientBody(hyper::Error),
 }
 
-/// Sends `request` to `addr` over its pool and returns the response headers with the
-/// connection's lease (the body still streams on it).
+/// A failed exchange with a pod, by protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error(transparent)]
+    Http1(h1::Error),
+    #[error(transparent)]
+    Http2(hyper::Error),
+}
+
+/// Sends `request` to `addr` over its pool and returns the response, whose body holds
+/// the connection's lease while it streams.
 pub async fn send(
     pools: &Pools,
     addr: EndpointAddr,
     settings: &ConnSettings,
     mut request: Request<UpstreamBody>,
-) -> Result<(Response<Incoming>, Lease), TryError> {
+) -> Result<Response<ProxyBody>, TryError> {
     let mut lease = match pools.checkout(addr, settings).await {
         Ok(lease) => lease,
         Err(error) => return Err(TryError::Connect(error, request)),
     };
-    let sent = match lease.sender() {
-        Sender::Http1(sender) => {
+    match lease.sender() {
+        Sender::Http1(conn) => {
             shape_http1(&mut request);
-            sender.try_send_request(request).await
+            let version = request.version();
+            match h1::send(conn, request).await {
+                Ok((head, framing)) => {
+                    let mut response = Response::new(ProxyBody::http1(lease, framing));
+                    *response.status_mut() = head.status;
+                    *response.version_mut() = version;
+                    *response.headers_mut() = head.headers;
+                    Ok(response)
+                }
+                Err(h1::SendError::NotSent(error, request)) => {
+                    Err(TryError::NotSent(UpstreamError::Http1(error), *request))
+                }
+                Err(h1::SendError::Sent(h1::Error::RequestBody(error))) => {
+                    Err(TryError::ClientBody(error))
+                }
+                Err(h1::SendError::Sent(error)) => Err(TryError::Sent(UpstreamError::Http1(error))),
+            }
         }
         Sender::Http2(sender) => {
             shape_http2(&mut request);
-            sender.try_send_request(request).await
+            match sender.try_send_request(request).await {
+                Ok(response) => Ok(response.map(|body| ProxyBody::upstream(body, lease))),
+                Err(mut error) => match error.take_message() {
+                    Some(request) => Err(TryError::NotSent(
+                        UpstreamError::Http2(error.into_error()),
+                        request,
+                    )),
+                    None if error.error().is_user() => {
+                        Err(TryError::ClientBody(error.into_error()))
+                    }
+                    None => Err(TryError::Sent(UpstreamError::Http2(error.into_error()))),
+                },
+            }
         }
-    };
-    match sent {
-        Ok(response) => Ok((response, lease)),
-        Err(mut error) => match error.take_message() {
-            Some(request) => Err(TryError::NotSent(error.into_error(), request)),
-            None => Err(TryError::Sent(error.into_error())),
-        },
     }
 }
 

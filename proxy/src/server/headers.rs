@@ -45,18 +45,23 @@ pub fn strip_response(headers: &mut HeaderMap) {
 }
 
 fn strip_common(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
+    // Most messages say only `Connection: keep-alive` (or `close`): nothing more to
+    // remove than the fixed set, so skip collecting the listed names.
+    if headers
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| connection_tokens(v).any(|t| !is_fixed_hop(t)))
+    {
         // Copy the listed names out first: removing while borrowing the values is not
         // allowed, and the list is short.
         let listed: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .flat_map(connection_tokens)
+            .filter_map(|name| HeaderName::from_bytes(name).ok())
             .collect();
         for name in listed {
-            // `Connection: te` only says TE is hop-by-hop, which we handle below.
+            // `Connection: te` only says TE is hop-by-hop, which the callers handle.
             if name != TE {
                 headers.remove(name);
             }
@@ -65,6 +70,21 @@ fn strip_common(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
+}
+
+fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Tokens naming headers that go anyway (or no header at all: `close`).
+fn is_fixed_hop(token: &[u8]) -> bool {
+    [&b"keep-alive"[..], b"close", b"te"]
+        .iter()
+        .any(|fixed| token.eq_ignore_ascii_case(fixed))
 }
 
 fn only_trailers(headers: &HeaderMap, te: &HeaderValue) -> bool {

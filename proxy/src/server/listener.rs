@@ -26,14 +26,18 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// The connection builder for `config`.
 pub fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = builder.http1();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         // The whole request head must fit the read buffer, so this caps header bytes;
         // a larger head is answered `431`.
-        .max_buf_size(config.max_header_bytes.max(MIN_READ_BUFFER))
-        .max_headers(config.max_headers);
+        .max_buf_size(config.max_header_bytes.max(MIN_READ_BUFFER));
+    if config.max_headers != super::DEFAULT_MAX_HEADERS {
+        // Only when it differs: hyper's own limit (also 100) parses into a fixed array,
+        // a configured one into a vector filled per request.
+        http1.max_headers(config.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())

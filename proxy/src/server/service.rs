@@ -266,7 +266,7 @@ async fn tries(
         let sent = forward::send(&shared.pools, addr, &settings, request).await;
         timer.disarm();
         let (failure, error, next) = match sent {
-            Ok((mut response, lease)) => {
+            Ok(mut response) => {
                 let status = response.status();
                 let retryable =
                     retry::is_retryable_status(status) && attempts_left > 0 && backup.is_some();
@@ -277,13 +277,11 @@ async fn tries(
                         Outcome::Success
                     });
                     headers::strip_response(response.headers_mut());
-                    let response = response.map(|body| ProxyBody::upstream(body, lease));
                     return Ok((response, addr));
                 }
                 guard.end(Outcome::Status5xx);
                 // A retry replaces this response; its connection goes if it is mid-body.
                 drop(response);
-                drop(lease);
                 attempts_left -= 1;
                 count_retry(shared, &route, Failure::Status);
                 request = backup.expect("checked above");
@@ -318,7 +316,7 @@ async fn tries(
                 };
                 (Failure::NotSent, error, Some(back))
             }
-            Err(TryError::Sent(source)) if source.is_user() => {
+            Err(TryError::ClientBody(source)) => {
                 // Our side failed: the client's body broke off. Not the pod's fault.
                 guard.end(Outcome::Cancelled);
                 return Err((

@@ -1,0 +1,344 @@
+//! Reading a pod's HTTP/1.1 response: the head (httparse), then how its body is framed
+//! (RFC 9112 §6.3), then the body itself, frame by frame, out of the connection's read
+//! buffer. Pure: bytes in, decisions out; the socket is `super::conn`'s business.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, StatusCode, Version};
+
+use super::Error;
+
+/// Most response headers read from a pod (Set-Cookie-heavy pages included).
+pub const MAX_RESPONSE_HEADERS: usize = 128;
+/// Largest response head read from a pod; past it the try fails with `502`.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Longest chunk-size line (hex digits and extensions) accepted.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// A parsed response head: what the downstream response is built from.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+}
+
+/// Parses a response head from the front of `buf`, removing it. `None`: incomplete,
+/// read more.
+pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut slots);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => {
+            return Err(Error::HeadTooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(error) => return Err(Error::Parse(error)),
+    };
+    let status = response
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or(Error::Framing("status code out of range"))?;
+    let version = match response.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    // Header values become zero-copy slices of the head's bytes.
+    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    let spans: Vec<_> = response
+        .headers
+        .iter()
+        .map(|h| (h.name, offset(buf, h.value), h.value.len()))
+        .map(|(name, start, n)| (HeaderName::from_bytes(name.as_bytes()), start, n))
+        .collect();
+    let head = buf.split_to(len).freeze();
+    for (name, start, n) in spans {
+        let name = name.map_err(|_| Error::Framing("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(start..start + n))
+            .map_err(|_| Error::Framing("invalid header value"))?;
+        headers.append(name, value);
+    }
+    Ok(Some(Head {
+        status,
+        version,
+        headers,
+    }))
+}
+
+fn offset(buf: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - buf.as_ptr() as usize
+}
+
+/// How a response body is delimited, and whether the connection may carry another
+/// request afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    pub body: BodyKind,
+    pub reusable: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body at all (HEAD, 204, 304).
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the pod closes the connection.
+    UntilClose,
+}
+
+/// RFC 9112 §6.3, for a response to `method`.
+pub fn framing(method: &Method, head: &Head) -> Result<Framing, Error> {
+    let headers = &head.headers;
+    let mut reusable = match head.version {
+        Version::HTTP_10 => has_token(headers, &CONNECTION, "keep-alive"),
+        _ => !has_token(headers, &CONNECTION, "close"),
+    };
+    let body = if method == Method::HEAD
+        || head.status.is_informational()
+        || head.status == StatusCode::NO_CONTENT
+        || head.status == StatusCode::NOT_MODIFIED
+    {
+        BodyKind::Empty
+    } else if headers.contains_key(TRANSFER_ENCODING) {
+        // Transfer-Encoding overrides Content-Length; a message with both may be an
+        // attempt at smuggling, so the connection is not reused after it.
+        if headers.contains_key(CONTENT_LENGTH) {
+            reusable = false;
+        }
+        if last_coding_is_chunked(headers) {
+            BodyKind::Chunked
+        } else {
+            BodyKind::UntilClose
+        }
+    } else if let Some(length) = content_length(headers)? {
+        BodyKind::Length(length)
+    } else {
+        BodyKind::UntilClose
+    };
+    if body == BodyKind::UntilClose {
+        reusable = false;
+    }
+    Ok(Framing { body, reusable })
+}
+
+/// The one `Content-Length` value; several must agree (RFC 9110 §8.6).
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
+    let mut found = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+                return Err(Error::Framing("invalid Content-Length"));
+            }
+            let n = std::str::from_utf8(part)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or(Error::Framing("invalid Content-Length"))?;
+            if found.is_some_and(|f| f != n) {
+                return Err(Error::Framing("conflicting Content-Length values"));
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.as_bytes().rsplit(|b| *b == b',').next())
+        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// One step of body decoding.
+#[derive(Debug, PartialEq)]
+pub enum Decoded {
+    Data(Bytes),
+    Trailers(HeaderMap),
+    /// The body is complete.
+    End,
+    /// Read more from the connection first.
+    NeedMore,
+}
+
+/// The body decoder's position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoder {
+    /// Bytes left of a `Content-Length` body.
+    Length(u64),
+    /// Waiting for a chunk-size line.
+    ChunkSize,
+    /// Bytes left of the current chunk, then its CRLF.
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd,
+    /// After the last chunk: trailer fields, then an empty line.
+    Trailers,
+    UntilClose,
+    Done,
+}
+
+impl Decoder {
+    pub fn new(kind: BodyKind) -> Self {
+        match kind {
+            BodyKind::Empty | BodyKind::Length(0) => Decoder::Done,
+            BodyKind::Length(n) => Decoder::Length(n),
+            BodyKind::Chunked => Decoder::ChunkSize,
+            BodyKind::UntilClose => Decoder::UntilClose,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        *self == Decoder::Done
+    }
+
+    /// Bytes still expected, when known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self {
+            Decoder::Length(n) => Some(*n),
+            Decoder::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Takes the next frame out of `buf`.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Error> {
+        loop {
+            match *self {
+                Decoder::Done => return Ok(Decoded::End),
+                Decoder::Length(_) | Decoder::ChunkData(_) | Decoder::UntilClose
+                    if buf.is_empty() =>
+                {
+                    return Ok(Decoded::NeedMore);
+                }
+                Decoder::Length(left) => {
+                    let data = take(buf, left);
+                    let left = left - data.len() as u64;
+                    *self = if left == 0 {
+                        Decoder::Done
+                    } else {
+                        Decoder::Length(left)
+                    };
+                    return Ok(Decoded::Data(data));
+                }
+                Decoder::ChunkData(left) => {
+                    let data = take(buf, left);
+                    let left = left - data.len() as u64;
+                    *self = if left == 0 {
+                        Decoder::ChunkEnd
+                    } else {
+                        Decoder::ChunkData(left)
+                    };
+                    return Ok(Decoded::Data(data));
+                }
+                Decoder::UntilClose => return Ok(Decoded::Data(buf.split().freeze())),
+                Decoder::ChunkSize => {
+                    let Some(line) = line(buf, MAX_CHUNK_LINE)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    let size = chunk_size(&line)?;
+                    *self = if size == 0 {
+                        Decoder::Trailers
+                    } else {
+                        Decoder::ChunkData(size)
+                    };
+                }
+                Decoder::ChunkEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(Error::Framing("chunk data not followed by CRLF"));
+                    }
+                    buf.advance(2);
+                    *self = Decoder::ChunkSize;
+                }
+                Decoder::Trailers => return self.trailers(buf),
+            }
+        }
+    }
+
+    fn trailers(&mut self, buf: &mut BytesMut) -> Result<Decoded, Error> {
+        if buf.starts_with(b"\r\n") {
+            buf.advance(2);
+            *self = Decoder::Done;
+            return Ok(Decoded::End);
+        }
+        let Some(end) = find(buf, b"\r\n\r\n") else {
+            if buf.len() > MAX_RESPONSE_HEAD {
+                return Err(Error::HeadTooLarge);
+            }
+            return Ok(Decoded::NeedMore);
+        };
+        let block = buf.split_to(end + 4);
+        let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let fields = match httparse::parse_headers(&block, &mut slots) {
+            Ok(httparse::Status::Complete((_, fields))) => fields,
+            Ok(httparse::Status::Partial) => return Err(Error::Framing("truncated trailers")),
+            Err(error) => return Err(Error::Parse(error)),
+        };
+        let mut trailers = HeaderMap::with_capacity(fields.len());
+        for field in fields {
+            let name = HeaderName::from_bytes(field.name.as_bytes())
+                .map_err(|_| Error::Framing("invalid trailer name"))?;
+            let value = HeaderValue::from_bytes(field.value)
+                .map_err(|_| Error::Framing("invalid trailer value"))?;
+            trailers.append(name, value);
+        }
+        *self = Decoder::Done;
+        Ok(Decoded::Trailers(trailers))
+    }
+}
+
+fn take(buf: &mut BytesMut, left: u64) -> Bytes {
+    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+    buf.split_to(n).freeze()
+}
+
+/// A CRLF-terminated line from the front of `buf` (CRLF removed).
+fn line(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, Error> {
+    match find(buf, b"\r\n") {
+        Some(end) => {
+            let line = buf.split_to(end);
+            buf.advance(2);
+            Ok(Some(line))
+        }
+        None if buf.len() > max => Err(Error::Framing("chunk-size line too long")),
+        None => Ok(None),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The hex size before any `;extension`; at most 16 digits (no overflow).
+fn chunk_size(line: &[u8]) -> Result<u64, Error> {
+    let digits = line
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if digits.is_empty() || digits.len() > 16 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(Error::Framing("invalid chunk size"));
+    }
+    let text = std::str::from_utf8(digits).map_err(|_| Error::Framing("invalid chunk size"))?;
+    u64::from_str_radix(text, 16).map_err(|_| Error::Framing("invalid chunk size"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! Writing a request to a pod over HTTP/1.1: the head, and the body's framing. Pure:
+//! everything goes into a buffer the connection then writes in one go.
+
+use std::io::Write as _;
+
+use bytes::{BufMut, BytesMut};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, Request};
+
+use crate::body::UpstreamBody;
+
+/// How the request body is delimited on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body and no header saying so (GET, HEAD, ...).
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// The framing for `request`: a known size goes as `Content-Length`, trailers or an
+/// unknown size as chunked. An empty body says `Content-Length: 0` only where a body is
+/// expected (POST, PUT, PATCH) or the client said so itself.
+pub fn framing(request: &Request<UpstreamBody>) -> Framing {
+    let body = request.body();
+    if body.has_trailers() {
+        return Framing::Chunked;
+    }
+    match http_body::Body::size_hint(body).exact() {
+        Some(0) => {
+            let expects_body = matches!(
+                *request.method(),
+                Method::POST | Method::PUT | Method::PATCH
+            );
+            if expects_body || request.headers().contains_key(CONTENT_LENGTH) {
+                Framing::Length(0)
+            } else {
+                Framing::None
+            }
+        }
+        Some(n) => Framing::Length(n),
+        None => Framing::Chunked,
+    }
+}
+
+/// Appends the request line and headers (origin-form target, the caller having set
+/// `Host`) with `framing`'s header in place of any the client sent.
+pub fn head(request: &Request<UpstreamBody>, framing: Framing, buf: &mut BytesMut) {
+    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    buf.reserve(256);
+    buf.put_slice(request.method().as_str().as_bytes());
+    buf.put_u8(b' ');
+    buf.put_slice(target.as_bytes());
+    buf.put_slice(b" HTTP/1.1\r\n");
+    put_fields(request.headers(), buf, true);
+    match framing {
+        Framing::None => {}
+        Framing::Length(n) => {
+            buf.put_slice(b"content-length: ");
+            let _ = write!(buf.writer(), "{n}");
+            buf.put_slice(b"\r\n");
+        }
+        Framing::Chunked => buf.put_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    buf.put_slice(b"\r\n");
+}
+
+fn put_fields(headers: &HeaderMap, buf: &mut BytesMut, skip_framing: bool) {
+    for (name, value) in headers {
+        if skip_framing && (name == CONTENT_LENGTH || name == TRANSFER_ENCODING) {
+            continue;
+        }
+        buf.put_slice(name.as_str().as_bytes());
+        buf.put_slice(b": ");
+        buf.put_slice(value.as_bytes());
+        buf.put_slice(b"\r\n");
+    }
+}
+
+/// Appends one chunk of a chunked body (empty data writes nothing: a zero-size chunk
+/// would end the body).
+pub fn chunk(data: &[u8], buf: &mut BytesMut) {
+    if data.is_empty() {
+        return;
+    }
+    let _ = write!(buf.writer(), "{:x}\r\n", data.len());
+    buf.put_slice(data);
+    buf.put_slice(b"\r\n");
+}
+
+/// Appends the last chunk and the trailers, ending a chunked body.
+pub fn last_chunk(trailers: Option<&HeaderMap>, buf: &mut BytesMut) {
+    buf.put_slice(b"0\r\n");
+    if let Some(trailers) = trailers {
+        put_fields(trailers, buf, true);
+    }
+    buf.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http::HeaderValue;
+    use http::header::HOST;
+
+    use super::*;
+    use crate::body::Replayable;
+
+    fn request(method: Method, body: UpstreamBody) -> Request<UpstreamBody> {
+        let mut r = Request::new(body);
+        *r.method_mut() = method;
+        *r.uri_mut() = "/a?b=1".parse().expect("uri");
+        r.headers_mut()
+            .insert(HOST, HeaderValue::from_static("orders.shop"));
+        r
+    }
+
+    fn replayable(data: &'static str, trailers: Option<HeaderMap>) -> UpstreamBody {
+        UpstreamBody::Replayable(Replayable::new(Bytes::from(data), trailers))
+    }
+
+    #[test]
+    fn heads_carry_exactly_one_framing_header() {
+        let mut r = request(Method::POST, replayable("hello", None));
+        r.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("999"));
+        r.headers_mut()
+            .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        let mut buf = BytesMut::new();
+        head(&r, framing(&r), &mut buf);
+        assert_eq!(
+            &buf[..],
+            b"POST /a?b=1 HTTP/1.1\r\nhost: orders.shop\r\ncontent-length: 5\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn framing_per_body() {
+        assert_eq!(
+            framing(&request(Method::GET, UpstreamBody::empty())),
+            Framing::None
+        );
+        assert_eq!(
+            framing(&request(Method::PUT, UpstreamBody::empty())),
+            Framing::Length(0)
+        );
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-sum", HeaderValue::from_static("1"));
+        let r = request(Method::POST, replayable("abc", Some(trailers)));
+        assert_eq!(framing(&r), Framing::Chunked);
+    }
+
+    #[test]
+    fn chunks_and_trailers() {
+        let mut buf = BytesMut::new();
+        chunk(b"hello world!!!!!", &mut buf);
+        chunk(b"", &mut buf);
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-sum", HeaderValue::from_static("1"));
+        last_chunk(Some(&trailers), &mut buf);
+        assert_eq!(&buf[..], b"10\r\nhello world!!!!!\r\n0\r\nx-sum: 1\r\n\r\n");
+    }
+}
