@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod controller;
 pub mod discovery;
 pub mod error;
+pub mod faultproxy;
 pub mod gobuild;
 pub mod helm;
 pub mod kubectl;

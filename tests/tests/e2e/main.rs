@@ -13,6 +13,7 @@
 //! runs the scenarios whose name contains `seed`; libtest flags are ignored. It prints
 //! `test NAME ... ok|FAILED` per scenario and a last line `N passed, M failed`.
 
+mod faults;
 mod scenarios;
 mod world;
 
@@ -90,6 +91,10 @@ fn selected(all: &[Scenario], selection: &Selection) -> Vec<&'static str> {
 }
 
 fn main() -> ExitCode {
+    // A re-executed copy serving as a pod of the fault run.
+    if let Some(code) = faults::backend_main() {
+        return code;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let selection = parse_args(&args);
     let all = scenarios::all();

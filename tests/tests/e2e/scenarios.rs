@@ -47,6 +47,10 @@ pub fn all() -> Vec<Scenario> {
             name: "s7_convergence_time",
             run: || Box::pin(convergence()),
         },
+        Scenario {
+            name: "s8_faults_under_load",
+            run: || Box::pin(crate::faults::faults_under_load()),
+        },
     ]
 }
 

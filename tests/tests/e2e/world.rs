@@ -90,7 +90,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(
+    pub fn spawn(
         what: &'static str,
         program: PathBuf,
         args: Vec<String>,
@@ -139,6 +139,13 @@ pub struct Proxy {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     proc: Proc,
+}
+
+impl Proxy {
+    /// The process id, e.g. to read its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.proc.managed.child.id()
+    }
 }
 
 fn loopback(port: u16) -> SocketAddr {
