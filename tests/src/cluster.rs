@@ -27,6 +27,8 @@ use crate::gobuild::{KubeBinaries, ensure_binaries};
 use crate::pki;
 use crate::process::Managed;
 
+/// The `iss` of the test cluster's ServiceAccount tokens.
+pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 /// How long etcd plus a cold kube-apiserver may take to answer `/readyz` on 2 cores.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 const POLL: Duration = Duration::from_millis(200);
@@ -66,6 +68,12 @@ impl TestCluster {
     /// users, e.g. a ServiceAccount token).
     pub fn ca_file(&self) -> PathBuf {
         self.dir.join(pki::CA_CERT)
+    }
+
+    /// The key the apiserver signs ServiceAccount tokens with (PKCS#8 PEM, P-256), for
+    /// tests that need a token the TokenRequest API will not mint (an expired one).
+    pub fn service_account_signing_key(&self) -> PathBuf {
+        self.dir.join(pki::SA_KEY)
     }
 
     /// A `kube::Client` for the caller's tokio runtime.
@@ -225,7 +233,7 @@ fn boot(plan: &Plan) -> Result<Vec<Managed>, ClusterError> {
         format!("--token-auth-file={}", file(pki::TOKENS)),
         format!("--service-account-key-file={}", file(pki::SA_PUB)),
         format!("--service-account-signing-key-file={}", file(pki::SA_KEY)),
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+        format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
         "--api-audiences=https://kubernetes.default.svc.cluster.local,fairway".into(),
         "--authorization-mode=RBAC".into(),
         "--service-cluster-ip-range=10.96.0.0/16".into(),

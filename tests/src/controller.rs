@@ -7,13 +7,16 @@
 //!
 //! Also installs the Route CRD once per test binary ([`cluster_with_crd`]).
 
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
+use fairway_controller::auth::Authenticator;
 use fairway_controller::grpc::{self, DiscoveryService, Proxies};
 use fairway_controller::metrics::Metrics;
 use fairway_controller::state::{IndexHandle, NodeZones};
 use fairway_controller::status::StatusConfig;
 use fairway_controller::store::{DEFAULT_COALESCE, Store};
+use fairway_controller::tls::{self, TlsConfig};
 use fairway_controller::watch::{self, WatchConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch as channel;
@@ -65,10 +68,14 @@ pub fn cluster_with_crd() -> &'static TestCluster {
 /// aborts its tasks.
 #[derive(Debug)]
 pub struct Controller {
-    /// `http://127.0.0.1:PORT` of its Discovery server.
+    /// `http://127.0.0.1:PORT` of its Discovery server (`https://` with TLS).
     pub endpoint: String,
+    /// The bound gRPC address.
+    pub addr: SocketAddr,
     pub index: Arc<IndexHandle>,
     pub store: Arc<Store>,
+    pub proxies: Arc<Proxies>,
+    pub metrics: Arc<Metrics>,
     stop: channel::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -102,7 +109,41 @@ pub async fn start_with(
     namespaces: Vec<String>,
     status: StatusConfig,
 ) -> Result<Controller, ClusterError> {
-    let listener = TcpListener::bind("127.0.0.1:0")
+    start_secured(client, namespaces, status, Security::default()).await
+}
+
+/// How a [`start_secured`] controller protects its Discovery stream.
+#[derive(Debug)]
+pub struct Security {
+    /// Who may subscribe (`Authenticator::disabled()`: everyone, like `--no-auth`).
+    pub auth: Arc<Authenticator>,
+    /// Serve TLS from these files (reloaded like the real controller's), or plaintext.
+    pub tls: Option<TlsConfig>,
+    /// Where to listen: port 0 for any, or a fixed address to restart on.
+    pub addr: SocketAddr,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            auth: Arc::new(Authenticator::disabled()),
+            tls: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// Like [`start_with`], with authentication and TLS as `security` says.
+pub async fn start_secured(
+    client: kube::Client,
+    namespaces: Vec<String>,
+    status: StatusConfig,
+    security: Security,
+) -> Result<Controller, ClusterError> {
+    fairway_controller::process::install_crypto_provider();
+    let tls = (security.tls.as_ref().map(tls::server_config).transpose())
+        .map_err(|e| ClusterError::Client(format!("the controller's TLS files: {e}")))?;
+    let listener = TcpListener::bind(security.addr)
         .await
         .map_err(ClusterError::io("bind the controller's gRPC port"))?;
     let addr = listener
@@ -130,26 +171,55 @@ pub async fn start_with(
             eprintln!("controller sources failed: {e}");
         }
     });
-    let service = DiscoveryService::new(store.clone(), proxies, metrics, stopping.clone());
+    let service = DiscoveryService::new(
+        store.clone(),
+        proxies.clone(),
+        metrics.clone(),
+        stopping.clone(),
+    )
+    .with_auth(security.auth);
     let mut until_stopped = stopping;
     let shutdown = async move {
         let _ = until_stopped.wait_for(|stopped| *stopped).await;
     };
-    tasks.spawn(async move {
-        if let Err(e) = grpc::serve(listener, service, shutdown).await {
-            eprintln!("controller gRPC server failed: {e}");
+    let scheme = match tls {
+        None => {
+            tasks.spawn(async move {
+                if let Err(e) = grpc::serve(listener, service, shutdown).await {
+                    eprintln!("controller gRPC server failed: {e}");
+                }
+            });
+            "http"
         }
-    });
+        Some((config, cert)) => {
+            tasks.spawn(cert.watch(tls::RELOAD_INTERVAL));
+            tasks.spawn(async move {
+                if let Err(e) = grpc::serve_tls(listener, config, service, shutdown).await {
+                    eprintln!("controller gRPC server failed: {e}");
+                }
+            });
+            "https"
+        }
+    };
     Ok(Controller {
-        endpoint: format!("http://{addr}"),
+        endpoint: format!("{scheme}://{addr}"),
+        addr,
         index,
         store,
+        proxies,
+        metrics,
         stop,
         tasks,
     })
 }
 
 impl Controller {
+    /// Its `/metrics` text, as the admin server would serve it.
+    pub fn metrics_text(&self) -> String {
+        (self.metrics.encode(&self.proxies, &self.store.latest()))
+            .unwrap_or_else(|e| panic!("encode metrics: {e}"))
+    }
+
     /// Signals shutdown (streams end), then aborts every task and waits for them.
     pub async fn stop(mut self) {
         self.stop.send_replace(true);
