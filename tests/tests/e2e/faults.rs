@@ -137,6 +137,39 @@ async fn retries(admin: SocketAddr) -> [u64; 3] {
     by_reason
 }
 
+/// The proxy's endpoints as `/debug/routes` shows them: ejected ones with the time
+/// left, and which take new requests.
+async fn ejections(admin: SocketAddr) -> String {
+    let Some((200, body)) = http_get(admin, "/debug/routes").await else {
+        return "(/debug/routes did not answer)".to_owned();
+    };
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let mut found = Vec::new();
+    let mut stack = vec![&doc];
+    // Bounded by the document's size: every value is visited once.
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Object(o) if o.contains_key("ejected_for_ms") => found.push(v),
+            serde_json::Value::Object(o) => stack.extend(o.values()),
+            serde_json::Value::Array(a) => stack.extend(a.iter()),
+            _ => {}
+        }
+    }
+    let mut parts: Vec<String> = found
+        .iter()
+        .map(|e| {
+            let addr = e["addr"].as_str().unwrap_or("?");
+            let ejected = e["ejected_for_ms"]
+                .as_u64()
+                .map_or(String::new(), |ms| format!(" ejected {:.1}s", ms as f64 / 1000.0));
+            let eligible = if e["eligible"] == true { "" } else { " not eligible" };
+            format!("{addr}{ejected}{eligible}")
+        })
+        .collect();
+    parts.sort();
+    parts.join(", ")
+}
+
 /// Whether `tc netem` works in this network namespace (the kernel has `sch_netem`).
 fn netem_available() -> Result<(), String> {
     let out = Command::new("tc")
@@ -260,19 +293,27 @@ pub async fn faults_under_load() {
                 let mut kills = 0;
                 // Failed requests after each kill, to tell a first kill from later ones.
                 let mut failed_per_kill = Vec::new();
+                // The proxy's view half-way through the first few outages.
+                let mut views = Vec::new();
                 while began.elapsed() < phase_len && kills < MAX_POD_KILLS {
                     let failed_before = soak.tallies()[i].failed;
                     let n = pods.len();
                     let pod = &mut pods[kills % n];
                     pod.kill();
-                    tokio::time::sleep(POD_DOWN).await;
+                    tokio::time::sleep(POD_DOWN / 2).await;
+                    if views.len() < 3 {
+                        views.push(format!("{} down: {}", pod.name, ejections(proxy.1).await));
+                    }
+                    tokio::time::sleep(POD_DOWN / 2).await;
                     pod.restart().await;
                     kills += 1;
                     tokio::time::sleep(POD_DOWN).await;
                     failed_per_kill.push(soak.tallies()[i].failed - failed_before);
                 }
                 format!(
-                    "{kills} SIGKILLs in turn, each pod down {POD_DOWN:?}; failed after each: {failed_per_kill:?}"
+                    "{kills} SIGKILLs in turn, each pod down {POD_DOWN:?}; failed after each: \
+                     {failed_per_kill:?}; the proxy's endpoints mid-outage: {}",
+                    views.join(" | ")
                 )
             }
             2 => {
