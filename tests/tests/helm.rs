@@ -240,10 +240,11 @@ fn default_render_is_hardened_and_wired() {
     assert_eq!(sa["automountServiceAccountToken"], false);
     let c = &pod["containers"][0];
     assert_eq!(c["image"], "ghcr.io/fairway-dev/fairway-proxy:0.1.0");
-    assert!(c["volumeMounts"].is_null(), "the proxy mounts nothing");
     let args = strings(&c["args"]);
     for want in [
-        "--controller=http://fairway-controller.fairway.svc:18000",
+        "--controller=https://fairway-controller.fairway.svc:18000",
+        "--controller-ca-file=/var/run/fairway/controller-ca/ca.crt",
+        "--controller-token-file=/var/run/secrets/fairway/token",
         "--admin-addr=0.0.0.0:4191",
         "--id=$(POD_NAME)",
         "--node=$(NODE_NAME)",
@@ -270,6 +271,8 @@ fn default_render_is_hardened_and_wired() {
         );
     }
 
+    assert_discovery_is_protected(&objects, "fairway", "fairway");
+
     // Least privilege: no wildcard, no secrets, no pods, no configmaps.
     let role = find(&objects, "ClusterRole", "fairway-controller");
     let rules = role["rules"].to_string();
@@ -283,6 +286,177 @@ fn default_render_is_hardened_and_wired() {
         objects
             .iter()
             .all(|o| o["kind"] != "ServiceMonitor" && o["kind"] != "ConfigMap")
+    );
+}
+
+/// The default render's Discovery stream: the proxy's projected `fairway` token and the
+/// controller's CA (and nothing else of the Secret) mounted where its flags point; the
+/// controller admitting exactly the proxy's ServiceAccount, serving the generated
+/// certificate, and allowed to create TokenReviews.
+fn assert_discovery_is_protected(objects: &[Value], release: &str, ns: &str) {
+    let proxy_name = format!("{release}-proxy");
+    let controller_name = format!("{release}-controller");
+    let ds = find(objects, "DaemonSet", &proxy_name);
+    let pod = &ds["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let volume = |name: &str| -> Value {
+        (pod["volumes"].as_array().into_iter().flatten())
+            .find(|v| v["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("the proxy has no volume {name}: {}", pod["volumes"]))
+    };
+    let mount = |name: &str| -> String {
+        (c["volumeMounts"].as_array().into_iter().flatten())
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["mountPath"].as_str())
+            .unwrap_or_else(|| panic!("the proxy does not mount {name}: {}", c["volumeMounts"]))
+            .to_owned()
+    };
+    let token = &volume("discovery-token")["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(token["audience"], "fairway", "{token}");
+    assert_eq!(token["expirationSeconds"], 600, "{token}");
+    let token_file = format!(
+        "{}/{}",
+        mount("discovery-token"),
+        token["path"].as_str().expect("path")
+    );
+    let args = strings(&c["args"]);
+    assert!(
+        args.contains(&format!("--controller-token-file={token_file}")),
+        "--controller-token-file points at the projected token {token_file}: {args:?}"
+    );
+    let ca = volume("controller-ca");
+    let secret = format!("{controller_name}-tls");
+    assert_eq!(ca["secret"]["secretName"], secret.as_str());
+    assert_eq!(
+        ca["secret"]["items"].as_array().map(|i| i.len()),
+        Some(1),
+        "the proxy gets the CA only, never the controller's key: {ca}"
+    );
+    assert!(
+        args.contains(&format!(
+            "--controller-ca-file={}/ca.crt",
+            mount("controller-ca")
+        )),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&format!(
+            "--controller=https://{controller_name}.{ns}.svc:18000"
+        )),
+        "{args:?}"
+    );
+
+    let deploy = find(objects, "Deployment", &controller_name);
+    let c = &deploy["spec"]["template"]["spec"]["containers"][0];
+    let args = strings(&c["args"]);
+    for want in [
+        format!("--allowed-service-account={ns}/{proxy_name}"),
+        "--token-audience=fairway".to_owned(),
+        "--tls-cert-file=/var/run/fairway/tls/tls.crt".to_owned(),
+        "--tls-key-file=/var/run/fairway/tls/tls.key".to_owned(),
+    ] {
+        assert!(args.contains(&want), "controller args {args:?} lack {want}");
+    }
+    assert!(!args.contains(&"--no-auth".to_owned()), "{args:?}");
+    assert_eq!(c["volumeMounts"][0]["mountPath"], "/var/run/fairway/tls");
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"],
+        secret.as_str()
+    );
+    let tls = find(objects, "Secret", &secret);
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        assert!(
+            tls["data"][key].is_string(),
+            "the generated Secret lacks {key}"
+        );
+    }
+    let rules = find(objects, "ClusterRole", &controller_name)["rules"].clone();
+    assert!(
+        (rules.as_array().into_iter().flatten())
+            .any(|r| r["apiGroups"][0] == "authentication.k8s.io"
+                && r["resources"][0] == "tokenreviews"
+                && r["verbs"] == serde_json::json!(["create"])),
+        "the controller may create TokenReviews: {rules}"
+    );
+}
+
+#[test]
+fn discovery_protection_can_be_configured_and_switched_off() {
+    let off = template(
+        "fairway",
+        "fairway",
+        &[
+            "--set",
+            "discovery.auth.enabled=false,discovery.tls.enabled=false",
+        ],
+    );
+    let c = &find(&off, "DaemonSet", "fairway-proxy")["spec"]["template"]["spec"]["containers"][0];
+    let args = strings(&c["args"]);
+    assert!(
+        args.contains(&"--controller=http://fairway-controller.fairway.svc:18000".to_owned())
+            && args.contains(&"--controller-plaintext".to_owned()),
+        "plaintext is explicit: {args:?}"
+    );
+    assert!(
+        c["volumeMounts"].is_null(),
+        "nothing to mount: {}",
+        c["volumeMounts"]
+    );
+    let c = &find(&off, "Deployment", "fairway-controller")["spec"]["template"]["spec"]["containers"]
+        [0];
+    assert!(strings(&c["args"]).contains(&"--no-auth".to_owned()));
+    assert!(
+        off.iter().all(|o| o["kind"] != "Secret"),
+        "{:?}",
+        kinds(&off)
+    );
+    let rules = find(&off, "ClusterRole", "fairway-controller")["rules"].to_string();
+    assert!(!rules.contains("tokenreviews"), "{rules}");
+
+    let own = template(
+        "fairway",
+        "fairway",
+        &[
+            "--set",
+            "discovery.tls.secretName=discovery-cert,discovery.tls.clientSecretName=proxy-cert",
+            "--set",
+            "discovery.auth.extraAllowedServiceAccounts={edge/gateway}",
+        ],
+    );
+    assert!(
+        own.iter().all(|o| o["kind"] != "Secret"),
+        "bring your own: {:?}",
+        kinds(&own)
+    );
+    let c = &find(&own, "Deployment", "fairway-controller")["spec"]["template"]["spec"]["containers"]
+        [0];
+    let args = strings(&c["args"]);
+    for want in [
+        "--allowed-service-account=edge/gateway",
+        "--allowed-service-account=fairway/fairway-proxy",
+        "--tls-client-ca-file=/var/run/fairway/tls/ca.crt",
+    ] {
+        assert!(
+            args.contains(&want.to_owned()),
+            "controller args {args:?} lack {want}"
+        );
+    }
+    let pod = &find(&own, "DaemonSet", "fairway-proxy")["spec"]["template"]["spec"];
+    let args = strings(&pod["containers"][0]["args"]);
+    assert!(
+        args.contains(&"--controller-cert-file=/var/run/fairway/client-tls/tls.crt".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        pod["volumes"].to_string().contains("proxy-cert"),
+        "{}",
+        pod["volumes"]
+    );
+    assert!(
+        pod["volumes"].to_string().contains("discovery-cert"),
+        "{}",
+        pod["volumes"]
     );
 }
 
@@ -318,7 +492,7 @@ fn non_default_values_change_the_render() {
     assert_eq!(c["ports"][0]["hostPort"], 4140);
     let args = strings(&c["args"]);
     for want in [
-        "--controller=http://edge-fairway-controller.infra.svc:18000",
+        "--controller=https://edge-fairway-controller.infra.svc:18000",
         "--zone=eu-1a",
         "--endpoint-labels=false",
     ] {
@@ -357,7 +531,14 @@ fn sidecar_mode_renders_a_container_instead_of_a_daemonset() {
     assert_eq!(container, ds["spec"]["template"]["spec"]["containers"][0]);
     assert!(
         strings(&container["args"])
-            .contains(&"--controller=http://fairway-controller.fairway.svc:18000".to_owned())
+            .contains(&"--controller=https://fairway-controller.fairway.svc:18000".to_owned())
+    );
+    let volumes = cm["data"]["volumes.yaml"].as_str().expect("volumes.yaml");
+    let volumes: Value =
+        serde_saphyr::from_str(volumes).unwrap_or_else(|e| panic!("{e}\n{volumes}"));
+    assert_eq!(
+        volumes, ds["spec"]["template"]["spec"]["volumes"],
+        "the volumes the container mounts, to paste beside it"
     );
 }
 
@@ -370,6 +551,9 @@ fn schema_rejects_wrong_types() {
         "proxy.hostPort.enabled=maybe",
         "controller.logFormat=xml",
         "controller.replicaz=2",
+        "discovery.auth.tokenExpirationSeconds=60",
+        "discovery.auth.extraAllowedServiceAccounts={nobody}",
+        "discovery.tls.enabled=yes",
     ] {
         let out = run_helm(&["template", "fairway", CHART_DIR, "--set", bad], None);
         assert!(!out.success, "--set {bad} was accepted");
@@ -521,6 +705,7 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         "PodDisruptionBudget/fairway-controller",
         "Role/fairway-controller-lease",
         "RoleBinding/fairway-controller-lease",
+        "Secret/fairway-controller-tls",
         "Service/fairway-controller",
         "Service/fairway-proxy",
         "ServiceAccount/fairway-controller",
@@ -593,6 +778,11 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         cluster,
         &token,
         &["create", "events.events.k8s.io", "-n", &app]
+    ));
+    assert!(can_i(
+        cluster,
+        &token,
+        &["create", "tokenreviews.authentication.k8s.io"]
     ));
     assert!(can_i(
         cluster,
@@ -696,12 +886,54 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
     assert_eq!(holder, "fairway-controller-0");
     ctl.stop().await;
 
-    // Uninstall removes everything it installed, except the CRD (Helm never deletes crds/).
+    // With only its chart RBAC, the controller reviews a token of the proxy's projected
+    // kind and admits the ServiceAccount its Deployment names.
+    let deploy = (objects.iter())
+        .find(|o| o["kind"] == "Deployment")
+        .expect("the controller Deployment");
+    let allowed: std::collections::BTreeSet<_> =
+        strings(&deploy["spec"]["template"]["spec"]["containers"][0]["args"])
+            .iter()
+            .filter_map(|a| a.strip_prefix("--allowed-service-account="))
+            .map(|sa| sa.parse().unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+    let policy = fairway_controller::auth::Policy {
+        audience: "fairway".to_owned(),
+        allowed,
+    };
+    let reviewer = fairway_controller::auth::KubeReviewer::new(client_from(&kubeconfig).await);
+    let auth = fairway_controller::auth::Authenticator::token_review(
+        policy,
+        std::sync::Arc::new(reviewer),
+    );
+    let proxy_token = kubectl_ok(
+        cluster,
+        &[
+            "create",
+            "token",
+            "fairway-proxy",
+            "-n",
+            &ns,
+            "--audience=fairway",
+            "--duration=10m",
+        ],
+    );
+    let bearer = format!("Bearer {}", proxy_token.trim());
+    let (outcome, admitted) = auth.admit(Some(bearer.as_bytes())).await;
+    let admitted = admitted
+        .unwrap_or_else(|s| panic!("the chart's proxy token is refused ({outcome:?}): {s:?}"));
+    assert_eq!(
+        admitted.map(|sa| sa.to_string()),
+        Some(format!("{ns}/fairway-proxy"))
+    );
+
+    // Uninstall removes everything it installed, except the CRD (Helm never deletes
+    // crds/) and the generated TLS Secret (kept, so a reinstall keeps the same CA).
     ok(
         run_helm(&["uninstall", "fairway", "--namespace", &ns], kc),
         "helm uninstall",
     );
-    for object in &objects {
+    for object in objects.iter().filter(|o| o["kind"] != "Secret") {
         let out = get(cluster, object, &ns);
         assert!(
             !out.success && out.stderr.contains("NotFound"),

@@ -25,9 +25,46 @@
 {{- printf "%s-proxy" (include "fairway.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* The URL proxies dial: the controller Service in the release namespace. */}}
+{{/* The URL proxies dial: the controller Service in the release namespace, https unless TLS is off. */}}
 {{- define "fairway.controller.url" -}}
-{{- printf "http://%s.%s.svc:%d" (include "fairway.controller.fullname" .) .Release.Namespace (int .Values.controller.grpcPort) }}
+{{- printf "%s://%s.%s.svc:%d" (ternary "https" "http" .Values.discovery.tls.enabled) (include "fairway.controller.fullname" .) .Release.Namespace (int .Values.controller.grpcPort) }}
+{{- end }}
+
+{{/* The Secret with the controller's serving certificate (tls.crt, tls.key) and its CA (ca.crt). */}}
+{{- define "fairway.discovery.tlsSecret" -}}
+{{- default (printf "%s-tls" (include "fairway.controller.fullname" .)) .Values.discovery.tls.secretName }}
+{{- end }}
+
+{{/* Where the proxy reads its projected ServiceAccount token (--controller-token-file). */}}
+{{- define "fairway.proxy.tokenFile" -}}
+/var/run/secrets/fairway/token
+{{- end }}
+
+{{/* The proxy's volumes: its projected token, the controller's CA, its client certificate. */}}
+{{- define "fairway.proxy.volumes" -}}
+{{- if .Values.discovery.auth.enabled }}
+- name: discovery-token
+  projected:
+    sources:
+      - serviceAccountToken:
+          audience: {{ .Values.discovery.auth.audience }}
+          expirationSeconds: {{ .Values.discovery.auth.tokenExpirationSeconds }}
+          path: token
+{{- end }}
+{{- if .Values.discovery.tls.enabled }}
+- name: controller-ca
+  secret:
+    secretName: {{ include "fairway.discovery.tlsSecret" . }}
+    # Only the CA: the controller's private key stays with the controller.
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- with .Values.discovery.tls.clientSecretName }}
+- name: client-tls
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "fairway.labels" -}}
@@ -70,6 +107,18 @@ image: {{ include "fairway.proxy.image" . }}
 imagePullPolicy: {{ .Values.proxy.image.pullPolicy }}
 args:
   - --controller={{ include "fairway.controller.url" . }}
+  {{- if .Values.discovery.tls.enabled }}
+  - --controller-ca-file=/var/run/fairway/controller-ca/ca.crt
+  {{- with .Values.discovery.tls.clientSecretName }}
+  - --controller-cert-file=/var/run/fairway/client-tls/tls.crt
+  - --controller-key-file=/var/run/fairway/client-tls/tls.key
+  {{- end }}
+  {{- else }}
+  - --controller-plaintext
+  {{- end }}
+  {{- if .Values.discovery.auth.enabled }}
+  - --controller-token-file={{ include "fairway.proxy.tokenFile" . }}
+  {{- end }}
   - --listen=0.0.0.0:{{ .Values.proxy.port }}
   - --admin-addr=0.0.0.0:{{ .Values.proxy.adminPort }}
   - --id=$(POD_NAME)
@@ -116,6 +165,24 @@ readinessProbe:
     port: admin
   periodSeconds: 2
   failureThreshold: 2
+{{- if or .Values.discovery.auth.enabled .Values.discovery.tls.enabled }}
+volumeMounts:
+  {{- if .Values.discovery.auth.enabled }}
+  - name: discovery-token
+    mountPath: {{ dir (include "fairway.proxy.tokenFile" .) }}
+    readOnly: true
+  {{- end }}
+  {{- if .Values.discovery.tls.enabled }}
+  - name: controller-ca
+    mountPath: /var/run/fairway/controller-ca
+    readOnly: true
+  {{- if .Values.discovery.tls.clientSecretName }}
+  - name: client-tls
+    mountPath: /var/run/fairway/client-tls
+    readOnly: true
+  {{- end }}
+  {{- end }}
+{{- end }}
 resources:
   {{- toYaml .Values.proxy.resources | nindent 2 }}
 securityContext:
