@@ -212,6 +212,8 @@ impl World {
             let (listen, admin) = (loopback(port()), loopback(port()));
             let args = vec![
                 format!("--controller=http://{}", self.grpc),
+                // Loopback; tests/tests/auth.rs covers TLS and tokens.
+                "--controller-plaintext".to_owned(),
                 format!("--listen={listen}"),
                 format!("--admin-addr={admin}"),
                 format!("--id={id}"),
@@ -219,8 +221,6 @@ impl World {
                 "--zone=zone-a".to_owned(),
                 "--log-format=text".to_owned(),
             ];
-                // Loopback; tests/tests/auth.rs covers TLS and tokens.
-                "--controller-plaintext".to_owned(),
             let log = self.logs.join(format!("{id}.log"));
             // FAIRWAY_E2E_PROXY_LOG=debug: the proxies' RUST_LOG, for investigating.
             let envs = std::env::var("FAIRWAY_E2E_PROXY_LOG")
@@ -250,6 +250,7 @@ impl World {
             format!("--admin-addr={}", self.admin),
             format!("--namespace={}", self.ns),
             "--log-format=text".to_owned(),
+            "--no-auth".to_owned(),
         ];
         let envs = vec![
             (
@@ -257,7 +258,6 @@ impl World {
                 self.cluster.kubeconfig.display().to_string(),
             ),
             // Its status Lease lives in the scenario's namespace; a restarted controller
-            "--no-auth".to_owned(),
             // keeps the identity so it takes the Lease back at once.
             ("POD_NAMESPACE".to_owned(), self.ns.clone()),
             ("POD_NAME".to_owned(), "fairway-controller-e2e".to_owned()),
