@@ -32,6 +32,12 @@ pub const CACHE_TTL: Duration = Duration::from_secs(30);
 /// Distinct tokens remembered at once: one per proxy is the steady state, so this covers
 /// a thousand-node fleet twice over while bounding what garbage tokens can cost.
 pub const CACHE_ENTRIES: usize = 2048;
+/// TokenReviews in flight at once: a flood of distinct tokens must not become a flood
+/// of apiserver requests. Others wait their turn (within [`REVIEW_TIMEOUT`]).
+pub const MAX_CONCURRENT_REVIEWS: usize = 32;
+/// How long a stream waits for its review, queueing included; past it the proxy gets
+/// `UNAVAILABLE` and retries with backoff.
+pub const REVIEW_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How streams are authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +56,8 @@ pub enum ReviewError {
     Create(#[source] kube::Error),
     #[error("the TokenReview came back without a status")]
     NoStatus,
+    #[error("no TokenReview answer within {0:?} (apiserver slow, or too many reviews queued)")]
+    Timeout(Duration),
 }
 
 /// Asks whose a token is. The seam between the policy and the apiserver.
@@ -158,6 +166,7 @@ enum Mode {
         policy: Policy,
         reviewer: Arc<dyn TokenReviewer>,
         cache: Cache,
+        in_flight: tokio::sync::Semaphore,
     },
 }
 
@@ -176,6 +185,7 @@ impl Authenticator {
                 policy,
                 reviewer,
                 cache: Cache::default(),
+                in_flight: tokio::sync::Semaphore::new(MAX_CONCURRENT_REVIEWS),
             },
         }
     }
@@ -194,6 +204,7 @@ impl Authenticator {
             policy,
             reviewer,
             cache,
+            in_flight,
         } = &self.mode
         else {
             return (Outcome::unauthenticated_allowed, Ok(None));
@@ -205,7 +216,7 @@ impl Authenticator {
         let key = token_hash(token);
         let verdict = match cache.get(&key, Instant::now()) {
             Some(verdict) => verdict,
-            None => match reviewer.review(token, &policy.audience).await {
+            None => match review(reviewer.as_ref(), in_flight, token, &policy.audience).await {
                 Ok(review) => {
                     let verdict = decide(&review, policy);
                     cache.put(key, verdict.clone(), Instant::now());
@@ -225,6 +236,24 @@ impl Authenticator {
         };
         (verdict.outcome(), to_result(verdict))
     }
+}
+
+/// One review, waiting for a slot among [`MAX_CONCURRENT_REVIEWS`], all within
+/// [`REVIEW_TIMEOUT`].
+async fn review(
+    reviewer: &dyn TokenReviewer,
+    in_flight: &tokio::sync::Semaphore,
+    token: &str,
+    audience: &str,
+) -> Result<Review, ReviewError> {
+    let reviewed = tokio::time::timeout(REVIEW_TIMEOUT, async {
+        // Never closed, so acquiring only fails if it waits forever: the timeout's job.
+        let _slot = in_flight.acquire().await;
+        reviewer.review(token, audience).await
+    });
+    reviewed
+        .await
+        .map_err(|_| ReviewError::Timeout(REVIEW_TIMEOUT))?
 }
 
 fn to_result(verdict: Verdict) -> Result<Option<ServiceAccount>, Status> {

@@ -217,6 +217,30 @@ async fn a_failed_review_is_unavailable_and_not_cached() {
     );
 }
 
+/// A reviewer that never answers.
+#[derive(Debug)]
+struct Hung;
+
+impl TokenReviewer for Hung {
+    fn review<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<Review, ReviewError>> {
+        Box::pin(futures::future::pending())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_apiserver_costs_a_bounded_wait() {
+    let auth = Authenticator::token_review(policy(), Arc::new(Hung));
+    let started = tokio::time::Instant::now();
+    let (outcome, result) = auth.admit(Some(b"Bearer proxy")).await;
+    assert_eq!(outcome, Outcome::review_failed);
+    assert_eq!(result.map_err(|s| s.code()), Err(tonic::Code::Unavailable));
+    assert_eq!(
+        started.elapsed(),
+        REVIEW_TIMEOUT,
+        "the stream is answered when the review times out"
+    );
+}
+
 #[tokio::test]
 async fn disabled_admits_everyone() {
     let auth = Authenticator::disabled();
