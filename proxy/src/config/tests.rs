@@ -1,0 +1,169 @@
+use clap::Parser;
+
+use super::*;
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: Args,
+}
+
+fn parse(argv: &[&str]) -> Config {
+    let cli = Cli::try_parse_from(std::iter::once("fairway-proxy").chain(argv.iter().copied()))
+        .expect("valid command line");
+    Config::from_args(cli.args).expect("valid config")
+}
+
+#[test]
+fn defaults_match_the_design_contract() {
+    let c = parse(&["--controller-ca-file=/ca.crt"]);
+    assert_eq!(
+        c.controller.to_string(),
+        "https://fairway-controller.fairway.svc:18000/"
+    );
+    assert_eq!(
+        c.controller_tls,
+        Some(ControllerTls {
+            ca_file: "/ca.crt".into(),
+            identity: None,
+            server_name: None
+        })
+    );
+    assert_eq!(c.controller_token_file, None);
+    assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(c.admin_addr.to_string(), DEFAULT_ADMIN_ADDR);
+    assert_eq!(c.zone, None);
+    assert!(c.endpoint_labels);
+    assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.shutdown_grace, crate::server::DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(
+        c.header_read_timeout,
+        crate::server::DEFAULT_HEADER_READ_TIMEOUT
+    );
+    assert!(
+        c.id.starts_with("fairway-proxy-"),
+        "a generated id: {}",
+        c.id
+    );
+}
+
+#[test]
+fn flags_parse_into_typed_values() {
+    let c = parse(&[
+        "--controller=http://127.0.0.1:18000",
+        "--controller-plaintext",
+        "--controller-token-file=/var/run/secrets/fairway/token",
+        "--zone=eu-1a",
+        "--id=proxy-0",
+        "--node=n1",
+        "--endpoint-labels=false",
+        "--log-format=text",
+        "--header-read-timeout=250ms",
+        "--shutdown-grace=2m",
+    ]);
+    assert_eq!(c.zone.as_deref(), Some("eu-1a"));
+    assert_eq!(c.id, "proxy-0");
+    assert_eq!(c.node, "n1");
+    assert!(
+        !c.endpoint_labels,
+        "--endpoint-labels=false switches labels off"
+    );
+    assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(c.header_read_timeout, Duration::from_millis(250));
+    assert_eq!(c.shutdown_grace, Duration::from_secs(120));
+    assert_eq!(c.controller_tls, None, "plaintext, as asked");
+    assert_eq!(
+        c.controller_token_file,
+        Some("/var/run/secrets/fairway/token".into())
+    );
+
+    let c = parse(&[
+        "--controller=https://10.0.0.1:18000",
+        "--controller-ca-file=/tls/ca.crt",
+        "--controller-cert-file=/tls/tls.crt",
+        "--controller-key-file=/tls/tls.key",
+        "--controller-server-name=fairway-controller.fairway.svc",
+    ]);
+    assert_eq!(
+        c.controller_tls,
+        Some(ControllerTls {
+            ca_file: "/tls/ca.crt".into(),
+            identity: Some(("/tls/tls.crt".into(), "/tls/tls.key".into())),
+            server_name: Some("fairway-controller.fairway.svc".into()),
+        })
+    );
+}
+
+#[test]
+fn plaintext_needs_saying_and_tls_needs_a_ca() {
+    let config = |argv: &[&str]| {
+        let cli =
+            Cli::try_parse_from(std::iter::once("p").chain(argv.iter().copied())).expect("parses");
+        Config::from_args(cli.args)
+    };
+    assert!(
+        matches!(
+            config(&["--controller=http://c:1"]),
+            Err(ConfigError::Plaintext(_))
+        ),
+        "http:// without --controller-plaintext is refused"
+    );
+    assert!(matches!(config(&[]), Err(ConfigError::NoControllerCa(_))));
+    assert!(matches!(
+        config(&["--controller-plaintext", "--controller-ca-file=/ca"]),
+        Err(ConfigError::PlaintextHttps(_))
+    ));
+    assert!(matches!(
+        config(&[
+            "--controller=http://c:1",
+            "--controller-plaintext",
+            "--controller-ca-file=/ca"
+        ]),
+        Err(ConfigError::TlsFlagWithPlaintext("controller-ca-file"))
+    ));
+    assert!(matches!(
+        config(&["--controller-ca-file=/ca", "--controller-cert-file=/c"]),
+        Err(ConfigError::HalfIdentity)
+    ));
+    assert!(matches!(
+        config(&["--controller=ftp://c:1"]),
+        Err(ConfigError::ControllerScheme(_))
+    ));
+    let message = ConfigError::Plaintext("http://c:1".into()).to_string();
+    assert!(
+        message.contains("--controller-plaintext"),
+        "the error says how to proceed: {message}"
+    );
+}
+
+#[test]
+fn bad_values_are_rejected() {
+    let cli = Cli::try_parse_from(["p", "--controller", "not a uri"]).expect("parses");
+    assert!(matches!(
+        Config::from_args(cli.args),
+        Err(ConfigError::ControllerUri { .. })
+    ));
+    let cli = Cli::try_parse_from(["p", "--controller", "/just/a/path"]).expect("parses");
+    assert!(matches!(
+        Config::from_args(cli.args),
+        Err(ConfigError::ControllerIncomplete(_))
+    ));
+    let cli = Cli::try_parse_from(["p", "--controller-ca-file=/ca", "--max-headers", "0"])
+        .expect("parses");
+    assert!(matches!(
+        Config::from_args(cli.args),
+        Err(ConfigError::Zero("max-headers"))
+    ));
+    assert!(Cli::try_parse_from(["p", "--shutdown-grace", "30"]).is_err());
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+    assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+    assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    assert!(parse_duration("10").is_err());
+    assert!(parse_duration("s").is_err());
+    assert!(parse_duration("1.5s").is_err());
+}
