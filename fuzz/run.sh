@@ -20,7 +20,8 @@ export PATH="$tools/bin:$PATH"
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --root "$tools"
 fi
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+# FAIRWAY_FUZZ_STABLE=1 takes the stable path even where a nightly exists (to check it).
+if [ -z "${FAIRWAY_FUZZ_STABLE:-}" ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   fuzz=(cargo +nightly fuzz)
   toolchain=nightly
 else

