@@ -159,10 +159,14 @@ async fn ejections(admin: SocketAddr) -> String {
         .iter()
         .map(|e| {
             let addr = e["addr"].as_str().unwrap_or("?");
-            let ejected = e["ejected_for_ms"]
-                .as_u64()
-                .map_or(String::new(), |ms| format!(" ejected {:.1}s", ms as f64 / 1000.0));
-            let eligible = if e["eligible"] == true { "" } else { " not eligible" };
+            let ejected = e["ejected_for_ms"].as_u64().map_or(String::new(), |ms| {
+                format!(" ejected {:.1}s", ms as f64 / 1000.0)
+            });
+            let eligible = if e["eligible"] == true {
+                ""
+            } else {
+                " not eligible"
+            };
             format!("{addr}{ejected}{eligible}")
         })
         .collect();

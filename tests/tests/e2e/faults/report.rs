@@ -12,6 +12,9 @@ const RESETS_PHASE: usize = 5;
 /// The phase with injected faults, whose resets may also land after the headers.
 const INJECTED_PHASE: usize = 6;
 
+/// RSS readings shown over time in the report.
+const RSS_POINTS: usize = 12;
+
 /// One RSS reading of the proxy.
 #[derive(Clone, Copy, Debug)]
 pub struct RssSample {
@@ -144,6 +147,15 @@ impl Report {
             kib(self.rss_max(0)),
             kib(self.rss_max(self.phases.len().saturating_sub(1)))
         );
+        // Over time: about a dozen evenly spaced samples, so a slow climb shows.
+        let step = (self.rss.len() / RSS_POINTS).max(1);
+        let points: Vec<String> = self
+            .rss
+            .iter()
+            .step_by(step)
+            .map(|s| format!("{:.0}s {:.1}", s.at.as_secs_f64(), s.kib as f64 / 1024.0))
+            .collect();
+        let _ = writeln!(out, "- proxy RSS over time (MiB): {}", points.join(", "));
         out
     }
 
