@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::state::{IndexHandle, NodeZones};
 use crate::static_dir::{self, StaticDirError};
 use crate::store::Store;
-use crate::tls::{self, ReloadingCert, TlsError};
+use crate::tls::{self, Reloader, TlsError};
 use crate::watch::{WatchConfig, WatchError};
 
 /// How long the servers get to close their connections after shutdown begins. Streams
@@ -115,7 +115,7 @@ pub struct Running {
     admin: TcpListener,
     feed: Feed,
     auth: Arc<Authenticator>,
-    tls: Option<(Arc<rustls::ServerConfig>, Arc<ReloadingCert>)>,
+    tls: Option<(Arc<rustls::ServerConfig>, Reloader)>,
     pub index: Arc<IndexHandle>,
     pub zones: Arc<NodeZones>,
     pub store: Arc<Store>,
@@ -291,14 +291,14 @@ impl Running {
         )
         .with_auth(auth);
         let (mut grpc, reload) = match tls {
-            Some((server_config, cert)) => (
+            Some((server_config, reloader)) => (
                 tokio::spawn(grpc::serve_tls(
                     grpc,
                     server_config,
                     service,
                     stopped(stopping.clone()),
                 )),
-                Some(tokio::spawn(cert.watch(tls::RELOAD_INTERVAL))),
+                Some(tokio::spawn(reloader.watch(tls::RELOAD_INTERVAL))),
             ),
             None => (
                 tokio::spawn(grpc::serve(grpc, service, stopped(stopping.clone()))),

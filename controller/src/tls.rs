@@ -3,9 +3,9 @@
 //! served without a restart; an optional client CA makes client certificates mandatory.
 //!
 //! Where to start: [`server_config`] builds the rustls config around a
-//! [`ReloadingCert`], whose [`ReloadingCert::watch`] polls the files; [`incoming`]
-//! turns a listener into handshaken streams for tonic's `serve_with_incoming`. The
-//! client CA is read once at start (rotating it means a restart).
+//! [`ReloadingCert`] (and a [`ReloadingClientCa`], with a client CA), and returns the
+//! [`Reloader`] whose [`Reloader::watch`] polls their files; [`incoming`] turns a
+//! listener into handshaken streams for tonic's `serve_with_incoming`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,13 +15,17 @@ use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
+
+mod client_ca;
+
+pub use client_ca::ReloadingClientCa;
 
 /// How often the certificate files are checked. Kubernetes updates a mounted Secret
 /// within about a minute; a few seconds more is noise, and reading two small files is
@@ -143,27 +147,53 @@ impl ReloadingCert {
     pub fn current(&self) -> Arc<CertifiedKey> {
         self.current.load_full()
     }
+}
 
+/// Everything [`server_config`] re-reads from disk.
+#[derive(Clone, Debug)]
+pub struct Reloader {
+    pub cert: Arc<ReloadingCert>,
+    pub client_ca: Option<Arc<ReloadingClientCa>>,
+}
+
+impl Reloader {
     /// Checks the files every `interval`, forever. A bad file (half-written, or a key
-    /// that does not match yet while a rotation is in flight) is logged and retried;
-    /// the previous certificate keeps being served meanwhile.
-    pub async fn watch(self: Arc<Self>, interval: Duration) {
-        let mut failing = false;
+    /// that does not match yet while a rotation is in flight) is logged once and
+    /// retried; the previous certificate or CA stays in use meanwhile.
+    pub async fn watch(self, interval: Duration) {
+        let (mut cert_failing, mut ca_failing) = (false, false);
         loop {
             tokio::time::sleep(interval).await;
-            match self.reload() {
-                Ok(true) => {
-                    failing = false;
-                    tracing::info!(cert = %self.cert_file.display(), "serving a new TLS certificate");
-                }
-                Ok(false) => failing = false,
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::warn!(error = %e, "cannot load the new TLS certificate; still serving the previous one");
-                }
-                Err(_) => {}
+            report(
+                self.cert.reload(),
+                &mut cert_failing,
+                "serving a new TLS certificate",
+                "cannot load the new TLS certificate; still serving the previous one",
+            );
+            if let Some(ca) = &self.client_ca {
+                report(
+                    ca.reload(),
+                    &mut ca_failing,
+                    "verifying client certificates with a new CA",
+                    "cannot load the new client CA; still verifying with the previous one",
+                );
             }
         }
+    }
+}
+
+fn report(result: Result<bool, TlsError>, failing: &mut bool, changed: &str, kept: &str) {
+    match result {
+        Ok(true) => {
+            *failing = false;
+            tracing::info!("{changed}");
+        }
+        Ok(false) => *failing = false,
+        Err(e) if !*failing => {
+            *failing = true;
+            tracing::warn!(error = %e, "{kept}");
+        }
+        Err(_) => {}
     }
 }
 
@@ -191,40 +221,24 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-/// The rustls server configuration for `tls`, and the certificate to [`watch`].
-///
-/// [`watch`]: ReloadingCert::watch
-pub fn server_config(
-    tls: &TlsConfig,
-) -> Result<(Arc<rustls::ServerConfig>, Arc<ReloadingCert>), TlsError> {
+/// The rustls server configuration for `tls`, and the [`Reloader`] to watch.
+pub fn server_config(tls: &TlsConfig) -> Result<(Arc<rustls::ServerConfig>, Reloader), TlsError> {
     let cert = Arc::new(ReloadingCert::load(&tls.cert_file, &tls.key_file)?);
-    let provider = provider();
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let client_ca = (tls.client_ca_file.as_deref())
+        .map(ReloadingClientCa::load)
+        .transpose()?
+        .map(Arc::new);
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Config)?;
-    let builder = match &tls.client_ca_file {
+    let builder = match &client_ca {
         None => builder.with_no_client_auth(),
-        Some(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for ca in certificates(path, &read(path)?)? {
-                roots.add(ca).map_err(|e| TlsError::ClientCa {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| TlsError::ClientCa {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            builder.with_client_cert_verifier(verifier)
-        }
+        Some(ca) => builder.with_client_cert_verifier(ca.clone()),
     };
     let mut config = builder.with_cert_resolver(cert.clone());
     // gRPC is HTTP/2 only.
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok((Arc::new(config), cert))
+    Ok((Arc::new(config), Reloader { cert, client_ca }))
 }
 
 /// Accepts on `listener` and yields each connection once its TLS handshake is done.

@@ -191,8 +191,8 @@ pub async fn start_secured(
             });
             "http"
         }
-        Some((config, cert)) => {
-            tasks.spawn(cert.watch(tls::RELOAD_INTERVAL));
+        Some((config, reloader)) => {
+            tasks.spawn(reloader.watch(tls::RELOAD_INTERVAL));
             tasks.spawn(async move {
                 if let Err(e) = grpc::serve_tls(listener, config, service, shutdown).await {
                     eprintln!("controller gRPC server failed: {e}");

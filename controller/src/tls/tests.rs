@@ -100,3 +100,47 @@ fn missing_files_and_a_bad_client_ca_fail_at_start() {
     let (config, _) = server_config(&good).expect("valid config");
     assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
 }
+
+/// A CA (certificate PEM) and a client certificate it signed (DER).
+fn ca_and_client(name: &str) -> (String, CertificateDer<'static>) {
+    use rcgen::{BasicConstraints, CertifiedIssuer, IsCa};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let client = CertificateParams::new(vec!["fairway-proxy".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("sign");
+    (ca.pem(), client.der().clone())
+}
+
+#[test]
+fn a_rotated_client_ca_is_used_and_a_bad_one_is_not() {
+    use rustls::pki_types::UnixTime;
+    use rustls::server::danger::ClientCertVerifier;
+    crate::process::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ca.crt");
+    let (old_ca, old_client) = ca_and_client("old");
+    let (new_ca, new_client) = ca_and_client("new");
+    std::fs::write(&path, &old_ca).expect("write ca");
+    let ca = ReloadingClientCa::load(&path).expect("valid CA");
+    let accepts =
+        |client: &CertificateDer<'_>| ca.verify_client_cert(client, &[], UnixTime::now()).is_ok();
+    assert!(accepts(&old_client) && !accepts(&new_client));
+    assert!(!ca.reload().expect("unchanged"), "same bytes: no change");
+
+    std::fs::write(&path, &new_ca).expect("rotate");
+    assert!(ca.reload().expect("new CA loads"));
+    assert!(
+        accepts(&new_client) && !accepts(&old_client),
+        "the rotated CA decides from now on"
+    );
+    std::fs::write(&path, "garbage").expect("break");
+    assert!(ca.reload().is_err(), "garbage is refused");
+    assert!(accepts(&new_client), "and the previous CA stays in use");
+}
