@@ -3,7 +3,7 @@
 //! audience; the apiserver's TokenReview API says whose it is, and only the
 //! ServiceAccounts named by `--allowed-service-account` are admitted.
 //!
-//! Where to start: [`decide`] is the pure part (parse the metadata, judge a review);
+//! Where to start: [`mod@decide`] is the pure part (parse the metadata, judge a review);
 //! [`Authenticator`] adds the I/O at the edge (a [`TokenReviewer`], the apiserver in
 //! production, a fake in tests) and a short cache so a fleet of reconnecting proxies
 //! costs one review per token, not one per attempt.
