@@ -140,8 +140,6 @@ pub fn respond<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>>
             let table = state.table.load();
             let pools = state.pool_stats.as_ref().map(|f| f());
             let body = debug::routes(&table, pools.as_ref(), Instant::now());
-            // Serialising a `Value` cannot fail.
-            let body = serde_json::to_string_pretty(&body).unwrap_or_default();
             with_type(StatusCode::OK, JSON_CONTENT_TYPE, body)
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),

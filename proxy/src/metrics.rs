@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use fairway_proto::model::Version;
+use fairway_proto::model::{EndpointAddr, RouteKey, Version};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -132,6 +132,7 @@ pub struct Metrics {
     discovery_reconnects: Counter,
     discovery_connected: Gauge,
     reported: Mutex<Reported>,
+    series: series::SeriesCache,
 }
 
 impl Metrics {
@@ -209,6 +210,7 @@ impl Metrics {
             discovery_reconnects,
             discovery_connected,
             reported: Mutex::default(),
+            series: series::SeriesCache::default(),
         }
     }
 
@@ -236,18 +238,38 @@ impl Metrics {
         code: u16,
         duration: Duration,
     ) {
+        self.series_for(route, endpoint, code).observe(duration);
+    }
+
+    /// [`Metrics::record_request`] for the request path: typed labels, formatted only
+    /// the first time a series is seen.
+    pub fn record(
+        &self,
+        route: Option<&RouteKey>,
+        endpoint: Option<EndpointAddr>,
+        code: u16,
+        duration: Duration,
+    ) {
+        let series = self.series.get(route, endpoint, code, || {
+            let route = route.map(ToString::to_string).unwrap_or_default();
+            let endpoint = endpoint.map(|e| e.to_string());
+            self.series_for(&route, endpoint.as_deref(), code)
+        });
+        series.observe(duration);
+    }
+
+    fn series_for(&self, route: &str, endpoint: Option<&str>, code: u16) -> series::RequestSeries {
         let labels = RequestLabels {
             route: route.to_owned(),
             endpoint: self.endpoint_label(endpoint.unwrap_or(FOLDED_ENDPOINT)),
             code,
         };
-        self.requests.get_or_create(&labels).inc();
+        let requests = self.requests.get_or_create(&labels).clone();
         let labels = RouteLabels {
             route: labels.route,
         };
-        self.request_duration
-            .get_or_create(&labels)
-            .observe(duration.as_secs_f64());
+        let duration = self.request_duration.get_or_create(&labels).clone();
+        series::RequestSeries { requests, duration }
     }
 
     /// Counts one retry on `route` (`namespace/name`): a try that failed for `reason`
@@ -402,5 +424,6 @@ fn saturating_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+mod series;
 #[cfg(test)]
 mod tests;

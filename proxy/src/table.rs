@@ -7,7 +7,9 @@
 //! reuses the previous table's [`BackendState`] for every (route, endpoint set) that
 //! survives, and only feeds it the new endpoint set.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -101,7 +103,9 @@ pub struct Table {
     pub version: Option<Version>,
     router: Router,
     routes: HashMap<RouteKey, Arc<Route>>,
-    backends: HashMap<(RouteKey, EndpointSetKey), Arc<BackendState>>,
+    /// Per route, per endpoint set: nested so the request path looks up by reference,
+    /// cloning no key.
+    backends: HashMap<RouteKey, HashMap<EndpointSetKey, Arc<BackendState>>>,
     /// The domain table this was built from (for `/debug/routes` and resumes).
     pub source: Arc<RouteTable>,
 }
@@ -117,18 +121,18 @@ impl Table {
         now: Instant,
     ) -> Table {
         let empty = |key: &EndpointSetKey| EndpointSet::new(key.clone());
-        let mut backends = HashMap::new();
-        let mut routes = HashMap::new();
+        let mut backends = HashMap::default();
+        let mut routes = HashMap::default();
         for route in source.routes.values() {
             let config = BalanceConfig::new(&route.load_balancer, zone.map(str::to_owned));
+            let mut per_set = HashMap::default();
             for rule in &route.rules {
                 for backend in &rule.backends {
-                    let pair = (route.key.clone(), backend.endpoint_set.clone());
-                    if backends.contains_key(&pair) {
+                    if per_set.contains_key(&backend.endpoint_set) {
                         continue;
                     }
                     let set = source.endpoint_sets.get(&backend.endpoint_set);
-                    let state = match previous.backends.get(&pair) {
+                    let state = match previous.backend(&route.key, &backend.endpoint_set) {
                         Some(state) => {
                             let mut balancer = state.lock();
                             if balancer.config() != &config {
@@ -152,9 +156,10 @@ impl Table {
                         }
                     };
                     state.lock().update(set, now);
-                    backends.insert(pair, state);
+                    per_set.insert(backend.endpoint_set.clone(), state);
                 }
             }
+            backends.insert(route.key.clone(), per_set);
             routes.insert(route.key.clone(), Arc::new(route.clone()));
         }
         Table {
@@ -182,9 +187,10 @@ impl Table {
             .ok_or_else(|| ResolveError::NoBackend {
                 route: route_key.clone(),
             })?;
-        let pair = (route_key.clone(), backend.endpoint_set.clone());
-        let (Some(route), Some(state)) = (self.routes.get(route_key), self.backends.get(&pair))
-        else {
+        let (Some(route), Some(state)) = (
+            self.routes.get(route_key),
+            self.backend(route_key, &backend.endpoint_set),
+        ) else {
             // Built together in `build`; a miss would be a bug, answered as no endpoint.
             return Err(ResolveError::NoEndpoint {
                 route: route_key.clone(),
@@ -232,8 +238,13 @@ impl Table {
     pub fn stats(&self, now: Instant) -> BTreeMap<String, Vec<EndpointStats>> {
         self.backends
             .iter()
-            .map(|((route, set), state)| (format!("{route} -> {set}"), state.stats(now)))
+            .flat_map(|(route, sets)| sets.iter().map(move |(set, state)| (route, set, state)))
+            .map(|(route, set, state)| (format!("{route} -> {set}"), state.stats(now)))
             .collect()
+    }
+
+    fn backend(&self, route: &RouteKey, set: &EndpointSetKey) -> Option<&Arc<BackendState>> {
+        self.backends.get(route)?.get(set)
     }
 }
 

@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::discovery::testing::{table, v};
+use crate::pool::PoolStats;
 use crate::table::Table;
 
 fn state() -> AdminState {
@@ -102,7 +103,14 @@ async fn metrics_are_served_as_openmetrics_text() {
 
 #[tokio::test]
 async fn debug_routes_shows_routes_endpoints_and_pools() {
-    let pools: PoolStatsFn = Arc::new(|| json!({"10.0.0.1:80": {"idle": 2, "busy": 1}}));
+    let pools: PoolStatsFn = Arc::new(|| {
+        let stats = PoolStats {
+            idle: 2,
+            busy: 1,
+            draining: false,
+        };
+        [("10.0.0.1:80".to_owned(), stats)].into()
+    });
     let s = AdminState::new(
         Arc::new(TableHandle::default()),
         Arc::new(Metrics::new(true)),
@@ -141,7 +149,7 @@ async fn debug_routes_shows_routes_endpoints_and_pools() {
     }
     assert_eq!(
         first["pool"],
-        json!({"idle": 2, "busy": 1}),
+        json!({"idle": 2, "busy": 1, "draining": false}),
         "pool stats merged"
     );
     assert_eq!(

@@ -25,7 +25,8 @@ pub struct Balancer {
     config: BalanceConfig,
     /// In address order (the set's order), so behaviour is deterministic.
     endpoints: Vec<EndpointState>,
-    index: HashMap<EndpointAddr, usize>,
+    /// Looked up on every request's end (foldhash: SipHash was a visible cost there).
+    index: foldhash::HashMap<EndpointAddr, usize>,
     /// Positions in `endpoints` that take new requests, as of the last refresh.
     eligible: Vec<usize>,
     /// Whether the first table was seen (its endpoints are not ramped).
@@ -44,7 +45,7 @@ impl Balancer {
         Balancer {
             config,
             endpoints: Vec::new(),
-            index: HashMap::new(),
+            index: foldhash::HashMap::default(),
             eligible: Vec::new(),
             seen_table: false,
             cursor: 0,

@@ -2,6 +2,8 @@
 //! (RFC 9112 §6.3), then the body itself, frame by frame, out of the connection's read
 //! buffer. Pure: bytes in, decisions out; the socket is `super::conn`'s business.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Version};
@@ -26,9 +28,15 @@ pub struct Head {
 /// Parses a response head from the front of `buf`, removing it. `None`: incomplete,
 /// read more.
 pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut response = httparse::Response::new(&mut slots);
-    let len = match response.parse(buf) {
+    // Uninitialised slots: a fresh `[EMPTY_HEADER; 128]` would write 4 KiB per response.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut slots,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => {
             return Err(Error::HeadTooLarge);
@@ -44,19 +52,25 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Header values become zero-copy slices of the head's bytes.
-    let mut headers = HeaderMap::with_capacity(response.headers.len());
-    let spans: Vec<_> = response
+    // Where each field sits in the head, to slice it once the head is split off `buf`
+    // (sized to the fields: a fixed array for the maximum costs a 4 KiB memset).
+    let spans: Vec<Span> = response
         .headers
         .iter()
-        .map(|h| (h.name, offset(buf, h.value), h.value.len()))
-        .map(|(name, start, n)| (HeaderName::from_bytes(name.as_bytes()), start, n))
+        .map(|header| Span {
+            name: (offset(buf, header.name.as_bytes()), header.name.len()),
+            value: (offset(buf, header.value), header.value.len()),
+        })
         .collect();
+    // Header values become zero-copy slices of the head's bytes.
     let head = buf.split_to(len).freeze();
-    for (name, start, n) in spans {
-        let name = name.map_err(|_| Error::Framing("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(start..start + n))
-            .map_err(|_| Error::Framing("invalid header value"))?;
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for span in &spans {
+        let name = HeaderName::from_bytes(&head[span.name.0..span.name.0 + span.name.1])
+            .map_err(|_| Error::Framing("invalid header name"))?;
+        let value =
+            HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.0 + span.value.1))
+                .map_err(|_| Error::Framing("invalid header value"))?;
         headers.append(name, value);
     }
     Ok(Some(Head {
@@ -64,6 +78,13 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
         version,
         headers,
     }))
+}
+
+/// Where one header field's name and value sit in the response head: (start, length).
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
 }
 
 fn offset(buf: &[u8], part: &[u8]) -> usize {

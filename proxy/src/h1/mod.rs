@@ -56,11 +56,11 @@ pub enum Error {
     RequestBody(#[source] hyper::Error),
 }
 
-/// How a failed [`send`] ended: before anything was written (the request comes back and
-/// may go to another pod whatever its method), or after.
+/// How a failed [`send`] ended: before anything was written (the pod saw nothing, so
+/// the request may go to another pod whatever its method), or after.
 #[derive(Debug)]
 pub enum SendError {
-    NotSent(Error, Box<Request<UpstreamBody>>),
+    NotSent(Error),
     Sent(Error),
 }
 
@@ -107,14 +107,17 @@ impl Conn {
 /// Writes `request` (origin-form URI and `Host` already set) and reads the response
 /// head, skipping interim 1xx responses. The body then streams from `conn.read` and the
 /// socket, decoded by a [`Decoder`] for the returned framing.
+///
+/// The request is only borrowed: a replayable body stays for a retry without a copy; a
+/// streamed body is read in place, after which it is no longer replayable.
 pub async fn send(
     conn: &mut Conn,
-    request: Request<UpstreamBody>,
+    request: &mut Request<UpstreamBody>,
 ) -> Result<(Head, Framing), SendError> {
-    let framing = encode::framing(&request);
+    let framing = encode::framing(request);
     let chunked = framing == encode::Framing::Chunked;
     conn.write.clear();
-    encode::head(&request, framing, &mut conn.write);
+    encode::head(request, framing, &mut conn.write);
     let streamed = match request.body() {
         UpstreamBody::Replayable(body) => {
             // Small and in memory: head and body leave in one write.
@@ -132,30 +135,29 @@ pub async fn send(
         }
         UpstreamBody::Stream(_) => true,
     };
-    // Until the first byte is out the pod has seen nothing: the request comes back.
+    // Until the first byte is out the pod has seen nothing.
     let written = match conn.stream.write(&conn.write).await {
-        Ok(0) => return Err(SendError::NotSent(Error::Closed, Box::new(request))),
+        Ok(0) => return Err(SendError::NotSent(Error::Closed)),
         Ok(n) => n,
-        Err(error) => {
-            return Err(SendError::NotSent(Error::Write(error), Box::new(request)));
-        }
+        Err(error) => return Err(SendError::NotSent(Error::Write(error))),
     };
-    let method = request.method().clone();
     conn.stream
         .write_all(&conn.write[written..])
         .await
         .map_err(|e| SendError::Sent(Error::Write(e)))?;
     if streamed {
-        stream_body(conn, request.into_body(), chunked)
+        stream_body(conn, request.body_mut(), chunked)
             .await
             .map_err(SendError::Sent)?;
     }
-    read_head(conn, &method).await.map_err(SendError::Sent)
+    read_head(conn, request.method())
+        .await
+        .map_err(SendError::Sent)
 }
 
-async fn stream_body(conn: &mut Conn, mut body: UpstreamBody, chunked: bool) -> Result<(), Error> {
+async fn stream_body(conn: &mut Conn, body: &mut UpstreamBody, chunked: bool) -> Result<(), Error> {
     let mut trailers = None;
-    while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+    while let Some(frame) = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
         let frame = frame.map_err(Error::RequestBody)?;
         conn.write.clear();
         match frame.into_data() {

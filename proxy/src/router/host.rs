@@ -1,13 +1,16 @@
 //! Host normalisation: what the router compares, from a `Host` header, an `:authority`
 //! or a Route's `hosts` entry alike, so both sides of the lookup agree.
 
+use std::borrow::Cow;
+
 /// The lookup form of a host: userinfo and port stripped, IPv6 brackets removed,
 /// one trailing dot (a fully qualified name) removed, ASCII lowercased.
 ///
 /// `Orders.Shop:8080` -> `orders.shop`, `[::1]:80` -> `::1`, `::1` -> `::1` (a bare
 /// IPv6 address has no port to strip), `orders.shop.` -> `orders.shop`,
 /// `user@orders:80` -> `orders`. Never fails: garbage in gives a key no Route has.
-pub fn normalize_host(authority: &str) -> String {
+/// Borrows when nothing needs lowercasing (the common case: no allocation per request).
+pub fn normalize_host(authority: &str) -> Cow<'_, str> {
     // Userinfo may precede the host in an absolute-form URI's authority.
     let host_port = authority
         .rsplit_once('@')
@@ -23,7 +26,11 @@ pub fn normalize_host(authority: &str) -> String {
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    host.to_ascii_lowercase()
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ mod path;
 mod tests;
 mod weight;
 
+use foldhash::HashMap;
 use std::cmp::Reverse;
-use std::collections::HashMap;
 
 use fairway_proto::model::{Backend, Route, RouteKey, RouteTable, Rule};
 use rand::RngCore;
@@ -86,7 +86,10 @@ impl Router {
                 rules_by_prefix,
             });
             for host in &route.hosts {
-                router.hosts.entry(normalize_host(host)).or_insert(index);
+                router
+                    .hosts
+                    .entry(normalize_host(host).into_owned())
+                    .or_insert(index);
             }
         }
         router
@@ -97,8 +100,8 @@ impl Router {
     /// `path_prefix` wins; see `path` for the segment rule.
     pub fn route(&self, authority_or_host: &str, path: &str) -> Result<Selected<'_>, RouteError> {
         let host = normalize_host(authority_or_host);
-        let Some(&index) = self.hosts.get(&host) else {
-            return Err(RouteError::UnknownHost(host));
+        let Some(&index) = self.hosts.get(&*host) else {
+            return Err(RouteError::UnknownHost(host.into_owned()));
         };
         let entry = &self.entries[index];
         let route = &entry.route;

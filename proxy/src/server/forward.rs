@@ -10,19 +10,24 @@ use crate::body::{ProxyBody, UpstreamBody};
 use crate::h1;
 use crate::pool::{ConnSettings, ConnectError, Pools, Sender};
 
-/// Why a try produced no response. The variants that hand the request back are those
-/// where nothing reached the pod, so it may go elsewhere whatever its method.
+/// Why a try produced no response. A request handed back is intact unless its body
+/// was streamed (then it is no longer replayable, which the retry rules check).
 #[derive(Debug)]
 pub enum TryError {
     /// No connection to the endpoint.
     Connect(ConnectError, Request<UpstreamBody>),
-    /// The connection turned out closed before the request was written.
+    /// Nothing reached the pod: the request may go elsewhere whatever its method.
     NotSent(UpstreamError, Request<UpstreamBody>),
-    /// Sent (at least partly), then the connection failed before response headers.
-    Sent(UpstreamError),
+    /// Sent (at least partly), then the connection failed before response headers. The
+    /// request comes back over HTTP/1.1 (only borrowed there); hyper's HTTP/2 keeps it.
+    Sent(UpstreamError, Option<Request<UpstreamBody>>),
     /// The client's request body broke off while it was being sent: not the pod's fault.
     ClientBody(hyper::Error),
 }
+
+/// A response, and the request back when the protocol only borrowed it (HTTP/1.1), for
+/// a retry on a retryable status without having copied it first.
+pub type Answered = (Response<ProxyBody>, Option<Request<UpstreamBody>>);
 
 /// A failed exchange with a pod, by protocol.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +45,7 @@ pub async fn send(
     addr: EndpointAddr,
     settings: &ConnSettings,
     mut request: Request<UpstreamBody>,
-) -> Result<Response<ProxyBody>, TryError> {
+) -> Result<Answered, TryError> {
     let mut lease = match pools.checkout(addr, settings).await {
         Ok(lease) => lease,
         Err(error) => return Err(TryError::Connect(error, request)),
@@ -49,27 +54,29 @@ pub async fn send(
         Sender::Http1(conn) => {
             shape_http1(&mut request);
             let version = request.version();
-            match h1::send(conn, request).await {
+            match h1::send(conn, &mut request).await {
                 Ok((head, framing)) => {
                     let mut response = Response::new(ProxyBody::http1(lease, framing));
                     *response.status_mut() = head.status;
                     *response.version_mut() = version;
                     *response.headers_mut() = head.headers;
-                    Ok(response)
+                    Ok((response, Some(request)))
                 }
-                Err(h1::SendError::NotSent(error, request)) => {
-                    Err(TryError::NotSent(UpstreamError::Http1(error), *request))
+                Err(h1::SendError::NotSent(error)) => {
+                    Err(TryError::NotSent(UpstreamError::Http1(error), request))
                 }
                 Err(h1::SendError::Sent(h1::Error::RequestBody(error))) => {
                     Err(TryError::ClientBody(error))
                 }
-                Err(h1::SendError::Sent(error)) => Err(TryError::Sent(UpstreamError::Http1(error))),
+                Err(h1::SendError::Sent(error)) => {
+                    Err(TryError::Sent(UpstreamError::Http1(error), Some(request)))
+                }
             }
         }
         Sender::Http2(sender) => {
             shape_http2(&mut request);
             match sender.try_send_request(request).await {
-                Ok(response) => Ok(response.map(|body| ProxyBody::upstream(body, lease))),
+                Ok(response) => Ok((response.map(|body| ProxyBody::upstream(body, lease)), None)),
                 Err(mut error) => match error.take_message() {
                     Some(request) => Err(TryError::NotSent(
                         UpstreamError::Http2(error.into_error()),
@@ -78,7 +85,10 @@ pub async fn send(
                     None if error.error().is_user() => {
                         Err(TryError::ClientBody(error.into_error()))
                     }
-                    None => Err(TryError::Sent(UpstreamError::Http2(error.into_error()))),
+                    None => Err(TryError::Sent(
+                        UpstreamError::Http2(error.into_error()),
+                        None,
+                    )),
                 },
             }
         }

@@ -2,11 +2,10 @@
 //! within the budget, outcomes into the balancer), the answer and its metrics.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fairway_proto::model::{EndpointAddr, Route, RouteKey};
+use fairway_proto::model::{AppProtocol, EndpointAddr, Route, RouteKey};
 use http::header::HeaderValue;
 use http::{Method, Request, Response};
 use http_body::Body as _;
@@ -45,8 +44,6 @@ pub struct Shared {
 thread_local! {
     /// Per-thread randomness for the balancers: no lock, no allocation per request.
     static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
-    /// Reused label buffers (route, endpoint) for metrics.
-    static LABELS: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
 }
 
 fn resolve(
@@ -104,23 +101,7 @@ fn record(
     status: u16,
     duration: Duration,
 ) {
-    LABELS.with(|labels| {
-        let (route_label, endpoint_label) = &mut *labels.borrow_mut();
-        route_label.clear();
-        endpoint_label.clear();
-        if let Some(route) = route {
-            let _ = write!(route_label, "{route}");
-        }
-        if let Some(endpoint) = endpoint {
-            let _ = write!(endpoint_label, "{endpoint}");
-        }
-        metrics.record_request(
-            route_label,
-            endpoint.is_some().then_some(endpoint_label.as_str()),
-            status,
-            duration,
-        );
-    });
+    metrics.record(route, endpoint, status, duration);
 }
 
 type Failed = (ProxyError, Option<Arc<Route>>, Option<EndpointAddr>);
@@ -255,8 +236,9 @@ async fn tries(
         // Latency is the try's, not the client's upload.
         guard.started = Instant::now();
         // A copy to send again if this one fails after it was sent: only worth making
-        // when that retry could happen.
-        let backup = (attempts_left > 0 && idempotent)
+        // when that retry could happen, and only for HTTP/2, which consumes the request
+        // (HTTP/1.1 borrows it and hands it back).
+        let backup = (attempts_left > 0 && idempotent && settings.protocol == AppProtocol::H2c)
             .then(|| clone_request(&request))
             .flatten();
         let timer = TimedOut {
@@ -266,10 +248,13 @@ async fn tries(
         let sent = forward::send(&shared.pools, addr, &settings, request).await;
         timer.disarm();
         let (failure, error, next) = match sent {
-            Ok(mut response) => {
+            Ok((mut response, returned)) => {
                 let status = response.status();
+                let again = backup
+                    .or(returned)
+                    .filter(|r| idempotent && r.body().is_replayable());
                 let retryable =
-                    retry::is_retryable_status(status) && attempts_left > 0 && backup.is_some();
+                    retry::is_retryable_status(status) && attempts_left > 0 && again.is_some();
                 if !retryable || !shared.budget.try_withdraw(std::time::Instant::now()) {
                     guard.end(if status.is_server_error() {
                         Outcome::Status5xx
@@ -284,7 +269,7 @@ async fn tries(
                 drop(response);
                 attempts_left -= 1;
                 count_retry(shared, &route, Failure::Status);
-                request = backup.expect("checked above");
+                request = again.expect("checked above");
                 guard = match repick(shared, &request, table) {
                     Some((target, addr)) => EndGuard::new(target, addr),
                     None => {
@@ -327,14 +312,14 @@ async fn tries(
                     Some(addr),
                 ));
             }
-            Err(TryError::Sent(source)) => {
+            Err(TryError::Sent(source, returned)) => {
                 guard.end(Outcome::Reset);
                 let error = ProxyError::UpstreamReset {
                     route: route.key.clone(),
                     endpoint: addr,
                     source,
                 };
-                (Failure::Reset, error, backup)
+                (Failure::Reset, error, backup.or(returned))
             }
         };
         let Some(next_request) = next else {
