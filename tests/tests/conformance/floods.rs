@@ -1,7 +1,8 @@
-//! HTTP/2 floods with the Python `h2` package (`tests/abuse/h2_flood.py`): rapid reset
-//! (CVE-2023-44487, reconnecting whenever the proxy ends a connection) and a
-//! never-ending CONTINUATION block, against the proxy's h2c prior-knowledge listener,
-//! while [`Stack::while_probing`] sends normal requests and samples the proxy's RSS.
+//! HTTP/2 abuse with the Python `h2` package (`tests/abuse/h2_flood.py`) against the
+//! proxy's h2c prior-knowledge listener: rapid reset (CVE-2023-44487, reconnecting
+//! whenever the proxy ends a connection), a never-ending CONTINUATION block, and
+//! smuggling through the HTTP/2 -> HTTP/1.1 translation (`downgrade`), while
+//! [`Stack::while_probing`] sends normal requests and samples the proxy's RSS.
 
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ pub struct FloodRun {
     pub backend_requests: usize,
 }
 
-/// Runs `h2_flood.py MODE` against the proxy's listener.
+/// Runs `h2_flood.py MODE` against the proxy's listener (authority `h1.test`).
 pub async fn run(stack: &mut Stack, mode: &str, budget: &[&str]) -> FloodRun {
     let python = python_with_h2();
     let before_backend = stack.h1.count();

@@ -254,3 +254,62 @@ fn assert_probes(attack: &str, probes: &stack::Probes) {
         probes.failed
     );
 }
+
+/// HTTP/2 requests a conforming client never sends, each hiding `GET /smuggled` for
+/// the HTTP/1.1 hop (H2.TE, H2.CL, CR/LF in values and :path; RFC 9113 8.1.1, 8.2):
+/// all must be refused (a stream reset or a 4xx), and nothing of them may reach the
+/// backend as a request of its own or as a header that breaks its framing.
+const H2_MUST_REFUSE: &[&str] = &[
+    "H2.TE",
+    "H2.CL",
+    "CRLF in a header value",
+    "CRLF request in a header value",
+    "CRLF in :path",
+    "space in :path",
+    "colon in a header name",
+    "uppercase header name",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_downgrade_smuggling_is_refused() {
+    let _serial = SERIAL.lock().await;
+    let mut stack = Stack::start(&[]).await;
+    let run = floods::run(&mut stack, "downgrade", &[]).await;
+    eprintln!("downgrade: {}", run.report);
+    let mut failures = Vec::new();
+    let cases = run.report["cases"].as_object().cloned().unwrap_or_default();
+    for name in H2_MUST_REFUSE {
+        let Some(case) = cases.get(*name) else {
+            failures.push(format!("{name}: not run"));
+            continue;
+        };
+        let answered_2xx = case["statuses"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|v| v.as_str().is_some_and(|v| v.starts_with('2')))
+        });
+        if answered_2xx || case.get("error").is_some() {
+            failures.push(format!("{name}: not refused: {case}"));
+        }
+    }
+    for r in stack.h1.received() {
+        let broken = r.headers.iter().any(|(n, v)| {
+            n == "transfer-encoding" || v.contains(['\r', '\n', '\0']) || n.contains(':')
+        });
+        if r.target.contains("smuggled") || broken || r.header_count("host") > 1 {
+            failures.push(format!("reached the backend: {r:?}"));
+        }
+        if r.target != "/probe"
+            && !r
+                .headers
+                .iter()
+                .any(|(n, v)| n == "host" && v == stack::H1_HOST)
+        {
+            failures.push(format!("forwarded without the :authority as Host: {r:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "HTTP/2 downgrade smuggling:\n{}",
+        failures.join("\n")
+    );
+}
