@@ -125,6 +125,13 @@ impl Client {
 
     /// Runs until `shutdown` completes; never gives up on the controller before that.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        if self.config.tls.is_none() {
+            warn!(
+                controller = %self.config.controller,
+                token = self.config.token_file.is_some(),
+                "--controller-plaintext: routes, pod addresses and any token travel unencrypted",
+            );
+        }
         tokio::select! {
             biased;
             () = shutdown => debug!("discovery client stopping"),
