@@ -17,6 +17,9 @@ use tokio::task::JoinHandle;
 
 /// The header naming the backend that answered.
 pub const BACKEND_HEADER: &str = "x-conformance-backend";
+/// Answered for every other path: at least 5 bytes, so h2spec's flow-control check
+/// 6.9.2/2 (which needs a longer answer than the window it sets) runs instead of skipping.
+pub const DEFAULT_BODY: &[u8] = b"hello from the backend\n";
 /// Answered for `GET /big`: large enough that a slow reader cannot take it in one window.
 pub const BIG_BODY: usize = 1 << 20;
 
@@ -165,7 +168,7 @@ async fn answer(
     let body = if big {
         Bytes::from(vec![b'x'; BIG_BODY])
     } else {
-        Bytes::from_static(b"ok\n")
+        Bytes::from_static(DEFAULT_BODY)
     };
     let response = Response::builder()
         .header(BACKEND_HEADER, name)

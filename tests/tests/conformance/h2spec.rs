@@ -32,15 +32,17 @@ pub struct Run {
     pub stdout: String,
 }
 
-/// Runs every h2spec check (including `--strict` ones) against the proxy.
-pub async fn run(stack: &Stack) -> Run {
+/// Runs every h2spec check (including `--strict` ones) against the proxy. `host` is
+/// what h2spec dials and sends as `:authority`, so it picks the route: `127.0.0.1` (the
+/// h2c backend) or `localhost` (the HTTP/1.1 backend).
+pub async fn run(stack: &Stack, host: &str) -> Run {
     // Kept after the run (the stack's own directory is not), for reading failures.
     let dir = fairway_tests::gobuild::target_dir().join("conformance");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    let report = dir.join("h2spec.xml");
+    let report = dir.join(format!("h2spec-{host}.xml"));
     let output = Command::new(h2spec())
         .arg("--strict")
-        .args(["-h", &stack.listen.ip().to_string()])
+        .args(["-h", host])
         .args(["-p", &stack.listen.port().to_string()])
         .args(["-o", &CHECK_TIMEOUT_SECONDS.to_string()])
         .arg("-j")
