@@ -135,6 +135,15 @@ impl std::fmt::Debug for Running {
 
 /// Binds the listeners and builds the shared state.
 pub async fn start(config: Config) -> Result<Running, RunError> {
+    start_with_client(config, None).await
+}
+
+/// [`start`], with this Kubernetes client instead of kubeconfig / in-cluster inference
+/// (`None`: infer). For embedders and tests that hold a client already.
+pub async fn start_with_client(
+    config: Config,
+    client: Option<kube::Client>,
+) -> Result<Running, RunError> {
     install_crypto_provider();
     config.check()?;
     let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
@@ -156,7 +165,10 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
             namespaces,
             selector,
         } => {
-            let client = kube::Client::try_default().await.map_err(RunError::Kube)?;
+            let client = match client {
+                Some(client) => client,
+                None => kube::Client::try_default().await.map_err(RunError::Kube)?,
+            };
             let watch = WatchConfig {
                 namespaces: namespaces.clone(),
                 selector: selector.clone(),

@@ -15,13 +15,13 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::support::{AUDIENCE, PROXY_SA, Proxy, Setup, WAIT, open};
 
-/// A CA and what it signs, as files.
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
+/// A CA and what it signs.
+pub struct Pki {
+    pub ca: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub fn new() -> Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -33,7 +33,7 @@ impl Pki {
     }
 
     /// A certificate for `names` signed by the CA: (certificate PEM, key PEM).
-    fn issue(&self, names: &[&str]) -> (String, String) {
+    pub fn issue(&self, names: &[&str]) -> (String, String) {
         let key = KeyPair::generate().expect("key");
         let params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
@@ -43,7 +43,7 @@ impl Pki {
     }
 }
 
-fn write(path: &Path, contents: &str) {
+pub fn write(path: &Path, contents: &str) {
     std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
