@@ -1,9 +1,9 @@
 //! Conformance and abuse runs with real external programs against a real proxy: h2spec,
-//! slowhttptest, HTTP/2 rapid-reset and CONTINUATION floods (Python `h2`), and
-//! request-smuggling shapes over raw sockets. One test per tool; each starts its own
-//! controller (`--static-dir`), proxy and backends on loopback ([`stack::Stack`]), and
-//! is bounded in time. Results are recorded in docs/security.md, "Conformance and
-//! abuse".
+//! slowhttptest, HTTP/2 rapid-reset and CONTINUATION floods and HTTP/2 -> HTTP/1.1
+//! smuggling (Python `h2`), and request-smuggling shapes over raw sockets. A test per
+//! tool (two for Python `h2`); each starts its own controller (`--static-dir`), proxy
+//! and backends on loopback ([`stack::Stack`]), and is bounded in time. Results are
+//! recorded in docs/security.md, "Conformance and abuse".
 //!
 //! Needs the `fairway-controller` and `fairway-proxy` binaries of this build (tests/run.sh
 //! builds them), Go (h2spec), slowhttptest and the venv's `h2` (tests/run.sh installs
