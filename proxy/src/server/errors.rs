@@ -28,6 +28,10 @@ pub enum ProxyError {
     /// Neither an absolute-form URI nor a `Host` header / `:authority` (`400`).
     #[error("the request names no host (no Host header, :authority or absolute URI)")]
     MissingHost,
+    /// Both `Content-Length` and `Transfer-Encoding` (`400`): a request-smuggling shape.
+    /// The connection closes after the answer.
+    #[error("the request has both Content-Length and Transfer-Encoding")]
+    ConflictingFraming,
     /// `CONNECT` tunnels are not proxied (`405`).
     #[error("CONNECT tunnels are not supported")]
     ConnectMethod,
@@ -68,7 +72,9 @@ impl ProxyError {
         match self {
             ProxyError::Resolve(ResolveError::NoRoute(_)) => StatusCode::NOT_FOUND,
             ProxyError::Resolve(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::MissingHost | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::MissingHost
+            | ProxyError::ConflictingFraming
+            | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::TooManyHeaders { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::ConnectFailed { .. } | ProxyError::UpstreamReset { .. } => {
@@ -83,6 +89,7 @@ impl ProxyError {
         match self {
             ProxyError::Resolve(e) => e.reason(),
             ProxyError::MissingHost => "MissingHost",
+            ProxyError::ConflictingFraming => "ConflictingFraming",
             ProxyError::ConnectMethod => "ConnectUnsupported",
             ProxyError::TooManyHeaders { .. } => "TooManyHeaders",
             ProxyError::ConnectFailed { .. } => "ConnectFailed",

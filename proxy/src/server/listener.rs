@@ -13,8 +13,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use super::ServerConfig;
 use super::service::{self, Shared};
+use super::{ServerConfig, sentry};
 
 /// hyper's smallest allowed HTTP/1.1 read buffer (it panics below this).
 const MIN_READ_BUFFER: usize = 8192;
@@ -106,9 +106,12 @@ impl Connection {
         let client = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         let shared = Arc::clone(&self.shared);
+        let framing = sentry::Flag::default();
+        let flag = framing.clone();
         let service = service_fn(move |request| {
-            service::handle(Arc::clone(&shared), client.clone(), request)
+            service::handle(Arc::clone(&shared), client.clone(), flag.clone(), request)
         });
+        let stream = sentry::Sentry::new(stream, framing);
         let conn = self.builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(conn);
         tokio::select! {

@@ -12,6 +12,7 @@ mod forward;
 mod headers;
 mod listener;
 mod retry;
+mod sentry;
 mod service;
 
 use std::future::Future;

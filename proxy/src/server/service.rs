@@ -18,6 +18,7 @@ use super::errors::ProxyError;
 use super::forward::{self, TryError, authority_of};
 use super::headers;
 use super::retry::{self, Failure, SharedBudget};
+use super::sentry;
 use crate::balance::Outcome;
 use crate::body::ProxyBody;
 use crate::body::{Replayable, UpstreamBody};
@@ -66,10 +67,17 @@ struct Answer {
 pub async fn handle(
     shared: Arc<Shared>,
     client: HeaderValue,
+    framing: sentry::Flag,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let start = Instant::now();
-    match proxy(&shared, &client, request, start).await {
+    let answered = if framing.raised() {
+        // hyper already closes the connection after this answer (RFC 9112 §6.1).
+        Err((ProxyError::ConflictingFraming, None, None))
+    } else {
+        proxy(&shared, &client, request, start).await
+    };
+    match answered {
         Ok(answer) => {
             let route = answer.route.as_ref().map(|r| &r.key);
             let status = answer.response.status().as_u16();
