@@ -189,7 +189,7 @@ async fn slowhttptest_slowloris_and_slow_read() {
     let mut stack = Stack::start(&[]).await;
     // Slowloris: a header line every 2 s, never the blank line that ends the head.
     let loris = slow::run(&mut stack, "slowloris", &["-H", "-i", "2", "-x", "24"], "/").await;
-    eprintln!("slowhttptest: slowloris: {loris:?}");
+    eprintln!("slowhttptest: slowloris: {}", loris.summary());
     let last = loris.last();
     assert_eq!(
         loris.exit_status, "No open connections left",
@@ -223,7 +223,7 @@ async fn slowhttptest_slowloris_and_slow_read() {
         "/big",
     )
     .await;
-    eprintln!("slowhttptest: slow read: {read:?}");
+    eprintln!("slowhttptest: slow read: {}", read.summary());
     assert!(
         read.max_connected() >= slow::CONNECTIONS * 9 / 10,
         "slow read: the attack did not get its connections up: {read:?}"

@@ -39,6 +39,23 @@ impl SlowRun {
         self.seconds.last().copied().unwrap_or_default()
     }
 
+    /// One line for the log: the last report row, the peak, the probes and RSS.
+    pub fn summary(&self) -> String {
+        let p = &self.probes;
+        format!(
+            "ended at second {} ({}), last row {:?}, peak connected {}, probes {} ok {} \
+             failed, RSS {} -> {} KiB",
+            self.last().second,
+            self.exit_status,
+            self.last(),
+            self.max_connected(),
+            p.ok,
+            p.failed,
+            p.rss_before_kib,
+            p.rss_max_kib
+        )
+    }
+
     pub fn max_connected(&self) -> u32 {
         self.seconds.iter().map(|s| s.connected).max().unwrap_or(0)
     }
