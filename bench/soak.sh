@@ -33,6 +33,6 @@ FAIRWAY_SOAK_SECS="$secs" cargo test "${profile[@]}" -p fairway-tests --test e2e
 status=$?
 set -e
 # The table, the notes, the netem verdict and the test's verdict (with its reason).
-grep -E '^(faults under load|\||- |s8: (this kernel|sch_netem)|test s8_|    )' "$log" || true
+grep -E '^(faults under load|\||- |s8: (this kernel|sch_netem)|test s8_|    [^ ])' "$log" || true
 echo "soak: exit status $status (full log: $log)"
 exit "$status"
