@@ -176,7 +176,8 @@ impl Report {
             .collect();
         assert!(
             failed.is_empty(),
-            "idempotent GETs failed although a healthy endpoint existed throughout: {}",
+            "idempotent GETs failed although a healthy endpoint existed throughout \
+             (docs/security.md, Faults under load, says why): {}",
             failed.join("; ")
         );
         for (i, t) in self.tallies.iter().enumerate() {
