@@ -73,7 +73,7 @@ pub fn snapshot_messages(
         kind: Some(kind),
     };
     let mut messages = Vec::with_capacity(chunker.chunks.len() + 2);
-    messages.push(message(Kind::Begin(pb::SnapshotBegin {})));
+    messages.push(message(Kind::Begin(pb::SnapshotBegin { zone: None })));
     messages.extend(chunker.chunks.into_iter().map(|c| message(Kind::Chunk(c))));
     messages.push(message(Kind::End(end)));
     messages

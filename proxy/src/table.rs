@@ -101,6 +101,8 @@ pub struct Target {
 #[derive(Debug, Default)]
 pub struct Table {
     pub version: Option<Version>,
+    /// The zone topology hints were applied for (`--zone`, else the controller's word).
+    pub zone: Option<String>,
     router: Router,
     routes: HashMap<RouteKey, Arc<Route>>,
     /// Per route, per endpoint set: nested so the request path looks up by reference,
@@ -164,6 +166,7 @@ impl Table {
         }
         Table {
             version: Some(version),
+            zone: zone.map(str::to_owned),
             router: Router::new(&source),
             routes,
             backends,

@@ -130,6 +130,14 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// The proxy's zone: its hello's, else its Node's (looked up now, so a Node label
+    /// that arrived after the proxy connected counts).
+    pub fn zone(&self) -> Option<String> {
+        let entries = self.proxies.entries();
+        let entry = entries.get(&self.conn)?;
+        (entry.hello_zone.clone()).or_else(|| self.proxies.zones.get(&entry.info.node))
+    }
+
     fn update(&self, f: impl FnOnce(&mut ProxyInfo)) {
         if let Some(entry) = self.proxies.entries().get_mut(&self.conn) {
             f(&mut entry.info);

@@ -56,7 +56,8 @@ pub(super) async fn drive(
             }) {
                 Plan::Idle => {}
                 Plan::Snapshot(published) => {
-                    outbox.extend(shared.snapshot(&published).await.iter().cloned());
+                    let messages = shared.snapshot(&published).await;
+                    outbox.extend(with_zone(&messages, registration.zone()));
                 }
                 Plan::Deltas(messages) => outbox.extend(messages),
             }
@@ -182,4 +183,65 @@ fn answer(
         }
     }
     Ok(outcome)
+}
+
+/// A shared snapshot with this proxy's zone in its `SnapshotBegin`: only that first,
+/// tiny message is copied; the chunks stay shared by every stream.
+fn with_zone(
+    messages: &[Arc<pb::ControllerMessage>],
+    zone: Option<String>,
+) -> impl Iterator<Item = Arc<pb::ControllerMessage>> + '_ {
+    messages
+        .iter()
+        .enumerate()
+        .map(move |(i, message)| match (&message.kind, &zone) {
+            (Some(controller_message::Kind::Begin(_)), Some(zone)) if i == 0 => {
+                let mut begin = pb::ControllerMessage::clone(message);
+                begin.kind = Some(controller_message::Kind::Begin(pb::SnapshotBegin {
+                    zone: Some(zone.clone()),
+                }));
+                Arc::new(begin)
+            }
+            _ => Arc::clone(message),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use fairway_proto::model::RouteTable;
+    use fairway_proto::snapshot::snapshot_messages;
+
+    use super::*;
+
+    #[test]
+    fn the_zone_goes_into_a_copy_of_the_first_message_only() {
+        let shared: Vec<Arc<pb::ControllerMessage>> = snapshot_messages(
+            &RouteTable::default(),
+            Version {
+                epoch: 1,
+                sequence: 1,
+            },
+            1024,
+        )
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+        let sent: Vec<_> = with_zone(&shared, Some("z-1".into())).collect();
+        let Some(controller_message::Kind::Begin(begin)) = &sent[0].kind else {
+            panic!("a snapshot starts with SnapshotBegin: {sent:?}");
+        };
+        assert_eq!(begin.zone.as_deref(), Some("z-1"));
+        assert!(
+            matches!(&shared[0].kind, Some(controller_message::Kind::Begin(b)) if b.zone.is_none()),
+            "the shared snapshot is untouched"
+        );
+        assert!(
+            sent[1..]
+                .iter()
+                .zip(&shared[1..])
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+        );
+        let unknown: Vec<_> = with_zone(&shared, None).collect();
+        assert!(unknown.iter().zip(&shared).all(|(a, b)| Arc::ptr_eq(a, b)));
+    }
 }

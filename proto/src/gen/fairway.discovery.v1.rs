@@ -95,8 +95,14 @@ pub mod controller_message {
 /// Starts a snapshot: the proxy starts an empty table aside and keeps serving the old
 /// one. A snapshot replaces the whole table; nothing from before it survives.
 #[allow(clippy::all)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct SnapshotBegin {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SnapshotBegin {
+    /// The proxy's zone as the controller knows it: the hello's, else the Node's
+    /// `topology.kubernetes.io/zone` label. A proxy without `--zone` uses it for topology
+    /// hints. Absent: unknown (no Node label, or the controller has no Node access).
+    #[prost(string, optional, tag = "1")]
+    pub zone: ::core::option::Option<::prost::alloc::string::String>,
+}
 /// Part of a snapshot. Chunks are not meaningful on their own: nothing applies before
 /// `SnapshotEnd`.
 #[allow(clippy::all)]

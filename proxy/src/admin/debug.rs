@@ -34,6 +34,7 @@ pub fn pool_stats_fn(pools: Arc<Pools>) -> PoolStatsFn {
 struct Document<'a> {
     version: Option<String>,
     ready: bool,
+    zone: Option<&'a str>,
     routes: Vec<RouteView<'a>>,
     endpoint_sets: Vec<SetView<'a>>,
     backends: BTreeMap<String, Vec<EndpointView<'a>>>,
@@ -120,6 +121,7 @@ pub fn routes(table: &Table, pools: Option<&BTreeMap<String, PoolStats>>, now: I
     let document = Document {
         version: table.version.map(|v| v.to_string()),
         ready: table.version.is_some(),
+        zone: table.zone.as_deref(),
         routes: table
             .source
             .routes

@@ -110,6 +110,9 @@ pub struct Client {
     metrics: Arc<Metrics>,
     applier: Applier,
     rng: SmallRng,
+    /// The zone the controller reported in its last snapshot (the Node's label), used
+    /// for topology hints when `--zone` is not set.
+    reported_zone: Option<String>,
 }
 
 impl Client {
@@ -120,6 +123,7 @@ impl Client {
             metrics,
             applier: Applier::new(),
             rng: SmallRng::from_os_rng(),
+            reported_zone: None,
         }
     }
 
@@ -242,6 +246,12 @@ impl Client {
         &mut self,
         msg: pb::ControllerMessage,
     ) -> Result<Option<pb::ProxyMessage>, ApplyError> {
+        if let Some(pb::controller_message::Kind::Begin(begin)) = &msg.kind
+            && begin.zone != self.reported_zone
+        {
+            info!(zone = ?begin.zone, "the controller reports this proxy's zone");
+            self.reported_zone.clone_from(&begin.zone);
+        }
         match self.applier.step(msg) {
             Step::Pending => Ok(None),
             Step::Applied(source, version) => {
@@ -268,13 +278,13 @@ impl Client {
         let first = !self.table.is_ready();
         let (routes, endpoints) = (source.routes.len(), source.endpoint_count());
         let previous = self.table.load();
-        let table = Table::build(
-            source,
-            version,
-            &previous,
-            self.config.zone.as_deref(),
-            Instant::now(),
-        );
+        // `--zone` wins; without it, the zone the controller found on our Node.
+        let zone = self
+            .config
+            .zone
+            .as_deref()
+            .or(self.reported_zone.as_deref());
+        let table = Table::build(source, version, &previous, zone, Instant::now());
         self.table.store(Arc::new(table));
         self.metrics.set_table_version(version);
         if first {

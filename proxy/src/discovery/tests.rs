@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fairway_proto::model::{RouteTable, Version};
+use fairway_proto::pb;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -30,6 +31,11 @@ struct Proxy {
 
 impl Proxy {
     fn start(controller: SocketAddr) -> Proxy {
+        Proxy::start_in(controller, Some("zone-1"))
+    }
+
+    /// A proxy whose `--zone` is `zone` (`None`: not set).
+    fn start_in(controller: SocketAddr, zone: Option<&str>) -> Proxy {
         let table = Arc::new(TableHandle::default());
         let metrics = Arc::new(Metrics::new(true));
         let config = DiscoveryConfig {
@@ -38,7 +44,7 @@ impl Proxy {
             token_file: None,
             id: "proxy-0".into(),
             node: "node-a".into(),
-            zone: Some("zone-1".into()),
+            zone: zone.map(str::to_owned),
             backoff: TEST_BACKOFF,
         };
         let (stop, stopped) = oneshot::channel::<()>();
@@ -254,4 +260,44 @@ async fn a_stream_ended_by_the_controller_is_reopened_with_last_applied() {
     assert_eq!(stream.hello.last_applied, Some(v(1).into()));
     assert_eq!(proxy.served(), (Some(v(1)), Arc::new(t1)));
     proxy.shutdown().await;
+}
+
+/// A snapshot whose `SnapshotBegin` carries `zone`, as the controller sends it.
+fn snapshot_in_zone(t: &RouteTable, version: Version, zone: &str) -> Vec<pb::ControllerMessage> {
+    let mut messages = snapshot(t, version);
+    messages[0].kind = Some(pb::controller_message::Kind::Begin(pb::SnapshotBegin {
+        zone: Some(zone.to_owned()),
+    }));
+    messages
+}
+
+#[tokio::test]
+async fn the_controllers_zone_is_used_only_without_a_zone_flag() {
+    let mut controller = Controller::start(loopback()).await;
+    let unset = Proxy::start_in(controller.addr, None);
+    let mut stream = controller.accept().await;
+    assert_eq!(stream.hello.zone, None, "no --zone: the hello says nothing");
+    stream
+        .send(snapshot_in_zone(&table(&["10.0.0.1:80"]), v(1), "zone-9"))
+        .await;
+    assert_eq!(stream.answer().await, Ok(v(1)));
+    assert_eq!(
+        unset.table.load().zone.as_deref(),
+        Some("zone-9"),
+        "the Node's zone"
+    );
+    unset.shutdown().await;
+
+    let set = Proxy::start(controller.addr);
+    let mut stream = controller.accept().await;
+    stream
+        .send(snapshot_in_zone(&table(&["10.0.0.1:80"]), v(1), "zone-9"))
+        .await;
+    assert_eq!(stream.answer().await, Ok(v(1)));
+    assert_eq!(
+        set.table.load().zone.as_deref(),
+        Some("zone-1"),
+        "--zone wins"
+    );
+    set.shutdown().await;
 }

@@ -151,7 +151,7 @@ fn messages_without_version_or_kind_are_refused() {
     let mut a = Applier::new();
     let step = a.step(pb::ControllerMessage {
         version: None,
-        kind: Some(Kind::Begin(pb::SnapshotBegin {})),
+        kind: Some(Kind::Begin(pb::SnapshotBegin { zone: None })),
     });
     assert!(
         matches!(step, Step::Invalid(ApplyError::Unversioned(_))),
