@@ -220,6 +220,12 @@ pub struct TimeoutsSpec {
     #[serde(default = "default_connect_timeout")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub connect: String,
+    /// Until response headers, each try on its own: a pod that accepts and never
+    /// answers costs one try, and the request is retried elsewhere if it may be.
+    /// Unset: only `request` limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub per_try: Option<String>,
 }
 
 impl Default for TimeoutsSpec {
@@ -227,6 +233,7 @@ impl Default for TimeoutsSpec {
         TimeoutsSpec {
             request: default_request_timeout(),
             connect: default_connect_timeout(),
+            per_try: None,
         }
     }
 }

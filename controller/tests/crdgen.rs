@@ -173,7 +173,8 @@ fn spec_has_exactly_the_design_fields() {
             "protocol"
         ]
     );
-    assert_eq!(keys(&props["timeouts"]), ["connect", "request"]);
+    // `perTry` extends design.md section 3 (a silent pod must cost one try, issue 8).
+    assert_eq!(keys(&props["timeouts"]), ["connect", "perTry", "request"]);
     assert_eq!(keys(&props["retries"]), ["attempts", "budgetPercent"]);
     let status = &schema()["properties"]["status"];
     assert_eq!(

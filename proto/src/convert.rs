@@ -369,6 +369,7 @@ impl From<&Route> for pb::Route {
             timeouts: Some(pb::Timeouts {
                 request_ms: millis(r.timeouts.request),
                 connect_ms: millis(r.timeouts.connect),
+                per_try_ms: r.timeouts.per_try.map(millis),
             }),
             retries: Some(pb::Retries {
                 attempts: r.retries.attempts,
@@ -408,6 +409,7 @@ impl TryFrom<pb::Route> for Route {
             timeouts: Timeouts {
                 request: Duration::from_millis(timeouts.request_ms),
                 connect: Duration::from_millis(timeouts.connect_ms),
+                per_try: timeouts.per_try_ms.map(Duration::from_millis),
             },
             retries: Retries {
                 attempts: retries.attempts,

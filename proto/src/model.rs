@@ -192,6 +192,9 @@ pub struct Timeouts {
     /// Until response headers, all tries together.
     pub request: Duration,
     pub connect: Duration,
+    /// Until response headers, each try (a pod that accepts and never answers costs one
+    /// try, not the whole request). `None`: only `request` limits.
+    pub per_try: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -199,6 +202,7 @@ impl Default for Timeouts {
         Timeouts {
             request: Duration::from_secs(15),
             connect: Duration::from_secs(2),
+            per_try: None,
         }
     }
 }

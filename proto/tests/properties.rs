@@ -122,8 +122,13 @@ fn route() -> impl Strategy<Value = Route> {
             max_connection_age: age,
             max_requests_per_connection: max_reqs,
         });
-    let timeouts =
-        (millis(), millis()).prop_map(|(request, connect)| Timeouts { request, connect });
+    let timeouts = (millis(), millis(), proptest::option::of(millis())).prop_map(
+        |(request, connect, per_try)| Timeouts {
+            request,
+            connect,
+            per_try,
+        },
+    );
     let retries = (any::<u32>(), 0u32..=100).prop_map(|(attempts, budget_percent)| Retries {
         attempts,
         budget_percent,

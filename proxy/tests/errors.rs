@@ -213,3 +213,55 @@ async fn every_pick_is_ended_even_when_the_client_goes_away() {
     .await;
     proxy.stop().await;
 }
+
+/// A pod that accepts and never answers: with `timeouts.perTry` it costs an idempotent
+/// request one try, which goes to the healthy pod; a POST is not retried and gets
+/// `504 TryTimeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_pod_costs_one_try_under_a_per_try_timeout() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.63:0")
+        .await
+        .expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    tokio::spawn(async move {
+        // Accept and hold every connection, reading nothing, answering nothing.
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let live = Pod::start("live", "127.0.0.64").await;
+    let mut r = route("orders", &["orders.shop"], &[("orders", 1)]);
+    r.timeouts.request = Duration::from_secs(5);
+    r.timeouts.per_try = Some(Duration::from_millis(200));
+    let proxy = Proxy::start(table(
+        vec![r],
+        vec![set("orders", &[silent_addr, live.addr])],
+    ))
+    .await;
+    let mut client = Client::connect(proxy.addr).await;
+    for i in 0..6 {
+        let answer = client.get("orders.shop", "/").await;
+        assert_eq!(answer.status, 200, "GET {i}: {answer:?}");
+        assert_eq!(pod_of(&answer), "live", "GET {i}");
+    }
+    proxy.stop().await;
+
+    // Alone, the silent pod answers a POST (never retried once sent) with
+    // `504 TryTimeout`: the per-try limit ended it, not the 5 s request timeout
+    // (`Timeout`).
+    let mut r = route("orders", &["orders.shop"], &[("orders", 1)]);
+    r.timeouts.request = Duration::from_secs(5);
+    r.timeouts.per_try = Some(Duration::from_millis(200));
+    let proxy = Proxy::start(table(vec![r], vec![set("orders", &[silent_addr])])).await;
+    let mut client = Client::connect(proxy.addr).await;
+    let post = Request::post("/")
+        .header("host", "orders.shop")
+        .body(Full::new(Bytes::from_static(b"x")))
+        .expect("request");
+    let answer = client.send(post).await;
+    assert_eq!(answer.status, 504, "{answer:?}");
+    assert_eq!(answer.error(), Some("TryTimeout"), "{answer:?}");
+    assert!(answer.body.contains("per-try timeout"), "{}", answer.body);
+    proxy.stop().await;
+}

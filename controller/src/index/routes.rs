@@ -242,6 +242,12 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
         timeouts: model::Timeouts {
             request: duration("spec.timeouts.request", &spec.timeouts.request)?,
             connect: duration("spec.timeouts.connect", &spec.timeouts.connect)?,
+            // 0s means unset, as for the other optional durations.
+            per_try: match &spec.timeouts.per_try {
+                Some(per_try) => Some(duration("spec.timeouts.perTry", per_try)?)
+                    .filter(|d| !d.is_zero()),
+                None => None,
+            },
         },
         retries: model::Retries {
             attempts: retries.attempts,

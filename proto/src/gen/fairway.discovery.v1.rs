@@ -322,6 +322,10 @@ pub struct Timeouts {
     pub request_ms: u64,
     #[prost(uint64, tag = "2")]
     pub connect_ms: u64,
+    /// Each try's own limit until response headers; one that runs out is retried
+    /// elsewhere when the request may be. Absent: only `request_ms` limits.
+    #[prost(uint64, optional, tag = "3")]
+    pub per_try_ms: ::core::option::Option<u64>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

@@ -54,6 +54,16 @@ pub enum ProxyError {
         #[source]
         source: UpstreamError,
     },
+    /// The last try got no response headers within the route's per-try timeout, and no
+    /// retry was allowed (`504`).
+    #[error(
+        "route {route}: endpoint {endpoint} sent no response within the per-try timeout of {timeout:?}"
+    )]
+    TryTimeout {
+        route: RouteKey,
+        endpoint: EndpointAddr,
+        timeout: Duration,
+    },
     /// No response headers within the route's request timeout, all tries together (`504`).
     #[error("route {route}: no response within the request timeout of {timeout:?}")]
     Timeout { route: RouteKey, timeout: Duration },
@@ -80,7 +90,9 @@ impl ProxyError {
             ProxyError::ConnectFailed { .. } | ProxyError::UpstreamReset { .. } => {
                 StatusCode::BAD_GATEWAY
             }
-            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Timeout { .. } | ProxyError::TryTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
         }
     }
 
@@ -95,6 +107,7 @@ impl ProxyError {
             ProxyError::ConnectFailed { .. } => "ConnectFailed",
             ProxyError::UpstreamReset { .. } => "UpstreamReset",
             ProxyError::Timeout { .. } => "Timeout",
+            ProxyError::TryTimeout { .. } => "TryTimeout",
             ProxyError::ClientBody { .. } => "ClientBody",
         }
     }
@@ -108,6 +121,7 @@ impl ProxyError {
             | ProxyError::ConnectFailed { route, .. }
             | ProxyError::UpstreamReset { route, .. }
             | ProxyError::Timeout { route, .. }
+            | ProxyError::TryTimeout { route, .. }
             | ProxyError::ClientBody { route, .. } => Some(route),
             _ => None,
         }

@@ -23,6 +23,9 @@ pub enum TryError {
     Sent(UpstreamError, Option<Request<UpstreamBody>>),
     /// The client's request body broke off while it was being sent: not the pod's fault.
     ClientBody(hyper::Error),
+    /// No response headers within the route's per-try timeout; the request went with
+    /// the abandoned try.
+    TimedOut(std::time::Duration),
 }
 
 /// A response, and the request back when the protocol only borrowed it (HTTP/1.1), for

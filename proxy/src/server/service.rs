@@ -238,22 +238,34 @@ async fn tries(
 
     let mut attempts_left = route.retries.attempts;
     let mut request = Request::from_parts(parts, body);
+    // Endpoints this request already tried: a retry goes elsewhere when it can.
+    let mut tried: Vec<EndpointAddr> = Vec::new();
     loop {
         let addr = guard.addr;
+        tried.push(addr);
         let settings = ConnSettings::new(&guard.target.route, guard.target.protocol);
         // Latency is the try's, not the client's upload.
         guard.started = Instant::now();
         // A copy to send again if this one fails after it was sent: only worth making
         // when that retry could happen, and only for HTTP/2, which consumes the request
         // (HTTP/1.1 borrows it and hands it back).
-        let backup = (attempts_left > 0 && idempotent && settings.protocol == AppProtocol::H2c)
+        // A per-try timeout drops the try, and the request with it: copy it then too.
+        let per_try = route.timeouts.per_try;
+        let consumed = settings.protocol == AppProtocol::H2c || per_try.is_some();
+        let backup = (attempts_left > 0 && idempotent && consumed)
             .then(|| clone_request(&request))
             .flatten();
         let timer = TimedOut {
             guard: &mut guard,
             deadline,
         };
-        let sent = forward::send(&shared.pools, addr, &settings, request).await;
+        let send = forward::send(&shared.pools, addr, &settings, request);
+        let sent = match per_try {
+            Some(limit) => tokio::time::timeout(limit, send)
+                .await
+                .unwrap_or(Err(TryError::TimedOut(limit))),
+            None => send.await,
+        };
         timer.disarm();
         let (failure, error, next) = match sent {
             Ok((mut response, returned)) => {
@@ -278,7 +290,7 @@ async fn tries(
                 attempts_left -= 1;
                 count_retry(shared, &route, Failure::Status);
                 request = again.expect("checked above");
-                guard = match repick(shared, &request, table) {
+                guard = match repick(shared, &request, table, &tried) {
                     Some((target, addr)) => EndGuard::new(target, addr),
                     None => {
                         let error = ProxyError::Resolve(ResolveError::NoEndpoint {
@@ -320,6 +332,16 @@ async fn tries(
                     Some(addr),
                 ));
             }
+            Err(TryError::TimedOut(timeout)) => {
+                // The pod may have the request: retried only where a reset would be.
+                guard.end(Outcome::Timeout);
+                let error = ProxyError::TryTimeout {
+                    route: route.key.clone(),
+                    endpoint: addr,
+                    timeout,
+                };
+                (Failure::Reset, error, backup)
+            }
             Err(TryError::Sent(source, returned)) => {
                 guard.end(Outcome::Reset);
                 let error = ProxyError::UpstreamReset {
@@ -338,12 +360,20 @@ async fn tries(
             next_request.method(),
             next_request.body().is_replayable(),
         );
-        if attempts_left == 0 || !safe || !shared.budget.try_withdraw(std::time::Instant::now()) {
+        // The budget keeps retries from multiplying the load on struggling pods; a try
+        // that never reached a pod (refused connect) cost them nothing, so it retries
+        // within `attempts` alone. Otherwise a dead pod, picked again in the balancer's
+        // panic mode, could exhaust the budget while healthy pods stand by.
+        let budgeted = failure != Failure::NotSent;
+        if attempts_left == 0
+            || !safe
+            || (budgeted && !shared.budget.try_withdraw(std::time::Instant::now()))
+        {
             return Err((error, Some(addr)));
         }
         attempts_left -= 1;
         count_retry(shared, &route, failure);
-        match repick(shared, &next_request, table) {
+        match repick(shared, &next_request, table, &tried) {
             Some((target, addr)) => guard = EndGuard::new(target, addr),
             None => return Err((error, Some(addr))),
         }
@@ -386,11 +416,13 @@ impl Drop for TimedOut<'_> {
     }
 }
 
-/// Picks again for a retry, from the newest table (an endpoint may have left).
+/// Picks again for a retry, from the newest table (an endpoint may have left), avoiding
+/// the endpoints in `tried` when a few picks find another.
 fn repick(
     shared: &Shared,
     request: &Request<UpstreamBody>,
     fallback: &Table,
+    tried: &[EndpointAddr],
 ) -> Option<(Target, EndpointAddr)> {
     let authority = authority_of(request)?;
     let path = request.uri().path();
@@ -401,8 +433,23 @@ fn repick(
     } else {
         fallback
     };
-    resolve(table, authority, path, now).ok()
+    let mut pick = resolve(table, authority, path, now).ok()?;
+    for _ in 1..REPICKS {
+        if !tried.contains(&pick.1) {
+            break;
+        }
+        let again = resolve(table, authority, path, now).ok()?;
+        // Every pick counts its endpoint in flight: end the one set aside.
+        let (target, addr) = std::mem::replace(&mut pick, again);
+        target
+            .backend
+            .on_end(addr, Duration::ZERO, Outcome::Cancelled, now);
+    }
+    Some(pick)
 }
+
+/// Picks tried per retry to find an endpoint this request has not tried yet.
+const REPICKS: usize = 4;
 
 fn clone_request(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
     let body = request.body().try_clone()?;

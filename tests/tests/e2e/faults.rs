@@ -47,6 +47,8 @@ const CLIENT_PAUSE: Duration = Duration::from_millis(5);
 const MAX_REQUESTS_PER_CLIENT: u64 = 2_000_000;
 /// The Route's request timeout: short, so a hung pod costs seconds, not the default 15 s.
 const REQUEST_TIMEOUT: &str = "2s";
+/// Each try's limit: three tries (attempts 2) fit in the request timeout.
+const PER_TRY_TIMEOUT: &str = "500ms";
 /// How long a SIGKILLed pod stays down before it is restarted.
 const POD_DOWN: Duration = Duration::from_secs(1);
 /// Pod kills in one phase at most, however long the phase.
@@ -266,6 +268,8 @@ pub async fn faults_under_load() {
     let mut r = route(&w.ns, "soak", &["soak.e2e"], "soak", i32::from(POD_PORT));
     r.spec.timeouts = TimeoutsSpec {
         request: REQUEST_TIMEOUT.to_owned(),
+        // A pod that accepts and never answers costs one try, not the request.
+        per_try: Some(PER_TRY_TIMEOUT.to_owned()),
         ..TimeoutsSpec::default()
     };
     w.create_route(&r).await;
