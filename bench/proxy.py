@@ -367,12 +367,13 @@ def start_fairway(run: Path, static: Path, cpus: str | None, tag: str) -> tuple[
     proxy = start(
         [find_bin("fairway-proxy"), "--controller", f"http://127.0.0.1:{PORTS['CONTROLLER_GRPC_PORT']}",
          "--controller-plaintext",
+         # One worker, like every other proxy here: tokio's current-thread scheduler.
+         "--workers", "1",
          "--listen", f"127.0.0.1:{PORTS['FAIRWAY_PORT']}",
          "--admin-addr", f"127.0.0.1:{PORTS['FAIRWAY_ADMIN_PORT']}",
          "--id", f"bench-{tag}", "--node", "bench"],
         run / f"fairway-proxy-{tag}.log",
-        # One runtime worker, like every other proxy here (tokio reads this variable).
-        env={"TOKIO_WORKER_THREADS": "1", "RUST_LOG": "warn"},
+        env={"RUST_LOG": "warn"},
         cpus=cpus,
     )
     wait_http(f"http://127.0.0.1:{PORTS['FAIRWAY_ADMIN_PORT']}/ready")
