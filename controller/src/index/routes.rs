@@ -244,8 +244,9 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
             connect: duration("spec.timeouts.connect", &spec.timeouts.connect)?,
             // 0s means unset, as for the other optional durations.
             per_try: match &spec.timeouts.per_try {
-                Some(per_try) => Some(duration("spec.timeouts.perTry", per_try)?)
-                    .filter(|d| !d.is_zero()),
+                Some(per_try) => {
+                    Some(duration("spec.timeouts.perTry", per_try)?).filter(|d| !d.is_zero())
+                }
                 None => None,
             },
         },
