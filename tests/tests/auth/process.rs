@@ -8,7 +8,7 @@ use fairway_tests::eventually;
 use tonic::transport::{Certificate, ClientTlsConfig};
 
 use crate::support::{AUDIENCE, PROXY_SA, Proxy, Setup, WAIT, auth_count, get, open};
-use crate::tls::{Pki, write};
+use crate::tls::{Pki, server_files, write};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wired_controller_admits_the_proxy_over_tls_and_counts_refusals() {
@@ -17,12 +17,8 @@ async fn the_wired_controller_admits_the_proxy_over_tls_and_counts_refusals() {
     setup.service_account(PROXY_SA).await;
     setup.route().await;
     let pki = Pki::new();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = server_files(&pki);
     let path = |name: &str| dir.path().join(name);
-    write(&path("ca.crt"), &pki.ca.pem());
-    let (cert, key) = pki.issue(&["127.0.0.1"]);
-    write(&path("tls.crt"), &cert);
-    write(&path("tls.key"), &key);
     write(&path("token"), &setup.token(PROXY_SA, AUDIENCE).await);
 
     let args = fairway_controller::Args::parse_from([

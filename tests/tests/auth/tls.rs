@@ -47,6 +47,17 @@ pub fn write(path: &Path, contents: &str) {
     std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
+/// A directory with a fresh CA (`ca.crt`) and a server certificate for 127.0.0.1
+/// signed by it (`tls.crt`, `tls.key`).
+pub fn server_files(pki: &Pki) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(&dir.path().join("ca.crt"), &pki.ca.pem());
+    let (cert, key) = pki.issue(&["127.0.0.1"]);
+    write(&dir.path().join("tls.crt"), &cert);
+    write(&dir.path().join("tls.key"), &key);
+    dir
+}
+
 /// The leaf certificate the server at `addr` presents now.
 async fn served_certificate(
     addr: std::net::SocketAddr,
@@ -94,12 +105,9 @@ async fn the_proxy_connects_over_tls_and_a_rotated_certificate_is_served() {
     setup.route().await;
 
     let pki = Pki::new();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = server_files(&pki);
     let path = |name: &str| dir.path().join(name);
-    write(&path("ca.crt"), &pki.ca.pem());
-    let (server_cert, server_key) = pki.issue(&["127.0.0.1"]);
-    write(&path("tls.crt"), &server_cert);
-    write(&path("tls.key"), &server_key);
+    let server_cert = std::fs::read_to_string(path("tls.crt")).expect("read tls.crt");
     let (client_cert, client_key) = pki.issue(&["fairway-proxy"]);
     write(&path("client.crt"), &client_cert);
     write(&path("client.key"), &client_key);
