@@ -238,11 +238,11 @@ async fn tries(
 
     let mut attempts_left = route.retries.attempts;
     let mut request = Request::from_parts(parts, body);
-    // Endpoints this request already tried: a retry goes elsewhere when it can.
+    // Endpoints this request already tried, filled only when it retries (no allocation
+    // for the request that succeeds first time): a retry goes elsewhere when it can.
     let mut tried: Vec<EndpointAddr> = Vec::new();
     loop {
         let addr = guard.addr;
-        tried.push(addr);
         let settings = ConnSettings::new(&guard.target.route, guard.target.protocol);
         // Latency is the try's, not the client's upload.
         guard.started = Instant::now();
@@ -290,6 +290,7 @@ async fn tries(
                 attempts_left -= 1;
                 count_retry(shared, &route, Failure::Status);
                 request = again.expect("checked above");
+                tried.push(addr);
                 guard = match repick(shared, &request, table, &tried) {
                     Some((target, addr)) => EndGuard::new(target, addr),
                     None => {
@@ -373,6 +374,7 @@ async fn tries(
         }
         attempts_left -= 1;
         count_retry(shared, &route, failure);
+        tried.push(addr);
         match repick(shared, &next_request, table, &tried) {
             Some((target, addr)) => guard = EndGuard::new(target, addr),
             None => return Err((error, Some(addr))),
