@@ -158,12 +158,7 @@ def rapid_reset(host, port, authority, streams, seconds):
                 break
             peer.flush()
             peer.poll(0.0)
-        peer.drain(0.5)
-        if peer.goaway is not None:
-            goaways[str(peer.goaway)] = goaways.get(str(peer.goaway), 0) + 1
-        if peer.goaway is not None or peer.closed:
-            ended_by_server += 1
-        peer.sock.close()
+        ended_by_server += finish(peer, goaways)
     return {
         "streams_sent": sent,
         "connections": connections,
@@ -172,6 +167,17 @@ def rapid_reset(host, port, authority, streams, seconds):
         # Of the last connection, for the common fields below.
         "peer": peer,
     }
+
+
+def finish(peer, goaways):
+    """Drains and closes one flood connection; tallies its GOAWAY code in `goaways`.
+    Returns 1 if the server ended it (GOAWAY or close), else 0."""
+    peer.drain(0.5)
+    if peer.goaway is not None:
+        goaways[str(peer.goaway)] = goaways.get(str(peer.goaway), 0) + 1
+    ended = peer.goaway is not None or peer.closed
+    peer.sock.close()
+    return 1 if ended else 0
 
 
 def continuation(host, port, authority, budget, seconds):
@@ -212,12 +218,7 @@ def continuation(host, port, authority, budget, seconds):
                 break
             sent_bytes += len(batch)
             peer.poll(0.0)
-        peer.drain(0.5)
-        if peer.goaway is not None:
-            goaways[str(peer.goaway)] = goaways.get(str(peer.goaway), 0) + 1
-        if peer.goaway is not None or peer.closed:
-            ended_by_server += 1
-        peer.sock.close()
+        ended_by_server += finish(peer, goaways)
     return {
         "continuation_frames": frames,
         "continuation_bytes": sent_bytes,

@@ -173,7 +173,15 @@ fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
         .get_all(TRANSFER_ENCODING)
         .iter()
         .next_back()
-        .and_then(|v| v.as_bytes().rsplit(|b| *b == b',').next())
+        .is_some_and(|v| ends_in_chunked(v.as_bytes()))
+}
+
+/// Whether a `Transfer-Encoding` value's last coding is `chunked` (RFC 9112 §6.3: only
+/// then is the message framed by chunks).
+pub fn ends_in_chunked(value: &[u8]) -> bool {
+    value
+        .rsplit(|b| *b == b',')
+        .next()
         .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 

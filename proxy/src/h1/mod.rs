@@ -30,7 +30,7 @@ use http_body::Body as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
-pub use decode::{BodyKind, Decoded, Decoder, Framing, Head, MAX_RESPONSE_HEAD};
+pub use decode::{BodyKind, Decoded, Decoder, Framing, Head, MAX_RESPONSE_HEAD, ends_in_chunked};
 
 use crate::body::UpstreamBody;
 

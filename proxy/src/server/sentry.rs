@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::h1::{BodyKind, Decoded, Decoder};
+use crate::h1::{BodyKind, Decoded, Decoder, ends_in_chunked};
 
 /// Heads longer than this are left to hyper's own limit (`431`).
 const MAX_HEAD: usize = 256 * 1024;
@@ -144,12 +144,9 @@ impl Scanner {
                 .filter(move |h| h.name.eq_ignore_ascii_case(name))
         };
         let length = named("content-length").next().map(|h| h.value);
-        let chunked = named("transfer-encoding").next_back().map(|h| {
-            h.value
-                .rsplit(|b| *b == b',')
-                .next()
-                .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-        });
+        let chunked = named("transfer-encoding")
+            .next_back()
+            .map(|h| ends_in_chunked(h.value));
         let next = match (length, chunked) {
             (Some(_), Some(_)) => {
                 self.flag.raise();
