@@ -195,10 +195,13 @@ async fn slowhttptest_slowloris_and_slow_read() {
         loris.exit_status, "No open connections left",
         "slowloris: slowhttptest must end because the proxy closed every connection"
     );
-    // (Its last report row can lag the exit by a connection or two.)
+    // The exit status is the proof that every connection was closed: the last report
+    // row can lag the exit by a whole second's worth of closes (seen in CI: the row
+    // said 50 closed, 50 connected, and slowhttptest then exited with none left), so
+    // it only shows the attack really got its connections up first.
     assert!(
-        last.closed >= slow::CONNECTIONS * 9 / 10,
-        "slowloris: the proxy must close connections whose head never ends: {loris:?}"
+        loris.max_connected() >= slow::CONNECTIONS * 9 / 10,
+        "slowloris: the attack did not get its connections up: {loris:?}"
     );
     // Opened over 2 s at 50/s, each closed one header-read timeout later (+1 s of
     // report granularity and a busy machine).
