@@ -57,10 +57,7 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
     let spans: Vec<Span> = response
         .headers
         .iter()
-        .map(|header| Span {
-            name: (offset(buf, header.name.as_bytes()), header.name.len()),
-            value: (offset(buf, header.value), header.value.len()),
-        })
+        .map(|header| Span::of(buf, header))
         .collect();
     // Header values become zero-copy slices of the head's bytes.
     let head = buf.split_to(len).freeze();
@@ -80,14 +77,25 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
     }))
 }
 
-/// Where one header field's name and value sit in the response head: (start, length).
+/// Where one header field's name and value sit in a head: (start, length). Shared with
+/// the downstream request parser, which slices request heads the same way.
 #[derive(Clone, Copy, Debug)]
-struct Span {
-    name: (usize, usize),
-    value: (usize, usize),
+pub(crate) struct Span {
+    pub name: (usize, usize),
+    pub value: (usize, usize),
 }
 
-fn offset(buf: &[u8], part: &[u8]) -> usize {
+impl Span {
+    pub fn of(buf: &[u8], header: &httparse::Header<'_>) -> Self {
+        Span {
+            name: (offset(buf, header.name.as_bytes()), header.name.len()),
+            value: (offset(buf, header.value), header.value.len()),
+        }
+    }
+}
+
+/// Where `part`, a slice of `buf`, starts in it.
+pub(crate) fn offset(buf: &[u8], part: &[u8]) -> usize {
     part.as_ptr() as usize - buf.as_ptr() as usize
 }
 

@@ -65,7 +65,9 @@ pub fn head(request: &Request<UpstreamBody>, framing: Framing, buf: &mut BytesMu
     buf.put_slice(b"\r\n");
 }
 
-fn put_fields(headers: &HeaderMap, buf: &mut BytesMut, skip_framing: bool) {
+/// Appends `headers` as `name: value` lines, without the framing headers when
+/// `skip_framing` (the caller writes its own).
+pub(crate) fn put_fields(headers: &HeaderMap, buf: &mut BytesMut, skip_framing: bool) {
     for (name, value) in headers {
         if skip_framing && (name == CONTENT_LENGTH || name == TRANSFER_ENCODING) {
             continue;

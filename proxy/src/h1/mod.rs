@@ -31,6 +31,8 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
 pub use decode::{BodyKind, Decoded, Decoder, Framing, Head, MAX_RESPONSE_HEAD, ends_in_chunked};
+pub(crate) use decode::{Span, offset};
+pub(crate) use encode::{chunk, last_chunk, put_fields};
 
 use crate::body::UpstreamBody;
 

@@ -1,20 +1,24 @@
 //! Accepting downstream connections: a cap on how many are open at once, `TCP_NODELAY`,
-//! HTTP/1.1 and HTTP/2 prior knowledge on one port (hyper-util's `auto`), header limits
-//! and the header-read timeout, and a graceful stop.
+//! HTTP/1.1 and HTTP/2 prior knowledge on one port, header limits and the header-read
+//! timeout, and a graceful stop. Each connection starts in the fast loop
+//! (`super::downstream`); what it hands off is served by hyper-util's `auto` builder.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::Request;
 use http::header::HeaderValue;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use super::service::{self, Shared};
-use super::{ServerConfig, sentry};
+use super::service::{self, RequestBody, Shared};
+use super::{ServerConfig, downstream, sentry};
 
 /// hyper's smallest allowed HTTP/1.1 read buffer (it panics below this).
 const MIN_READ_BUFFER: usize = 8192;
@@ -57,6 +61,10 @@ pub async fn accept_loop(
     slots: Arc<Semaphore>,
 ) {
     let builder = Arc::new(builder(config));
+    let limits = downstream::Limits {
+        max_head: config.max_header_bytes,
+        max_headers: config.max_headers,
+    };
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&slots).acquire_owned() => match permit {
@@ -74,6 +82,8 @@ pub async fn accept_loop(
                 let conn = Connection {
                     builder: Arc::clone(&builder),
                     shared: Arc::clone(&shared),
+                    limits,
+                    header_read_timeout: config.header_read_timeout,
                     stop: stop.clone(),
                     _permit: permit,
                 };
@@ -93,25 +103,50 @@ pub async fn accept_loop(
 struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
     shared: Arc<Shared>,
+    limits: downstream::Limits,
+    header_read_timeout: std::time::Duration,
     stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Connection {
-    async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
+    async fn serve(self, mut stream: TcpStream, peer: SocketAddr) {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%peer, %error, "setting TCP_NODELAY");
         }
         // Formatted once per connection, cloned (a reference count) per request.
         let client = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let fast = downstream::Loop {
+            shared: &self.shared,
+            client: &client,
+            limits: self.limits,
+            header_read_timeout: self.header_read_timeout,
+            stop: self.stop.clone(),
+        };
+        match fast.run(&mut stream).await {
+            downstream::Ended::Closed => {}
+            downstream::Ended::Handoff(read) => self.hyper(read, stream, peer, client).await,
+        }
+    }
+
+    /// hyper serves the rest of the connection (HTTP/2, and HTTP/1.1 requests the fast
+    /// loop does not take), starting with the bytes the loop had read.
+    async fn hyper(
+        mut self,
+        read: Bytes,
+        stream: TcpStream,
+        peer: SocketAddr,
+        client: HeaderValue,
+    ) {
         let shared = Arc::clone(&self.shared);
         let framing = sentry::Flag::default();
         let flag = framing.clone();
-        let service = service_fn(move |request| {
-            service::handle(Arc::clone(&shared), client.clone(), flag.clone(), request)
+        let service = service_fn(move |request: Request<Incoming>| {
+            let request = request.map(RequestBody::Hyper);
+            service::handle(Arc::clone(&shared), client.clone(), flag.raised(), request)
         });
-        let stream = sentry::Sentry::new(stream, framing);
+        let stream = sentry::Sentry::new(read, stream, framing);
         let conn = self.builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(conn);
         tokio::select! {

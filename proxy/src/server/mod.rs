@@ -1,12 +1,15 @@
 //! The proxy's HTTP side: one listener serving HTTP/1.1 and HTTP/2 with prior knowledge
 //! (h2c), a pod picked per request, the request forwarded over that pod's own pool.
 //!
-//! Where to start: [`serve`] runs the accept loop (`listener`); each request goes through
+//! Where to start: [`serve`] runs the accept loop (`listener`); each connection starts in
+//! `downstream`, Fairway's own HTTP/1.1 loop for the common request, which hands anything
+//! else (HTTP/2, chunked uploads, malformed heads) to hyper. Each request goes through
 //! `service` (route, pick, retry loop, error responses), which hands one try to
 //! `forward` (header hygiene, a pooled connection from [`crate::pool`], the upstream
 //! call). `retry` decides whether a failed try may be repeated (safety and budget, pure);
 //! `errors` turns every failed step into its exact status, reason and body.
 
+mod downstream;
 mod errors;
 mod forward;
 mod headers;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::h1::{BodyKind, Decoded, Decoder, ends_in_chunked};
@@ -179,16 +179,21 @@ impl Scanner {
     }
 }
 
-/// The connection's stream with a [`Scanner`] watching what it reads.
+/// The connection's stream with a [`Scanner`] watching what it reads. It first replays
+/// `prefix`, the bytes the fast loop had read when it handed the connection to hyper
+/// (`super::downstream`), so hyper and the scanner both see the stream from the start of
+/// the request the loop did not take.
 #[derive(Debug)]
 pub struct Sentry<S> {
+    prefix: Bytes,
     inner: S,
     scanner: Scanner,
 }
 
 impl<S> Sentry<S> {
-    pub fn new(inner: S, flag: Flag) -> Self {
+    pub fn new(prefix: Bytes, inner: S, flag: Flag) -> Self {
         Sentry {
+            prefix,
             inner,
             scanner: Scanner::new(flag),
         }
@@ -203,7 +208,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Sentry<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let polled = if this.prefix.is_empty() {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        } else {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            Poll::Ready(Ok(()))
+        };
         if let Poll::Ready(Ok(())) = polled {
             this.scanner.scan(&buf.filled()[before..]);
         }
@@ -299,6 +310,27 @@ mod tests {
         );
         raw.extend_from_slice(outer.as_bytes());
         assert!(!flagged(&[&raw]), "a body is data, not a request");
+    }
+
+    #[tokio::test]
+    async fn the_prefix_is_read_and_scanned_before_the_stream() {
+        use tokio::io::AsyncReadExt as _;
+        let flag = Flag::default();
+        let (head, rest) = CL_TE.split_at(20);
+        let mut stream = Sentry::new(Bytes::from_static(head), rest, flag.clone());
+        let mut first = [0u8; 7];
+        stream.read_exact(&mut first).await.expect("read");
+        assert_eq!(&first, b"POST / ", "a short read takes part of the prefix");
+        let mut all = first.to_vec();
+        stream.read_to_end(&mut all).await.expect("read");
+        assert_eq!(
+            all, CL_TE,
+            "the prefix, then the stream, nothing lost or repeated"
+        );
+        assert!(
+            flag.raised(),
+            "the scanner saw the head across prefix and stream"
+        );
     }
 
     #[test]

@@ -18,7 +18,6 @@ use super::errors::ProxyError;
 use super::forward::{self, TryError, authority_of};
 use super::headers;
 use super::retry::{self, Failure, SharedBudget};
-use super::sentry;
 use crate::balance::Outcome;
 use crate::body::ProxyBody;
 use crate::body::{Replayable, UpstreamBody};
@@ -63,15 +62,26 @@ struct Answer {
     endpoint: Option<EndpointAddr>,
 }
 
+/// A request body as the downstream side hands it over.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// hyper's body (HTTP/2, and HTTP/1.1 requests the fast loop handed off).
+    Hyper(Incoming),
+    /// Read whole with the head by the fast loop (`super::downstream`).
+    Buffered(Replayable),
+}
+
 /// Serves one request. Never fails: every error becomes its response.
+/// `conflicting_framing`: the request carried both `Content-Length` and
+/// `Transfer-Encoding` (the sentry saw it), so it is answered `400` unforwarded.
 pub async fn handle(
     shared: Arc<Shared>,
     client: HeaderValue,
-    framing: sentry::Flag,
-    request: Request<Incoming>,
+    conflicting_framing: bool,
+    request: Request<RequestBody>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let start = Instant::now();
-    let answered = if framing.raised() {
+    let answered = if conflicting_framing {
         // hyper already closes the connection after this answer (RFC 9112 §6.1).
         Err((ProxyError::ConflictingFraming, None, None))
     } else {
@@ -154,7 +164,7 @@ impl Drop for EndGuard {
 async fn proxy(
     shared: &Shared,
     client: &HeaderValue,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     start: Instant,
 ) -> Result<Answer, Failed> {
     if request.method() == Method::CONNECT {
@@ -214,7 +224,7 @@ async fn proxy(
 async fn tries(
     shared: &Shared,
     client: &HeaderValue,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     mut guard: EndGuard,
     table: &Table,
     deadline: Option<tokio::time::Instant>,
@@ -464,8 +474,12 @@ fn clone_request(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody
 }
 
 /// The body to send: empty, buffered (small, known size, idempotent method: it may be
-/// retried), or streamed through.
-async fn read_body(body: Incoming, idempotent: bool) -> Result<UpstreamBody, hyper::Error> {
+/// retried; or read whole by the fast loop), or streamed through.
+async fn read_body(body: RequestBody, idempotent: bool) -> Result<UpstreamBody, hyper::Error> {
+    let body = match body {
+        RequestBody::Buffered(body) => return Ok(UpstreamBody::Replayable(body)),
+        RequestBody::Hyper(body) => body,
+    };
     if body.is_end_stream() {
         return Ok(UpstreamBody::empty());
     }

@@ -1,0 +1,168 @@
+//! The downstream HTTP/1.1 fast loop: Fairway's own server side for the common request
+//! (HTTP/1.1, no body or a small `Content-Length` one), on the connection's own task.
+//!
+//! Why not hyper's server for these: its dispatcher parses every head into its own
+//! state machine, hands the request to the service, and encodes the response through
+//! generic buffers; the framing sentry then parses each head a second time. Measured
+//! with callgrind, that was most of the proxy's user-space work per request, and it
+//! kept HTTP/1.1 throughput below nginx and HAProxy. This loop parses a head once
+//! (httparse, zero-copy header values), calls the same [`service::handle`] as the
+//! hyper path, and writes the response head and body in one write where it can.
+//!
+//! Everything else is handed to hyper for the rest of the connection ([`Ended::Handoff`]
+//! with the bytes read so far): HTTP/2's preface, HTTP/1.0, chunked or large uploads,
+//! `Expect`, `Upgrade`, `CONNECT`, and every malformed or oversized head, which hyper
+//! answers (`400`, `431`, ...) exactly as before. The fast loop only decides what it can
+//! serve; the rules for the rest stay in one place.
+
+mod head;
+mod respond;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::Method;
+use http::header::HeaderValue;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use head::Limits;
+
+use super::service::{self, RequestBody, Shared};
+use crate::body::Replayable;
+
+/// Read buffer reserved per connection; grows to the head limit if a head needs it.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// How the fast loop ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The connection is done (closed by either side, timed out, or stopping).
+    Closed,
+    /// hyper serves the rest of the connection, starting with these bytes already read.
+    Handoff(Bytes),
+}
+
+/// What the loop needs besides the socket.
+pub struct Loop<'a> {
+    pub shared: &'a Arc<Shared>,
+    /// The client's IP for `X-Forwarded-For`, formatted once per connection.
+    pub client: &'a HeaderValue,
+    pub limits: Limits,
+    /// Time from starting to wait for a head until it is complete (with its body).
+    pub header_read_timeout: Duration,
+    /// Turns true when the proxy stops: idle connections close, in-flight ones finish.
+    pub stop: watch::Receiver<bool>,
+}
+
+impl Loop<'_> {
+    /// Serves requests on `stream` until it closes, stops, or needs hyper.
+    pub async fn run(self, stream: &mut TcpStream) -> Ended {
+        let mut read = BytesMut::with_capacity(READ_CHUNK);
+        let mut write = BytesMut::new();
+        let mut stopped = self.stop.clone();
+        let stopped = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(stopped);
+        // One timer per connection, re-armed only when it fires early: arming a fresh one
+        // per request would cost a timer-wheel insertion on every request.
+        let timer = tokio::time::sleep(self.header_read_timeout);
+        tokio::pin!(timer);
+        loop {
+            let started = Instant::now();
+            let request = loop {
+                match head::parse(&mut read, self.limits) {
+                    head::Parsed::Request(head) => break head,
+                    head::Parsed::Handoff => return Ended::Handoff(read.freeze()),
+                    head::Parsed::Malformed => {
+                        respond::bad_request(&mut write);
+                        let _ = stream.write_all(&write).await;
+                        return Ended::Closed;
+                    }
+                    head::Parsed::Partial => {}
+                }
+                if !self
+                    .fill(stream, &mut read, started, &mut timer, &mut stopped)
+                    .await
+                {
+                    return Ended::Closed;
+                }
+            };
+            while read.len() < request.body {
+                if !self
+                    .fill(stream, &mut read, started, &mut timer, &mut stopped)
+                    .await
+                {
+                    return Ended::Closed;
+                }
+            }
+            let body = Replayable::new(read.split_to(request.body).freeze(), None);
+            let head_request = request.request.method() == Method::HEAD;
+            let close = request.close;
+            let request = request.request.map(|()| RequestBody::Buffered(body));
+            let handled =
+                service::handle(Arc::clone(self.shared), self.client.clone(), false, request);
+            tokio::pin!(handled);
+            // While the pod works, notice a client that hangs up (the request is then
+            // dropped, which tells the balancer it was cancelled) and take pipelined
+            // bytes, up to the head limit.
+            let response = loop {
+                tokio::select! {
+                    biased;
+                    Ok(response) = &mut handled => break response,
+                    read_more = stream.read_buf(&mut read), if read.len() < self.limits.max_head => {
+                        if !matches!(read_more, Ok(n) if n > 0) {
+                            return Ended::Closed;
+                        }
+                    }
+                }
+            };
+            let close = close || *self.stop.borrow();
+            if let Err(error) =
+                respond::write(stream, &mut write, response, head_request, close).await
+            {
+                tracing::debug!(%error, "writing the response");
+                return Ended::Closed;
+            }
+            if close {
+                let _ = stream.shutdown().await;
+                return Ended::Closed;
+            }
+        }
+    }
+
+    /// Reads more of a head (or its body) into `read`; `false` when the connection should
+    /// close: the client closed, the header-read timeout passed since `started`, or the
+    /// proxy is stopping.
+    async fn fill(
+        &self,
+        stream: &mut TcpStream,
+        read: &mut BytesMut,
+        started: Instant,
+        timer: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+        stopped: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        let deadline = started + self.header_read_timeout;
+        loop {
+            if read.capacity() - read.len() < READ_CHUNK / 4 {
+                read.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                filled = stream.read_buf(read) => return matches!(filled, Ok(n) if n > 0),
+                () = timer.as_mut() => {
+                    if Instant::now() >= deadline {
+                        tracing::debug!("no complete request head within the header-read timeout");
+                        return false;
+                    }
+                    timer.as_mut().reset(deadline);
+                }
+                () = stopped.as_mut() => return false,
+            }
+        }
+    }
+}
