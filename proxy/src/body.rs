@@ -135,11 +135,16 @@ pub enum ProxyBody {
 
 /// The body of an HTTP/1.1 response: the connection's lease (returned to the pool after
 /// the last byte when the response allows reuse, closed otherwise) and the decoder.
+///
+/// It also carries the response's header fields as the pod sent them ([`h1::Fields`]):
+/// the response's `HeaderMap` starts empty, because the downstream fast loop writes the
+/// fields straight out and only hyper's path needs a map ([`ProxyBody::take_fields`]).
 #[derive(Debug)]
 pub struct Http1Body {
     lease: Option<Lease>,
     decoder: Decoder,
     reusable: bool,
+    fields: h1::Fields,
 }
 
 impl ProxyBody {
@@ -153,17 +158,37 @@ impl ProxyBody {
         this
     }
 
-    /// The body of an HTTP/1.1 response framed by `framing`, read over `lease`.
-    pub fn http1(lease: Lease, framing: h1::Framing) -> Self {
+    /// The body of an HTTP/1.1 response framed by `framing`, read over `lease`, with the
+    /// response's header `fields` (see [`Http1Body`]).
+    pub fn http1(lease: Lease, framing: h1::Framing, fields: h1::Fields) -> Self {
         let mut body = Http1Body {
             lease: Some(lease),
             decoder: Decoder::new(framing.body),
             reusable: framing.reusable,
+            fields,
         };
         if body.decoder.is_done() {
             body.finish();
         }
         ProxyBody::Http1(body)
+    }
+
+    /// An HTTP/1.1 pod's header fields not yet in the response's `HeaderMap`.
+    pub fn fields(&self) -> Option<&h1::Fields> {
+        match self {
+            ProxyBody::Http1(body) if !body.fields.is_empty() => Some(&body.fields),
+            _ => None,
+        }
+    }
+
+    /// Takes the fields [`ProxyBody::fields`] returns, leaving none.
+    pub fn take_fields(&mut self) -> Option<h1::Fields> {
+        match self {
+            ProxyBody::Http1(body) if !body.fields.is_empty() => {
+                Some(std::mem::take(&mut body.fields))
+            }
+            _ => None,
+        }
     }
 
     pub fn full(bytes: impl Into<Bytes>) -> Self {

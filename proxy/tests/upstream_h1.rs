@@ -42,6 +42,11 @@ fn answer(method: &str, path: &str, body: &[u8]) -> (Vec<u8>, bool) {
             false,
         ),
         "/nocontent" => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+        "/hops" => (
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\n\
+              X-Secret: 1\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok",
+            false,
+        ),
         "/garbage" => (b"SURELY NOT HTTP\r\n\r\n", true),
         "/conflict" => (
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
@@ -146,6 +151,33 @@ async fn every_framing_reaches_the_client_and_the_connection_is_reused_when_it_m
     );
     let answer = client.get("raw.shop", "/nocontent").await;
     assert_eq!((answer.status.as_u16(), answer.body.as_str()), (204, ""));
+    let answer = client.get("raw.shop", "/hops").await;
+    assert_eq!(answer.headers["x-kept"], "yes", "{:?}", answer.headers);
+    for hop in ["connection", "keep-alive", "x-secret"] {
+        assert!(
+            !answer.headers.contains_key(hop),
+            "{hop} stays on the pod's hop: {:?}",
+            answer.headers
+        );
+    }
+    // The same over h2c, where hyper writes the response from its map.
+    let mut h2 = h2_client(proxy.addr).await;
+    let request = Request::get("http://raw.shop/hops")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = h2.send_request(request).await.expect("an h2c answer");
+    assert_eq!(
+        response.headers()["x-kept"],
+        "yes",
+        "{:?}",
+        response.headers()
+    );
+    assert!(
+        !response.headers().contains_key("x-secret")
+            && !response.headers().contains_key("keep-alive"),
+        "{:?}",
+        response.headers()
+    );
     let head = Request::head("/")
         .header("host", "raw.shop")
         .body(Full::new(Bytes::new()))

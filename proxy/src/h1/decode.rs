@@ -5,10 +5,11 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue, TRANSFER_ENCODING};
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Version};
 
 use super::Error;
+use super::fields::Fields;
 
 /// Most response headers read from a pod (Set-Cookie-heavy pages included).
 pub const MAX_RESPONSE_HEADERS: usize = 128;
@@ -22,7 +23,7 @@ const MAX_CHUNK_LINE: usize = 4 * 1024;
 pub struct Head {
     pub status: StatusCode,
     pub version: Version,
-    pub headers: HeaderMap,
+    pub fields: Fields,
 }
 
 /// Parses a response head from the front of `buf`, removing it. `None`: incomplete,
@@ -59,21 +60,11 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
         .iter()
         .map(|header| Span::of(buf, header))
         .collect();
-    // Header values become zero-copy slices of the head's bytes.
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for span in &spans {
-        let name = HeaderName::from_bytes(&head[span.name.0..span.name.0 + span.name.1])
-            .map_err(|_| Error::Framing("invalid header name"))?;
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.0 + span.value.1))
-                .map_err(|_| Error::Framing("invalid header value"))?;
-        headers.append(name, value);
-    }
     Ok(Some(Head {
         status,
         version,
-        headers,
+        fields: Fields::new(head, spans),
     }))
 }
 
@@ -121,10 +112,24 @@ pub enum BodyKind {
 
 /// RFC 9112 §6.3, for a response to `method`.
 pub fn framing(method: &Method, head: &Head) -> Result<Framing, Error> {
-    let headers = &head.headers;
+    // One pass over the fields (this runs for every response).
+    let (mut keep_alive, mut close) = (false, false);
+    let (mut length, mut has_length) = (None, false);
+    let mut last_coding: Option<&[u8]> = None;
+    for (name, value) in head.fields.iter() {
+        if name.eq_ignore_ascii_case(b"connection") {
+            keep_alive |= has_token(value, b"keep-alive");
+            close |= has_token(value, b"close");
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            last_coding = Some(value);
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            has_length = true;
+            length = content_length(value, length)?;
+        }
+    }
     let mut reusable = match head.version {
-        Version::HTTP_10 => has_token(headers, &CONNECTION, "keep-alive"),
-        _ => !has_token(headers, &CONNECTION, "close"),
+        Version::HTTP_10 => keep_alive,
+        _ => !close,
     };
     let body = if method == Method::HEAD
         || head.status.is_informational()
@@ -132,18 +137,18 @@ pub fn framing(method: &Method, head: &Head) -> Result<Framing, Error> {
         || head.status == StatusCode::NOT_MODIFIED
     {
         BodyKind::Empty
-    } else if headers.contains_key(TRANSFER_ENCODING) {
+    } else if let Some(coding) = last_coding {
         // Transfer-Encoding overrides Content-Length; a message with both may be an
         // attempt at smuggling, so the connection is not reused after it.
-        if headers.contains_key(CONTENT_LENGTH) {
+        if has_length {
             reusable = false;
         }
-        if last_coding_is_chunked(headers) {
+        if ends_in_chunked(coding) {
             BodyKind::Chunked
         } else {
             BodyKind::UntilClose
         }
-    } else if let Some(length) = content_length(headers)? {
+    } else if let Some(length) = length {
         BodyKind::Length(length)
     } else {
         BodyKind::UntilClose
@@ -154,34 +159,24 @@ pub fn framing(method: &Method, head: &Head) -> Result<Framing, Error> {
     Ok(Framing { body, reusable })
 }
 
-/// The one `Content-Length` value; several must agree (RFC 9110 §8.6).
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
-    let mut found = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-                return Err(Error::Framing("invalid Content-Length"));
-            }
-            let n = std::str::from_utf8(part)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or(Error::Framing("invalid Content-Length"))?;
-            if found.is_some_and(|f| f != n) {
-                return Err(Error::Framing("conflicting Content-Length values"));
-            }
-            found = Some(n);
+/// Folds one `Content-Length` value into the length found so far: several values (in
+/// one field or several) must agree (RFC 9110 §8.6).
+fn content_length(value: &[u8], mut found: Option<u64>) -> Result<Option<u64>, Error> {
+    for part in value.split(|b| *b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return Err(Error::Framing("invalid Content-Length"));
         }
+        let n = std::str::from_utf8(part)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or(Error::Framing("invalid Content-Length"))?;
+        if found.is_some_and(|f| f != n) {
+            return Err(Error::Framing("conflicting Content-Length values"));
+        }
+        found = Some(n);
     }
     Ok(found)
-}
-
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .is_some_and(|v| ends_in_chunked(v.as_bytes()))
 }
 
 /// Whether a `Transfer-Encoding` value's last coding is `chunked` (RFC 9112 §6.3: only
@@ -193,12 +188,10 @@ pub fn ends_in_chunked(value: &[u8]) -> bool {
         .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// One step of body decoding.

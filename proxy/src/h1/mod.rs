@@ -18,6 +18,7 @@
 
 mod decode;
 mod encode;
+mod fields;
 
 use std::future::poll_fn;
 use std::io;
@@ -30,9 +31,12 @@ use http_body::Body as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
-pub use decode::{BodyKind, Decoded, Decoder, Framing, Head, MAX_RESPONSE_HEAD, ends_in_chunked};
+pub use decode::{
+    BodyKind, Decoded, Decoder, Framing, Head, MAX_RESPONSE_HEAD, ends_in_chunked, parse_head,
+};
 pub(crate) use decode::{Span, offset};
 pub(crate) use encode::{chunk, last_chunk, put_fields};
+pub use fields::Fields;
 
 use crate::body::UpstreamBody;
 

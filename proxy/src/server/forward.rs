@@ -59,10 +59,10 @@ pub async fn send(
             let version = request.version();
             match h1::send(conn, &mut request).await {
                 Ok((head, framing)) => {
-                    let mut response = Response::new(ProxyBody::http1(lease, framing));
+                    // The fields stay raw in the body (see `ProxyBody::fields`).
+                    let mut response = Response::new(ProxyBody::http1(lease, framing, head.fields));
                     *response.status_mut() = head.status;
                     *response.version_mut() = version;
-                    *response.headers_mut() = head.headers;
                     Ok((response, Some(request)))
                 }
                 Err(h1::SendError::NotSent(error)) => {

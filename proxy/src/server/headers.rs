@@ -1,11 +1,14 @@
 //! Header hygiene between client and pod: hop-by-hop headers stay on their hop
 //! (RFC 9110 §7.6.1), `X-Forwarded-For` / `-Proto` tell the pod who asked.
 
-use http::HeaderMap;
 use http::header::{
     CONNECTION, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
+use http::{HeaderMap, Response};
+
+use crate::body::ProxyBody;
+use crate::h1::Fields;
 
 pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -83,8 +86,11 @@ fn strip_common(headers: &mut HeaderMap) {
 }
 
 fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    tokens(value.as_bytes())
+}
+
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
-        .as_bytes()
         .split(|b| *b == b',')
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
@@ -99,6 +105,59 @@ fn is_fixed_hop(token: &[u8]) -> bool {
 
 fn only_trailers(headers: &HeaderMap, te: &HeaderValue) -> bool {
     headers.get_all(TE).iter().count() == 1 && te.as_bytes().eq_ignore_ascii_case(b"trailers")
+}
+
+/// What [`strip_response`] removes, for writers that copy a pod's raw HTTP/1.1 fields
+/// ([`Fields`]) straight out instead of building a map first.
+#[derive(Debug)]
+pub struct ResponseHops<'a> {
+    /// Names the response's `Connection` fields list besides the fixed set.
+    listed: Vec<&'a [u8]>,
+}
+
+impl<'a> ResponseHops<'a> {
+    pub fn of(fields: &'a Fields) -> Self {
+        let listed = fields
+            .get_all("connection")
+            .flat_map(tokens)
+            .filter(|t| !is_fixed_hop(t))
+            .collect();
+        ResponseHops { listed }
+    }
+
+    /// Whether the field `name` stays on the pod's hop.
+    pub fn contains(&self, name: &[u8]) -> bool {
+        // By length first: most fields are rejected without comparing bytes.
+        let fixed: &[&[u8]] = match name.len() {
+            2 => &[b"te"],
+            7 => &[b"upgrade"],
+            10 => &[b"connection", b"keep-alive"],
+            16 => &[b"proxy-connection"],
+            17 => &[b"transfer-encoding"],
+            18 => &[b"proxy-authenticate"],
+            19 => &[b"proxy-authorization"],
+            _ => &[],
+        };
+        fixed.iter().any(|hop| name.eq_ignore_ascii_case(hop))
+            || self.listed.iter().any(|t| name.eq_ignore_ascii_case(t))
+    }
+}
+
+/// For hyper's path: moves an HTTP/1.1 pod's raw fields into the response's map, as
+/// [`strip_response`] leaves them. Headers the proxy set itself stay.
+pub fn materialize(response: &mut Response<ProxyBody>) {
+    if let Some(fields) = response.body_mut().take_fields() {
+        let mut headers = fields.to_header_map();
+        strip_response(&mut headers);
+        let own = std::mem::replace(response.headers_mut(), headers);
+        let mut name = None;
+        for (key, value) in own {
+            name = key.or(name);
+            if let Some(name) = &name {
+                response.headers_mut().append(name.clone(), value);
+            }
+        }
+    }
 }
 
 /// Appends the client's address to `X-Forwarded-For` and sets `X-Forwarded-Proto`.
@@ -159,6 +218,42 @@ mod tests {
         let mut h = map(&[("trailer", "grpc-status"), ("connection", "close")]);
         strip_response(&mut h);
         assert_eq!(h.len(), 1, "responses keep Trailer");
+    }
+
+    #[test]
+    fn raw_response_fields_lose_what_strip_response_removes() {
+        let raw = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\n\
+                   X-Secret: 1\r\nTE: trailers\r\nTrailer: grpc-status\r\nTransfer-Encoding: chunked\r\n\
+                   Upgrade: h2c\r\nX-Kept: yes\r\n\r\n";
+        let mut buf = bytes::BytesMut::from(raw);
+        let head = crate::h1::parse_head(&mut buf)
+            .expect("parses")
+            .expect("complete");
+        let hops = ResponseHops::of(&head.fields);
+        let kept: Vec<String> = head
+            .fields
+            .iter()
+            .filter(|(name, _)| !hops.contains(name))
+            .map(|(name, _)| String::from_utf8_lossy(name).to_lowercase())
+            .collect();
+        let mut map = head.fields.to_header_map();
+        strip_response(&mut map);
+        let stripped: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(kept, ["trailer", "x-kept"]);
+        assert_eq!(kept, stripped, "both ways leave the same fields");
+    }
+
+    #[test]
+    fn the_raw_hop_set_is_the_map_hop_set() {
+        let none = ResponseHops { listed: Vec::new() };
+        for hop in HOP_BY_HOP.iter().chain([&TE]) {
+            assert!(none.contains(hop.as_str().as_bytes()), "{hop}");
+            assert!(
+                none.contains(hop.as_str().to_uppercase().as_bytes()),
+                "{hop}, any case"
+            );
+        }
+        assert!(!none.contains(b"x-kept") && !none.contains(b"trailer"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::service::{self, RequestBody, Shared};
-use super::{ServerConfig, downstream, sentry};
+use super::{ServerConfig, downstream, headers, sentry};
 
 /// hyper's smallest allowed HTTP/1.1 read buffer (it panics below this).
 const MIN_READ_BUFFER: usize = 8192;
@@ -144,7 +144,14 @@ impl Connection {
         let flag = framing.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let request = request.map(RequestBody::Hyper);
-            service::handle(Arc::clone(&shared), client.clone(), flag.raised(), request)
+            let handled =
+                service::handle(Arc::clone(&shared), client.clone(), flag.raised(), request);
+            async move {
+                let mut response = handled.await?;
+                // hyper writes from the map: copy an HTTP/1.1 pod's raw fields into it.
+                headers::materialize(&mut response);
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let stream = sentry::Sentry::new(read, stream, framing);
         let conn = self.builder.serve_connection(TokioIo::new(stream), service);

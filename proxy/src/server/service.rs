@@ -195,6 +195,9 @@ async fn proxy(
     // Zero means no timeout (a Route that opts out), not "fail at once".
     let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::from_std(start) + timeout);
     let attempt = tries(shared, client, request, guard, &table, deadline);
+    // Pinned in place: the try loop's future is kilobytes, and wrapping it by value in
+    // a timeout would copy all of it on every request.
+    tokio::pin!(attempt);
     let outcome = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
             Ok(result) => result,
@@ -270,6 +273,7 @@ async fn tries(
             deadline,
         };
         let send = forward::send(&shared.pools, addr, &settings, request);
+        tokio::pin!(send);
         let sent = match per_try {
             Some(limit) => tokio::time::timeout(limit, send)
                 .await

@@ -26,7 +26,12 @@ fn head_parses_and_leaves_the_body() {
     let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello");
     let head = parse_head(&mut buf).expect("ok").expect("complete");
     assert_eq!(head.status, StatusCode::OK);
-    assert_eq!(head.headers["x-a"], "b");
+    assert_eq!(
+        head.fields.get_all("X-a").collect::<Vec<_>>(),
+        [b"b"],
+        "any case"
+    );
+    assert_eq!(head.fields.to_header_map()["x-a"], "b");
     assert_eq!(&buf[..], b"hello");
 }
 

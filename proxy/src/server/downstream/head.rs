@@ -25,6 +25,9 @@ pub const MAX_FAST_BODY: u64 = REPLAY_BUFFER_LIMIT;
 /// configured limit and answers `431`).
 const SLOTS: usize = DEFAULT_MAX_HEADERS;
 
+/// Fields the service adds to every request (`X-Forwarded-For`, `-Proto`).
+const FORWARDED_FIELDS: usize = 2;
+
 /// The limits a head is checked against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -136,7 +139,9 @@ fn build(
     spans: &[Span],
 ) -> Option<Request<()>> {
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)).ok()?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for the two `X-Forwarded-*` fields the service adds: growing a HeaderMap
+    // rehashes every field.
+    let mut headers = HeaderMap::with_capacity(spans.len() + FORWARDED_FIELDS);
     for span in spans {
         let name = HeaderName::from_bytes(&head[span.name.0..span.name.0 + span.name.1]).ok()?;
         let value = head.slice(span.value.0..span.value.0 + span.value.1);

@@ -21,6 +21,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
 use crate::body::{BoxError, ProxyBody};
 use crate::h1::{chunk, last_chunk, put_fields};
+use crate::server::headers::ResponseHops;
 
 /// Buffered response bytes past which they are written before more is taken from the
 /// pod: bounds memory per slow client (the pod waits, as with nginx's buffers).
@@ -48,6 +49,7 @@ pub fn framing(head: bool, response: &Response<ProxyBody>) -> Framing {
     {
         return Framing::None;
     }
+    // An HTTP/1.1 pod's own Content-Length is its body's exact size (the decoder's).
     let declared = response
         .headers()
         .get(CONTENT_LENGTH)
@@ -72,6 +74,20 @@ pub fn head(response: &Response<ProxyBody>, framing: Framing, close: bool, buf: 
     // A HEAD response keeps the pod's Content-Length: it describes the GET's body.
     let keep_length = framing == Framing::None;
     put_fields(response.headers(), buf, !keep_length);
+    let mut dated = response.headers().contains_key(DATE);
+    if let Some(fields) = response.body().fields() {
+        // An HTTP/1.1 pod's fields, each line copied as it came, less the hop-by-hop ones.
+        let hops = ResponseHops::of(fields);
+        for (name, line) in fields.lines() {
+            if hops.contains(name) || (!keep_length && name.eq_ignore_ascii_case(b"content-length"))
+            {
+                continue;
+            }
+            dated |= name.eq_ignore_ascii_case(b"date");
+            buf.put_slice(line);
+            buf.put_slice(b"\r\n");
+        }
+    }
     match framing {
         Framing::None => {}
         Framing::Length(n) => {
@@ -81,7 +97,7 @@ pub fn head(response: &Response<ProxyBody>, framing: Framing, close: bool, buf: 
         }
         Framing::Chunked => buf.put_slice(b"transfer-encoding: chunked\r\n"),
     }
-    if !response.headers().contains_key(DATE) {
+    if !dated {
         buf.put_slice(b"date: ");
         put_date(buf);
         buf.put_slice(b"\r\n");
