@@ -117,11 +117,15 @@ pub struct ResponseHops<'a> {
 
 impl<'a> ResponseHops<'a> {
     pub fn of(fields: &'a Fields) -> Self {
-        let listed = fields
-            .get_all("connection")
-            .flat_map(tokens)
-            .filter(|t| !is_fixed_hop(t))
-            .collect();
+        // Plain loops: this runs per response, and usually finds only `keep-alive`.
+        let mut listed = Vec::new();
+        for value in fields.get_all("connection") {
+            for token in tokens(value) {
+                if !is_fixed_hop(token) {
+                    listed.push(token);
+                }
+            }
+        }
         ResponseHops { listed }
     }
 
