@@ -113,6 +113,25 @@ GET / HTTP/1.1\r\nHost: orders.shop\r\nConnection: close\r\n\r\n";
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_is_no_uri_is_400_with_its_reason() {
+    let (proxy, pod) = proxy_and_pod("127.0.0.85").await;
+    let out = exchange(
+        &proxy,
+        b"GET http://[::1/x HTTP/1.1\r\nHost: orders.shop\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+    assert!(out.contains("fairway-error: MalformedRequest\r\n"), "{out}");
+    assert_eq!(
+        out.matches("HTTP/1.1 ").count(),
+        1,
+        "closed after the 400: {out}"
+    );
+    assert_eq!(pod.requests.load(Ordering::SeqCst), 0, "nothing forwarded");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_short_is_cut_off_by_the_header_read_timeout() {
     let (proxy, pod) = proxy_and_pod("127.0.0.83").await;
     let started = Instant::now();

@@ -38,6 +38,9 @@ pub struct Limits {
 }
 
 /// What the front of the buffer holds.
+// Returned once per request and matched at once: boxing the head would cost an
+// allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Parsed {
     /// Not a whole head yet: read more.

@@ -18,12 +18,13 @@
 mod head;
 mod respond;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::Method;
 use http::header::HeaderValue;
+use http::{Method, Response};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -32,7 +33,7 @@ use tokio::time::Instant;
 pub use head::Limits;
 
 use super::service::{self, RequestBody, Shared};
-use crate::body::Replayable;
+use crate::body::{ProxyBody, Replayable};
 
 /// Read buffer reserved per connection; grows to the head limit if a head needs it.
 const READ_CHUNK: usize = 8 * 1024;
@@ -81,6 +82,7 @@ impl Loop<'_> {
                     head::Parsed::Malformed => {
                         respond::bad_request(&mut write);
                         let _ = stream.write_all(&write).await;
+                        let _ = stream.shutdown().await;
                         return Ended::Closed;
                     }
                     head::Parsed::Partial => {}
@@ -106,20 +108,8 @@ impl Loop<'_> {
             let request = request.request.map(|()| RequestBody::Buffered(body));
             let handled =
                 service::handle(Arc::clone(self.shared), self.client.clone(), false, request);
-            tokio::pin!(handled);
-            // While the pod works, notice a client that hangs up (the request is then
-            // dropped, which tells the balancer it was cancelled) and take pipelined
-            // bytes, up to the head limit.
-            let response = loop {
-                tokio::select! {
-                    biased;
-                    Ok(response) = &mut handled => break response,
-                    read_more = stream.read_buf(&mut read), if read.len() < self.limits.max_head => {
-                        if !matches!(read_more, Ok(n) if n > 0) {
-                            return Ended::Closed;
-                        }
-                    }
-                }
+            let Some(response) = self.answer(stream, &mut read, handled).await else {
+                return Ended::Closed;
             };
             let close = close || *self.stop.borrow();
             if let Err(error) =
@@ -131,6 +121,39 @@ impl Loop<'_> {
             if close {
                 let _ = stream.shutdown().await;
                 return Ended::Closed;
+            }
+        }
+    }
+
+    /// Waits for `handled`, the service's answer. Meanwhile notices a client that hangs
+    /// up (`None`: the answer is dropped, which tells the balancer the request was
+    /// cancelled) and takes pipelined bytes into `read`, up to the head limit.
+    async fn answer(
+        &self,
+        stream: &mut TcpStream,
+        read: &mut BytesMut,
+        handled: impl std::future::Future<Output = Result<Response<ProxyBody>, Infallible>>,
+    ) -> Option<Response<ProxyBody>> {
+        tokio::pin!(handled);
+        loop {
+            tokio::select! {
+                biased;
+                Ok(response) = &mut handled => return Some(response),
+                // Readiness first: the task is polled several times per request, and a
+                // readiness check is far cheaper than a read attempt.
+                ready = std::future::poll_fn(|cx| stream.poll_read_ready(cx)),
+                    if read.len() < self.limits.max_head =>
+                {
+                    let read_more = match ready {
+                        Ok(()) => stream.try_read_buf(read),
+                        Err(error) => Err(error),
+                    };
+                    match read_more {
+                        Ok(n) if n > 0 => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        _ => return None,
+                    }
+                }
             }
         }
     }

@@ -225,10 +225,18 @@ fn put_date(buf: &mut BytesMut) {
     });
 }
 
-/// The `400` for a head `http` refused, closing the connection (what hyper answers).
+/// The `400` for a head whose request target `http` refused, closing the connection
+/// (hyper answers the same head `400` too, with an empty body).
 pub fn bad_request(buf: &mut BytesMut) {
+    const BODY: &str = "MalformedRequest: the request target is not a valid URI\n";
     buf.clear();
-    buf.put_slice(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let _ = write!(
+        buf.writer(),
+        "HTTP/1.1 400 Bad Request\r\nfairway-error: MalformedRequest\r\n\
+         content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
 }
 
 #[cfg(test)]
