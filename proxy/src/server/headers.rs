@@ -1,6 +1,7 @@
 //! Header hygiene between client and pod: hop-by-hop headers stay on their hop
 //! (RFC 9110 §7.6.1), `X-Forwarded-For` / `-Proto` tell the pod who asked.
 
+use http::header::Entry;
 use http::header::{
     CONNECTION, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
@@ -32,9 +33,13 @@ const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
 /// survives only as `trailers` (the one value HTTP/2 allows, and gRPC needs).
 /// `Trailer` goes on requests only (see [`strip_response`]).
 pub fn strip_request(headers: &mut HeaderMap) {
-    strip_common(headers);
-    headers.remove(TRAILER);
-    if let Some(te) = headers.get(TE)
+    let present = Present::of(headers);
+    strip_common(headers, &present);
+    if present.trailer {
+        headers.remove(TRAILER);
+    }
+    if present.te
+        && let Some(te) = headers.get(TE)
         && !only_trailers(headers, te)
     {
         headers.remove(TE);
@@ -44,17 +49,51 @@ pub fn strip_request(headers: &mut HeaderMap) {
 /// Like [`strip_request`], for the pod's response headers. `Trailer` stays: hyper only
 /// sends HTTP/1.1 response trailers that the response declares in it.
 pub fn strip_response(headers: &mut HeaderMap) {
-    strip_common(headers);
-    headers.remove(TE);
+    let present = Present::of(headers);
+    strip_common(headers, &present);
+    if present.te {
+        headers.remove(TE);
+    }
 }
 
-fn strip_common(headers: &mut HeaderMap) {
+/// Which names the strip functions handle a message carries, from one pass over its
+/// (few) names: every look-up or removal of an absent name still costs a hash.
+struct Present {
+    hop: [bool; HOP_COUNT],
+    trailer: bool,
+    te: bool,
+}
+
+impl Present {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut present = Present {
+            hop: [false; HOP_COUNT],
+            trailer: false,
+            te: false,
+        };
+        for name in headers.keys() {
+            if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+                present.hop[i] = true;
+            } else if name == TRAILER {
+                present.trailer = true;
+            } else if name == TE {
+                present.te = true;
+            }
+        }
+        present
+    }
+}
+
+fn strip_common(headers: &mut HeaderMap, present: &Present) {
     // Most messages say only `Connection: keep-alive` (or `close`): nothing more to
     // remove than the fixed set, so skip collecting the listed names.
-    if headers
-        .get_all(CONNECTION)
-        .iter()
-        .any(|v| connection_tokens(v).any(|t| !is_fixed_hop(t)))
+    // `HOP_BY_HOP[0]` is `Connection`.
+    let connection = present.hop[0];
+    if connection
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .any(|v| connection_tokens(v).any(|t| !is_fixed_hop(t)))
     {
         // Copy the listed names out first: removing while borrowing the values is not
         // allowed, and the list is short.
@@ -71,14 +110,7 @@ fn strip_common(headers: &mut HeaderMap) {
             }
         }
     }
-    // One pass over the (few) names instead of a hashed removal per hop-by-hop name.
-    let mut present = [false; HOP_COUNT];
-    for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
-            present[i] = true;
-        }
-    }
-    for (name, present) in HOP_BY_HOP.into_iter().zip(present) {
+    for (name, present) in HOP_BY_HOP.into_iter().zip(present.hop) {
         if present {
             headers.remove(name);
         }
@@ -167,14 +199,20 @@ pub fn materialize(response: &mut Response<ProxyBody>) {
 /// Appends the client's address to `X-Forwarded-For` and sets `X-Forwarded-Proto`.
 /// `client` is the peer's IP, formatted once per connection.
 pub fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue) {
-    let joined = headers.get(X_FORWARDED_FOR).and_then(|existing| {
-        let mut value = Vec::with_capacity(existing.len() + 2 + client.len());
-        value.extend_from_slice(existing.as_bytes());
-        value.extend_from_slice(b", ");
-        value.extend_from_slice(client.as_bytes());
-        HeaderValue::from_bytes(&value).ok()
-    });
-    headers.insert(X_FORWARDED_FOR, joined.unwrap_or_else(|| client.clone()));
+    // One hashed look-up for X-Forwarded-For, whether it is there or not.
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Occupied(mut entry) => {
+            let existing = entry.get();
+            let mut value = Vec::with_capacity(existing.len() + 2 + client.len());
+            value.extend_from_slice(existing.as_bytes());
+            value.extend_from_slice(b", ");
+            value.extend_from_slice(client.as_bytes());
+            entry.insert(HeaderValue::from_bytes(&value).unwrap_or_else(|_| client.clone()));
+        }
+        Entry::Vacant(entry) => {
+            entry.insert(client.clone());
+        }
+    }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 }
 
