@@ -302,10 +302,12 @@ def fill(template: Path, dest: Path, run: Path, extra: dict | None = None) -> Pa
 
 
 def find_bin(name: str) -> str:
-    for candidate in (ROOT / "target" / "release" / name, shutil.which(name), f"/usr/sbin/{name}"):
+    # The proxy as it ships (`--profile dist`, built by bench/proxy.sh), else release.
+    for candidate in (ROOT / "target" / "dist" / name, ROOT / "target" / "release" / name,
+                      shutil.which(name), f"/usr/sbin/{name}"):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    raise RuntimeError(f"{name} not found (run bench/install.sh, build with cargo build --release)")
+    raise RuntimeError(f"{name} not found (run bench/install.sh, then bench/proxy.sh builds it)")
 
 
 def envoy_bin() -> str:

@@ -5,7 +5,7 @@
 # (results.json, results.md, per-run logs and generated configs), the chart:
 # docs/img/proxy-bench.svg. Arguments go to bench/proxy.py (--help lists them).
 #   bench/install.sh        # once: wrk, h2load, nginx, haproxy, Envoy
-#   bench/proxy.sh          # builds the release binaries if missing, then runs
+#   bench/proxy.sh          # builds the binaries (proxy: `dist` profile), then runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for bin in wrk h2load taskset ss python3; do
@@ -15,8 +15,9 @@ for bin in nginx haproxy; do
   command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || { echo "$bin missing: run bench/install.sh" >&2; exit 1; }
 done
 bench/envoy-path.sh >/dev/null || { echo "Envoy missing: run bench/install.sh" >&2; exit 1; }
-if [ ! -x target/release/fairway-proxy ] || [ ! -x target/release/fairway-controller ] || [ -n "${BENCH_BUILD:-}" ]; then
-  cargo build --release -p fairway-proxy -p fairway-controller
-fi
+# Always (a no-op when up to date), so a run never measures a stale binary: the proxy
+# as it ships (the `dist` profile: fat LTO), the controller as a plain release build.
+cargo build --profile dist -p fairway-proxy
+cargo build --release -p fairway-controller
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 python3 bench/proxy.py "$@"

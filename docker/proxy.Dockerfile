@@ -11,8 +11,8 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p fairway-proxy --bin fairway-proxy \
- && cp target/release/fairway-proxy /fairway-proxy
+    cargo build --profile dist --locked -p fairway-proxy --bin fairway-proxy \
+ && cp target/dist/fairway-proxy /fairway-proxy
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /fairway-proxy /usr/local/bin/fairway-proxy
