@@ -110,7 +110,7 @@ fn strip_common(headers: &mut HeaderMap, present: &Present) {
             }
         }
     }
-    for (name, present) in HOP_BY_HOP.into_iter().zip(present.hop) {
+    for (name, present) in HOP_BY_HOP.iter().zip(present.hop) {
         if present {
             headers.remove(name);
         }

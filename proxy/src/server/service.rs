@@ -194,10 +194,9 @@ async fn proxy(
     let timeout = route.timeouts.request;
     // Zero means no timeout (a Route that opts out), not "fail at once".
     let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::from_std(start) + timeout);
-    let attempt = tries(shared, client, request, guard, &table, deadline);
-    // Pinned in place: the try loop's future is kilobytes, and wrapping it by value in
-    // a timeout would copy all of it on every request.
-    tokio::pin!(attempt);
+    // Built and pinned in place: the try loop's future is kilobytes, and moving it (into
+    // a timeout, or into a pinned local) would copy all of it on every request.
+    let attempt = std::pin::pin!(tries(shared, client, request, guard, &table, deadline));
     let outcome = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
             Ok(result) => result,
@@ -272,8 +271,7 @@ async fn tries(
             guard: &mut guard,
             deadline,
         };
-        let send = forward::send(&shared.pools, addr, &settings, request);
-        tokio::pin!(send);
+        let send = std::pin::pin!(forward::send(&shared.pools, addr, &settings, request));
         let sent = match per_try {
             Some(limit) => tokio::time::timeout(limit, send)
                 .await

@@ -19,6 +19,8 @@ mod head;
 mod respond;
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,15 +108,29 @@ impl Loop<'_> {
             let head_request = request.request.method() == Method::HEAD;
             let close = request.close;
             let request = request.request.map(|()| RequestBody::Buffered(body));
-            let handled =
-                service::handle(Arc::clone(self.shared), self.client.clone(), false, request);
+            // Built in place, pinned where it stands: the request's future is kilobytes,
+            // and every move of it is a copy.
+            let handled = std::pin::pin!(service::handle(
+                Arc::clone(self.shared),
+                self.client.clone(),
+                false,
+                request
+            ));
             let Some(response) = self.answer(stream, &mut read, handled).await else {
                 return Ended::Closed;
             };
             let close = close || *self.stop.borrow();
-            if let Err(error) =
-                respond::write(stream, &mut write, response, head_request, close).await
-            {
+            let written = {
+                let write = std::pin::pin!(respond::write(
+                    stream,
+                    &mut write,
+                    response,
+                    head_request,
+                    close
+                ));
+                write.await
+            };
+            if let Err(error) = written {
                 tracing::debug!(%error, "writing the response");
                 return Ended::Closed;
             }
@@ -132,13 +148,12 @@ impl Loop<'_> {
         &self,
         stream: &mut TcpStream,
         read: &mut BytesMut,
-        handled: impl std::future::Future<Output = Result<Response<ProxyBody>, Infallible>>,
+        mut handled: Pin<&mut impl Future<Output = Result<Response<ProxyBody>, Infallible>>>,
     ) -> Option<Response<ProxyBody>> {
-        tokio::pin!(handled);
         loop {
             tokio::select! {
                 biased;
-                Ok(response) = &mut handled => return Some(response),
+                Ok(response) = handled.as_mut() => return Some(response),
                 // Readiness first: the task is polled several times per request, and a
                 // readiness check is far cheaper than a read attempt.
                 ready = std::future::poll_fn(|cx| stream.poll_read_ready(cx)),
@@ -166,8 +181,8 @@ impl Loop<'_> {
         stream: &mut TcpStream,
         read: &mut BytesMut,
         started: Instant,
-        timer: &mut std::pin::Pin<&mut tokio::time::Sleep>,
-        stopped: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        timer: &mut Pin<&mut tokio::time::Sleep>,
+        stopped: &mut Pin<&mut impl Future<Output = ()>>,
     ) -> bool {
         let deadline = started + self.header_read_timeout;
         loop {
