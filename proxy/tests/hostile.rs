@@ -16,34 +16,13 @@ const MAX_HEADERS: usize = 20;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_millis(500);
 
 async fn proxy_and_pod(ip: &str) -> (Proxy, Pod) {
-    let pod = Pod::start("orders", ip).await;
     let config = ServerConfig {
         max_header_bytes: MAX_HEADER_BYTES,
         max_headers: MAX_HEADERS,
         header_read_timeout: HEADER_READ_TIMEOUT,
         ..ServerConfig::default()
     };
-    let proxy = Proxy::start_with(
-        table(
-            vec![route("orders", &["orders.shop"], &[("orders", 1)])],
-            vec![set("orders", &[pod.addr])],
-        ),
-        config,
-    )
-    .await;
-    (proxy, pod)
-}
-
-/// Sends `raw` and reads until the proxy closes the connection.
-async fn exchange(proxy: &Proxy, raw: &[u8]) -> String {
-    let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
-    stream.write_all(raw).await.expect("write");
-    let mut out = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut out))
-        .await
-        .expect("the proxy closes the connection within the bound")
-        .ok();
-    String::from_utf8_lossy(&out).into_owned()
+    orders_behind(ip, config).await
 }
 
 fn status_line(response: &str) -> &str {

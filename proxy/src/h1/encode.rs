@@ -9,7 +9,8 @@ use http::{HeaderMap, Method, Request};
 
 use crate::body::UpstreamBody;
 
-/// How the request body is delimited on the wire.
+/// How a message body is delimited on the wire (a request's here; the downstream
+/// writer uses it for responses too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
     /// No body and no header saying so (GET, HEAD, ...).
@@ -53,6 +54,13 @@ pub fn head(request: &Request<UpstreamBody>, framing: Framing, buf: &mut BytesMu
     buf.put_slice(target.as_bytes());
     buf.put_slice(b" HTTP/1.1\r\n");
     put_fields(request.headers(), buf, true);
+    put_framing(framing, buf);
+    buf.put_slice(b"\r\n");
+}
+
+/// Appends the header line `framing` calls for (none for [`Framing::None`]). Shared with
+/// the downstream response writer, whose bodies are framed the same three ways.
+pub(crate) fn put_framing(framing: Framing, buf: &mut BytesMut) {
     match framing {
         Framing::None => {}
         Framing::Length(n) => {
@@ -62,7 +70,6 @@ pub fn head(request: &Request<UpstreamBody>, framing: Framing, buf: &mut BytesMu
         }
         Framing::Chunked => buf.put_slice(b"transfer-encoding: chunked\r\n"),
     }
-    buf.put_slice(b"\r\n");
 }
 
 /// Appends `headers` as `name: value` lines, without the framing headers when

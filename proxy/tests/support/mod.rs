@@ -351,6 +351,33 @@ pub async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequ
     sender
 }
 
+/// One pod `orders` on `ip` behind a proxy with `config`, routed as `orders.shop`.
+pub async fn orders_behind(ip: &str, config: ServerConfig) -> (Proxy, Pod) {
+    let pod = Pod::start("orders", ip).await;
+    let proxy = Proxy::start_with(
+        table(
+            vec![route("orders", &["orders.shop"], &[("orders", 1)])],
+            vec![set("orders", &[pod.addr])],
+        ),
+        config,
+    )
+    .await;
+    (proxy, pod)
+}
+
+/// Writes `raw` to the proxy in one go and reads until it closes the connection.
+pub async fn exchange(proxy: &Proxy, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+    stream.write_all(raw).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes the connection within the bound")
+        .ok();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Waits until `condition` holds, checking every 20 ms for at most [`WAIT`].
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();

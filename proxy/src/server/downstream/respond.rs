@@ -20,23 +20,17 @@ use http_body::Body as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
 use crate::body::{BoxError, ProxyBody};
-use crate::h1::{chunk, last_chunk, put_fields};
+use crate::h1::{chunk, last_chunk, put_fields, put_framing};
 use crate::server::headers::ResponseHops;
 
 /// Buffered response bytes past which they are written before more is taken from the
 /// pod: bounds memory per slow client (the pod waits, as with nginx's buffers).
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 
-/// How the response body is delimited on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// No body may follow (a `HEAD` request; `1xx`, `204`, `304`).
-    None,
-    /// `Content-Length`: the pod's own, or the body's known size.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`, the size being unknown (trailers go at its end).
-    Chunked,
-}
+/// How the response body is delimited on the wire: no body (a `HEAD` request; `1xx`,
+/// `204`, `304`), `Content-Length` (the pod's own, or the body's known size), or chunked
+/// (the size being unknown; trailers go at its end). The same three ways as a request's.
+pub(crate) use crate::h1::BodyFraming as Framing;
 
 /// The framing for `response` to a request that was (`head`) or was not a `HEAD`.
 /// A `Content-Length` the pod sent is kept; a known size gets one; else chunked.
@@ -88,15 +82,7 @@ pub fn head(response: &Response<ProxyBody>, framing: Framing, close: bool, buf: 
             buf.put_slice(b"\r\n");
         }
     }
-    match framing {
-        Framing::None => {}
-        Framing::Length(n) => {
-            buf.put_slice(b"content-length: ");
-            let _ = write!(buf.writer(), "{n}");
-            buf.put_slice(b"\r\n");
-        }
-        Framing::Chunked => buf.put_slice(b"transfer-encoding: chunked\r\n"),
-    }
+    put_framing(framing, buf);
     if !dated {
         buf.put_slice(b"date: ");
         put_date(buf);
