@@ -1,6 +1,7 @@
-//! The two body types of the request path, as plain enums so nothing is boxed per
-//! request.
+//! The body types of the request path, as plain enums so nothing is boxed per request.
 //!
+//! - [`RequestBody`]: what the client sent, as the downstream side hands it over
+//!   (hyper's stream, or bytes the fast loop read with the head).
 //! - [`UpstreamBody`]: what the proxy sends to a pod. Either replayable bytes (an empty
 //!   body, or a small body buffered so an idempotent request can be retried) or the
 //!   client's body streamed through untouched (gRPC, uploads: sent once, never retried).
@@ -16,6 +17,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
 use crate::h1::{self, Decoded, Decoder};
@@ -23,6 +25,47 @@ use crate::pool::Lease;
 
 /// Errors of a response body: the pod's connection failed mid-body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Largest request body buffered so an idempotent request can be retried after it was
+/// sent: covers typical PUT/DELETE payloads while bounding memory per request. Larger or
+/// unsized (streaming) bodies are forwarded as they arrive and never retried once sent.
+pub const REPLAY_BUFFER_LIMIT: u64 = 64 * 1024;
+
+/// A request body as the downstream side hands it over.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// hyper's body (HTTP/2, and HTTP/1.1 requests the fast loop handed off).
+    Hyper(Incoming),
+    /// Read whole with the head by the fast loop (`crate::server`'s `downstream`).
+    Buffered(Replayable),
+}
+
+impl RequestBody {
+    /// The body to send: empty, buffered (small, known size, idempotent method: it may
+    /// be retried; or read whole by the fast loop), or streamed through.
+    pub async fn into_upstream(self, idempotent: bool) -> Result<UpstreamBody, hyper::Error> {
+        let body = match self {
+            RequestBody::Buffered(body) => return Ok(UpstreamBody::Replayable(body)),
+            RequestBody::Hyper(body) => body,
+        };
+        if body.is_end_stream() {
+            return Ok(UpstreamBody::empty());
+        }
+        let small = body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= REPLAY_BUFFER_LIMIT);
+        if !(idempotent && small) {
+            return Ok(UpstreamBody::Stream(body));
+        }
+        let collected = body.collect().await?;
+        let trailers = collected.trailers().cloned();
+        Ok(UpstreamBody::Replayable(Replayable::new(
+            collected.to_bytes(),
+            trailers,
+        )))
+    }
+}
 
 /// A request body on its way to a pod.
 #[derive(Debug)]

@@ -29,13 +29,13 @@ use crate::metrics::Metrics;
 use crate::pool::{Pools, spawn_follower};
 use crate::table::TableHandle;
 
+pub use crate::body::REPLAY_BUFFER_LIMIT;
 pub use errors::{FAIRWAY_ERROR, ProxyError};
 pub use headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 pub use retry::{
     Failure, MAX_SAVED_RETRIES, MIN_RETRIES_PER_SECOND, RetryBudget, is_idempotent,
     is_retryable_status, is_safe,
 };
-pub use service::REPLAY_BUFFER_LIMIT;
 
 /// Default cap on concurrent downstream connections: far above what one proxy pod
 /// serves, low enough that a flood cannot exhaust file descriptors (ulimit 64k+).

@@ -8,9 +8,6 @@ use std::time::{Duration, Instant};
 use fairway_proto::model::{AppProtocol, EndpointAddr, Route, RouteKey};
 use http::header::HeaderValue;
 use http::{Method, Request, Response};
-use http_body::Body as _;
-use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
@@ -20,15 +17,12 @@ use super::headers;
 use super::retry::{self, Failure, SharedBudget};
 use crate::balance::Outcome;
 use crate::body::ProxyBody;
-use crate::body::{Replayable, UpstreamBody};
+use crate::body::UpstreamBody;
 use crate::metrics::{Metrics, RetryReason};
 use crate::pool::{ConnSettings, Pools};
 use crate::table::{ResolveError, Table, TableHandle, Target};
 
-/// Largest request body buffered so an idempotent request can be retried after it was
-/// sent: covers typical PUT/DELETE payloads while bounding memory per request. Larger or
-/// unsized (streaming) bodies are forwarded as they arrive and never retried once sent.
-pub const REPLAY_BUFFER_LIMIT: u64 = 64 * 1024;
+pub use crate::body::RequestBody;
 
 /// What every request on every connection shares.
 #[derive(Debug)]
@@ -60,15 +54,6 @@ struct Answer {
     response: Response<ProxyBody>,
     route: Option<Arc<Route>>,
     endpoint: Option<EndpointAddr>,
-}
-
-/// A request body as the downstream side hands it over.
-#[derive(Debug)]
-pub enum RequestBody {
-    /// hyper's body (HTTP/2, and HTTP/1.1 requests the fast loop handed off).
-    Hyper(Incoming),
-    /// Read whole with the head by the fast loop (`super::downstream`).
-    Buffered(Replayable),
 }
 
 /// Serves one request. Never fails: every error becomes its response.
@@ -238,7 +223,7 @@ async fn tries(
     parts.extensions.clear();
     headers::strip_request(&mut parts.headers);
     headers::add_forwarded(&mut parts.headers, client);
-    let body = read_body(body, idempotent).await.map_err(|source| {
+    let body = body.into_upstream(idempotent).await.map_err(|source| {
         (
             ProxyError::ClientBody {
                 route: route.key.clone(),
@@ -473,29 +458,4 @@ fn clone_request(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
     Some(copy)
-}
-
-/// The body to send: empty, buffered (small, known size, idempotent method: it may be
-/// retried; or read whole by the fast loop), or streamed through.
-async fn read_body(body: RequestBody, idempotent: bool) -> Result<UpstreamBody, hyper::Error> {
-    let body = match body {
-        RequestBody::Buffered(body) => return Ok(UpstreamBody::Replayable(body)),
-        RequestBody::Hyper(body) => body,
-    };
-    if body.is_end_stream() {
-        return Ok(UpstreamBody::empty());
-    }
-    let small = body
-        .size_hint()
-        .exact()
-        .is_some_and(|n| n <= REPLAY_BUFFER_LIMIT);
-    if !(idempotent && small) {
-        return Ok(UpstreamBody::Stream(body));
-    }
-    let collected = body.collect().await?;
-    let trailers = collected.trailers().cloned();
-    Ok(UpstreamBody::Replayable(Replayable::new(
-        collected.to_bytes(),
-        trailers,
-    )))
 }

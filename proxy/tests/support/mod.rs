@@ -44,6 +44,8 @@ pub struct Pod {
     pub open: Arc<AtomicUsize>,
     /// Requests answered.
     pub requests: Arc<AtomicUsize>,
+    /// Requests received (answered or not yet).
+    pub started: Arc<AtomicUsize>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -56,6 +58,7 @@ impl Pod {
         let accepts = Arc::new(AtomicUsize::new(0));
         let open = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
         let (stop, mut stopped) = oneshot::channel::<()>();
         let (a, o, r, n) = (
             Arc::clone(&accepts),
@@ -63,6 +66,7 @@ impl Pod {
             Arc::clone(&requests),
             name.to_owned(),
         );
+        let st = Arc::clone(&started);
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
@@ -75,8 +79,10 @@ impl Pod {
                 a.fetch_add(1, Ordering::SeqCst);
                 o.fetch_add(1, Ordering::SeqCst);
                 let (o, r, n) = (Arc::clone(&o), Arc::clone(&r), n.clone());
+                let st = Arc::clone(&st);
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
+                        st.fetch_add(1, Ordering::SeqCst);
                         let (r, n) = (Arc::clone(&r), n.clone());
                         async move { Ok::<_, Infallible>(answer(&n, &r, req).await) }
                     });
@@ -95,6 +101,7 @@ impl Pod {
             accepts,
             open,
             requests,
+            started,
             _stop: stop,
         }
     }

@@ -13,9 +13,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{EXPECT, HeaderName, HeaderValue, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, Method, Request, Uri, Version};
 
+use crate::body::REPLAY_BUFFER_LIMIT;
 use crate::h1::Span;
 use crate::server::DEFAULT_MAX_HEADERS;
-use crate::server::service::REPLAY_BUFFER_LIMIT;
 
 /// Largest request body the fast loop reads in with its head; larger bodies stream
 /// through hyper. The same bound as a retryable body: such a body is buffered anyway.
