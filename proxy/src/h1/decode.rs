@@ -3,6 +3,7 @@
 //! buffer. Pure: bytes in, decisions out; the socket is `super::conn`'s business.
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
@@ -82,6 +83,21 @@ impl Span {
             name: (offset(buf, header.name.as_bytes()), header.name.len()),
             value: (offset(buf, header.value), header.value.len()),
         }
+    }
+
+    /// Where the name sits.
+    pub fn name(&self) -> Range<usize> {
+        self.name.0..self.name.0 + self.name.1
+    }
+
+    /// Where the value sits.
+    pub fn value(&self) -> Range<usize> {
+        self.value.0..self.value.0 + self.value.1
+    }
+
+    /// The whole field line, name to value, without its line end.
+    pub fn line(&self) -> Range<usize> {
+        self.name.0..self.value.0 + self.value.1
     }
 }
 
@@ -188,7 +204,8 @@ pub fn ends_in_chunked(value: &[u8]) -> bool {
         .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
-fn has_token(value: &[u8], token: &[u8]) -> bool {
+/// Whether a comma-separated field value (`Connection`, ...) lists `token`, any case.
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|b| *b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))

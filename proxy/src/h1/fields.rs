@@ -32,33 +32,25 @@ impl Fields {
 
     /// Every field as (name, value), in the order the pod sent them.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.spans.iter().map(|span| {
-            (
-                &self.head[span.name.0..span.name.0 + span.name.1],
-                &self.head[span.value.0..span.value.0 + span.value.1],
-            )
-        })
+        self.spans
+            .iter()
+            .map(|span| (&self.head[span.name()], &self.head[span.value()]))
     }
 
     /// Every field as (name, its whole line as sent, without the line end): what a
     /// writer copies in one piece.
     pub fn lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.spans.iter().map(|span| {
-            (
-                &self.head[span.name.0..span.name.0 + span.name.1],
-                &self.head[span.name.0..span.value.0 + span.value.1],
-            )
-        })
+        self.spans
+            .iter()
+            .map(|span| (&self.head[span.name()], &self.head[span.line()]))
     }
 
     /// The values of the fields named `name` (any case), in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl DoubleEndedIterator<Item = &'a [u8]> + 'a {
-        self.spans.iter().filter_map(move |span| {
-            let field = &self.head[span.name.0..span.name.0 + span.name.1];
-            field
-                .eq_ignore_ascii_case(name.as_bytes())
-                .then(|| &self.head[span.value.0..span.value.0 + span.value.1])
-        })
+        self.spans
+            .iter()
+            .filter(move |span| self.head[span.name()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|span| &self.head[span.value()])
     }
 
     /// The fields as a `HeaderMap`, values sharing the head's bytes. A field `http`
@@ -66,10 +58,8 @@ impl Fields {
     pub fn to_header_map(&self) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(self.spans.len());
         for span in &self.spans {
-            let name = HeaderName::from_bytes(&self.head[span.name.0..span.name.0 + span.name.1]);
-            let value = HeaderValue::from_maybe_shared(
-                self.head.slice(span.value.0..span.value.0 + span.value.1),
-            );
+            let name = HeaderName::from_bytes(&self.head[span.name()]);
+            let value = HeaderValue::from_maybe_shared(self.head.slice(span.value()));
             if let (Ok(name), Ok(value)) = (name, value) {
                 headers.append(name, value);
             }

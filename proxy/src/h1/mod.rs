@@ -34,7 +34,7 @@ use tokio::net::TcpStream;
 pub use decode::{
     BodyKind, Decoded, Decoder, Framing, Head, MAX_RESPONSE_HEAD, ends_in_chunked, parse_head,
 };
-pub(crate) use decode::{Span, offset};
+pub(crate) use decode::{Span, has_token, offset};
 pub(crate) use encode::{Framing as BodyFraming, chunk, last_chunk, put_fields, put_framing};
 pub use fields::Fields;
 

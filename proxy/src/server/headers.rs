@@ -93,14 +93,14 @@ fn strip_common(headers: &mut HeaderMap, present: &Present) {
         && headers
             .get_all(CONNECTION)
             .iter()
-            .any(|v| connection_tokens(v).any(|t| !is_fixed_hop(t)))
+            .any(|v| tokens(v.as_bytes()).any(|t| !is_fixed_hop(t)))
     {
         // Copy the listed names out first: removing while borrowing the values is not
         // allowed, and the list is short.
         let listed: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
-            .flat_map(connection_tokens)
+            .flat_map(|v| tokens(v.as_bytes()))
             .filter_map(|name| HeaderName::from_bytes(name).ok())
             .collect();
         for name in listed {
@@ -115,10 +115,6 @@ fn strip_common(headers: &mut HeaderMap, present: &Present) {
             headers.remove(name);
         }
     }
-}
-
-fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
-    tokens(value.as_bytes())
 }
 
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {

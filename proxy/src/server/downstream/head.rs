@@ -14,7 +14,7 @@ use http::header::{EXPECT, HeaderName, HeaderValue, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, Method, Request, Uri, Version};
 
 use crate::body::REPLAY_BUFFER_LIMIT;
-use crate::h1::Span;
+use crate::h1::{Span, has_token};
 use crate::server::DEFAULT_MAX_HEADERS;
 
 /// Largest request body the fast loop reads in with its head; larger bodies stream
@@ -105,7 +105,7 @@ pub fn parse(buf: &mut BytesMut, limits: Limits) -> Parsed {
                 _ => return Parsed::Handoff,
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
-            close |= lists_close(header.value);
+            close |= has_token(header.value, b"close");
         } else if [TRANSFER_ENCODING, EXPECT, UPGRADE]
             .iter()
             .any(|n| name.eq_ignore_ascii_case(n.as_str().as_bytes()))
@@ -146,8 +146,8 @@ fn build(
     // rehashes every field.
     let mut headers = HeaderMap::with_capacity(spans.len() + FORWARDED_FIELDS);
     for span in spans {
-        let name = HeaderName::from_bytes(&head[span.name.0..span.name.0 + span.name.1]).ok()?;
-        let value = head.slice(span.value.0..span.value.0 + span.value.1);
+        let name = HeaderName::from_bytes(&head[span.name()]).ok()?;
+        let value = head.slice(span.value());
         // httparse allowed only visible ASCII, obs-text, spaces and tabs: valid values.
         let value = HeaderValue::from_maybe_shared(value).ok()?;
         headers.append(name, value);
@@ -167,13 +167,6 @@ fn parse_length(value: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(value).ok()?.parse().ok()
-}
-
-/// Whether a `Connection` value lists `close`.
-fn lists_close(value: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 #[cfg(test)]

@@ -117,7 +117,8 @@ pub async fn write<W: AsyncWrite + Unpin>(
     buf.clear();
     head(&response, framing, close, buf);
     let mut body = response.into_body();
-    let mut left = match framing {
+    // The declared length (none: chunked) and how much of the body went out.
+    let declared = match framing {
         Framing::None => {
             // Dropping the body ends the pod's exchange (its connection goes back to the
             // pool or closes, per its framing).
@@ -127,6 +128,7 @@ pub async fn write<W: AsyncWrite + Unpin>(
         Framing::Length(n) => Some(n),
         Framing::Chunked => None,
     };
+    let mut written = 0u64;
     let mut trailers = None;
     loop {
         // Take what is ready without waiting; write out before waiting for more.
@@ -140,15 +142,12 @@ pub async fn write<W: AsyncWrite + Unpin>(
         let Some(frame) = frame else { break };
         let frame = frame.map_err(WriteError::Body)?;
         match frame.into_data() {
-            Ok(data) => match &mut left {
-                Some(left) => {
-                    let n = data.len() as u64;
-                    if n > *left {
-                        return Err(WriteError::Length {
-                            declared: declared(framing),
-                        });
+            Ok(data) => match declared {
+                Some(declared) => {
+                    written += data.len() as u64;
+                    if written > declared {
+                        return Err(WriteError::Length { declared });
                     }
-                    *left -= n;
                     buf.put_slice(&data);
                 }
                 None => chunk(&data, buf),
@@ -159,23 +158,12 @@ pub async fn write<W: AsyncWrite + Unpin>(
             flush(out, buf).await?;
         }
     }
-    match left {
-        Some(0) => {}
-        Some(_) => {
-            return Err(WriteError::Length {
-                declared: declared(framing),
-            });
-        }
+    match declared {
+        Some(declared) if written != declared => return Err(WriteError::Length { declared }),
+        Some(_) => {}
         None => last_chunk(trailers.as_ref(), buf),
     }
     flush(out, buf).await
-}
-
-fn declared(framing: Framing) -> u64 {
-    match framing {
-        Framing::Length(n) => n,
-        _ => 0,
-    }
 }
 
 async fn flush<W: AsyncWrite + Unpin>(out: &mut W, buf: &mut BytesMut) -> Result<(), WriteError> {
