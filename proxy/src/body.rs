@@ -81,7 +81,8 @@ pub enum UpstreamBody {
 #[derive(Clone, Debug, Default)]
 pub struct Replayable {
     data: Option<Bytes>,
-    trailers: Option<HeaderMap>,
+    /// Boxed: rare, and the body moves with the request on every try.
+    trailers: Option<Box<HeaderMap>>,
 }
 
 impl Replayable {
@@ -91,14 +92,14 @@ impl Replayable {
     }
 
     pub fn trailers(&self) -> Option<&HeaderMap> {
-        self.trailers.as_ref()
+        self.trailers.as_deref()
     }
 
     /// A body of `data` (none when empty) followed by optional `trailers`.
     pub fn new(data: Bytes, trailers: Option<HeaderMap>) -> Self {
         Replayable {
             data: (!data.is_empty()).then_some(data),
-            trailers,
+            trailers: trailers.map(Box::new),
         }
     }
 }
@@ -139,7 +140,7 @@ impl Body for UpstreamBody {
         match self.get_mut() {
             UpstreamBody::Replayable(r) => Poll::Ready(match r.data.take() {
                 Some(data) => Some(Ok(Frame::data(data))),
-                None => r.trailers.take().map(|t| Ok(Frame::trailers(t))),
+                None => r.trailers.take().map(|t| Ok(Frame::trailers(*t))),
             }),
             UpstreamBody::Stream(body) => Pin::new(body).poll_frame(cx),
         }

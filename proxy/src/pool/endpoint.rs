@@ -39,8 +39,9 @@ struct H2Conn {
 
 #[derive(Debug)]
 struct State {
-    /// Idle HTTP/1.1 connections, most recently used last.
-    idle: Vec<Http1Conn>,
+    /// Idle HTTP/1.1 connections, most recently used last. Boxed: a connection moves
+    /// (pool, lease, response body, back) on every request, and a pointer is cheap to move.
+    idle: Vec<Box<Http1Conn>>,
     /// HTTP/1.1 connections open or opening (idle + busy + connecting), against the cap.
     open: u32,
     h2: Option<H2Conn>,
@@ -74,7 +75,7 @@ pub struct EndpointPool {
 
 /// What checkout found under the lock.
 enum Found {
-    Idle(Http1Conn),
+    Idle(Box<Http1Conn>),
     /// A slot was reserved: open a new connection.
     Connect,
     /// At the cap with nothing idle: wait for a connection to come back.
@@ -140,11 +141,11 @@ impl EndpointPool {
                     let slot = SlotGuard { pool: self };
                     let conn = connect::http1(self.addr, settings.connect_timeout).await?;
                     std::mem::forget(slot);
-                    let conn = Http1Conn {
+                    let conn = Box::new(Http1Conn {
                         conn,
                         limits: ConnLimits::new(settings, Instant::now(), rand::random()),
                         idle_since: Instant::now(),
-                    };
+                    });
                     return Ok(Lease::new(Arc::clone(self), LeaseKind::Http1(conn)));
                 }
                 Found::Wait => notified.await,
@@ -224,7 +225,7 @@ impl EndpointPool {
     }
 
     /// Takes back an HTTP/1.1 connection whose response was read to the end.
-    pub(super) fn put_back(&self, mut conn: Http1Conn) {
+    pub(super) fn put_back(&self, mut conn: Box<Http1Conn>) {
         let now = Instant::now();
         let keep = !self.draining.load(Ordering::Acquire)
             && conn.limits.usable(now)

@@ -10,7 +10,7 @@ use crate::h1;
 
 #[derive(Debug)]
 pub(super) enum LeaseKind {
-    Http1(Http1Conn),
+    Http1(Box<Http1Conn>),
     Http2(http2::SendRequest<UpstreamBody>),
 }
 

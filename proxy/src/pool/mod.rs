@@ -17,7 +17,7 @@ mod follow;
 mod lease;
 mod settings;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -29,7 +29,8 @@ pub use follow::{PREWARM_LIMIT, REAP_INTERVAL, spawn_follower};
 pub use lease::{Lease, Sender};
 pub use settings::{ConnLimits, ConnSettings, LIMIT_JITTER_PERCENT};
 
-type PoolMap = HashMap<EndpointAddr, Arc<EndpointPool>>;
+// foldhash, not SipHash: the map is read on every request, and its keys are ours.
+type PoolMap = foldhash::HashMap<EndpointAddr, Arc<EndpointPool>>;
 
 /// Every endpoint's pool. Reads are lock-free (`ArcSwap` of an immutable map); the map
 /// is replaced only when endpoints come or go.
@@ -78,7 +79,7 @@ impl Pools {
         let mut removed = Vec::new();
         self.map.rcu(|map| {
             removed.clear();
-            let mut kept = PoolMap::with_capacity(map.len());
+            let mut kept = PoolMap::with_capacity_and_hasher(map.len(), Default::default());
             for (addr, pool) in map.iter() {
                 if live(addr) {
                     kept.insert(*addr, Arc::clone(pool));
