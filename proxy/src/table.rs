@@ -104,9 +104,11 @@ pub struct Table {
     /// The zone topology hints were applied for (`--zone`, else the controller's word).
     pub zone: Option<String>,
     router: Router,
-    routes: HashMap<RouteKey, Arc<Route>>,
-    /// Per route, per endpoint set: nested so the request path looks up by reference,
-    /// cloning no key.
+    /// What a request needs once routed, resolved when the table is built:
+    /// `targets[route][rule][backend]`, indexed like [`Router::routes`], each route's
+    /// `rules` and each rule's `backends`. The request path indexes, it hashes nothing.
+    targets: Vec<Vec<Vec<Target>>>,
+    /// Per route, per endpoint set: where the next version finds the balancers to keep.
     backends: HashMap<RouteKey, HashMap<EndpointSetKey, Arc<BackendState>>>,
     /// The domain table this was built from (for `/debug/routes` and resumes).
     pub source: Arc<RouteTable>,
@@ -123,9 +125,11 @@ impl Table {
         now: Instant,
     ) -> Table {
         let empty = |key: &EndpointSetKey| EndpointSet::new(key.clone());
+        let router = Router::new(&source);
         let mut backends = HashMap::default();
-        let mut routes = HashMap::default();
-        for route in source.routes.values() {
+        let mut targets = Vec::new();
+        // In the router's order, so `targets` lines up with `Selected::route_index`.
+        for route in router.routes() {
             let config = BalanceConfig::new(&route.load_balancer, zone.map(str::to_owned));
             let mut per_set = HashMap::default();
             for rule in &route.rules {
@@ -161,14 +165,29 @@ impl Table {
                     per_set.insert(backend.endpoint_set.clone(), state);
                 }
             }
+            let shared = Arc::new(route.clone());
+            let per_rule = route
+                .rules
+                .iter()
+                .map(|rule| {
+                    rule.backends
+                        .iter()
+                        .map(|backend| Target {
+                            route: Arc::clone(&shared),
+                            backend: Arc::clone(&per_set[&backend.endpoint_set]),
+                            protocol: protocol(&source, route, &backend.endpoint_set),
+                        })
+                        .collect()
+                })
+                .collect();
+            targets.push(per_rule);
             backends.insert(route.key.clone(), per_set);
-            routes.insert(route.key.clone(), Arc::new(route.clone()));
         }
         Table {
             version: Some(version),
             zone: zone.map(str::to_owned),
-            router: Router::new(&source),
-            routes,
+            router,
+            targets,
             backends,
             source,
         }
@@ -184,48 +203,25 @@ impl Table {
         rng: &mut dyn RngCore,
     ) -> Result<(Target, EndpointAddr), ResolveError> {
         let selected = self.router.route(authority, path)?;
-        let route_key = &selected.route.key;
-        let backend = selected
-            .pick_backend(rng)
-            .ok_or_else(|| ResolveError::NoBackend {
-                route: route_key.clone(),
-            })?;
-        let (Some(route), Some(state)) = (
-            self.routes.get(route_key),
-            self.backend(route_key, &backend.endpoint_set),
-        ) else {
-            // Built together in `build`; a miss would be a bug, answered as no endpoint.
-            return Err(ResolveError::NoEndpoint {
-                route: route_key.clone(),
-                set: backend.endpoint_set.clone(),
+        let Some(backend) = selected.pick_backend(rng) else {
+            return Err(ResolveError::NoBackend {
+                route: selected.route.key.clone(),
             });
         };
-        let addr = state
+        let target = &self.targets[selected.route_index][selected.rule_index][backend];
+        let addr = target
+            .backend
             .pick(now, rng)
             .ok_or_else(|| ResolveError::NoEndpoint {
-                route: route_key.clone(),
-                set: backend.endpoint_set.clone(),
+                route: selected.route.key.clone(),
+                set: target.backend.set.clone(),
             })?;
-        let target = Target {
-            route: Arc::clone(route),
-            backend: Arc::clone(state),
-            protocol: self.protocol(route, &backend.endpoint_set),
-        };
-        Ok((target, addr))
+        Ok((target.clone(), addr))
     }
 
     /// The upstream protocol: the Route's choice, or the set's `appProtocol` for `Auto`.
     pub fn protocol(&self, route: &Route, set: &EndpointSetKey) -> AppProtocol {
-        match route.upstream.protocol {
-            UpstreamProtocol::Http1 => AppProtocol::Http1,
-            UpstreamProtocol::Http2 => AppProtocol::H2c,
-            UpstreamProtocol::Auto => self
-                .source
-                .endpoint_sets
-                .get(set)
-                .map(EndpointSet::protocol)
-                .unwrap_or_default(),
-        }
+        protocol(&self.source, route, set)
     }
 
     /// Every endpoint address in the table, for the pools (retain, drain, pre-warm).
@@ -248,6 +244,20 @@ impl Table {
 
     fn backend(&self, route: &RouteKey, set: &EndpointSetKey) -> Option<&Arc<BackendState>> {
         self.backends.get(route)?.get(set)
+    }
+}
+
+/// The upstream protocol for `set` in `route`: the Route's choice, or the set's
+/// `appProtocol` for `Auto`.
+fn protocol(source: &RouteTable, route: &Route, set: &EndpointSetKey) -> AppProtocol {
+    match route.upstream.protocol {
+        UpstreamProtocol::Http1 => AppProtocol::Http1,
+        UpstreamProtocol::Http2 => AppProtocol::H2c,
+        UpstreamProtocol::Auto => source
+            .endpoint_sets
+            .get(set)
+            .map(EndpointSet::protocol)
+            .unwrap_or_default(),
     }
 }
 

@@ -17,7 +17,7 @@ mod weight;
 use foldhash::HashMap;
 use std::cmp::Reverse;
 
-use fairway_proto::model::{Backend, Route, RouteKey, RouteTable, Rule};
+use fairway_proto::model::{Route, RouteKey, RouteTable, Rule};
 use rand::RngCore;
 
 pub use host::normalize_host;
@@ -41,15 +41,19 @@ pub enum RouteError {
 pub struct Selected<'a> {
     pub route: &'a Route,
     pub rule: &'a Rule,
+    /// The route's position in [`Router::routes`], so a caller can keep per-route data
+    /// in a `Vec` built from that order (the table's resolved targets) instead of a map.
+    pub route_index: usize,
     /// The rule's position in `route.rules` (stable, for metrics and `/debug/routes`).
     pub rule_index: usize,
 }
 
 impl<'a> Selected<'a> {
-    /// Picks one of the rule's backends, weighted; weight-0 backends are never picked.
-    /// `None` when every backend has weight 0 (or there are none): answer `503`.
-    pub fn pick_backend(&self, rng: &mut dyn RngCore) -> Option<&'a Backend> {
-        backend_index(&self.rule.backends, rng.next_u64()).map(|i| &self.rule.backends[i])
+    /// Picks one of the rule's backends, weighted, as its index in `rule.backends`;
+    /// weight-0 backends are never picked. `None` when every backend has weight 0 (or
+    /// there are none): answer `503`.
+    pub fn pick_backend(&self, rng: &mut dyn RngCore) -> Option<usize> {
+        backend_index(&self.rule.backends, rng.next_u64())
     }
 }
 
@@ -114,6 +118,7 @@ impl Router {
             .map(|rule_index| Selected {
                 route,
                 rule: &route.rules[rule_index],
+                route_index: index,
                 rule_index,
             })
             .ok_or_else(|| RouteError::NoRule {

@@ -173,7 +173,8 @@ fn weighted_split_is_about_90_10() {
     let mut rng = SmallRng::seed_from_u64(7);
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     for _ in 0..10_000 {
-        let backend = selected.pick_backend(&mut rng).expect("non-zero weights");
+        let backend =
+            &selected.rule.backends[selected.pick_backend(&mut rng).expect("non-zero weights")];
         *counts
             .entry(backend.endpoint_set.service.clone())
             .or_default() += 1;
