@@ -30,8 +30,26 @@ impl fmt::Display for Version {
 }
 
 /// The address of one pod endpoint. Pools, balancers and tables are keyed by it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EndpointAddr(pub SocketAddr);
+
+/// One or two hasher writes instead of the derived field-by-field walk (variant, each
+/// octet array, port, IPv6 flow info and scope): the proxy hashes an endpoint address
+/// on every request. Coarser than `Eq` for IPv6 (flow info and scope are left out),
+/// which a `Hash` may be: equal addresses still hash equal.
+impl std::hash::Hash for EndpointAddr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self.0 {
+            SocketAddr::V4(a) => {
+                state.write_u64((u64::from(a.ip().to_bits()) << 16) | u64::from(a.port()));
+            }
+            SocketAddr::V6(a) => {
+                state.write_u128(a.ip().to_bits());
+                state.write_u16(a.port());
+            }
+        }
+    }
+}
 
 impl fmt::Display for EndpointAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
