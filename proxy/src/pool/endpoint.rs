@@ -41,6 +41,7 @@ struct H2Conn {
 struct State {
     /// Idle HTTP/1.1 connections, most recently used last. Boxed: a connection moves
     /// (pool, lease, response body, back) on every request, and a pointer is cheap to move.
+    #[allow(clippy::vec_box)]
     idle: Vec<Box<Http1Conn>>,
     /// HTTP/1.1 connections open or opening (idle + busy + connecting), against the cap.
     open: u32,
