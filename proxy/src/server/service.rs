@@ -120,11 +120,12 @@ struct EndGuard {
 }
 
 impl EndGuard {
-    fn new(target: Target, addr: EndpointAddr) -> Self {
+    /// `started`: when the pick was made (the caller's clock reading, one fewer).
+    fn new(target: Target, addr: EndpointAddr, started: Instant) -> Self {
         EndGuard {
             target,
             addr,
-            started: Instant::now(),
+            started,
             ended: false,
         }
     }
@@ -174,7 +175,7 @@ async fn proxy(
         .map_err(|e| (ProxyError::Resolve(e), None, None))?;
     let route = Arc::clone(&target.route);
     // From here the pick is ended exactly once, whatever happens to this future.
-    let guard = EndGuard::new(target, addr);
+    let guard = EndGuard::new(target, addr, start);
     shared.budget.deposit(route.retries.budget_percent);
     let timeout = route.timeouts.request;
     // Zero means no timeout (a Route that opts out), not "fail at once".
@@ -223,6 +224,8 @@ async fn tries(
     parts.extensions.clear();
     headers::strip_request(&mut parts.headers);
     headers::add_forwarded(&mut parts.headers, client);
+    // A body still to be read (hyper's path) is the client's upload, not the pod's time.
+    let uploading = matches!(body, RequestBody::Hyper(_));
     let body = body.into_upstream(idempotent).await.map_err(|source| {
         (
             ProxyError::ClientBody {
@@ -232,6 +235,9 @@ async fn tries(
             None,
         )
     })?;
+    if uploading {
+        guard.started = Instant::now();
+    }
 
     let mut attempts_left = route.retries.attempts;
     let mut request = Request::from_parts(parts, body);
@@ -241,8 +247,6 @@ async fn tries(
     loop {
         let addr = guard.addr;
         let settings = ConnSettings::new(&guard.target.route, guard.target.protocol);
-        // Latency is the try's, not the client's upload.
-        guard.started = Instant::now();
         // A copy to send again if this one fails after it was sent: only worth making
         // when that retry could happen, and only for HTTP/2, which consumes the request
         // (HTTP/1.1 borrows it and hands it back).
@@ -289,7 +293,7 @@ async fn tries(
                 request = again.expect("checked above");
                 tried.push(addr);
                 guard = match repick(shared, &request, table, &tried) {
-                    Some((target, addr)) => EndGuard::new(target, addr),
+                    Some((target, addr)) => EndGuard::new(target, addr, Instant::now()),
                     None => {
                         let error = ProxyError::Resolve(ResolveError::NoEndpoint {
                             route: route.key.clone(),
@@ -373,7 +377,7 @@ async fn tries(
         count_retry(shared, &route, failure);
         tried.push(addr);
         match repick(shared, &next_request, table, &tried) {
-            Some((target, addr)) => guard = EndGuard::new(target, addr),
+            Some((target, addr)) => guard = EndGuard::new(target, addr, Instant::now()),
             None => return Err((error, Some(addr))),
         }
         request = next_request;
