@@ -78,11 +78,18 @@ pub enum UpstreamBody {
 
 /// A buffered request body. Cloning it is cheap (`Bytes`), which is what makes a retry
 /// possible.
+///
+/// It also carries the request head's header fields as an HTTP/1.1 client sent them,
+/// when the downstream fast loop read the request ([`h1::Fields`], the response side's
+/// trick on the way in): the request's `HeaderMap` then holds only what the proxy adds,
+/// and the HTTP/1.1 writer copies the client's lines straight out. Paths that need a map
+/// (HTTP/2 to the pod, header edits) move them in first ([`Replayable::take_fields`]).
 #[derive(Clone, Debug, Default)]
 pub struct Replayable {
     data: Option<Bytes>,
     /// Boxed: rare, and the body moves with the request on every try.
     trailers: Option<Box<HeaderMap>>,
+    fields: h1::Fields,
 }
 
 impl Replayable {
@@ -100,6 +107,36 @@ impl Replayable {
         Replayable {
             data: (!data.is_empty()).then_some(data),
             trailers: trailers.map(Box::new),
+            fields: h1::Fields::default(),
+        }
+    }
+
+    /// The same body, with the raw header fields of its request's head.
+    pub fn with_fields(self, fields: h1::Fields) -> Self {
+        Replayable { fields, ..self }
+    }
+}
+
+/// The raw header fields a request carries beside its `HeaderMap` (see [`Replayable`]).
+pub trait RawFields {
+    /// `None` when there are none: every field is in the map.
+    fn fields(&self) -> Option<&h1::Fields>;
+}
+
+impl RawFields for RequestBody {
+    fn fields(&self) -> Option<&h1::Fields> {
+        match self {
+            RequestBody::Buffered(r) if !r.fields.is_empty() => Some(&r.fields),
+            _ => None,
+        }
+    }
+}
+
+impl RawFields for UpstreamBody {
+    fn fields(&self) -> Option<&h1::Fields> {
+        match self {
+            UpstreamBody::Replayable(r) if !r.fields.is_empty() => Some(&r.fields),
+            _ => None,
         }
     }
 }
@@ -118,12 +155,22 @@ impl UpstreamBody {
         }
     }
 
-    /// Whether a retry could send this body again.
+    /// Takes the raw header fields [`RawFields::fields`] returns, leaving none.
+    pub fn take_fields(&mut self) -> Option<h1::Fields> {
+        match self {
+            UpstreamBody::Replayable(r) if !r.fields.is_empty() => {
+                Some(std::mem::take(&mut r.fields))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether trailers follow the data (they need chunked framing over HTTP/1.1).
     pub fn has_trailers(&self) -> bool {
         matches!(self, UpstreamBody::Replayable(r) if r.trailers.is_some())
     }
 
+    /// Whether a retry could send this body again.
     pub fn is_replayable(&self) -> bool {
         matches!(self, UpstreamBody::Replayable(_))
     }

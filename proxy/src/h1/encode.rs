@@ -7,7 +7,8 @@ use bytes::{BufMut, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Request};
 
-use crate::body::UpstreamBody;
+use super::fields::is_hop_by_hop;
+use crate::body::{RawFields as _, UpstreamBody};
 
 /// How a message body is delimited on the wire (a request's here; the downstream
 /// writer uses it for responses too).
@@ -33,7 +34,12 @@ pub fn framing(request: &Request<UpstreamBody>) -> Framing {
                 *request.method(),
                 Method::POST | Method::PUT | Method::PATCH
             );
-            if expects_body || request.headers().contains_key(CONTENT_LENGTH) {
+            let said = request.headers().contains_key(CONTENT_LENGTH)
+                || request
+                    .body()
+                    .fields()
+                    .is_some_and(|f| f.get_all("content-length").next().is_some());
+            if expects_body || said {
                 Framing::Length(0)
             } else {
                 Framing::None
@@ -45,7 +51,9 @@ pub fn framing(request: &Request<UpstreamBody>) -> Framing {
 }
 
 /// Appends the request line and headers (origin-form target, the caller having set
-/// `Host`) with `framing`'s header in place of any the client sent.
+/// `Host`) with `framing`'s header in place of any the client sent. The client's raw
+/// fields, if the request carries them, are copied line by line, less the fixed
+/// hop-by-hop ones (the service checked nothing else in them needs editing).
 pub fn head(request: &Request<UpstreamBody>, framing: Framing, buf: &mut BytesMut) {
     let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
     buf.reserve(256);
@@ -53,6 +61,14 @@ pub fn head(request: &Request<UpstreamBody>, framing: Framing, buf: &mut BytesMu
     buf.put_u8(b' ');
     buf.put_slice(target.as_bytes());
     buf.put_slice(b" HTTP/1.1\r\n");
+    if let Some(fields) = request.body().fields() {
+        for (name, line) in fields.lines() {
+            if !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"content-length") {
+                buf.put_slice(line);
+                buf.put_slice(b"\r\n");
+            }
+        }
+    }
     put_fields(request.headers(), buf, true);
     put_framing(framing, buf);
     buf.put_slice(b"\r\n");

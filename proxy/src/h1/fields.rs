@@ -1,11 +1,12 @@
-//! A response head's header fields as the pod sent them: the head's bytes and where each
-//! field sits in them.
+//! A message head's header fields as the peer sent them: the head's bytes and where each
+//! field sits in them. A pod's response head, and a request head the downstream fast
+//! loop read.
 //!
 //! Why not an `http::HeaderMap` at once: building one (hashing, validating and inserting
 //! every field, then removing the hop-by-hop ones) cost more than the rest of reading the
-//! response. The downstream fast loop copies fields straight from here, leaving out the
-//! hop-by-hop ones as it goes; only the paths that hand a response to hyper (HTTP/2 and
-//! handed-off HTTP/1.1 clients) build a map, with [`Fields::to_header_map`].
+//! message. The writers copy fields straight from here, leaving out the hop-by-hop ones
+//! as they go ([`is_hop_by_hop`]); only the paths that need a map (hyper's, HTTP/2 to a
+//! pod, header edits) build one, with [`Fields::to_header_map`].
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -13,7 +14,7 @@ use http::header::{HeaderName, HeaderValue};
 
 use super::decode::Span;
 
-/// The header fields of one response head. Names keep the pod's case; look-ups ignore it.
+/// The header fields of one head. Names keep the peer's case; look-ups ignore it.
 #[derive(Clone, Debug, Default)]
 pub struct Fields {
     head: Bytes,
@@ -28,6 +29,10 @@ impl Fields {
 
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
     }
 
     /// Every field as (name, value), in the order the pod sent them.
@@ -66,4 +71,22 @@ impl Fields {
         }
         headers
     }
+}
+
+/// Whether a field named `name` (any case) is one of the fixed connection-scoped fields
+/// that never cross a proxy (RFC 9110 §7.6.1, with the legacy `Keep-Alive` and
+/// `Proxy-Connection`). `TE` is not here: a request may keep `te: trailers`. Fields a
+/// `Connection` header lists are the caller's to check.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    // By length first: most fields are rejected without comparing bytes.
+    let fixed: &[&[u8]] = match name.len() {
+        7 => &[b"upgrade"],
+        10 => &[b"connection", b"keep-alive"],
+        16 => &[b"proxy-connection"],
+        17 => &[b"transfer-encoding"],
+        18 => &[b"proxy-authenticate"],
+        19 => &[b"proxy-authorization"],
+        _ => &[],
+    };
+    fixed.iter().any(|hop| name.eq_ignore_ascii_case(hop))
 }

@@ -36,7 +36,7 @@ pub use decode::{
 };
 pub(crate) use decode::{Span, has_token, offset};
 pub(crate) use encode::{Framing as BodyFraming, chunk, last_chunk, put_fields, put_framing};
-pub use fields::Fields;
+pub use fields::{Fields, is_hop_by_hop};
 
 use crate::body::UpstreamBody;
 

@@ -6,7 +6,8 @@ use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 
-use crate::body::{ProxyBody, UpstreamBody};
+use super::headers;
+use crate::body::{ProxyBody, RawFields, UpstreamBody};
 use crate::h1;
 use crate::pool::{ConnSettings, ConnectError, Pools, Sender};
 
@@ -77,6 +78,11 @@ pub async fn send(
             }
         }
         Sender::Http2(sender) => {
+            // hyper's HTTP/2 writes a map: the client's raw fields go into it first.
+            if let Some(fields) = request.body_mut().take_fields() {
+                headers::materialize_request(request.headers_mut(), &fields);
+                headers::strip_request(request.headers_mut());
+            }
             shape_http2(&mut request);
             match sender.try_send_request(request).await {
                 Ok(response) => Ok((response.map(|body| ProxyBody::upstream(body, lease)), None)),
@@ -99,12 +105,19 @@ pub async fn send(
 }
 
 /// The host the request is for: an absolute URI's authority (also where HTTP/2's
-/// `:authority` lands), else the `Host` header.
-pub fn authority_of<B>(request: &Request<B>) -> Option<&str> {
-    match request.uri().authority() {
-        Some(authority) => Some(authority.as_str()),
-        None => request.headers().get(HOST)?.to_str().ok(),
+/// `:authority` lands), else the `Host` header, in the map or among the raw fields.
+pub fn authority_of<B: RawFields>(request: &Request<B>) -> Option<&str> {
+    if let Some(authority) = request.uri().authority() {
+        return Some(authority.as_str());
     }
+    if let Some(host) = request.headers().get(HOST) {
+        return host.to_str().ok();
+    }
+    let host = request.body().fields()?.get_all("host").next()?;
+    // What `HeaderValue::to_str` accepts: visible ASCII and spaces.
+    std::str::from_utf8(host)
+        .ok()
+        .filter(|h| h.bytes().all(|b| b == b' ' || b.is_ascii_graphic()))
 }
 
 /// HTTP/1.1 upstream: origin-form URI, and a `Host` header naming the authority the

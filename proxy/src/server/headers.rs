@@ -9,7 +9,7 @@ use http::header::{
 use http::{HeaderMap, Response};
 
 use crate::body::ProxyBody;
-use crate::h1::Fields;
+use crate::h1::{self, Fields};
 
 pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -159,18 +159,8 @@ impl<'a> ResponseHops<'a> {
 
     /// Whether the field `name` stays on the pod's hop.
     pub fn contains(&self, name: &[u8]) -> bool {
-        // By length first: most fields are rejected without comparing bytes.
-        let fixed: &[&[u8]] = match name.len() {
-            2 => &[b"te"],
-            7 => &[b"upgrade"],
-            10 => &[b"connection", b"keep-alive"],
-            16 => &[b"proxy-connection"],
-            17 => &[b"transfer-encoding"],
-            18 => &[b"proxy-authenticate"],
-            19 => &[b"proxy-authorization"],
-            _ => &[],
-        };
-        fixed.iter().any(|hop| name.eq_ignore_ascii_case(hop))
+        h1::is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"te")
             || self.listed.iter().any(|t| name.eq_ignore_ascii_case(t))
     }
 }
@@ -182,12 +172,41 @@ pub fn materialize(response: &mut Response<ProxyBody>) {
         let mut headers = fields.to_header_map();
         strip_response(&mut headers);
         let own = std::mem::replace(response.headers_mut(), headers);
-        let mut name = None;
-        for (key, value) in own {
-            name = key.or(name);
-            if let Some(name) = &name {
-                response.headers_mut().append(name.clone(), value);
-            }
+        append_all(response.headers_mut(), own);
+    }
+}
+
+/// Whether an HTTP/1.1 client's raw request fields may go to the pod as they are, the
+/// writer leaving out the fixed hop-by-hop ones ([`h1::is_hop_by_hop`]): true when
+/// nothing in them needs one of [`strip_request`]'s or [`add_forwarded`]'s edits, i.e.
+/// no `TE`, `Trailer`, `X-Forwarded-For` or `-Proto`, and a `Connection` that lists only
+/// `close`, `keep-alive` or `te`. Otherwise they go into the map first
+/// ([`materialize_request`]). One pass, by length first.
+pub fn raw_fields_pass(fields: &Fields) -> bool {
+    fields.iter().all(|(name, value)| match name.len() {
+        2 => !name.eq_ignore_ascii_case(b"te"),
+        7 => !name.eq_ignore_ascii_case(b"trailer"),
+        10 => !name.eq_ignore_ascii_case(b"connection") || tokens(value).all(is_fixed_hop),
+        15 => !name.eq_ignore_ascii_case(b"x-forwarded-for"),
+        17 => !name.eq_ignore_ascii_case(b"x-forwarded-proto"),
+        _ => true,
+    })
+}
+
+/// Moves raw request fields into `headers`, after what is there, so the map's edits
+/// ([`strip_request`], [`add_forwarded`], HTTP/2's pseudo-headers) apply to them.
+pub fn materialize_request(headers: &mut HeaderMap, fields: &Fields) {
+    append_all(headers, fields.to_header_map());
+}
+
+/// Appends every value of `from` to `into`, keeping both sides' repeated fields.
+fn append_all(into: &mut HeaderMap, from: HeaderMap) {
+    // `HeaderMap`'s owned iterator names a field once, before its first value.
+    let mut name = None;
+    for (key, value) in from {
+        name = key.or(name);
+        if let Some(name) = &name {
+            into.append(name.clone(), value);
         }
     }
 }
@@ -292,6 +311,60 @@ mod tests {
             );
         }
         assert!(!none.contains(b"x-kept") && !none.contains(b"trailer"));
+    }
+
+    fn fields(lines: &str) -> Fields {
+        // The fields of any head parse the same way: borrow the response parser's.
+        let raw = format!("HTTP/1.1 200 OK\r\n{lines}\r\n");
+        let mut buf = bytes::BytesMut::from(raw.as_bytes());
+        crate::h1::parse_head(&mut buf)
+            .expect("parses")
+            .expect("complete")
+            .fields
+    }
+
+    #[test]
+    fn raw_request_fields_pass_only_when_the_map_would_change_nothing_else() {
+        let passing = [
+            "Host: a\r\nX-A: 1\r\nX-A: 2\r\n",
+            "Host: a\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n",
+            "Host: a\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: x\r\nConnection: Close\r\n",
+        ];
+        for lines in passing {
+            let raw = fields(lines);
+            assert!(raw_fields_pass(&raw), "{lines:?}");
+            // What the HTTP/1.1 writer copies, and what the map path would leave.
+            let copied: Vec<(String, String)> = raw
+                .iter()
+                .filter(|(name, _)| !h1::is_hop_by_hop(name))
+                .map(|(n, v)| {
+                    (
+                        String::from_utf8_lossy(n).to_lowercase(),
+                        String::from_utf8_lossy(v).into(),
+                    )
+                })
+                .collect();
+            let mut map = HeaderMap::new();
+            materialize_request(&mut map, &raw);
+            strip_request(&mut map);
+            let kept: Vec<(String, String)> = map
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().expect("ascii").to_owned()))
+                .collect();
+            assert_eq!(copied, kept, "{lines:?}: both ways send the same fields");
+        }
+        for lines in [
+            "Host: a\r\nTE: trailers\r\n",
+            "Host: a\r\nTrailer: x-sum\r\n",
+            "Host: a\r\nX-Forwarded-For: 203.0.113.9\r\n",
+            "Host: a\r\nx-forwarded-proto: https\r\n",
+            "Host: a\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n",
+        ] {
+            assert!(
+                !raw_fields_pass(&fields(lines)),
+                "{lines:?} needs the map's edits"
+            );
+        }
     }
 
     #[test]

@@ -16,8 +16,8 @@ use super::forward::{self, TryError, authority_of};
 use super::headers;
 use super::retry::{self, Failure, SharedBudget};
 use crate::balance::Outcome;
-use crate::body::ProxyBody;
 use crate::body::UpstreamBody;
+use crate::body::{ProxyBody, RawFields as _};
 use crate::metrics::{Metrics, RetryReason};
 use crate::pool::{ConnSettings, Pools};
 use crate::table::{ResolveError, Table, TableHandle, Target};
@@ -156,7 +156,7 @@ async fn proxy(
     if request.method() == Method::CONNECT {
         return Err((ProxyError::ConnectMethod, None, None));
     }
-    let count = request.headers().len();
+    let count = request.headers().len() + request.body().fields().map_or(0, |f| f.len());
     if count > shared.max_headers {
         return Err((
             ProxyError::TooManyHeaders {
@@ -222,11 +222,9 @@ async fn tries(
     let (mut parts, body) = request.into_parts();
     // Extensions belong to the downstream connection (upgrades, header case).
     parts.extensions.clear();
-    headers::strip_request(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, client);
     // A body still to be read (hyper's path) is the client's upload, not the pod's time.
     let uploading = matches!(body, RequestBody::Hyper(_));
-    let body = body.into_upstream(idempotent).await.map_err(|source| {
+    let mut body = body.into_upstream(idempotent).await.map_err(|source| {
         (
             ProxyError::ClientBody {
                 route: route.key.clone(),
@@ -238,6 +236,16 @@ async fn tries(
     if uploading {
         guard.started = Instant::now();
     }
+    // The fast loop's raw fields go to the pod as they are unless something in them
+    // needs an edit, or an absolute-form target's authority replaces their `Host`.
+    let edit = body
+        .fields()
+        .is_some_and(|f| parts.uri.authority().is_some() || !headers::raw_fields_pass(f));
+    if edit && let Some(fields) = body.take_fields() {
+        headers::materialize_request(&mut parts.headers, &fields);
+    }
+    headers::strip_request(&mut parts.headers);
+    headers::add_forwarded(&mut parts.headers, client);
 
     let mut attempts_left = route.retries.attempts;
     let mut request = Request::from_parts(parts, body);

@@ -10,11 +10,11 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{EXPECT, HeaderName, HeaderValue, TRANSFER_ENCODING, UPGRADE};
+use http::header::{EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, Method, Request, Uri, Version};
 
 use crate::body::REPLAY_BUFFER_LIMIT;
-use crate::h1::{Span, has_token};
+use crate::h1::{Fields, Span, has_token};
 use crate::server::DEFAULT_MAX_HEADERS;
 
 /// Largest request body the fast loop reads in with its head; larger bodies stream
@@ -50,7 +50,7 @@ pub enum Parsed {
     Request(Head),
     /// Not for the fast loop: hyper takes the connection from here, buffer untouched.
     Handoff,
-    /// A head httparse took but whose target or a header name `http` refuses; it was
+    /// A head httparse took but whose target `http` refuses; it was
     /// removed from the buffer, so the loop answers `400` and closes (as hyper does).
     Malformed,
 }
@@ -58,7 +58,11 @@ pub enum Parsed {
 /// A request head the fast loop serves.
 #[derive(Debug)]
 pub struct Head {
+    /// Method, target and version; its `HeaderMap` starts empty, with room for the
+    /// fields the service adds.
     pub request: Request<()>,
+    /// The header fields as the client sent them (see [`crate::body::Replayable`]).
+    pub fields: Fields,
     /// `Content-Length` of the body that follows (0: none).
     pub body: usize,
     /// The client asked to close after this exchange (`Connection: close`).
@@ -123,9 +127,10 @@ pub fn parse(buf: &mut BytesMut, limits: Limits) -> Parsed {
         .map(|header| Span::of(buf, header))
         .collect();
     let head = buf.split_to(len).freeze();
-    match build(method, head, target, &spans) {
+    match build(method, &head, target) {
         Some(request) => Parsed::Request(Head {
             request,
+            fields: Fields::new(head, spans),
             body,
             close,
         }),
@@ -133,25 +138,14 @@ pub fn parse(buf: &mut BytesMut, limits: Limits) -> Parsed {
     }
 }
 
-/// The request from its parts, header values as zero-copy slices of `head`. `None` when
-/// the target or a header name is one `http` refuses although httparse took it.
-fn build(
-    method: Method,
-    head: Bytes,
-    target: (usize, usize),
-    spans: &[Span],
-) -> Option<Request<()>> {
+/// The request line as a request, the target a zero-copy slice of `head`. `None` when
+/// the target is one `http` refuses although httparse took it. The header fields stay
+/// raw (httparse checked names are tokens and values visible ASCII, obs-text, spaces
+/// and tabs).
+fn build(method: Method, head: &Bytes, target: (usize, usize)) -> Option<Request<()>> {
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)).ok()?;
-    // Room for the two `X-Forwarded-*` fields the service adds: growing a HeaderMap
-    // rehashes every field.
-    let mut headers = HeaderMap::with_capacity(spans.len() + FORWARDED_FIELDS);
-    for span in spans {
-        let name = HeaderName::from_bytes(&head[span.name()]).ok()?;
-        let value = head.slice(span.value());
-        // httparse allowed only visible ASCII, obs-text, spaces and tabs: valid values.
-        let value = HeaderValue::from_maybe_shared(value).ok()?;
-        headers.append(name, value);
-    }
+    // Room for the two `X-Forwarded-*` fields the service adds.
+    let headers = HeaderMap::with_capacity(FORWARDED_FIELDS);
     let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;

@@ -104,7 +104,8 @@ impl Loop<'_> {
                     return Ended::Closed;
                 }
             }
-            let body = Replayable::new(read.split_to(request.body).freeze(), None);
+            let body = Replayable::new(read.split_to(request.body).freeze(), None)
+                .with_fields(request.fields);
             let head_request = request.request.method() == Method::HEAD;
             let close = request.close;
             let request = request.request.map(|()| RequestBody::Buffered(body));
