@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
+use http::header::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -80,16 +81,27 @@ pub enum UpstreamBody {
 /// possible.
 ///
 /// It also carries the request head's header fields as an HTTP/1.1 client sent them,
-/// when the downstream fast loop read the request ([`h1::Fields`], the response side's
-/// trick on the way in): the request's `HeaderMap` then holds only what the proxy adds,
-/// and the HTTP/1.1 writer copies the client's lines straight out. Paths that need a map
-/// (HTTP/2 to the pod, header edits) move them in first ([`Replayable::take_fields`]).
+/// when the downstream fast loop read the request ([`RawHead`], the response side's
+/// trick on the way in): the request's `HeaderMap` then stays empty, and the HTTP/1.1
+/// writer copies the client's lines straight out. Paths that need a map (HTTP/2 to the
+/// pod, header edits) move them in first ([`UpstreamBody::take_raw`]).
 #[derive(Clone, Debug, Default)]
 pub struct Replayable {
     data: Option<Bytes>,
     /// Boxed: rare, and the body moves with the request on every try.
     trailers: Option<Box<HeaderMap>>,
-    fields: h1::Fields,
+    raw: RawHead,
+}
+
+/// A fast-loop request's header fields, kept raw, and what the proxy adds to them.
+#[derive(Clone, Debug, Default)]
+pub struct RawHead {
+    /// The client's fields, as sent.
+    pub fields: h1::Fields,
+    /// Set when the service let the fields go as they are: the client address for
+    /// `X-Forwarded-For` (with `X-Forwarded-Proto: http`), which the writer adds after
+    /// them. `None` until then.
+    pub forwarded_for: Option<HeaderValue>,
 }
 
 impl Replayable {
@@ -107,35 +119,43 @@ impl Replayable {
         Replayable {
             data: (!data.is_empty()).then_some(data),
             trailers: trailers.map(Box::new),
-            fields: h1::Fields::default(),
+            raw: RawHead::default(),
         }
     }
 
     /// The same body, with the raw header fields of its request's head.
     pub fn with_fields(self, fields: h1::Fields) -> Self {
-        Replayable { fields, ..self }
+        let raw = RawHead {
+            fields,
+            forwarded_for: None,
+        };
+        Replayable { raw, ..self }
     }
 }
 
-/// The raw header fields a request carries beside its `HeaderMap` (see [`Replayable`]).
+/// The raw head a request carries beside its `HeaderMap` (see [`Replayable`]).
 pub trait RawFields {
-    /// `None` when there are none: every field is in the map.
-    fn fields(&self) -> Option<&h1::Fields>;
+    /// `None` when there is none: every field is in the map.
+    fn raw(&self) -> Option<&RawHead>;
+
+    fn fields(&self) -> Option<&h1::Fields> {
+        self.raw().map(|raw| &raw.fields)
+    }
 }
 
 impl RawFields for RequestBody {
-    fn fields(&self) -> Option<&h1::Fields> {
+    fn raw(&self) -> Option<&RawHead> {
         match self {
-            RequestBody::Buffered(r) if !r.fields.is_empty() => Some(&r.fields),
+            RequestBody::Buffered(r) if !r.raw.fields.is_empty() => Some(&r.raw),
             _ => None,
         }
     }
 }
 
 impl RawFields for UpstreamBody {
-    fn fields(&self) -> Option<&h1::Fields> {
+    fn raw(&self) -> Option<&RawHead> {
         match self {
-            UpstreamBody::Replayable(r) if !r.fields.is_empty() => Some(&r.fields),
+            UpstreamBody::Replayable(r) if !r.raw.fields.is_empty() => Some(&r.raw),
             _ => None,
         }
     }
@@ -155,13 +175,23 @@ impl UpstreamBody {
         }
     }
 
-    /// Takes the raw header fields [`RawFields::fields`] returns, leaving none.
-    pub fn take_fields(&mut self) -> Option<h1::Fields> {
+    /// Takes the raw head [`RawFields::raw`] returns, leaving none.
+    pub fn take_raw(&mut self) -> Option<RawHead> {
         match self {
-            UpstreamBody::Replayable(r) if !r.fields.is_empty() => {
-                Some(std::mem::take(&mut r.fields))
+            UpstreamBody::Replayable(r) if !r.raw.fields.is_empty() => {
+                Some(std::mem::take(&mut r.raw))
             }
             _ => None,
+        }
+    }
+
+    /// Lets the raw fields go as they are, `X-Forwarded-For` naming `client` after them.
+    /// Does nothing when there are none.
+    pub fn forward_raw_for(&mut self, client: HeaderValue) {
+        if let UpstreamBody::Replayable(r) = self
+            && !r.raw.fields.is_empty()
+        {
+            r.raw.forwarded_for = Some(client);
         }
     }
 

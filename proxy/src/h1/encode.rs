@@ -61,12 +61,17 @@ pub fn head(request: &Request<UpstreamBody>, framing: Framing, buf: &mut BytesMu
     buf.put_u8(b' ');
     buf.put_slice(target.as_bytes());
     buf.put_slice(b" HTTP/1.1\r\n");
-    if let Some(fields) = request.body().fields() {
-        for (name, line) in fields.lines() {
+    if let Some(raw) = request.body().raw() {
+        for (name, line) in raw.fields.lines() {
             if !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"content-length") {
                 buf.put_slice(line);
                 buf.put_slice(b"\r\n");
             }
+        }
+        if let Some(client) = &raw.forwarded_for {
+            buf.put_slice(b"x-forwarded-for: ");
+            buf.put_slice(client.as_bytes());
+            buf.put_slice(b"\r\nx-forwarded-proto: http\r\n");
         }
     }
     put_fields(request.headers(), buf, true);

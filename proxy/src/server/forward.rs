@@ -79,9 +79,12 @@ pub async fn send(
         }
         Sender::Http2(sender) => {
             // hyper's HTTP/2 writes a map: the client's raw fields go into it first.
-            if let Some(fields) = request.body_mut().take_fields() {
-                headers::materialize_request(request.headers_mut(), &fields);
+            if let Some(raw) = request.body_mut().take_raw() {
+                headers::materialize_request(request.headers_mut(), &raw.fields);
                 headers::strip_request(request.headers_mut());
+                if let Some(client) = &raw.forwarded_for {
+                    headers::add_forwarded(request.headers_mut(), client);
+                }
             }
             shape_http2(&mut request);
             match sender.try_send_request(request).await {

@@ -236,16 +236,21 @@ async fn tries(
     if uploading {
         guard.started = Instant::now();
     }
-    // The fast loop's raw fields go to the pod as they are unless something in them
-    // needs an edit, or an absolute-form target's authority replaces their `Host`.
-    let edit = body
+    // The fast loop's raw fields go to the pod as they are (its map is empty) unless
+    // something in them needs an edit, or an absolute-form target's authority replaces
+    // their `Host`.
+    let as_sent = body
         .fields()
-        .is_some_and(|f| parts.uri.authority().is_some() || !headers::raw_fields_pass(f));
-    if edit && let Some(fields) = body.take_fields() {
-        headers::materialize_request(&mut parts.headers, &fields);
+        .is_some_and(|f| parts.uri.authority().is_none() && headers::raw_fields_pass(f));
+    if as_sent {
+        body.forward_raw_for(client.clone());
+    } else {
+        if let Some(raw) = body.take_raw() {
+            headers::materialize_request(&mut parts.headers, &raw.fields);
+        }
+        headers::strip_request(&mut parts.headers);
+        headers::add_forwarded(&mut parts.headers, client);
     }
-    headers::strip_request(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, client);
 
     let mut attempts_left = route.retries.attempts;
     let mut request = Request::from_parts(parts, body);

@@ -11,7 +11,7 @@ use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{EXPECT, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, Method, Request, Uri, Version};
+use http::{Method, Request, Uri, Version};
 
 use crate::body::REPLAY_BUFFER_LIMIT;
 use crate::h1::{Fields, Span, has_token};
@@ -24,9 +24,6 @@ pub const MAX_FAST_BODY: u64 = REPLAY_BUFFER_LIMIT;
 /// Header slots parsed in place; a head with more is handed off (hyper applies the
 /// configured limit and answers `431`).
 const SLOTS: usize = DEFAULT_MAX_HEADERS;
-
-/// Fields the service adds to every request (`X-Forwarded-For`, `-Proto`).
-const FORWARDED_FIELDS: usize = 2;
 
 /// The limits a head is checked against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,8 +55,8 @@ pub enum Parsed {
 /// A request head the fast loop serves.
 #[derive(Debug)]
 pub struct Head {
-    /// Method, target and version; its `HeaderMap` starts empty, with room for the
-    /// fields the service adds.
+    /// Method, target and version; its `HeaderMap` starts empty (and allocates nothing
+    /// unless the service has to edit the fields).
     pub request: Request<()>,
     /// The header fields as the client sent them (see [`crate::body::Replayable`]).
     pub fields: Fields,
@@ -144,13 +141,10 @@ pub fn parse(buf: &mut BytesMut, limits: Limits) -> Parsed {
 /// and tabs).
 fn build(method: Method, head: &Bytes, target: (usize, usize)) -> Option<Request<()>> {
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)).ok()?;
-    // Room for the two `X-Forwarded-*` fields the service adds.
-    let headers = HeaderMap::with_capacity(FORWARDED_FIELDS);
     let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = headers;
     Some(request)
 }
 
