@@ -11,27 +11,22 @@ use crate::body::{ProxyBody, RawFields, UpstreamBody};
 use crate::h1;
 use crate::pool::{ConnSettings, ConnectError, Pools, Sender};
 
-/// Why a try produced no response. A request handed back is intact unless its body
-/// was streamed (then it is no longer replayable, which the retry rules check).
+/// Why a try produced no response. Where the request is afterwards is [`send`]'s to say.
 #[derive(Debug)]
 pub enum TryError {
-    /// No connection to the endpoint.
-    Connect(ConnectError, Request<UpstreamBody>),
-    /// Nothing reached the pod: the request may go elsewhere whatever its method.
-    NotSent(UpstreamError, Request<UpstreamBody>),
-    /// Sent (at least partly), then the connection failed before response headers. The
-    /// request comes back over HTTP/1.1 (only borrowed there); hyper's HTTP/2 keeps it.
-    Sent(UpstreamError, Option<Request<UpstreamBody>>),
+    /// No connection to the endpoint; the request is untouched.
+    Connect(ConnectError),
+    /// Nothing reached the pod: the request (back in its slot) may go elsewhere whatever
+    /// its method.
+    NotSent(UpstreamError),
+    /// Sent (at least partly), then the connection failed before response headers.
+    Sent(UpstreamError),
     /// The client's request body broke off while it was being sent: not the pod's fault.
     ClientBody(hyper::Error),
     /// No response headers within the route's per-try timeout; the request went with
     /// the abandoned try.
     TimedOut(std::time::Duration),
 }
-
-/// A response, and the request back when the protocol only borrowed it (HTTP/1.1), for
-/// a retry on a retryable status without having copied it first.
-pub type Answered = (Response<ProxyBody>, Option<Request<UpstreamBody>>);
 
 /// A failed exchange with a pod, by protocol.
 #[derive(Debug, thiserror::Error)]
@@ -42,42 +37,51 @@ pub enum UpstreamError {
     Http2(hyper::Error),
 }
 
-/// Sends `request` to `addr` over its pool and returns the response, whose body holds
-/// the connection's lease while it streams.
+/// Sends the request in `slot` to `addr` over its pool and returns the response, whose
+/// body holds the connection's lease while it streams.
+///
+/// HTTP/1.1 only borrows the request: it stays in `slot` whatever happens, for a retry
+/// without a copy (a streamed body is spent once sent, which the retry rules check).
+/// hyper's HTTP/2 takes it, and gives it back into `slot` only when nothing was sent.
+/// An empty `slot` (the caller has nothing to send) is `NotSent`.
 pub async fn send(
     pools: &Pools,
     addr: EndpointAddr,
     settings: &ConnSettings,
-    mut request: Request<UpstreamBody>,
-) -> Result<Answered, TryError> {
-    let mut lease = match pools.checkout(addr, settings).await {
-        Ok(lease) => lease,
-        Err(error) => return Err(TryError::Connect(error, request)),
-    };
+    slot: &mut Option<Request<UpstreamBody>>,
+) -> Result<Response<ProxyBody>, TryError> {
+    let mut lease = pools
+        .checkout(addr, settings)
+        .await
+        .map_err(TryError::Connect)?;
     match lease.sender() {
         Sender::Http1(conn) => {
-            shape_http1(&mut request);
+            let Some(request) = slot.as_mut() else {
+                return Err(TryError::NotSent(UpstreamError::Http1(h1::Error::Closed)));
+            };
+            shape_http1(request);
             let version = request.version();
-            match h1::send(conn, &mut request).await {
+            match h1::send(conn, request).await {
                 Ok((head, framing)) => {
                     // The fields stay raw in the body (see `ProxyBody::fields`).
                     let mut response = Response::new(ProxyBody::http1(lease, framing, head.fields));
                     *response.status_mut() = head.status;
                     *response.version_mut() = version;
-                    Ok((response, Some(request)))
+                    Ok(response)
                 }
                 Err(h1::SendError::NotSent(error)) => {
-                    Err(TryError::NotSent(UpstreamError::Http1(error), request))
+                    Err(TryError::NotSent(UpstreamError::Http1(error)))
                 }
                 Err(h1::SendError::Sent(h1::Error::RequestBody(error))) => {
                     Err(TryError::ClientBody(error))
                 }
-                Err(h1::SendError::Sent(error)) => {
-                    Err(TryError::Sent(UpstreamError::Http1(error), Some(request)))
-                }
+                Err(h1::SendError::Sent(error)) => Err(TryError::Sent(UpstreamError::Http1(error))),
             }
         }
         Sender::Http2(sender) => {
+            let Some(mut request) = slot.take() else {
+                return Err(TryError::NotSent(UpstreamError::Http1(h1::Error::Closed)));
+            };
             // hyper's HTTP/2 writes a map: the client's raw fields go into it first.
             if let Some(raw) = request.body_mut().take_raw() {
                 headers::materialize_request(request.headers_mut(), &raw.fields);
@@ -88,19 +92,16 @@ pub async fn send(
             }
             shape_http2(&mut request);
             match sender.try_send_request(request).await {
-                Ok(response) => Ok((response.map(|body| ProxyBody::upstream(body, lease)), None)),
+                Ok(response) => Ok(response.map(|body| ProxyBody::upstream(body, lease))),
                 Err(mut error) => match error.take_message() {
-                    Some(request) => Err(TryError::NotSent(
-                        UpstreamError::Http2(error.into_error()),
-                        request,
-                    )),
+                    Some(request) => {
+                        *slot = Some(request);
+                        Err(TryError::NotSent(UpstreamError::Http2(error.into_error())))
+                    }
                     None if error.error().is_user() => {
                         Err(TryError::ClientBody(error.into_error()))
                     }
-                    None => Err(TryError::Sent(
-                        UpstreamError::Http2(error.into_error()),
-                        None,
-                    )),
+                    None => Err(TryError::Sent(UpstreamError::Http2(error.into_error()))),
                 },
             }
         }

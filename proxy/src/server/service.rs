@@ -253,7 +253,9 @@ async fn tries(
     }
 
     let mut attempts_left = route.retries.attempts;
-    let mut request = Request::from_parts(parts, body);
+    // The request for the next try. HTTP/1.1 only borrows it, so after a try it is still
+    // here for a retry without a copy; HTTP/2 takes it.
+    let mut request = Some(Request::from_parts(parts, body));
     // Endpoints this request already tried, filled only when it retries (no allocation
     // for the request that succeeds first time): a retry goes elsewhere when it can.
     let mut tried: Vec<EndpointAddr> = Vec::new();
@@ -262,34 +264,37 @@ async fn tries(
         let settings = ConnSettings::new(&guard.target.route, guard.target.protocol);
         // A copy to send again if this one fails after it was sent: only worth making
         // when that retry could happen, and only for HTTP/2, which consumes the request
-        // (HTTP/1.1 borrows it and hands it back).
-        // A per-try timeout drops the try, and the request with it: copy it then too.
+        // (HTTP/1.1 borrows it).
+        // A per-try timeout drops the try mid-write: copy it then too.
         let per_try = route.timeouts.per_try;
         let consumed = settings.protocol == AppProtocol::H2c || per_try.is_some();
         let backup = (attempts_left > 0 && idempotent && consumed)
-            .then(|| clone_request(&request))
+            .then(|| request.as_ref().and_then(clone_request))
             .flatten();
         let timer = TimedOut {
             guard: &mut guard,
             deadline,
         };
-        let send = std::pin::pin!(forward::send(&shared.pools, addr, &settings, request));
-        let sent = match per_try {
-            Some(limit) => tokio::time::timeout(limit, send)
-                .await
-                .unwrap_or(Err(TryError::TimedOut(limit))),
-            None => send.await,
+        let sent = {
+            // In a block: the try ends (and gives back its borrow of the request) here.
+            let send = std::pin::pin!(forward::send(&shared.pools, addr, &settings, &mut request));
+            match per_try {
+                Some(limit) => tokio::time::timeout(limit, send)
+                    .await
+                    .unwrap_or(Err(TryError::TimedOut(limit))),
+                None => send.await,
+            }
         };
         timer.disarm();
         let (failure, error, next) = match sent {
-            Ok((mut response, returned)) => {
+            Ok(mut response) => {
                 let status = response.status();
-                let again = backup
-                    .or(returned)
-                    .filter(|r| idempotent && r.body().is_replayable());
-                let retryable =
-                    retry::is_retryable_status(status) && attempts_left > 0 && again.is_some();
-                if !retryable || !shared.budget.try_withdraw(std::time::Instant::now()) {
+                // The status first: a request is only moved about when it may go again.
+                let again = (retry::is_retryable_status(status) && attempts_left > 0 && idempotent)
+                    .then(|| backup.or_else(|| request.take()))
+                    .flatten()
+                    .filter(|r| r.body().is_replayable());
+                if again.is_none() || !shared.budget.try_withdraw(std::time::Instant::now()) {
                     guard.end(if status.is_server_error() {
                         Outcome::Status5xx
                     } else {
@@ -303,9 +308,9 @@ async fn tries(
                 drop(response);
                 attempts_left -= 1;
                 count_retry(shared, &route, Failure::Status);
-                request = again.expect("checked above");
+                let again = again.expect("checked above");
                 tried.push(addr);
-                guard = match repick(shared, &request, table, &tried) {
+                guard = match repick(shared, &again, table, &tried) {
                     Some((target, addr)) => EndGuard::new(target, addr, Instant::now()),
                     None => {
                         let error = ProxyError::Resolve(ResolveError::NoEndpoint {
@@ -315,17 +320,18 @@ async fn tries(
                         return Err((error, Some(addr)));
                     }
                 };
+                request = Some(again);
                 continue;
             }
-            Err(TryError::Connect(source, back)) => {
+            Err(TryError::Connect(source)) => {
                 guard.end(Outcome::ConnectFailure);
                 let error = ProxyError::ConnectFailed {
                     route: route.key.clone(),
                     source,
                 };
-                (Failure::NotSent, error, Some(back))
+                (Failure::NotSent, error, request.take())
             }
-            Err(TryError::NotSent(source, back)) => {
+            Err(TryError::NotSent(source)) => {
                 // A pooled connection the pod closed just as we picked it (keep-alive
                 // race): says nothing about the pod's health.
                 guard.end(Outcome::Cancelled);
@@ -334,7 +340,7 @@ async fn tries(
                     endpoint: addr,
                     source,
                 };
-                (Failure::NotSent, error, Some(back))
+                (Failure::NotSent, error, request.take())
             }
             Err(TryError::ClientBody(source)) => {
                 // Our side failed: the client's body broke off. Not the pod's fault.
@@ -357,14 +363,14 @@ async fn tries(
                 };
                 (Failure::Reset, error, backup)
             }
-            Err(TryError::Sent(source, returned)) => {
+            Err(TryError::Sent(source)) => {
                 guard.end(Outcome::Reset);
                 let error = ProxyError::UpstreamReset {
                     route: route.key.clone(),
                     endpoint: addr,
                     source,
                 };
-                (Failure::Reset, error, backup.or(returned))
+                (Failure::Reset, error, backup.or_else(|| request.take()))
             }
         };
         let Some(next_request) = next else {
@@ -393,7 +399,7 @@ async fn tries(
             Some((target, addr)) => guard = EndGuard::new(target, addr, Instant::now()),
             None => return Err((error, Some(addr))),
         }
-        request = next_request;
+        request = Some(next_request);
     }
 }
 
