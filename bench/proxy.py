@@ -556,7 +556,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", default="direct,fairway,envoy,nginx,haproxy")
     ap.add_argument("--protocols", default="h1,h2", help="h1 (wrk), h2 (h2load), or both")
-    ap.add_argument("--rounds", type=int, default=3, help="measurements per target; the median is reported")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="measurements per target; the median round's req/s, each latency and CPU figure's median")
     ap.add_argument("--duration", type=int, default=10, help="seconds measured per target")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per target")
     ap.add_argument("--connections", type=int, default=32)
@@ -631,9 +632,18 @@ def main() -> int:
             for name, rs in runs[proto].items():
                 if not rs:
                     continue
-                # The median round by requests/s, whole (its latency and CPU belong together).
+                # Requests/s, RSS and the counts: the median round by requests/s. Latency
+                # and CPU: each figure's own median over the rounds. A 10 s round's tail is
+                # at the mercy of a VM's stalls (every proxy here, nginx included, shows
+                # single 5-20 ms stalls in some rounds and not in others), so one round's
+                # p99 says more about the machine than about the proxy.
                 med = dict(sorted(rs, key=lambda r: r["rps"])[len(rs) // 2])
+                for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "max_ms", "cpu_us_per_req", "cpu_pct"):
+                    values = sorted(r[key] for r in rs if r.get(key) is not None)
+                    if values:
+                        med[key] = values[len(values) // 2]
                 med["rounds_rps"] = [r["rps"] for r in rs]
+                med["rounds_p99_ms"] = [r["p99_ms"] for r in rs if r.get("p99_ms") is not None]
                 med["upstream_conns"] = sum(r["upstream_conns"] for r in rs)
                 med["upstream_requests"] = sum(r["upstream_requests"] for r in rs)
                 med["hwm_kib"] = rs[-1]["hwm_kib"]
