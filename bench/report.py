@@ -81,7 +81,7 @@ def report(results: dict) -> str:
         f"after: {m['load_after']}. Proxies pinned to CPU {m['proxy_cpus'] or 'none'}; load generator and pods "
         f"{'pinned to CPU ' + m['load_cpus'] if m.get('load_cpus') else 'unpinned'}; pods: nginx with "
         f"{m['backend_workers']} worker(s); wrk -t{m['threads']} -c{m['connections']}; {m['rounds']} rounds of "
-        f"{m['warmup']} s warm-up + {m['duration']} s per target and protocol, the median round reported "
+        f"{m['warmup']} s warm-up + {m['duration']} s per target and protocol, req/s of the median round, each latency and CPU figure the median of the rounds "
         "(upstream connections: summed over all rounds, counted at the pods).",
         "Versions: " + "; ".join(m.get("versions", {}).values()) + ".",
     ]
