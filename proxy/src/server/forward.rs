@@ -84,11 +84,8 @@ pub async fn send(
             };
             // hyper's HTTP/2 writes a map: the client's raw fields go into it first.
             if let Some(raw) = request.body_mut().take_raw() {
-                headers::materialize_request(request.headers_mut(), &raw.fields);
-                headers::strip_request(request.headers_mut());
-                if let Some(client) = &raw.forwarded_for {
-                    headers::add_forwarded(request.headers_mut(), client);
-                }
+                let client = raw.forwarded_for.as_ref();
+                headers::edit_request(request.headers_mut(), Some(&raw.fields), client);
             }
             shape_http2(&mut request);
             match sender.try_send_request(request).await {

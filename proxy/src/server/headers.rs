@@ -181,7 +181,7 @@ pub fn materialize(response: &mut Response<ProxyBody>) {
 /// nothing in them needs one of [`strip_request`]'s or [`add_forwarded`]'s edits, i.e.
 /// no `TE`, `Trailer`, `X-Forwarded-For` or `-Proto`, and a `Connection` that lists only
 /// `close`, `keep-alive` or `te`. Otherwise they go into the map first
-/// ([`materialize_request`]). One pass, by length first.
+/// ([`edit_request`]). One pass, by length first.
 pub fn raw_fields_pass(fields: &Fields) -> bool {
     fields.iter().all(|(name, value)| match name.len() {
         2 => !name.eq_ignore_ascii_case(b"te"),
@@ -193,10 +193,22 @@ pub fn raw_fields_pass(fields: &Fields) -> bool {
     })
 }
 
-/// Moves raw request fields into `headers`, after what is there, so the map's edits
-/// ([`strip_request`], [`add_forwarded`], HTTP/2's pseudo-headers) apply to them.
-pub fn materialize_request(headers: &mut HeaderMap, fields: &Fields) {
-    append_all(headers, fields.to_header_map());
+/// The map's edits to a request, in one place for every path that needs them: the
+/// client's raw `fields` moved in after what is there (so the edits and HTTP/2's
+/// pseudo-headers apply to them), hop-by-hop fields stripped ([`strip_request`]), and
+/// `X-Forwarded-*` for `client` ([`add_forwarded`]).
+pub fn edit_request(
+    headers: &mut HeaderMap,
+    fields: Option<&Fields>,
+    client: Option<&HeaderValue>,
+) {
+    if let Some(fields) = fields {
+        append_all(headers, fields.to_header_map());
+    }
+    strip_request(headers);
+    if let Some(client) = client {
+        add_forwarded(headers, client);
+    }
 }
 
 /// Appends every value of `from` to `into`, keeping both sides' repeated fields.
@@ -345,8 +357,7 @@ mod tests {
                 })
                 .collect();
             let mut map = HeaderMap::new();
-            materialize_request(&mut map, &raw);
-            strip_request(&mut map);
+            edit_request(&mut map, Some(&raw), None);
             let kept: Vec<(String, String)> = map
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_str().expect("ascii").to_owned()))

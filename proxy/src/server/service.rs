@@ -245,11 +245,9 @@ async fn tries(
     if as_sent {
         body.forward_raw_for(client.clone());
     } else {
-        if let Some(raw) = body.take_raw() {
-            headers::materialize_request(&mut parts.headers, &raw.fields);
-        }
-        headers::strip_request(&mut parts.headers);
-        headers::add_forwarded(&mut parts.headers, client);
+        let raw = body.take_raw();
+        let fields = raw.as_ref().map(|raw| &raw.fields);
+        headers::edit_request(&mut parts.headers, fields, Some(client));
     }
 
     let mut attempts_left = route.retries.attempts;

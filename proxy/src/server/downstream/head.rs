@@ -47,8 +47,8 @@ pub enum Parsed {
     Request(Head),
     /// Not for the fast loop: hyper takes the connection from here, buffer untouched.
     Handoff,
-    /// A head httparse took but whose target `http` refuses; it was
-    /// removed from the buffer, so the loop answers `400` and closes (as hyper does).
+    /// A head httparse took but whose target `http` refuses; it was removed from the
+    /// buffer, so the loop answers `400` and closes (as hyper does).
     Malformed,
 }
 
