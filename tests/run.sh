@@ -50,10 +50,11 @@ fi
 # Run everything, then close with one summary line over every test binary (libtest's
 # "test result:" lines and the e2e harness's "N passed, M failed"): cargo's own last
 # line belongs to whichever doc-test binary ran last, often with 0 tests.
+# --no-fail-fast: one failing test binary must not hide the results of the others.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace "$@" 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 count() {

@@ -27,7 +27,7 @@ async fn pipelined_requests_of_both_paths_are_answered_in_order_on_one_connectio
     let (proxy, pod) = proxy_and_pod("127.0.0.81").await;
     // The pool pre-warms one connection for a new endpoint: wait for it, so every
     // request below has that one connection to reuse.
-    eventually("the pre-warmed connection", || pod.accepts() == 1).await;
+    proxy.prewarmed(&[pod.addr]).await;
     // GET and a small PUT: the fast loop. A chunked POST: handed to hyper, which then
     // serves the rest of the connection (the last GET, which asks to close).
     let raw = b"GET /echo?n=1 HTTP/1.1\r\nHost: orders.shop\r\n\r\n\
@@ -134,7 +134,7 @@ async fn a_body_that_stops_short_is_cut_off_by_the_header_read_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_hangs_up_cancels_its_request() {
     let (proxy, pod) = proxy_and_pod("127.0.0.84").await;
-    eventually("the pre-warmed connection", || pod.open() == 1).await;
+    proxy.prewarmed(&[pod.addr]).await;
     let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
     stream
         .write_all(b"GET /hang HTTP/1.1\r\nHost: orders.shop\r\n\r\n")

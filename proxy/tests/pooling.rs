@@ -16,6 +16,9 @@ async fn keep_alive_reuses_one_connection_per_pod() {
         vec![set("orders", &[a.addr, b.addr])],
     ))
     .await;
+    // Each pod's pre-warmed connection, idle in the pool before the first request, so
+    // no request races the pre-warm with a connection of its own.
+    proxy.prewarmed(&[a.addr, b.addr]).await;
     let mut client = Client::connect(proxy.addr).await;
     for _ in 0..100 {
         let answer = client.get("orders.shop", "/").await;
@@ -88,6 +91,7 @@ async fn idle_connections_close_after_the_idle_timeout() {
     let mut r = route("orders", &["orders.shop"], &[("orders", 1)]);
     r.upstream.idle_timeout = Duration::from_millis(300);
     let proxy = Proxy::start(table(vec![r], vec![set("orders", &[a.addr])])).await;
+    proxy.prewarmed(&[a.addr]).await;
     let mut client = Client::connect(proxy.addr).await;
     assert_eq!(client.get("orders.shop", "/").await.status, 200);
     assert_eq!(
@@ -166,6 +170,7 @@ async fn h2c_upstream_multiplexes_one_connection_per_pod() {
     let mut r = route("orders", &["orders.shop"], &[("orders", 1)]);
     r.upstream.protocol = fairway_proto::model::UpstreamProtocol::Http2;
     let proxy = Proxy::start(table(vec![r], vec![set("orders", &[a.addr])])).await;
+    proxy.prewarmed(&[a.addr]).await;
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let addr = proxy.addr;

@@ -135,7 +135,7 @@ async fn every_framing_reaches_the_client_and_the_connection_is_reused_when_it_m
     let proxy = proxy_for(&pod).await;
     // The pool pre-warms one connection for a new endpoint: wait for it, so every
     // request below has that one connection to reuse.
-    eventually("the pre-warmed connection", || pod.accepts() == 1).await;
+    proxy.prewarmed(&[pod.addr]).await;
     let mut client = Client::connect(proxy.addr).await;
 
     let answer = client.get("raw.shop", "/chunked").await;

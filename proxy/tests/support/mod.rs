@@ -254,6 +254,19 @@ impl Proxy {
         proxy
     }
 
+    /// Waits until the pool's pre-warmed connection to each of `pods` is idle in the
+    /// pool. The pod's accept alone is not enough: a request sent between the accept and
+    /// the connection's return to the pool would open a second one.
+    pub async fn prewarmed(&self, pods: &[SocketAddr]) {
+        for pod in pods {
+            eventually(&format!("the pre-warmed connection to {pod}"), || {
+                let stats = self.pools.stats();
+                stats.get(&EndpointAddr(*pod)).is_some_and(|s| s.idle == 1)
+            })
+            .await;
+        }
+    }
+
     /// Publishes `source` as the next table version.
     pub fn update(&mut self, source: RouteTable) {
         self.sequence += 1;
