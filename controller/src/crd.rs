@@ -193,7 +193,29 @@ pub struct UpstreamSpec {
     #[serde(default)]
     #[schemars(range(max = i32::MAX), extend("format" = "int32"))]
     pub max_requests_per_connection: u32,
+    /// HTTP/1.1 Upgrade protocols let through to the pods (e.g. websocket); others are
+    /// forwarded without the upgrade. h2c is never let through.
+    #[serde(default = "default_upgrades")]
+    #[schemars(inner(regex(pattern = UPGRADE_TOKEN_PATTERN)), length(max = 16))]
+    pub upgrades: Vec<String>,
+    /// Close an upgraded connection (e.g. a WebSocket) after this long with no byte
+    /// either way; 0s means never.
+    #[serde(default = "default_upgrade_idle_timeout")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub upgrade_idle_timeout: String,
+    /// Close upgraded connections older than this; 0s means unlimited.
+    #[serde(default = "default_max_upgrade_lifetime")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub max_upgrade_lifetime: String,
+    /// How long upgraded connections to a pod that turned terminating or left may run
+    /// on before the proxy closes them (clients reconnect to another pod).
+    #[serde(default = "default_drain_timeout")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub drain_timeout: String,
 }
+
+/// An HTTP `Upgrade` protocol name (an RFC 9110 token, without a version).
+pub const UPGRADE_TOKEN_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$";
 
 impl Default for UpstreamSpec {
     fn default() -> Self {
@@ -203,6 +225,10 @@ impl Default for UpstreamSpec {
             idle_timeout: default_idle_timeout(),
             max_connection_age: default_max_connection_age(),
             max_requests_per_connection: 0,
+            upgrades: default_upgrades(),
+            upgrade_idle_timeout: default_upgrade_idle_timeout(),
+            max_upgrade_lifetime: default_max_upgrade_lifetime(),
+            drain_timeout: default_drain_timeout(),
         }
     }
 }
@@ -305,6 +331,18 @@ fn default_idle_timeout() -> String {
 }
 fn default_max_connection_age() -> String {
     "0s".to_owned()
+}
+fn default_upgrades() -> Vec<String> {
+    vec![fairway_proto::model::DEFAULT_UPGRADE_PROTOCOL.to_owned()]
+}
+fn default_upgrade_idle_timeout() -> String {
+    "1h".to_owned()
+}
+fn default_max_upgrade_lifetime() -> String {
+    "0s".to_owned()
+}
+fn default_drain_timeout() -> String {
+    "30s".to_owned()
 }
 fn default_request_timeout() -> String {
     "15s".to_owned()

@@ -166,11 +166,15 @@ fn spec_has_exactly_the_design_fields() {
     assert_eq!(
         keys(&props["upstream"]),
         [
+            "drainTimeout",
             "idleTimeout",
             "maxConnectionAge",
             "maxConnectionsPerEndpoint",
             "maxRequestsPerConnection",
-            "protocol"
+            "maxUpgradeLifetime",
+            "protocol",
+            "upgradeIdleTimeout",
+            "upgrades"
         ]
     );
     // `perTry` extends design.md section 3 (a silent pod must cost one try, issue 8).

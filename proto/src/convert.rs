@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::model::{
     Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, LoadBalancer, Policy, Retries,
-    Route, RouteKey, Rule, Timeouts, Upstream, UpstreamProtocol, Version,
+    Route, RouteKey, Rule, Timeouts, Upgrades, Upstream, UpstreamProtocol, Version,
 };
 use crate::pb;
 
@@ -365,6 +365,10 @@ impl From<&Route> for pb::Route {
                 idle_timeout_ms: millis(up.idle_timeout),
                 max_connection_age_ms: up.max_connection_age.map(millis),
                 max_requests_per_connection: up.max_requests_per_connection,
+                upgrade_protocols: up.upgrades.protocols.clone(),
+                upgrade_idle_timeout_ms: millis(up.upgrades.idle_timeout),
+                max_upgrade_lifetime_ms: up.upgrades.max_lifetime.map(millis),
+                drain_timeout_ms: millis(up.drain_timeout),
             }),
             timeouts: Some(pb::Timeouts {
                 request_ms: millis(r.timeouts.request),
@@ -405,6 +409,12 @@ impl TryFrom<pb::Route> for Route {
                 idle_timeout: Duration::from_millis(up.idle_timeout_ms),
                 max_connection_age: up.max_connection_age_ms.map(Duration::from_millis),
                 max_requests_per_connection: up.max_requests_per_connection,
+                upgrades: Upgrades {
+                    protocols: up.upgrade_protocols,
+                    idle_timeout: Duration::from_millis(up.upgrade_idle_timeout_ms),
+                    max_lifetime: up.max_upgrade_lifetime_ms.map(Duration::from_millis),
+                },
+                drain_timeout: Duration::from_millis(up.drain_timeout_ms),
             },
             timeouts: Timeouts {
                 request: Duration::from_millis(timeouts.request_ms),

@@ -191,6 +191,11 @@ pub struct Upstream {
     pub max_connection_age: Option<Duration>,
     /// `0` = unlimited.
     pub max_requests_per_connection: u32,
+    /// HTTP upgrades (WebSocket) the Route lets through, and their limits.
+    pub upgrades: Upgrades,
+    /// How long a pod's long-lived connections (upgraded ones, streams) may run on once
+    /// it turns terminating or leaves, before the proxy closes them.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Upstream {
@@ -201,7 +206,49 @@ impl Default for Upstream {
             idle_timeout: Duration::from_secs(90),
             max_connection_age: None,
             max_requests_per_connection: 0,
+            upgrades: Upgrades::default(),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
+    }
+}
+
+/// The `Upgrade` protocol a Route allows unless it says otherwise.
+pub const DEFAULT_UPGRADE_PROTOCOL: &str = "websocket";
+/// An upgraded connection quiet this long closes: WebSockets idle for minutes between
+/// messages (and ping every 20-60 s), so this is far above HTTP's idle timeout.
+pub const DEFAULT_UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Below Kubernetes' default 30 s termination grace, with room for the pod's own exit.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// HTTP/1.1 upgrades (RFC 9110 section 7.8) through a Route: once the pod answers `101`,
+/// the proxy copies bytes both ways.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upgrades {
+    /// The `Upgrade` tokens let through, lowercase (e.g. `websocket`); empty: none. A
+    /// request for another protocol is forwarded without its upgrade.
+    pub protocols: Vec<String>,
+    /// No byte either way for this long closes the upgraded connection; zero: never.
+    pub idle_timeout: Duration,
+    /// `None` = unlimited.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Default for Upgrades {
+    fn default() -> Self {
+        Upgrades {
+            protocols: vec![DEFAULT_UPGRADE_PROTOCOL.to_owned()],
+            idle_timeout: DEFAULT_UPGRADE_IDLE_TIMEOUT,
+            max_lifetime: None,
+        }
+    }
+}
+
+impl Upgrades {
+    /// Whether `token` (an `Upgrade` protocol, any case, version suffix included) may
+    /// pass.
+    pub fn allows(&self, token: &str) -> bool {
+        let name = token.split('/').next().unwrap_or(token);
+        self.protocols.iter().any(|p| p.eq_ignore_ascii_case(name))
     }
 }
 

@@ -16,7 +16,7 @@ use fairway_proto::pb::{self, controller_message::Kind};
 use fairway_proto::snapshot::{SnapshotAssembler, snapshot_messages};
 use fairway_proto::{
     Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, LoadBalancer, Policy, Retries,
-    Route, RouteKey, RouteTable, Rule, Timeouts, Upstream, UpstreamProtocol, Version,
+    Route, RouteKey, RouteTable, Rule, Timeouts, Upgrades, Upstream, UpstreamProtocol, Version,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -114,14 +114,34 @@ fn route() -> impl Strategy<Value = Route> {
         millis(),
         option::of(millis()),
         any::<u32>(),
+        proptest::collection::vec("[a-z]{1,8}", 0..3),
+        (millis(), option::of(millis()), millis()),
     )
-        .prop_map(|(protocol, max_conns, idle, age, max_reqs)| Upstream {
-            protocol,
-            max_connections_per_endpoint: max_conns,
-            idle_timeout: idle,
-            max_connection_age: age,
-            max_requests_per_connection: max_reqs,
-        });
+        .prop_map(
+            |(
+                protocol,
+                max_conns,
+                idle,
+                age,
+                max_reqs,
+                protocols,
+                (upgrade_idle, lifetime, drain),
+            )| {
+                Upstream {
+                    protocol,
+                    max_connections_per_endpoint: max_conns,
+                    idle_timeout: idle,
+                    max_connection_age: age,
+                    max_requests_per_connection: max_reqs,
+                    upgrades: Upgrades {
+                        protocols,
+                        idle_timeout: upgrade_idle,
+                        max_lifetime: lifetime,
+                    },
+                    drain_timeout: drain,
+                }
+            },
+        );
     let timeouts = (millis(), millis(), proptest::option::of(millis())).prop_map(
         |(request, connect, per_try)| Timeouts {
             request,

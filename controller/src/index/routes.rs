@@ -53,6 +53,8 @@ pub enum SpecError {
     RetryAttempts(u32),
     #[error("spec.retries.budgetPercent {0} is above 100")]
     RetryBudget(u32),
+    #[error("spec.upstream.upgrades lists h2c, which the proxy never lets through (h2c smuggling)")]
+    UpgradeH2c,
 }
 
 /// A validated Route spec, not yet resolved against Services.
@@ -209,6 +211,19 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
         return Err(SpecError::MaxConnections);
     }
     let max_age = duration("spec.upstream.maxConnectionAge", &up.max_connection_age)?;
+    let lifetime = duration("spec.upstream.maxUpgradeLifetime", &up.max_upgrade_lifetime)?;
+    let mut upgrade_protocols: Vec<String> = Vec::new();
+    for protocol in &up.upgrades {
+        let protocol = protocol.to_ascii_lowercase();
+        // h2c over an upgrade would let a client speak HTTP/2 past the proxy's routing
+        // to whatever pod it reached first (h2c smuggling).
+        if protocol == "h2c" {
+            return Err(SpecError::UpgradeH2c);
+        }
+        if !upgrade_protocols.contains(&protocol) {
+            upgrade_protocols.push(protocol);
+        }
+    }
     let retries = &spec.retries;
     if retries.attempts > crd::MAX_RETRY_ATTEMPTS {
         return Err(SpecError::RetryAttempts(retries.attempts));
@@ -238,6 +253,15 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
             // 0s means unlimited, as in the CRD.
             max_connection_age: Some(max_age).filter(|d| !d.is_zero()),
             max_requests_per_connection: up.max_requests_per_connection,
+            upgrades: model::Upgrades {
+                protocols: upgrade_protocols,
+                idle_timeout: duration(
+                    "spec.upstream.upgradeIdleTimeout",
+                    &up.upgrade_idle_timeout,
+                )?,
+                max_lifetime: Some(lifetime).filter(|d| !d.is_zero()),
+            },
+            drain_timeout: duration("spec.upstream.drainTimeout", &up.drain_timeout)?,
         },
         timeouts: model::Timeouts {
             request: duration("spec.timeouts.request", &spec.timeouts.request)?,

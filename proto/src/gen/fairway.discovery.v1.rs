@@ -299,7 +299,7 @@ pub struct LoadBalancer {
     pub slow_start_ms: ::core::option::Option<u64>,
 }
 #[allow(clippy::all)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Upstream {
     #[prost(enumeration = "UpstreamProtocol", tag = "1")]
     pub protocol: i32,
@@ -313,6 +313,18 @@ pub struct Upstream {
     /// 0: unlimited.
     #[prost(uint32, tag = "5")]
     pub max_requests_per_connection: u32,
+    /// HTTP upgrade protocols let through (lowercase `Upgrade` tokens); empty: none.
+    #[prost(string, repeated, tag = "6")]
+    pub upgrade_protocols: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// An upgraded connection with no byte either way for this long closes; 0: never.
+    #[prost(uint64, tag = "7")]
+    pub upgrade_idle_timeout_ms: u64,
+    /// Absent: upgraded connections live until either side closes.
+    #[prost(uint64, optional, tag = "8")]
+    pub max_upgrade_lifetime_ms: ::core::option::Option<u64>,
+    /// How long long-lived connections to a terminating or removed pod may run on.
+    #[prost(uint64, tag = "9")]
+    pub drain_timeout_ms: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

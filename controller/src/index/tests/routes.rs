@@ -69,6 +69,38 @@ fn durations_and_policies_convert_to_the_model() {
 }
 
 #[test]
+fn upgrade_settings_convert_and_h2c_is_refused() {
+    let mut index = orders_index();
+    let mut chat = route("chat", &["chat.shop"], "orders", num(8080), 2);
+    chat.spec.upstream.upgrades = vec!["WebSocket".to_owned(), "websocket".to_owned()];
+    chat.spec.upstream.upgrade_idle_timeout = "10m".to_owned();
+    chat.spec.upstream.max_upgrade_lifetime = "2h".to_owned();
+    chat.spec.upstream.drain_timeout = "5s".to_owned();
+    index.apply_route(&chat);
+    let up = &index.table().routes[&route_key("chat")].upstream;
+    assert_eq!(
+        up.upgrades,
+        model::Upgrades {
+            protocols: vec!["websocket".to_owned()],
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Some(Duration::from_secs(7200)),
+        },
+        "lowercased, de-duplicated"
+    );
+    assert_eq!(up.drain_timeout, Duration::from_secs(5));
+
+    chat.spec.upstream.upgrades = vec!["h2c".to_owned()];
+    index.apply_route(&chat);
+    let status = index.status(&route_key("chat")).expect("known");
+    assert_eq!(status.accepted.status, ConditionStatus::False);
+    assert!(
+        status.accepted.message.contains("h2c"),
+        "{}",
+        status.accepted.message
+    );
+}
+
+#[test]
 fn weight_zero_backends_are_kept() {
     let mut index = orders_index();
     let mut canary = route("canary", &["canary.shop"], "orders", num(8080), 2);
