@@ -133,6 +133,8 @@ pub struct Metrics {
     discovery_connected: Gauge,
     reported: Mutex<Reported>,
     series: series::SeriesCache,
+    /// Upgraded connections (WebSockets).
+    pub upgrades: upgrades::UpgradeMetrics,
 }
 
 impl Metrics {
@@ -197,7 +199,9 @@ impl Metrics {
             discovery_connected.clone(),
         );
 
+        let upgrades = upgrades::UpgradeMetrics::register(&mut registry);
         Metrics {
+            upgrades,
             registry,
             endpoint_labels,
             requests,
@@ -214,7 +218,8 @@ impl Metrics {
         }
     }
 
-    fn endpoint_label(&self, endpoint: &str) -> String {
+    /// `endpoint` as its label value: itself, or `""` when endpoint labels are off.
+    pub fn endpoint_label(&self, endpoint: &str) -> String {
         if self.endpoint_labels {
             endpoint.to_owned()
         } else {
@@ -427,3 +432,4 @@ fn saturating_i64(n: u64) -> i64 {
 mod series;
 #[cfg(test)]
 mod tests;
+pub mod upgrades;

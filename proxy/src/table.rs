@@ -21,7 +21,7 @@ use fairway_proto::model::{
 use rand::RngCore;
 use tokio::sync::watch;
 
-use crate::balance::{BalanceConfig, Balancer, EndpointStats, Outcome};
+use crate::balance::{BalanceConfig, Balancer, EndpointStats, Outcome, Pick};
 use crate::router::{RouteError, Router};
 
 /// Why a request could not be given an endpoint. Variant names double as the
@@ -69,12 +69,24 @@ impl BackendState {
         self.balancer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The endpoint for the next request, counted as started. `None`: answer `503`.
-    pub fn pick(&self, now: Instant, rng: &mut dyn RngCore) -> Option<EndpointAddr> {
+    /// The endpoint for the next request (or upgrade), counted as started. `None`:
+    /// answer `503`.
+    pub fn pick(&self, kind: Pick, now: Instant, rng: &mut dyn RngCore) -> Option<EndpointAddr> {
         let mut balancer = self.lock();
-        let addr = balancer.pick(now, rng)?;
+        let addr = balancer.pick_for(kind, now, rng)?;
         balancer.on_start(addr);
         Some(addr)
+    }
+
+    /// An upgraded connection to `addr` opened; call [`upgrade_closed`] when it ends.
+    ///
+    /// [`upgrade_closed`]: BackendState::upgrade_closed
+    pub fn upgrade_opened(&self, addr: EndpointAddr) {
+        self.lock().upgrade_opened(addr);
+    }
+
+    pub fn upgrade_closed(&self, addr: EndpointAddr) {
+        self.lock().upgrade_closed(addr);
     }
 
     /// Ends a request started by [`BackendState::pick`]. Call exactly once per pick,
@@ -202,6 +214,23 @@ impl Table {
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Result<(Target, EndpointAddr), ResolveError> {
+        self.resolve_for(Pick::Request, authority, path, now, rng)
+    }
+
+    /// The Route a request for `authority` and `path` matches, without picking.
+    pub fn route(&self, authority: &str, path: &str) -> Result<&Route, ResolveError> {
+        Ok(self.router.route(authority, path)?.route)
+    }
+
+    /// [`resolve`](Self::resolve) for a request or an upgrade (see [`Pick`]).
+    pub fn resolve_for(
+        &self,
+        kind: Pick,
+        authority: &str,
+        path: &str,
+        now: Instant,
+        rng: &mut dyn RngCore,
+    ) -> Result<(Target, EndpointAddr), ResolveError> {
         let selected = self.router.route(authority, path)?;
         let Some(backend) = selected.pick_backend(rng) else {
             return Err(ResolveError::NoBackend {
@@ -211,7 +240,7 @@ impl Table {
         let target = &self.targets[selected.route_index][selected.rule_index][backend];
         let addr = target
             .backend
-            .pick(now, rng)
+            .pick(kind, now, rng)
             .ok_or_else(|| ResolveError::NoEndpoint {
                 route: selected.route.key.clone(),
                 set: target.backend.set.clone(),

@@ -111,20 +111,48 @@ impl Balancer {
     /// (answer `503`). Does not count the request: call [`on_start`](Self::on_start)
     /// when it is sent.
     pub fn pick(&mut self, now: Instant, rng: &mut dyn RngCore) -> Option<EndpointAddr> {
+        self.pick_for(Pick::Request, now, rng)
+    }
+
+    /// [`pick`](Self::pick) for a request or for an upgrade. An upgrade's load is its
+    /// open upgraded connections, not requests in flight: a WebSocket lasts for hours,
+    /// a request for milliseconds, and neither should hide the other.
+    pub fn pick_for(
+        &mut self,
+        kind: Pick,
+        now: Instant,
+        rng: &mut dyn RngCore,
+    ) -> Option<EndpointAddr> {
         if self.next_unejection.is_some_and(|at| now >= at) {
             self.refresh(now);
         }
+        let busy = |s: &EndpointState| match kind {
+            Pick::Request => load(s.in_flight),
+            Pick::Upgrade => load(s.open_upgrades),
+        };
         let position = match self.config.policy {
             Policy::RoundRobin => self.pick_round_robin(now)?,
-            Policy::LeastRequest => self.pick_p2c(now, rng, |s| load(s.in_flight))?,
+            Policy::LeastRequest => self.pick_p2c(now, rng, busy)?,
             Policy::PeakEwma => {
                 let decay = self.config.ewma.decay;
-                self.pick_p2c(now, rng, |s| {
-                    s.ewma.estimate_ns(now, decay) * load(s.in_flight)
-                })?
+                self.pick_p2c(now, rng, |s| s.ewma.estimate_ns(now, decay) * busy(s))?
             }
         };
         Some(self.endpoints[position].addr())
+    }
+
+    /// An upgraded connection to `addr` opened (the pod answered `101`).
+    pub fn upgrade_opened(&mut self, addr: EndpointAddr) {
+        if let Some(state) = self.state_mut(addr) {
+            state.open_upgrades = state.open_upgrades.saturating_add(1);
+        }
+    }
+
+    /// An upgraded connection to `addr` closed. Unknown addresses are ignored.
+    pub fn upgrade_closed(&mut self, addr: EndpointAddr) {
+        if let Some(state) = self.state_mut(addr) {
+            state.open_upgrades = state.open_upgrades.saturating_sub(1);
+        }
     }
 
     /// A request to `addr` was sent. Unknown addresses are ignored.
@@ -269,6 +297,15 @@ impl Balancer {
         };
         Some(p2c::cheaper(self.eligible[a], self.eligible[b], cost))
     }
+}
+
+/// What a pick is for: the two kinds of load are counted apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// An HTTP request: balanced by requests in flight.
+    Request,
+    /// An HTTP upgrade (WebSocket): balanced by open upgraded connections.
+    Upgrade,
 }
 
 /// `in_flight + 1`: the request about to be sent counts too, so idle endpoints still

@@ -20,6 +20,9 @@ pub struct EndpointState {
     /// first table (not new), else when it was last seen becoming ready.
     pub(super) ramp_from: Option<Instant>,
     pub(super) in_flight: u32,
+    /// Upgraded connections (WebSockets) open to it: long-lived, so counted apart from
+    /// requests, and what new upgrades are balanced by.
+    pub(super) open_upgrades: u32,
     pub(super) requests: u64,
     pub(super) ewma: PeakEwma,
     pub(super) outlier: Outlier,
@@ -41,6 +44,7 @@ impl EndpointState {
             first_seen: now,
             ramp_from,
             in_flight: 0,
+            open_upgrades: 0,
             requests: 0,
             ewma: PeakEwma::new(config.ewma.default_rtt, now),
             outlier: Outlier::default(),
@@ -65,6 +69,11 @@ impl EndpointState {
     /// Requests started and not yet ended.
     pub fn in_flight(&self) -> u32 {
         self.in_flight
+    }
+
+    /// Upgraded connections open to it.
+    pub fn open_upgrades(&self) -> u32 {
+        self.open_upgrades
     }
 
     /// Requests started since the endpoint was first seen.
@@ -107,6 +116,7 @@ impl EndpointState {
             consecutive_failures: self.outlier.consecutive_failures(),
             ejections: self.outlier.ejections(),
             in_flight: self.in_flight,
+            open_upgrades: self.open_upgrades,
             requests: self.requests,
             ewma_ms: self.ewma.estimate_ns(now, config.ewma.decay) / 1e6,
             ewma_measured: self.ewma.is_measured(),
@@ -131,6 +141,8 @@ pub struct EndpointStats {
     pub consecutive_failures: u32,
     pub ejections: u32,
     pub in_flight: u32,
+    /// Upgraded connections (WebSockets) open to it.
+    pub open_upgrades: u32,
     pub requests: u64,
     /// The latency estimate (the decaying default when not measured yet).
     pub ewma_ms: f64,

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use fairway_proto::model::{EndpointAddr, EndpointSet};
 use rand::RngCore;
 
-pub use balancer::Balancer;
+pub use balancer::{Balancer, Pick};
 pub use config::BalanceConfig;
 pub use eligible::{MAX_EJECTED_PERCENT, eligible, without_ejected};
 pub use endpoint::{EndpointState, EndpointStats};

@@ -41,7 +41,8 @@ pub enum ConnectError {
     },
 }
 
-async fn tcp(addr: EndpointAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+/// Opens a TCP connection to `addr` within `timeout`, `TCP_NODELAY` set.
+pub async fn tcp(addr: EndpointAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr.0)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(source)) => return Err(ConnectError::Tcp { addr, source }),

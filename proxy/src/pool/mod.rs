@@ -23,7 +23,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use fairway_proto::model::EndpointAddr;
 
-pub use connect::{ConnectError, H2_KEEPALIVE_INTERVAL, H2_KEEPALIVE_TIMEOUT};
+pub use connect::{ConnectError, H2_KEEPALIVE_INTERVAL, H2_KEEPALIVE_TIMEOUT, tcp as connect_tcp};
 pub use endpoint::{EndpointPool, PoolStats};
 pub use follow::{PREWARM_LIMIT, REAP_INTERVAL, spawn_follower};
 pub use lease::{Lease, Sender};

@@ -67,6 +67,30 @@ pub enum ProxyError {
     /// No response headers within the route's request timeout, all tries together (`504`).
     #[error("route {route}: no response within the request timeout of {timeout:?}")]
     Timeout { route: RouteKey, timeout: Duration },
+    /// An HTTP/1.1 upgrade request with a body (`400`): those bytes would sit between
+    /// the head and the new protocol.
+    #[error("an Upgrade request must not carry a body")]
+    UpgradeWithBody,
+    /// An extended CONNECT (RFC 8441) for a protocol the Route does not list in
+    /// `upstream.upgrades` (`400`).
+    #[error("route {route}: upgrades to {protocol:?} are not allowed (spec.upstream.upgrades)")]
+    UpgradeNotAllowed { route: RouteKey, protocol: String },
+    /// The pod answered `101` naming another protocol than the one asked for (`502`).
+    #[error(
+        "route {route}: endpoint {endpoint} switched to {offered:?}, not the protocol asked for"
+    )]
+    UpgradeMismatch {
+        route: RouteKey,
+        endpoint: EndpointAddr,
+        offered: String,
+    },
+    /// An upgrade to a Route whose pods speak HTTP/2 (`502`): the proxy does not send
+    /// extended CONNECT to pods.
+    #[error(
+        "route {route}: its pods speak HTTP/2, and upgrades are only forwarded to HTTP/1.1 pods \
+         (set spec.upstream.protocol: HTTP1 for WebSockets)"
+    )]
+    UpgradeToHttp2 { route: RouteKey },
     /// The client's own request body failed (it went away or sent a broken body) (`400`).
     #[error("route {route}: reading the request body: {source}")]
     ClientBody {
@@ -84,12 +108,15 @@ impl ProxyError {
             ProxyError::Resolve(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::MissingHost
             | ProxyError::ConflictingFraming
-            | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            | ProxyError::ClientBody { .. }
+            | ProxyError::UpgradeWithBody
+            | ProxyError::UpgradeNotAllowed { .. } => StatusCode::BAD_REQUEST,
             ProxyError::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::TooManyHeaders { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ProxyError::ConnectFailed { .. } | ProxyError::UpstreamReset { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::ConnectFailed { .. }
+            | ProxyError::UpstreamReset { .. }
+            | ProxyError::UpgradeMismatch { .. }
+            | ProxyError::UpgradeToHttp2 { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } | ProxyError::TryTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -109,6 +136,10 @@ impl ProxyError {
             ProxyError::Timeout { .. } => "Timeout",
             ProxyError::TryTimeout { .. } => "TryTimeout",
             ProxyError::ClientBody { .. } => "ClientBody",
+            ProxyError::UpgradeWithBody => "UpgradeWithBody",
+            ProxyError::UpgradeNotAllowed { .. } => "UpgradeNotAllowed",
+            ProxyError::UpgradeMismatch { .. } => "UpgradeMismatch",
+            ProxyError::UpgradeToHttp2 { .. } => "UpgradeToHttp2",
         }
     }
 
@@ -122,7 +153,10 @@ impl ProxyError {
             | ProxyError::UpstreamReset { route, .. }
             | ProxyError::Timeout { route, .. }
             | ProxyError::TryTimeout { route, .. }
-            | ProxyError::ClientBody { route, .. } => Some(route),
+            | ProxyError::ClientBody { route, .. }
+            | ProxyError::UpgradeNotAllowed { route, .. }
+            | ProxyError::UpgradeMismatch { route, .. }
+            | ProxyError::UpgradeToHttp2 { route } => Some(route),
             _ => None,
         }
     }

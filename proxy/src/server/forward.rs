@@ -35,6 +35,9 @@ pub enum UpstreamError {
     Http1(h1::Error),
     #[error(transparent)]
     Http2(hyper::Error),
+    /// The HTTP/1.1 exchange of an upgrade (its own connection, hyper's client).
+    #[error(transparent)]
+    Upgrade(hyper::Error),
 }
 
 /// Sends the request in `slot` to `addr` over its pool and returns the response, whose

@@ -45,6 +45,8 @@ pub fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
+        // RFC 8441: WebSockets over HTTP/2 (`CONNECT` with `:protocol`).
+        .enable_connect_protocol()
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
@@ -154,7 +156,10 @@ impl Connection {
             }
         });
         let stream = sentry::Sentry::new(read, stream, framing);
-        let conn = self.builder.serve_connection(TokioIo::new(stream), service);
+        // With upgrades: a `101` hands the connection to the upgrade's tunnel.
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
         tokio::pin!(conn);
         tokio::select! {
             result = conn.as_mut() => {

@@ -7,7 +7,9 @@
 //! `service` (route, pick, retry loop, error responses), which hands one try to
 //! `forward` (header hygiene, a pooled connection from [`crate::pool`], the upstream
 //! call). `retry` decides whether a failed try may be repeated (safety and budget, pure);
-//! `errors` turns every failed step into its exact status, reason and body.
+//! `errors` turns every failed step into its exact status, reason and body. Upgrades
+//! (WebSockets) leave `service` for `upgrade`, which picks and asks the pod, then hands
+//! the switched connections to `tunnel`.
 
 mod downstream;
 mod errors;
@@ -17,6 +19,8 @@ mod listener;
 mod retry;
 mod sentry;
 mod service;
+mod tunnel;
+mod upgrade;
 
 use std::future::Future;
 use std::net::SocketAddr;

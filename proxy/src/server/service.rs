@@ -15,7 +15,8 @@ use super::errors::ProxyError;
 use super::forward::{self, TryError, authority_of};
 use super::headers;
 use super::retry::{self, Failure, SharedBudget};
-use crate::balance::Outcome;
+use super::upgrade;
+use crate::balance::{Outcome, Pick};
 use crate::body::UpstreamBody;
 use crate::body::{ProxyBody, RawFields as _};
 use crate::metrics::{Metrics, RetryReason};
@@ -40,20 +41,22 @@ thread_local! {
     static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
 }
 
-fn resolve(
+/// Routes a request (or an upgrade) and picks its endpoint, counted as started.
+pub(super) fn pick(
     table: &Table,
+    kind: Pick,
     authority: &str,
     path: &str,
     now: Instant,
 ) -> Result<(Target, EndpointAddr), ResolveError> {
-    RNG.with(|rng| table.resolve(authority, path, now, &mut *rng.borrow_mut()))
+    RNG.with(|rng| table.resolve_for(kind, authority, path, now, &mut *rng.borrow_mut()))
 }
 
 /// How one request ended, for metrics.
-struct Answer {
-    response: Response<ProxyBody>,
-    route: Option<Arc<Route>>,
-    endpoint: Option<EndpointAddr>,
+pub(super) struct Answer {
+    pub response: Response<ProxyBody>,
+    pub route: Option<Arc<Route>>,
+    pub endpoint: Option<EndpointAddr>,
 }
 
 /// Serves one request. Never fails: every error becomes its response.
@@ -107,12 +110,12 @@ fn record(
     metrics.record(route, endpoint, status, duration);
 }
 
-type Failed = (ProxyError, Option<Arc<Route>>, Option<EndpointAddr>);
+pub(super) type Failed = (ProxyError, Option<Arc<Route>>, Option<EndpointAddr>);
 
 /// Ends one pick in the balancer exactly once: with the outcome given to
 /// [`EndGuard::end`], or as [`Outcome::Cancelled`] if the request is dropped (the
 /// client went away) before that.
-struct EndGuard {
+pub(super) struct EndGuard {
     target: Target,
     addr: EndpointAddr,
     started: Instant,
@@ -121,7 +124,7 @@ struct EndGuard {
 
 impl EndGuard {
     /// `started`: when the pick was made (the caller's clock reading, one fewer).
-    fn new(target: Target, addr: EndpointAddr, started: Instant) -> Self {
+    pub(super) fn new(target: Target, addr: EndpointAddr, started: Instant) -> Self {
         EndGuard {
             target,
             addr,
@@ -130,7 +133,7 @@ impl EndGuard {
         }
     }
 
-    fn end(&mut self, outcome: Outcome) {
+    pub(super) fn end(&mut self, outcome: Outcome) {
         if !self.ended {
             self.ended = true;
             let now = Instant::now();
@@ -153,6 +156,16 @@ async fn proxy(
     request: Request<RequestBody>,
     start: Instant,
 ) -> Result<Answer, Failed> {
+    // Only requests that carry `Upgrade` (or HTTP/2's `:protocol`) look further.
+    if let Some(ask) = upgrade::asked(&request) {
+        match upgrade::admit(&shared.table.load(), &request, &ask) {
+            upgrade::Admit::Tunnel(protocol) => {
+                return upgrade::proxy(shared, client, request, ask.via, protocol, start).await;
+            }
+            upgrade::Admit::Refuse(error) => return Err((error, None, None)),
+            upgrade::Admit::Plain => {}
+        }
+    }
     if request.method() == Method::CONNECT {
         return Err((ProxyError::ConnectMethod, None, None));
     }
@@ -171,8 +184,14 @@ async fn proxy(
         return Err((ProxyError::MissingHost, None, None));
     };
     let table = shared.table.load();
-    let (target, addr) = resolve(&table, authority, request.uri().path(), start)
-        .map_err(|e| (ProxyError::Resolve(e), None, None))?;
+    let (target, addr) = pick(
+        &table,
+        Pick::Request,
+        authority,
+        request.uri().path(),
+        start,
+    )
+    .map_err(|e| (ProxyError::Resolve(e), None, None))?;
     let route = Arc::clone(&target.route);
     // From here the pick is ended exactly once, whatever happens to this future.
     let guard = EndGuard::new(target, addr, start);
@@ -453,19 +472,19 @@ fn repick(
     } else {
         fallback
     };
-    let mut pick = resolve(table, authority, path, now).ok()?;
+    let mut picked = pick(table, Pick::Request, authority, path, now).ok()?;
     for _ in 1..REPICKS {
-        if !tried.contains(&pick.1) {
+        if !tried.contains(&picked.1) {
             break;
         }
-        let again = resolve(table, authority, path, now).ok()?;
+        let again = pick(table, Pick::Request, authority, path, now).ok()?;
         // Every pick counts its endpoint in flight: end the one set aside.
-        let (target, addr) = std::mem::replace(&mut pick, again);
+        let (target, addr) = std::mem::replace(&mut picked, again);
         target
             .backend
             .on_end(addr, Duration::ZERO, Outcome::Cancelled, now);
     }
-    Some(pick)
+    Some(picked)
 }
 
 /// Picks tried per retry to find an endpoint this request has not tried yet.
