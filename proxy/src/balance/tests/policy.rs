@@ -183,3 +183,52 @@ fn balancer_can_sit_behind_a_shared_lock() {
     shareable::<Balancer>();
     shareable::<std::sync::Mutex<Box<dyn crate::balance::Balance>>>();
 }
+
+#[test]
+fn upgrades_are_balanced_by_open_upgraded_connections_not_requests() {
+    use crate::balance::Pick;
+    let mut rng = rng();
+    let now = Instant::now();
+    let mut b = Balancer::new(config(Policy::LeastRequest));
+    b.update(&ready_set([1, 2, 3]), now);
+    // Pod 1 holds 50 WebSockets; pod 2 is busy with requests.
+    for _ in 0..50 {
+        b.upgrade_opened(addr(1));
+    }
+    for _ in 0..10 {
+        b.on_start(addr(2));
+    }
+    let mut upgrades = BTreeMap::new();
+    for _ in 0..300 {
+        let picked = b.pick_for(Pick::Upgrade, now, &mut rng).expect("eligible");
+        *upgrades.entry(picked).or_insert(0) += 1;
+    }
+    assert_eq!(
+        upgrades.get(&addr(1)),
+        None,
+        "new upgrades avoid the pod holding 50 open ones: {upgrades:?}"
+    );
+    assert!(
+        upgrades.get(&addr(2)).is_some_and(|&n| n > 50),
+        "requests in flight do not count against upgrades: {upgrades:?}"
+    );
+    let requests = shares(&mut b, &mut rng, now, 300);
+    assert_eq!(
+        count(&requests, 2),
+        0,
+        "and requests avoid the pod with requests in flight, whatever its WebSockets: {requests:?}"
+    );
+    assert!(count(&requests, 1) > 50, "{requests:?}");
+
+    let stats = b.stats(now);
+    assert_eq!(stats[0].open_upgrades, 50, "shown in /debug/routes");
+    for _ in 0..50 {
+        b.upgrade_closed(addr(1));
+    }
+    b.upgrade_closed(addr(1));
+    assert_eq!(
+        b.endpoint(addr(1)).expect("known").open_upgrades(),
+        0,
+        "closing never underflows"
+    );
+}
