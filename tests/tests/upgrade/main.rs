@@ -150,6 +150,25 @@ async fn websockets_over_http2_extended_connect_reach_an_http1_pod() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_reach_an_http2_only_pod_by_extended_connect() {
+    let _serial = SERIAL.lock().await;
+    let world = World::start(130, 1).await;
+    // An HTTP/1.1 client: the proxy answers 101 with the accept key the pod, speaking
+    // HTTP/2, never sends (websockets checks it).
+    let out = world
+        .client(&["spread", &world.proxy(), "h2chat.test", "2"])
+        .await;
+    assert_eq!(out["pods"]["h2pod-1"], 2, "{out}");
+    // An HTTP/2 client: extended CONNECT on both legs.
+    let out = world.client(&["h2", &world.proxy(), "h2chat.test"]).await;
+    assert_eq!(
+        out["messages"],
+        serde_json::json!(["hello over h2", "h2pod-1"]),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_sent_events_flow_unbuffered_past_the_request_timeout() {
     let _serial = SERIAL.lock().await;
     let world = World::start(110, 1).await;

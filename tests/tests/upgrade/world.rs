@@ -1,10 +1,11 @@
 //! The system under test for upgrades: a real `fairway-controller` (`--static-dir`) and
-//! `fairway-proxy`, WebSocket pods `pod-1..N` on `127.0.0.{base+i}` and a server-sent
+//! `fairway-proxy`, WebSocket pods `pod-1..N` on `127.0.0.{base+i}`, an HTTP/2-only
+//! WebSocket pod `h2pod-1` on `127.0.0.{base+8}` (Hypercorn, RFC 8441) and a server-sent
 //! events pod on `127.0.0.{base+9}`, all Python processes from `tests/upgrade/ws.py`.
 //!
 //! Routes: `chat.test` (RoundRobin, HTTP idleTimeout 1s, drainTimeout 2s) and
-//! `least.test` (LeastRequest) to the WebSocket pods; `sse.test` (request timeout 2s) to
-//! the events pod.
+//! `least.test` (LeastRequest) to the WebSocket pods; `h2chat.test` (upstream HTTP2) to
+//! the HTTP/2 pod; `sse.test` (request timeout 2s) to the events pod.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -97,18 +98,26 @@ impl World {
                 .unwrap_or_else(|e| panic!("start {name}: {e}"));
             world.pods.push(pod);
         }
-        let sse_ip = world.ip(9);
-        let args = [
-            &script.display().to_string(),
-            "sse",
-            &sse_ip,
-            &port.to_string(),
-        ]
-        .map(|s| (*s).to_owned());
-        let sse = Managed::spawn("sse pod", &python, &args, world.dir.path().join("sse.log"))
-            .unwrap_or_else(|e| panic!("start the sse pod: {e}"));
-        world.others.push(sse);
-        for i in (1..=pods).chain([9]) {
+        let script = script.display().to_string();
+        let port_text = port.to_string();
+        let (sse_ip, h2_ip) = (world.ip(9), world.ip(8));
+        for (what, args, log) in [
+            ("sse pod", ["sse", &sse_ip, &port_text].to_vec(), "sse.log"),
+            (
+                "http/2 websocket pod",
+                ["serve-h2", "h2pod-1", &h2_ip, &port_text].to_vec(),
+                "h2pod.log",
+            ),
+        ] {
+            let args: Vec<String> = std::iter::once(script.as_str())
+                .chain(args)
+                .map(str::to_owned)
+                .collect();
+            let process = Managed::spawn(what, &python, &args, world.dir.path().join(log))
+                .unwrap_or_else(|e| panic!("start the {what}: {e}"));
+            world.others.push(process);
+        }
+        for i in (1..=pods).chain([8, 9]) {
             wait_listening(&format!("{}:{port}", world.ip(i))).await;
         }
         let statics = world.statics();
@@ -174,6 +183,7 @@ endpoints:
     fn write_static(&self, slice: &Slice) {
         let port = self.port;
         let sse_ip = self.ip(9);
+        let h2_ip = self.ip(8);
         let routes = "apiVersion: fairway.dev/v1alpha1
 kind: Route
 metadata: {name: chat, namespace: up, creationTimestamp: \"2026-01-01T00:00:00Z\"}
@@ -200,6 +210,15 @@ spec:
   rules:
   - backends: [{service: sse, port: 8080}]
   timeouts: {request: 2s}
+---
+apiVersion: fairway.dev/v1alpha1
+kind: Route
+metadata: {name: h2chat, namespace: up, creationTimestamp: \"2026-01-01T00:00:00Z\"}
+spec:
+  hosts: [h2chat.test]
+  rules:
+  - backends: [{service: h2chat, port: 8080}]
+  upstream: {protocol: HTTP2}
 ";
         let services = format!(
             "apiVersion: v1
@@ -224,6 +243,23 @@ ports:
 - {{name: http, port: {port}, protocol: TCP}}
 endpoints:
 - addresses: [\"{sse_ip}\"]
+  conditions: {{ready: true, serving: true, terminating: false}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: h2chat, namespace: up}}
+spec:
+  ports:
+  - {{name: http, port: 8080, targetPort: {port}, protocol: TCP}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: h2chat-abc12, namespace: up, labels: {{kubernetes.io/service-name: h2chat}}}}
+addressType: IPv4
+ports:
+- {{name: http, port: {port}, protocol: TCP}}
+endpoints:
+- addresses: [\"{h2_ip}\"]
   conditions: {{ready: true, serving: true, terminating: false}}
 "
         );
@@ -337,7 +373,7 @@ endpoints:
     fn proxy_log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("proxy.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
     /// Sends `request` raw to the proxy and returns what came back (lossy UTF-8).
@@ -392,14 +428,14 @@ async fn wait_listening(addr: &str) {
 fn python() -> PathBuf {
     let python = target_dir().join("tools/venv/bin/python3");
     let ok = Command::new(&python)
-        .args(["-c", "import websockets, h2"])
+        .args(["-c", "import websockets, h2, hypercorn"])
         .status()
         .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "{} cannot import `websockets` and `h2`: run ./tests/run.sh (it creates the venv and \
-         installs both from PyPI), or `python3 -m venv target/tools/venv && \
-         target/tools/venv/bin/pip install websockets==17.4 h2==4.4.1`",
+        "{} cannot import `websockets`, `h2` and `hypercorn`: run ./tests/run.sh (it creates \
+         the venv and installs them from PyPI), or `python3 -m venv target/tools/venv && \
+         target/tools/venv/bin/pip install websockets==17.4 h2==4.4.1 hypercorn==0.18.0`",
         python.display()
     );
     python

@@ -10,6 +10,10 @@ use fairway_proto::model::{
 use http::header::{CONNECTION, HOST, SEC_WEBSOCKET_KEY, UPGRADE};
 use http::{Method, Request, Version as HttpVersion};
 
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::SEC_WEBSOCKET_ACCEPT;
+
 use super::*;
 use crate::table::Table;
 
@@ -195,7 +199,7 @@ fn the_pod_gets_the_upgrade_without_other_hop_by_hop_fields() {
         ("keep-alive", "timeout=5"),
     ])
     .into_parts();
-    let up = upstream_request(&parts, "chat.test", "websocket", Via::Http1, &client);
+    let up = http1_request(&parts, "chat.test", "websocket", Via::Http1, &client);
     assert_eq!(up.method(), Method::GET);
     assert_eq!(up.uri(), "/chat?room=1");
     assert_eq!(up.headers()[CONNECTION], "upgrade");
@@ -215,7 +219,7 @@ fn an_extended_connect_becomes_a_websocket_handshake() {
     let mut connect = request(HttpVersion::HTTP_2, &[("sec-websocket-version", "13")]);
     *connect.method_mut() = Method::CONNECT;
     let (parts, _) = connect.into_parts();
-    let up = upstream_request(
+    let up = http1_request(
         &parts,
         "chat.test",
         "websocket",
@@ -255,12 +259,12 @@ fn the_client_gets_101_or_200() {
         SEC_WEBSOCKET_ACCEPT,
         HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
     );
-    let h1 = downstream_response(&pod, Via::Http1);
+    let h1 = client_response(&pod, false, Via::Http1, "websocket", None);
     assert_eq!(h1.status(), StatusCode::SWITCHING_PROTOCOLS);
     assert_eq!(h1.headers()[UPGRADE], "websocket");
     assert_eq!(h1.headers()[CONNECTION], "upgrade");
     assert!(h1.headers().contains_key(SEC_WEBSOCKET_ACCEPT));
-    let h2 = downstream_response(&pod, Via::ExtendedConnect);
+    let h2 = client_response(&pod, false, Via::ExtendedConnect, "websocket", None);
     assert_eq!(
         h2.status(),
         StatusCode::OK,
@@ -269,4 +273,40 @@ fn the_client_gets_101_or_200() {
     assert!(!h2.headers().contains_key(UPGRADE));
     assert!(!h2.headers().contains_key(CONNECTION));
     assert!(!h2.headers().contains_key(SEC_WEBSOCKET_ACCEPT));
+}
+
+#[test]
+fn an_http1_client_of_an_http2_pod_gets_the_accept_key_from_the_proxy() {
+    // RFC 6455 section 1.3's own example.
+    assert_eq!(
+        shape::websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
+    let key = HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ==");
+    let response = client_response(&HeaderMap::new(), true, Via::Http1, "websocket", Some(&key));
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(response.headers()[UPGRADE], "websocket");
+    assert_eq!(
+        response.headers()[SEC_WEBSOCKET_ACCEPT],
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
+}
+
+#[test]
+fn an_http2_pod_gets_an_extended_connect_without_the_http1_key() {
+    let client = HeaderValue::from_static("10.0.0.9");
+    let (parts, _) = websocket(&[("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")]).into_parts();
+    let up = http2_request(&parts, "chat.test", "websocket", &client).expect("a request");
+    assert_eq!(up.method(), Method::CONNECT);
+    assert_eq!(up.uri(), "http://chat.test/chat?room=1");
+    assert_eq!(
+        up.extensions()
+            .get::<hyper::ext::Protocol>()
+            .map(|p| p.as_str()),
+        Some("websocket")
+    );
+    assert!(!up.headers().contains_key(SEC_WEBSOCKET_KEY));
+    assert!(!up.headers().contains_key(UPGRADE));
+    assert!(!up.headers().contains_key(CONNECTION));
+    assert_eq!(up.headers()["sec-websocket-version"], "13");
 }
