@@ -26,6 +26,7 @@ use crate::auth::{AuthConfig, Authenticator, KubeReviewer};
 use crate::config::{Config, ConfigError, Source};
 use crate::grpc::{self, DiscoveryService, Proxies};
 use crate::metrics::Metrics;
+use crate::index::Index;
 use crate::state::{IndexHandle, NodeZones};
 use crate::static_dir::{self, StaticDirError};
 use crate::store::Store;
@@ -190,6 +191,7 @@ pub async fn start_with_client(
         (AuthConfig::Disabled, _) => Arc::new(Authenticator::disabled()),
     };
     let zones = Arc::new(NodeZones::default());
+    let index = Index::with_cluster_domain(&config.cluster_domain);
     Ok(Running {
         config,
         grpc,
@@ -197,7 +199,7 @@ pub async fn start_with_client(
         feed,
         auth,
         tls,
-        index: IndexHandle::new(),
+        index: Arc::new(IndexHandle::from_index(index)),
         proxies: Proxies::new(zones.clone()),
         zones,
         store: Store::new(),
