@@ -285,7 +285,7 @@ impl Running {
             Feed::StaticDir(dir) => {
                 let index = index.clone();
                 tokio::spawn(async move {
-                    static_dir::run(dir, index, static_dir::POLL_INTERVAL).await?;
+                    static_dir::run(dir, index, static_dir::Follow::default()).await?;
                     Ok(())
                 })
             }
