@@ -25,8 +25,8 @@ use crate::admin::{self, AdminState};
 use crate::auth::{AuthConfig, Authenticator, KubeReviewer};
 use crate::config::{Config, ConfigError, Source};
 use crate::grpc::{self, DiscoveryService, Proxies};
-use crate::metrics::Metrics;
 use crate::index::Index;
+use crate::metrics::Metrics;
 use crate::state::{IndexHandle, NodeZones};
 use crate::static_dir::{self, StaticDirError};
 use crate::store::Store;
@@ -106,7 +106,8 @@ pub async fn shutdown_signal() {
 /// The source of Kubernetes objects, ready to run.
 enum Feed {
     StaticDir(std::path::PathBuf),
-    Kubernetes(kube::Client, WatchConfig),
+    // Boxed: the status config (with its Lease owner) dwarfs the other variant.
+    Kubernetes(kube::Client, Box<WatchConfig>),
 }
 
 /// A started controller: listeners bound, shared state built, nothing running yet.
@@ -175,7 +176,7 @@ pub async fn start_with_client(
                 selector: selector.clone(),
                 ..WatchConfig::default()
             };
-            Feed::Kubernetes(client, watch)
+            Feed::Kubernetes(client, Box::new(watch))
         }
     };
     let auth = match (&config.auth, &feed) {
@@ -281,6 +282,8 @@ impl Running {
         };
 
         let publisher = tokio::spawn(store.clone().run(index.clone(), config.coalesce));
+        // Only the Kubernetes source ends on `stop` (after releasing the status Lease).
+        let source_stops = matches!(feed, Feed::Kubernetes(..));
         let mut source: JoinHandle<Result<(), RunError>> = match feed {
             Feed::StaticDir(dir) => {
                 let index = index.clone();
@@ -291,8 +294,10 @@ impl Running {
             }
             Feed::Kubernetes(client, watch) => {
                 let (index, zones, published) = (index.clone(), zones.clone(), store.subscribe());
+                let stopping = stopping.clone();
                 tokio::spawn(async move {
-                    crate::watch::run_sources(client, index, zones, watch, published).await?;
+                    crate::watch::run_sources(client, index, zones, *watch, published, stopping)
+                        .await?;
                     Ok(())
                 })
             }
@@ -343,6 +348,11 @@ impl Running {
             }
             if !admin.is_finished() {
                 let _ = (&mut admin).await;
+            }
+            // The Kubernetes source ends once it released the status Lease, so a
+            // standby writes status without waiting for the Lease to expire.
+            if source_stops && failure.is_none() && !source.is_finished() {
+                let _ = (&mut source).await;
             }
         })
         .await;

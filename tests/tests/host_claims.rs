@@ -76,6 +76,7 @@ async fn a_service_name_is_served_only_by_routes_of_its_namespace() {
         StatusConfig {
             lease_namespace: shop.clone(),
             identity: format!("claims-{shop}"),
+            owner: None,
         },
     )
     .await
