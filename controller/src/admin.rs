@@ -85,8 +85,10 @@ pub fn handle(state: &AdminState, method: &Method, path: &str) -> Response<Body>
     }
 }
 
+/// `"EPOCH.SEQUENCE"`, as the proxy's `/debug/routes` prints it: a string, because the
+/// epoch is a random 64-bit number that jq and JavaScript would round as a JSON number.
 fn version(v: Version) -> Value {
-    json!({"epoch": v.epoch, "sequence": v.sequence})
+    Value::String(v.to_string())
 }
 
 fn route_json(route: &Route) -> Value {

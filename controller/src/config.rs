@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::auth::{AuthConfig, DEFAULT_AUDIENCE, Policy, ServiceAccount};
 use crate::crd::parse_duration;
+use crate::index::DEFAULT_CLUSTER_DOMAIN;
 use crate::tls::TlsConfig;
 
 /// The Discovery gRPC address (design.md section 5).
@@ -68,6 +69,11 @@ pub struct Args {
     /// --static-dir.
     #[arg(long, env = "FAIRWAY_SELECTOR")]
     pub selector: Option<String>,
+
+    /// The cluster's DNS domain: `*.NS.svc.<domain>` names belong to namespace NS
+    /// (only Routes there may claim them).
+    #[arg(long, env = "FAIRWAY_CLUSTER_DOMAIN", default_value = DEFAULT_CLUSTER_DOMAIN)]
+    pub cluster_domain: String,
 
     /// Log format.
     #[arg(long, env = "FAIRWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
@@ -154,6 +160,8 @@ pub struct Config {
     pub admin_addr: SocketAddr,
     pub source: Source,
     pub coalesce: Duration,
+    /// Lowercase, without a trailing dot.
+    pub cluster_domain: String,
     pub log_format: LogFormat,
     /// Who may open a Discovery stream.
     pub auth: AuthConfig,
@@ -198,6 +206,10 @@ impl Config {
             admin_addr: args.admin_addr,
             source,
             coalesce: args.coalesce,
+            cluster_domain: args
+                .cluster_domain
+                .trim_end_matches('.')
+                .to_ascii_lowercase(),
             log_format: args.log_format,
             auth,
             tls,
@@ -232,6 +244,7 @@ impl Config {
             admin_addr,
             source: Source::StaticDir(dir.into()),
             coalesce: crate::store::DEFAULT_COALESCE,
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
             log_format: LogFormat::default(),
             auth: AuthConfig::Disabled,
             tls: None,
@@ -276,6 +289,7 @@ mod tests {
             }
         );
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.cluster_domain, "cluster.local");
         assert_eq!(
             c.auth,
             AuthConfig::TokenReview(Policy {
@@ -344,11 +358,13 @@ mod tests {
             "--static-dir=/srv/routes",
             "--coalesce=100ms",
             "--log-format=text",
+            "--cluster-domain=Corp.Example.",
         ]);
         assert_eq!(c.grpc_addr.to_string(), "127.0.0.1:1");
         assert_eq!(c.source, Source::StaticDir("/srv/routes".into()));
         assert_eq!(c.coalesce, Duration::from_millis(100));
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.cluster_domain, "corp.example", "compared as hosts are");
 
         let c = parse(&["--namespace=a", "--namespace=b", "--selector=team=shop"]);
         assert_eq!(

@@ -1,6 +1,9 @@
 //! Structured logs: `tracing` to stdout, one JSON object per line (`--log-format json`,
 //! the default, for log pipelines) or human-readable text. `RUST_LOG` overrides the
-//! default filter.
+//! default filter. Text has colour only when stdout is a terminal: a log file or a
+//! collector must not receive escape codes.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -26,7 +29,9 @@ pub fn init(format: LogFormat) -> Result<(), LogInitError> {
             .flatten_event(true)
             .with_current_span(false)
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init(),
     };
     installed.map_err(|e| LogInitError(e.to_string()))
 }

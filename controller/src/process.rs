@@ -25,6 +25,7 @@ use crate::admin::{self, AdminState};
 use crate::auth::{AuthConfig, Authenticator, KubeReviewer};
 use crate::config::{Config, ConfigError, Source};
 use crate::grpc::{self, DiscoveryService, Proxies};
+use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::state::{IndexHandle, NodeZones};
 use crate::static_dir::{self, StaticDirError};
@@ -105,7 +106,8 @@ pub async fn shutdown_signal() {
 /// The source of Kubernetes objects, ready to run.
 enum Feed {
     StaticDir(std::path::PathBuf),
-    Kubernetes(kube::Client, WatchConfig),
+    // Boxed: the status config (with its Lease owner) dwarfs the other variant.
+    Kubernetes(kube::Client, Box<WatchConfig>),
 }
 
 /// A started controller: listeners bound, shared state built, nothing running yet.
@@ -174,7 +176,7 @@ pub async fn start_with_client(
                 selector: selector.clone(),
                 ..WatchConfig::default()
             };
-            Feed::Kubernetes(client, watch)
+            Feed::Kubernetes(client, Box::new(watch))
         }
     };
     let auth = match (&config.auth, &feed) {
@@ -190,6 +192,7 @@ pub async fn start_with_client(
         (AuthConfig::Disabled, _) => Arc::new(Authenticator::disabled()),
     };
     let zones = Arc::new(NodeZones::default());
+    let index = Index::with_cluster_domain(&config.cluster_domain);
     Ok(Running {
         config,
         grpc,
@@ -197,7 +200,7 @@ pub async fn start_with_client(
         feed,
         auth,
         tls,
-        index: IndexHandle::new(),
+        index: Arc::new(IndexHandle::from_index(index)),
         proxies: Proxies::new(zones.clone()),
         zones,
         store: Store::new(),
@@ -279,18 +282,22 @@ impl Running {
         };
 
         let publisher = tokio::spawn(store.clone().run(index.clone(), config.coalesce));
+        // Only the Kubernetes source ends on `stop` (after releasing the status Lease).
+        let source_stops = matches!(feed, Feed::Kubernetes(..));
         let mut source: JoinHandle<Result<(), RunError>> = match feed {
             Feed::StaticDir(dir) => {
                 let index = index.clone();
                 tokio::spawn(async move {
-                    static_dir::run(dir, index, static_dir::POLL_INTERVAL).await?;
+                    static_dir::run(dir, index, static_dir::Follow::default()).await?;
                     Ok(())
                 })
             }
             Feed::Kubernetes(client, watch) => {
                 let (index, zones, published) = (index.clone(), zones.clone(), store.subscribe());
+                let stopping = stopping.clone();
                 tokio::spawn(async move {
-                    crate::watch::run_sources(client, index, zones, watch, published).await?;
+                    crate::watch::run_sources(client, index, zones, *watch, published, stopping)
+                        .await?;
                     Ok(())
                 })
             }
@@ -341,6 +348,11 @@ impl Running {
             }
             if !admin.is_finished() {
                 let _ = (&mut admin).await;
+            }
+            // The Kubernetes source ends once it released the status Lease, so a
+            // standby writes status without waiting for the Lease to expire.
+            if source_stops && failure.is_none() && !source.is_finished() {
+                let _ = (&mut source).await;
             }
         })
         .await;

@@ -26,16 +26,21 @@ pub struct IndexHandle {
 
 impl Default for IndexHandle {
     fn default() -> Self {
+        IndexHandle::from_index(Index::new())
+    }
+}
+
+impl IndexHandle {
+    /// A handle around `index` (e.g. one built for another cluster domain).
+    pub fn from_index(index: Index) -> Self {
         IndexHandle {
-            index: Mutex::new(Index::new()),
+            index: Mutex::new(index),
             pending: Mutex::new(Changes::default()),
             changed: Notify::new(),
             synced: watch::Sender::new(false),
         }
     }
-}
 
-impl IndexHandle {
     pub fn new() -> Arc<Self> {
         Arc::new(IndexHandle::default())
     }

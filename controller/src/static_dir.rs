@@ -6,14 +6,20 @@
 //! namespace are in `default`.
 //!
 //! Where to start: [`run`] reads the directory once, replaces the index's contents and
-//! marks it synced, then polls every [`POLL_INTERVAL`]. A file whose metadata moved is
-//! re-read; the objects of all files are merged and compared with what the index holds,
-//! and only the differences are applied or deleted ([`DirState::poll`], pure apart
-//! from reading files).
+//! marks it synced, then looks again whenever a file-system event (inotify, through the
+//! `notify` crate) says something in the directory changed, and every
+//! [`FALLBACK_POLL`] regardless, in case an event was lost. Where no watcher can be set
+//! up it polls every [`POLL_INTERVAL`] instead. Each look is a [`DirState::poll`]: a
+//! file whose metadata moved is re-read; the objects of all files are merged and
+//! compared with what the index holds, and only the differences are applied or deleted
+//! (pure apart from reading files). An event is only a wake-up: what changed is read
+//! from the directory itself, so merged or spurious events cost nothing.
 //!
 //! A file that does not parse is logged with its path and line and keeps its last good
 //! objects; a document of an unknown kind is logged and skipped. Either way every other
-//! object stays served.
+//! object stays served. With no apiserver there is no Route status to read, so a Route
+//! whose backend Service or port is missing is logged once, when it turns so
+//! ([`UnresolvedLog`]).
 
 mod parse;
 
@@ -22,14 +28,41 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::index::{Changes, Index};
+use fairway_proto::model::RouteKey;
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::Notify;
+
+use crate::index::{Changes, ConditionStatus, Index};
 use crate::state::IndexHandle;
 pub use parse::{Kind, Object, ObjectKey, ParseError, Skipped, parse_file};
 
-/// How often the directory is checked. Fast enough that an edit shows up well within
-/// a second (the demo's feedback loop); a poll of a small directory costs a few
-/// `stat` calls.
+/// How often the directory is checked when file-system events are not available (some
+/// network or FUSE mounts). Fast enough that an edit shows up well within a second (the
+/// demo's feedback loop); a poll of a small directory costs a few `stat` calls.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How often the directory is checked even with file-system events, in case one was
+/// lost (an overflowed inotify queue): rare enough to cost nothing, soon enough that a
+/// lost edit does not stay unnoticed.
+pub const FALLBACK_POLL: Duration = Duration::from_secs(5);
+
+/// How [`run`] learns that the directory changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Follow {
+    /// File-system events, plus a poll at this interval in case one is lost. Where no
+    /// watcher can be set up, polls every [`POLL_INTERVAL`] instead.
+    Events { fallback: Duration },
+    /// Only a poll at this interval.
+    Poll(Duration),
+}
+
+impl Default for Follow {
+    fn default() -> Self {
+        Follow::Events {
+            fallback: FALLBACK_POLL,
+        }
+    }
+}
 
 /// Why the static source could not start.
 #[derive(Debug, thiserror::Error)]
@@ -272,14 +305,35 @@ async fn poll_blocking(
     Ok(polled.await?)
 }
 
+/// Watches `dir` (not its subdirectories) and wakes `wake` on every event. Errors wake
+/// it too: an overflowed queue means events were lost, so look.
+pub fn watch_dir(dir: &Path, wake: Arc<Notify>) -> Result<RecommendedWatcher, notify::Error> {
+    let mut watcher =
+        notify::recommended_watcher(move |_: notify::Result<notify::Event>| wake.notify_one())?;
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
 /// Feeds `index` from `dir`: a first full read (then the index is marked synced), then
-/// the changes every `poll` interval, forever. Fails only if the first read cannot
+/// the changes, as `follow` learns of them, forever. Fails only if the first read cannot
 /// list the directory; later I/O errors are logged and retried.
 pub async fn run(
     dir: PathBuf,
     index: Arc<IndexHandle>,
-    poll: Duration,
+    follow: Follow,
 ) -> Result<(), StaticDirError> {
+    // Set up before the first read, so an edit made during it still wakes a look.
+    let wake = Arc::new(Notify::new());
+    let (watcher, interval) = match follow {
+        Follow::Events { fallback } => match watch_dir(&dir, wake.clone()) {
+            Ok(watcher) => (Some(watcher), fallback),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, interval = ?POLL_INTERVAL, "cannot watch the static directory for changes; polling instead");
+                (None, POLL_INTERVAL)
+            }
+        },
+        Follow::Poll(interval) => (None, interval),
+    };
     let (mut state, first) = poll_blocking(DirState::new(dir.clone())).await?;
     let ops = first.map_err(|source| StaticDirError::ReadDir {
         dir: dir.clone(),
@@ -287,12 +341,19 @@ pub async fn run(
     })?;
     load_all(&index, ops);
     index.mark_synced();
-    tracing::info!(dir = %dir.display(), objects = state.len(), "static directory loaded");
+    let mut unresolved = UnresolvedLog::default();
+    index.read(|idx| unresolved.log(idx));
+    let events = watcher.is_some();
+    tracing::info!(dir = %dir.display(), objects = state.len(), events, poll = ?interval, "static directory loaded");
 
-    let mut ticks = tokio::time::interval(poll);
+    let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.reset();
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = wake.notified() => {}
+        }
         let (next, polled) = poll_blocking(state).await?;
         state = next;
         match polled {
@@ -308,12 +369,43 @@ pub async fn run(
                 });
                 if !ops.is_empty() {
                     tracing::info!(dir = %dir.display(), changes = ops.len(), objects = state.len(), "static directory changed");
+                    index.read(|idx| unresolved.log(idx));
                 }
             }
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot list the static directory; retrying")
             }
         }
+    }
+}
+
+/// Routes whose backends do not resolve, as last logged. In `--static-dir` mode there
+/// is no Route status, so this log line is the only place a missing Service shows
+/// (requests to it get an error with no endpoint behind it): once per Route and
+/// message, not on every look.
+#[derive(Debug, Default)]
+pub struct UnresolvedLog(BTreeMap<RouteKey, String>);
+
+impl UnresolvedLog {
+    /// Logs each Route whose `ResolvedRefs` turned `False` or changed its message since
+    /// the last call, and forgets Routes that resolve again. Returns what it logged, as
+    /// `(route, reason, message)`.
+    pub fn log(&mut self, index: &Index) -> Vec<(RouteKey, &'static str, String)> {
+        let mut logged = Vec::new();
+        let mut now = BTreeMap::new();
+        for (key, status) in index.statuses() {
+            let refs = status.resolved_refs;
+            if refs.status != ConditionStatus::False {
+                continue;
+            }
+            if self.0.get(&key) != Some(&refs.message) {
+                tracing::warn!(route = %key, reason = refs.reason.as_str(), message = %refs.message, "a backend of the route does not resolve");
+                logged.push((key.clone(), refs.reason.as_str(), refs.message.clone()));
+            }
+            now.insert(key, refs.message);
+        }
+        self.0 = now;
+        logged
     }
 }
 

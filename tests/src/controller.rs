@@ -77,6 +77,8 @@ pub struct Controller {
     pub proxies: Arc<Proxies>,
     pub metrics: Arc<Metrics>,
     stop: channel::Sender<bool>,
+    /// The watchers and the status writer: on stop they release the status Lease.
+    sources: tokio::task::JoinHandle<()>,
     tasks: JoinSet<()>,
 }
 
@@ -97,6 +99,7 @@ pub async fn start_replica(
     let status = StatusConfig {
         lease_namespace: namespace.to_owned(),
         identity: identity.to_owned(),
+        owner: None,
     };
     start_with(client, vec![namespace.to_owned()], status).await
 }
@@ -164,8 +167,15 @@ pub async fn start_secured(
 
     let mut tasks = JoinSet::new();
     tasks.spawn(store.clone().run(index.clone(), DEFAULT_COALESCE));
-    let sources = watch::run_sources(client, index.clone(), zones, config, store.subscribe());
-    tasks.spawn(async move {
+    let sources = watch::run_sources(
+        client,
+        index.clone(),
+        zones,
+        config,
+        store.subscribe(),
+        stopping.clone(),
+    );
+    let sources = tokio::spawn(async move {
         // A test sees the effect (no stream, no status); the reason goes to its output.
         if let Err(e) = sources.await {
             eprintln!("controller sources failed: {e}");
@@ -209,6 +219,7 @@ pub async fn start_secured(
         proxies,
         metrics,
         stop,
+        sources,
         tasks,
     })
 }
@@ -220,10 +231,27 @@ impl Controller {
             .unwrap_or_else(|e| panic!("encode metrics: {e}"))
     }
 
-    /// Signals shutdown (streams end), then aborts every task and waits for them.
+    /// Signals shutdown, as SIGTERM does: streams end, and the sources stop once the
+    /// status Lease is released (bounded by the controller's shutdown grace). Then
+    /// aborts every other task and waits for them.
     pub async fn stop(mut self) {
         self.stop.send_replace(true);
+        let grace = fairway_controller::process::SHUTDOWN_GRACE;
+        if tokio::time::timeout(grace, &mut self.sources)
+            .await
+            .is_err()
+        {
+            eprintln!("controller sources did not stop within {grace:?}; aborting them");
+            self.sources.abort();
+        }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+impl Drop for Controller {
+    /// A `JoinSet` aborts its tasks when dropped; a lone `JoinHandle` would detach.
+    fn drop(&mut self) {
+        self.sources.abort();
     }
 }

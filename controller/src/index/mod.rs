@@ -5,7 +5,9 @@
 //! Where to start: [`Index`]'s `apply_*` / `delete_*` (one watch event each) and
 //! `replace_*` (a relist, swapped in at `InitDone`). Each returns the [`Changes`] it made,
 //! so readers recompute only those. Then:
-//! - `routes`: validating a Route, host claims, resolving backends;
+//! - `routes`: validating a Route, resolving backends;
+//! - `hosts`: which Route may claim a host (a Service's names belong to its namespace)
+//!   and who wins a contest;
 //! - `endpoints`: Services, EndpointSlices, and building one endpoint set per port;
 //! - `status`: conditions and counts as plain data.
 //!
@@ -15,10 +17,14 @@
 //! - a Route with an invalid spec is out of the table and reports `InvalidSpec`; every
 //!   other Route is unaffected;
 //! - a Route whose Service or port is missing stays in the table, its set absent;
-//! - a contested host belongs to the oldest Route; the others keep their other hosts;
+//! - a Service's namespaced names are served only by Routes of its namespace; a Route
+//!   elsewhere keeps its other hosts;
+//! - a contested host belongs to the oldest permitted Route; the others keep their other
+//!   hosts;
 //! - an EndpointSlice event rebuilds only its Service's endpoint sets.
 
 mod endpoints;
+mod hosts;
 mod routes;
 mod status;
 #[cfg(test)]
@@ -33,9 +39,11 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::crd::{self, EndpointCounts};
 use endpoints::{EndpointStore, ServiceRef};
-use routes::{HostClaims, Resolution, RouteEntry};
+use hosts::HostClaims;
+use routes::{Resolution, RouteEntry};
 
 pub use endpoints::SERVICE_NAME_LABEL;
+pub use hosts::DEFAULT_CLUSTER_DOMAIN;
 pub use routes::{DEFAULT_NAMESPACE, SpecError};
 pub use status::{
     ACCEPTED, ComputedStatus, ConditionState, ConditionStatus, RESOLVED_REFS, Reason,
@@ -57,8 +65,10 @@ impl Changes {
 }
 
 /// Routes, Services and EndpointSlices, and the route table they make.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Index {
+    /// The cluster DNS domain: `*.NS.svc.<domain>` names belong to namespace `NS`.
+    cluster_domain: String,
     routes: BTreeMap<RouteKey, RouteEntry>,
     claims: HostClaims,
     /// Which Routes name which Service, so a Service event re-resolves only them.
@@ -71,9 +81,31 @@ pub struct Index {
     table: RouteTable,
 }
 
+impl Default for Index {
+    fn default() -> Self {
+        Index::with_cluster_domain(DEFAULT_CLUSTER_DOMAIN)
+    }
+}
+
 impl Index {
+    /// An empty index for the default cluster domain, `cluster.local`.
     pub fn new() -> Self {
         Index::default()
+    }
+
+    /// An empty index for a cluster whose DNS domain is `cluster_domain`.
+    pub fn with_cluster_domain(cluster_domain: &str) -> Self {
+        Index {
+            cluster_domain: cluster_domain.trim_end_matches('.').to_ascii_lowercase(),
+            routes: BTreeMap::new(),
+            claims: HostClaims::default(),
+            routes_by_service: BTreeMap::new(),
+            endpoints: EndpointStore::default(),
+            resolutions: BTreeMap::new(),
+            users: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            table: RouteTable::default(),
+        }
     }
 
     /// The current route table: every served Route and the endpoint sets they use.
@@ -100,12 +132,13 @@ impl Index {
         self.set_route(key, Some(entry))
     }
 
-    /// Removes a Route; the hosts it held pass to the next-oldest claimant.
+    /// Removes a Route; the hosts it held pass to the next-oldest permitted claimant.
     pub fn delete_route(&mut self, route: &crd::Route) -> Changes {
         self.set_route(routes::route_key(route), None)
     }
 
-    /// Adds or updates a Service: re-resolves the Routes naming it and rebuilds its sets.
+    /// Adds or updates a Service: re-resolves the Routes naming it, and those claiming
+    /// its two-label name `NAME.NS`, and rebuilds its sets.
     pub fn apply_service(&mut self, service: &Service) -> Changes {
         let name = self.endpoints.apply_service(service);
         self.service_changed(&name)
@@ -138,7 +171,7 @@ impl Index {
         self.claims = HostClaims::default();
         self.routes_by_service.clear();
         for (key, entry) in &self.routes {
-            self.claims.add(entry);
+            self.claims.add(&entry.claim, entry.hosts());
             for service in entry.services() {
                 self.routes_by_service
                     .entry(service)
@@ -189,9 +222,9 @@ impl Index {
             let Some(entry) = entry else { continue };
             touched_hosts.extend(entry.hosts().iter().cloned());
             if add {
-                self.claims.add(entry);
+                self.claims.add(&entry.claim, entry.hosts());
             } else {
-                self.claims.remove(entry);
+                self.claims.remove(&entry.claim, entry.hosts());
             }
             for service in entry.services() {
                 let names = self.routes_by_service.entry(service.clone()).or_default();
@@ -217,12 +250,16 @@ impl Index {
 
     fn service_changed(&mut self, service: &ServiceRef) -> Changes {
         let mut changes = Changes::default();
-        let naming = self
+        let mut affected = self
             .routes_by_service
             .get(service)
             .cloned()
             .unwrap_or_default();
-        self.resolve(naming, &mut changes);
+        // The Service's two-label name is reserved while it exists: its claimants may
+        // have gained or lost it.
+        let short_name = format!("{}.{}", service.name, service.namespace);
+        affected.extend(self.claims.claimants(&short_name).cloned());
+        self.resolve(affected, &mut changes);
         self.slices_changed_into(std::slice::from_ref(service), &mut changes);
         changes
     }
@@ -253,8 +290,10 @@ impl Index {
     fn resolve(&mut self, keys: BTreeSet<RouteKey>, changes: &mut Changes) {
         let mut transitioned = BTreeSet::new();
         for key in keys {
-            let new = (self.routes.get(&key))
-                .map(|entry| routes::resolve(entry, &self.claims, &self.endpoints));
+            let new = (self.routes.get(&key)).map(|entry| {
+                let domain = &self.cluster_domain;
+                routes::resolve(entry, &self.claims, domain, &self.endpoints)
+            });
             let old = match new {
                 Some(new) => self.resolutions.insert(key.clone(), new),
                 None => self.resolutions.remove(&key),

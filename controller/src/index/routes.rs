@@ -1,19 +1,19 @@
-//! Routes: validating a [`crd::Route`] into a [`RouteConfig`], host claims (the oldest
-//! Route keeps a contested host), and resolving a Route's backends against Services into
+//! Routes: validating a [`crd::Route`] into a [`RouteConfig`], applying the host claims
+//! `hosts` decides, and resolving a Route's backends against Services into
 //! the `model::Route` the proxies get.
 //!
 //! Validation repeats what the CRD schema checks, because Routes read by `--static-dir`
 //! never meet an apiserver, and adds what a schema cannot say (duplicate path prefixes,
 //! durations that overflow).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::num::NonZeroU16;
 
 use fairway_proto::model::{self, EndpointSetKey, RouteKey};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::endpoints::{EndpointStore, ServiceRef};
+use super::hosts::{self, Age, Claim, HostClaims};
 use super::status::{ConditionState, Reason};
 use crate::crd::{self, DurationError};
 
@@ -89,22 +89,6 @@ pub(super) enum PortRef {
     Name(String),
 }
 
-/// Who claims hosts, and in which order a contest is decided: older first (by
-/// creationTimestamp; none, as in `--static-dir`, counts as newest), then by
-/// namespace/name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct Claim {
-    created: Age,
-    pub key: RouteKey,
-}
-
-// Variant order is the claim order: a known timestamp beats an unknown one.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Age {
-    Created(Time),
-    Unknown,
-}
-
 /// A Route as the index keeps it.
 #[derive(Clone, Debug)]
 pub(super) struct RouteEntry {
@@ -144,13 +128,9 @@ pub(super) fn route_key(route: &crd::Route) -> RouteKey {
 
 /// Reads a Route object: its identity, age and validated spec.
 pub(super) fn parse(route: &crd::Route) -> RouteEntry {
-    let created = match &route.metadata.creation_timestamp {
-        Some(time) => Age::Created(time.clone()),
-        None => Age::Unknown,
-    };
     RouteEntry {
         claim: Claim {
-            created,
+            created: Age::of(route.metadata.creation_timestamp.as_ref()),
             key: route_key(route),
         },
         generation: route.metadata.generation,
@@ -335,40 +315,6 @@ fn is_dns_label_unbounded(label: &str) -> bool {
         && label.chars().all(|c| alnum(c) || c == '-')
 }
 
-/// Host claims of valid Routes, each host's claimants in [`Claim`] order.
-#[derive(Debug, Default)]
-pub(super) struct HostClaims(BTreeMap<String, BTreeSet<Claim>>);
-
-impl HostClaims {
-    pub fn add(&mut self, entry: &RouteEntry) {
-        for host in entry.hosts() {
-            let claims = self.0.entry(host.clone()).or_default();
-            claims.insert(entry.claim.clone());
-        }
-    }
-
-    pub fn remove(&mut self, entry: &RouteEntry) {
-        for host in entry.hosts() {
-            if let Some(claims) = self.0.get_mut(host) {
-                claims.remove(&entry.claim);
-                if claims.is_empty() {
-                    self.0.remove(host);
-                }
-            }
-        }
-    }
-
-    /// The Route that serves `host`.
-    pub fn owner(&self, host: &str) -> Option<&RouteKey> {
-        self.0.get(host)?.first().map(|claim| &claim.key)
-    }
-
-    /// Every Route that claims `host`.
-    pub fn claimants(&self, host: &str) -> impl Iterator<Item = &RouteKey> {
-        self.0.get(host).into_iter().flatten().map(|c| &c.key)
-    }
-}
-
 /// What resolving one Route decided: its table entry (if it serves anything), the
 /// endpoint sets that entry uses, and the two conditions.
 #[derive(Clone, Debug)]
@@ -385,11 +331,12 @@ pub(super) struct Resolution {
 /// A backend whose Service or port is missing still appears when its port is a number:
 /// its key is known and the set is simply absent from the table. A *named* port of a
 /// missing Service has no key, so that backend is left out of the rule (the condition
-/// says why). A Route that lost every host to older Routes serves nothing and is left
-/// out of the table.
+/// says why). A Route that lost every host (to other Routes, or to the namespace that
+/// owns it) serves nothing and is left out of the table.
 pub(super) fn resolve(
     entry: &RouteEntry,
     claims: &HostClaims,
+    cluster_domain: &str,
     endpoints: &EndpointStore,
 ) -> Resolution {
     let key = &entry.claim.key;
@@ -406,11 +353,12 @@ pub(super) fn resolve(
         }
     };
 
-    let (mut hosts, mut conflicts) = (Vec::new(), Vec::new());
+    let (mut hosts, mut denied) = (Vec::new(), Vec::new());
     for host in &config.hosts {
-        match claims.owner(host) {
-            Some(owner) if owner != key => conflicts.push((host.as_str(), owner)),
-            _ => hosts.push(host.clone()),
+        let owner = hosts::owning_namespace(host, cluster_domain, endpoints);
+        match claims.decide(host, &entry.claim, owner) {
+            Ok(()) => hosts.push(host.clone()),
+            Err(why) => denied.push(why),
         }
     }
 
@@ -454,7 +402,7 @@ pub(super) fn resolve(
         sets: sets.map(|b| b.endpoint_set.clone()).collect(),
         route,
         generation: entry.generation,
-        accepted: ConditionState::accepted(&conflicts),
+        accepted: ConditionState::accepted(&denied),
         resolved_refs: ConditionState::resolved_refs(&failures),
     }
 }

@@ -4,6 +4,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::hosts::HostDenied;
 use super::routes::{RefFailure, SpecError};
 use crate::crd::{EndpointCounts, RouteStatus};
 
@@ -39,8 +40,11 @@ pub enum Reason {
     /// `Accepted=False`: the spec is invalid (the Route is out of the table); also
     /// `ResolvedRefs=Unknown` for such a Route.
     InvalidSpec,
-    /// `Accepted=False`: an older Route serves some of this Route's hosts.
+    /// `Accepted=False`: an earlier Route serves some of this Route's hosts.
     HostConflict,
+    /// `Accepted=False`: some of this Route's hosts are a Service name of another
+    /// namespace (design.md section 9).
+    HostNotPermitted,
     /// `ResolvedRefs=True`: every backend's Service port exists.
     ResolvedRefs,
     /// `ResolvedRefs=False`: a backend's Service does not exist.
@@ -55,6 +59,7 @@ impl Reason {
             Reason::Accepted => "Accepted",
             Reason::InvalidSpec => "InvalidSpec",
             Reason::HostConflict => "HostConflict",
+            Reason::HostNotPermitted => "HostNotPermitted",
             Reason::ResolvedRefs => "ResolvedRefs",
             Reason::ServiceNotFound => "ServiceNotFound",
             Reason::PortNotFound => "PortNotFound",
@@ -88,23 +93,28 @@ impl ConditionState {
         }
     }
 
-    /// `conflicts`: each host this Route lost, with the Route that keeps it.
-    pub(super) fn accepted(conflicts: &[(&str, &fairway_proto::model::RouteKey)]) -> Self {
-        if conflicts.is_empty() {
+    /// `denied`: each host this Route does not serve, and why, in spec order.
+    pub(super) fn accepted(denied: &[HostDenied]) -> Self {
+        if denied.is_empty() {
             return ConditionState {
                 status: ConditionStatus::True,
                 reason: Reason::Accepted,
                 message: "all hosts are served".to_owned(),
             };
         }
-        let lost: Vec<String> = conflicts
+        // A forbidden name is the bigger news: no edit of the other Route will fix it.
+        let forbidden = denied
             .iter()
-            .map(|(host, owner)| format!("host {host} is served by older route {owner}"))
-            .collect();
+            .any(|d| matches!(d, HostDenied::NotPermitted { .. }));
+        let messages: Vec<String> = denied.iter().map(ToString::to_string).collect();
         ConditionState {
             status: ConditionStatus::False,
-            reason: Reason::HostConflict,
-            message: lost.join("; "),
+            reason: if forbidden {
+                Reason::HostNotPermitted
+            } else {
+                Reason::HostConflict
+            },
+            message: messages.join("; "),
         }
     }
 

@@ -138,7 +138,7 @@ async fn run_loads_the_index_and_marks_it_synced() {
         &format!("{SERVICE}---\n{ROUTE}---\n{}", slice(&["10.0.0.1"])),
     );
     let index = IndexHandle::new();
-    let task = tokio::spawn(run(dir.path().to_owned(), index.clone(), POLL_INTERVAL));
+    let task = tokio::spawn(run(dir.path().to_owned(), index.clone(), Follow::default()));
     let mut synced = index.synced();
     tokio::time::timeout(Duration::from_secs(5), synced.wait_for(|s| *s))
         .await
@@ -147,4 +147,90 @@ async fn run_loads_the_index_and_marks_it_synced() {
     let (routes, endpoints) = index.read(|i| (i.table().routes.len(), i.table().endpoint_count()));
     assert_eq!((routes, endpoints), (1, 1));
     task.abort();
+}
+
+/// The number of endpoints in the index's table once it has `want`, or panics after
+/// `within` (a bound on a wait, not a timing claim).
+async fn wait_endpoints(index: &IndexHandle, want: usize, within: Duration, what: &str) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if index.read(|i| i.table().endpoint_count()) == want {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Loads `dir` with `follow`, then renames a slice with a second pod into place (as the
+/// demo's scale-up does) and waits for the index to hold both pods.
+async fn a_renamed_file_is_picked_up(follow: Follow) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = format!("{SERVICE}---\n{ROUTE}");
+    write(&dir.path().join("app.yaml"), &app);
+    write(&dir.path().join("slice.yaml"), &slice(&["10.0.0.1"]));
+    let index = IndexHandle::new();
+    let task = tokio::spawn(run(dir.path().to_owned(), index.clone(), follow));
+    wait_endpoints(&index, 1, Duration::from_secs(10), "first load").await;
+
+    write(
+        &dir.path().join("slice.yaml"),
+        &slice(&["10.0.0.1", "10.0.0.2"]),
+    );
+    let what = format!("{follow:?} must notice the renamed file");
+    wait_endpoints(&index, 2, Duration::from_secs(30), &what).await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn file_system_events_pick_up_a_change_without_the_poll() {
+    // The watcher works here, so `run` follows events rather than falling back...
+    let probe = tempfile::tempdir().expect("tempdir");
+    watch_dir(probe.path(), Arc::new(Notify::new())).expect("inotify is available");
+    // ...and a fallback poll of an hour cannot be what notices the change.
+    let hour = Duration::from_secs(3600);
+    a_renamed_file_is_picked_up(Follow::Events { fallback: hour }).await;
+}
+
+#[tokio::test]
+async fn the_poll_alone_picks_up_a_change() {
+    a_renamed_file_is_picked_up(Follow::Poll(Duration::from_millis(20))).await;
+}
+
+#[test]
+fn a_route_whose_service_is_missing_is_logged_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A slice with a ready pod, but no Service: the Route cannot resolve its backend.
+    write(&dir.path().join("app.yaml"), ROUTE);
+    write(&dir.path().join("slice.yaml"), &slice(&["10.0.0.1"]));
+    let mut state = DirState::new(dir.path().to_owned());
+    let mut index = Index::new();
+    for op in state.poll().expect("poll") {
+        apply_op(&mut index, &op);
+    }
+    let mut log = UnresolvedLog::default();
+    let route = RouteKey {
+        namespace: "shop".into(),
+        name: "orders".into(),
+    };
+    assert_eq!(
+        log.log(&index),
+        vec![(
+            route.clone(),
+            "ServiceNotFound",
+            "service shop/orders not found".to_owned()
+        )]
+    );
+    assert!(log.log(&index).is_empty(), "logged once, not on every look");
+
+    write(&dir.path().join("service.yaml"), SERVICE);
+    for op in state.poll().expect("poll") {
+        apply_op(&mut index, &op);
+    }
+    assert!(log.log(&index).is_empty(), "resolved: nothing to say");
+    fs::remove_file(dir.path().join("service.yaml")).expect("rm");
+    for op in state.poll().expect("poll") {
+        apply_op(&mut index, &op);
+    }
+    assert_eq!(log.log(&index).len(), 1, "missing again: logged again");
 }

@@ -1,6 +1,6 @@
 //! Kubernetes Events for Route state changes a user must see: a condition turning
-//! False (ServiceNotFound, PortNotFound, HostConflict, InvalidSpec) and turning back to
-//! True. Only transitions: a steady state records nothing.
+//! False (ServiceNotFound, PortNotFound, HostConflict, HostNotPermitted, InvalidSpec) and
+//! turning back to True. Only transitions: a steady state records nothing.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};

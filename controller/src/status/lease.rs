@@ -5,11 +5,18 @@
 //! Expiry is judged on this process's monotonic clock (how long the holder record has
 //! stood unchanged since we first saw it), as client-go does, so clock skew between
 //! replicas cannot hand the lease to two of them.
+//!
+//! Hand-overs do not wait for expiry: a holder that stops (SIGTERM) releases the Lease
+//! (no holder, as client-go's `ReleaseOnCancel`), and followers look every
+//! [`FOLLOW_INTERVAL`], so a rollout or a reinstall resumes status writing within about
+//! a second. The Lease is owned by its holder's Pod (an ownerReference, see
+//! [`pod_owner`]): when the last controller Pod is deleted (`helm uninstall`), the
+//! garbage collector deletes the Lease too.
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -22,8 +29,14 @@ use super::StatusError;
 pub const LEASE_NAME: &str = "fairway-controller-status";
 /// How long a holder's claim stands without a renewal.
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
-/// How often the holder renews (and a follower looks again): three tries per lease.
+/// How often the holder renews: three tries per lease.
 pub const RENEW_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a follower looks at the Lease: soon enough that a released Lease is taken
+/// within about a second; one small GET per second per standby replica. (A watch would
+/// be sooner still, but the chart grants only `get` and `update` on this Lease.)
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// The duration a released Lease says, as client-go writes it on release.
+const RELEASED_SECONDS: i32 = 1;
 /// A holder that could not renew for this long stops writing, comfortably before
 /// another replica may take over at `LEASE_DURATION`.
 pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
@@ -101,14 +114,23 @@ pub fn is_leader(last_renewed: Option<Instant>, now: Instant) -> bool {
     last_renewed.is_some_and(|at| now < at + RENEW_DEADLINE)
 }
 
-/// Runs the election forever, publishing whether this process leads on `leader`.
-pub async fn run(client: Client, namespace: String, identity: String, leader: watch::Sender<bool>) {
+/// Runs the election until `stop` turns true (or its sender goes), publishing whether
+/// this process leads on `leader`. On stop it stops leading first, then releases the
+/// Lease if it holds it, so a follower takes over without waiting for expiry.
+pub async fn run(
+    client: Client,
+    namespace: String,
+    identity: String,
+    owner: Option<OwnerReference>,
+    leader: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
     let api: Api<Lease> = Api::namespaced(client, &namespace);
     let mut seen: Option<Observed> = None;
     let mut last_renewed: Option<Instant> = None;
     loop {
-        let step = tokio::time::timeout(REQUEST_TIMEOUT, step(&api, &identity, &mut seen));
-        match step.await {
+        let step = step(&api, &identity, owner.as_ref(), &mut seen);
+        match tokio::time::timeout(REQUEST_TIMEOUT, step).await {
             Ok(Ok(true)) => last_renewed = Some(Instant::now()),
             Ok(Ok(false)) => last_renewed = None,
             Ok(Err(error)) => tracing::warn!(%error, "lease step failed"),
@@ -121,14 +143,94 @@ pub async fn run(client: Client, namespace: String, identity: String, leader: wa
             }
             std::mem::replace(was, leading) != leading
         });
-        tokio::time::sleep(RENEW_INTERVAL).await;
+        let wait = if leading {
+            RENEW_INTERVAL
+        } else {
+            FOLLOW_INTERVAL
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|stopping| *stopping) => break,
+        }
     }
+    // No status write may follow the release.
+    leader.send_replace(false);
+    if last_renewed.is_some() {
+        match tokio::time::timeout(REQUEST_TIMEOUT, release(&api, &identity)).await {
+            Ok(Ok(true)) => {
+                tracing::info!(lease = LEASE_NAME, %namespace, %identity, "released the status lease")
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not release the status lease; a follower takes it when it expires")
+            }
+            Err(_) => tracing::warn!(
+                lease = LEASE_NAME,
+                "releasing the status lease timed out; a follower takes it when it expires"
+            ),
+        }
+    }
+}
+
+/// Gives up the Lease if `identity` still holds it. `Ok(true)`: released.
+async fn release(api: &Api<Lease>, identity: &str) -> Result<bool, StatusError> {
+    let Some(mut lease) = api.get_opt(LEASE_NAME).await.map_err(StatusError::Lease)? else {
+        return Ok(false);
+    };
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    if !released(spec, identity, Timestamp::now()) {
+        return Ok(false);
+    }
+    // Guarded by the fetched resourceVersion: a Lease someone took meanwhile is theirs.
+    match api
+        .replace(LEASE_NAME, &PostParams::default(), &lease)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(error) => Err(StatusError::Lease(error)),
+    }
+}
+
+/// Clears `spec`'s holder if it is `identity` (`false`: not ours, left alone). A Lease
+/// without a holder is taken at a follower's next look ([`decide`]).
+pub fn released(spec: &mut LeaseSpec, identity: &str, now: Timestamp) -> bool {
+    if spec.holder_identity.as_deref() != Some(identity) {
+        return false;
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(RELEASED_SECONDS);
+    spec.renew_time = Some(MicroTime(now));
+    true
+}
+
+/// The ownerReference that ties the Lease to the Pod named in a bound ServiceAccount
+/// token (the claims `kubernetes.io.pod.name` and `.uid`, which the kubelet's projected
+/// token carries). The token is our own and only read, never trusted for access.
+/// `None` when it names no Pod (a token from a kubeconfig, or no token).
+pub fn pod_owner(token: &str) -> Option<OwnerReference> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let pod = &claims["kubernetes.io"]["pod"];
+    Some(OwnerReference {
+        api_version: "v1".to_owned(),
+        kind: "Pod".to_owned(),
+        name: pod["name"].as_str()?.to_owned(),
+        uid: pod["uid"].as_str()?.to_owned(),
+        // No blockOwnerDeletion: that would need `update` on pods/finalizers.
+        ..OwnerReference::default()
+    })
 }
 
 /// One round: read, decide, write. `Ok(true)`: we hold the Lease now.
 async fn step(
     api: &Api<Lease>,
     identity: &str,
+    owner: Option<&OwnerReference>,
     seen: &mut Option<Observed>,
 ) -> Result<bool, StatusError> {
     let now = Instant::now();
@@ -138,12 +240,15 @@ async fn step(
         .map(|lease| observe(seen.take(), Record::of(lease), now));
     let decision = decide(seen.as_ref(), identity, now);
     let stamp = Some(MicroTime(Timestamp::now()));
+    // The holder's Pod owns the Lease; a holder that is no Pod owns it through nobody.
+    let owners = owner.map(|o| vec![o.clone()]);
     let result = match (decision, current) {
         (Decision::Follow { .. }, _) => return Ok(false),
         (Decision::Create, _) | (_, None) => {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(LEASE_NAME.to_owned()),
+                    owner_references: owners,
                     ..ObjectMeta::default()
                 },
                 spec: Some(LeaseSpec {
@@ -168,6 +273,7 @@ async fn step(
             spec.holder_identity = Some(identity.to_owned());
             spec.lease_duration_seconds = Some(lease_seconds());
             spec.renew_time = stamp;
+            lease.metadata.owner_references = owners;
             api.replace(LEASE_NAME, &PostParams::default(), &lease)
                 .await
         }
@@ -249,6 +355,66 @@ mod tests {
             decide(Some(&seen), "me", later),
             Decision::Follow { .. }
         ));
+    }
+
+    #[test]
+    fn only_the_holder_releases_and_a_released_lease_is_taken_at_once() {
+        let mut spec = LeaseSpec {
+            holder_identity: Some("other".to_owned()),
+            lease_duration_seconds: Some(15),
+            ..LeaseSpec::default()
+        };
+        let untouched = spec.clone();
+        assert!(!released(&mut spec, "me", Timestamp::UNIX_EPOCH));
+        assert_eq!(spec, untouched, "another holder's Lease is left alone");
+
+        spec.holder_identity = Some("me".to_owned());
+        assert!(released(&mut spec, "me", Timestamp::UNIX_EPOCH));
+        assert_eq!(spec.holder_identity, None);
+        let lease = Lease {
+            spec: Some(spec),
+            ..Lease::default()
+        };
+        let now = Instant::now();
+        let seen = observe(None, Record::of(&lease), now);
+        assert_eq!(
+            decide(Some(&seen), "follower", now),
+            Decision::TakeOver,
+            "no waiting for the old duration"
+        );
+        assert!(FOLLOW_INTERVAL < RENEW_INTERVAL, "followers look sooner");
+    }
+
+    #[test]
+    fn a_bound_token_names_the_pod_that_owns_the_lease() {
+        use base64::Engine;
+        let encode = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let claims = serde_json::json!({
+            "aud": ["https://kubernetes.default.svc"],
+            "kubernetes.io": {
+                "namespace": "fairway",
+                "pod": {"name": "fairway-controller-7d9-abc", "uid": "1f0e-42"},
+                "serviceaccount": {"name": "fairway-controller", "uid": "9"}
+            }
+        });
+        let token = format!(
+            "{}.{}.sig",
+            encode(serde_json::json!({"alg": "RS256"})),
+            encode(claims)
+        );
+        let owner = pod_owner(&token).expect("a bound token names its pod");
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+            ("Pod", "fairway-controller-7d9-abc", "1f0e-42")
+        );
+        assert_eq!(owner.block_owner_deletion, None);
+
+        let legacy = serde_json::json!({"sub": "system:serviceaccount:fairway:x"});
+        let token = format!("{}.{}.sig", encode(serde_json::json!({})), encode(legacy));
+        assert_eq!(pod_owner(&token), None, "a legacy token names no pod");
+        assert_eq!(pod_owner("not a token"), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod writer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
 use tokio::sync::watch;
 
@@ -28,14 +29,19 @@ pub use observed::{Dirty, Observed, ObservedRoute, key_of};
 pub const FIELD_MANAGER: &str = "fairway-controller";
 /// Where the Lease lives when `POD_NAMESPACE` is unset.
 pub const DEFAULT_LEASE_NAMESPACE: &str = "default";
+/// The in-cluster ServiceAccount token, whose claims name the Pod that owns the Lease.
+pub const POD_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// Who this replica is in the status election.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StatusConfig {
     /// The namespace of the Lease (the controller's own).
     pub lease_namespace: String,
     /// This replica's holder identity (its pod name).
     pub identity: String,
+    /// Who owns the Lease while this replica holds it (its Pod), so the garbage
+    /// collector deletes the Lease with the last controller Pod. `None`: no owner.
+    pub owner: Option<OwnerReference>,
 }
 
 impl Default for StatusConfig {
@@ -51,10 +57,12 @@ impl Default for StatusConfig {
                 .unwrap_or_else(|| FIELD_MANAGER.to_owned());
             format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
         });
+        let token = std::fs::read_to_string(POD_TOKEN_FILE).ok();
         StatusConfig {
             lease_namespace: env("POD_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_LEASE_NAMESPACE.to_owned()),
             identity,
+            owner: token.as_deref().and_then(lease::pod_owner),
         }
     }
 }
@@ -78,7 +86,8 @@ pub enum StatusError {
     Lease(#[source] kube::Error),
 }
 
-/// Runs the election and the writer until `published` closes (shutdown).
+/// Runs the election and the writer until `stop` turns true (then the Lease is
+/// released, see [`lease::run`]) or `published` closes.
 pub async fn run(
     client: Client,
     index: Arc<IndexHandle>,
@@ -86,13 +95,16 @@ pub async fn run(
     dirty: Arc<Dirty>,
     config: StatusConfig,
     published: watch::Receiver<Arc<Published>>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), StatusError> {
     let (leader, leading) = watch::channel(false);
     let election = lease::run(
         client.clone(),
         config.lease_namespace.clone(),
         config.identity.clone(),
+        config.owner.clone(),
         leader,
+        stop,
     );
     let writer = writer::Writer {
         recorder: writer::recorder(client.clone(), &config.identity),

@@ -57,14 +57,15 @@ pub enum WatchError {
 /// writer, which follows `published`.
 ///
 /// Runs until a task fails; watch errors (apiserver down, 410 Gone, RBAC) are logged and
-/// retried with backoff, never returned. Returns `Ok` only when `published` closes (the
-/// store is gone: shutdown).
+/// retried with backoff, never returned. Returns `Ok` when `stop` turns true, once the
+/// status Lease is released, or when `published` closes (the store is gone).
 pub async fn run_sources(
     client: Client,
     index: Arc<IndexHandle>,
     zones: Arc<NodeZones>,
     config: WatchConfig,
     published: watch::Receiver<Arc<Published>>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), WatchError> {
     let observed = Arc::new(Observed::default());
     let scopes: Vec<Scope> = if config.namespaces.is_empty() {
@@ -115,6 +116,7 @@ pub async fn run_sources(
         sink.dirty(),
         config.status,
         published,
+        stop,
     );
     tokio::select! {
         result = writer => result.map_err(WatchError::from),

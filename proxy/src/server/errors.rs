@@ -18,6 +18,12 @@ use crate::table::ResolveError;
 /// The response header that carries [`ProxyError::reason`].
 pub const FAIRWAY_ERROR: HeaderName = HeaderName::from_static("fairway-error");
 
+/// What to do about an unknown host. Most often the client uses the proxy as
+/// `HTTP_PROXY`, which sends *every* plain-HTTP call here, Routes or not.
+const UNKNOWN_HOST_HINT: &str = "add a Route listing this host in spec.hosts, or, if this \
+     client sends its calls through Fairway as HTTP_PROXY/http_proxy, add the host to \
+     NO_PROXY and no_proxy so it is reached directly";
+
 /// Why the proxy answered a request itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -173,6 +179,9 @@ impl ProxyError {
             ProxyError::ConnectFailed { source, .. } => {
                 format!("{}: {self}: {}\n", self.reason(), source_chain(source))
             }
+            ProxyError::Resolve(ResolveError::NoRoute(RouteError::UnknownHost(_))) => {
+                format!("{}: {self}: {UNKNOWN_HOST_HINT}\n", self.reason())
+            }
             _ => format!("{}: {self}\n", self.reason()),
         };
         let mut response = Response::new(ProxyBody::full(Bytes::from(body)));
@@ -230,6 +239,14 @@ mod tests {
                 404,
                 "UnknownHost",
                 "nope.shop",
+            ),
+            (
+                ProxyError::Resolve(ResolveError::NoRoute(RouteError::UnknownHost(
+                    "api.example.com".into(),
+                ))),
+                404,
+                "UnknownHost",
+                "add the host to NO_PROXY and no_proxy",
             ),
             (
                 ProxyError::Resolve(ResolveError::NoEndpoint {

@@ -166,6 +166,7 @@ impl Setup {
         let status = StatusConfig {
             lease_namespace: self.ns.clone(),
             identity: format!("auth-test-{}", self.ns),
+            owner: None,
         };
         (controller::start_secured(self.client.clone(), vec![self.ns.clone()], status, security)
             .await)

@@ -388,7 +388,7 @@ impl World {
             self.check_processes();
             if let Some(doc) = self.controller_debug().await {
                 if target.is_none() && published(&doc) {
-                    target = Version::from_json(&doc["version"]);
+                    target = doc["version"].as_str().and_then(Version::parse);
                 }
                 if let Some(v) = target
                     && self
@@ -469,7 +469,7 @@ fn proxy_applied(doc: &Value, id: &str) -> Option<Version> {
         .as_array()?
         .iter()
         .filter(|p| p["id"] == id)
-        .filter_map(|p| Version::from_json(&p["applied"]))
+        .filter_map(|p| p["applied"].as_str().and_then(Version::parse))
         .max_by_key(|v| (v.epoch, v.sequence))
 }
 
@@ -481,14 +481,7 @@ pub struct Version {
 }
 
 impl Version {
-    fn from_json(v: &Value) -> Option<Version> {
-        Some(Version {
-            epoch: v["epoch"].as_u64()?,
-            sequence: v["sequence"].as_u64()?,
-        })
-    }
-
-    /// `"EPOCH.SEQUENCE"`, as a proxy's `/debug/routes` shows it.
+    /// `"EPOCH.SEQUENCE"`, as both `/debug/routes` documents show it.
     fn parse(s: &str) -> Option<Version> {
         let (e, q) = s.split_once('.')?;
         Some(Version {

@@ -663,6 +663,7 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
     let status = StatusConfig {
         lease_namespace: ns.clone(),
         identity: "fairway-controller-0".to_owned(),
+        owner: None,
     };
     let ctl = (controller::start_with(client, Vec::new(), status).await)
         .unwrap_or_else(|e| panic!("{e}"));

@@ -2,6 +2,7 @@
 //! split like the index itself.
 
 mod endpoints;
+mod hosts;
 mod incremental;
 mod routes;
 mod status;

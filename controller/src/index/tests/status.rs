@@ -108,6 +108,7 @@ fn reasons_and_statuses_spell_as_kubernetes_expects() {
         (Reason::Accepted, "Accepted"),
         (Reason::InvalidSpec, "InvalidSpec"),
         (Reason::HostConflict, "HostConflict"),
+        (Reason::HostNotPermitted, "HostNotPermitted"),
         (Reason::ResolvedRefs, "ResolvedRefs"),
         (Reason::ServiceNotFound, "ServiceNotFound"),
         (Reason::PortNotFound, "PortNotFound"),
