@@ -4,6 +4,7 @@
 
 use std::error::Error;
 use std::fmt;
+use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
@@ -28,7 +29,8 @@ pub fn init(format: LogFormat) -> Result<(), LogInitError> {
             .flatten_event(true)
             .with_current_span(false)
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        // Colour only for a terminal: escape codes in a log file or `kubectl logs` are noise.
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).try_init(),
     };
     installed.map_err(|e| LogInitError(e.to_string()))
 }
