@@ -18,9 +18,13 @@ use tokio::time::Instant;
 
 use crate::metrics::upgrades::{CloseReason, Direction};
 
-/// Each direction's buffer: large enough for a typical WebSocket message in one read,
-/// small enough that 4,000 idle tunnels cost little (buffers exist only while copying).
+/// Each direction's buffer while bytes flow: a typical WebSocket message in one read.
 pub const BUFFER: usize = 16 * 1024;
+/// Each direction's buffer while it is quiet. A read waits with its buffer, so an idle
+/// WebSocket would hold two full buffers for its whole life (measured: 31.7 KiB per
+/// idle WebSocket against HAProxy's 4.6, docs/benchmarks.md); a read that fills this one
+/// switches to [`BUFFER`], a short read switches back.
+pub const QUIET_BUFFER: usize = 512;
 
 /// When a tunnel must end regardless of its two sides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +97,18 @@ where
     }
 }
 
+/// The buffer for the next read after one of `n` bytes: full size while reads fill the
+/// quiet one, back to the quiet size after a short read (the next read likely waits).
+fn resized(buffer: Vec<u8>, n: usize) -> Vec<u8> {
+    if buffer.len() < BUFFER && n == buffer.len() {
+        vec![0u8; BUFFER]
+    } else if buffer.len() > QUIET_BUFFER && n < QUIET_BUFFER {
+        vec![0u8; QUIET_BUFFER]
+    } else {
+        buffer
+    }
+}
+
 /// When a byte last moved through a tunnel.
 struct Activity {
     started: Instant,
@@ -123,7 +139,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buffer = vec![0u8; BUFFER];
+    let mut buffer = vec![0u8; QUIET_BUFFER];
     loop {
         let n = from.read(&mut buffer).await?;
         if n == 0 {
@@ -133,6 +149,7 @@ where
         to.write_all(&buffer[..n]).await?;
         to.flush().await?;
         count(n);
+        buffer = resized(buffer, n);
     }
 }
 
@@ -208,6 +225,18 @@ mod tests {
         };
         let (reason, ()) = tokio::join!(tunnel, peers);
         assert_eq!(reason, CloseReason::closed);
+    }
+
+    #[test]
+    fn buffers_grow_while_reads_fill_them_and_shrink_when_quiet() {
+        let quiet = vec![0u8; QUIET_BUFFER];
+        let busy = resized(quiet, QUIET_BUFFER);
+        assert_eq!(busy.len(), BUFFER, "a full quiet read grows the buffer");
+        let busy = resized(busy, 4_000);
+        assert_eq!(busy.len(), BUFFER, "mid-size reads keep it");
+        let quiet = resized(busy, 10);
+        assert_eq!(quiet.len(), QUIET_BUFFER, "a short read gives it back");
+        assert_eq!(resized(quiet, 10).len(), QUIET_BUFFER);
     }
 
     #[tokio::test(start_paused = true)]
