@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use crate::model::{
     Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, LoadBalancer, Policy, Retries,
-    Route, RouteKey, Rule, Timeouts, Upgrades, Upstream, UpstreamProtocol, Version,
+    Route, RouteKey, Rule, Timeouts, UnresolvedBackend, Upgrades, Upstream, UpstreamProtocol,
+    Version,
 };
 use crate::pb;
 
@@ -328,6 +329,16 @@ impl From<&Rule> for pb::Rule {
         pb::Rule {
             path_prefix: r.path_prefix.clone(),
             backends: r.backends.iter().map(pb::Backend::from).collect(),
+            unresolved: r
+                .unresolved
+                .iter()
+                .map(|u| pb::UnresolvedBackend {
+                    service: u.service.clone(),
+                    weight: u.weight,
+                    reason: u.reason.clone(),
+                    message: u.message.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -343,6 +354,16 @@ impl TryFrom<pb::Rule> for Rule {
                 .into_iter()
                 .map(Backend::try_from)
                 .collect::<Result<_, _>>()?,
+            unresolved: r
+                .unresolved
+                .into_iter()
+                .map(|u| UnresolvedBackend {
+                    service: u.service,
+                    weight: u.weight,
+                    reason: u.reason,
+                    message: u.message,
+                })
+                .collect(),
         })
     }
 }

@@ -41,6 +41,6 @@ pub mod pb {
 
 pub use model::{
     AppProtocol, Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, LoadBalancer,
-    Policy, Retries, Route, RouteKey, RouteTable, Rule, Timeouts, Upgrades, Upstream,
-    UpstreamProtocol, Version,
+    Policy, Retries, Route, RouteKey, RouteTable, Rule, Timeouts, UnresolvedBackend, Upgrades,
+    Upstream, UpstreamProtocol, Version,
 };

@@ -302,6 +302,22 @@ pub struct Backend {
 pub struct Rule {
     pub path_prefix: String,
     pub backends: Vec<Backend>,
+    /// Backends whose Service or port does not resolve: they keep their share of the
+    /// split, and requests that land on it are answered `500` with the reason (as
+    /// Gateway API answers for an invalid backendRef), never moved to the others.
+    pub unresolved: Vec<UnresolvedBackend>,
+}
+
+/// A backend the controller could not resolve to an endpoint set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnresolvedBackend {
+    /// The Service as the Route names it (in the Route's namespace).
+    pub service: String,
+    pub weight: u32,
+    /// Machine-readable: `ServiceNotFound` or `PortNotFound`.
+    pub reason: String,
+    /// For people: `service shop/orders not found`.
+    pub message: String,
 }
 
 /// A Route as the proxy needs it: hosts (lowercase, no port), rules and policies.

@@ -58,6 +58,7 @@ pub(crate) fn route(name: &str) -> Route {
                 endpoint_set: set_key(name, 8080),
                 weight: 1,
             }],
+            unresolved: Vec::new(),
         }],
         load_balancer: Default::default(),
         upstream: Default::default(),

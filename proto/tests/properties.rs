@@ -96,6 +96,7 @@ fn route() -> impl Strategy<Value = Route> {
         |(prefix, backends)| Rule {
             path_prefix: prefix.into(),
             backends,
+            unresolved: Vec::new(),
         },
     );
     let policy = select(&[Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma][..]);

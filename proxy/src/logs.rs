@@ -30,7 +30,9 @@ pub fn init(format: LogFormat) -> Result<(), LogInitError> {
             .with_current_span(false)
             .try_init(),
         // Colour only for a terminal: escape codes in a log file or `kubectl logs` are noise.
-        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init(),
     };
     installed.map_err(|e| LogInitError(e.to_string()))
 }

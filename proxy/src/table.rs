@@ -22,7 +22,7 @@ use rand::RngCore;
 use tokio::sync::watch;
 
 use crate::balance::{BalanceConfig, Balancer, EndpointStats, Outcome, Pick};
-use crate::router::{RouteError, Router};
+use crate::router::{Landed, RouteError, Router};
 
 /// Why a request could not be given an endpoint. Variant names double as the
 /// `fairway-error` header and metric labels.
@@ -40,6 +40,15 @@ pub enum ResolveError {
         route: RouteKey,
         set: EndpointSetKey,
     },
+    /// The split landed on a backend whose Service or port does not exist (`500`, as
+    /// Gateway API answers the share sent to an invalid backendRef).
+    #[error("route {route}: {message}")]
+    Unresolved {
+        route: RouteKey,
+        /// The controller's reason: `ServiceNotFound` or `PortNotFound`.
+        reason: String,
+        message: String,
+    },
 }
 
 impl ResolveError {
@@ -50,6 +59,11 @@ impl ResolveError {
             ResolveError::NoRoute(RouteError::NoRule { .. }) => "NoRule",
             ResolveError::NoBackend { .. } => "NoBackend",
             ResolveError::NoEndpoint { .. } => "NoEndpoint",
+            ResolveError::Unresolved { reason, .. } => match reason.as_str() {
+                "ServiceNotFound" => "ServiceNotFound",
+                "PortNotFound" => "PortNotFound",
+                _ => "BackendNotFound",
+            },
         }
     }
 }
@@ -232,10 +246,21 @@ impl Table {
         rng: &mut dyn RngCore,
     ) -> Result<(Target, EndpointAddr), ResolveError> {
         let selected = self.router.route(authority, path)?;
-        let Some(backend) = selected.pick_backend(rng) else {
-            return Err(ResolveError::NoBackend {
-                route: selected.route.key.clone(),
-            });
+        let backend = match selected.pick_backend(rng) {
+            Some(Landed::Backend(i)) => i,
+            Some(Landed::Unresolved(i)) => {
+                let unresolved = &selected.rule.unresolved[i];
+                return Err(ResolveError::Unresolved {
+                    route: selected.route.key.clone(),
+                    reason: unresolved.reason.clone(),
+                    message: unresolved.message.clone(),
+                });
+            }
+            None => {
+                return Err(ResolveError::NoBackend {
+                    route: selected.route.key.clone(),
+                });
+            }
         };
         let target = &self.targets[selected.route_index][selected.rule_index][backend];
         let addr = target

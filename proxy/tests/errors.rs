@@ -265,3 +265,41 @@ async fn a_silent_pod_costs_one_try_under_a_per_try_timeout() {
     assert!(answer.body.contains("per-try timeout"), "{}", answer.body);
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_share_on_a_missing_service_is_500_naming_it() {
+    let pod = Pod::start("stable", "127.0.0.71").await;
+    let mut split = route("split", &["split.shop"], &[("stable", 1)]);
+    split.rules[0]
+        .unresolved
+        .push(fairway_proto::model::UnresolvedBackend {
+            service: "gone".into(),
+            weight: 1,
+            reason: "ServiceNotFound".into(),
+            message: "service shop/gone not found".into(),
+        });
+    let proxy = Proxy::start(table(vec![split], vec![set("stable", &[pod.addr])])).await;
+    let mut client = Client::connect(proxy.addr).await;
+    let (mut ok, mut missing) = (0, 0);
+    for _ in 0..40 {
+        let answer = client.get("split.shop", "/").await;
+        match answer.status.as_u16() {
+            200 => ok += 1,
+            500 => {
+                assert_eq!(answer.error(), Some("ServiceNotFound"));
+                assert!(
+                    answer.body.contains("service shop/gone not found"),
+                    "{}",
+                    answer.body
+                );
+                missing += 1;
+            }
+            other => panic!("unexpected {other}: {}", answer.body),
+        }
+    }
+    assert!(
+        ok > 0 && missing > 0,
+        "the missing Service keeps its share ({missing}/40), the rest is served ({ok}/40)"
+    );
+    proxy.stop().await;
+}

@@ -241,6 +241,7 @@ async fn a_route_service_and_slices_give_the_expected_snapshot() {
             endpoint_set: key.clone(),
             weight: 1,
         }],
+        unresolved: Vec::new(),
     };
     assert_eq!(served.rules, [rule]);
     let sets: Vec<&EndpointSetKey> = table.endpoint_sets.keys().collect();

@@ -366,22 +366,33 @@ pub(super) fn resolve(
     let mut rules = Vec::with_capacity(config.rules.len());
     for rule in &config.rules {
         let mut backends = Vec::with_capacity(rule.backends.len());
+        let mut unresolved = Vec::new();
         for backend in &rule.backends {
-            let (set, failure) = resolve_backend(&key.namespace, backend, endpoints);
-            if let Some(failure) = failure.filter(|f| !failures.contains(f)) {
-                failures.push(failure);
-            }
-            if let Some(endpoint_set) = set {
-                let weight = backend.weight;
-                backends.push(model::Backend {
+            match resolve_backend(&key.namespace, backend, endpoints) {
+                Ok(endpoint_set) => backends.push(model::Backend {
                     endpoint_set,
-                    weight,
-                });
+                    weight: backend.weight,
+                }),
+                Err((reason, message)) => {
+                    // Kept with its weight: its share of the split is answered `500`
+                    // with the reason, never moved onto the other backends.
+                    unresolved.push(model::UnresolvedBackend {
+                        service: backend.service.clone(),
+                        weight: backend.weight,
+                        reason: reason.as_str().to_owned(),
+                        message: message.clone(),
+                    });
+                    let failure = (reason, message);
+                    if !failures.contains(&failure) {
+                        failures.push(failure);
+                    }
+                }
             }
         }
         rules.push(model::Rule {
             path_prefix: rule.path_prefix.clone(),
             backends,
+            unresolved,
         });
     }
 
@@ -414,33 +425,33 @@ fn resolve_backend(
     namespace: &str,
     backend: &BackendConfig,
     endpoints: &EndpointStore,
-) -> (Option<EndpointSetKey>, Option<RefFailure>) {
+) -> Result<EndpointSetKey, RefFailure> {
     let service = ServiceRef::new(namespace, &backend.service);
-    let key = |port: NonZeroU16| EndpointSetKey {
-        namespace: namespace.to_owned(),
-        service: backend.service.clone(),
-        port,
-    };
-    let requested = match &backend.port {
-        PortRef::Number(n) => Some(key(*n)),
-        PortRef::Name(_) => None,
-    };
     let Some(ports) = endpoints.service(&service) else {
-        let message = format!("service {service} not found");
-        return (requested, Some((Reason::ServiceNotFound, message)));
+        return Err((
+            Reason::ServiceNotFound,
+            format!("service {service} not found"),
+        ));
     };
     let found = match &backend.port {
         PortRef::Number(n) => ports.by_number(*n),
         PortRef::Name(name) => ports.by_name(name),
     };
     match found {
-        Some(port) => (Some(key(port.port)), None),
-        None => {
-            let message = match &backend.port {
-                PortRef::Number(n) => format!("service {service} has no TCP port {n}"),
-                PortRef::Name(name) => format!("service {service} has no TCP port named {name}"),
-            };
-            (requested, Some((Reason::PortNotFound, message)))
-        }
+        Some(port) => Ok(EndpointSetKey {
+            namespace: namespace.to_owned(),
+            service: backend.service.clone(),
+            port: port.port,
+        }),
+        None => Err(match &backend.port {
+            PortRef::Number(n) => (
+                Reason::PortNotFound,
+                format!("service {service} has no TCP port {n}"),
+            ),
+            PortRef::Name(name) => (
+                Reason::PortNotFound,
+                format!("service {service} has no TCP port named {name}"),
+            ),
+        }),
     }
 }

@@ -392,6 +392,7 @@ pub fn expected_table(endpoints: &[Ep<'_>]) -> RouteTable {
                 endpoint_set: set_key(),
                 weight: 1,
             }],
+            unresolved: Vec::new(),
         }],
         load_balancer: Default::default(),
         upstream: Default::default(),

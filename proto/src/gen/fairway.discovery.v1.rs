@@ -279,6 +279,23 @@ pub struct Rule {
     pub path_prefix: ::prost::alloc::string::String,
     #[prost(message, repeated, tag = "2")]
     pub backends: ::prost::alloc::vec::Vec<Backend>,
+    /// Backends whose Service or port does not resolve: they keep their share of the
+    /// split, and requests that land on them are answered 500 with the reason.
+    #[prost(message, repeated, tag = "3")]
+    pub unresolved: ::prost::alloc::vec::Vec<UnresolvedBackend>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UnresolvedBackend {
+    #[prost(string, tag = "1")]
+    pub service: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub weight: u32,
+    /// ServiceNotFound or PortNotFound.
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub message: ::prost::alloc::string::String,
 }
 /// A weighted reference to an endpoint set. Weight 0 drains the backend.
 #[allow(clippy::all)]

@@ -57,6 +57,7 @@ pub fn table(endpoints: &[&str]) -> RouteTable {
                 endpoint_set: set_key(),
                 weight: 1,
             }],
+            unresolved: Vec::new(),
         }],
         load_balancer: Default::default(),
         upstream: Default::default(),

@@ -22,7 +22,7 @@ use rand::RngCore;
 
 pub use host::normalize_host;
 pub use path::{prefix_matches, request_path};
-pub use weight::backend_index;
+pub use weight::{Landed, backend_index, landed};
 
 /// Why a request matched no rule. Variant names double as metric labels; both
 /// messages name what was asked for, so a 404 body explains itself.
@@ -49,11 +49,11 @@ pub struct Selected<'a> {
 }
 
 impl<'a> Selected<'a> {
-    /// Picks one of the rule's backends, weighted, as its index in `rule.backends`;
-    /// weight-0 backends are never picked. `None` when every backend has weight 0 (or
-    /// there are none): answer `503`.
-    pub fn pick_backend(&self, rng: &mut dyn RngCore) -> Option<usize> {
-        backend_index(&self.rule.backends, rng.next_u64())
+    /// Picks one of the rule's backends, weighted, resolved or not; weight-0 backends
+    /// are never picked. `None` when every backend has weight 0 (or there are none):
+    /// answer `503`.
+    pub fn pick_backend(&self, rng: &mut dyn RngCore) -> Option<Landed> {
+        landed(self.rule, rng.next_u64())
     }
 }
 

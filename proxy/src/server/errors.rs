@@ -115,6 +115,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::Resolve(ResolveError::NoRoute(_)) => StatusCode::NOT_FOUND,
+            ProxyError::Resolve(ResolveError::Unresolved { .. }) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ProxyError::Resolve(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::MissingHost
             | ProxyError::ConflictingFraming
@@ -159,6 +162,7 @@ impl ProxyError {
             ProxyError::Resolve(ResolveError::NoRoute(RouteError::NoRule { route, .. }))
             | ProxyError::Resolve(ResolveError::NoBackend { route })
             | ProxyError::Resolve(ResolveError::NoEndpoint { route, .. })
+            | ProxyError::Resolve(ResolveError::Unresolved { route, .. })
             | ProxyError::ConnectFailed { route, .. }
             | ProxyError::UpstreamReset { route, .. }
             | ProxyError::Timeout { route, .. }

@@ -178,6 +178,7 @@ pub fn route(name: &str, hosts: &[&str], backends: &[(&str, u32)]) -> Route {
                     weight: *weight,
                 })
                 .collect(),
+            unresolved: Vec::new(),
         }],
         load_balancer: Default::default(),
         upstream: Default::default(),

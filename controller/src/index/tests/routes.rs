@@ -29,6 +29,7 @@ fn a_valid_route_becomes_a_table_route_with_defaults() {
                     endpoint_set: set_key("orders", 8080),
                     weight: 1
                 }],
+                unresolved: Vec::new(),
             }],
             load_balancer: model::LoadBalancer::default(),
             upstream: model::Upstream::default(),
@@ -107,6 +108,7 @@ fn weight_zero_backends_are_kept() {
     canary.spec.rules[0]
         .backends
         .push(backend("orders-v2", num(8080), 0));
+    index.apply_service(&service("orders-v2", &[("http", 8080)]));
     index.apply_route(&canary);
     let backends = &index.table().routes[&route_key("canary")].rules[0].backends;
     assert_eq!(
@@ -402,12 +404,54 @@ fn a_route_without_namespace_lands_in_default() {
     let mut bare = route("bare", &["bare"], "orders", num(80), 1);
     bare.metadata.namespace = None;
     index.apply_route(&bare);
+    let mut orders = service("orders", &[("http", 80)]);
+    orders.metadata.namespace = Some("default".to_owned());
+    index.apply_service(&orders);
     let key = model::RouteKey {
         namespace: "default".to_owned(),
         name: "bare".to_owned(),
     };
     let backend = &index.table().routes[&key].rules[0].backends[0];
     assert_eq!(backend.endpoint_set.namespace, "default");
+}
+
+#[test]
+fn unresolved_backends_keep_their_share_and_name_the_cause_for_both_port_forms() {
+    let mut index = orders_index();
+    let mut split = route("split", &["split.shop"], "orders", num(8080), 3);
+    split.spec.rules[0]
+        .backends
+        .push(backend("gone", named("http"), 1));
+    split.spec.rules[0]
+        .backends
+        .push(backend("gone", num(8080), 1));
+    split.spec.rules[0]
+        .backends
+        .push(backend("orders", named("grpc"), 1));
+    index.apply_route(&split);
+    let rule = &index.table().routes[&route_key("split")].rules[0];
+    assert_eq!(rule.backends.len(), 1, "{rule:?}");
+    let got: Vec<(&str, u32, &str)> = rule
+        .unresolved
+        .iter()
+        .map(|u| (u.service.as_str(), u.weight, u.reason.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("gone", 1, "ServiceNotFound"),
+            ("gone", 1, "ServiceNotFound"),
+            ("orders", 1, "PortNotFound"),
+        ],
+        "a named and a numeric port to a missing Service say the same"
+    );
+    assert_eq!(rule.unresolved[0].message, "service shop/gone not found");
+
+    // The Service appears: the backends resolve.
+    index.apply_service(&service("gone", &[("http", 8080)]));
+    let rule = &index.table().routes[&route_key("split")].rules[0];
+    assert_eq!(rule.backends.len(), 3, "{rule:?}");
+    assert_eq!(rule.unresolved.len(), 1, "only the missing port is left");
 }
 
 /// The hand-written validators and the CRD's regex patterns accept the same strings.

@@ -61,6 +61,7 @@ fn table(upgrades: &[&str]) -> Table {
                 endpoint_set: set.clone(),
                 weight: 1,
             }],
+            unresolved: Vec::new(),
         }],
         load_balancer: Default::default(),
         upstream: Default::default(),
