@@ -182,6 +182,7 @@ impl RouteSpec {
                             weight,
                         })
                         .collect(),
+                    unresolved: Vec::new(),
                 })
                 .collect(),
             load_balancer: LoadBalancer {
