@@ -84,7 +84,7 @@ def wsload(*argv: str, cpus: str | None, timeout: float) -> dict:
 # --- targets ---------------------------------------------------------------------
 
 
-def start_fairway_controller(run: Path) -> None:
+def start_fairway_controller(run: Path, profile: str) -> None:
     """The controller on a static directory: bench/conf/fairway's Route (WebSocket
     upgrades are allowed by default) over the four echo pods."""
     static = run / "fairway-static"
@@ -92,7 +92,7 @@ def start_fairway_controller(run: Path) -> None:
     (static / "route.yaml").write_text((CONF / "fairway" / "route.yaml").read_text())
     fill(CONF / "fairway" / "orders.yaml.in", static / "orders.yaml", run)
     common.start(
-        [str(ROOT / "target" / "release" / "fairway-controller"), "--static-dir", str(static),
+        [str(ROOT / "target" / profile / "fairway-controller"), "--static-dir", str(static),
          "--grpc-addr", f"127.0.0.1:{PORTS['CONTROLLER_GRPC_PORT']}",
          "--admin-addr", f"127.0.0.1:{PORTS['CONTROLLER_ADMIN_PORT']}",
          "--no-auth"],  # loopback only, one machine (docs/security.md)
@@ -336,7 +336,7 @@ def main() -> int:
     ap.add_argument("--idle", type=int, default=4000, help="idle WebSockets for the memory figure (0 skips)")
     ap.add_argument("--proxy-cpus", default="0", help="taskset CPU list for every proxy ('' = no pinning)")
     ap.add_argument("--load-cpus", default="1", help="taskset CPU list for the client and the pods ('' = free)")
-    ap.add_argument("--profile", default="release", help="cargo profile fairway-proxy was built with")
+    ap.add_argument("--profile", default="release", help="cargo profile fairway-proxy and fairway-controller were built with")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench" / "websocket"), help="results directory")
     args = ap.parse_args()
     args.proxy_cpus = args.proxy_cpus or None
@@ -370,7 +370,7 @@ def main() -> int:
         for p in PODS:
             common.wait_port(p, PORTS["PORT"])
         if "fairway" in targets:
-            start_fairway_controller(run)
+            start_fairway_controller(run, args.profile)
         for i in range(args.rounds):
             # Rotate the order so no target always runs first (or right after a heavy one).
             order = targets[i % len(targets):] + targets[:i % len(targets)]

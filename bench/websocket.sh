@@ -24,9 +24,10 @@ for bin in nginx haproxy; do
   command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || { echo "$bin missing: run bench/install.sh" >&2; exit 1; }
 done
 bench/envoy-path.sh >/dev/null || { echo "Envoy missing: run bench/install.sh" >&2; exit 1; }
-# Always (a no-op when up to date), so a run never measures a stale binary.
-cargo build --profile "$PROFILE" -p fairway-proxy
-cargo build --release -p fairway-controller
+# Always (a no-op when up to date), so a run never measures a stale binary. One
+# command for both: built apart, cargo unifies features differently and rebuilds half
+# the dependency tree for each.
+cargo build --profile "$PROFILE" -p fairway-proxy -p fairway-controller
 export GOPATH=$PWD/target/go GOCACHE=$PWD/target/go/cache GOMODCACHE=$PWD/target/go/pkg/mod GOFLAGS=-modcacherw
 (cd bench/wsload && go build -o ../../target/wsload .)
 # 4,000 idle WebSockets: ~8,000 descriptors in the proxy, 4,000 in the client and in
