@@ -303,8 +303,8 @@ def report(results: dict) -> str:
     if f and peers:
         lines += [
             "",
-            "fairway against each peer (messages/s: higher is better for fairway above 1; p99, CPU and "
-            "RSS: better below 1):",
+            "fairway ÷ each peer (messages/s: above 1 favours fairway; p99, CPU per message and RSS: "
+            "below 1 favours fairway):",
             "",
             f"| fairway / peer | messages/s | p99 | proxy CPU per message | RSS with {n:,} idle WebSockets |",
             "| --- | ---: | ---: | ---: | ---: |",
@@ -351,6 +351,9 @@ def main() -> int:
     versions = common.versions()
     versions.pop("wrk", None)
     versions.pop("h2load", None)
+    versions["go"] = subprocess.run(["go", "version"], capture_output=True, text=True, check=False).stdout.strip()
+    versions["client"] = next((l.strip() for l in (ROOT / "bench" / "wsload" / "go.mod").read_text().splitlines()
+                               if "gorilla/websocket" in l), "?")
     model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
                   if l.startswith("model name")), "?")
     results: dict = {
