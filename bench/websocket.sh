@@ -3,8 +3,8 @@
 # through fairway-proxy, Envoy, nginx and HAProxy (one worker each, pinned to CPU 0;
 # the client and the echo pods on CPU 1), the same pods and the same client for all.
 # Per target and round: messages/s and p50/p90/p99 at 64 connections with 64-byte
-# messages (closed loop), and the proxy's RSS with 4,000 idle WebSockets. About 6
-# minutes (3 rounds). Results: target/bench/websocket/ (results.json, results.md, a
+# messages (closed loop), and the proxy's RSS with 4,000 idle WebSockets. About 4
+# minutes (3 rounds; 8 with 5). Results: target/bench/websocket/ (results.json, results.md, a
 # run-* directory with logs and generated configs). Arguments go to
 # bench/websocket.py (--help lists them).
 #   bench/install.sh                       # once: nginx, haproxy, Envoy
