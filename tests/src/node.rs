@@ -379,7 +379,10 @@ fn stop_and_clean() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    if let Some(Ok(node)) = SHARED.get() {
+    // FAIRWAY_NODE_KEEP=1 keeps the logs and configuration for a post-mortem.
+    if let Some(Ok(node)) = SHARED.get()
+        && std::env::var_os("FAIRWAY_NODE_KEEP").is_none()
+    {
         let _ = std::fs::remove_dir_all(&node.dir);
     }
 }

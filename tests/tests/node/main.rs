@@ -6,6 +6,8 @@
 //! Run alone with `cargo test -p fairway-tests --test node` once ./tests/run.sh has
 //! installed the tools; needs root (namespaces, mounts, cgroups).
 
+mod chart;
+mod gateway;
 mod support;
 
 use support::{apply, backend, curl, kubectl, namespace, node, rollout};
