@@ -14,12 +14,14 @@ use crate::support::{
 };
 
 /// The release name users copy from docs/install.md.
-const RELEASE: &str = "fairway";
+pub const RELEASE: &str = "fairway";
+/// The chart directory, as a helm argument.
+pub const CHART_DIR_ARG: &str = CHART_DIR;
 /// Requests per measurement: enough for 25% ± 2 to be exact with RoundRobin.
 const REQUESTS: usize = 100;
 
 /// `helm ARGS` against the node; must succeed; its stdout.
-fn run_helm(args: &[&str]) -> String {
+pub fn run_helm(args: &[&str]) -> String {
     let out = helm(args, Some(&node().kubeconfig))
         .unwrap_or_else(|e| panic!("helm {}: {e}", args.join(" ")));
     assert!(
@@ -33,7 +35,7 @@ fn run_helm(args: &[&str]) -> String {
 }
 
 /// The only values a user overrides: where the images are.
-fn image_values() -> Vec<String> {
+pub fn image_values() -> Vec<String> {
     let mut set = Vec::new();
     for (component, repository) in [("controller", CONTROLLER_IMAGE), ("proxy", PROXY_IMAGE)] {
         set.push(format!("--set={component}.image.repository={repository}"));
@@ -44,7 +46,7 @@ fn image_values() -> Vec<String> {
 }
 
 /// Pod names (label selector `selector`) of `namespace`.
-fn pods(namespace: &str, selector: &str) -> Vec<String> {
+pub fn pods(namespace: &str, selector: &str) -> Vec<String> {
     kubectl(&[
         "-n",
         namespace,

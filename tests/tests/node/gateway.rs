@@ -6,12 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fairway_tests::node::{self, TEST_TAG};
+use fairway_tests::node::TEST_TAG;
 use serde_json::Value;
 
 use crate::chart::{install, route};
 use crate::support::{
-    POD_READY, apply, backend, helm_lock, kubectl, namespace, node, rollout, wait_for,
+    POD_READY, apply, backend, gateway_image, helm_lock, kubectl, namespace, rollout, wait_for,
 };
 
 /// The gateways' steady load: 200 req/s over 8 keep-alive connections, for 50 s.
@@ -23,18 +23,18 @@ const SHARE_TOLERANCE: f64 = 2.0;
 /// Straight to the ClusterIP, a new pod "near 0%".
 const NEAR_ZERO: f64 = 2.0;
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn gateway_pod(ns: &str, name: &str, extra: &[String]) -> String {
+pub fn gateway_pod(ns: &str, name: &str, duration: &str, extra: &[String]) -> String {
     let mut args = vec![
         format!("-url=http://backend.{ns}.svc.cluster.local:8080/"),
         format!("-rate={RATE}"),
         format!("-workers={WORKERS}"),
-        format!("-duration={DURATION}"),
+        format!("-duration={duration}"),
     ];
     args.extend_from_slice(extra);
     let args = serde_json::to_string(&args).unwrap_or_default();
@@ -55,7 +55,7 @@ spec:
 }
 
 /// The gateway's per-second lines.
-fn seconds(ns: &str, pod: &str) -> Vec<Value> {
+pub fn seconds(ns: &str, pod: &str) -> Vec<Value> {
     kubectl(&["-n", ns, "logs", pod])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{pod}: {e}: {l}")))
@@ -90,9 +90,7 @@ fn shares(counts: &BTreeMap<String, u64>) -> BTreeMap<String, f64> {
 #[test]
 fn scale_up_under_fasthttp_load_reaches_new_pods_only_through_the_proxy() {
     let _one_release = helm_lock();
-    node()
-        .import(&node::node_out().join("images/gateway.tar"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    gateway_image();
     let (release, _) = install();
     let fairway_ns = release.0.clone();
     let ns = namespace("seed");
@@ -101,10 +99,11 @@ fn scale_up_under_fasthttp_load_reaches_new_pods_only_through_the_proxy() {
     rollout(&ns, "deployment/backend");
     let first: BTreeSet<String> = ready_pods(&ns).into_keys().collect();
 
-    apply(&gateway_pod(&ns, "direct", &[]));
+    apply(&gateway_pod(&ns, "direct", DURATION, &[]));
     apply(&gateway_pod(
         &ns,
         "proxied",
+        DURATION,
         &[format!("-via=fairway-proxy.{fairway_ns}.svc:4140")],
     ));
     // Steady load on both before the scale-up: a few seconds of answers each.

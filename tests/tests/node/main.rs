@@ -8,6 +8,7 @@
 
 mod chart;
 mod gateway;
+mod rollouts;
 mod support;
 
 use support::{apply, backend, curl, kubectl, namespace, node, rollout};

@@ -77,6 +77,15 @@ pub fn backend_image() -> String {
     format!("{BACKEND_IMAGE}:{TEST_TAG}")
 }
 
+/// The fasthttp gateway image imported into the node (once per test binary).
+pub fn gateway_image() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let archive = node::node_out().join("images/gateway.tar");
+        node().import(&archive).unwrap_or_else(|e| panic!("{e}"));
+    });
+}
+
 /// The two Fairway images built and imported (once per test binary).
 pub fn fairway_images() {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
@@ -125,6 +134,8 @@ spec:
         - name: POD_NAME
           valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
         ports: [{{containerPort: 8080, name: http}}]
+        # The conventional drain: stay serving while endpoints catch up with the delete.
+        lifecycle: {{preStop: {{sleep: {{seconds: 3}}}}}}
         readinessProbe:
           httpGet: {{path: /, port: 8080}}
           periodSeconds: 1
