@@ -50,10 +50,26 @@ if ! command -v slowhttptest >/dev/null 2>&1; then
   fi
 fi
 
+# The real node of tests/tests/node (tests/node/node.sh): Debian's containerd, runc and
+# CNI plugins, and iptables/nftables for kube-proxy and the kubelet.
+node_packages="containerd runc containernetworking-plugins iptables nftables"
+if ! { command -v containerd && command -v runc && [ -x /usr/lib/cni/bridge ] \
+       && command -v iptables && command -v nft; } >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    # shellcheck disable=SC2086
+    apt-get install -y $node_packages >/dev/null || { apt-get update >/dev/null && apt-get install -y $node_packages >/dev/null; }
+  else
+    echo "tests/run.sh: the node tests need $node_packages (Debian: sudo apt-get install -y $node_packages)" >&2
+    exit 1
+  fi
+fi
+
 # Fetch the Go modules up front so a failure names the module proxy, not a test.
 (cd tests/kube && go mod download)
 (cd tests/helm && go mod download)
 (cd tests/h2spec && go mod download)
+(cd tests/node/coredns && go mod download)
+(cd tests/node/images && go mod download)
 
 # Run everything, then close with one summary line over every test binary (libtest's
 # "test result:" lines and the e2e harness's "N passed, M failed"): cargo's own last

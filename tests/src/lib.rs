@@ -17,6 +17,7 @@ pub mod faultproxy;
 pub mod gobuild;
 pub mod helm;
 pub mod kubectl;
+pub mod node;
 pub mod objects;
 mod pki;
 pub mod process;

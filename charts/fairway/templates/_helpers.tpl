@@ -119,7 +119,11 @@ args:
   {{- if .Values.discovery.auth.enabled }}
   - --controller-token-file={{ include "fairway.proxy.tokenFile" . }}
   {{- end }}
+  {{- if eq .Values.proxy.mode "sidecar" }}
+  - --listen={{ .Values.proxy.sidecar.listenAddress }}:{{ .Values.proxy.port }}
+  {{- else }}
   - --listen=0.0.0.0:{{ .Values.proxy.port }}
+  {{- end }}
   - --admin-addr=0.0.0.0:{{ .Values.proxy.adminPort }}
   - --id=$(POD_NAME)
   - --node=$(NODE_NAME)

@@ -3,6 +3,7 @@
 //! kube-apiserver, and a controller holding only the chart's ServiceAccount token proves
 //! the RBAC is enough (and no more).
 
+mod defaults;
 mod discovery;
 
 use std::path::Path;
@@ -357,9 +358,16 @@ fn sidecar_mode_renders_a_container_instead_of_a_daemonset() {
         .as_str()
         .expect("container.yaml");
     let container: Value = serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    // The very container the DaemonSet runs.
+    // The very container the DaemonSet runs, but for its traffic port: loopback only,
+    // so no other pod can send through the gateway's sidecar (issue 26).
     let ds = find(&daemonset, "DaemonSet", "fairway-proxy");
-    assert_eq!(container, ds["spec"]["template"]["spec"]["containers"][0]);
+    let mut expected = ds["spec"]["template"]["spec"]["containers"][0].clone();
+    for arg in expected["args"].as_array_mut().expect("args") {
+        if arg == "--listen=0.0.0.0:4140" {
+            *arg = Value::from("--listen=127.0.0.1:4140");
+        }
+    }
+    assert_eq!(container, expected);
     assert!(
         strings(&container["args"])
             .contains(&"--controller=https://fairway-controller.fairway.svc:18000".to_owned())

@@ -1,0 +1,164 @@
+//! Shared steps of the node tests: the node, kubectl, images, the backend workload.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use fairway_tests::kubectl::Output;
+use fairway_tests::node::{self, BACKEND_IMAGE, TEST_TAG, TestNode};
+
+/// A pod from a local image is Ready in ~1.4 s on a quiet node; 2 cores shared with
+/// builds can make it many times that.
+pub const POD_READY: Duration = Duration::from_secs(180);
+
+/// The node of this test binary (panics with the reason: every caller is a test).
+pub fn node() -> &'static TestNode {
+    TestNode::shared().unwrap_or_else(|e| panic!("test node: {e}"))
+}
+
+/// `kubectl ARGS` on the node.
+pub fn kubectl_out(args: &[&str]) -> Output {
+    node()
+        .kubectl(args, None)
+        .unwrap_or_else(|e| panic!("kubectl {}: {e}", args.join(" ")))
+}
+
+/// `kubectl ARGS`, which must succeed; its stdout.
+pub fn kubectl(args: &[&str]) -> String {
+    let out = kubectl_out(args);
+    assert!(
+        out.success,
+        "kubectl {} failed:\n{}{}",
+        args.join(" "),
+        out.stdout,
+        out.stderr
+    );
+    out.stdout
+}
+
+/// `kubectl apply -f -` of `yaml`.
+pub fn apply(yaml: &str) {
+    let out = node()
+        .kubectl(&["apply", "-f", "-"], Some(yaml))
+        .unwrap_or_else(|e| panic!("kubectl apply: {e}"));
+    assert!(
+        out.success,
+        "kubectl apply failed:\n{}{}\n{yaml}",
+        out.stdout, out.stderr
+    );
+}
+
+/// A fresh namespace `PREFIX-xxxxxx`.
+pub fn namespace(prefix: &str) -> String {
+    let name = format!("{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+    kubectl(&["create", "namespace", &name]);
+    name
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `within`.
+pub fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The backend image imported into the node (once per test binary).
+pub fn backend_image() -> String {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let archive = node::node_out().join("images/backend.tar");
+        node().import(&archive).unwrap_or_else(|e| panic!("{e}"));
+    });
+    format!("{BACKEND_IMAGE}:{TEST_TAG}")
+}
+
+/// The fasthttp gateway image imported into the node (once per test binary).
+pub fn gateway_image() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let archive = node::node_out().join("images/gateway.tar");
+        node().import(&archive).unwrap_or_else(|e| panic!("{e}"));
+    });
+}
+
+/// The two Fairway images built and imported (once per test binary).
+pub fn fairway_images() {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    let done = DONE.get_or_init(|| {
+        let (controller, proxy): (PathBuf, PathBuf) =
+            node::fairway_images().map_err(|e| e.to_string())?;
+        for archive in [&controller, &proxy] {
+            node().import(archive).map_err(|e| e.to_string())?;
+            let size = std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0);
+            eprintln!("image {}: {:.1} MB", archive.display(), size as f64 / 1e6);
+        }
+        Ok(())
+    });
+    if let Err(e) = done {
+        panic!("fairway images: {e}");
+    }
+}
+
+/// One helm release at a time: the chart's CRDs and ClusterRoles are cluster-wide.
+pub fn helm_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A Deployment of the backend image (answers with its pod name) and its Service on
+/// port 8080.
+pub fn backend(namespace: &str, replicas: u32) -> String {
+    let image = backend_image();
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: backend, namespace: {namespace}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: backend}}}}
+  template:
+    metadata: {{labels: {{app: backend}}}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      securityContext: {{runAsNonRoot: true, runAsUser: 65532}}
+      containers:
+      - name: backend
+        image: {image}
+        imagePullPolicy: Never
+        env:
+        - name: POD_NAME
+          valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+        ports: [{{containerPort: 8080, name: http}}]
+        # The conventional drain: stay serving while endpoints catch up with the delete.
+        lifecycle: {{preStop: {{sleep: {{seconds: 3}}}}}}
+        readinessProbe:
+          httpGet: {{path: /, port: 8080}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: backend, namespace: {namespace}}}
+spec:
+  selector: {{app: backend}}
+  ports: [{{name: http, port: 8080, targetPort: 8080}}]
+"#
+    )
+}
+
+/// Waits until deployment `name` has all its replicas updated and available.
+pub fn rollout(namespace: &str, what: &str) {
+    let timeout = format!("--timeout={}s", POD_READY.as_secs());
+    kubectl(&["-n", namespace, "rollout", "status", what, &timeout]);
+}
+
+/// `curl ARGS` from the node's network namespace (pod and ClusterIP addresses).
+pub fn curl(args: &[&str]) -> Output {
+    node()
+        .in_netns("curl", args)
+        .unwrap_or_else(|e| panic!("curl in the node: {e}"))
+}
