@@ -129,6 +129,13 @@ pub struct Args {
     /// How long in-flight requests may finish after SIGTERM (`30s`).
     #[arg(long, env = "FAIRWAY_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// After SIGTERM, keep accepting and serving for this long first, closing each
+    /// client connection after its next response (HTTP/1.1 `Connection: close`, HTTP/2
+    /// `GOAWAY`), so keep-alive clients move to the proxy that replaces this one while
+    /// the node's Service catches up. Part of `--shutdown-grace`. `0s`: stop at once.
+    #[arg(long, env = "FAIRWAY_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
 }
 
 /// Why the command line could not become a [`Config`].
@@ -196,6 +203,7 @@ pub struct Config {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub shutdown_grace: Duration,
+    pub drain_delay: Duration,
 }
 
 impl Config {
@@ -248,6 +256,7 @@ impl Config {
             max_header_bytes: args.max_header_bytes,
             max_headers: args.max_headers,
             shutdown_grace: args.shutdown_grace,
+            drain_delay: args.drain_delay,
         })
     }
 }

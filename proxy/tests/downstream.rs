@@ -154,3 +154,61 @@ async fn a_client_that_hangs_up_cancels_its_request() {
     .await;
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_proxy_closes_keep_alive_connections_after_their_next_response() {
+    let pod = Pod::start("orders-1", "127.0.0.72").await;
+    let config = fairway_proxy::server::ServerConfig {
+        drain_delay: std::time::Duration::from_secs(2),
+        ..Default::default()
+    };
+    let mut proxy = Proxy::start_with(
+        table(
+            vec![route("orders", &["orders.shop"], &[("orders", 1)])],
+            vec![set("orders", &[pod.addr])],
+        ),
+        config,
+    )
+    .await;
+    let mut client = Client::connect(proxy.addr).await;
+    let before = client.get("orders.shop", "/").await;
+    assert_eq!(before.status, 200);
+    assert!(
+        before.headers.get("connection").is_none(),
+        "keep-alive before the drain: {:?}",
+        before.headers
+    );
+    proxy.begin_stop();
+    // New connections are still accepted and served while draining; the drain has
+    // begun once such an answer says close.
+    let started = std::time::Instant::now();
+    loop {
+        let mut fresh = Client::connect(proxy.addr).await;
+        let during = fresh.get("orders.shop", "/").await;
+        assert_eq!(
+            during.status, 200,
+            "still accepting and serving while draining"
+        );
+        if during
+            .headers
+            .get("connection")
+            .is_some_and(|v| v == "close")
+        {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "the drain never began");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let after = client.get("orders.shop", "/").await;
+    assert_eq!(
+        after.status, 200,
+        "the kept-alive connection is served once more"
+    );
+    assert_eq!(
+        after.headers.get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..]),
+        "and told to close, so the client reconnects elsewhere: {:?}",
+        after.headers
+    );
+    proxy.stop().await;
+}

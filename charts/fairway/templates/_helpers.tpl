@@ -132,6 +132,7 @@ args:
   {{- end }}
   - --log-format={{ .Values.proxy.logFormat }}
   - --endpoint-labels={{ .Values.proxy.endpointLabels }}
+  - --drain-delay={{ .Values.proxy.drainDelay }}
   {{- range .Values.proxy.extraArgs }}
   - {{ . | quote }}
   {{- end }}

@@ -37,6 +37,11 @@ fn defaults_match_the_design_contract() {
     assert_eq!(c.header_read_timeout, Duration::from_secs(10));
     assert_eq!(c.shutdown_grace, crate::server::DEFAULT_SHUTDOWN_GRACE);
     assert_eq!(
+        c.drain_delay,
+        Duration::ZERO,
+        "no drain unless asked (the chart asks)"
+    );
+    assert_eq!(
         c.header_read_timeout,
         crate::server::DEFAULT_HEADER_READ_TIMEOUT
     );

@@ -28,6 +28,7 @@ fn config(controller: SocketAddr) -> Config {
         max_header_bytes: 16 * 1024,
         max_headers: 50,
         shutdown_grace: Duration::from_secs(1),
+        drain_delay: Duration::ZERO,
     }
 }
 

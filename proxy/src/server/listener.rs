@@ -51,6 +51,14 @@ pub fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// The two phases of a stop, as the connections see them.
+pub struct Phases {
+    /// True once shutdown began: close each connection after its next response.
+    pub draining: watch::Receiver<bool>,
+    /// True once accepting stopped: idle connections close, in-flight ones finish.
+    pub stop: watch::Receiver<bool>,
+}
+
 /// Accepts until `stop` turns true, one task per connection, at most
 /// `config.max_connections` at once: each connection holds one of `slots` until it
 /// ends (past the cap, accepting pauses and the kernel's backlog holds new clients),
@@ -59,9 +67,10 @@ pub async fn accept_loop(
     config: &ServerConfig,
     listener: TcpListener,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    phases: Phases,
     slots: Arc<Semaphore>,
 ) {
+    let Phases { draining, mut stop } = phases;
     let builder = Arc::new(builder(config));
     let limits = downstream::Limits {
         max_head: config.max_header_bytes,
@@ -87,6 +96,7 @@ pub async fn accept_loop(
                     limits,
                     header_read_timeout: config.header_read_timeout,
                     stop: stop.clone(),
+                    draining: draining.clone(),
                     _permit: permit,
                 };
                 tokio::spawn(conn.serve(stream, peer));
@@ -108,6 +118,7 @@ struct Connection {
     limits: downstream::Limits,
     header_read_timeout: std::time::Duration,
     stop: watch::Receiver<bool>,
+    draining: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -125,6 +136,7 @@ impl Connection {
             limits: self.limits,
             header_read_timeout: self.header_read_timeout,
             stop: self.stop.clone(),
+            draining: self.draining.clone(),
         };
         match fast.run(&mut stream).await {
             downstream::Ended::Closed => {}
@@ -168,9 +180,10 @@ impl Connection {
                 }
                 return;
             }
-            _ = self.stop.wait_for(|stop| *stop) => {}
+            _ = self.draining.wait_for(|draining| *draining) => {}
         }
-        // Stopping: finish the requests in flight, take no new ones.
+        // Draining or stopping: finish the requests in flight, take no new ones
+        // (HTTP/1.1 closes after the response in flight, HTTP/2 sends GOAWAY).
         conn.as_mut().graceful_shutdown();
         if let Err(error) = conn.await {
             tracing::debug!(%peer, %error, "downstream connection ended while stopping");

@@ -68,8 +68,11 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Most headers in one request.
     pub max_headers: usize,
-    /// Time in-flight requests get to finish once shutdown starts.
+    /// Time in-flight requests get to finish once shutdown starts (drain included).
     pub shutdown_grace: Duration,
+    /// Time, once shutdown starts, during which the proxy still accepts and serves but
+    /// closes each client connection after its next response (see [`serve`]).
+    pub drain_delay: Duration,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +84,7 @@ impl Default for ServerConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_headers: DEFAULT_MAX_HEADERS,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -94,6 +98,7 @@ impl From<&crate::config::Config> for ServerConfig {
             max_header_bytes: config.max_header_bytes,
             max_headers: config.max_headers,
             shutdown_grace: config.shutdown_grace,
+            drain_delay: config.drain_delay,
         }
     }
 }
@@ -110,9 +115,12 @@ pub enum ServeError {
     },
 }
 
-/// Serves proxied traffic on `listener` until `shutdown` completes, then stops
-/// accepting, lets in-flight requests finish for up to `config.shutdown_grace`, and
-/// returns. Requests are routed with the current table of `table` (read per request);
+/// Serves proxied traffic on `listener` until `shutdown` completes, then drains: for
+/// `config.drain_delay` it still accepts and serves, but every client connection closes
+/// after its next response (HTTP/1.1 `Connection: close`, HTTP/2 `GOAWAY`), so keep-alive
+/// clients reconnect, to the proxy replacing this one, while the listener is still there
+/// for the stragglers kube-proxy sends meanwhile. Then it stops accepting, lets in-flight
+/// requests finish within what is left of `config.shutdown_grace`, and returns. Requests are routed with the current table of `table` (read per request);
 /// the upstream pools follow the table's changes for as long as this runs.
 pub async fn serve(
     config: ServerConfig,
@@ -156,15 +164,40 @@ pub async fn serve_with_pools(
         max_headers: config.max_headers,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (drain_tx, drain_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    let phases = listener::Phases {
+        draining: drain_rx,
+        stop: stop_rx,
+    };
+    // Boxed so it can be dropped below: it holds a slot while it waits to accept.
+    let mut accepting = Box::pin(listener::accept_loop(
+        &config,
+        listener,
+        shared,
+        phases,
+        Arc::clone(&slots),
+    ));
     tokio::select! {
-        () = listener::accept_loop(&config, listener, shared, stop_rx, Arc::clone(&slots)) => {}
-        () = shutdown => {}
+        () = accepting.as_mut() => {}
+        () = shutdown => {
+            drain_tx.send_replace(true);
+            if !config.drain_delay.is_zero() {
+                tracing::info!(delay = ?config.drain_delay, "draining: closing client connections after their next response");
+                tokio::select! {
+                    () = accepting.as_mut() => {}
+                    () = tokio::time::sleep(config.drain_delay) => {}
+                }
+            }
+        }
     }
-    // Stop accepting (the loop sees it too) and ask every connection to finish.
+    // Stop accepting and ask every connection to finish.
+    drop(accepting);
     stop_tx.send_replace(true);
+    drain_tx.send_replace(true);
     let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
-    match tokio::time::timeout(config.shutdown_grace, slots.acquire_many(all)).await {
+    let grace = config.shutdown_grace.saturating_sub(config.drain_delay);
+    match tokio::time::timeout(grace, slots.acquire_many(all)).await {
         Ok(_) => tracing::info!("every connection finished"),
         Err(_) => tracing::warn!(
             grace = ?config.shutdown_grace,

@@ -285,6 +285,13 @@ impl Proxy {
         self.table.store(Arc::new(next));
     }
 
+    /// Starts the shutdown (as SIGTERM does) without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -60,3 +60,20 @@ fn sidecar_listens_on_loopback_unless_widened() {
         "the DaemonSet serves its node-local Service on every interface"
     );
 }
+
+#[test]
+fn proxy_drains_its_keep_alive_clients_before_it_stops() {
+    let objects = template("fairway", "fairway", &[]);
+    let ds = find(&objects, "DaemonSet", "fairway-proxy");
+    let args = strings(&ds["spec"]["template"]["spec"]["containers"][0]["args"]);
+    assert!(
+        args.contains(&"--drain-delay=5s".to_owned()),
+        "after SIGTERM the proxy closes each client connection after its next response: {args:?}"
+    );
+    let objects = template("fairway", "fairway", &["--set", "proxy.drainDelay=0s"]);
+    let ds = find(&objects, "DaemonSet", "fairway-proxy");
+    assert!(
+        strings(&ds["spec"]["template"]["spec"]["containers"][0]["args"])
+            .contains(&"--drain-delay=0s".to_owned())
+    );
+}

@@ -59,6 +59,8 @@ pub struct Loop<'a> {
     pub header_read_timeout: Duration,
     /// Turns true when the proxy stops: idle connections close, in-flight ones finish.
     pub stop: watch::Receiver<bool>,
+    /// Turns true when the proxy starts draining: each response closes its connection.
+    pub draining: watch::Receiver<bool>,
 }
 
 impl Loop<'_> {
@@ -120,7 +122,9 @@ impl Loop<'_> {
             let Some(response) = self.answer(stream, &mut read, handled).await else {
                 return Ended::Closed;
             };
-            let close = close || *self.stop.borrow();
+            // Draining: `Connection: close` sends a keep-alive client to a fresh
+            // connection, which the node's Service gives to the proxy replacing this one.
+            let close = close || *self.draining.borrow() || *self.stop.borrow();
             let written = {
                 let write = std::pin::pin!(respond::write(
                     stream,
