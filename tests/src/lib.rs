@@ -9,6 +9,7 @@
 //! [`discovery::TestProxy`] follows its stream like a proxy, [`objects`] builds the
 //! Kubernetes objects it reads, [`eventually`] waits, bounded, on an observable fact.
 
+pub mod bins;
 pub mod cluster;
 pub mod controller;
 pub mod discovery;

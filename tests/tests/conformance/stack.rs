@@ -5,11 +5,10 @@
 //! Routes: `h1.test` and `localhost` go to the HTTP/1.1 backend; `h2c.test` and
 //! `127.0.0.1` (the `:authority` h2spec and slowhttptest send) to the h2c backend.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::Command;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use fairway_tests::bins::{binary, free_port, has_flag, loopback};
 use fairway_tests::process::Managed;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,47 +25,6 @@ const PROBE: Duration = Duration::from_secs(5);
 
 pub const H1_HOST: &str = "h1.test";
 pub const H2C_HOST: &str = "h2c.test";
-
-/// `target/debug` (or whichever profile built this test binary).
-fn bin_dir() -> PathBuf {
-    // The test binary is target/PROFILE/deps/conformance-HASH.
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent()?.parent().map(PathBuf::from))
-        .unwrap_or_else(|| fairway_tests::gobuild::target_dir().join("debug"))
-}
-
-fn binary(name: &str) -> PathBuf {
-    let path = bin_dir().join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run ./tests/run.sh or cargo test --workspace (or cargo build \
-         -p fairway-controller -p fairway-proxy) before this test",
-        path.display()
-    );
-    path
-}
-
-/// Whether `program --help` lists `flag`: the control-stream security flags are newer
-/// than this test, and plaintext loopback is what these runs want.
-fn has_flag(program: &PathBuf, flag: &str) -> bool {
-    Command::new(program)
-        .arg("--help")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(flag))
-}
-
-/// A free loopback port (bound, read, released just before the process binds it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("find a free loopback port: {e}"))
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
 
 /// Controller, proxy and backends; every process is killed when dropped.
 #[derive(Debug)]

@@ -7,11 +7,12 @@
 //! `least.test` (LeastRequest) to the WebSocket pods; `h2chat.test` (upstream HTTP2) to
 //! the HTTP/2 pod; `sse.test` (request timeout 2s) to the events pod.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fairway_tests::bins::{binary, free_port, has_flag, loopback};
 use fairway_tests::gobuild::target_dir;
 use fairway_tests::process::Managed;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -220,49 +221,12 @@ spec:
   - backends: [{service: h2chat, port: 8080}]
   upstream: {protocol: HTTP2}
 ";
-        let services = format!(
-            "apiVersion: v1
-kind: Service
-metadata: {{name: chat, namespace: up}}
-spec:
-  ports:
-  - {{name: http, port: 8080, targetPort: {port}, protocol: TCP}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: sse, namespace: up}}
-spec:
-  ports:
-  - {{name: http, port: 8080, targetPort: {port}, protocol: TCP}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: sse-abc12, namespace: up, labels: {{kubernetes.io/service-name: sse}}}}
-addressType: IPv4
-ports:
-- {{name: http, port: {port}, protocol: TCP}}
-endpoints:
-- addresses: [\"{sse_ip}\"]
-  conditions: {{ready: true, serving: true, terminating: false}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: h2chat, namespace: up}}
-spec:
-  ports:
-  - {{name: http, port: 8080, targetPort: {port}, protocol: TCP}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: h2chat-abc12, namespace: up, labels: {{kubernetes.io/service-name: h2chat}}}}
-addressType: IPv4
-ports:
-- {{name: http, port: {port}, protocol: TCP}}
-endpoints:
-- addresses: [\"{h2_ip}\"]
-  conditions: {{ready: true, serving: true, terminating: false}}
-"
-        );
+        let services = [
+            service_yaml("chat", port, None),
+            service_yaml("sse", port, Some(&sse_ip)),
+            service_yaml("h2chat", port, Some(&h2_ip)),
+        ]
+        .join("---\n");
         let statics = self.statics();
         for (name, text) in [
             ("routes.yaml", routes.to_owned()),
@@ -445,36 +409,32 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("upgrade/ws.py")
 }
 
-/// `target/debug` (or whichever profile built this test binary).
-fn binary(name: &str) -> PathBuf {
-    let dir = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent()?.parent().map(PathBuf::from))
-        .unwrap_or_else(|| target_dir().join("debug"));
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run ./tests/run.sh or cargo build -p fairway-controller -p \
-         fairway-proxy before this test",
-        path.display()
+/// A Service `name` in namespace `up` (port 8080 to `port`) and, with `ip`, its
+/// EndpointSlice listing that one ready address.
+fn service_yaml(name: &str, port: u16, ip: Option<&str>) -> String {
+    let service = format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: up}}
+spec:
+  ports:
+  - {{name: http, port: 8080, targetPort: {port}, protocol: TCP}}
+"
     );
-    path
-}
-
-fn has_flag(program: &Path, flag: &str) -> bool {
-    Command::new(program)
-        .arg("--help")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(flag))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("find a free loopback port: {e}"))
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
+    let Some(ip) = ip else {
+        return service;
+    };
+    format!(
+        "{service}---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-abc12, namespace: up, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports:
+- {{name: http, port: {port}, protocol: TCP}}
+endpoints:
+- addresses: [\"{ip}\"]
+  conditions: {{ready: true, serving: true, terminating: false}}
+"
+    )
 }
