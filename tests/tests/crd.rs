@@ -75,7 +75,7 @@ const VALID_SPEC: &str = "  hosts: [orders.shop.svc.cluster.local, orders.shop, 
     backends:
     - {service: orders-admin, port: http, weight: 0}
   loadBalancer: {policy: PeakEwma, slowStart: 30s}
-  upstream: {protocol: Auto, maxConnectionsPerEndpoint: 64, idleTimeout: 90s, maxConnectionAge: 0s, maxRequestsPerConnection: 0}
+  upstream: {protocol: Auto, maxConnectionsPerEndpoint: 64, idleTimeout: 90s, maxConnectionAge: 0s, maxRequestsPerConnection: 0, upgrades: [websocket], upgradeIdleTimeout: 10m, maxUpgradeLifetime: 0s, drainTimeout: 20s}
   timeouts: {request: 15s, connect: 250ms}
   retries: {attempts: 2, budgetPercent: 20}
 ";
