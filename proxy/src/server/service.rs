@@ -156,8 +156,10 @@ async fn proxy(
     request: Request<RequestBody>,
     start: Instant,
 ) -> Result<Answer, Failed> {
-    // Only requests that carry `Upgrade` (or HTTP/2's `:protocol`) look further.
-    if let Some(ask) = upgrade::asked(&request) {
+    // Only hyper's requests can be upgrades: the fast loop hands every request with
+    // `Upgrade` to hyper, so its own requests skip the look.
+    let from_hyper = matches!(request.body(), RequestBody::Hyper(_));
+    if let Some(ask) = from_hyper.then(|| upgrade::asked(&request)).flatten() {
         match upgrade::admit(&shared.table.load(), &request, &ask) {
             upgrade::Admit::Tunnel(protocol) => {
                 return upgrade::proxy(shared, client, request, ask.via, protocol, start).await;
