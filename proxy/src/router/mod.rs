@@ -22,7 +22,8 @@ use rand::RngCore;
 
 pub use host::normalize_host;
 pub use path::{prefix_matches, request_path};
-pub use weight::{Landed, backend_index, landed};
+pub use weight::Landed;
+use weight::landed;
 
 /// Why a request matched no rule. Variant names double as metric labels; both
 /// messages name what was asked for, so a 404 body explains itself.

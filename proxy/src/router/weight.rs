@@ -34,7 +34,7 @@ pub fn landed(rule: &Rule, roll: u64) -> Option<Landed> {
 /// `None` when every weight is 0 (weight 0 drains a backend: it is never picked).
 /// `roll` is reduced modulo the total weight; with a uniform `u64` the bias is at most
 /// `total / 2^64`, far below anything measurable.
-pub fn backend_index(backends: &[Backend], roll: u64) -> Option<usize> {
+fn backend_index(backends: &[Backend], roll: u64) -> Option<usize> {
     index(backends.iter().map(|b| b.weight), roll)
 }
 

@@ -60,7 +60,7 @@ async fn round_robin_spreads_websockets_evenly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_request_sends_new_websockets_to_the_least_loaded_pods() {
     let _serial = SERIAL.lock().await;
-    let world = World::start_with(70, 4, Slice::first(1)).await;
+    let world = World::start_with(70, 4, Slice::all(1)).await;
     let (src, dst) = world.stage(Slice::all(4));
     let out = world
         .client(&[

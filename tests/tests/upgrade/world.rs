@@ -39,11 +39,6 @@ impl Slice {
         }
     }
 
-    /// Only the first `n` pods.
-    pub fn first(n: usize) -> Slice {
-        Slice::all(n)
-    }
-
     /// Pod `i` is terminating (serving, not ready), as during a rollout.
     pub fn terminating(mut self, i: usize) -> Slice {
         self.terminating.push(i);
