@@ -11,7 +11,9 @@ mod gateway;
 mod rollouts;
 mod support;
 
-use support::{apply, backend, curl, kubectl, namespace, node, rollout};
+use std::time::Duration;
+
+use support::{apply, backend, curl, kubectl, namespace, node, rollout, wait_for};
 
 /// The node itself: the version stamped into the multi-call binary, a pod from an
 /// image we built (no registry), a Service reached through the apiserver's proxy
@@ -79,16 +81,20 @@ fn node_runs_our_images_with_services_dns_and_logs() {
         );
     }
 
-    let direct = curl(&[
-        "-sS",
-        "--max-time",
-        "10",
-        &format!("http://{cluster_ip}:8080/"),
-    ]);
+    // kube-proxy programs the Service on its own sync loop, after the pod is Ready: with
+    // the other node tests running beside this one that can take seconds, and until then
+    // the ClusterIP refuses. Wait for it, then the answer must name the pod.
+    let url = format!("http://{cluster_ip}:8080/");
+    let mut last = String::new();
+    let direct = wait_for("kube-proxy programs the ClusterIP", Duration::from_secs(60), || {
+        let out = curl(&["-sS", "--max-time", "5", &url]);
+        last = out.stderr;
+        out.success.then_some(out.stdout)
+    });
     assert_eq!(
-        direct.stdout, pod,
-        "the ClusterIP answers through kube-proxy: {}",
-        direct.stderr
+        direct.trim(),
+        pod,
+        "the ClusterIP answers through kube-proxy with the pod's name (last error: {last})"
     );
 
     let logs = kubectl(&["-n", &ns, "logs", &pod]);
