@@ -75,9 +75,16 @@ pub struct Args {
     #[arg(long, env = "FAIRWAY_CONTROLLER_TOKEN_FILE")]
     pub controller_token_file: Option<PathBuf>,
 
-    /// Address serving proxied traffic (HTTP/1.1 and h2c prior knowledge).
-    #[arg(long, env = "FAIRWAY_LISTEN", default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
+    /// Address serving proxied traffic (HTTP/1.1 and h2c prior knowledge). Repeat it (or
+    /// separate with commas) to serve on several, e.g. `127.0.0.1:4140` and `[::1]:4140`
+    /// for a sidecar that only its own pod may use.
+    #[arg(
+        long,
+        env = "FAIRWAY_LISTEN",
+        default_value = DEFAULT_LISTEN,
+        value_delimiter = ','
+    )]
+    pub listen: Vec<SocketAddr>,
 
     /// Address of /live, /ready, /metrics and /debug/routes.
     #[arg(long, env = "FAIRWAY_ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR)]
@@ -170,6 +177,10 @@ pub enum ConfigError {
     HalfIdentity,
     #[error("--{0} must be greater than 0")]
     Zero(&'static str),
+    #[error("--listen needs at least one address")]
+    NoListen,
+    #[error("--listen {0} is given twice")]
+    ListenTwice(SocketAddr),
 }
 
 /// How the proxy verifies the controller, and proves itself to it. Files, not their
@@ -190,7 +201,8 @@ pub struct Config {
     /// `None`: plaintext (only with `--controller-plaintext`).
     pub controller_tls: Option<ControllerTls>,
     pub controller_token_file: Option<PathBuf>,
-    pub listen: SocketAddr,
+    /// At least one, none twice.
+    pub listen: Vec<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub zone: Option<String>,
     pub node: String,
@@ -239,6 +251,7 @@ impl Config {
                 return Err(ConfigError::Zero(flag));
             }
         }
+        check_listen(&args.listen)?;
         let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
         Ok(Config {
             controller,
@@ -259,6 +272,19 @@ impl Config {
             drain_delay: args.drain_delay,
         })
     }
+}
+
+/// One address or more, none twice (the second bind would fail less clearly).
+fn check_listen(listen: &[SocketAddr]) -> Result<(), ConfigError> {
+    if listen.is_empty() {
+        return Err(ConfigError::NoListen);
+    }
+    for (i, addr) in listen.iter().enumerate() {
+        if listen[..i].contains(addr) {
+            return Err(ConfigError::ListenTwice(*addr));
+        }
+    }
+    Ok(())
 }
 
 /// TLS settings for the controller URL, or why they do not fit it.

@@ -60,31 +60,76 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Both listening sockets, bound before anything runs.
+/// Every listening socket, bound before anything runs.
 #[derive(Debug)]
 pub struct Listeners {
-    proxy: TcpListener,
+    proxy: Vec<TcpListener>,
     admin: TcpListener,
 }
 
 impl Listeners {
-    /// Binds `--listen` and `--admin-addr`.
+    /// Binds each `--listen` address and `--admin-addr`. `[::1]` is skipped, with a
+    /// warning, in a pod without IPv6 (its loopback has no `::1`) as long as another
+    /// address was bound: the chart lists it beside 127.0.0.1 for dual-stack pods, and
+    /// the same values must start a sidecar in an IPv4-only pod.
     pub async fn bind(config: &Config) -> Result<Listeners, RunError> {
+        let mut proxy = Vec::with_capacity(config.listen.len());
+        let mut skipped = None;
+        for &addr in &config.listen {
+            match bind("--listen", addr).await {
+                Ok(listener) => proxy.push(listener),
+                Err(RunError::Bind { source, .. }) if no_ipv6_loopback(addr, &source) => {
+                    skipped = Some((addr, source));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        match skipped {
+            Some((addr, source)) if proxy.is_empty() => {
+                return Err(RunError::Bind {
+                    flag: "--listen",
+                    addr,
+                    source,
+                });
+            }
+            Some((addr, error)) => {
+                warn!(%addr, %error, "no IPv6 loopback in this pod; serving on the other --listen addresses");
+            }
+            None => {}
+        }
         Ok(Listeners {
-            proxy: bind("--listen", config.listen).await?,
+            proxy,
             admin: bind("--admin-addr", config.admin_addr).await?,
         })
     }
 
-    /// The proxy's bound address (resolves port 0).
+    /// The first proxy address bound (resolves port 0).
     pub fn proxy_addr(&self) -> Option<SocketAddr> {
-        self.proxy.local_addr().ok()
+        self.proxy.first()?.local_addr().ok()
+    }
+
+    /// Every proxy address bound, in `--listen` order (resolves port 0).
+    pub fn proxy_addrs(&self) -> Vec<SocketAddr> {
+        self.proxy
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     /// The admin server's bound address (resolves port 0).
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.local_addr().ok()
     }
+}
+
+/// Whether binding `addr` failed only because the host (a pod's network namespace) has
+/// no IPv6 loopback: IPv6 switched off (`EADDRNOTAVAIL`) or not built in
+/// (`EAFNOSUPPORT`).
+fn no_ipv6_loopback(addr: SocketAddr, error: &std::io::Error) -> bool {
+    const EAFNOSUPPORT: i32 = 97;
+    addr.ip() == std::net::Ipv6Addr::LOCALHOST
+        && (error.kind() == std::io::ErrorKind::AddrNotAvailable
+            || error.raw_os_error() == Some(EAFNOSUPPORT))
 }
 
 /// Runs the proxy until `shutdown` completes, then shuts down gracefully (module docs).
@@ -107,13 +152,18 @@ pub async fn run_on(
     install_crypto_provider();
     let table = Arc::new(TableHandle::default());
     let metrics = Arc::new(Metrics::new(config.endpoint_labels));
+    let listening: Vec<String> = listeners
+        .proxy_addrs()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     let Listeners {
-        proxy: listener,
+        proxy: proxy_listeners,
         admin: admin_listener,
     } = listeners;
     info!(
         id = %config.id,
-        listen = %local(&listener, config.listen),
+        listen = %listening.join(","),
         admin = %local(&admin_listener, config.admin_addr),
         controller = %config.controller,
         "fairway-proxy starting",
@@ -143,7 +193,7 @@ pub async fn run_on(
     let (stop_server, server_stopped) = watch::channel(false);
     let mut server = tokio::spawn(server::serve_with_pools(
         ServerConfig::from(&config),
-        listener,
+        proxy_listeners,
         table,
         metrics,
         pools,

@@ -120,7 +120,9 @@ args:
   - --controller-token-file={{ include "fairway.proxy.tokenFile" . }}
   {{- end }}
   {{- if eq .Values.proxy.mode "sidecar" }}
-  - --listen={{ .Values.proxy.sidecar.listenAddress }}:{{ .Values.proxy.port }}
+  {{- range .Values.proxy.sidecar.listenAddresses }}
+  - --listen={{ if contains ":" . }}[{{ . }}]{{ else }}{{ . }}{{ end }}:{{ $.Values.proxy.port }}
+  {{- end }}
   {{- else }}
   - --listen=0.0.0.0:{{ .Values.proxy.port }}
   {{- end }}

@@ -30,7 +30,7 @@ fn defaults_match_the_design_contract() {
         })
     );
     assert_eq!(c.controller_token_file, None);
-    assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(c.listen, [DEFAULT_LISTEN.parse().unwrap()]);
     assert_eq!(c.admin_addr.to_string(), DEFAULT_ADMIN_ADDR);
     assert_eq!(c.zone, None);
     assert!(c.endpoint_labels);
@@ -171,4 +171,34 @@ fn durations_parse() {
     assert!(parse_duration("10").is_err());
     assert!(parse_duration("s").is_err());
     assert!(parse_duration("1.5s").is_err());
+}
+
+#[test]
+fn listen_repeats_for_loopback_on_both_families() {
+    let c = parse(&[
+        "--controller-ca-file=/ca",
+        "--listen=127.0.0.1:4140",
+        "--listen=[::1]:4140",
+    ]);
+    let want: Vec<SocketAddr> = vec![
+        "127.0.0.1:4140".parse().unwrap(),
+        "[::1]:4140".parse().unwrap(),
+    ];
+    assert_eq!(c.listen, want, "one flag per address");
+    let c = parse(&[
+        "--controller-ca-file=/ca",
+        "--listen=127.0.0.1:4140,[::1]:4140",
+    ]);
+    assert_eq!(c.listen, want, "or a comma-separated list (FAIRWAY_LISTEN)");
+
+    let cli = Cli::try_parse_from([
+        "p",
+        "--controller-ca-file=/ca",
+        "--listen=127.0.0.1:1",
+        "--listen=127.0.0.1:1",
+    ])
+    .expect("parses");
+    let error = Config::from_args(cli.args).expect_err("twice");
+    assert!(matches!(error, ConfigError::ListenTwice(_)), "{error}");
+    assert!(error.to_string().contains("127.0.0.1:1"), "{error}");
 }

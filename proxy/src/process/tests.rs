@@ -16,7 +16,7 @@ fn config(controller: SocketAddr) -> Config {
         controller: format!("http://{controller}").parse().expect("uri"),
         controller_tls: None,
         controller_token_file: None,
-        listen: loopback,
+        listen: vec![loopback],
         admin_addr: loopback,
         zone: None,
         node: "node-a".into(),
@@ -106,7 +106,7 @@ async fn turns_ready_with_the_first_table_and_stops_on_shutdown() {
 async fn a_taken_address_fails_naming_the_flag() {
     let taken = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let mut config = config(SocketAddr::from(([127, 0, 0, 1], 9)));
-    config.listen = taken.local_addr().expect("addr");
+    config.listen = vec![taken.local_addr().expect("addr")];
     let err = Listeners::bind(&config).await.expect_err("address in use");
     assert!(
         matches!(
@@ -118,4 +118,53 @@ async fn a_taken_address_fails_naming_the_flag() {
         ),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn every_listen_address_serves_until_shutdown() {
+    let controller = Controller::start(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let mut config = config(controller.addr);
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0));
+    config.listen.push(v6);
+    let listeners = Listeners::bind(&config).await.expect("bind");
+    let addrs = listeners.proxy_addrs();
+    assert_eq!(addrs.len(), 2, "one socket per --listen: {addrs:?}");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let proxy = tokio::spawn(run_on(listeners, config, async {
+        let _ = stopped.await;
+    }));
+    for addr in &addrs {
+        let (status, body) = get(*addr, "/").await;
+        assert_eq!(
+            status, 404,
+            "{addr} answers (a host without a Route): {body}"
+        );
+    }
+    let _ = stop.send(());
+    let result = tokio::time::timeout(WAIT, proxy)
+        .await
+        .expect("stops")
+        .expect("task");
+    assert!(result.is_ok(), "{result:?}");
+    for addr in &addrs {
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "{addr} is closed after shutdown"
+        );
+    }
+}
+
+#[test]
+fn only_a_missing_ipv6_loopback_is_skipped() {
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 4140));
+    let v4 = SocketAddr::from(([127, 0, 0, 1], 4140));
+    let unavailable = std::io::Error::from(std::io::ErrorKind::AddrNotAvailable);
+    let no_family = std::io::Error::from_raw_os_error(97);
+    let in_use = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+    assert!(no_ipv6_loopback(v6, &unavailable));
+    assert!(no_ipv6_loopback(v6, &no_family));
+    assert!(!no_ipv6_loopback(v6, &in_use), "a taken port is an error");
+    assert!(!no_ipv6_loopback(v4, &unavailable), "only ::1 is optional");
+    let any6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 4140));
+    assert!(!no_ipv6_loopback(any6, &unavailable));
 }

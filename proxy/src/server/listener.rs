@@ -52,6 +52,7 @@ pub fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
 }
 
 /// The two phases of a stop, as the connections see them.
+#[derive(Clone)]
 pub struct Phases {
     /// True once shutdown began: close each connection after its next response.
     pub draining: watch::Receiver<bool>,

@@ -58,8 +58,6 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 /// The listener's limits, typed. Built from the command line's `Config`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
-    /// Where the proxy listens (the caller binds it; kept for logs).
-    pub listen: SocketAddr,
     /// Concurrent downstream connections; past it, accepts wait for a free slot.
     pub max_connections: usize,
     /// Time to receive a complete request head (HTTP/1.1), against slowloris.
@@ -78,7 +76,6 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], 4140)),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
@@ -92,7 +89,6 @@ impl Default for ServerConfig {
 impl From<&crate::config::Config> for ServerConfig {
     fn from(config: &crate::config::Config) -> Self {
         ServerConfig {
-            listen: config.listen,
             max_connections: config.max_connections,
             header_read_timeout: config.header_read_timeout,
             max_header_bytes: config.max_header_bytes,
@@ -131,7 +127,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     serve_with_pools(
         config,
-        listener,
+        vec![listener],
         table,
         metrics,
         Arc::new(Pools::new()),
@@ -140,17 +136,22 @@ pub async fn serve(
     .await
 }
 
-/// [`serve`] with the caller's [`Pools`], so it can read pool statistics (`/debug`).
+/// [`serve`] on every one of `listeners` (`--listen` repeated), with the caller's
+/// [`Pools`], so it can read pool statistics (`/debug`). The listeners share the
+/// connection cap and the drain.
 pub async fn serve_with_pools(
     config: ServerConfig,
-    listener: tokio::net::TcpListener,
+    listeners: Vec<tokio::net::TcpListener>,
     table: Arc<TableHandle>,
     metrics: Arc<Metrics>,
     pools: Arc<Pools>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let listen = listener.local_addr().unwrap_or(config.listen);
-    tracing::info!(%listen, "proxy listening (HTTP/1.1 and h2c)");
+    for listener in &listeners {
+        if let Ok(listen) = listener.local_addr() {
+            tracing::info!(%listen, "proxy listening (HTTP/1.1 and h2c)");
+        }
+    }
     let follower = AbortOnDrop(spawn_follower(
         Arc::clone(&pools),
         Arc::clone(&table),
@@ -170,14 +171,19 @@ pub async fn serve_with_pools(
         draining: drain_rx,
         stop: stop_rx,
     };
-    // Boxed so it can be dropped below: it holds a slot while it waits to accept.
-    let mut accepting = Box::pin(listener::accept_loop(
-        &config,
-        listener,
-        shared,
-        phases,
-        Arc::clone(&slots),
-    ));
+    // Boxed so it can be dropped below: each loop holds a slot while it waits to accept.
+    let loops = listeners.into_iter().map(|listener| {
+        listener::accept_loop(
+            &config,
+            listener,
+            Arc::clone(&shared),
+            phases.clone(),
+            Arc::clone(&slots),
+        )
+    });
+    let mut accepting = Box::pin(async move {
+        futures::future::join_all(loops).await;
+    });
     tokio::select! {
         () = accepting.as_mut() => {}
         () = shutdown => {

@@ -224,10 +224,9 @@ impl Proxy {
         Proxy::start_with(source, ServerConfig::default()).await
     }
 
-    pub async fn start_with(source: RouteTable, mut config: ServerConfig) -> Proxy {
+    pub async fn start_with(source: RouteTable, config: ServerConfig) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
-        config.listen = addr;
         let table = Arc::new(TableHandle::default());
         let pools = Arc::new(Pools::new());
         let metrics = Arc::new(Metrics::new(true));
@@ -246,7 +245,7 @@ impl Proxy {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            serve_with_pools(config, listener, table, metrics, pools, shutdown)
+            serve_with_pools(config, vec![listener], table, metrics, pools, shutdown)
                 .await
                 .expect("serve");
         });

@@ -43,14 +43,21 @@ fn sidecar_listens_on_loopback_unless_widened() {
             serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         strings(&container["args"])
     };
-    assert!(
-        args(&[]).contains(&"--listen=127.0.0.1:4140".to_owned()),
-        "only the gateway in the pod may send through its sidecar"
+    let listen = |extra: &[&str]| -> Vec<String> {
+        args(extra)
+            .into_iter()
+            .filter(|a| a.starts_with("--listen="))
+            .collect()
+    };
+    assert_eq!(
+        listen(&[]),
+        ["--listen=127.0.0.1:4140", "--listen=[::1]:4140"],
+        "only the gateway in the pod may send through its sidecar, over either family"
     );
-    assert!(
-        args(&["--set", "proxy.sidecar.listenAddress=0.0.0.0"])
-            .contains(&"--listen=0.0.0.0:4140".to_owned()),
-        "widened on purpose with proxy.sidecar.listenAddress"
+    assert_eq!(
+        listen(&["--set", "proxy.sidecar.listenAddresses={0.0.0.0}"]),
+        ["--listen=0.0.0.0:4140"],
+        "widened on purpose with proxy.sidecar.listenAddresses"
     );
     let objects = template("fairway", "fairway", &[]);
     let ds = find(&objects, "DaemonSet", "fairway-proxy");

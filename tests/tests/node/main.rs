@@ -86,11 +86,15 @@ fn node_runs_our_images_with_services_dns_and_logs() {
     // the ClusterIP refuses. Wait for it, then the answer must name the pod.
     let url = format!("http://{cluster_ip}:8080/");
     let mut last = String::new();
-    let direct = wait_for("kube-proxy programs the ClusterIP", Duration::from_secs(60), || {
-        let out = curl(&["-sS", "--max-time", "5", &url]);
-        last = out.stderr;
-        out.success.then_some(out.stdout)
-    });
+    let direct = wait_for(
+        "kube-proxy programs the ClusterIP",
+        Duration::from_secs(60),
+        || {
+            let out = curl(&["-sS", "--max-time", "5", &url]);
+            last = out.stderr;
+            out.success.then_some(out.stdout)
+        },
+    );
     assert_eq!(
         direct.trim(),
         pod,
