@@ -51,10 +51,11 @@ if ! command -v slowhttptest >/dev/null 2>&1; then
 fi
 
 # The real node of tests/tests/node (tests/node/node.sh): Debian's containerd, runc and
-# CNI plugins, and iptables/nftables for kube-proxy and the kubelet.
-node_packages="containerd runc containernetworking-plugins iptables nftables"
+# CNI plugins, iptables/nftables for kube-proxy and the kubelet, and curl (the tests'
+# client, and the curl image's program).
+node_packages="containerd runc containernetworking-plugins iptables nftables curl"
 if ! { command -v containerd && command -v runc && [ -x /usr/lib/cni/bridge ] \
-       && command -v iptables && command -v nft; } >/dev/null 2>&1; then
+       && command -v iptables && command -v nft && command -v curl; } >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     # shellcheck disable=SC2086
     apt-get install -y $node_packages >/dev/null || { apt-get update >/dev/null && apt-get install -y $node_packages >/dev/null; }

@@ -3,7 +3,9 @@
 #
 #   build.sh                  bin/kube (tests/kube/cmd/kube), bin/coredns (tests/node/coredns),
 #                             and the images module's programs with their images:
-#                             images/pause.tar, images/backend.tar, images/gateway.tar
+#                             images/pause.tar, images/backend.tar, images/gateway.tar,
+#                             and images/curl.tar (the host's curl and its libraries: a
+#                             client that reads http_proxy and no_proxy as users set them)
 #   build.sh fairway DIR      images/fairway-controller.tar and images/fairway-proxy.tar from
 #                             the binaries in DIR (a cargo profile directory)
 #
@@ -47,6 +49,8 @@ go_parts() {
   static_image "$out/images/backend.tar" "fairway.local/backend:$TEST_TAG" "$out/bin/backend" 65532:65532 /backend 8080
   static_image "$out/images/gateway.tar" "fairway.local/gateway:$TEST_TAG" "$out/bin/gateway" 65532:65532 /gateway
   echo "$PAUSE_REF" >"$out/images/pause.ref"
+  command -v curl >/dev/null || { echo "build.sh: 'curl' not found: apt-get install -y curl" >&2; exit 1; }
+  dynamic_image "$out/images/curl.tar" "fairway.local/curl:$TEST_TAG" "$(command -v curl)"
 }
 
 # go_build NAME MODULE PACKAGE LDFLAGS OUTPUT: skipped when the stamp of the module's
@@ -95,7 +99,8 @@ dynamic_image() {
   local tar=$1 ref=$2 program=$3
   shift 3
   [ -x "$program" ] || { echo "build.sh: $program not built (cargo build -p ${program##*/})" >&2; exit 1; }
-  [ "$tar" -nt "$program" ] && return 0
+  # A copied program (curl) keeps its old mtime: compare against the reference too.
+  [ "$tar" -nt "$program" ] && [ "$(cat "$tar.ref" 2>/dev/null)" = "$ref" ] && return 0
   local rootfs name=${program##*/}
   rootfs=$(mktemp -d)
   mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc" "$rootfs/tmp"
@@ -112,6 +117,7 @@ dynamic_image() {
   echo 'hosts: files dns' >"$rootfs/etc/nsswitch.conf"
   "$here/image.sh" "$tar" "$ref" "$rootfs" 65532:65532 "[\"/usr/local/bin/$name\"]" "$@"
   rm -rf "$rootfs"
+  echo "$ref" >"$tar.ref"
 }
 
 main "$@"

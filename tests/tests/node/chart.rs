@@ -93,9 +93,15 @@ fn spread(url: &str, host: &str, count: usize) -> BTreeMap<String, usize> {
 /// `fairway-xxxxxx`; returns the release (uninstalled when dropped) and helm's output
 /// (NOTES.txt).
 pub fn install() -> (Release, String) {
+    install_with(&[])
+}
+
+/// [`install`] with more `--set=...` values.
+pub fn install_with(extra: &[String]) -> (Release, String) {
     fairway_images();
     let ns = format!("fairway-{:06x}", rand::random::<u32>() & 0xff_ffff);
-    let values = image_values();
+    let mut values = image_values();
+    values.extend_from_slice(extra);
     let mut install = vec![
         "install",
         RELEASE,

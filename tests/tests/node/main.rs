@@ -8,7 +8,9 @@
 
 mod chart;
 mod gateway;
+mod handover;
 mod rollouts;
+mod sidecar;
 mod support;
 
 use std::time::Duration;

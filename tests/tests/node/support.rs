@@ -86,6 +86,29 @@ pub fn gateway_image() {
     });
 }
 
+/// The curl image (the host's curl and its libraries) imported into the node (once per
+/// test binary): a client that reads `http_proxy`/`no_proxy` as users set them.
+pub fn curl_image() -> String {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let archive = node::node_out().join("images/curl.tar");
+        node().import(&archive).unwrap_or_else(|e| panic!("{e}"));
+    });
+    format!("fairway.local/curl:{TEST_TAG}")
+}
+
+/// The exit code of container `container` of pod `pod`, once it has terminated.
+pub fn exit_code(ns: &str, pod: &str, container: &str) -> i64 {
+    let path = format!(
+        "jsonpath={{.status.containerStatuses[?(@.name==\"{container}\")].state.terminated.exitCode}}"
+    );
+    wait_for(&format!("{pod}/{container} terminates"), POD_READY, || {
+        kubectl(&["-n", ns, "get", "pod", pod, "-o", &path])
+            .parse()
+            .ok()
+    })
+}
+
 /// The two Fairway images built and imported (once per test binary).
 pub fn fairway_images() {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
