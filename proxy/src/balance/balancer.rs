@@ -10,7 +10,7 @@ use super::config::BalanceConfig;
 use super::endpoint::{EndpointState, EndpointStats};
 use super::outlier::Outcome;
 use super::slow_start::{self, FULL_WEIGHT};
-use super::{Balance, eligible, p2c, swrr};
+use super::{eligible, p2c, swrr};
 
 /// Picks an endpoint per request for one endpoint set, under one [`BalanceConfig`].
 ///
@@ -312,22 +312,4 @@ pub enum Pick {
 /// compare by latency (and never by zero).
 fn load(in_flight: u32) -> f64 {
     f64::from(in_flight) + 1.0
-}
-
-impl Balance for Balancer {
-    fn update(&mut self, set: &EndpointSet, now: Instant) {
-        Balancer::update(self, set, now);
-    }
-
-    fn pick(&mut self, now: Instant, rng: &mut dyn RngCore) -> Option<EndpointAddr> {
-        Balancer::pick(self, now, rng)
-    }
-
-    fn on_start(&mut self, addr: EndpointAddr) {
-        Balancer::on_start(self, addr);
-    }
-
-    fn on_end(&mut self, addr: EndpointAddr, latency: Duration, outcome: Outcome, now: Instant) {
-        Balancer::on_end(self, addr, latency, outcome, now);
-    }
 }

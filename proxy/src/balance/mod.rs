@@ -9,26 +9,20 @@
 //! - slow start (`slow_start`) for endpoints that become ready after the first table;
 //! - outlier ejection (`outlier`) from request outcomes.
 //!
-//! Everything here is pure decision code: no I/O, time and randomness are parameters.
-//! [`Balance`] is the seam the request path uses; [`fake::Scripted`] stands in for it.
+//! Everything here is pure decision code: no I/O, time and randomness are parameters,
+//! so it is tested as it is, without a stand-in.
 
 mod balancer;
 mod config;
 mod eligible;
 mod endpoint;
 mod ewma;
-pub mod fake;
 mod outlier;
 mod p2c;
 mod slow_start;
 mod swrr;
 #[cfg(test)]
 mod tests;
-
-use std::time::{Duration, Instant};
-
-use fairway_proto::model::{EndpointAddr, EndpointSet};
-use rand::RngCore;
 
 pub use balancer::{Balancer, Pick};
 pub use config::BalanceConfig;
@@ -41,16 +35,3 @@ pub use outlier::{
 };
 pub use p2c::choose_two;
 pub use slow_start::{FULL_WEIGHT, MIN_WEIGHT, ramp_weight};
-
-/// The request path's view of a balancer: what the server calls, and what its tests
-/// fake. Implementations are plain data behind a lock; no method blocks or awaits.
-pub trait Balance: Send {
-    /// Replaces the endpoint set (see [`Balancer::update`]).
-    fn update(&mut self, set: &EndpointSet, now: Instant);
-    /// The endpoint for the next request; `None` when none can take it (`503`).
-    fn pick(&mut self, now: Instant, rng: &mut dyn RngCore) -> Option<EndpointAddr>;
-    /// A request to `addr` was sent.
-    fn on_start(&mut self, addr: EndpointAddr);
-    /// That request ended after `latency` with `outcome`.
-    fn on_end(&mut self, addr: EndpointAddr, latency: Duration, outcome: Outcome, now: Instant);
-}
