@@ -9,7 +9,7 @@ use rand::RngCore;
 use super::config::BalanceConfig;
 use super::endpoint::{EndpointState, EndpointStats};
 use super::outlier::Outcome;
-use super::slow_start::{self, FULL_WEIGHT};
+use super::slow_start;
 use super::{eligible, p2c, swrr};
 
 /// Picks an endpoint per request for one endpoint set, under one [`BalanceConfig`].
@@ -126,17 +126,10 @@ impl Balancer {
         if self.next_unejection.is_some_and(|at| now >= at) {
             self.refresh(now);
         }
-        let busy = |s: &EndpointState| match kind {
-            Pick::Request => load(s.in_flight),
-            Pick::Upgrade => load(s.open_upgrades),
-        };
         let position = match self.config.policy {
             Policy::RoundRobin => self.pick_round_robin(now)?,
-            Policy::LeastRequest => self.pick_p2c(now, rng, busy)?,
-            Policy::PeakEwma => {
-                let decay = self.config.ewma.decay;
-                self.pick_p2c(now, rng, |s| s.ewma.estimate_ns(now, decay) * busy(s))?
-            }
+            Policy::LeastRequest => self.pick_p2c(kind, false, now, rng)?,
+            Policy::PeakEwma => self.pick_p2c(kind, true, now, rng)?,
         };
         Some(self.endpoints[position].addr())
     }
@@ -282,20 +275,43 @@ impl Balancer {
         Some(self.eligible[at])
     }
 
-    /// Power of two choices over `load`, divided by the slow-start weight so a ramping
-    /// endpoint looks proportionally busier.
+    /// Power of two choices ([`p2c`]): candidates drawn in proportion to their weight
+    /// while a ramp runs (uniformly otherwise, at O(1)), compared by in flight per
+    /// weight, and by latency too for `PeakEwma`.
     fn pick_p2c(
         &self,
+        kind: Pick,
+        by_latency: bool,
         now: Instant,
         rng: &mut dyn RngCore,
-        load: impl Fn(&EndpointState) -> f64,
     ) -> Option<usize> {
-        let (a, b) = p2c::choose_two(self.eligible.len(), rng)?;
-        let cost = |&i: &usize| {
-            let state = &self.endpoints[i];
-            load(state) * f64::from(FULL_WEIGHT) / f64::from(state.weight(now, &self.config))
+        let eligible = &self.eligible;
+        let weight = |i: usize| self.endpoints[eligible[i]].weight(now, &self.config);
+        let (a, b) = if self.ramp_ends.is_some_and(|end| now < end) {
+            p2c::choose_two_weighted(eligible.len(), |i| u64::from(weight(i)), rng)?
+        } else {
+            p2c::choose_two(eligible.len(), rng)?
         };
-        Some(p2c::cheaper(self.eligible[a], self.eligible[b], cost))
+        let decay = self.config.ewma.decay;
+        let candidate = |i: usize| {
+            let state = &self.endpoints[eligible[i]];
+            p2c::Candidate {
+                in_flight: match kind {
+                    Pick::Request => state.in_flight,
+                    Pick::Upgrade => state.open_upgrades,
+                },
+                weight: weight(i).max(1),
+                latency_ns: by_latency
+                    .then(|| state.ewma.measured_ns(now, decay))
+                    .flatten(),
+            }
+        };
+        let winner = if p2c::prefers_second(&candidate(a), &candidate(b)) {
+            b
+        } else {
+            a
+        };
+        Some(eligible[winner])
     }
 }
 
@@ -306,10 +322,4 @@ pub enum Pick {
     Request,
     /// An HTTP upgrade (WebSocket): balanced by open upgraded connections.
     Upgrade,
-}
-
-/// `in_flight + 1`: the request about to be sent counts too, so idle endpoints still
-/// compare by latency (and never by zero).
-fn load(in_flight: u32) -> f64 {
-    f64::from(in_flight) + 1.0
 }

@@ -1,20 +1,42 @@
-//! Peak-sensitive EWMA of response latency, the load signal of the `PeakEwma` policy.
+//! The latency estimate of the `PeakEwma` policy: an exponentially weighted moving
+//! average of each endpoint's response time.
 //!
-//! Derived from Finagle's `PeakEwma` (Twitter, Apache-2.0), as adopted by linkerd and
-//! tower's `load::peak_ewma`: a sample above the estimate replaces it at once (peaks
-//! count fully), a sample below it is blended in with a weight that grows with the time
-//! since the last sample (a time-based EWMA, so convergence takes about `decay` whatever
-//! the request rate). Between samples the estimate relaxes towards zero, so an endpoint
-//! that looked slow, or was never measured, is tried again after a while.
+//! It started as Finagle's `PeakEwma` (as adopted by linkerd and tower): a sample above
+//! the estimate replaced it outright, and samples below were blended in by the time
+//! since the last one, so convergence took about `decay` whatever the rate. At a
+//! gateway's real rate (hundreds of answers a second per pod, each ~1 ms) that made
+//! identical pods unequal for seconds at a time: one slow answer among hundreds (a GC
+//! pause, a descheduled thread) set a pod's estimate to that answer, the pod lost every
+//! comparison, got no answers that could bring the estimate back, and sat starved until
+//! the estimate had decayed; between spikes, noise ranked the pods and two-choice picking
+//! turned the ranking into fixed shares (50/33/17/0). Now:
+//!
+//! - every answer moves the estimate at least [`SAMPLE_WEIGHT`] of the way to it (more
+//!   when answers are sparse: the time-based weight of Finagle's design still applies),
+//!   so a single slow answer moves it a little and a pod that turns slow for good is
+//!   seen within tens of answers; the requests-in-flight factor of the policy reacts to
+//!   a stalled pod at once anyway;
+//! - the first answer replaces the placeholder an unmeasured endpoint starts with;
+//! - between answers the estimate still relaxes towards zero over `decay`, so an
+//!   endpoint that looked slow is tried again after a while.
+//!
+//! How estimates are compared (a tolerance, unmeasured endpoints) is the balancer's part.
 
 use std::time::{Duration, Instant};
 
-/// How long a latency estimate remembers: Finagle's and linkerd's default; a spike is
-/// mostly forgotten within tens of seconds.
+/// How long a latency estimate remembers when answers are sparse, and how fast an
+/// estimate relaxes without answers: Finagle's and linkerd's default.
 pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
 
-/// The estimate for an endpoint that has not answered yet: linkerd's default, pessimistic
-/// enough that a new pod is not flooded before its first answers, and it decays anyway.
+/// The least weight one answer has in the estimate. 2%: ten answers of 10x a pod's usual
+/// time (a burst of GC pauses) raise its estimate by under 1.9x, a single one by 1.2x,
+/// which the balancer's tolerance absorbs; a pod that is 3x slower for good crosses that
+/// tolerance within about 15 answers.
+pub const SAMPLE_WEIGHT: f64 = 0.02;
+
+/// The placeholder estimate of an endpoint that has not answered yet (shown in
+/// `/debug/routes`; the balancer compares an unmeasured endpoint as if it were as fast
+/// as the one it is weighed against, and its first answer replaces this).
 pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
 
 /// Tuning of the latency estimate.
@@ -57,13 +79,22 @@ impl PeakEwma {
         self.rtt_ns * weight_of_past(self.updated_at, now, decay)
     }
 
-    /// Adds one latency sample observed at `now`.
+    /// The estimate at `now`, `None` until the first answer.
+    pub fn measured_ns(&self, now: Instant, decay: Duration) -> Option<f64> {
+        self.measured.then(|| self.estimate_ns(now, decay))
+    }
+
+    /// Adds one latency sample observed at `now`: the first replaces the placeholder;
+    /// later ones are blended in with the weight of the time since the last (as relaxing
+    /// towards zero would have), but at least [`SAMPLE_WEIGHT`].
     pub fn observe(&mut self, rtt: Duration, now: Instant, decay: Duration) {
         let rtt = nanos(rtt);
-        let past = weight_of_past(self.updated_at, now, decay);
-        let blended = self.rtt_ns * past + rtt * (1.0 - past);
-        // Peak sensitivity: a sample above the estimate replaces it outright.
-        self.rtt_ns = if rtt > self.rtt_ns { rtt } else { blended };
+        self.rtt_ns = if self.measured {
+            let weight = (1.0 - weight_of_past(self.updated_at, now, decay)).max(SAMPLE_WEIGHT);
+            self.rtt_ns * (1.0 - weight) + rtt * weight
+        } else {
+            rtt
+        };
         self.updated_at = now;
         self.measured = true;
     }
@@ -105,29 +136,46 @@ mod tests {
     }
 
     #[test]
-    fn peaks_replace_and_lows_blend_over_time() {
+    fn the_first_answer_replaces_the_placeholder_then_each_moves_it_a_little() {
         let t0 = Instant::now();
         let decay = Duration::from_secs(10);
         let mut ewma = PeakEwma::new(Duration::from_millis(30), t0);
-        ewma.observe(Duration::from_millis(100), t0, decay);
+        assert_eq!(ewma.measured_ns(t0, decay), None);
+        ewma.observe(Duration::from_millis(1), t0, decay);
         assert_eq!(
-            ewma.estimate_ns(t0, decay),
-            100.0 * MS,
-            "a peak counts fully"
+            ewma.measured_ns(t0, decay),
+            Some(MS),
+            "the first answer counts fully"
         );
 
-        // A fast sample shortly after barely moves the estimate...
-        let t1 = t0 + Duration::from_millis(10);
+        // One answer 10x slower, a millisecond later: 2% of the way, not all of it.
+        let t1 = t0 + Duration::from_millis(1);
         ewma.observe(Duration::from_millis(10), t1, decay);
         let e1 = ewma.estimate_ns(t1, decay);
-        assert!(99.0 * MS < e1 && e1 < 100.0 * MS, "{e1}");
+        assert!((e1 - 1.18 * MS).abs() < 0.01 * MS, "{e1}");
 
-        // ...but after a full decay period it is mostly the new sample.
+        // Answers after a long silence weigh by the time: mostly the new answer.
         let t2 = t1 + decay;
-        ewma.observe(Duration::from_millis(10), t2, decay);
+        ewma.observe(Duration::from_millis(1), t2, decay);
+        let past = (-1f64).exp();
+        let expected = e1 * past + MS * (1.0 - past);
         let e2 = ewma.estimate_ns(t2, decay);
-        let expected = e1 * (-1f64).exp() + 10.0 * MS * (1.0 - (-1f64).exp());
         assert!((e2 - expected).abs() < 1.0, "{e2} vs {expected}");
-        assert!(ewma.is_measured());
+    }
+
+    #[test]
+    fn a_pod_that_turns_slow_is_seen_within_tens_of_answers() {
+        let t0 = Instant::now();
+        let decay = Duration::from_secs(10);
+        let mut ewma = PeakEwma::new(Duration::from_millis(30), t0);
+        ewma.observe(Duration::from_millis(1), t0, decay);
+        let mut now = t0;
+        let mut answers = 0;
+        while ewma.estimate_ns(now, decay) < 1.5 * MS {
+            now += Duration::from_millis(3);
+            ewma.observe(Duration::from_millis(3), now, decay);
+            answers += 1;
+        }
+        assert!(answers <= 20, "3x slower seen after {answers} answers");
     }
 }

@@ -2,6 +2,7 @@
 //! time. Each policy test fails if the policy is swapped for round robin.
 
 mod eligibility;
+mod fairness;
 mod policy;
 mod props;
 mod slow_start;
