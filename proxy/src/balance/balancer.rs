@@ -167,9 +167,13 @@ impl Balancer {
         now: Instant,
     ) {
         let decay = self.config.ewma.decay;
+        let typical = self.typical_latency_ns(addr, now);
         if let Some(state) = self.state_mut(addr) {
             state.in_flight = state.in_flight.saturating_sub(1);
             if outcome.measures_latency() {
+                if let Some(typical) = typical {
+                    state.ewma.seed(typical, now);
+                }
                 state.ewma.observe(latency, now, decay);
             }
         }
@@ -208,6 +212,21 @@ impl Balancer {
             .iter()
             .map(|s| s.stats(now, &self.config))
             .collect()
+    }
+
+    /// For an endpoint's first answer only (O(endpoints), once per endpoint): the mean
+    /// estimate of the measured others, which its own estimate starts from.
+    fn typical_latency_ns(&self, addr: EndpointAddr, now: Instant) -> Option<f64> {
+        if self.endpoint(addr)?.ewma.is_measured() {
+            return None;
+        }
+        let decay = self.config.ewma.decay;
+        let (sum, n) = self
+            .endpoints
+            .iter()
+            .filter_map(|s| s.ewma.measured_ns(now, decay))
+            .fold((0.0, 0u32), |(sum, n), e| (sum + e, n + 1));
+        (n > 0).then(|| sum / f64::from(n))
     }
 
     fn state_mut(&mut self, addr: EndpointAddr) -> Option<&mut EndpointState> {

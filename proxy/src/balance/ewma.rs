@@ -13,10 +13,15 @@
 //!
 //! - every answer moves the estimate at least [`SAMPLE_WEIGHT`] of the way to it (more
 //!   when answers are sparse: the time-based weight of Finagle's design still applies),
-//!   so a single slow answer moves it a little and a pod that turns slow for good is
-//!   seen within tens of answers; the requests-in-flight factor of the policy reacts to
-//!   a stalled pod at once anyway;
-//! - the first answer replaces the placeholder an unmeasured endpoint starts with;
+//!   and counts as at most [`CLIP`] times the estimate, so a single slow answer, even one
+//!   30x the usual on a busy node, moves it a little, and a pod that turns slow for good
+//!   is seen within tens of answers; the requests-in-flight factor of the policy reacts
+//!   to a stalled pod at once anyway;
+//! - a new endpoint starts at what its peers measure (the balancer [`seed`]s it: its
+//!   first answers ride a new connection and would make it look slow), or, with no
+//!   peer measured, at its first answer;
+//!
+//! [`seed`]: PeakEwma::seed
 //! - between answers the estimate still relaxes towards zero over `decay`, so an
 //!   endpoint that looked slow is tried again after a while.
 //!
@@ -33,6 +38,12 @@ pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
 /// which the balancer's tolerance absorbs; a pod that is 3x slower for good crosses that
 /// tolerance within about 15 answers.
 pub const SAMPLE_WEIGHT: f64 = 0.02;
+
+/// The most one answer counts for, as a multiple of the estimate: a 30x answer (a GC
+/// pause, a descheduled thread while the node is busy) counts as 3x, raising the
+/// estimate by 4%, while a pod that is 10x slower for good still crosses the balancer's
+/// 1.5x tolerance within a dozen answers.
+pub const CLIP: f64 = 3.0;
 
 /// The placeholder estimate of an endpoint that has not answered yet (shown in
 /// `/debug/routes`; the balancer compares an unmeasured endpoint as if it were as fast
@@ -79,6 +90,16 @@ impl PeakEwma {
         self.rtt_ns * weight_of_past(self.updated_at, now, decay)
     }
 
+    /// Starts an unmeasured estimate at `typical_ns` (what the endpoint's peers measure),
+    /// as if it had been measured at `now`; a measured one is left alone.
+    pub fn seed(&mut self, typical_ns: f64, now: Instant) {
+        if !self.measured && typical_ns > 0.0 {
+            self.rtt_ns = typical_ns;
+            self.updated_at = now;
+            self.measured = true;
+        }
+    }
+
     /// The estimate at `now`, `None` until the first answer.
     pub fn measured_ns(&self, now: Instant, decay: Duration) -> Option<f64> {
         self.measured.then(|| self.estimate_ns(now, decay))
@@ -91,7 +112,7 @@ impl PeakEwma {
         let rtt = nanos(rtt);
         self.rtt_ns = if self.measured {
             let weight = (1.0 - weight_of_past(self.updated_at, now, decay)).max(SAMPLE_WEIGHT);
-            self.rtt_ns * (1.0 - weight) + rtt * weight
+            self.rtt_ns * (1.0 - weight) + rtt.min(self.rtt_ns * CLIP) * weight
         } else {
             rtt
         };
@@ -148,11 +169,11 @@ mod tests {
             "the first answer counts fully"
         );
 
-        // One answer 10x slower, a millisecond later: 2% of the way, not all of it.
+        // One answer 30x slower, a millisecond later: it counts as 3x, 2% of the way.
         let t1 = t0 + Duration::from_millis(1);
-        ewma.observe(Duration::from_millis(10), t1, decay);
+        ewma.observe(Duration::from_millis(30), t1, decay);
         let e1 = ewma.estimate_ns(t1, decay);
-        assert!((e1 - 1.18 * MS).abs() < 0.01 * MS, "{e1}");
+        assert!((e1 - 1.04 * MS).abs() < 0.01 * MS, "{e1}");
 
         // Answers after a long silence weigh by the time: mostly the new answer.
         let t2 = t1 + decay;
@@ -161,6 +182,25 @@ mod tests {
         let expected = e1 * past + MS * (1.0 - past);
         let e2 = ewma.estimate_ns(t2, decay);
         assert!((e2 - expected).abs() < 1.0, "{e2} vs {expected}");
+    }
+
+    #[test]
+    fn a_seed_stands_for_the_first_answer() {
+        let t0 = Instant::now();
+        let decay = Duration::from_secs(10);
+        let mut ewma = PeakEwma::new(Duration::from_millis(30), t0);
+        ewma.seed(MS, t0);
+        assert_eq!(ewma.measured_ns(t0, decay), Some(MS));
+        ewma.observe(Duration::from_millis(5), t0, decay);
+        assert!(
+            ewma.estimate_ns(t0, decay) < 1.1 * MS,
+            "a slow first answer moves it a little"
+        );
+        ewma.seed(9.0 * MS, t0);
+        assert!(
+            ewma.estimate_ns(t0, decay) < 1.1 * MS,
+            "a measured estimate keeps its own"
+        );
     }
 
     #[test]
@@ -177,5 +217,14 @@ mod tests {
             answers += 1;
         }
         assert!(answers <= 20, "3x slower seen after {answers} answers");
+
+        let mut ewma = PeakEwma::new(Duration::from_millis(30), t0);
+        ewma.observe(Duration::from_millis(1), t0, decay);
+        let mut answers = 0;
+        while ewma.estimate_ns(t0, decay) < 1.5 * MS {
+            ewma.observe(Duration::from_millis(10), t0, decay);
+            answers += 1;
+        }
+        assert!(answers <= 12, "10x slower seen after {answers} answers");
     }
 }

@@ -1,7 +1,7 @@
 //! Identical pods get equal shares under every policy, at a gateway's real rate and at a
 //! high one: a scripted 1 -> 4 scale-up under open-loop load (arrivals at a fixed rate,
 //! whatever the pods do), with latencies drawn like a real pod's (mostly 0.8-1.4 ms, a
-//! slow answer now and then). Each second's picks are counted per pod.
+//! slow answer now and then, slow first answers). Each second's picks are counted per pod.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -18,11 +18,14 @@ const SECONDS: usize = 30;
 /// When the three new pods turn ready: the old pod has answered for two seconds.
 const SCALE_AT: Duration = Duration::from_secs(2);
 
-/// One identical pod's answer time: 0.8-1.4 ms, and one answer in 200 slow (3-10 ms: a
-/// GC pause, a descheduled thread), as pods sharing a node's cores answer.
-fn pod_latency(rng: &mut SmallRng) -> Duration {
-    let micros = if rng.random_ratio(1, 200) {
-        rng.random_range(3_000..10_000)
+/// One identical pod's answer time: 0.8-1.4 ms, one answer in 200 slow (3-30 ms: a GC
+/// pause, a descheduled thread), as pods sharing a node's cores answer; a pod's first
+/// answers 5 ms (each rides a new connection).
+fn pod_latency(rng: &mut SmallRng, answered: u32) -> Duration {
+    let micros = if answered < 8 {
+        5_000
+    } else if rng.random_ratio(1, 200) {
+        rng.random_range(3_000..30_000)
     } else {
         rng.random_range(800..1_400)
     };
@@ -45,6 +48,7 @@ fn scale_up(policy: Policy, slow_start: Option<Duration>, per_second: u32) -> Ve
     let mut ending: BinaryHeap<Reverse<(Duration, u8, Duration)>> = BinaryHeap::new();
     let mut seconds = vec![[0u32; 4]; SECONDS];
     let mut scaled = false;
+    let mut answered = [0u32; 4];
     let mut at = Duration::ZERO;
     while at < end {
         while ending.peek().is_some_and(|e| e.0.0 <= at) {
@@ -60,7 +64,8 @@ fn scale_up(policy: Policy, slow_start: Option<Duration>, per_second: u32) -> Ve
         let picked = b.pick(t0 + at, &mut picker).expect("eligible");
         b.on_start(picked);
         let pod = (1..=4).find(|&n| addr(n) == picked).expect("one of ours");
-        let latency = pod_latency(&mut pods);
+        let latency = pod_latency(&mut pods, answered[usize::from(pod - 1)]);
+        answered[usize::from(pod - 1)] += 1;
         ending.push(Reverse((at + latency, pod, latency)));
         if at >= SCALE_AT {
             let second = (at - SCALE_AT).as_secs() as usize;
