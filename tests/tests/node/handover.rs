@@ -9,7 +9,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::chart::{CHART_DIR_ARG, RELEASE, image_values, install, route, run_helm};
 use crate::support::{
-    POD_READY, apply, backend, helm_lock, kubectl, kubectl_out, namespace, rollout, wait_for,
+    POD_READY, apply, backend, helm_lock, jsonpath, kubectl, kubectl_out, namespace, rollout,
+    wait_for,
 };
 
 /// The controller's Lease (controller/src/status/lease.rs).
@@ -49,25 +50,9 @@ fn edit_and_wait_for_status(ns: &str, policy: &str) -> Duration {
         "-p",
         &patch,
     ]);
-    let generation = kubectl(&[
-        "-n",
-        ns,
-        "get",
-        "route",
-        "backend",
-        "-o",
-        "jsonpath={.metadata.generation}",
-    ]);
+    let generation = jsonpath(ns, "route/backend", "{.metadata.generation}");
     wait_for("the Route's status observes the edit", POD_READY, || {
-        let observed = kubectl(&[
-            "-n",
-            ns,
-            "get",
-            "route",
-            "backend",
-            "-o",
-            "jsonpath={.status.observedGeneration}",
-        ]);
+        let observed = jsonpath(ns, "route/backend", "{.status.observedGeneration}");
         (observed == generation).then_some(())
     });
     started.elapsed()

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::chart::install_with;
 use crate::support::{
-    apply, backend, curl_image, exit_code, helm_lock, kubectl, namespace, rollout,
+    apply, backend, curl_image, exit_code, helm_lock, jsonpath, kubectl, namespace, rollout,
 };
 
 /// A host only the Route knows: no DNS name, so only the proxy can answer for it.
@@ -124,15 +124,11 @@ spec:
     rollout(&ns, "deployment/backend");
 
     // What docs/install.md says to copy: the CA (ca.crt only), the container, volumes.
-    let ca = kubectl(&[
-        "-n",
+    let ca = jsonpath(
         &fairway_ns,
-        "get",
-        "secret",
-        "fairway-controller-tls",
-        "-o",
-        "jsonpath={.data.ca\\.crt}",
-    ]);
+        "secret/fairway-controller-tls",
+        "{.data.ca\\.crt}",
+    );
     apply(&format!(
         "apiVersion: v1
 kind: Secret
@@ -141,15 +137,8 @@ data: {{ca.crt: {ca}}}
 "
     ));
     let data = |key: &str| -> Value {
-        let text = kubectl(&[
-            "-n",
-            &fairway_ns,
-            "get",
-            "configmap",
-            "fairway-proxy-sidecar",
-            "-o",
-            &format!("jsonpath={{.data.{}}}", key.replace('.', "\\.")),
-        ]);
+        let path = format!("{{.data.{}}}", key.replace('.', "\\."));
+        let text = jsonpath(&fairway_ns, "configmap/fairway-proxy-sidecar", &path);
         serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{key}: {e}\n{text}"))
     };
     let (sidecar, volumes) = (data("container.yaml"), data("volumes.yaml"));
@@ -188,15 +177,7 @@ data: {{ca.crt: {ca}}}
     }
 
     // Another pod reaches the gateway pod (its app port answers) but not its sidecar.
-    let gateway_ip = kubectl(&[
-        "-n",
-        &ns,
-        "get",
-        "pod",
-        "gateway",
-        "-o",
-        "jsonpath={.status.podIP}",
-    ]);
+    let gateway_ip = jsonpath(&ns, "pod/gateway", "{.status.podIP}");
     let app = format!("http://{gateway_ip}:8080/");
     let through = format!("http://{gateway_ip}:4140/");
     let host = format!("Host: {ROUTED_HOST}");
@@ -223,15 +204,7 @@ data: {{ca.crt: {ca}}}
         sidecar_code, 7,
         "another pod's connection to the sidecar's :4140 is refused (curl exit 7): {sidecar_answer}"
     );
-    let phase = kubectl(&[
-        "-n",
-        &ns,
-        "get",
-        "pod",
-        "gateway",
-        "-o",
-        "jsonpath={.status.phase}",
-    ]);
+    let phase = jsonpath(&ns, "pod/gateway", "{.status.phase}");
     assert_eq!(phase, "Running", "the sidecar was up all along");
     kubectl(&["delete", "namespace", &ns, "--wait=false"]);
     drop(release);

@@ -36,6 +36,18 @@ pub fn kubectl(args: &[&str]) -> String {
     out.stdout
 }
 
+/// `kubectl -n NAMESPACE get OBJECT -o jsonpath=PATH` (OBJECT as `pod/NAME`).
+pub fn jsonpath(namespace: &str, object: &str, path: &str) -> String {
+    kubectl(&[
+        "-n",
+        namespace,
+        "get",
+        object,
+        "-o",
+        &format!("jsonpath={path}"),
+    ])
+}
+
 /// `kubectl apply -f -` of `yaml`.
 pub fn apply(yaml: &str) {
     let out = node()
