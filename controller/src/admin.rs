@@ -142,6 +142,7 @@ fn endpoint_json(ep: &Endpoint) -> Value {
         "node": ep.node,
         "pod": ep.pod,
         "hintsForZones": ep.hints_for_zones,
+        "hintsForNodes": ep.hints_for_nodes,
     })
 }
 

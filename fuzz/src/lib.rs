@@ -141,6 +141,7 @@ impl EndpointSpec {
             node: None,
             pod: Some(format!("pod-{}", self.addr)),
             hints_for_zones: self.hints.iter().take(3).map(|&z| zone(z)).collect(),
+            hints_for_nodes: Vec::new(),
         }
     }
 }

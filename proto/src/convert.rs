@@ -213,6 +213,7 @@ impl From<&Endpoint> for pb::Endpoint {
             node: e.node.clone(),
             pod: e.pod.clone(),
             hints_for_zones: e.hints_for_zones.clone(),
+            hints_for_nodes: e.hints_for_nodes.clone(),
         }
     }
 }
@@ -230,6 +231,7 @@ impl TryFrom<pb::Endpoint> for Endpoint {
             node: e.node,
             pod: e.pod,
             hints_for_zones: e.hints_for_zones,
+            hints_for_nodes: e.hints_for_nodes,
         })
     }
 }

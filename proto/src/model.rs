@@ -101,6 +101,8 @@ pub struct Endpoint {
     pub pod: Option<String>,
     /// `hints.forZones`: the zones this endpoint should serve. Empty means no hints.
     pub hints_for_zones: Vec<String>,
+    /// `hints.forNodes`: the nodes this endpoint should serve. Empty means no hints.
+    pub hints_for_nodes: Vec<String>,
 }
 
 impl Endpoint {
@@ -115,6 +117,7 @@ impl Endpoint {
             node: None,
             pod: None,
             hints_for_zones: Vec::new(),
+            hints_for_nodes: Vec::new(),
         }
     }
 }

@@ -43,8 +43,14 @@ fn addr() -> impl Strategy<Value = EndpointAddr> {
 
 fn endpoint() -> impl Strategy<Value = Endpoint> {
     let names = (option::of(name()), option::of(name()), option::of(name()));
-    (addr(), any::<[bool; 3]>(), names, vec(name(), 0..3)).prop_map(
-        |(addr, [ready, serving, terminating], (zone, node, pod), hints_for_zones)| Endpoint {
+    let hints = (vec(name(), 0..3), vec(name(), 0..3));
+    (addr(), any::<[bool; 3]>(), names, hints).prop_map(
+        |(
+            addr,
+            [ready, serving, terminating],
+            (zone, node, pod),
+            (hints_for_zones, hints_for_nodes),
+        )| Endpoint {
             addr,
             ready,
             serving,
@@ -53,6 +59,7 @@ fn endpoint() -> impl Strategy<Value = Endpoint> {
             node,
             pod,
             hints_for_zones,
+            hints_for_nodes,
         },
     )
 }

@@ -142,12 +142,12 @@ pub struct Table {
 
 impl Table {
     /// Builds the table for `source`, reusing `previous`'s balancer state for every
-    /// (route, set) pair that survives. `zone` is this proxy's zone, for hints.
+    /// (route, set) pair that survives. `zone` and `node` are this proxy's, for hints.
     pub fn build(
         source: Arc<RouteTable>,
         version: Version,
         previous: &Table,
-        zone: Option<&str>,
+        (zone, node): (Option<&str>, Option<&str>),
         now: Instant,
     ) -> Table {
         let empty = |key: &EndpointSetKey| EndpointSet::new(key.clone());
@@ -156,7 +156,11 @@ impl Table {
         let mut targets = Vec::new();
         // In the router's order, so `targets` lines up with `Selected::route_index`.
         for route in router.routes() {
-            let config = BalanceConfig::new(&route.load_balancer, zone.map(str::to_owned));
+            let config = BalanceConfig::new(
+                &route.load_balancer,
+                zone.map(str::to_owned),
+                node.map(str::to_owned),
+            );
             let mut per_set = HashMap::default();
             for rule in &route.rules {
                 for backend in &rule.backends {
@@ -381,7 +385,7 @@ mod tests {
             table(&["127.0.0.11:8080"]),
             V1,
             &Table::default(),
-            None,
+            (None, None),
             now,
         );
         let (target, addr) = t
@@ -395,7 +399,7 @@ mod tests {
             .expect_err("unknown host");
         assert_eq!(err.reason(), "UnknownHost");
 
-        let empty = Table::build(table(&[]), V1, &t, None, now);
+        let empty = Table::build(table(&[]), V1, &t, (None, None), now);
         let err = empty
             .resolve("orders.shop", "/", now, &mut rng)
             .expect_err("no endpoints");
@@ -410,7 +414,7 @@ mod tests {
             table(&["127.0.0.11:8080"]),
             V1,
             &Table::default(),
-            None,
+            (None, None),
             now,
         );
         let (target, _) = first
@@ -420,7 +424,7 @@ mod tests {
             table(&["127.0.0.11:8080", "127.0.0.12:8080"]),
             V1,
             &first,
-            None,
+            (None, None),
             now,
         );
         let (again, _) = second

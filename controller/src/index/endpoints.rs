@@ -135,6 +135,7 @@ struct SliceEndpoint {
     node: Option<String>,
     pod: Option<String>,
     hints_for_zones: Vec<String>,
+    hints_for_nodes: Vec<String>,
 }
 
 impl Slice {
@@ -179,6 +180,7 @@ impl SliceEndpoint {
         let ready = conditions.ready.unwrap_or(true);
         let target = e.target_ref.as_ref();
         let hints = e.hints.iter().flat_map(|h| h.for_zones.iter().flatten());
+        let node_hints = e.hints.iter().flat_map(|h| h.for_nodes.iter().flatten());
         SliceEndpoint {
             ip,
             ready,
@@ -190,6 +192,7 @@ impl SliceEndpoint {
                 .filter(|t| t.kind.as_deref() == Some("Pod"))
                 .and_then(|t| t.name.clone()),
             hints_for_zones: hints.map(|z| z.name.clone()).collect(),
+            hints_for_nodes: node_hints.map(|n| n.name.clone()).collect(),
         }
     }
 
@@ -203,6 +206,7 @@ impl SliceEndpoint {
             node: self.node.clone(),
             pod: self.pod.clone(),
             hints_for_zones: self.hints_for_zones.clone(),
+            hints_for_nodes: self.hints_for_nodes.clone(),
         }
     }
 }

@@ -210,6 +210,10 @@ pub struct Endpoint {
     /// `hints.forZones`: the zones this endpoint should serve. Empty: no hints.
     #[prost(string, repeated, tag = "8")]
     pub hints_for_zones: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// `hints.forNodes` (`trafficDistribution: PreferSameNode`): the nodes this endpoint
+    /// should serve. Empty: no hints. Older proxies skip the field, as they should.
+    #[prost(string, repeated, tag = "9")]
+    pub hints_for_nodes: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// All or part of an endpoint set, inside a snapshot. Every set in the table appears in
 /// at least one part, even when it has no endpoints. Parts of one set carry the same

@@ -23,7 +23,7 @@ fn publish(state: &AdminState, endpoints: &[&str]) {
         Arc::new(table(endpoints)),
         v(3),
         &state.table.load(),
-        None,
+        (None, None),
         Instant::now(),
     );
     state.table.store(Arc::new(t));

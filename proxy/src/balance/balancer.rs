@@ -247,6 +247,7 @@ impl Balancer {
         let base = eligible::eligible(
             self.endpoints.iter().map(|s| &s.endpoint),
             self.config.zone.as_deref(),
+            self.config.node.as_deref(),
         );
         let endpoints = &self.endpoints;
         self.eligible = eligible::without_ejected(base, |i| endpoints[i].outlier.is_ejected(now));

@@ -16,17 +16,20 @@ pub struct BalanceConfig {
     pub slow_start: Option<Duration>,
     /// The proxy's zone (`--zone` or the Node's label); `None` ignores zone hints.
     pub zone: Option<String>,
+    /// The proxy's node (`--node`); `None` ignores node hints.
+    pub node: Option<String>,
     pub outlier: OutlierConfig,
     pub ewma: EwmaConfig,
 }
 
 impl BalanceConfig {
-    /// The configuration for a Route's `loadBalancer`, in the proxy's `zone`.
-    pub fn new(load_balancer: &LoadBalancer, zone: Option<String>) -> Self {
+    /// The configuration for a Route's `loadBalancer`, for a proxy in `zone` on `node`.
+    pub fn new(load_balancer: &LoadBalancer, zone: Option<String>, node: Option<String>) -> Self {
         BalanceConfig {
             policy: load_balancer.policy,
             slow_start: load_balancer.slow_start,
             zone,
+            node,
             ..BalanceConfig::default()
         }
     }

@@ -4,8 +4,11 @@
 //! 1. **Conditions (KEP-1669)**: `ready` endpoints; only when none is ready, the
 //!    `serving && terminating` ones (a rollout's last pods keep serving until their
 //!    replacements are ready).
-//! 2. **Zone hints** (as kube-proxy): when our zone is known and *every* endpoint of
-//!    that tier carries `hints.forZones`, those hinted for our zone; if none is, all.
+//! 2. **Topology hints**, as kube-proxy applies them: node hints (`hints.forNodes`, set
+//!    for `trafficDistribution: PreferSameNode`) first, then zone hints
+//!    (`hints.forZones`). Each applies only when our node (zone) is known, *every*
+//!    endpoint of the tier carries that kind of hint, and at least one is hinted for us;
+//!    otherwise the next kind is tried, and without either, the whole tier.
 //! 3. **Outlier ejection** with a panic threshold ([`without_ejected`]).
 
 use fairway_proto::model::Endpoint;
@@ -15,10 +18,12 @@ use fairway_proto::model::Endpoint;
 /// network), and the survivors would drown under the whole load.
 pub const MAX_EJECTED_PERCENT: usize = 50;
 
-/// Indices (in iteration order) of the endpoints that filters 1 and 2 keep.
+/// Indices (in iteration order) of the endpoints that filters 1 and 2 keep, for a proxy
+/// in `zone` on `node`.
 pub fn eligible<'a>(
     endpoints: impl IntoIterator<Item = &'a Endpoint>,
     zone: Option<&str>,
+    node: Option<&str>,
 ) -> Vec<usize> {
     let all: Vec<&Endpoint> = endpoints.into_iter().collect();
     let positions = |keep: &dyn Fn(&Endpoint) -> bool| -> Vec<usize> {
@@ -30,16 +35,21 @@ pub fn eligible<'a>(
     } else {
         ready
     };
-    let Some(zone) = zone else { return tier };
-    if !tier.iter().all(|&i| !all[i].hints_for_zones.is_empty()) {
-        return tier;
-    }
-    let local: Vec<usize> = tier
-        .iter()
-        .copied()
-        .filter(|&i| all[i].hints_for_zones.iter().any(|z| z == zone))
-        .collect();
-    if local.is_empty() { tier } else { local }
+    let hinted = |ours: Option<&str>, hints: fn(&Endpoint) -> &[String]| -> Option<Vec<usize>> {
+        let ours = ours?;
+        if !tier.iter().all(|&i| !hints(all[i]).is_empty()) {
+            return None;
+        }
+        let local: Vec<usize> = tier
+            .iter()
+            .copied()
+            .filter(|&i| hints(all[i]).iter().any(|h| h == ours))
+            .collect();
+        (!local.is_empty()).then_some(local)
+    };
+    hinted(node, |e| &e.hints_for_nodes)
+        .or_else(|| hinted(zone, |e| &e.hints_for_zones))
+        .unwrap_or(tier)
 }
 
 /// Drops ejected candidates, unless that leaves none or more than
@@ -72,6 +82,53 @@ mod tests {
         e
     }
 
+    fn on_nodes(mut e: Endpoint, nodes: &[&str]) -> Endpoint {
+        e.hints_for_nodes = nodes.iter().map(|n| (*n).to_owned()).collect();
+        e
+    }
+
+    #[test]
+    fn node_hints_win_over_zone_hints_and_fall_back_as_kube_proxy_does() {
+        let set = [
+            on_nodes(ep(1, true, true, false, &["a"]), &["n1"]),
+            on_nodes(ep(2, true, true, false, &["a"]), &["n2"]),
+            on_nodes(ep(3, true, true, false, &["b"]), &["n3"]),
+        ];
+        assert_eq!(
+            eligible(&set, Some("a"), Some("n2")),
+            [1],
+            "our node's endpoint"
+        );
+        assert_eq!(
+            eligible(&set, Some("a"), Some("n9")),
+            [0, 1],
+            "no endpoint for our node: zone hints"
+        );
+        assert_eq!(
+            eligible(&set, None, Some("n9")),
+            [0, 1, 2],
+            "nothing for us: all"
+        );
+        assert_eq!(
+            eligible(&set, Some("a"), None),
+            [0, 1],
+            "node unknown: zone hints"
+        );
+        let partly = [set[0].clone(), ep(2, true, true, false, &["a"])];
+        assert_eq!(
+            eligible(&partly, Some("b"), Some("n1")),
+            [0, 1],
+            "not every endpoint has node hints: they are ignored"
+        );
+        let not_ready = on_nodes(ep(4, false, true, false, &[]), &[]);
+        let with_unready = [set[0].clone(), set[1].clone(), not_ready];
+        assert_eq!(
+            eligible(&with_unready, None, Some("n1")),
+            [0],
+            "only the tier's endpoints need hints"
+        );
+    }
+
     #[test]
     fn terminating_only_when_no_ready() {
         let set = [
@@ -79,15 +136,18 @@ mod tests {
             ep(2, false, true, true, &[]),
             ep(3, false, false, true, &[]),
         ];
-        assert_eq!(eligible(&set, None), [0]);
+        assert_eq!(eligible(&set, None, None), [0]);
         assert_eq!(
-            eligible(&set[1..], None),
+            eligible(&set[1..], None, None),
             [0],
             "serving+terminating when none is ready"
         );
-        assert!(eligible(&set[2..], None).is_empty(), "not serving: never");
+        assert!(
+            eligible(&set[2..], None, None).is_empty(),
+            "not serving: never"
+        );
         let not_ready = ep(4, false, false, false, &[]);
-        assert!(eligible([&not_ready], None).is_empty());
+        assert!(eligible([&not_ready], None, None).is_empty());
     }
 
     #[test]
@@ -97,15 +157,15 @@ mod tests {
             ep(2, true, true, false, &["b"]),
             ep(3, true, true, false, &["a", "b"]),
         ];
-        assert_eq!(eligible(&set, Some("a")), [0, 2]);
-        assert_eq!(eligible(&set, Some("b")), [1, 2]);
+        assert_eq!(eligible(&set, Some("a"), None), [0, 2]);
+        assert_eq!(eligible(&set, Some("b"), None), [1, 2]);
         assert_eq!(
-            eligible(&set, None),
+            eligible(&set, None, None),
             [0, 1, 2],
             "zone unknown: hints ignored"
         );
         assert_eq!(
-            eligible(&set, Some("c")),
+            eligible(&set, Some("c"), None),
             [0, 1, 2],
             "no endpoint for our zone: all"
         );
@@ -113,7 +173,7 @@ mod tests {
         let mut partly = set.clone();
         partly[1].hints_for_zones.clear();
         assert_eq!(
-            eligible(&partly, Some("a")),
+            eligible(&partly, Some("a"), None),
             [0, 1, 2],
             "one unhinted endpoint disables hints"
         );
@@ -121,7 +181,7 @@ mod tests {
         // Hints of not-ready endpoints do not matter: only the serving tier counts.
         let mut with_unready = set.to_vec();
         with_unready.push(ep(4, false, false, false, &[]));
-        assert_eq!(eligible(&with_unready, Some("a")), [0, 2]);
+        assert_eq!(eligible(&with_unready, Some("a"), None), [0, 2]);
     }
 
     #[test]

@@ -284,7 +284,9 @@ impl Client {
             .zone
             .as_deref()
             .or(self.reported_zone.as_deref());
-        let table = Table::build(source, version, &previous, zone, Instant::now());
+        // `--node` for node hints (PreferSameNode); empty means unknown.
+        let node = Some(self.config.node.as_str()).filter(|n| !n.is_empty());
+        let table = Table::build(source, version, &previous, (zone, node), Instant::now());
         self.table.store(Arc::new(table));
         self.metrics.set_table_version(version);
         if first {

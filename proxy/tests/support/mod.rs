@@ -278,7 +278,7 @@ impl Proxy {
                 sequence: self.sequence,
             },
             &previous,
-            None,
+            (None, None),
             Instant::now(),
         );
         self.table.store(Arc::new(next));

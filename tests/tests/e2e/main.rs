@@ -15,6 +15,7 @@
 
 mod faults;
 mod scenarios;
+mod topology;
 mod world;
 
 use std::process::{Command, ExitCode};

@@ -51,6 +51,10 @@ pub fn all() -> Vec<Scenario> {
             name: "s8_faults_under_load",
             run: || Box::pin(crate::faults::faults_under_load()),
         },
+        Scenario {
+            name: "s9_node_hints_keep_traffic_on_the_node",
+            run: || Box::pin(crate::topology::node_hints_keep_traffic_on_the_node()),
+        },
     ]
 }
 

@@ -261,6 +261,7 @@ fn zone_node_pod_and_hints_are_carried() {
             node: Some("node-1".to_owned()),
             pod: Some("orders-7d9f".to_owned()),
             hints_for_zones: vec!["zone-a".to_owned(), "zone-b".to_owned()],
+            hints_for_nodes: vec!["node-1".to_owned()],
         }
     );
     assert_eq!(

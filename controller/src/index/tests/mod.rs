@@ -14,7 +14,7 @@ use std::num::NonZeroU16;
 use fairway_proto::model::{EndpointAddr, EndpointSet, EndpointSetKey, RouteKey};
 use k8s_openapi::api::core::v1::{ObjectReference, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{
-    Endpoint, EndpointConditions, EndpointHints, EndpointPort, EndpointSlice, ForZone,
+    Endpoint, EndpointConditions, EndpointHints, EndpointPort, EndpointSlice, ForNode, ForZone,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -161,7 +161,10 @@ pub(super) fn ep_placed(ip: &str, zone: &str, node: &str, pod: &str, hints: &[&s
                     })
                     .collect(),
             ),
-            for_nodes: None,
+            // As the EndpointSlice controller writes them for PreferSameNode.
+            for_nodes: Some(vec![ForNode {
+                name: node.to_owned(),
+            }]),
         }),
         ..ep(ip)
     }

@@ -80,7 +80,7 @@ fn table(upgrades: &[&str]) -> Table {
             sequence: 1,
         },
         &Table::default(),
-        None,
+        (None, None),
         Instant::now(),
     )
 }
