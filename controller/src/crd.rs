@@ -252,6 +252,12 @@ pub struct TimeoutsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub per_try: Option<String>,
+    /// gRPC calls (`content-type: application/grpc`) wait for response headers as long
+    /// as their `grpc-timeout` allows, not `request`; this caps that wait. Unset or
+    /// `0s`: the client's deadline alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub grpc_maximum: Option<String>,
 }
 
 impl Default for TimeoutsSpec {
@@ -260,6 +266,7 @@ impl Default for TimeoutsSpec {
             request: default_request_timeout(),
             connect: default_connect_timeout(),
             per_try: None,
+            grpc_maximum: None,
         }
     }
 }

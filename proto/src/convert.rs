@@ -395,6 +395,7 @@ impl From<&Route> for pb::Route {
                 request_ms: millis(r.timeouts.request),
                 connect_ms: millis(r.timeouts.connect),
                 per_try_ms: r.timeouts.per_try.map(millis),
+                grpc_maximum_ms: r.timeouts.grpc_maximum.map(millis),
             }),
             retries: Some(pb::Retries {
                 attempts: r.retries.attempts,
@@ -441,6 +442,7 @@ impl TryFrom<pb::Route> for Route {
                 request: Duration::from_millis(timeouts.request_ms),
                 connect: Duration::from_millis(timeouts.connect_ms),
                 per_try: timeouts.per_try_ms.map(Duration::from_millis),
+                grpc_maximum: timeouts.grpc_maximum_ms.map(Duration::from_millis),
             },
             retries: Retries {
                 attempts: retries.attempts,

@@ -260,6 +260,10 @@ pub struct Timeouts {
     /// Until response headers, each try (a pod that accepts and never answers costs one
     /// try, not the whole request). `None`: only `request` limits.
     pub per_try: Option<Duration>,
+    /// The longest a gRPC call may wait for response headers, whatever its
+    /// `grpc-timeout` asks. gRPC calls are bounded by their `grpc-timeout`, not by
+    /// `request`. `None`: the client's deadline alone.
+    pub grpc_maximum: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -268,6 +272,7 @@ impl Default for Timeouts {
             request: Duration::from_secs(15),
             connect: Duration::from_secs(2),
             per_try: None,
+            grpc_maximum: None,
         }
     }
 }

@@ -143,13 +143,18 @@ fn route() -> impl Strategy<Value = Route> {
                 }
             },
         );
-    let timeouts = (millis(), millis(), proptest::option::of(millis())).prop_map(
-        |(request, connect, per_try)| Timeouts {
+    let timeouts = (
+        millis(),
+        millis(),
+        proptest::option::of(millis()),
+        proptest::option::of(millis()),
+    )
+        .prop_map(|(request, connect, per_try, grpc_maximum)| Timeouts {
             request,
             connect,
             per_try,
-        },
-    );
+            grpc_maximum,
+        });
     let retries = (any::<u32>(), 0u32..=100).prop_map(|(attempts, budget_percent)| Retries {
         attempts,
         budget_percent,

@@ -253,6 +253,12 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
                 }
                 None => None,
             },
+            grpc_maximum: match &spec.timeouts.grpc_maximum {
+                Some(max) => {
+                    Some(duration("spec.timeouts.grpcMaximum", max)?).filter(|d| !d.is_zero())
+                }
+                None => None,
+            },
         },
         retries: model::Retries {
             attempts: retries.attempts,

@@ -355,6 +355,10 @@ pub struct Timeouts {
     /// elsewhere when the request may be. Absent: only `request_ms` limits.
     #[prost(uint64, optional, tag = "3")]
     pub per_try_ms: ::core::option::Option<u64>,
+    /// gRPC calls wait for response headers as long as their grpc-timeout allows, not
+    /// `request_ms`, and never longer than this. Absent: the client's deadline alone.
+    #[prost(uint64, optional, tag = "4")]
+    pub grpc_maximum_ms: ::core::option::Option<u64>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
