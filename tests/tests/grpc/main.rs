@@ -1,0 +1,116 @@
+//! gRPC through a real proxy, with peers no one on the project wrote: Python `grpcio`
+//! servers as pods and grpcio's own client, all in `tests/grpc/peer.py`. Each test starts
+//! its own controller (`--static-dir`), proxy and pods on loopback ([`world::World`]).
+//!
+//! Needs the `fairway-controller` and `fairway-proxy` binaries of this build and the test
+//! venv with `grpcio` (tests/run.sh builds and installs them).
+
+mod world;
+
+use std::time::{Duration, Instant};
+
+use world::World;
+
+/// Every test here runs several processes on 2 shared cores: one test at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unary_call_outlives_the_request_timeout_within_its_deadline() {
+    let _serial = SERIAL.lock().await;
+    let world = World::start(10, 1).await;
+    // The route's request timeout is 2 s; the client allows 10 s for a 4 s call.
+    let out = world.call("rpc.test", "Sleep", r#"{"ms": 4000}"#, 10.0).await;
+    assert_eq!(
+        out["code"], "OK",
+        "a gRPC call within its grpc-timeout is not cut by timeouts.request: {out}\n{}",
+        world.proxy_log_tail()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_deadline_ends_as_deadline_exceeded_and_the_pod_sees_the_cancel() {
+    let _serial = SERIAL.lock().await;
+    let world = World::start(20, 1).await;
+    let out = world.call("rpc.test", "Sleep", r#"{"ms": 5000}"#, 0.5).await;
+    assert_eq!(out["code"], "DEADLINE_EXCEEDED", "{out}");
+    let seconds = out["seconds"].as_f64().unwrap_or(f64::MAX);
+    assert!(seconds < 1.5, "the call ends near its 500 ms deadline: {out}");
+    // The pod notices within its 10 ms poll; give it a bounded while.
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = world.stats(1).await;
+        if stats["cancelled"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the pod sees the cancelled call within 5 s: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_maximum_caps_a_longer_deadline_as_deadline_exceeded() {
+    let _serial = SERIAL.lock().await;
+    let world = World::start(25, 1).await;
+    // grpcMaximum 1s on capped.test; the client allows 10 s for a 3 s call.
+    let out = world.call("capped.test", "Sleep", r#"{"ms": 3000}"#, 10.0).await;
+    assert_eq!(out["code"], "DEADLINE_EXCEEDED", "{out}");
+    assert_eq!(
+        out["trailers"]["fairway-error"], "Deadline",
+        "the proxy, not the client, ended it: {out}"
+    );
+    let details = out["details"].as_str().unwrap_or("");
+    assert!(details.contains("rpc/capped"), "the message names the route: {out}");
+    let seconds = out["seconds"].as_f64().unwrap_or(f64::MAX);
+    assert!((0.9..2.5).contains(&seconds), "cut near the 1 s maximum: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_made_errors_are_grpc_statuses_with_the_reason() {
+    let _serial = SERIAL.lock().await;
+    let world = World::start(30, 1).await;
+    // (authority, expected grpc-status name, fairway-error reason)
+    let cases = [
+        ("nope.test", "UNAVAILABLE", "UnknownHost"),
+        ("gone.test", "UNAVAILABLE", "ConnectFailed"),
+    ];
+    for (authority, code, reason) in cases {
+        let out = world.call(authority, "Sleep", r#"{"ms": 0}"#, 5.0).await;
+        assert_eq!(out["code"], code, "{authority}: {out}");
+        let details = out["details"].as_str().unwrap_or("");
+        assert!(
+            details.starts_with(reason),
+            "{authority}: grpc-message names the reason {reason}: {out}"
+        );
+        assert_eq!(
+            out["trailers"]["fairway-error"], reason,
+            "{authority}: the fairway-error header is kept: {out}"
+        );
+    }
+    let out = world.call("gone.test", "Sleep", "{}", 5.0).await;
+    let details = out["details"].as_str().unwrap_or("");
+    assert!(details.contains("rpc/gone"), "the message names the route: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_killed_mid_stream_reaches_the_client_as_unavailable() {
+    let _serial = SERIAL.lock().await;
+    let world = World::start(40, 1).await;
+    let pid = world.pod_pid(1).to_string();
+    let out = world
+        .client(&[
+            "stream",
+            &world.proxy(),
+            "rpc.test",
+            r#"{"n": 50, "ms": 100}"#,
+            &pid,
+        ])
+        .await;
+    assert_eq!(
+        out["code"], "UNAVAILABLE",
+        "as a direct connection to the killed pod would: {out}"
+    );
+    assert!(out["messages"].as_u64() >= Some(1), "{out}");
+}
