@@ -245,10 +245,13 @@ impl Body for UpstreamBody {
 pub enum ProxyBody {
     /// An HTTP/1.1 pod's body, read from its connection as the client takes it.
     Http1(Http1Body),
-    /// An HTTP/2 pod's body (hyper's stream) and the stream's lease.
+    /// An HTTP/2 pod's body (hyper's stream) and the stream's lease. `grpc`: a gRPC
+    /// response, whose stream, if the pod's breaks off, ends with `UNAVAILABLE`
+    /// trailers rather than a reset the client would read as `INTERNAL`.
     Upstream {
         body: Incoming,
         lease: Option<Lease>,
+        grpc: bool,
     },
     /// Written by the proxy itself.
     Full(Option<Bytes>),
@@ -274,6 +277,7 @@ impl ProxyBody {
         let mut this = ProxyBody::Upstream {
             body,
             lease: Some(lease),
+            grpc: false,
         };
         this.release_if_done();
         this
@@ -312,13 +316,20 @@ impl ProxyBody {
         }
     }
 
+    /// Marks an HTTP/2 pod's body as a gRPC response (see [`ProxyBody::Upstream`]).
+    pub fn end_as_grpc(&mut self) {
+        if let ProxyBody::Upstream { grpc, .. } = self {
+            *grpc = true;
+        }
+    }
+
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
         ProxyBody::Full((!bytes.is_empty()).then_some(bytes))
     }
 
     fn release_if_done(&mut self) {
-        if let ProxyBody::Upstream { body, lease } = self
+        if let ProxyBody::Upstream { body, lease, .. } = self
             && body.is_end_stream()
             && let Some(lease) = lease.take()
         {
@@ -394,13 +405,20 @@ impl Body for ProxyBody {
         let this = self.get_mut();
         match this {
             ProxyBody::Http1(body) => body.poll_frame(cx),
-            ProxyBody::Upstream { body, lease } => {
+            ProxyBody::Upstream { body, lease, grpc } => {
                 let polled = Pin::new(body).poll_frame(cx);
                 match &polled {
                     Poll::Ready(None) => {
                         if let Some(lease) = lease.take() {
                             lease.release();
                         }
+                    }
+                    Poll::Ready(Some(Err(error))) if *grpc => {
+                        tracing::debug!(%error, "a gRPC pod's stream broke off: UNAVAILABLE");
+                        // Nothing follows the trailers: the body ends as an empty one.
+                        *this = ProxyBody::Full(None);
+                        let trailers = crate::server::broken_stream_trailers();
+                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                     }
                     Poll::Ready(Some(Err(_))) => drop(lease.take()),
                     Poll::Ready(Some(Ok(_))) => this.release_if_done(),

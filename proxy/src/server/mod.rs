@@ -7,13 +7,15 @@
 //! `service` (route, pick, retry loop, error responses), which hands one try to
 //! `forward` (header hygiene, a pooled connection from [`crate::pool`], the upstream
 //! call). `retry` decides whether a failed try may be repeated (safety and budget, pure);
-//! `errors` turns every failed step into its exact status, reason and body. Upgrades
+//! `errors` turns every failed step into its exact status, reason and body, and `grpc`
+//! into a gRPC status for gRPC calls (with their `grpc-timeout` deadline). Upgrades
 //! (WebSockets) leave `service` for `upgrade`, which picks and asks the pod, then hands
 //! the switched connections to `tunnel`.
 
 mod downstream;
 mod errors;
 mod forward;
+mod grpc;
 mod headers;
 mod listener;
 mod retry;
@@ -35,6 +37,7 @@ use crate::table::TableHandle;
 
 pub use crate::body::REPLAY_BUFFER_LIMIT;
 pub use errors::{FAIRWAY_ERROR, ProxyError};
+pub(crate) use grpc::broken_stream_trailers;
 pub use headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 pub use retry::{
     Failure, MAX_SAVED_RETRIES, MIN_RETRIES_PER_SECOND, RetryBudget, is_idempotent,

@@ -13,6 +13,7 @@ use rand::rngs::SmallRng;
 
 use super::errors::ProxyError;
 use super::forward::{self, TryError, authority_of};
+use super::grpc;
 use super::headers;
 use super::retry::{self, Failure, SharedBudget};
 use super::upgrade;
@@ -69,11 +70,12 @@ pub async fn handle(
     request: Request<RequestBody>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let start = Instant::now();
+    let grpc = grpc::is_grpc(request.version(), request.headers());
     let answered = if conflicting_framing {
         // hyper already closes the connection after this answer (RFC 9112 §6.1).
         Err((ProxyError::ConflictingFraming, None, None))
     } else {
-        proxy(&shared, &client, request, start).await
+        proxy(&shared, &client, request, grpc, start).await
     };
     match answered {
         Ok(answer) => {
@@ -89,8 +91,12 @@ pub async fn handle(
             Ok(answer.response)
         }
         Err((error, route, endpoint)) => {
-            tracing::debug!(%error, reason = error.reason(), "answered with an error");
-            let response = error.to_response();
+            tracing::debug!(%error, reason = error.reason(), grpc, "answered with an error");
+            let response = if grpc {
+                grpc::error_response(&error)
+            } else {
+                error.to_response()
+            };
             // Errors before routing finished still name their route when they know it.
             let route = route.as_ref().map(|r| &r.key).or_else(|| error.route());
             let status = response.status().as_u16();
@@ -154,6 +160,7 @@ async fn proxy(
     shared: &Shared,
     client: &HeaderValue,
     request: Request<RequestBody>,
+    grpc: bool,
     start: Instant,
 ) -> Result<Answer, Failed> {
     // Only hyper's requests can be upgrades: the fast loop hands every request with
@@ -198,9 +205,10 @@ async fn proxy(
     // From here the pick is ended exactly once, whatever happens to this future.
     let guard = EndGuard::new(target, addr, start);
     shared.budget.deposit(route.retries.budget_percent);
-    let timeout = route.timeouts.request;
-    // Zero means no timeout (a Route that opts out), not "fail at once".
-    let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::from_std(start) + timeout);
+    // HTTP: the route's request timeout; gRPC: the call's own deadline (`grpc::limit`).
+    let asked = grpc.then(|| grpc::timeout(request.headers()));
+    let limit = grpc::limit(&route.timeouts, asked);
+    let deadline = limit.map(|limit| tokio::time::Instant::from_std(start) + limit);
     // Built and pinned in place: the try loop's future is kilobytes, and moving it (into
     // a timeout, or into a pinned local) would copy all of it on every request.
     let attempt = std::pin::pin!(tries(shared, client, request, guard, &table, deadline));
@@ -209,22 +217,29 @@ async fn proxy(
             Ok(result) => result,
             // The try in flight was dropped with the future; its `TimedOut` guard told
             // the balancer.
-            Err(_) => Err((
-                ProxyError::Timeout {
-                    route: route.key.clone(),
-                    timeout,
-                },
-                None,
-            )),
+            Err(_) => {
+                let (route, timeout) = (route.key.clone(), limit.unwrap_or_default());
+                let error = if grpc {
+                    ProxyError::Deadline { route, timeout }
+                } else {
+                    ProxyError::Timeout { route, timeout }
+                };
+                Err((error, None))
+            }
         },
         None => attempt.await,
     };
     outcome
         .map_err(|(error, endpoint)| (error, Some(Arc::clone(&route)), endpoint))
-        .map(|(response, endpoint)| Answer {
-            response,
-            route: Some(route),
-            endpoint: Some(endpoint),
+        .map(|(mut response, endpoint)| {
+            if grpc {
+                response.body_mut().end_as_grpc();
+            }
+            Answer {
+                response,
+                route: Some(route),
+                endpoint: Some(endpoint),
+            }
         })
 }
 

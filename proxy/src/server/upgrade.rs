@@ -264,7 +264,11 @@ pub async fn proxy(
             } else {
                 Outcome::Success
             });
-            let mut response = response.map(|body| ProxyBody::Upstream { body, lease: None });
+            let mut response = response.map(|body| ProxyBody::Upstream {
+                body,
+                lease: None,
+                grpc: false,
+            });
             headers::strip_response(response.headers_mut());
             return Ok(Answer {
                 response,
