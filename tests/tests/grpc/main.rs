@@ -19,9 +19,12 @@ async fn a_unary_call_outlives_the_request_timeout_within_its_deadline() {
     let _serial = SERIAL.lock().await;
     let world = World::start(10, 1).await;
     // The route's request timeout is 2 s; the client allows 10 s for a 4 s call.
-    let out = world.call("rpc.test", "Sleep", r#"{"ms": 4000}"#, 10.0).await;
+    let out = world
+        .call("rpc.test", "Sleep", r#"{"ms": 4000}"#, 10.0)
+        .await;
     assert_eq!(
-        out["code"], "OK",
+        out["code"],
+        "OK",
         "a gRPC call within its grpc-timeout is not cut by timeouts.request: {out}\n{}",
         world.proxy_log_tail()
     );
@@ -31,10 +34,15 @@ async fn a_unary_call_outlives_the_request_timeout_within_its_deadline() {
 async fn a_short_deadline_ends_as_deadline_exceeded_and_the_pod_sees_the_cancel() {
     let _serial = SERIAL.lock().await;
     let world = World::start(20, 1).await;
-    let out = world.call("rpc.test", "Sleep", r#"{"ms": 5000}"#, 0.5).await;
+    let out = world
+        .call("rpc.test", "Sleep", r#"{"ms": 5000}"#, 0.5)
+        .await;
     assert_eq!(out["code"], "DEADLINE_EXCEEDED", "{out}");
     let seconds = out["seconds"].as_f64().unwrap_or(f64::MAX);
-    assert!(seconds < 1.5, "the call ends near its 500 ms deadline: {out}");
+    assert!(
+        seconds < 1.5,
+        "the call ends near its 500 ms deadline: {out}"
+    );
     // The pod notices within its 10 ms poll; give it a bounded while.
     let until = Instant::now() + Duration::from_secs(5);
     loop {
@@ -55,16 +63,24 @@ async fn the_route_maximum_caps_a_longer_deadline_as_deadline_exceeded() {
     let _serial = SERIAL.lock().await;
     let world = World::start(25, 1).await;
     // grpcMaximum 1s on capped.test; the client allows 10 s for a 3 s call.
-    let out = world.call("capped.test", "Sleep", r#"{"ms": 3000}"#, 10.0).await;
+    let out = world
+        .call("capped.test", "Sleep", r#"{"ms": 3000}"#, 10.0)
+        .await;
     assert_eq!(out["code"], "DEADLINE_EXCEEDED", "{out}");
     assert_eq!(
         out["trailers"]["fairway-error"], "Deadline",
         "the proxy, not the client, ended it: {out}"
     );
     let details = out["details"].as_str().unwrap_or("");
-    assert!(details.contains("rpc/capped"), "the message names the route: {out}");
+    assert!(
+        details.contains("rpc/capped"),
+        "the message names the route: {out}"
+    );
     let seconds = out["seconds"].as_f64().unwrap_or(f64::MAX);
-    assert!((0.9..2.5).contains(&seconds), "cut near the 1 s maximum: {out}");
+    assert!(
+        (0.9..2.5).contains(&seconds),
+        "cut near the 1 s maximum: {out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +107,10 @@ async fn proxy_made_errors_are_grpc_statuses_with_the_reason() {
     }
     let out = world.call("gone.test", "Sleep", "{}", 5.0).await;
     let details = out["details"].as_str().unwrap_or("");
-    assert!(details.contains("rpc/gone"), "the message names the route: {out}");
+    assert!(
+        details.contains("rpc/gone"),
+        "the message names the route: {out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -198,7 +198,9 @@ endpoints:
     async fn wait_routable(&mut self) {
         let deadline = Instant::now() + START;
         loop {
-            let out = self.run(&["call", &self.proxy(), "rpc.test", "Stats", "{}", "5"]).await;
+            let out = self
+                .run(&["call", &self.proxy(), "rpc.test", "Stats", "{}", "5"])
+                .await;
             if out.as_ref().is_some_and(|o| o["code"] == "OK") {
                 return;
             }
@@ -225,13 +227,22 @@ endpoints:
         body: &str,
         timeout: f64,
     ) -> serde_json::Value {
-        self.client(&["call", &self.proxy(), authority, method, body, &timeout.to_string()])
-            .await
+        self.client(&[
+            "call",
+            &self.proxy(),
+            authority,
+            method,
+            body,
+            &timeout.to_string(),
+        ])
+        .await
     }
 
     /// `Stats` asked of pod `i` directly, not through the proxy.
     pub async fn stats(&self, i: usize) -> serde_json::Value {
-        let out = self.client(&["call", &self.pod(i), "rpc.test", "Stats", "{}", "5"]).await;
+        let out = self
+            .client(&["call", &self.pod(i), "rpc.test", "Stats", "{}", "5"])
+            .await;
         out["reply"].clone()
     }
 

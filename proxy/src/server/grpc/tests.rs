@@ -1,6 +1,6 @@
 use std::num::NonZeroU16;
 
-use fairway_proto::model::{EndpointSetKey, EndpointAddr, RouteKey};
+use fairway_proto::model::{EndpointAddr, EndpointSetKey, RouteKey};
 
 use super::*;
 use crate::router::RouteError;
@@ -35,7 +35,10 @@ fn grpc_is_http2_with_a_grpc_content_type() {
         let map = headers(&[("content-type", content_type)]);
         assert_eq!(is_grpc(version, &map), want, "{version:?} {content_type}");
     }
-    assert!(!is_grpc(Version::HTTP_2, &HeaderMap::new()), "no content-type");
+    assert!(
+        !is_grpc(Version::HTTP_2, &HeaderMap::new()),
+        "no content-type"
+    );
 }
 
 #[test]
@@ -98,9 +101,7 @@ fn each_proxy_error_has_its_grpc_code() {
         port: NonZeroU16::new(8080).expect("non-zero"),
     };
     let endpoint = EndpointAddr("10.0.0.1:8080".parse().expect("addr"));
-    let upstream = || {
-        super::super::forward::UpstreamError::Http1(crate::h1::Error::Closed)
-    };
+    let upstream = || super::super::forward::UpstreamError::Http1(crate::h1::Error::Closed);
     let cases = [
         (
             ProxyError::Resolve(ResolveError::NoRoute(RouteError::UnknownHost(
@@ -162,10 +163,22 @@ fn each_proxy_error_has_its_grpc_code() {
     for (error, want) in cases {
         assert_eq!(code(&error), want, "{error}");
         let response = error_response(&error);
-        assert_eq!(response.status(), StatusCode::OK, "trailers-only is HTTP 200");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "trailers-only is HTTP 200"
+        );
         let h = response.headers();
-        assert_eq!(h[GRPC_STATUS], (want as u16).to_string().as_str(), "{error}");
-        assert_eq!(h[FAIRWAY_ERROR], error.reason(), "the reason stays a header");
+        assert_eq!(
+            h[GRPC_STATUS],
+            (want as u16).to_string().as_str(),
+            "{error}"
+        );
+        assert_eq!(
+            h[FAIRWAY_ERROR],
+            error.reason(),
+            "the reason stays a header"
+        );
         assert_eq!(h[CONTENT_TYPE], "application/grpc");
         let message = h[GRPC_MESSAGE].to_str().expect("ascii");
         assert!(
@@ -173,7 +186,10 @@ fn each_proxy_error_has_its_grpc_code() {
             "grpc-message starts with the reason: {message}"
         );
         if let Some(route) = error.route() {
-            assert!(message.contains(&route.to_string()), "names the route: {message}");
+            assert!(
+                message.contains(&route.to_string()),
+                "names the route: {message}"
+            );
         }
         assert!(
             matches!(response.body(), ProxyBody::Full(None)),
