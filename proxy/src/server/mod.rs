@@ -6,7 +6,9 @@
 //! else (HTTP/2, chunked uploads, malformed heads) to hyper. Each request goes through
 //! `service` (route, pick, retry loop, error responses), which hands one try to
 //! `forward` (header hygiene, a pooled connection from [`crate::pool`], the upstream
-//! call). `retry` decides whether a failed try may be repeated (safety and budget, pure);
+//! call). `step` says what a finished try means (the balancer's outcome, retry or stop,
+//! the error), and `retry` whether a failed try may be repeated (safety and budget), both
+//! pure;
 //! `errors` turns every failed step into its exact status, reason and body, and `grpc`
 //! into a gRPC status for gRPC calls (with their `grpc-timeout` deadline). Upgrades
 //! (WebSockets) leave `service` for `upgrade`, which picks and asks the pod, then hands
@@ -21,6 +23,7 @@ mod listener;
 mod retry;
 mod sentry;
 mod service;
+mod step;
 mod tunnel;
 mod upgrade;
 

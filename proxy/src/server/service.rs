@@ -16,6 +16,7 @@ use super::forward::{self, TryError, authority_of};
 use super::grpc;
 use super::headers;
 use super::retry::{self, Failure, SharedBudget};
+use super::step::{self, Resend, Step};
 use super::upgrade;
 use crate::balance::{Outcome, Pick};
 use crate::body::UpstreamBody;
@@ -244,7 +245,8 @@ async fn proxy(
 }
 
 /// The try loop. Returns the response and the endpoint that gave it, or the last
-/// failure and the endpoint it came from.
+/// failure and the endpoint it came from. What each try's end means is `step`'s to
+/// decide; this sends, applies the answer and picks again.
 async fn tries(
     shared: &Shared,
     client: &HeaderValue,
@@ -255,20 +257,140 @@ async fn tries(
 ) -> Result<(Response<ProxyBody>, EndpointAddr), (ProxyError, Option<EndpointAddr>)> {
     let route = Arc::clone(&guard.target.route);
     let idempotent = retry::is_idempotent(request.method());
+    let request = prepare(client, request, idempotent, &route, &mut guard)
+        .await
+        .map_err(|error| (error, None))?;
+    let mut attempts_left = route.retries.attempts;
+    // The request for the next try. HTTP/1.1 only borrows it, so after a try it is still
+    // here for a retry without a copy; HTTP/2 takes it.
+    let mut request = Some(request);
+    // Endpoints this request already tried, filled only when it retries (no allocation
+    // for the request that succeeds first time): a retry goes elsewhere when it can.
+    let mut tried: Vec<EndpointAddr> = Vec::new();
+    loop {
+        let addr = guard.addr;
+        let settings = ConnSettings::new(&guard.target.route, guard.target.protocol);
+        // A copy to send again if this one fails after it was sent: only worth making
+        // when that retry could happen, and only for HTTP/2, which consumes the request
+        // (HTTP/1.1 borrows it). A per-try timeout drops the try mid-write: copy it then
+        // too.
+        let per_try = route.timeouts.per_try;
+        let consumed = settings.protocol == AppProtocol::H2c || per_try.is_some();
+        let backup = (attempts_left > 0 && idempotent && consumed)
+            .then(|| request.as_ref().and_then(clone_request))
+            .flatten();
+        let timer = TimedOut {
+            guard: &mut guard,
+            deadline,
+        };
+        let sent = send(shared, addr, &settings, per_try, &mut request).await;
+        timer.disarm();
+        let (failure, error, next) = match sent {
+            Ok(mut response) => {
+                let status = response.status();
+                // The status first: a request is only moved about when it may go again.
+                let again = step::response_retryable(status, attempts_left, idempotent)
+                    .then(|| backup.or_else(|| request.take()))
+                    .flatten()
+                    .filter(|r| r.body().is_replayable())
+                    .filter(|_| shared.budget.try_withdraw(std::time::Instant::now()));
+                let Some(again) = again else {
+                    guard.end(step::response_outcome(status));
+                    headers::strip_response(response.headers_mut());
+                    return Ok((response, addr));
+                };
+                guard.end(Outcome::Status5xx);
+                // A retry replaces this response; its connection goes if it is mid-body.
+                drop(response);
+                attempts_left -= 1;
+                guard = match next_pick(
+                    shared,
+                    &route,
+                    table,
+                    &mut tried,
+                    addr,
+                    Failure::Status,
+                    &again,
+                ) {
+                    Some(next) => next,
+                    None => {
+                        let error = ProxyError::Resolve(ResolveError::NoEndpoint {
+                            route: route.key.clone(),
+                            set: guard.target.backend.set.clone(),
+                        });
+                        return Err((error, Some(addr)));
+                    }
+                };
+                request = Some(again);
+                continue;
+            }
+            Err(try_error) => {
+                let classified = step::classify(&try_error);
+                guard.end(classified.outcome);
+                let next = match classified.resend {
+                    Resend::Slot => request.take(),
+                    Resend::Backup => backup,
+                    Resend::BackupOrSlot => backup.or_else(|| request.take()),
+                };
+                let error = step::error(&route.key, addr, try_error);
+                let Some(failure) = classified.failure else {
+                    return Err((error, Some(addr)));
+                };
+                (failure, error, next)
+            }
+        };
+        let Some(next_request) = next else {
+            return Err((error, Some(addr)));
+        };
+        let replayable = next_request.body().is_replayable();
+        let safe = retry::is_safe(failure, next_request.method(), replayable);
+        let go = match step::decide(failure, attempts_left, safe) {
+            Step::Stop => false,
+            Step::Retry { budgeted } => {
+                !budgeted || shared.budget.try_withdraw(std::time::Instant::now())
+            }
+        };
+        if !go {
+            return Err((error, Some(addr)));
+        }
+        attempts_left -= 1;
+        match next_pick(
+            shared,
+            &route,
+            table,
+            &mut tried,
+            addr,
+            failure,
+            &next_request,
+        ) {
+            Some(next) => guard = next,
+            None => return Err((error, Some(addr))),
+        }
+        request = Some(next_request);
+    }
+}
+
+/// The request as it goes to pods: its body ready to send (buffered when small and
+/// idempotent, so it may be retried), its headers edited for the hop.
+async fn prepare(
+    client: &HeaderValue,
+    request: Request<RequestBody>,
+    idempotent: bool,
+    route: &Route,
+    guard: &mut EndGuard,
+) -> Result<Request<UpstreamBody>, ProxyError> {
     let (mut parts, body) = request.into_parts();
     // Extensions belong to the downstream connection (upgrades, header case).
     parts.extensions.clear();
     // A body still to be read (hyper's path) is the client's upload, not the pod's time.
     let uploading = matches!(body, RequestBody::Hyper(_));
-    let mut body = body.into_upstream(idempotent).await.map_err(|source| {
-        (
-            ProxyError::ClientBody {
+    let mut body =
+        body.into_upstream(idempotent)
+            .await
+            .map_err(|source| ProxyError::ClientBody {
                 route: route.key.clone(),
                 source,
-            },
-            None,
-        )
-    })?;
+            })?;
     if uploading {
         guard.started = Instant::now();
     }
@@ -285,156 +407,41 @@ async fn tries(
         let fields = raw.as_ref().map(|raw| &raw.fields);
         headers::edit_request(&mut parts.headers, fields, Some(client));
     }
+    Ok(Request::from_parts(parts, body))
+}
 
-    let mut attempts_left = route.retries.attempts;
-    // The request for the next try. HTTP/1.1 only borrows it, so after a try it is still
-    // here for a retry without a copy; HTTP/2 takes it.
-    let mut request = Some(Request::from_parts(parts, body));
-    // Endpoints this request already tried, filled only when it retries (no allocation
-    // for the request that succeeds first time): a retry goes elsewhere when it can.
-    let mut tried: Vec<EndpointAddr> = Vec::new();
-    loop {
-        let addr = guard.addr;
-        let settings = ConnSettings::new(&guard.target.route, guard.target.protocol);
-        // A copy to send again if this one fails after it was sent: only worth making
-        // when that retry could happen, and only for HTTP/2, which consumes the request
-        // (HTTP/1.1 borrows it).
-        // A per-try timeout drops the try mid-write: copy it then too.
-        let per_try = route.timeouts.per_try;
-        let consumed = settings.protocol == AppProtocol::H2c || per_try.is_some();
-        let backup = (attempts_left > 0 && idempotent && consumed)
-            .then(|| request.as_ref().and_then(clone_request))
-            .flatten();
-        let timer = TimedOut {
-            guard: &mut guard,
-            deadline,
-        };
-        let sent = {
-            // In a block: the try ends (and gives back its borrow of the request) here.
-            let send = std::pin::pin!(forward::send(&shared.pools, addr, &settings, &mut request));
-            match per_try {
-                Some(limit) => tokio::time::timeout(limit, send)
-                    .await
-                    .unwrap_or(Err(TryError::TimedOut(limit))),
-                None => send.await,
-            }
-        };
-        timer.disarm();
-        let (failure, error, next) = match sent {
-            Ok(mut response) => {
-                let status = response.status();
-                // The status first: a request is only moved about when it may go again.
-                let again = (retry::is_retryable_status(status) && attempts_left > 0 && idempotent)
-                    .then(|| backup.or_else(|| request.take()))
-                    .flatten()
-                    .filter(|r| r.body().is_replayable());
-                if again.is_none() || !shared.budget.try_withdraw(std::time::Instant::now()) {
-                    guard.end(if status.is_server_error() {
-                        Outcome::Status5xx
-                    } else {
-                        Outcome::Success
-                    });
-                    headers::strip_response(response.headers_mut());
-                    return Ok((response, addr));
-                }
-                guard.end(Outcome::Status5xx);
-                // A retry replaces this response; its connection goes if it is mid-body.
-                drop(response);
-                attempts_left -= 1;
-                count_retry(shared, &route, Failure::Status);
-                let again = again.expect("checked above");
-                tried.push(addr);
-                guard = match repick(shared, &again, table, &tried) {
-                    Some((target, addr)) => EndGuard::new(target, addr, Instant::now()),
-                    None => {
-                        let error = ProxyError::Resolve(ResolveError::NoEndpoint {
-                            route: route.key.clone(),
-                            set: guard.target.backend.set.clone(),
-                        });
-                        return Err((error, Some(addr)));
-                    }
-                };
-                request = Some(again);
-                continue;
-            }
-            Err(TryError::Connect(source)) => {
-                guard.end(Outcome::ConnectFailure);
-                let error = ProxyError::ConnectFailed {
-                    route: route.key.clone(),
-                    source,
-                };
-                (Failure::NotSent, error, request.take())
-            }
-            Err(TryError::NotSent(source)) => {
-                // A pooled connection the pod closed just as we picked it (keep-alive
-                // race): says nothing about the pod's health.
-                guard.end(Outcome::Cancelled);
-                let error = ProxyError::UpstreamReset {
-                    route: route.key.clone(),
-                    endpoint: addr,
-                    source,
-                };
-                (Failure::NotSent, error, request.take())
-            }
-            Err(TryError::ClientBody(source)) => {
-                // Our side failed: the client's body broke off. Not the pod's fault.
-                guard.end(Outcome::Cancelled);
-                return Err((
-                    ProxyError::ClientBody {
-                        route: route.key.clone(),
-                        source,
-                    },
-                    Some(addr),
-                ));
-            }
-            Err(TryError::TimedOut(timeout)) => {
-                // The pod may have the request: retried only where a reset would be.
-                guard.end(Outcome::Timeout);
-                let error = ProxyError::TryTimeout {
-                    route: route.key.clone(),
-                    endpoint: addr,
-                    timeout,
-                };
-                (Failure::Reset, error, backup)
-            }
-            Err(TryError::Sent(source)) => {
-                guard.end(Outcome::Reset);
-                let error = ProxyError::UpstreamReset {
-                    route: route.key.clone(),
-                    endpoint: addr,
-                    source,
-                };
-                (Failure::Reset, error, backup.or_else(|| request.take()))
-            }
-        };
-        let Some(next_request) = next else {
-            return Err((error, Some(addr)));
-        };
-        let safe = retry::is_safe(
-            failure,
-            next_request.method(),
-            next_request.body().is_replayable(),
-        );
-        // The budget keeps retries from multiplying the load on struggling pods; a try
-        // that never reached a pod (refused connect) cost them nothing, so it retries
-        // within `attempts` alone. Otherwise a dead pod, picked again in the balancer's
-        // panic mode, could exhaust the budget while healthy pods stand by.
-        let budgeted = failure != Failure::NotSent;
-        if attempts_left == 0
-            || !safe
-            || (budgeted && !shared.budget.try_withdraw(std::time::Instant::now()))
-        {
-            return Err((error, Some(addr)));
-        }
-        attempts_left -= 1;
-        count_retry(shared, &route, failure);
-        tried.push(addr);
-        match repick(shared, &next_request, table, &tried) {
-            Some((target, addr)) => guard = EndGuard::new(target, addr, Instant::now()),
-            None => return Err((error, Some(addr))),
-        }
-        request = Some(next_request);
+/// One try, within the route's per-try timeout when it has one.
+async fn send(
+    shared: &Shared,
+    addr: EndpointAddr,
+    settings: &ConnSettings,
+    per_try: Option<Duration>,
+    request: &mut Option<Request<UpstreamBody>>,
+) -> Result<Response<ProxyBody>, TryError> {
+    let send = std::pin::pin!(forward::send(&shared.pools, addr, settings, request));
+    match per_try {
+        Some(limit) => tokio::time::timeout(limit, send)
+            .await
+            .unwrap_or(Err(TryError::TimedOut(limit))),
+        None => send.await,
     }
+}
+
+/// Counts a retry after `failure` at `addr` and picks where it goes, away from the
+/// endpoints already tried; `None` when no endpoint is left.
+fn next_pick(
+    shared: &Shared,
+    route: &Route,
+    table: &Table,
+    tried: &mut Vec<EndpointAddr>,
+    addr: EndpointAddr,
+    failure: Failure,
+    request: &Request<UpstreamBody>,
+) -> Option<EndGuard> {
+    count_retry(shared, route, failure);
+    tried.push(addr);
+    let (target, addr) = repick(shared, request, table, tried)?;
+    Some(EndGuard::new(target, addr, Instant::now()))
 }
 
 /// `fairway_proxy_retries_total`: one more try of `route` after `failure`.
