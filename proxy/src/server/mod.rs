@@ -20,6 +20,7 @@ mod forward;
 mod grpc;
 mod headers;
 mod listener;
+mod pick;
 mod retry;
 mod sentry;
 mod service;

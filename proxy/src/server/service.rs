@@ -1,20 +1,18 @@
-//! One request, start to end: route and pick, the try loop (timeouts, safe retries
+//! One request, start to end: route and pick (`pick`), the try loop (timeouts, safe retries
 //! within the budget, outcomes into the balancer), the answer and its metrics.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fairway_proto::model::{AppProtocol, EndpointAddr, Route, RouteKey};
 use http::header::HeaderValue;
 use http::{Method, Request, Response};
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
 
 use super::errors::ProxyError;
 use super::forward::{self, TryError, authority_of};
 use super::grpc;
 use super::headers;
+use super::pick::{EndGuard, TimedOut, pick, repick};
 use super::retry::{self, Failure, SharedBudget};
 use super::step::{self, Resend, Step};
 use super::upgrade;
@@ -23,7 +21,7 @@ use crate::body::UpstreamBody;
 use crate::body::{ProxyBody, RawFields as _};
 use crate::metrics::{Metrics, RetryReason};
 use crate::pool::{ConnSettings, Pools};
-use crate::table::{ResolveError, Table, TableHandle, Target};
+use crate::table::{ResolveError, Table, TableHandle};
 
 pub use crate::body::RequestBody;
 
@@ -36,22 +34,6 @@ pub struct Shared {
     pub budget: SharedBudget,
     /// Most headers in a request (HTTP/2; hyper enforces it for HTTP/1.1).
     pub max_headers: usize,
-}
-
-thread_local! {
-    /// Per-thread randomness for the balancers: no lock, no allocation per request.
-    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
-}
-
-/// Routes a request (or an upgrade) and picks its endpoint, counted as started.
-pub(super) fn pick(
-    table: &Table,
-    kind: Pick,
-    authority: &str,
-    path: &str,
-    now: Instant,
-) -> Result<(Target, EndpointAddr), ResolveError> {
-    RNG.with(|rng| table.resolve_for(kind, authority, path, now, &mut *rng.borrow_mut()))
 }
 
 /// How one request ended, for metrics.
@@ -118,44 +100,6 @@ fn record(
 }
 
 pub(super) type Failed = (ProxyError, Option<Arc<Route>>, Option<EndpointAddr>);
-
-/// Ends one pick in the balancer exactly once: with the outcome given to
-/// [`EndGuard::end`], or as [`Outcome::Cancelled`] if the request is dropped (the
-/// client went away) before that.
-pub(super) struct EndGuard {
-    target: Target,
-    addr: EndpointAddr,
-    started: Instant,
-    ended: bool,
-}
-
-impl EndGuard {
-    /// `started`: when the pick was made (the caller's clock reading, one fewer).
-    pub(super) fn new(target: Target, addr: EndpointAddr, started: Instant) -> Self {
-        EndGuard {
-            target,
-            addr,
-            started,
-            ended: false,
-        }
-    }
-
-    pub(super) fn end(&mut self, outcome: Outcome) {
-        if !self.ended {
-            self.ended = true;
-            let now = Instant::now();
-            self.target
-                .backend
-                .on_end(self.addr, now - self.started, outcome, now);
-        }
-    }
-}
-
-impl Drop for EndGuard {
-    fn drop(&mut self) {
-        self.end(Outcome::Cancelled);
-    }
-}
 
 async fn proxy(
     shared: &Shared,
@@ -453,66 +397,6 @@ fn count_retry(shared: &Shared, route: &Route, failure: Failure) {
     };
     shared.metrics.record_retry(&route.key.to_string(), reason);
 }
-
-/// Records [`Outcome::Timeout`] for the try in flight if the request deadline drops it
-/// (the guard alone would call that a cancellation, which is right only when the client
-/// went away).
-struct TimedOut<'a> {
-    guard: &'a mut EndGuard,
-    deadline: Option<tokio::time::Instant>,
-}
-
-impl TimedOut<'_> {
-    fn disarm(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for TimedOut<'_> {
-    fn drop(&mut self) {
-        if self
-            .deadline
-            .is_some_and(|d| tokio::time::Instant::now() >= d)
-        {
-            self.guard.end(Outcome::Timeout);
-        }
-    }
-}
-
-/// Picks again for a retry, from the newest table (an endpoint may have left), avoiding
-/// the endpoints in `tried` when a few picks find another.
-fn repick(
-    shared: &Shared,
-    request: &Request<UpstreamBody>,
-    fallback: &Table,
-    tried: &[EndpointAddr],
-) -> Option<(Target, EndpointAddr)> {
-    let authority = authority_of(request)?;
-    let path = request.uri().path();
-    let now = Instant::now();
-    let table = shared.table.load();
-    let table: &Table = if table.version.is_some() {
-        &table
-    } else {
-        fallback
-    };
-    let mut picked = pick(table, Pick::Request, authority, path, now).ok()?;
-    for _ in 1..REPICKS {
-        if !tried.contains(&picked.1) {
-            break;
-        }
-        let again = pick(table, Pick::Request, authority, path, now).ok()?;
-        // Every pick counts its endpoint in flight: end the one set aside.
-        let (target, addr) = std::mem::replace(&mut picked, again);
-        target
-            .backend
-            .on_end(addr, Duration::ZERO, Outcome::Cancelled, now);
-    }
-    Some(picked)
-}
-
-/// Picks tried per retry to find an endpoint this request has not tried yet.
-const REPICKS: usize = 4;
 
 fn clone_request(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
     let body = request.body().try_clone()?;
