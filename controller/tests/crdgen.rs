@@ -183,7 +183,11 @@ fn spec_has_exactly_the_design_fields() {
         keys(&props["timeouts"]),
         ["connect", "grpcMaximum", "perTry", "request"]
     );
-    assert_eq!(keys(&props["retries"]), ["attempts", "budgetPercent"]);
+    // `grpcStatuses`: gRPC status-aware retries (issue 22).
+    assert_eq!(
+        keys(&props["retries"]),
+        ["attempts", "budgetPercent", "grpcStatuses"]
+    );
     let status = &schema()["properties"]["status"];
     assert_eq!(
         keys(status),

@@ -400,6 +400,7 @@ impl From<&Route> for pb::Route {
             retries: Some(pb::Retries {
                 attempts: r.retries.attempts,
                 budget_percent: r.retries.budget_percent,
+                grpc_statuses: r.retries.grpc_statuses.clone(),
             }),
         }
     }
@@ -447,6 +448,7 @@ impl TryFrom<pb::Route> for Route {
             retries: Retries {
                 attempts: retries.attempts,
                 budget_percent: retries.budget_percent,
+                grpc_statuses: retries.grpc_statuses,
             },
         })
     }

@@ -283,13 +283,21 @@ pub struct Retries {
     pub attempts: u32,
     /// Retries allowed as a percentage of requests.
     pub budget_percent: u32,
+    /// gRPC status codes (wire numbers, ascending, no duplicates) after which a gRPC
+    /// call is tried again on another pod, when the pod ended it before any response
+    /// message (a trailers-only response). Empty: no gRPC status is retried.
+    pub grpc_statuses: Vec<u32>,
 }
+
+/// `UNAVAILABLE`: what gRPC's own retry policies retry by default.
+pub const DEFAULT_GRPC_RETRY_STATUSES: [u32; 1] = [14];
 
 impl Default for Retries {
     fn default() -> Self {
         Retries {
             attempts: 2,
             budget_percent: 20,
+            grpc_statuses: DEFAULT_GRPC_RETRY_STATUSES.to_vec(),
         }
     }
 }

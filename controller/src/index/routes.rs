@@ -263,6 +263,13 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
         retries: model::Retries {
             attempts: retries.attempts,
             budget_percent: retries.budget_percent,
+            grpc_statuses: {
+                let mut codes: Vec<u32> =
+                    retries.grpc_statuses.iter().map(|s| s.code()).collect();
+                codes.sort_unstable();
+                codes.dedup();
+                codes
+            },
         },
     })
 }
