@@ -24,6 +24,10 @@ use hyper::body::Incoming;
 use crate::h1::{self, Decoded, Decoder};
 use crate::pool::Lease;
 
+mod tape;
+
+pub use tape::Playback;
+
 /// Errors of a response body: the pod's connection failed mid-body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -75,6 +79,9 @@ pub enum UpstreamBody {
     Replayable(Replayable),
     /// The client's body, streamed: it can be sent once.
     Stream(Incoming),
+    /// The client's body, streamed and recorded (see [`UpstreamBody::record`]): sent
+    /// once, and its [`Playback`] may give a replayable copy after the try.
+    Recorded(tape::Recording),
 }
 
 /// A buffered request body. Cloning it is cheap (`Bytes`), which is what makes a retry
@@ -171,7 +178,23 @@ impl UpstreamBody {
     pub fn try_clone(&self) -> Option<UpstreamBody> {
         match self {
             UpstreamBody::Replayable(r) => Some(UpstreamBody::Replayable(r.clone())),
-            UpstreamBody::Stream(_) => None,
+            UpstreamBody::Stream(_) | UpstreamBody::Recorded(_) => None,
+        }
+    }
+
+    /// Records a streamed body as it is sent, up to [`REPLAY_BUFFER_LIMIT`], and returns
+    /// where to play it back from; `None` (and nothing changes) for any other body.
+    pub fn record(&mut self) -> Option<Playback> {
+        match std::mem::replace(self, UpstreamBody::empty()) {
+            UpstreamBody::Stream(body) => {
+                let (recording, playback) = tape::record(body);
+                *self = UpstreamBody::Recorded(recording);
+                Some(playback)
+            }
+            other => {
+                *self = other;
+                None
+            }
         }
     }
 
@@ -220,6 +243,7 @@ impl Body for UpstreamBody {
                 None => r.trailers.take().map(|t| Ok(Frame::trailers(*t))),
             }),
             UpstreamBody::Stream(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Recorded(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
@@ -227,6 +251,7 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Replayable(r) => r.data.is_none() && r.trailers.is_none(),
             UpstreamBody::Stream(body) => body.is_end_stream(),
+            UpstreamBody::Recorded(body) => body.is_end_stream(),
         }
     }
 
@@ -236,6 +261,7 @@ impl Body for UpstreamBody {
                 SizeHint::with_exact(r.data.as_ref().map_or(0, |d| d.len() as u64))
             }
             UpstreamBody::Stream(body) => body.size_hint(),
+            UpstreamBody::Recorded(body) => body.size_hint(),
         }
     }
 }

@@ -89,6 +89,8 @@ pub enum RetryReason {
     reset,
     /// A 502, 503 or 504 from the pod.
     status,
+    /// A gRPC call the pod ended at once with a status the route retries.
+    grpc_status,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

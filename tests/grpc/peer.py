@@ -5,8 +5,9 @@ project wrote). Messages are raw bytes holding JSON, so no .proto is compiled.
         A pod. Methods of service `test.T`:
           Sleep   {"ms": N}: sleeps N ms (in 10 ms steps, watching for the caller's
                   cancel), answers {"pod": NAME}; a cancelled call is counted.
-          Fail    {"code": "UNAVAILABLE", "pushback_ms": N?}: ends with that status
-                  (and `grpc-retry-pushback-ms` when given); counted per pod.
+          Fail    {"code": "UNAVAILABLE", "pushback_ms": N?, "only": NAME?}: ends
+                  with that status (and `grpc-retry-pushback-ms` when given), or, when
+                  `only` names another pod, answers {"pod": NAME}; counted per pod.
           Stream  {"n": N, "ms": M}: server streaming, N messages M ms apart.
           Stats   {}: {"pod": NAME, "cancelled": C, "fail_calls": F, "sleep_calls": S}.
     peer.py call TARGET AUTHORITY METHOD JSON TIMEOUT_S
@@ -55,6 +56,8 @@ class Pod:
         ask = json.loads(request or b"{}")
         with self.lock:
             self.fail_calls += 1
+        if ask.get("only", self.name) != self.name:
+            return json.dumps({"pod": self.name}).encode()
         if "pushback_ms" in ask:
             context.set_trailing_metadata((("grpc-retry-pushback-ms", str(ask["pushback_ms"])),))
         context.abort(getattr(grpc.StatusCode, ask["code"]), f"{self.name} failed on purpose")

@@ -21,6 +21,7 @@ use crate::table::ResolveError;
 pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
 
 /// The gRPC status codes the proxy answers with (the numbers are the wire values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +133,37 @@ pub fn error_response(error: &ProxyError) -> Response<ProxyBody> {
     }
     headers.insert(FAIRWAY_ERROR, HeaderValue::from_static(error.reason()));
     response
+}
+
+/// The `grpc-status` of a trailers-only response (headers that end the stream, so no
+/// response message was sent); `None` for any other response.
+pub fn trailers_only_status(headers: &HeaderMap, end_of_stream: bool) -> Option<u32> {
+    if !end_of_stream {
+        return None;
+    }
+    headers.get(GRPC_STATUS)?.to_str().ok()?.parse().ok()
+}
+
+/// What a pod's `grpc-retry-pushback-ms` asks of a retry (gRFC A6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushback {
+    /// No header: retry at once.
+    None,
+    /// Wait this long before the retry.
+    Wait(Duration),
+    /// A negative or malformed value: the pod asks not to be retried.
+    Refuse,
+}
+
+/// Reads `grpc-retry-pushback-ms`.
+pub fn pushback(headers: &HeaderMap) -> Pushback {
+    let Some(value) = headers.get(GRPC_RETRY_PUSHBACK_MS) else {
+        return Pushback::None;
+    };
+    match value.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
+        Some(ms) => Pushback::Wait(Duration::from_millis(ms)),
+        None => Pushback::Refuse,
+    }
 }
 
 /// The trailers that end a gRPC response whose pod failed mid-stream: `UNAVAILABLE`, as

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use fairway_proto::model::{AppProtocol, EndpointAddr, Route, RouteKey};
 use http::header::HeaderValue;
 use http::{Method, Request, Response};
+use http_body::Body as _;
 
 use super::errors::ProxyError;
 use super::forward::{self, TryError, authority_of};
@@ -14,10 +15,10 @@ use super::grpc;
 use super::headers;
 use super::pick::{EndGuard, TimedOut, pick, repick};
 use super::retry::{self, Failure, SharedBudget};
-use super::step::{self, Resend, Step};
+use super::step::{self, GrpcVerdict, Resend, Step};
 use super::upgrade;
 use crate::balance::{Outcome, Pick};
-use crate::body::UpstreamBody;
+use crate::body::{Playback, UpstreamBody};
 use crate::body::{ProxyBody, RawFields as _};
 use crate::metrics::{Metrics, RetryReason};
 use crate::pool::{ConnSettings, Pools};
@@ -156,7 +157,9 @@ async fn proxy(
     let deadline = limit.map(|limit| tokio::time::Instant::from_std(start) + limit);
     // Built and pinned in place: the try loop's future is kilobytes, and moving it (into
     // a timeout, or into a pinned local) would copy all of it on every request.
-    let attempt = std::pin::pin!(tries(shared, client, request, guard, &table, deadline));
+    let attempt = std::pin::pin!(tries(
+        shared, client, request, grpc, guard, &table, deadline
+    ));
     let outcome = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
             Ok(result) => result,
@@ -195,16 +198,25 @@ async fn tries(
     shared: &Shared,
     client: &HeaderValue,
     request: Request<RequestBody>,
+    grpc: bool,
     mut guard: EndGuard,
     table: &Table,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<(Response<ProxyBody>, EndpointAddr), (ProxyError, Option<EndpointAddr>)> {
     let route = Arc::clone(&guard.target.route);
     let idempotent = retry::is_idempotent(request.method());
-    let request = prepare(client, request, idempotent, &route, &mut guard)
+    let mut request = prepare(client, request, idempotent, &route, &mut guard)
         .await
         .map_err(|error| (error, None))?;
     let mut attempts_left = route.retries.attempts;
+    // A gRPC call that may be retried on a status keeps a copy of its head and records
+    // its streamed body, so it can go again although hyper's HTTP/2 takes it.
+    let recorded = (grpc && attempts_left > 0 && !route.retries.grpc_statuses.is_empty())
+        .then(|| {
+            let playback = request.body_mut().record()?;
+            Some((head_of(&request), playback))
+        })
+        .flatten();
     // The request for the next try. HTTP/1.1 only borrows it, so after a try it is still
     // here for a retry without a copy; HTTP/2 takes it.
     let mut request = Some(request);
@@ -232,12 +244,33 @@ async fn tries(
         let (failure, error, next) = match sent {
             Ok(mut response) => {
                 let status = response.status();
-                // The status first: a request is only moved about when it may go again.
-                let again = step::response_retryable(status, attempts_left, idempotent)
-                    .then(|| backup.or_else(|| request.take()))
-                    .flatten()
-                    .filter(|r| r.body().is_replayable())
-                    .filter(|_| shared.budget.try_withdraw(std::time::Instant::now()));
+                let (again, wait, reason) = if grpc {
+                    let verdict = step::grpc_response(
+                        &route.retries.grpc_statuses,
+                        grpc::trailers_only_status(
+                            response.headers(),
+                            response.body().is_end_stream(),
+                        ),
+                        attempts_left,
+                        grpc::pushback(response.headers()),
+                    );
+                    match verdict {
+                        GrpcVerdict::Deliver => (None, Duration::ZERO, RetryReason::grpc_status),
+                        GrpcVerdict::Retry { wait } => {
+                            let again = replay(backup, &mut request, recorded.as_ref());
+                            (again, wait, RetryReason::grpc_status)
+                        }
+                    }
+                } else {
+                    // The status first: a request is only moved about when it may go
+                    // again.
+                    let again = step::response_retryable(status, attempts_left, idempotent)
+                        .then(|| backup.or_else(|| request.take()))
+                        .flatten()
+                        .filter(|r| r.body().is_replayable());
+                    (again, Duration::ZERO, RetryReason::status)
+                };
+                let again = again.filter(|_| shared.budget.try_withdraw(std::time::Instant::now()));
                 let Some(again) = again else {
                     guard.end(step::response_outcome(status));
                     headers::strip_response(response.headers_mut());
@@ -247,15 +280,11 @@ async fn tries(
                 // A retry replaces this response; its connection goes if it is mid-body.
                 drop(response);
                 attempts_left -= 1;
-                guard = match next_pick(
-                    shared,
-                    &route,
-                    table,
-                    &mut tried,
-                    addr,
-                    Failure::Status,
-                    &again,
-                ) {
+                if !wait.is_zero() {
+                    // The pod's pushback; the request deadline still bounds it.
+                    tokio::time::sleep(wait).await;
+                }
+                guard = match next_pick(shared, &route, table, &mut tried, addr, reason, &again) {
                     Some(next) => next,
                     None => {
                         let error = ProxyError::Resolve(ResolveError::NoEndpoint {
@@ -298,13 +327,14 @@ async fn tries(
             return Err((error, Some(addr)));
         }
         attempts_left -= 1;
+        let reason = retry_reason(failure);
         match next_pick(
             shared,
             &route,
             table,
             &mut tried,
             addr,
-            failure,
+            reason,
             &next_request,
         ) {
             Some(next) => guard = next,
@@ -379,31 +409,59 @@ fn next_pick(
     table: &Table,
     tried: &mut Vec<EndpointAddr>,
     addr: EndpointAddr,
-    failure: Failure,
+    reason: RetryReason,
     request: &Request<UpstreamBody>,
 ) -> Option<EndGuard> {
-    count_retry(shared, route, failure);
+    shared.metrics.record_retry(&route.key.to_string(), reason);
     tried.push(addr);
     let (target, addr) = repick(shared, request, table, tried)?;
     Some(EndGuard::new(target, addr, Instant::now()))
 }
 
-/// `fairway_proxy_retries_total`: one more try of `route` after `failure`.
-fn count_retry(shared: &Shared, route: &Route, failure: Failure) {
-    let reason = match failure {
+/// `fairway_proxy_retries_total`'s reason for a retry after `failure`.
+fn retry_reason(failure: Failure) -> RetryReason {
+    match failure {
         Failure::NotSent => RetryReason::not_sent,
         Failure::Reset => RetryReason::reset,
         Failure::Status => RetryReason::status,
-    };
-    shared.metrics.record_retry(&route.key.to_string(), reason);
+    }
+}
+
+/// The request for a gRPC status retry: a replayable one still at hand, else the
+/// recorded head with the body played back (`None` if it was not sent whole within the
+/// replay limit).
+fn replay(
+    backup: Option<Request<UpstreamBody>>,
+    slot: &mut Option<Request<UpstreamBody>>,
+    recorded: Option<&(Request<()>, Playback)>,
+) -> Option<Request<UpstreamBody>> {
+    let at_hand = backup
+        .or_else(|| slot.take())
+        .filter(|r| r.body().is_replayable());
+    if at_hand.is_some() {
+        return at_hand;
+    }
+    let (head, playback) = recorded?;
+    let body = UpstreamBody::Replayable(playback.replayable()?);
+    Some(with_body(head, body))
+}
+
+/// A body-less copy of `request`'s head.
+fn head_of<B>(request: &Request<B>) -> Request<()> {
+    with_body(request, ())
+}
+
+/// A request with `head`'s method, URI, version and headers, and `body`.
+fn with_body<A, B>(head: &Request<A>, body: B) -> Request<B> {
+    let mut copy = Request::new(body);
+    *copy.method_mut() = head.method().clone();
+    *copy.uri_mut() = head.uri().clone();
+    *copy.version_mut() = head.version();
+    *copy.headers_mut() = head.headers().clone();
+    copy
 }
 
 fn clone_request(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
     let body = request.body().try_clone()?;
-    let mut copy = Request::new(body);
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    Some(copy)
+    Some(with_body(request, body))
 }

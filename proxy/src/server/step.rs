@@ -2,11 +2,14 @@
 //! request may go again, and the error the client gets when it does not. The try loop
 //! (`service::tries`) only sends, applies these answers and picks again.
 
+use std::time::Duration;
+
 use fairway_proto::model::{EndpointAddr, RouteKey};
 use http::StatusCode;
 
 use super::errors::ProxyError;
 use super::forward::TryError;
+use super::grpc::Pushback;
 use super::retry::{self, Failure};
 use crate::balance::Outcome;
 
@@ -88,6 +91,35 @@ pub fn response_outcome(status: StatusCode) -> Outcome {
 /// body or the budget: a retryable status, attempts left, an idempotent method.
 pub fn response_retryable(status: StatusCode, attempts_left: u32, idempotent: bool) -> bool {
     retry::is_retryable_status(status) && attempts_left > 0 && idempotent
+}
+
+/// What to do with a gRPC response (see [`grpc_response`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrpcVerdict {
+    /// Hand it to the client.
+    Deliver,
+    /// Try again on another pod after `wait` (budget and a replayable body permitting).
+    Retry { wait: Duration },
+}
+
+/// Whether a gRPC response is replaced by a retry: only a trailers-only response
+/// (`status`: its `grpc-status`; no response message reached the client, so nothing
+/// is lost) with a status the route lists, attempts left, and no pushback refusing it.
+pub fn grpc_response(
+    retried: &[u32],
+    status: Option<u32>,
+    attempts_left: u32,
+    pushback: Pushback,
+) -> GrpcVerdict {
+    let listed = status.is_some_and(|s| retried.contains(&s));
+    match pushback {
+        _ if !listed || attempts_left == 0 => GrpcVerdict::Deliver,
+        Pushback::Refuse => GrpcVerdict::Deliver,
+        Pushback::None => GrpcVerdict::Retry {
+            wait: Duration::ZERO,
+        },
+        Pushback::Wait(wait) => GrpcVerdict::Retry { wait },
+    }
 }
 
 /// The next step after a failed try.

@@ -133,3 +133,65 @@ async fn a_pod_killed_mid_stream_reaches_the_client_as_unavailable() {
     );
     assert!(out["messages"].as_u64() >= Some(1), "{out}");
 }
+
+/// `Fail` calls pod `i` has seen.
+async fn fail_calls(world: &World, i: usize) -> u64 {
+    world.stats(i).await["fail_calls"]
+        .as_u64()
+        .unwrap_or(u64::MAX)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retryable_grpc_status_is_retried_on_another_pod_and_another_is_not() {
+    let _serial = SERIAL.lock().await;
+    let world = World::start(50, 2).await;
+    // pod-1 answers UNAVAILABLE (retried by default), pod-2 OK: every call succeeds.
+    let body = r#"{"code": "UNAVAILABLE", "only": "pod-1"}"#;
+    for _ in 0..10 {
+        let out = world.call("rpc.test", "Fail", body, 10.0).await;
+        assert_eq!(
+            out["code"], "OK",
+            "UNAVAILABLE from pod-1 is retried on pod-2: {out}"
+        );
+        assert_eq!(out["reply"]["pod"], "pod-2", "{out}");
+    }
+    let (first, second) = (fail_calls(&world, 1).await, fail_calls(&world, 2).await);
+    assert!(
+        first >= 1 && second == 10,
+        "pod-2 answered all 10, pod-1 was tried too: pod-1 {first}, pod-2 {second}"
+    );
+    let metrics = world.proxy_metrics().await;
+    assert!(
+        metrics.contains("fairway_proxy_retries_total{route=\"rpc/rpc\",reason=\"grpc_status\"}"),
+        "retries on a gRPC status are counted:\n{metrics}"
+    );
+
+    // INTERNAL is not listed: one try only.
+    let out = world
+        .call("rpc.test", "Fail", r#"{"code": "INTERNAL"}"#, 10.0)
+        .await;
+    assert_eq!(out["code"], "INTERNAL", "{out}");
+    let total = fail_calls(&world, 1).await + fail_calls(&world, 2).await;
+    assert_eq!(total, first + second + 1, "INTERNAL is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_retry_pushback_is_honoured() {
+    let _serial = SERIAL.lock().await;
+    let world = World::start(60, 2).await;
+    // Every pod UNAVAILABLE, asking for 400 ms: the route's 2 retries wait 0.8 s in all.
+    let body = r#"{"code": "UNAVAILABLE", "pushback_ms": 400}"#;
+    let out = world.call("rpc.test", "Fail", body, 10.0).await;
+    assert_eq!(out["code"], "UNAVAILABLE", "{out}");
+    let seconds = out["seconds"].as_f64().unwrap_or(0.0);
+    assert!(seconds >= 0.8, "two retries, 400 ms apart each: {out}");
+    let total = fail_calls(&world, 1).await + fail_calls(&world, 2).await;
+    assert_eq!(total, 3, "the first try and 2 retries");
+
+    // A negative pushback: the pod asks not to be retried.
+    let body = r#"{"code": "UNAVAILABLE", "pushback_ms": -1}"#;
+    let out = world.call("rpc.test", "Fail", body, 10.0).await;
+    assert_eq!(out["code"], "UNAVAILABLE", "{out}");
+    let after = fail_calls(&world, 1).await + fail_calls(&world, 2).await;
+    assert_eq!(after, total + 1, "a negative pushback is not retried");
+}

@@ -205,3 +205,27 @@ fn grpc_message_is_percent_encoded() {
     assert_eq!(percent_encode("a\nb"), "a%0Ab");
     assert_eq!(percent_encode("é"), "%C3%A9");
 }
+
+#[test]
+fn trailers_only_status_and_pushback() {
+    let map = headers(&[("grpc-status", "14")]);
+    assert_eq!(trailers_only_status(&map, true), Some(14));
+    assert_eq!(
+        trailers_only_status(&map, false),
+        None,
+        "headers that do not end the stream: a message may follow"
+    );
+    assert_eq!(trailers_only_status(&HeaderMap::new(), true), None);
+
+    assert_eq!(pushback(&HeaderMap::new()), Pushback::None);
+    let cases = [
+        ("250", Pushback::Wait(Duration::from_millis(250))),
+        ("0", Pushback::Wait(Duration::ZERO)),
+        ("-1", Pushback::Refuse),
+        ("soon", Pushback::Refuse),
+    ];
+    for (value, want) in cases {
+        let map = headers(&[("grpc-retry-pushback-ms", value)]);
+        assert_eq!(pushback(&map), want, "grpc-retry-pushback-ms: {value}");
+    }
+}

@@ -125,3 +125,39 @@ fn decide_retries_safe_failures_with_attempts_left_and_budgets_only_sent_ones() 
         );
     }
 }
+
+#[test]
+fn grpc_responses_retry_only_listed_trailers_only_statuses_as_pushback_allows() {
+    let listed = [14];
+    let now = GrpcVerdict::Retry {
+        wait: Duration::ZERO,
+    };
+    let later = Duration::from_millis(300);
+    // (status of a trailers-only response, attempts left, pushback, verdict)
+    let cases = [
+        (Some(14), 1, Pushback::None, now),
+        (
+            Some(14),
+            2,
+            Pushback::Wait(later),
+            GrpcVerdict::Retry { wait: later },
+        ),
+        (Some(14), 1, Pushback::Refuse, GrpcVerdict::Deliver),
+        (Some(14), 0, Pushback::None, GrpcVerdict::Deliver),
+        (Some(13), 1, Pushback::None, GrpcVerdict::Deliver),
+        (Some(0), 1, Pushback::None, GrpcVerdict::Deliver),
+        (None, 1, Pushback::None, GrpcVerdict::Deliver),
+    ];
+    for (status, left, pushback, want) in cases {
+        assert_eq!(
+            grpc_response(&listed, status, left, pushback),
+            want,
+            "status {status:?}, {left} left, {pushback:?}"
+        );
+    }
+    assert_eq!(
+        grpc_response(&[], Some(14), 1, Pushback::None),
+        GrpcVerdict::Deliver,
+        "an empty list retries nothing"
+    );
+}
