@@ -22,6 +22,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
 use crate::h1::{self, Decoded, Decoder};
+use crate::metrics::{self, grpc::GrpcCall};
 use crate::pool::Lease;
 
 mod tape;
@@ -272,12 +273,13 @@ pub enum ProxyBody {
     /// An HTTP/1.1 pod's body, read from its connection as the client takes it.
     Http1(Http1Body),
     /// An HTTP/2 pod's body (hyper's stream) and the stream's lease. `grpc`: a gRPC
-    /// response, whose stream, if the pod's breaks off, ends with `UNAVAILABLE`
-    /// trailers rather than a reset the client would read as `INTERNAL`.
+    /// call, recorded in the metrics at its trailers, whose stream, if the pod's breaks
+    /// off, ends with `UNAVAILABLE` trailers rather than a reset the client would read
+    /// as `INTERNAL`.
     Upstream {
         body: Incoming,
         lease: Option<Lease>,
-        grpc: bool,
+        grpc: Option<Box<GrpcCall>>,
     },
     /// Written by the proxy itself.
     Full(Option<Bytes>),
@@ -303,7 +305,7 @@ impl ProxyBody {
         let mut this = ProxyBody::Upstream {
             body,
             lease: Some(lease),
-            grpc: false,
+            grpc: None,
         };
         this.release_if_done();
         this
@@ -342,10 +344,15 @@ impl ProxyBody {
         }
     }
 
-    /// Marks an HTTP/2 pod's body as a gRPC response (see [`ProxyBody::Upstream`]).
-    pub fn end_as_grpc(&mut self) {
-        if let ProxyBody::Upstream { grpc, .. } = self {
-            *grpc = true;
+    /// Makes an HTTP/2 pod's body end as a gRPC call (see [`ProxyBody::Upstream`]);
+    /// any other body gives `call` back.
+    pub fn end_as_grpc(&mut self, call: GrpcCall) -> Option<GrpcCall> {
+        match self {
+            ProxyBody::Upstream { grpc, .. } => {
+                *grpc = Some(Box::new(call));
+                None
+            }
+            _ => Some(call),
         }
     }
 
@@ -438,16 +445,30 @@ impl Body for ProxyBody {
                         if let Some(lease) = lease.take() {
                             lease.release();
                         }
+                        if let Some(call) = grpc.take() {
+                            call.finish(metrics::grpc::NO_TRAILERS);
+                        }
                     }
-                    Poll::Ready(Some(Err(error))) if *grpc => {
+                    Poll::Ready(Some(Err(error))) if grpc.is_some() => {
                         tracing::debug!(%error, "a gRPC pod's stream broke off: UNAVAILABLE");
+                        let trailers = crate::server::broken_stream_trailers();
+                        if let Some(call) = grpc.take() {
+                            call.finish(crate::server::grpc_status(&trailers).unwrap_or(14));
+                        }
                         // Nothing follows the trailers: the body ends as an empty one.
                         *this = ProxyBody::Full(None);
-                        let trailers = crate::server::broken_stream_trailers();
                         return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                     }
                     Poll::Ready(Some(Err(_))) => drop(lease.take()),
-                    Poll::Ready(Some(Ok(_))) => this.release_if_done(),
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(trailers) = frame.trailers_ref()
+                            && let Some(call) = grpc.take()
+                        {
+                            let code = crate::server::grpc_status(trailers);
+                            call.finish(code.unwrap_or(metrics::grpc::NO_TRAILERS));
+                        }
+                        this.release_if_done();
+                    }
                     Poll::Pending => {}
                 }
                 polled.map_err(Into::into)

@@ -37,6 +37,11 @@ impl Code {
     fn value(self) -> HeaderValue {
         HeaderValue::from(self as u16)
     }
+
+    /// The wire number.
+    pub fn number(self) -> u32 {
+        self as u32
+    }
 }
 
 /// Whether `request` is a gRPC call: HTTP/2 with `content-type: application/grpc`,
@@ -135,13 +140,19 @@ pub fn error_response(error: &ProxyError) -> Response<ProxyBody> {
     response
 }
 
+/// The `grpc-status` in `headers` (trailers, or the headers of a trailers-only
+/// response).
+pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
+    headers.get(GRPC_STATUS)?.to_str().ok()?.parse().ok()
+}
+
 /// The `grpc-status` of a trailers-only response (headers that end the stream, so no
 /// response message was sent); `None` for any other response.
 pub fn trailers_only_status(headers: &HeaderMap, end_of_stream: bool) -> Option<u32> {
     if !end_of_stream {
         return None;
     }
-    headers.get(GRPC_STATUS)?.to_str().ok()?.parse().ok()
+    grpc_status(headers)
 }
 
 /// What a pod's `grpc-retry-pushback-ms` asks of a retry (gRFC A6).

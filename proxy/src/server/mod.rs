@@ -41,7 +41,7 @@ use crate::table::TableHandle;
 
 pub use crate::body::REPLAY_BUFFER_LIMIT;
 pub use errors::{FAIRWAY_ERROR, ProxyError};
-pub(crate) use grpc::broken_stream_trailers;
+pub(crate) use grpc::{broken_stream_trailers, grpc_status};
 pub use headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 pub use retry::{
     Failure, MAX_SAVED_RETRIES, MIN_RETRIES_PER_SECOND, RetryBudget, is_idempotent,

@@ -20,6 +20,7 @@ use super::upgrade;
 use crate::balance::{Outcome, Pick};
 use crate::body::{Playback, UpstreamBody};
 use crate::body::{ProxyBody, RawFields as _};
+use crate::metrics::grpc::{self as grpc_metrics, GrpcCall};
 use crate::metrics::{Metrics, RetryReason};
 use crate::pool::{ConnSettings, Pools};
 use crate::table::{ResolveError, Table, TableHandle};
@@ -55,14 +56,20 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let start = Instant::now();
     let grpc = grpc::is_grpc(request.version(), request.headers());
+    // A gRPC call counts by its status however it ends: answered, or dropped here when
+    // the client goes away first (its deadline, a cancel).
+    let mut call = grpc.then(|| {
+        let asked = grpc::timeout(request.headers());
+        GrpcCall::new(Arc::clone(&shared.metrics), start, asked)
+    });
     let answered = if conflicting_framing {
         // hyper already closes the connection after this answer (RFC 9112 §6.1).
         Err((ProxyError::ConflictingFraming, None, None))
     } else {
-        proxy(&shared, &client, request, grpc, start).await
+        proxy(&shared, &client, request, call.as_mut(), start).await
     };
     match answered {
-        Ok(answer) => {
+        Ok(mut answer) => {
             let route = answer.route.as_ref().map(|r| &r.key);
             let status = answer.response.status().as_u16();
             record(
@@ -72,6 +79,12 @@ pub async fn handle(
                 status,
                 start.elapsed(),
             );
+            if let Some(mut call) = call {
+                if let Some(route) = route {
+                    call.aim(route, answer.endpoint);
+                }
+                follow_grpc(&mut answer.response, call);
+            }
             Ok(answer.response)
         }
         Err((error, route, endpoint)) => {
@@ -85,8 +98,29 @@ pub async fn handle(
             let route = route.as_ref().map(|r| &r.key).or_else(|| error.route());
             let status = response.status().as_u16();
             record(&shared.metrics, route, endpoint, status, start.elapsed());
+            if let Some(mut call) = call {
+                if let Some(route) = route {
+                    call.aim(route, endpoint);
+                }
+                call.finish(grpc::code(&error).number());
+            }
             Ok(response)
         }
+    }
+}
+
+/// Records a gRPC call in the metrics when it ends: now for a trailers-only answer,
+/// else at its trailers (the body carries `call`).
+fn follow_grpc(response: &mut Response<ProxyBody>, call: GrpcCall) {
+    let ended = grpc::trailers_only_status(response.headers(), response.body().is_end_stream());
+    if let Some(code) = ended {
+        return call.finish(code);
+    }
+    if let Some(call) = response.body_mut().end_as_grpc(call) {
+        // Not an HTTP/2 pod's stream (a gRPC pod behind a Route on HTTP1): its status,
+        // if any, is in the headers.
+        let code = grpc::grpc_status(response.headers());
+        call.finish(code.unwrap_or(grpc_metrics::NO_TRAILERS));
     }
 }
 
@@ -106,9 +140,10 @@ async fn proxy(
     shared: &Shared,
     client: &HeaderValue,
     request: Request<RequestBody>,
-    grpc: bool,
+    call: Option<&mut GrpcCall>,
     start: Instant,
 ) -> Result<Answer, Failed> {
+    let grpc = call.is_some();
     // Only hyper's requests can be upgrades: the fast loop hands every request with
     // `Upgrade` to hyper, so its own requests skip the look.
     let from_hyper = matches!(request.body(), RequestBody::Hyper(_));
@@ -148,6 +183,9 @@ async fn proxy(
     )
     .map_err(|e| (ProxyError::Resolve(e), None, None))?;
     let route = Arc::clone(&target.route);
+    if let Some(call) = call {
+        call.aim(&route.key, Some(addr));
+    }
     // From here the pick is ended exactly once, whatever happens to this future.
     let guard = EndGuard::new(target, addr, start);
     shared.budget.deposit(route.retries.budget_percent);
@@ -179,15 +217,10 @@ async fn proxy(
     };
     outcome
         .map_err(|(error, endpoint)| (error, Some(Arc::clone(&route)), endpoint))
-        .map(|(mut response, endpoint)| {
-            if grpc {
-                response.body_mut().end_as_grpc();
-            }
-            Answer {
-                response,
-                route: Some(route),
-                endpoint: Some(endpoint),
-            }
+        .map(|(response, endpoint)| Answer {
+            response,
+            route: Some(route),
+            endpoint: Some(endpoint),
         })
 }
 

@@ -268,7 +268,7 @@ pub async fn proxy(
             let mut response = response.map(|body| ProxyBody::Upstream {
                 body,
                 lease: None,
-                grpc: false,
+                grpc: None,
             });
             headers::strip_response(response.headers_mut());
             return Ok(Answer {

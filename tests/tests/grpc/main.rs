@@ -56,6 +56,12 @@ async fn a_short_deadline_ends_as_deadline_exceeded_and_the_pod_sees_the_cancel(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let metrics = world.proxy_metrics().await;
+    assert_eq!(
+        grpc_calls(&metrics, "rpc/rpc", "DEADLINE_EXCEEDED"),
+        1,
+        "the call the client gave up at its deadline counts as DEADLINE_EXCEEDED:\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,6 +117,17 @@ async fn proxy_made_errors_are_grpc_statuses_with_the_reason() {
         details.contains("rpc/gone"),
         "the message names the route: {out}"
     );
+    let metrics = world.proxy_metrics().await;
+    assert_eq!(
+        grpc_calls(&metrics, "", "UNAVAILABLE"),
+        1,
+        "the unknown host counts under no route:\n{metrics}"
+    );
+    assert_eq!(
+        grpc_calls(&metrics, "rpc/gone", "UNAVAILABLE"),
+        2,
+        "both calls to the dead pod count with their status:\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,6 +149,12 @@ async fn a_pod_killed_mid_stream_reaches_the_client_as_unavailable() {
         "as a direct connection to the killed pod would: {out}"
     );
     assert!(out["messages"].as_u64() >= Some(1), "{out}");
+    let metrics = world.proxy_metrics().await;
+    assert_eq!(
+        grpc_calls(&metrics, "rpc/rpc", "UNAVAILABLE"),
+        1,
+        "the broken stream counts as UNAVAILABLE:\n{metrics}"
+    );
 }
 
 /// `Fail` calls pod `i` has seen.
@@ -173,6 +196,22 @@ async fn a_retryable_grpc_status_is_retried_on_another_pod_and_another_is_not() 
     assert_eq!(out["code"], "INTERNAL", "{out}");
     let total = fail_calls(&world, 1).await + fail_calls(&world, 2).await;
     assert_eq!(total, first + second + 1, "INTERNAL is not retried");
+
+    let metrics = world.proxy_metrics().await;
+    // The readiness probe's Stats call is an OK too.
+    assert!(
+        grpc_calls(&metrics, "rpc/rpc", "OK") >= 10,
+        "the 10 retried calls count as OK:\n{metrics}"
+    );
+    assert_eq!(
+        grpc_calls(&metrics, "rpc/rpc", "INTERNAL"),
+        1,
+        "the INTERNAL call counts with its gRPC status, not HTTP 200:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("fairway_proxy_grpc_call_duration_seconds_count{route=\"rpc/rpc\"}"),
+        "gRPC calls are timed to their trailers:\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,4 +233,16 @@ async fn grpc_retry_pushback_is_honoured() {
     assert_eq!(out["code"], "UNAVAILABLE", "{out}");
     let after = fail_calls(&world, 1).await + fail_calls(&world, 2).await;
     assert_eq!(after, total + 1, "a negative pushback is not retried");
+}
+
+/// The sum of `fairway_proxy_grpc_calls_total` for `route` and `status` (every endpoint).
+fn grpc_calls(metrics: &str, route: &str, status: &str) -> u64 {
+    let route = format!("route=\"{route}\"");
+    let status = format!("grpc_status=\"{status}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("fairway_proxy_grpc_calls_total{"))
+        .filter(|l| l.contains(&route) && l.contains(&status))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
