@@ -8,7 +8,7 @@
 //! `forward` (header hygiene, a pooled connection from [`crate::pool`], the upstream
 //! call). `step` says what a finished try means (the balancer's outcome, retry or stop,
 //! the error), and `retry` whether a failed try may be repeated (safety and budget), both
-//! pure;
+//! pure; `resend` what a retry sends (a copy, or a gRPC call's recording played back);
 //! `errors` turns every failed step into its exact status, reason and body, and `grpc`
 //! into a gRPC status for gRPC calls (with their `grpc-timeout` deadline). Upgrades
 //! (WebSockets) leave `service` for `upgrade`, which picks and asks the pod, then hands
@@ -21,6 +21,7 @@ mod grpc;
 mod headers;
 mod listener;
 mod pick;
+mod resend;
 mod retry;
 mod sentry;
 mod service;

@@ -14,11 +14,12 @@ use super::forward::{self, TryError, authority_of};
 use super::grpc;
 use super::headers;
 use super::pick::{EndGuard, TimedOut, pick, repick};
-use super::retry::{self, Failure, SharedBudget};
-use super::step::{self, GrpcVerdict, Resend, Step};
+use super::resend;
+use super::retry::{self, SharedBudget};
+use super::step::{self, Resend, Step};
 use super::upgrade;
 use crate::balance::{Outcome, Pick};
-use crate::body::{Playback, UpstreamBody};
+use crate::body::UpstreamBody;
 use crate::body::{ProxyBody, RawFields as _};
 use crate::metrics::grpc::{self as grpc_metrics, GrpcCall};
 use crate::metrics::{Metrics, RetryReason};
@@ -247,7 +248,7 @@ async fn tries(
     let recorded = (grpc && attempts_left > 0 && !route.retries.grpc_statuses.is_empty())
         .then(|| {
             let playback = request.body_mut().record()?;
-            Some((head_of(&request), playback))
+            Some((resend::head_of(&request), playback))
         })
         .flatten();
     // The request for the next try. HTTP/1.1 only borrows it, so after a try it is still
@@ -266,7 +267,7 @@ async fn tries(
         let per_try = route.timeouts.per_try;
         let consumed = settings.protocol == AppProtocol::H2c || per_try.is_some();
         let backup = (attempts_left > 0 && idempotent && consumed)
-            .then(|| request.as_ref().and_then(clone_request))
+            .then(|| request.as_ref().and_then(resend::clone_request))
             .flatten();
         let timer = TimedOut {
             guard: &mut guard,
@@ -278,30 +279,17 @@ async fn tries(
             Ok(mut response) => {
                 let status = response.status();
                 let (again, wait, reason) = if grpc {
-                    let verdict = step::grpc_response(
-                        &route.retries.grpc_statuses,
-                        grpc::trailers_only_status(
-                            response.headers(),
-                            response.body().is_end_stream(),
-                        ),
+                    let retried = &route.retries.grpc_statuses;
+                    resend::after_grpc(
+                        &response,
+                        retried,
                         attempts_left,
-                        grpc::pushback(response.headers()),
-                    );
-                    match verdict {
-                        GrpcVerdict::Deliver => (None, Duration::ZERO, RetryReason::grpc_status),
-                        GrpcVerdict::Retry { wait } => {
-                            let again = replay(backup, &mut request, recorded.as_ref());
-                            (again, wait, RetryReason::grpc_status)
-                        }
-                    }
+                        backup,
+                        &mut request,
+                        recorded.as_ref(),
+                    )
                 } else {
-                    // The status first: a request is only moved about when it may go
-                    // again.
-                    let again = step::response_retryable(status, attempts_left, idempotent)
-                        .then(|| backup.or_else(|| request.take()))
-                        .flatten()
-                        .filter(|r| r.body().is_replayable());
-                    (again, Duration::ZERO, RetryReason::status)
+                    resend::after_status(status, attempts_left, idempotent, backup, &mut request)
                 };
                 let again = again.filter(|_| shared.budget.try_withdraw(std::time::Instant::now()));
                 let Some(again) = again else {
@@ -360,7 +348,7 @@ async fn tries(
             return Err((error, Some(addr)));
         }
         attempts_left -= 1;
-        let reason = retry_reason(failure);
+        let reason = resend::retry_reason(failure);
         match next_pick(
             shared,
             &route,
@@ -449,52 +437,4 @@ fn next_pick(
     tried.push(addr);
     let (target, addr) = repick(shared, request, table, tried)?;
     Some(EndGuard::new(target, addr, Instant::now()))
-}
-
-/// `fairway_proxy_retries_total`'s reason for a retry after `failure`.
-fn retry_reason(failure: Failure) -> RetryReason {
-    match failure {
-        Failure::NotSent => RetryReason::not_sent,
-        Failure::Reset => RetryReason::reset,
-        Failure::Status => RetryReason::status,
-    }
-}
-
-/// The request for a gRPC status retry: a replayable one still at hand, else the
-/// recorded head with the body played back (`None` if it was not sent whole within the
-/// replay limit).
-fn replay(
-    backup: Option<Request<UpstreamBody>>,
-    slot: &mut Option<Request<UpstreamBody>>,
-    recorded: Option<&(Request<()>, Playback)>,
-) -> Option<Request<UpstreamBody>> {
-    let at_hand = backup
-        .or_else(|| slot.take())
-        .filter(|r| r.body().is_replayable());
-    if at_hand.is_some() {
-        return at_hand;
-    }
-    let (head, playback) = recorded?;
-    let body = UpstreamBody::Replayable(playback.replayable()?);
-    Some(with_body(head, body))
-}
-
-/// A body-less copy of `request`'s head.
-fn head_of<B>(request: &Request<B>) -> Request<()> {
-    with_body(request, ())
-}
-
-/// A request with `head`'s method, URI, version and headers, and `body`.
-fn with_body<A, B>(head: &Request<A>, body: B) -> Request<B> {
-    let mut copy = Request::new(body);
-    *copy.method_mut() = head.method().clone();
-    *copy.uri_mut() = head.uri().clone();
-    *copy.version_mut() = head.version();
-    *copy.headers_mut() = head.headers().clone();
-    copy
-}
-
-fn clone_request(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
-    let body = request.body().try_clone()?;
-    Some(with_body(request, body))
 }
