@@ -15,6 +15,7 @@ use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode, Version};
 
 use super::errors::{FAIRWAY_ERROR, ProxyError};
+use super::forward::UpstreamError;
 use crate::body::ProxyBody;
 use crate::table::ResolveError;
 
@@ -132,7 +133,11 @@ pub fn error_response(error: &ProxyError) -> Response<ProxyBody> {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(GRPC_STATUS, code(error).value());
-    let message = percent_encode(&format!("{}: {error}", error.reason()));
+    let message = match hint(error) {
+        Some(hint) => format!("{}: {error}: {hint}", error.reason()),
+        None => format!("{}: {error}", error.reason()),
+    };
+    let message = percent_encode(&message);
     if let Ok(message) = HeaderValue::from_str(&message) {
         headers.insert(GRPC_MESSAGE, message);
     }
@@ -174,6 +179,22 @@ pub fn pushback(headers: &HeaderMap) -> Pushback {
     match value.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
         Some(ms) => Pushback::Wait(Duration::from_millis(ms)),
         None => Pushback::Refuse,
+    }
+}
+
+/// What a gRPC call sent to a pod over HTTP/1.1 (a Route left on `HTTP1`, or `Auto`
+/// without `appProtocol`) needs: gRPC servers speak HTTP/2 only.
+const HTTP1_HINT: &str = "gRPC needs HTTP/2 to the pod, and this route spoke HTTP/1.1: set \
+     spec.upstream.protocol: HTTP2 on the Route, or appProtocol: grpc on the Service port";
+
+/// What to add to an error's message so the user can fix its cause.
+fn hint(error: &ProxyError) -> Option<&'static str> {
+    match error {
+        ProxyError::UpstreamReset {
+            source: UpstreamError::Http1(_),
+            ..
+        } => Some(HTTP1_HINT),
+        _ => None,
     }
 }
 

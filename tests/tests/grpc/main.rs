@@ -97,6 +97,7 @@ async fn proxy_made_errors_are_grpc_statuses_with_the_reason() {
     let cases = [
         ("nope.test", "UNAVAILABLE", "UnknownHost"),
         ("gone.test", "UNAVAILABLE", "ConnectFailed"),
+        ("h1.test", "UNAVAILABLE", "UpstreamReset"),
     ];
     for (authority, code, reason) in cases {
         let out = world.call(authority, "Sleep", r#"{"ms": 0}"#, 5.0).await;
@@ -116,6 +117,12 @@ async fn proxy_made_errors_are_grpc_statuses_with_the_reason() {
     assert!(
         details.contains("rpc/gone"),
         "the message names the route: {out}"
+    );
+    let out = world.call("h1.test", "Sleep", "{}", 5.0).await;
+    let details = out["details"].as_str().unwrap_or("");
+    assert!(
+        details.contains("rpc/h1") && details.contains("spec.upstream.protocol: HTTP2"),
+        "a gRPC call on a Route left on HTTP1 says how to fix it: {out}"
     );
     let metrics = world.proxy_metrics().await;
     assert_eq!(

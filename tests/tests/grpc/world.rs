@@ -4,7 +4,8 @@
 //!
 //! Routes (namespace `rpc`): `rpc.test` to every pod (upstream HTTP2, request timeout
 //! 2s); `capped.test` the same with `timeouts.grpcMaximum: 1s`; `gone.test` to an
-//! address where nothing listens (no retries).
+//! address where nothing listens (no retries); `h1.test` to the pods but left on
+//! `HTTP1`, a misconfiguration a gRPC user meets.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -313,6 +314,16 @@ spec:
   - backends: [{service: rpc, port: 8080}]
   upstream: {protocol: HTTP2}
   timeouts: {request: 2s, grpcMaximum: 1s}
+---
+apiVersion: fairway.dev/v1alpha1
+kind: Route
+metadata: {name: h1, namespace: rpc, creationTimestamp: \"2026-01-01T00:00:00Z\"}
+spec:
+  hosts: [h1.test]
+  rules:
+  - backends: [{service: rpc, port: 8080}]
+  upstream: {protocol: HTTP1}
+  retries: {attempts: 0}
 ---
 apiVersion: fairway.dev/v1alpha1
 kind: Route

@@ -229,3 +229,19 @@ fn trailers_only_status_and_pushback() {
         assert_eq!(pushback(&map), want, "grpc-retry-pushback-ms: {value}");
     }
 }
+
+#[test]
+fn a_grpc_call_that_met_an_http1_pod_says_how_to_fix_the_route() {
+    let endpoint = EndpointAddr("10.0.0.1:8080".parse().expect("addr"));
+    let error = ProxyError::UpstreamReset {
+        route: route(),
+        endpoint,
+        source: super::super::forward::UpstreamError::Http1(crate::h1::Error::Closed),
+    };
+    let response = error_response(&error);
+    let message = response.headers()[GRPC_MESSAGE].to_str().expect("ascii");
+    assert!(
+        message.contains("spec.upstream.protocol: HTTP2"),
+        "names the fix: {message}"
+    );
+}
