@@ -105,6 +105,12 @@ impl Body for Recording {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
         let mut tape = self.tape.lock().unwrap_or_else(PoisonError::into_inner);
+        // Nobody can play it back any more (the call was answered, the retry window
+        // closed): a long streaming call must not hold its first 64 KiB for its life.
+        if Arc::strong_count(&self.tape) == 1 {
+            tape.spoil();
+            return Poll::Ready(polled);
+        }
         tape.note(polled.as_ref());
         // hyper stops polling a body that says it has ended (END_STREAM rides on the
         // last data frame), so the end is noted here, not only at `None`.
