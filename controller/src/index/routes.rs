@@ -264,8 +264,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
             attempts: retries.attempts,
             budget_percent: retries.budget_percent,
             grpc_statuses: {
-                let mut codes: Vec<u32> =
-                    retries.grpc_statuses.iter().map(|s| s.code()).collect();
+                let mut codes: Vec<u32> = retries.grpc_statuses.iter().map(|s| s.code()).collect();
                 codes.sort_unstable();
                 codes.dedup();
                 codes
