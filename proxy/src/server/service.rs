@@ -193,7 +193,9 @@ async fn proxy(
     // HTTP: the route's request timeout; gRPC: the call's own deadline (`grpc::limit`).
     let asked = grpc.then(|| grpc::timeout(request.headers()));
     let limit = grpc::limit(&route.timeouts, asked);
-    let deadline = limit.map(|limit| tokio::time::Instant::from_std(start) + limit);
+    // `checked_add`: a client's grpc-timeout may be 99999999H; past what the clock can
+    // hold there is no deadline to keep.
+    let deadline = limit.and_then(|limit| tokio::time::Instant::from_std(start).checked_add(limit));
     // Built and pinned in place: the try loop's future is kilobytes, and moving it (into
     // a timeout, or into a pinned local) would copy all of it on every request.
     let attempt = std::pin::pin!(tries(

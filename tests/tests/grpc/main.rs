@@ -28,6 +28,10 @@ async fn a_unary_call_outlives_the_request_timeout_within_its_deadline() {
         "a gRPC call within its grpc-timeout is not cut by timeouts.request: {out}\n{}",
         world.proxy_log_tail()
     );
+    // A deadline decades away (grpc-timeout in hours, the largest unit) is no deadline
+    // to keep, not a clock overflow.
+    let out = world.call("rpc.test", "Sleep", r#"{"ms": 0}"#, 3.0e8).await;
+    assert_eq!(out["code"], "OK", "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
