@@ -399,6 +399,12 @@ impl Body for ProxyBody {
                         {
                             let code = crate::server::grpc_status(trailers);
                             call.finish(code.unwrap_or(metrics::grpc::NO_TRAILERS));
+                        } else if body.is_end_stream()
+                            && let Some(call) = grpc.take()
+                        {
+                            // The last data frame ended the stream: no trailers will
+                            // come, and hyper polls no further.
+                            call.finish(metrics::grpc::NO_TRAILERS);
                         }
                         this.release_if_done();
                     }

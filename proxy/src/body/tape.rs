@@ -1,5 +1,5 @@
 //! A streamed request body that keeps a copy of what it sends, up to
-//! [`REPLAY_BUFFER_LIMIT`](super::REPLAY_BUFFER_LIMIT), so a gRPC call the pod refused
+//! [`super::REPLAY_BUFFER_LIMIT`], so a gRPC call the pod refused
 //! with a retryable status can be sent again although it was streamed (gRPC clients
 //! send no `Content-Length`, so the body cannot be buffered before the first try
 //! without stalling a streaming call). After linkerd2-proxy's `ReplayBody`.
@@ -34,7 +34,7 @@ pub struct Recording {
     tape: Arc<Mutex<Tape>>,
 }
 
-/// The other end of a [`Recording`], kept by the try loop.
+/// The other end of a recording (`UpstreamBody::Recorded`), kept by the try loop.
 #[derive(Clone, Debug)]
 pub struct Playback(Arc<Mutex<Tape>>);
 
