@@ -102,6 +102,8 @@ async fn proxy_made_errors_are_grpc_statuses_with_the_reason() {
         ("nope.test", "UNAVAILABLE", "UnknownHost"),
         ("gone.test", "UNAVAILABLE", "ConnectFailed"),
         ("h1.test", "UNAVAILABLE", "UpstreamReset"),
+        ("empty.test", "UNAVAILABLE", "NoEndpoint"),
+        ("missing.test", "INTERNAL", "ServiceNotFound"),
     ];
     for (authority, code, reason) in cases {
         let out = world.call(authority, "Sleep", r#"{"ms": 0}"#, 5.0).await;
@@ -122,6 +124,12 @@ async fn proxy_made_errors_are_grpc_statuses_with_the_reason() {
         details.contains("rpc/gone"),
         "the message names the route: {out}"
     );
+    // A pod slower than the per-try timeout, no retry left: the time ran out.
+    let out = world
+        .call("slow.test", "Sleep", r#"{"ms": 2000}"#, 10.0)
+        .await;
+    assert_eq!(out["code"], "DEADLINE_EXCEEDED", "{out}");
+    assert_eq!(out["trailers"]["fairway-error"], "TryTimeout", "{out}");
     let out = world.call("h1.test", "Sleep", "{}", 5.0).await;
     let details = out["details"].as_str().unwrap_or("");
     assert!(

@@ -5,7 +5,9 @@
 //! Routes (namespace `rpc`): `rpc.test` to every pod (upstream HTTP2, request timeout
 //! 2s); `capped.test` the same with `timeouts.grpcMaximum: 1s`; `gone.test` to an
 //! address where nothing listens (no retries); `h1.test` to the pods but left on
-//! `HTTP1`, a misconfiguration a gRPC user meets.
+//! `HTTP1`, a misconfiguration a gRPC user meets; `empty.test` to a Service with no
+//! endpoint; `missing.test` to a Service that does not exist; `slow.test` to the pods
+//! with `perTry: 300ms` and no retries.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -120,6 +122,21 @@ impl World {
         let gone = self.ip(pods + 1);
         format!(
             "apiVersion: v1
+kind: Service
+metadata: {{name: empty, namespace: rpc}}
+spec:
+  ports:
+  - {{name: grpc, port: 8080, targetPort: {port}, protocol: TCP}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: empty-abc12, namespace: rpc, labels: {{kubernetes.io/service-name: empty}}}}
+addressType: IPv4
+ports:
+- {{name: grpc, port: {port}, protocol: TCP}}
+endpoints: []
+---
+apiVersion: v1
 kind: Service
 metadata: {{name: gone, namespace: rpc}}
 spec:
@@ -323,6 +340,35 @@ spec:
   rules:
   - backends: [{service: rpc, port: 8080}]
   upstream: {protocol: HTTP1}
+  retries: {attempts: 0}
+---
+apiVersion: fairway.dev/v1alpha1
+kind: Route
+metadata: {name: empty, namespace: rpc, creationTimestamp: \"2026-01-01T00:00:00Z\"}
+spec:
+  hosts: [empty.test]
+  rules:
+  - backends: [{service: empty, port: 8080}]
+  upstream: {protocol: HTTP2}
+---
+apiVersion: fairway.dev/v1alpha1
+kind: Route
+metadata: {name: missing, namespace: rpc, creationTimestamp: \"2026-01-01T00:00:00Z\"}
+spec:
+  hosts: [missing.test]
+  rules:
+  - backends: [{service: nosuch, port: 8080}]
+  upstream: {protocol: HTTP2}
+---
+apiVersion: fairway.dev/v1alpha1
+kind: Route
+metadata: {name: slow, namespace: rpc, creationTimestamp: \"2026-01-01T00:00:00Z\"}
+spec:
+  hosts: [slow.test]
+  rules:
+  - backends: [{service: rpc, port: 8080}]
+  upstream: {protocol: HTTP2}
+  timeouts: {perTry: 300ms}
   retries: {attempts: 0}
 ---
 apiVersion: fairway.dev/v1alpha1
