@@ -105,3 +105,78 @@ pub fn clone_request(request: &Request<UpstreamBody>) -> Option<Request<Upstream
     let body = request.body().try_clone()?;
     Some(with_body(request, body))
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http::header::HeaderValue;
+
+    use super::*;
+
+    fn grpc_request() -> Request<UpstreamBody> {
+        let mut request = Request::new(UpstreamBody::empty());
+        *request.method_mut() = http::Method::POST;
+        request
+            .headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/grpc"));
+        request
+    }
+
+    /// Header fields of a pod's answer.
+    type Fields = &'static [(&'static str, &'static str)];
+
+    /// A pod's answer: `pairs` as headers; `body`: a message follows (not trailers-only).
+    fn answer(pairs: Fields, body: bool) -> Response<ProxyBody> {
+        let body = if body {
+            ProxyBody::full(Bytes::from_static(b"\0\0\0\0\x01x"))
+        } else {
+            ProxyBody::Full(None)
+        };
+        let mut response = Response::new(body);
+        for (name, value) in pairs {
+            response
+                .headers_mut()
+                .insert(*name, HeaderValue::from_static(value));
+        }
+        response
+    }
+
+    #[test]
+    fn a_grpc_answer_is_replaced_only_when_trailers_only_listed_and_not_refused() {
+        let unavailable: Fields = &[("grpc-status", "14")];
+        let pushed: Fields = &[("grpc-status", "14"), ("grpc-retry-pushback-ms", "200")];
+        let refused: Fields = &[("grpc-status", "14"), ("grpc-retry-pushback-ms", "-1")];
+        let internal: Fields = &[("grpc-status", "13")];
+        // (the pod's answer, a message follows, retried?, the wait)
+        let cases: [(Fields, bool, bool, u64); 5] = [
+            (unavailable, false, true, 0),
+            (pushed, false, true, 200),
+            (refused, false, false, 0),
+            (internal, false, false, 0),
+            (unavailable, true, false, 0),
+        ];
+        for (pairs, body, retried, wait) in cases {
+            let response = answer(pairs, body);
+            let mut slot = Some(grpc_request());
+            let (again, waited, reason) = after_grpc(&response, &[14], 1, None, &mut slot, None);
+            assert_eq!(
+                again.is_some(),
+                retried,
+                "{pairs:?}, message follows: {body}"
+            );
+            assert_eq!(waited, Duration::from_millis(wait), "{pairs:?}");
+            assert_eq!(reason, RetryReason::grpc_status);
+        }
+    }
+
+    #[test]
+    fn nothing_to_replay_means_no_retry() {
+        let response = answer(&[("grpc-status", "14")], false);
+        let mut slot = None;
+        let (again, ..) = after_grpc(&response, &[14], 1, None, &mut slot, None);
+        assert!(
+            again.is_none(),
+            "HTTP/2 took the request and nothing was recorded: the answer stands"
+        );
+    }
+}
