@@ -4,7 +4,7 @@
 #
 # Needs: Rust (cargo), Go >= 1.26 (builds the real kube-apiserver and etcd once, cached
 # under target/fairway-kube, and helm from tests/helm, cached under target/fairway-helm),
-# Python 3 with venv (the real kubectl and the h2, websockets and hypercorn packages from PyPI), slowhttptest
+# Python 3 with venv (the real kubectl and the h2, websockets, hypercorn and grpcio packages from PyPI), slowhttptest
 # (Debian; installed here when running as root), h2spec (built from tests/h2spec).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,7 @@ KUBECTL_VERSION=1.36.3   # matches the test apiserver (tests/kube) and k8s-opena
 H2_VERSION=4.4.1         # Python h2, for the HTTP/2 flood runs
 WEBSOCKETS_VERSION=17.4  # Python websockets: the WebSocket pods and clients (tests/upgrade)
 HYPERCORN_VERSION=0.18.0 # Python Hypercorn: an HTTP/2-only WebSocket pod (RFC 8441, tests/upgrade)
+GRPCIO_VERSION=1.85.1    # Python grpcio: the gRPC pods and clients (tests/grpc), as in tests/tests/grpc/world.rs
 
 need() {
   command -v "$1" >/dev/null 2>&1 || { echo "tests/run.sh: '$1' not found: $2" >&2; exit 1; }
@@ -37,6 +38,10 @@ if ! "$venv/bin/python3" -c "import websockets, sys; sys.exit(websockets.__versi
   || ! "$venv/bin/pip" show hypercorn 2>/dev/null | grep -qx "Version: $HYPERCORN_VERSION"; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "websockets==$WEBSOCKETS_VERSION" "hypercorn==$HYPERCORN_VERSION"
+fi
+# Python grpcio for the gRPC tests (tests/grpc/peer.py), same venv.
+if ! "$venv/bin/python3" -c "import grpc, sys; sys.exit(grpc.__version__ != '$GRPCIO_VERSION')" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "grpcio==$GRPCIO_VERSION"
 fi
 export PATH="$PWD/$venv/bin:$PATH"
 

@@ -252,6 +252,12 @@ pub struct TimeoutsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub per_try: Option<String>,
+    /// gRPC calls (`content-type: application/grpc`) wait for response headers as long
+    /// as their `grpc-timeout` allows, not `request`; this caps that wait. Unset or
+    /// `0s`: the client's deadline alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub grpc_maximum: Option<String>,
 }
 
 impl Default for TimeoutsSpec {
@@ -260,6 +266,7 @@ impl Default for TimeoutsSpec {
             request: default_request_timeout(),
             connect: default_connect_timeout(),
             per_try: None,
+            grpc_maximum: None,
         }
     }
 }
@@ -276,6 +283,11 @@ pub struct RetriesSpec {
     #[serde(default = "default_retry_budget_percent")]
     #[schemars(range(max = 100), extend("format" = "int32"))]
     pub budget_percent: u32,
+    /// gRPC statuses after which a gRPC call is tried again on another pod, when the
+    /// pod ended it before any response message (within `attempts` and the budget,
+    /// honouring `grpc-retry-pushback-ms`). `[]`: none.
+    #[serde(default = "default_grpc_retry_statuses")]
+    pub grpc_statuses: Vec<GrpcStatus>,
 }
 
 impl Default for RetriesSpec {
@@ -283,6 +295,53 @@ impl Default for RetriesSpec {
         RetriesSpec {
             attempts: default_retry_attempts(),
             budget_percent: default_retry_budget_percent(),
+            grpc_statuses: default_grpc_retry_statuses(),
+        }
+    }
+}
+
+/// A gRPC status code by its canonical name (OK is no failure, so it is not listed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GrpcStatus {
+    Cancelled,
+    Unknown,
+    InvalidArgument,
+    DeadlineExceeded,
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    ResourceExhausted,
+    FailedPrecondition,
+    Aborted,
+    OutOfRange,
+    Unimplemented,
+    Internal,
+    Unavailable,
+    DataLoss,
+    Unauthenticated,
+}
+
+impl GrpcStatus {
+    /// The code's number on the wire (`grpc-status`).
+    pub fn code(self) -> u32 {
+        match self {
+            GrpcStatus::Cancelled => 1,
+            GrpcStatus::Unknown => 2,
+            GrpcStatus::InvalidArgument => 3,
+            GrpcStatus::DeadlineExceeded => 4,
+            GrpcStatus::NotFound => 5,
+            GrpcStatus::AlreadyExists => 6,
+            GrpcStatus::PermissionDenied => 7,
+            GrpcStatus::ResourceExhausted => 8,
+            GrpcStatus::FailedPrecondition => 9,
+            GrpcStatus::Aborted => 10,
+            GrpcStatus::OutOfRange => 11,
+            GrpcStatus::Unimplemented => 12,
+            GrpcStatus::Internal => 13,
+            GrpcStatus::Unavailable => 14,
+            GrpcStatus::DataLoss => 15,
+            GrpcStatus::Unauthenticated => 16,
         }
     }
 }
@@ -349,6 +408,9 @@ fn default_request_timeout() -> String {
 }
 fn default_connect_timeout() -> String {
     "2s".to_owned()
+}
+fn default_grpc_retry_statuses() -> Vec<GrpcStatus> {
+    vec![GrpcStatus::Unavailable]
 }
 fn default_retry_attempts() -> u32 {
     2

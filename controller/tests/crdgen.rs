@@ -177,9 +177,17 @@ fn spec_has_exactly_the_design_fields() {
             "upgrades"
         ]
     );
-    // `perTry` extends design.md section 3 (a silent pod must cost one try, issue 8).
-    assert_eq!(keys(&props["timeouts"]), ["connect", "perTry", "request"]);
-    assert_eq!(keys(&props["retries"]), ["attempts", "budgetPercent"]);
+    // `perTry` extends design.md section 3 (a silent pod must cost one try, issue 8);
+    // `grpcMaximum` caps gRPC deadlines (issue 22).
+    assert_eq!(
+        keys(&props["timeouts"]),
+        ["connect", "grpcMaximum", "perTry", "request"]
+    );
+    // `grpcStatuses`: gRPC status-aware retries (issue 22).
+    assert_eq!(
+        keys(&props["retries"]),
+        ["attempts", "budgetPercent", "grpcStatuses"]
+    );
     let status = &schema()["properties"]["status"];
     assert_eq!(
         keys(status),

@@ -397,10 +397,12 @@ impl From<&Route> for pb::Route {
                 request_ms: millis(r.timeouts.request),
                 connect_ms: millis(r.timeouts.connect),
                 per_try_ms: r.timeouts.per_try.map(millis),
+                grpc_maximum_ms: r.timeouts.grpc_maximum.map(millis),
             }),
             retries: Some(pb::Retries {
                 attempts: r.retries.attempts,
                 budget_percent: r.retries.budget_percent,
+                grpc_statuses: r.retries.grpc_statuses.clone(),
             }),
         }
     }
@@ -443,10 +445,12 @@ impl TryFrom<pb::Route> for Route {
                 request: Duration::from_millis(timeouts.request_ms),
                 connect: Duration::from_millis(timeouts.connect_ms),
                 per_try: timeouts.per_try_ms.map(Duration::from_millis),
+                grpc_maximum: timeouts.grpc_maximum_ms.map(Duration::from_millis),
             },
             retries: Retries {
                 attempts: retries.attempts,
                 budget_percent: retries.budget_percent,
+                grpc_statuses: retries.grpc_statuses,
             },
         })
     }

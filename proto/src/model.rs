@@ -263,6 +263,10 @@ pub struct Timeouts {
     /// Until response headers, each try (a pod that accepts and never answers costs one
     /// try, not the whole request). `None`: only `request` limits.
     pub per_try: Option<Duration>,
+    /// The longest a gRPC call may wait for response headers, whatever its
+    /// `grpc-timeout` asks. gRPC calls are bounded by their `grpc-timeout`, not by
+    /// `request`. `None`: the client's deadline alone.
+    pub grpc_maximum: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -271,6 +275,7 @@ impl Default for Timeouts {
             request: Duration::from_secs(15),
             connect: Duration::from_secs(2),
             per_try: None,
+            grpc_maximum: None,
         }
     }
 }
@@ -281,13 +286,21 @@ pub struct Retries {
     pub attempts: u32,
     /// Retries allowed as a percentage of requests.
     pub budget_percent: u32,
+    /// gRPC status codes (wire numbers, ascending, no duplicates) after which a gRPC
+    /// call is tried again on another pod, when the pod ended it before any response
+    /// message (a trailers-only response). Empty: no gRPC status is retried.
+    pub grpc_statuses: Vec<u32>,
 }
+
+/// `UNAVAILABLE`: what gRPC's own retry policies retry by default.
+pub const DEFAULT_GRPC_RETRY_STATUSES: [u32; 1] = [14];
 
 impl Default for Retries {
     fn default() -> Self {
         Retries {
             attempts: 2,
             budget_percent: 20,
+            grpc_statuses: DEFAULT_GRPC_RETRY_STATUSES.to_vec(),
         }
     }
 }

@@ -150,17 +150,28 @@ fn route() -> impl Strategy<Value = Route> {
                 }
             },
         );
-    let timeouts = (millis(), millis(), proptest::option::of(millis())).prop_map(
-        |(request, connect, per_try)| Timeouts {
+    let timeouts = (
+        millis(),
+        millis(),
+        proptest::option::of(millis()),
+        proptest::option::of(millis()),
+    )
+        .prop_map(|(request, connect, per_try, grpc_maximum)| Timeouts {
             request,
             connect,
             per_try,
-        },
-    );
-    let retries = (any::<u32>(), 0u32..=100).prop_map(|(attempts, budget_percent)| Retries {
-        attempts,
-        budget_percent,
-    });
+            grpc_maximum,
+        });
+    let retries = (
+        any::<u32>(),
+        0u32..=100,
+        proptest::collection::btree_set(1u32..=16, 0..4),
+    )
+        .prop_map(|(attempts, budget_percent, codes)| Retries {
+            attempts,
+            budget_percent,
+            grpc_statuses: codes.into_iter().collect(),
+        });
     let hosts = vec(name().prop_map(|n| format!("{n}.shop")), 0..3);
     (
         route_key(),

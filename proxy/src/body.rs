@@ -21,8 +21,16 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
-use crate::h1::{self, Decoded, Decoder};
+use crate::h1::{self, Decoder};
+use crate::metrics::{self, grpc::GrpcCall};
 use crate::pool::Lease;
+
+mod http1;
+mod tape;
+
+pub use http1::Http1Body;
+
+pub use tape::Playback;
 
 /// Errors of a response body: the pod's connection failed mid-body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -75,6 +83,9 @@ pub enum UpstreamBody {
     Replayable(Replayable),
     /// The client's body, streamed: it can be sent once.
     Stream(Incoming),
+    /// The client's body, streamed and recorded (see [`UpstreamBody::record`]): sent
+    /// once, and its [`Playback`] may give a replayable copy after the try.
+    Recorded(tape::Recording),
 }
 
 /// A buffered request body. Cloning it is cheap (`Bytes`), which is what makes a retry
@@ -171,7 +182,23 @@ impl UpstreamBody {
     pub fn try_clone(&self) -> Option<UpstreamBody> {
         match self {
             UpstreamBody::Replayable(r) => Some(UpstreamBody::Replayable(r.clone())),
-            UpstreamBody::Stream(_) => None,
+            UpstreamBody::Stream(_) | UpstreamBody::Recorded(_) => None,
+        }
+    }
+
+    /// Records a streamed body as it is sent, up to [`REPLAY_BUFFER_LIMIT`], and returns
+    /// where to play it back from; `None` (and nothing changes) for any other body.
+    pub fn record(&mut self) -> Option<Playback> {
+        match std::mem::replace(self, UpstreamBody::empty()) {
+            UpstreamBody::Stream(body) => {
+                let (recording, playback) = tape::record(body);
+                *self = UpstreamBody::Recorded(recording);
+                Some(playback)
+            }
+            other => {
+                *self = other;
+                None
+            }
         }
     }
 
@@ -220,6 +247,7 @@ impl Body for UpstreamBody {
                 None => r.trailers.take().map(|t| Ok(Frame::trailers(*t))),
             }),
             UpstreamBody::Stream(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Recorded(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
@@ -227,6 +255,7 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Replayable(r) => r.data.is_none() && r.trailers.is_none(),
             UpstreamBody::Stream(body) => body.is_end_stream(),
+            UpstreamBody::Recorded(body) => body.is_end_stream(),
         }
     }
 
@@ -236,6 +265,7 @@ impl Body for UpstreamBody {
                 SizeHint::with_exact(r.data.as_ref().map_or(0, |d| d.len() as u64))
             }
             UpstreamBody::Stream(body) => body.size_hint(),
+            UpstreamBody::Recorded(body) => body.size_hint(),
         }
     }
 }
@@ -245,27 +275,17 @@ impl Body for UpstreamBody {
 pub enum ProxyBody {
     /// An HTTP/1.1 pod's body, read from its connection as the client takes it.
     Http1(Http1Body),
-    /// An HTTP/2 pod's body (hyper's stream) and the stream's lease.
+    /// An HTTP/2 pod's body (hyper's stream) and the stream's lease. `grpc`: a gRPC
+    /// call, recorded in the metrics at its trailers, whose stream, if the pod's breaks
+    /// off, ends with `UNAVAILABLE` trailers rather than a reset the client would read
+    /// as `INTERNAL`.
     Upstream {
         body: Incoming,
         lease: Option<Lease>,
+        grpc: Option<Box<GrpcCall>>,
     },
     /// Written by the proxy itself.
     Full(Option<Bytes>),
-}
-
-/// The body of an HTTP/1.1 response: the connection's lease (returned to the pool after
-/// the last byte when the response allows reuse, closed otherwise) and the decoder.
-///
-/// It also carries the response's header fields as the pod sent them ([`h1::Fields`]):
-/// the response's `HeaderMap` starts empty, because the downstream fast loop writes the
-/// fields straight out and only hyper's path needs a map ([`ProxyBody::take_fields`]).
-#[derive(Debug)]
-pub struct Http1Body {
-    lease: Option<Lease>,
-    decoder: Decoder,
-    reusable: bool,
-    fields: h1::Fields,
 }
 
 impl ProxyBody {
@@ -274,6 +294,7 @@ impl ProxyBody {
         let mut this = ProxyBody::Upstream {
             body,
             lease: Some(lease),
+            grpc: None,
         };
         this.release_if_done();
         this
@@ -312,74 +333,30 @@ impl ProxyBody {
         }
     }
 
+    /// Makes an HTTP/2 pod's body end as a gRPC call (see [`ProxyBody::Upstream`]);
+    /// any other body gives `call` back.
+    pub fn end_as_grpc(&mut self, call: GrpcCall) -> Option<GrpcCall> {
+        match self {
+            ProxyBody::Upstream { grpc, .. } => {
+                *grpc = Some(Box::new(call));
+                None
+            }
+            _ => Some(call),
+        }
+    }
+
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
         ProxyBody::Full((!bytes.is_empty()).then_some(bytes))
     }
 
     fn release_if_done(&mut self) {
-        if let ProxyBody::Upstream { body, lease } = self
+        if let ProxyBody::Upstream { body, lease, .. } = self
             && body.is_end_stream()
             && let Some(lease) = lease.take()
         {
             lease.release();
         }
-    }
-}
-
-impl Http1Body {
-    /// The body is complete: the connection goes back to its pool if the response
-    /// allows it and nothing unasked follows; otherwise it closes.
-    fn finish(&mut self) {
-        if let Some(mut lease) = self.lease.take()
-            && self.reusable
-            && lease.http1_conn().is_some_and(|c| c.read.is_empty())
-        {
-            lease.release();
-        }
-    }
-
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        loop {
-            let Some(conn) = self.lease.as_mut().and_then(Lease::http1_conn) else {
-                return Poll::Ready(None);
-            };
-            let frame = match self.decoder.decode(&mut conn.read) {
-                Ok(Decoded::Data(data)) => Frame::data(data),
-                Ok(Decoded::Trailers(trailers)) => Frame::trailers(trailers),
-                Ok(Decoded::End) => {
-                    self.finish();
-                    return Poll::Ready(None);
-                }
-                Ok(Decoded::NeedMore) => {
-                    let read = std::task::ready!(conn.poll_fill(cx));
-                    match read {
-                        Ok(0) if self.decoder == Decoder::UntilClose => {
-                            self.decoder = Decoder::Done;
-                            self.lease = None;
-                            return Poll::Ready(None);
-                        }
-                        Ok(0) => return self.fail(h1::Error::Closed),
-                        Ok(_) => continue,
-                        Err(error) => return self.fail(h1::Error::Read(error)),
-                    }
-                }
-                Err(error) => return self.fail(error),
-            };
-            if self.decoder.is_done() {
-                // The frame owns its bytes: the connection may serve the next request
-                // while the client is still being written to.
-                self.finish();
-            }
-            return Poll::Ready(Some(Ok(frame)));
-        }
-    }
-
-    fn fail(&mut self, error: h1::Error) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        // Dropping the lease closes the connection: its framing is lost.
-        self.lease = None;
-        self.decoder = Decoder::Done;
-        Poll::Ready(Some(Err(error.into())))
     }
 }
 
@@ -394,16 +371,43 @@ impl Body for ProxyBody {
         let this = self.get_mut();
         match this {
             ProxyBody::Http1(body) => body.poll_frame(cx),
-            ProxyBody::Upstream { body, lease } => {
-                let polled = Pin::new(body).poll_frame(cx);
+            ProxyBody::Upstream { body, lease, grpc } => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
                 match &polled {
                     Poll::Ready(None) => {
                         if let Some(lease) = lease.take() {
                             lease.release();
                         }
+                        if let Some(call) = grpc.take() {
+                            call.finish(metrics::grpc::NO_TRAILERS);
+                        }
+                    }
+                    Poll::Ready(Some(Err(error))) if grpc.is_some() => {
+                        tracing::debug!(%error, "a gRPC pod's stream broke off: UNAVAILABLE");
+                        let trailers = crate::server::broken_stream_trailers();
+                        if let Some(call) = grpc.take() {
+                            call.finish(crate::server::grpc_status(&trailers).unwrap_or(14));
+                        }
+                        // Nothing follows the trailers: the body ends as an empty one.
+                        *this = ProxyBody::Full(None);
+                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                     }
                     Poll::Ready(Some(Err(_))) => drop(lease.take()),
-                    Poll::Ready(Some(Ok(_))) => this.release_if_done(),
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(trailers) = frame.trailers_ref()
+                            && let Some(call) = grpc.take()
+                        {
+                            let code = crate::server::grpc_status(trailers);
+                            call.finish(code.unwrap_or(metrics::grpc::NO_TRAILERS));
+                        } else if body.is_end_stream()
+                            && let Some(call) = grpc.take()
+                        {
+                            // The last data frame ended the stream: no trailers will
+                            // come, and hyper polls no further.
+                            call.finish(metrics::grpc::NO_TRAILERS);
+                        }
+                        this.release_if_done();
+                    }
                     Poll::Pending => {}
                 }
                 polled.map_err(Into::into)

@@ -89,6 +89,8 @@ pub enum RetryReason {
     reset,
     /// A 502, 503 or 504 from the pod.
     status,
+    /// A gRPC call the pod ended at once with a status the route retries.
+    grpc_status,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -135,6 +137,8 @@ pub struct Metrics {
     series: series::SeriesCache,
     /// Upgraded connections (WebSockets).
     pub upgrades: upgrades::UpgradeMetrics,
+    /// gRPC calls by status, timed to their trailers.
+    pub grpc: grpc::GrpcMetrics,
 }
 
 impl Metrics {
@@ -200,8 +204,10 @@ impl Metrics {
         );
 
         let upgrades = upgrades::UpgradeMetrics::register(&mut registry);
+        let grpc = grpc::GrpcMetrics::register(&mut registry);
         Metrics {
             upgrades,
+            grpc,
             registry,
             endpoint_labels,
             requests,
@@ -429,6 +435,7 @@ fn saturating_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+pub mod grpc;
 mod series;
 #[cfg(test)]
 mod tests;

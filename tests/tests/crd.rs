@@ -76,8 +76,8 @@ const VALID_SPEC: &str = "  hosts: [orders.shop.svc.cluster.local, orders.shop, 
     - {service: orders-admin, port: http, weight: 0}
   loadBalancer: {policy: PeakEwma, slowStart: 30s}
   upstream: {protocol: Auto, maxConnectionsPerEndpoint: 64, idleTimeout: 90s, maxConnectionAge: 0s, maxRequestsPerConnection: 0, upgrades: [websocket], upgradeIdleTimeout: 10m, maxUpgradeLifetime: 0s, drainTimeout: 20s}
-  timeouts: {request: 15s, connect: 250ms}
-  retries: {attempts: 2, budgetPercent: 20}
+  timeouts: {request: 15s, connect: 250ms, grpcMaximum: 30s}
+  retries: {attempts: 2, budgetPercent: 20, grpcStatuses: [UNAVAILABLE, RESOURCE_EXHAUSTED]}
 ";
 
 #[test]
@@ -173,6 +173,16 @@ fn schema_rejects_invalid_routes_naming_the_field() {
             "unknown policy",
             format!("  hosts: [orders]\n{backend}  loadBalancer: {{policy: Random}}\n"),
             "spec.loadBalancer.policy",
+        ),
+        (
+            "unknown gRPC status",
+            format!("  hosts: [orders]\n{backend}  retries: {{grpcStatuses: [UNAVAILABEL]}}\n"),
+            "spec.retries.grpcStatuses[0]",
+        ),
+        (
+            "malformed gRPC maximum",
+            format!("  hosts: [orders]\n{backend}  timeouts: {{grpcMaximum: soon}}\n"),
+            "spec.timeouts.grpcMaximum",
         ),
     ];
     for (i, (what, spec, field)) in cases.iter().enumerate() {

@@ -253,10 +253,22 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
                 }
                 None => None,
             },
+            grpc_maximum: match &spec.timeouts.grpc_maximum {
+                Some(max) => {
+                    Some(duration("spec.timeouts.grpcMaximum", max)?).filter(|d| !d.is_zero())
+                }
+                None => None,
+            },
         },
         retries: model::Retries {
             attempts: retries.attempts,
             budget_percent: retries.budget_percent,
+            grpc_statuses: {
+                let mut codes: Vec<u32> = retries.grpc_statuses.iter().map(|s| s.code()).collect();
+                codes.sort_unstable();
+                codes.dedup();
+                codes
+            },
         },
     })
 }

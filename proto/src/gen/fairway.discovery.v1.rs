@@ -359,9 +359,13 @@ pub struct Timeouts {
     /// elsewhere when the request may be. Absent: only `request_ms` limits.
     #[prost(uint64, optional, tag = "3")]
     pub per_try_ms: ::core::option::Option<u64>,
+    /// gRPC calls wait for response headers as long as their grpc-timeout allows, not
+    /// `request_ms`, and never longer than this. Absent: the client's deadline alone.
+    #[prost(uint64, optional, tag = "4")]
+    pub grpc_maximum_ms: ::core::option::Option<u64>,
 }
 #[allow(clippy::all)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Retries {
     /// Retries after the first try.
     #[prost(uint32, tag = "1")]
@@ -369,6 +373,10 @@ pub struct Retries {
     /// Retries allowed as a percentage of requests.
     #[prost(uint32, tag = "2")]
     pub budget_percent: u32,
+    /// gRPC status codes retried on another pod when a call ends with one before any
+    /// response message; ascending, no duplicates. Empty: none.
+    #[prost(uint32, repeated, tag = "3")]
+    pub grpc_statuses: ::prost::alloc::vec::Vec<u32>,
 }
 /// How a Route picks an endpoint per request. UNSPECIFIED (and any value this proxy does
 /// not know) is rejected: the controller always sets a policy.

@@ -139,7 +139,7 @@ pub async fn send(
             }
             false
         }
-        UpstreamBody::Stream(_) => true,
+        UpstreamBody::Stream(_) | UpstreamBody::Recorded(_) => true,
     };
     // Until the first byte is out the pod has seen nothing.
     let written = match conn.stream.write(&conn.write).await {

@@ -73,6 +73,13 @@ pub enum ProxyError {
     /// No response headers within the route's request timeout, all tries together (`504`).
     #[error("route {route}: no response within the request timeout of {timeout:?}")]
     Timeout { route: RouteKey, timeout: Duration },
+    /// A gRPC call got no response headers within its deadline: its `grpc-timeout`,
+    /// capped by the route's `timeouts.grpcMaximum` (`504`; `DEADLINE_EXCEEDED`).
+    #[error(
+        "route {route}: no response within the call's deadline of {timeout:?} (grpc-timeout, \
+         at most timeouts.grpcMaximum)"
+    )]
+    Deadline { route: RouteKey, timeout: Duration },
     /// An HTTP/1.1 upgrade request with a body (`400`): those bytes would sit between
     /// the head and the new protocol.
     #[error("an Upgrade request must not carry a body")]
@@ -130,9 +137,9 @@ impl ProxyError {
             | ProxyError::UpstreamReset { .. }
             | ProxyError::UpgradeMismatch { .. }
             | ProxyError::UpgradeToHttp2 { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::Timeout { .. } | ProxyError::TryTimeout { .. } => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
+            ProxyError::Timeout { .. }
+            | ProxyError::TryTimeout { .. }
+            | ProxyError::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -148,6 +155,7 @@ impl ProxyError {
             ProxyError::UpstreamReset { .. } => "UpstreamReset",
             ProxyError::Timeout { .. } => "Timeout",
             ProxyError::TryTimeout { .. } => "TryTimeout",
+            ProxyError::Deadline { .. } => "Deadline",
             ProxyError::ClientBody { .. } => "ClientBody",
             ProxyError::UpgradeWithBody => "UpgradeWithBody",
             ProxyError::UpgradeNotAllowed { .. } => "UpgradeNotAllowed",
@@ -167,6 +175,7 @@ impl ProxyError {
             | ProxyError::UpstreamReset { route, .. }
             | ProxyError::Timeout { route, .. }
             | ProxyError::TryTimeout { route, .. }
+            | ProxyError::Deadline { route, .. }
             | ProxyError::ClientBody { route, .. }
             | ProxyError::UpgradeNotAllowed { route, .. }
             | ProxyError::UpgradeMismatch { route, .. }

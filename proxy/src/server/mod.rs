@@ -6,19 +6,26 @@
 //! else (HTTP/2, chunked uploads, malformed heads) to hyper. Each request goes through
 //! `service` (route, pick, retry loop, error responses), which hands one try to
 //! `forward` (header hygiene, a pooled connection from [`crate::pool`], the upstream
-//! call). `retry` decides whether a failed try may be repeated (safety and budget, pure);
-//! `errors` turns every failed step into its exact status, reason and body. Upgrades
+//! call). `step` says what a finished try means (the balancer's outcome, retry or stop,
+//! the error), and `retry` whether a failed try may be repeated (safety and budget), both
+//! pure; `resend` what a retry sends (a copy, or a gRPC call's recording played back);
+//! `errors` turns every failed step into its exact status, reason and body, and `grpc`
+//! into a gRPC status for gRPC calls (with their `grpc-timeout` deadline). Upgrades
 //! (WebSockets) leave `service` for `upgrade`, which picks and asks the pod, then hands
 //! the switched connections to `tunnel`.
 
 mod downstream;
 mod errors;
 mod forward;
+mod grpc;
 mod headers;
 mod listener;
+mod pick;
+mod resend;
 mod retry;
 mod sentry;
 mod service;
+mod step;
 mod tunnel;
 mod upgrade;
 
@@ -35,6 +42,7 @@ use crate::table::TableHandle;
 
 pub use crate::body::REPLAY_BUFFER_LIMIT;
 pub use errors::{FAIRWAY_ERROR, ProxyError};
+pub(crate) use grpc::{broken_stream_trailers, grpc_status};
 pub use headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 pub use retry::{
     Failure, MAX_SAVED_RETRIES, MIN_RETRIES_PER_SECOND, RetryBudget, is_idempotent,

@@ -1,27 +1,30 @@
-//! One request, start to end: route and pick, the try loop (timeouts, safe retries
+//! One request, start to end: route and pick (`pick`), the try loop (timeouts, safe retries
 //! within the budget, outcomes into the balancer), the answer and its metrics.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fairway_proto::model::{AppProtocol, EndpointAddr, Route, RouteKey};
 use http::header::HeaderValue;
 use http::{Method, Request, Response};
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
+use http_body::Body as _;
 
 use super::errors::ProxyError;
 use super::forward::{self, TryError, authority_of};
+use super::grpc;
 use super::headers;
-use super::retry::{self, Failure, SharedBudget};
+use super::pick::{EndGuard, TimedOut, pick, repick};
+use super::resend;
+use super::retry::{self, SharedBudget};
+use super::step::{self, Resend, Step};
 use super::upgrade;
 use crate::balance::{Outcome, Pick};
 use crate::body::UpstreamBody;
 use crate::body::{ProxyBody, RawFields as _};
+use crate::metrics::grpc::{self as grpc_metrics, GrpcCall};
 use crate::metrics::{Metrics, RetryReason};
 use crate::pool::{ConnSettings, Pools};
-use crate::table::{ResolveError, Table, TableHandle, Target};
+use crate::table::{ResolveError, Table, TableHandle};
 
 pub use crate::body::RequestBody;
 
@@ -34,22 +37,6 @@ pub struct Shared {
     pub budget: SharedBudget,
     /// Most headers in a request (HTTP/2; hyper enforces it for HTTP/1.1).
     pub max_headers: usize,
-}
-
-thread_local! {
-    /// Per-thread randomness for the balancers: no lock, no allocation per request.
-    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
-}
-
-/// Routes a request (or an upgrade) and picks its endpoint, counted as started.
-pub(super) fn pick(
-    table: &Table,
-    kind: Pick,
-    authority: &str,
-    path: &str,
-    now: Instant,
-) -> Result<(Target, EndpointAddr), ResolveError> {
-    RNG.with(|rng| table.resolve_for(kind, authority, path, now, &mut *rng.borrow_mut()))
 }
 
 /// How one request ended, for metrics.
@@ -69,14 +56,21 @@ pub async fn handle(
     request: Request<RequestBody>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let start = Instant::now();
+    let grpc = grpc::is_grpc(request.version(), request.headers());
+    // A gRPC call counts by its status however it ends: answered, or dropped here when
+    // the client goes away first (its deadline, a cancel).
+    let mut call = grpc.then(|| {
+        let asked = grpc::timeout(request.headers());
+        GrpcCall::new(Arc::clone(&shared.metrics), start, asked)
+    });
     let answered = if conflicting_framing {
         // hyper already closes the connection after this answer (RFC 9112 §6.1).
         Err((ProxyError::ConflictingFraming, None, None))
     } else {
-        proxy(&shared, &client, request, start).await
+        proxy(&shared, &client, request, call.as_mut(), start).await
     };
     match answered {
-        Ok(answer) => {
+        Ok(mut answer) => {
             let route = answer.route.as_ref().map(|r| &r.key);
             let status = answer.response.status().as_u16();
             record(
@@ -86,17 +80,48 @@ pub async fn handle(
                 status,
                 start.elapsed(),
             );
+            if let Some(mut call) = call {
+                if let Some(route) = route {
+                    call.aim(route, answer.endpoint);
+                }
+                follow_grpc(&mut answer.response, call);
+            }
             Ok(answer.response)
         }
         Err((error, route, endpoint)) => {
-            tracing::debug!(%error, reason = error.reason(), "answered with an error");
-            let response = error.to_response();
+            tracing::debug!(%error, reason = error.reason(), grpc, "answered with an error");
+            let response = if grpc {
+                grpc::error_response(&error)
+            } else {
+                error.to_response()
+            };
             // Errors before routing finished still name their route when they know it.
             let route = route.as_ref().map(|r| &r.key).or_else(|| error.route());
             let status = response.status().as_u16();
             record(&shared.metrics, route, endpoint, status, start.elapsed());
+            if let Some(mut call) = call {
+                if let Some(route) = route {
+                    call.aim(route, endpoint);
+                }
+                call.finish(grpc::code(&error).number());
+            }
             Ok(response)
         }
+    }
+}
+
+/// Records a gRPC call in the metrics when it ends: now for a trailers-only answer,
+/// else at its trailers (the body carries `call`).
+fn follow_grpc(response: &mut Response<ProxyBody>, call: GrpcCall) {
+    let ended = grpc::trailers_only_status(response.headers(), response.body().is_end_stream());
+    if let Some(code) = ended {
+        return call.finish(code);
+    }
+    if let Some(call) = response.body_mut().end_as_grpc(call) {
+        // Not an HTTP/2 pod's stream (a gRPC pod behind a Route on HTTP1): its status,
+        // if any, is in the headers.
+        let code = grpc::grpc_status(response.headers());
+        call.finish(code.unwrap_or(grpc_metrics::NO_TRAILERS));
     }
 }
 
@@ -112,50 +137,14 @@ fn record(
 
 pub(super) type Failed = (ProxyError, Option<Arc<Route>>, Option<EndpointAddr>);
 
-/// Ends one pick in the balancer exactly once: with the outcome given to
-/// [`EndGuard::end`], or as [`Outcome::Cancelled`] if the request is dropped (the
-/// client went away) before that.
-pub(super) struct EndGuard {
-    target: Target,
-    addr: EndpointAddr,
-    started: Instant,
-    ended: bool,
-}
-
-impl EndGuard {
-    /// `started`: when the pick was made (the caller's clock reading, one fewer).
-    pub(super) fn new(target: Target, addr: EndpointAddr, started: Instant) -> Self {
-        EndGuard {
-            target,
-            addr,
-            started,
-            ended: false,
-        }
-    }
-
-    pub(super) fn end(&mut self, outcome: Outcome) {
-        if !self.ended {
-            self.ended = true;
-            let now = Instant::now();
-            self.target
-                .backend
-                .on_end(self.addr, now - self.started, outcome, now);
-        }
-    }
-}
-
-impl Drop for EndGuard {
-    fn drop(&mut self) {
-        self.end(Outcome::Cancelled);
-    }
-}
-
 async fn proxy(
     shared: &Shared,
     client: &HeaderValue,
     request: Request<RequestBody>,
+    call: Option<&mut GrpcCall>,
     start: Instant,
 ) -> Result<Answer, Failed> {
+    let grpc = call.is_some();
     // Only hyper's requests can be upgrades: the fast loop hands every request with
     // `Upgrade` to hyper, so its own requests skip the look.
     let from_hyper = matches!(request.body(), RequestBody::Hyper(_));
@@ -195,27 +184,37 @@ async fn proxy(
     )
     .map_err(|e| (ProxyError::Resolve(e), None, None))?;
     let route = Arc::clone(&target.route);
+    if let Some(call) = call {
+        call.aim(&route.key, Some(addr));
+    }
     // From here the pick is ended exactly once, whatever happens to this future.
     let guard = EndGuard::new(target, addr, start);
     shared.budget.deposit(route.retries.budget_percent);
-    let timeout = route.timeouts.request;
-    // Zero means no timeout (a Route that opts out), not "fail at once".
-    let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::from_std(start) + timeout);
+    // HTTP: the route's request timeout; gRPC: the call's own deadline (`grpc::limit`).
+    let asked = grpc.then(|| grpc::timeout(request.headers()));
+    let limit = grpc::limit(&route.timeouts, asked);
+    // `checked_add`: a client's grpc-timeout may be 99999999H; past what the clock can
+    // hold there is no deadline to keep.
+    let deadline = limit.and_then(|limit| tokio::time::Instant::from_std(start).checked_add(limit));
     // Built and pinned in place: the try loop's future is kilobytes, and moving it (into
     // a timeout, or into a pinned local) would copy all of it on every request.
-    let attempt = std::pin::pin!(tries(shared, client, request, guard, &table, deadline));
+    let attempt = std::pin::pin!(tries(
+        shared, client, request, grpc, guard, &table, deadline
+    ));
     let outcome = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
             Ok(result) => result,
             // The try in flight was dropped with the future; its `TimedOut` guard told
             // the balancer.
-            Err(_) => Err((
-                ProxyError::Timeout {
-                    route: route.key.clone(),
-                    timeout,
-                },
-                None,
-            )),
+            Err(_) => {
+                let (route, timeout) = (route.key.clone(), limit.unwrap_or_default());
+                let error = if grpc {
+                    ProxyError::Deadline { route, timeout }
+                } else {
+                    ProxyError::Timeout { route, timeout }
+                };
+                Err((error, None))
+            }
         },
         None => attempt.await,
     };
@@ -229,31 +228,166 @@ async fn proxy(
 }
 
 /// The try loop. Returns the response and the endpoint that gave it, or the last
-/// failure and the endpoint it came from.
+/// failure and the endpoint it came from. What each try's end means is `step`'s to
+/// decide; this sends, applies the answer and picks again.
 async fn tries(
     shared: &Shared,
     client: &HeaderValue,
     request: Request<RequestBody>,
+    grpc: bool,
     mut guard: EndGuard,
     table: &Table,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<(Response<ProxyBody>, EndpointAddr), (ProxyError, Option<EndpointAddr>)> {
     let route = Arc::clone(&guard.target.route);
     let idempotent = retry::is_idempotent(request.method());
+    let mut request = prepare(client, request, idempotent, &route, &mut guard)
+        .await
+        .map_err(|error| (error, None))?;
+    let mut attempts_left = route.retries.attempts;
+    // A gRPC call that may be retried on a status keeps a copy of its head and records
+    // its streamed body, so it can go again although hyper's HTTP/2 takes it.
+    let recorded = (grpc && attempts_left > 0 && !route.retries.grpc_statuses.is_empty())
+        .then(|| {
+            let playback = request.body_mut().record()?;
+            Some((resend::head_of(&request), playback))
+        })
+        .flatten();
+    // The request for the next try. HTTP/1.1 only borrows it, so after a try it is still
+    // here for a retry without a copy; HTTP/2 takes it.
+    let mut request = Some(request);
+    // Endpoints this request already tried, filled only when it retries (no allocation
+    // for the request that succeeds first time): a retry goes elsewhere when it can.
+    let mut tried: Vec<EndpointAddr> = Vec::new();
+    loop {
+        let addr = guard.addr;
+        let settings = ConnSettings::new(&guard.target.route, guard.target.protocol);
+        // A copy to send again if this one fails after it was sent: only worth making
+        // when that retry could happen, and only for HTTP/2, which consumes the request
+        // (HTTP/1.1 borrows it). A per-try timeout drops the try mid-write: copy it then
+        // too.
+        let per_try = route.timeouts.per_try;
+        let consumed = settings.protocol == AppProtocol::H2c || per_try.is_some();
+        let backup = (attempts_left > 0 && idempotent && consumed)
+            .then(|| request.as_ref().and_then(resend::clone_request))
+            .flatten();
+        let timer = TimedOut {
+            guard: &mut guard,
+            deadline,
+        };
+        let sent = send(shared, addr, &settings, per_try, &mut request).await;
+        timer.disarm();
+        let (failure, error, next) = match sent {
+            Ok(mut response) => {
+                let status = response.status();
+                let (again, wait, reason) = if grpc {
+                    let retried = &route.retries.grpc_statuses;
+                    resend::after_grpc(
+                        &response,
+                        retried,
+                        attempts_left,
+                        backup,
+                        &mut request,
+                        recorded.as_ref(),
+                    )
+                } else {
+                    resend::after_status(status, attempts_left, idempotent, backup, &mut request)
+                };
+                let again = again.filter(|_| shared.budget.try_withdraw(std::time::Instant::now()));
+                let Some(again) = again else {
+                    guard.end(step::response_outcome(status));
+                    headers::strip_response(response.headers_mut());
+                    return Ok((response, addr));
+                };
+                guard.end(Outcome::Status5xx);
+                // A retry replaces this response; its connection goes if it is mid-body.
+                drop(response);
+                attempts_left -= 1;
+                if !wait.is_zero() {
+                    // The pod's pushback; the request deadline still bounds it.
+                    tokio::time::sleep(wait).await;
+                }
+                guard = match next_pick(shared, &route, table, &mut tried, addr, reason, &again) {
+                    Some(next) => next,
+                    None => {
+                        let error = ProxyError::Resolve(ResolveError::NoEndpoint {
+                            route: route.key.clone(),
+                            set: guard.target.backend.set.clone(),
+                        });
+                        return Err((error, Some(addr)));
+                    }
+                };
+                request = Some(again);
+                continue;
+            }
+            Err(try_error) => {
+                let classified = step::classify(&try_error);
+                guard.end(classified.outcome);
+                let next = match classified.resend {
+                    Resend::Slot => request.take(),
+                    Resend::Backup => backup,
+                    Resend::BackupOrSlot => backup.or_else(|| request.take()),
+                };
+                let error = step::error(&route.key, addr, try_error);
+                let Some(failure) = classified.failure else {
+                    return Err((error, Some(addr)));
+                };
+                (failure, error, next)
+            }
+        };
+        let Some(next_request) = next else {
+            return Err((error, Some(addr)));
+        };
+        let replayable = next_request.body().is_replayable();
+        let safe = retry::is_safe(failure, next_request.method(), replayable);
+        let go = match step::decide(failure, attempts_left, safe) {
+            Step::Stop => false,
+            Step::Retry { budgeted } => {
+                !budgeted || shared.budget.try_withdraw(std::time::Instant::now())
+            }
+        };
+        if !go {
+            return Err((error, Some(addr)));
+        }
+        attempts_left -= 1;
+        let reason = resend::retry_reason(failure);
+        match next_pick(
+            shared,
+            &route,
+            table,
+            &mut tried,
+            addr,
+            reason,
+            &next_request,
+        ) {
+            Some(next) => guard = next,
+            None => return Err((error, Some(addr))),
+        }
+        request = Some(next_request);
+    }
+}
+
+/// The request as it goes to pods: its body ready to send (buffered when small and
+/// idempotent, so it may be retried), its headers edited for the hop.
+async fn prepare(
+    client: &HeaderValue,
+    request: Request<RequestBody>,
+    idempotent: bool,
+    route: &Route,
+    guard: &mut EndGuard,
+) -> Result<Request<UpstreamBody>, ProxyError> {
     let (mut parts, body) = request.into_parts();
     // Extensions belong to the downstream connection (upgrades, header case).
     parts.extensions.clear();
     // A body still to be read (hyper's path) is the client's upload, not the pod's time.
     let uploading = matches!(body, RequestBody::Hyper(_));
-    let mut body = body.into_upstream(idempotent).await.map_err(|source| {
-        (
-            ProxyError::ClientBody {
+    let mut body =
+        body.into_upstream(idempotent)
+            .await
+            .map_err(|source| ProxyError::ClientBody {
                 route: route.key.clone(),
                 source,
-            },
-            None,
-        )
-    })?;
+            })?;
     if uploading {
         guard.started = Instant::now();
     }
@@ -270,234 +404,39 @@ async fn tries(
         let fields = raw.as_ref().map(|raw| &raw.fields);
         headers::edit_request(&mut parts.headers, fields, Some(client));
     }
-
-    let mut attempts_left = route.retries.attempts;
-    // The request for the next try. HTTP/1.1 only borrows it, so after a try it is still
-    // here for a retry without a copy; HTTP/2 takes it.
-    let mut request = Some(Request::from_parts(parts, body));
-    // Endpoints this request already tried, filled only when it retries (no allocation
-    // for the request that succeeds first time): a retry goes elsewhere when it can.
-    let mut tried: Vec<EndpointAddr> = Vec::new();
-    loop {
-        let addr = guard.addr;
-        let settings = ConnSettings::new(&guard.target.route, guard.target.protocol);
-        // A copy to send again if this one fails after it was sent: only worth making
-        // when that retry could happen, and only for HTTP/2, which consumes the request
-        // (HTTP/1.1 borrows it).
-        // A per-try timeout drops the try mid-write: copy it then too.
-        let per_try = route.timeouts.per_try;
-        let consumed = settings.protocol == AppProtocol::H2c || per_try.is_some();
-        let backup = (attempts_left > 0 && idempotent && consumed)
-            .then(|| request.as_ref().and_then(clone_request))
-            .flatten();
-        let timer = TimedOut {
-            guard: &mut guard,
-            deadline,
-        };
-        let sent = {
-            // In a block: the try ends (and gives back its borrow of the request) here.
-            let send = std::pin::pin!(forward::send(&shared.pools, addr, &settings, &mut request));
-            match per_try {
-                Some(limit) => tokio::time::timeout(limit, send)
-                    .await
-                    .unwrap_or(Err(TryError::TimedOut(limit))),
-                None => send.await,
-            }
-        };
-        timer.disarm();
-        let (failure, error, next) = match sent {
-            Ok(mut response) => {
-                let status = response.status();
-                // The status first: a request is only moved about when it may go again.
-                let again = (retry::is_retryable_status(status) && attempts_left > 0 && idempotent)
-                    .then(|| backup.or_else(|| request.take()))
-                    .flatten()
-                    .filter(|r| r.body().is_replayable());
-                if again.is_none() || !shared.budget.try_withdraw(std::time::Instant::now()) {
-                    guard.end(if status.is_server_error() {
-                        Outcome::Status5xx
-                    } else {
-                        Outcome::Success
-                    });
-                    headers::strip_response(response.headers_mut());
-                    return Ok((response, addr));
-                }
-                guard.end(Outcome::Status5xx);
-                // A retry replaces this response; its connection goes if it is mid-body.
-                drop(response);
-                attempts_left -= 1;
-                count_retry(shared, &route, Failure::Status);
-                let again = again.expect("checked above");
-                tried.push(addr);
-                guard = match repick(shared, &again, table, &tried) {
-                    Some((target, addr)) => EndGuard::new(target, addr, Instant::now()),
-                    None => {
-                        let error = ProxyError::Resolve(ResolveError::NoEndpoint {
-                            route: route.key.clone(),
-                            set: guard.target.backend.set.clone(),
-                        });
-                        return Err((error, Some(addr)));
-                    }
-                };
-                request = Some(again);
-                continue;
-            }
-            Err(TryError::Connect(source)) => {
-                guard.end(Outcome::ConnectFailure);
-                let error = ProxyError::ConnectFailed {
-                    route: route.key.clone(),
-                    source,
-                };
-                (Failure::NotSent, error, request.take())
-            }
-            Err(TryError::NotSent(source)) => {
-                // A pooled connection the pod closed just as we picked it (keep-alive
-                // race): says nothing about the pod's health.
-                guard.end(Outcome::Cancelled);
-                let error = ProxyError::UpstreamReset {
-                    route: route.key.clone(),
-                    endpoint: addr,
-                    source,
-                };
-                (Failure::NotSent, error, request.take())
-            }
-            Err(TryError::ClientBody(source)) => {
-                // Our side failed: the client's body broke off. Not the pod's fault.
-                guard.end(Outcome::Cancelled);
-                return Err((
-                    ProxyError::ClientBody {
-                        route: route.key.clone(),
-                        source,
-                    },
-                    Some(addr),
-                ));
-            }
-            Err(TryError::TimedOut(timeout)) => {
-                // The pod may have the request: retried only where a reset would be.
-                guard.end(Outcome::Timeout);
-                let error = ProxyError::TryTimeout {
-                    route: route.key.clone(),
-                    endpoint: addr,
-                    timeout,
-                };
-                (Failure::Reset, error, backup)
-            }
-            Err(TryError::Sent(source)) => {
-                guard.end(Outcome::Reset);
-                let error = ProxyError::UpstreamReset {
-                    route: route.key.clone(),
-                    endpoint: addr,
-                    source,
-                };
-                (Failure::Reset, error, backup.or_else(|| request.take()))
-            }
-        };
-        let Some(next_request) = next else {
-            return Err((error, Some(addr)));
-        };
-        let safe = retry::is_safe(
-            failure,
-            next_request.method(),
-            next_request.body().is_replayable(),
-        );
-        // The budget keeps retries from multiplying the load on struggling pods; a try
-        // that never reached a pod (refused connect) cost them nothing, so it retries
-        // within `attempts` alone. Otherwise a dead pod, picked again in the balancer's
-        // panic mode, could exhaust the budget while healthy pods stand by.
-        let budgeted = failure != Failure::NotSent;
-        if attempts_left == 0
-            || !safe
-            || (budgeted && !shared.budget.try_withdraw(std::time::Instant::now()))
-        {
-            return Err((error, Some(addr)));
-        }
-        attempts_left -= 1;
-        count_retry(shared, &route, failure);
-        tried.push(addr);
-        match repick(shared, &next_request, table, &tried) {
-            Some((target, addr)) => guard = EndGuard::new(target, addr, Instant::now()),
-            None => return Err((error, Some(addr))),
-        }
-        request = Some(next_request);
-    }
+    Ok(Request::from_parts(parts, body))
 }
 
-/// `fairway_proxy_retries_total`: one more try of `route` after `failure`.
-fn count_retry(shared: &Shared, route: &Route, failure: Failure) {
-    let reason = match failure {
-        Failure::NotSent => RetryReason::not_sent,
-        Failure::Reset => RetryReason::reset,
-        Failure::Status => RetryReason::status,
-    };
-    shared.metrics.record_retry(&route.key.to_string(), reason);
-}
-
-/// Records [`Outcome::Timeout`] for the try in flight if the request deadline drops it
-/// (the guard alone would call that a cancellation, which is right only when the client
-/// went away).
-struct TimedOut<'a> {
-    guard: &'a mut EndGuard,
-    deadline: Option<tokio::time::Instant>,
-}
-
-impl TimedOut<'_> {
-    fn disarm(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for TimedOut<'_> {
-    fn drop(&mut self) {
-        if self
-            .deadline
-            .is_some_and(|d| tokio::time::Instant::now() >= d)
-        {
-            self.guard.end(Outcome::Timeout);
-        }
-    }
-}
-
-/// Picks again for a retry, from the newest table (an endpoint may have left), avoiding
-/// the endpoints in `tried` when a few picks find another.
-fn repick(
+/// One try, within the route's per-try timeout when it has one.
+async fn send(
     shared: &Shared,
-    request: &Request<UpstreamBody>,
-    fallback: &Table,
-    tried: &[EndpointAddr],
-) -> Option<(Target, EndpointAddr)> {
-    let authority = authority_of(request)?;
-    let path = request.uri().path();
-    let now = Instant::now();
-    let table = shared.table.load();
-    let table: &Table = if table.version.is_some() {
-        &table
-    } else {
-        fallback
-    };
-    let mut picked = pick(table, Pick::Request, authority, path, now).ok()?;
-    for _ in 1..REPICKS {
-        if !tried.contains(&picked.1) {
-            break;
-        }
-        let again = pick(table, Pick::Request, authority, path, now).ok()?;
-        // Every pick counts its endpoint in flight: end the one set aside.
-        let (target, addr) = std::mem::replace(&mut picked, again);
-        target
-            .backend
-            .on_end(addr, Duration::ZERO, Outcome::Cancelled, now);
+    addr: EndpointAddr,
+    settings: &ConnSettings,
+    per_try: Option<Duration>,
+    request: &mut Option<Request<UpstreamBody>>,
+) -> Result<Response<ProxyBody>, TryError> {
+    let send = std::pin::pin!(forward::send(&shared.pools, addr, settings, request));
+    match per_try {
+        Some(limit) => tokio::time::timeout(limit, send)
+            .await
+            .unwrap_or(Err(TryError::TimedOut(limit))),
+        None => send.await,
     }
-    Some(picked)
 }
 
-/// Picks tried per retry to find an endpoint this request has not tried yet.
-const REPICKS: usize = 4;
-
-fn clone_request(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
-    let body = request.body().try_clone()?;
-    let mut copy = Request::new(body);
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    Some(copy)
+/// Counts a retry after `failure` at `addr` and picks where it goes, away from the
+/// endpoints already tried; `None` when no endpoint is left.
+fn next_pick(
+    shared: &Shared,
+    route: &Route,
+    table: &Table,
+    tried: &mut Vec<EndpointAddr>,
+    addr: EndpointAddr,
+    reason: RetryReason,
+    request: &Request<UpstreamBody>,
+) -> Option<EndGuard> {
+    shared.metrics.record_retry(&route.key.to_string(), reason);
+    tried.push(addr);
+    let (target, addr) = repick(shared, request, table, tried)?;
+    Some(EndGuard::new(target, addr, Instant::now()))
 }

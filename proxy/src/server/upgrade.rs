@@ -33,7 +33,8 @@ use http::{Method, Request, StatusCode, Version};
 use super::errors::ProxyError;
 use super::forward::{UpstreamError, authority_of};
 use super::headers;
-use super::service::{Answer, EndGuard, Failed, Shared, pick};
+use super::pick::{EndGuard, pick};
+use super::service::{Answer, Failed, Shared};
 use crate::balance::{Outcome, Pick};
 use crate::body::{ProxyBody, RawFields, RequestBody};
 use crate::table::Table;
@@ -264,7 +265,11 @@ pub async fn proxy(
             } else {
                 Outcome::Success
             });
-            let mut response = response.map(|body| ProxyBody::Upstream { body, lease: None });
+            let mut response = response.map(|body| ProxyBody::Upstream {
+                body,
+                lease: None,
+                grpc: None,
+            });
             headers::strip_response(response.headers_mut());
             return Ok(Answer {
                 response,

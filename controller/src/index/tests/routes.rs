@@ -52,6 +52,12 @@ fn durations_and_policies_convert_to_the_model() {
     tuned.spec.upstream.protocol = crd::UpstreamProtocol::Http2;
     tuned.spec.upstream.max_connection_age = "5m".to_owned();
     tuned.spec.timeouts.request = "1.5s".to_owned();
+    tuned.spec.timeouts.grpc_maximum = Some("1m".to_owned());
+    tuned.spec.retries.grpc_statuses = vec![
+        crd::GrpcStatus::Unavailable,
+        crd::GrpcStatus::ResourceExhausted,
+        crd::GrpcStatus::Unavailable,
+    ];
     index.apply_route(&tuned);
     let got = &index.table().routes[&route_key("tuned")];
     assert_eq!(got.load_balancer.policy, model::Policy::PeakEwma);
@@ -62,11 +68,19 @@ fn durations_and_policies_convert_to_the_model() {
         Some(Duration::from_secs(300))
     );
     assert_eq!(got.timeouts.request, Duration::from_millis(1500));
+    assert_eq!(got.timeouts.grpc_maximum, Some(Duration::from_secs(60)));
+    assert_eq!(
+        got.retries.grpc_statuses,
+        [8, 14],
+        "codes by number, ascending, once each"
+    );
 
     tuned.spec.load_balancer.slow_start = Some("0s".to_owned());
+    tuned.spec.timeouts.grpc_maximum = Some("0s".to_owned());
     index.apply_route(&tuned);
     let got = &index.table().routes[&route_key("tuned")];
     assert_eq!(got.load_balancer.slow_start, None, "0s slow start is off");
+    assert_eq!(got.timeouts.grpc_maximum, None, "0s grpcMaximum is unset");
 }
 
 #[test]

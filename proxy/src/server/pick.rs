@@ -1,0 +1,131 @@
+//! Picking a request's endpoint, and ending each pick in the balancer exactly once
+//! (with its outcome, as a timeout when the request deadline dropped the try, or as a
+//! cancellation when the client went away), and picking again for a retry.
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use fairway_proto::model::EndpointAddr;
+use http::Request;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use super::forward::authority_of;
+use super::service::Shared;
+use crate::balance::{Outcome, Pick};
+use crate::body::UpstreamBody;
+use crate::table::{ResolveError, Table, Target};
+
+thread_local! {
+    /// Per-thread randomness for the balancers: no lock, no allocation per request.
+    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+}
+
+/// Routes a request (or an upgrade) and picks its endpoint, counted as started.
+pub(super) fn pick(
+    table: &Table,
+    kind: Pick,
+    authority: &str,
+    path: &str,
+    now: Instant,
+) -> Result<(Target, EndpointAddr), ResolveError> {
+    RNG.with(|rng| table.resolve_for(kind, authority, path, now, &mut *rng.borrow_mut()))
+}
+
+/// Ends one pick in the balancer exactly once: with the outcome given to
+/// [`EndGuard::end`], or as [`Outcome::Cancelled`] if the request is dropped (the
+/// client went away) before that.
+pub(super) struct EndGuard {
+    pub target: Target,
+    pub addr: EndpointAddr,
+    pub started: Instant,
+    ended: bool,
+}
+
+impl EndGuard {
+    /// `started`: when the pick was made (the caller's clock reading, one fewer).
+    pub(super) fn new(target: Target, addr: EndpointAddr, started: Instant) -> Self {
+        EndGuard {
+            target,
+            addr,
+            started,
+            ended: false,
+        }
+    }
+
+    pub(super) fn end(&mut self, outcome: Outcome) {
+        if !self.ended {
+            self.ended = true;
+            let now = Instant::now();
+            self.target
+                .backend
+                .on_end(self.addr, now - self.started, outcome, now);
+        }
+    }
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.end(Outcome::Cancelled);
+    }
+}
+
+/// Records [`Outcome::Timeout`] for the try in flight if the request deadline drops it
+/// (the guard alone would call that a cancellation, which is right only when the client
+/// went away).
+pub(super) struct TimedOut<'a> {
+    pub guard: &'a mut EndGuard,
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+impl TimedOut<'_> {
+    pub(super) fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for TimedOut<'_> {
+    fn drop(&mut self) {
+        if self
+            .deadline
+            .is_some_and(|d| tokio::time::Instant::now() >= d)
+        {
+            self.guard.end(Outcome::Timeout);
+        }
+    }
+}
+
+/// Picks again for a retry, from the newest table (an endpoint may have left), avoiding
+/// the endpoints in `tried` when a few picks find another.
+pub(super) fn repick(
+    shared: &Shared,
+    request: &Request<UpstreamBody>,
+    fallback: &Table,
+    tried: &[EndpointAddr],
+) -> Option<(Target, EndpointAddr)> {
+    let authority = authority_of(request)?;
+    let path = request.uri().path();
+    let now = Instant::now();
+    let table = shared.table.load();
+    let table: &Table = if table.version.is_some() {
+        &table
+    } else {
+        fallback
+    };
+    let mut picked = pick(table, Pick::Request, authority, path, now).ok()?;
+    for _ in 1..REPICKS {
+        if !tried.contains(&picked.1) {
+            break;
+        }
+        let again = pick(table, Pick::Request, authority, path, now).ok()?;
+        // Every pick counts its endpoint in flight: end the one set aside.
+        let (target, addr) = std::mem::replace(&mut picked, again);
+        target
+            .backend
+            .on_end(addr, Duration::ZERO, Outcome::Cancelled, now);
+    }
+    Some(picked)
+}
+
+/// Picks tried per retry to find an endpoint this request has not tried yet.
+const REPICKS: usize = 4;
