@@ -21,8 +21,9 @@ pub mod diff;
 pub mod model;
 pub mod snapshot;
 
-#[cfg(test)]
-mod testing;
+/// Builders for tests, here and in the crates that use the model (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 /// The generated wire types and gRPC client/server for `fairway.discovery.v1`.
 ///

@@ -1,4 +1,5 @@
-//! Small builders for unit tests: realistic values with one line each.
+//! Small builders for tests: realistic values with one line each. Other crates enable
+//! them with the `testing` feature in their dev-dependencies.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroU16;
@@ -8,14 +9,14 @@ use crate::model::{
 };
 
 /// `10.(i / 65536).(i / 256).(i % 256):8080`: distinct for every `i` below 2^24.
-pub(crate) fn addr(i: u32) -> SocketAddr {
+pub fn addr(i: u32) -> SocketAddr {
     let [_, a, b, c] = i.to_be_bytes();
     SocketAddr::from((Ipv4Addr::new(10, a, b, c), 8080))
 }
 
 /// An endpoint shaped like a real EndpointSlice entry: pod, node, zone and hints, so
 /// size tests measure realistic bytes.
-pub(crate) fn endpoint(i: u32) -> Endpoint {
+pub fn endpoint(i: u32) -> Endpoint {
     Endpoint {
         zone: Some(format!("us-east-1{}", ["a", "b", "c"][i as usize % 3])),
         node: Some(format!(
@@ -29,7 +30,7 @@ pub(crate) fn endpoint(i: u32) -> Endpoint {
     }
 }
 
-pub(crate) fn set_key(service: &str, port: u16) -> EndpointSetKey {
+pub fn set_key(service: &str, port: u16) -> EndpointSetKey {
     EndpointSetKey {
         namespace: "shop".into(),
         service: service.into(),
@@ -38,14 +39,14 @@ pub(crate) fn set_key(service: &str, port: u16) -> EndpointSetKey {
 }
 
 /// A set with endpoints `0..n` (see [`endpoint`]).
-pub(crate) fn set(service: &str, n: u32) -> EndpointSet {
+pub fn set(service: &str, n: u32) -> EndpointSet {
     let mut set = EndpointSet::new(set_key(service, 8080));
     set.endpoints = (0..n).map(|i| (endpoint(i).addr, endpoint(i))).collect();
     set
 }
 
 /// A route `shop/<name>` for host `<name>.shop`, `/` to the set `<name>:8080`.
-pub(crate) fn route(name: &str) -> Route {
+pub fn route(name: &str) -> Route {
     Route {
         key: RouteKey {
             namespace: "shop".into(),
@@ -68,7 +69,7 @@ pub(crate) fn route(name: &str) -> Route {
 }
 
 /// A table with the given sets and a route for each.
-pub(crate) fn table(sets: impl IntoIterator<Item = EndpointSet>) -> RouteTable {
+pub fn table(sets: impl IntoIterator<Item = EndpointSet>) -> RouteTable {
     let mut table = RouteTable::default();
     for set in sets {
         let r = route(&set.key.service);

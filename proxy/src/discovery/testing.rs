@@ -4,14 +4,10 @@
 //! real tonic Discovery server on loopback that a test scripts message by message.
 
 use std::net::SocketAddr;
-use std::num::NonZeroU16;
 use std::time::Duration;
 
 use fairway_proto::diff;
-use fairway_proto::model::{
-    Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, Route, RouteKey, RouteTable,
-    Rule, Version,
-};
+use fairway_proto::model::{Endpoint, EndpointAddr, EndpointSet, RouteTable, Version};
 use fairway_proto::pb::{self, proxy_message::Kind};
 use fairway_proto::snapshot::{DEFAULT_MAX_CHUNK_BYTES, snapshot_messages};
 use tokio::net::TcpListener;
@@ -29,41 +25,15 @@ pub fn v(sequence: u64) -> Version {
     }
 }
 
-fn set_key() -> EndpointSetKey {
-    EndpointSetKey {
-        namespace: "shop".into(),
-        service: "orders".into(),
-        port: NonZeroU16::new(8080).expect("non-zero"),
-    }
-}
-
 /// One route `shop/orders` (host `orders.shop`) over one set with `endpoints`.
 pub fn table(endpoints: &[&str]) -> RouteTable {
-    let mut set = EndpointSet::new(set_key());
+    let route = fairway_proto::testing::route("orders");
+    let mut set = EndpointSet::new(fairway_proto::testing::set_key("orders", 8080));
     for e in endpoints {
         let addr: SocketAddr = e.parse().expect("socket address");
         set.endpoints
             .insert(EndpointAddr(addr), Endpoint::ready(addr));
     }
-    let route = Route {
-        key: RouteKey {
-            namespace: "shop".into(),
-            name: "orders".into(),
-        },
-        hosts: vec!["orders.shop".into()],
-        rules: vec![Rule {
-            path_prefix: "/".into(),
-            backends: vec![Backend {
-                endpoint_set: set_key(),
-                weight: 1,
-            }],
-            unresolved: Vec::new(),
-        }],
-        load_balancer: Default::default(),
-        upstream: Default::default(),
-        timeouts: Default::default(),
-        retries: Default::default(),
-    };
     let mut t = RouteTable::default();
     t.routes.insert(route.key.clone(), route);
     t.endpoint_sets.insert(set.key.clone(), set);
