@@ -6,12 +6,14 @@
 //! unless [`crate::auth`] admits it, UNAVAILABLE before the first sync,
 //! INVALID_ARGUMENT without a Hello); [`session`] is the pure protocol state of one
 //! stream (resume or snapshot, deltas, snapshot after a nack); `stream` drives it;
+//! `shared` is what every stream shares (store, registry, the per-version message caches);
 //! [`proxies`] is the registry of connected proxies that `/metrics` and `/debug/routes`
 //! read.
 
 pub mod proxies;
 pub mod server;
 pub mod session;
+mod shared;
 mod stream;
 
 pub use proxies::{Proxies, ProxyInfo, Registration};

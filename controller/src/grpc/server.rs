@@ -2,28 +2,27 @@
 //! proxy and hands the stream to `stream::drive`. Also the listener setup: HTTP/2
 //! keepalives, graceful shutdown.
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fairway_proto::Version;
-use fairway_proto::diff::TableDiff;
 use fairway_proto::pb::discovery_server::{Discovery, DiscoveryServer};
 use fairway_proto::pb::{self, proxy_message};
-use fairway_proto::snapshot::{DEFAULT_MAX_CHUNK_BYTES, snapshot_messages};
+use fairway_proto::snapshot::DEFAULT_MAX_CHUNK_BYTES;
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::proxies::Proxies;
-use super::session::{DeltaMessage, Session};
+use super::session::Session;
+use super::shared::Shared;
 use super::stream;
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
-use crate::store::{HISTORY_VERSIONS, Published, Store};
+use crate::store::Store;
 
 /// HTTP/2 PING interval: a proxy that vanished without a FIN (node lost, network
 /// partition) is noticed within interval + timeout, and its registry entry goes.
@@ -37,89 +36,11 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// holds little memory; the session keeps no backlog of its own (the store's history
 /// is shared), so a full queue just means "catch up later".
 pub const STREAM_BUFFER: usize = 16;
-/// Snapshot chunk size on this server. Smaller than the protocol's 1 MiB bound so that
-/// a full per-stream queue is about 1 MiB, even with a thousand slow proxies.
-pub const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
+pub use super::shared::SNAPSHOT_CHUNK_BYTES;
 
 /// The largest proxy message accepted: acks and nacks are tiny; this leaves room for a
 /// long nack reason and nothing more.
 const MAX_PROXY_MESSAGE_BYTES: usize = 64 * 1024;
-
-/// A snapshot's messages, encoded once per version and shared by every stream that
-/// needs it (a thousand proxies reconnecting at once cost one encoding).
-pub type SnapshotMessages = Arc<[Arc<pb::ControllerMessage>]>;
-
-/// The last snapshot built, by version.
-#[derive(Debug, Default)]
-struct SnapshotCache {
-    last: Mutex<Option<(Version, SnapshotMessages)>>,
-}
-
-impl SnapshotCache {
-    async fn get(&self, published: &Published) -> SnapshotMessages {
-        let mut last = self.last.lock().await;
-        if let Some((version, messages)) = &*last
-            && *version == published.version
-        {
-            return messages.clone();
-        }
-        let messages: SnapshotMessages =
-            snapshot_messages(&published.table, published.version, SNAPSHOT_CHUNK_BYTES)
-                .into_iter()
-                .map(Arc::new)
-                .collect();
-        *last = Some((published.version, messages.clone()));
-        messages
-    }
-}
-
-/// Delta messages by version, built once and shared by every stream (a thousand
-/// streams sending one delta cost one conversion). Bounded like the store's history.
-#[derive(Debug, Default)]
-struct DeltaCache {
-    by_version: std::sync::Mutex<BTreeMap<Version, DeltaMessage>>,
-}
-
-impl DeltaCache {
-    fn get(&self, base: Version, version: Version, diff: &TableDiff) -> DeltaMessage {
-        // A poisoned cache only holds finished entries: keep using it.
-        let mut cache = (self.by_version.lock()).unwrap_or_else(PoisonError::into_inner);
-        if let Some(hit) = cache.get(&version) {
-            return hit.clone();
-        }
-        let built = DeltaMessage::new(base, version, diff);
-        cache.insert(version, built.clone());
-        while cache.len() > HISTORY_VERSIONS {
-            cache.pop_first();
-        }
-        built
-    }
-}
-
-/// What every stream shares.
-#[derive(Debug)]
-pub(super) struct Shared {
-    pub(super) store: Arc<Store>,
-    pub(super) proxies: Arc<Proxies>,
-    pub(super) metrics: Arc<Metrics>,
-    auth: Arc<Authenticator>,
-    snapshots: SnapshotCache,
-    deltas: DeltaCache,
-    /// Flips to `true` at shutdown: every stream ends cleanly (status OK).
-    pub(super) shutdown: watch::Receiver<bool>,
-}
-
-impl Shared {
-    pub(super) async fn snapshot(&self, published: &Published) -> SnapshotMessages {
-        self.snapshots.get(published).await
-    }
-
-    /// The shared message for the delta from `base` to `version`. Bases are always the
-    /// previous version (the history is a chain), so the version alone identifies it.
-    pub(super) fn delta(&self, base: Version, version: Version, diff: &TableDiff) -> DeltaMessage {
-        self.deltas.get(base, version, diff)
-    }
-}
 
 /// The Discovery service. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -138,15 +59,13 @@ impl DiscoveryService {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         DiscoveryService {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Shared::new(
                 store,
                 proxies,
                 metrics,
-                auth: Arc::new(Authenticator::disabled()),
-                snapshots: SnapshotCache::default(),
-                deltas: DeltaCache::default(),
+                Arc::new(Authenticator::disabled()),
                 shutdown,
-            }),
+            )),
         }
     }
 
@@ -158,15 +77,13 @@ impl DiscoveryService {
             None => {
                 let s = &self.shared;
                 self = DiscoveryService {
-                    shared: Arc::new(Shared {
-                        store: s.store.clone(),
-                        proxies: s.proxies.clone(),
-                        metrics: s.metrics.clone(),
+                    shared: Arc::new(Shared::new(
+                        s.store.clone(),
+                        s.proxies.clone(),
+                        s.metrics.clone(),
                         auth,
-                        snapshots: SnapshotCache::default(),
-                        deltas: DeltaCache::default(),
-                        shutdown: s.shutdown.clone(),
-                    }),
+                        s.shutdown.clone(),
+                    )),
                 };
             }
         }

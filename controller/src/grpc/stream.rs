@@ -18,8 +18,8 @@ use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
 
 use super::proxies::Registration;
-use super::server::Shared;
 use super::session::{Answer, Plan, Session};
+use super::shared::Shared;
 use crate::metrics::MessageKind;
 
 /// How the stream ended, for the log.

@@ -1,0 +1,117 @@
+//! What every Discovery stream shares: the store, the proxy registry, metrics, the
+//! shutdown signal, and the caches that build each version's messages once for all
+//! streams. `server` creates it and `stream` reads it; it imports neither.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError};
+
+use fairway_proto::Version;
+use fairway_proto::diff::TableDiff;
+use fairway_proto::pb;
+use fairway_proto::snapshot::snapshot_messages;
+use tokio::sync::{Mutex, watch};
+
+use super::proxies::Proxies;
+use super::session::DeltaMessage;
+use crate::auth::Authenticator;
+use crate::metrics::Metrics;
+use crate::store::{HISTORY_VERSIONS, Published, Store};
+
+/// Snapshot chunk size on this server. Smaller than the protocol's 1 MiB bound so that
+/// a full per-stream queue is about 1 MiB, even with a thousand slow proxies.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A snapshot's messages, encoded once per version and shared by every stream that
+/// needs it (a thousand proxies reconnecting at once cost one encoding).
+pub type SnapshotMessages = Arc<[Arc<pb::ControllerMessage>]>;
+
+/// The last snapshot built, by version.
+#[derive(Debug, Default)]
+struct SnapshotCache {
+    last: Mutex<Option<(Version, SnapshotMessages)>>,
+}
+
+impl SnapshotCache {
+    async fn get(&self, published: &Published) -> SnapshotMessages {
+        let mut last = self.last.lock().await;
+        if let Some((version, messages)) = &*last
+            && *version == published.version
+        {
+            return messages.clone();
+        }
+        let messages: SnapshotMessages =
+            snapshot_messages(&published.table, published.version, SNAPSHOT_CHUNK_BYTES)
+                .into_iter()
+                .map(Arc::new)
+                .collect();
+        *last = Some((published.version, messages.clone()));
+        messages
+    }
+}
+
+/// Delta messages by version, built once and shared by every stream (a thousand
+/// streams sending one delta cost one conversion). Bounded like the store's history.
+#[derive(Debug, Default)]
+struct DeltaCache {
+    by_version: std::sync::Mutex<BTreeMap<Version, DeltaMessage>>,
+}
+
+impl DeltaCache {
+    fn get(&self, base: Version, version: Version, diff: &TableDiff) -> DeltaMessage {
+        // A poisoned cache only holds finished entries: keep using it.
+        let mut cache = (self.by_version.lock()).unwrap_or_else(PoisonError::into_inner);
+        if let Some(hit) = cache.get(&version) {
+            return hit.clone();
+        }
+        let built = DeltaMessage::new(base, version, diff);
+        cache.insert(version, built.clone());
+        while cache.len() > HISTORY_VERSIONS {
+            cache.pop_first();
+        }
+        built
+    }
+}
+
+/// What every stream shares.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) store: Arc<Store>,
+    pub(super) proxies: Arc<Proxies>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) auth: Arc<Authenticator>,
+    snapshots: SnapshotCache,
+    deltas: DeltaCache,
+    /// Flips to `true` at shutdown: every stream ends cleanly (status OK).
+    pub(super) shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Shared state with empty caches.
+    pub(super) fn new(
+        store: Arc<Store>,
+        proxies: Arc<Proxies>,
+        metrics: Arc<Metrics>,
+        auth: Arc<Authenticator>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Shared {
+            store,
+            proxies,
+            metrics,
+            auth,
+            snapshots: SnapshotCache::default(),
+            deltas: DeltaCache::default(),
+            shutdown,
+        }
+    }
+
+    pub(super) async fn snapshot(&self, published: &Published) -> SnapshotMessages {
+        self.snapshots.get(published).await
+    }
+
+    /// The shared message for the delta from `base` to `version`. Bases are always the
+    /// previous version (the history is a chain), so the version alone identifies it.
+    pub(super) fn delta(&self, base: Version, version: Version, diff: &TableDiff) -> DeltaMessage {
+        self.deltas.get(base, version, diff)
+    }
+}
