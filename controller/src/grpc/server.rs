@@ -1,18 +1,23 @@
 //! The tonic `Discovery` service: admits a stream (synced? hello first?), registers the
 //! proxy and hands the stream to `stream::drive`. Also the listener setup: HTTP/2
 //! keepalives, graceful shutdown.
+//!
+//! [`DiscoveryServer`] stands where the generated `pb::discovery_server::DiscoveryServer`
+//! would: same path, same limits, but with [`PassThroughCodec`], so streams send the
+//! messages `shared` encoded once per version (the wire is unchanged, see `wire`).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fairway_proto::Version;
-use fairway_proto::pb::discovery_server::{Discovery, DiscoveryServer};
+use fairway_proto::pb::discovery_server::SERVICE_NAME;
 use fairway_proto::pb::{self, proxy_message};
 use fairway_proto::snapshot::DEFAULT_MAX_CHUNK_BYTES;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::{Body, BoxFuture, Context, Poll, StdError, http};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -20,6 +25,7 @@ use super::proxies::Proxies;
 use super::session::Session;
 use super::shared::Shared;
 use super::stream;
+use super::wire::{Encoded, PassThroughCodec};
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -91,10 +97,81 @@ impl DiscoveryService {
     }
 
     /// The tonic service, with this server's message limits.
-    pub fn into_server(self) -> DiscoveryServer<Self> {
-        DiscoveryServer::new(self)
-            .max_decoding_message_size(MAX_PROXY_MESSAGE_BYTES)
-            .max_encoding_message_size(DEFAULT_MAX_CHUNK_BYTES.saturating_mul(2))
+    pub fn into_server(self) -> DiscoveryServer {
+        DiscoveryServer { service: self }
+    }
+}
+
+/// The messages one stream sends, already encoded.
+pub type EncodedStream = ReceiverStream<Result<Encoded, Status>>;
+
+/// The Discovery service as tonic serves it: the generated server's routing with the
+/// pass-through codec. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DiscoveryServer {
+    service: DiscoveryService,
+}
+
+impl tonic::server::NamedService for DiscoveryServer {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+/// The one method, as tonic's streaming handler.
+struct StreamMethod(DiscoveryService);
+
+impl tonic::server::StreamingService<pb::ProxyMessage> for StreamMethod {
+    type Response = Encoded;
+    type ResponseStream = EncodedStream;
+    type Future = BoxFuture<Response<EncodedStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<pb::ProxyMessage>>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { service.stream(request).await })
+    }
+}
+
+/// The method's path, as in the generated code.
+const STREAM_PATH: &str = "/fairway.discovery.v1.Discovery/Stream";
+
+impl<B> tonic::codegen::Service<http::Request<B>> for DiscoveryServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != STREAM_PATH {
+            // As the generated server answers an unknown method.
+            return Box::pin(async move {
+                let mut response = http::Response::new(tonic::body::Body::default());
+                let headers = response.headers_mut();
+                headers.insert(
+                    Status::GRPC_STATUS,
+                    (tonic::Code::Unimplemented as i32).into(),
+                );
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    tonic::metadata::GRPC_CONTENT_TYPE,
+                );
+                Ok(response)
+            });
+        }
+        let method = StreamMethod(self.service.clone());
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(PassThroughCodec)
+                .apply_max_message_size_config(
+                    Some(MAX_PROXY_MESSAGE_BYTES),
+                    Some(DEFAULT_MAX_CHUNK_BYTES.saturating_mul(2)),
+                );
+            Ok(grpc.streaming(method, request).await)
+        })
     }
 }
 
@@ -117,14 +194,12 @@ async fn read_hello(inbound: &mut Streaming<pb::ProxyMessage>) -> Result<pb::Hel
     }
 }
 
-#[tonic::async_trait]
-impl Discovery for DiscoveryService {
-    type StreamStream = ReceiverStream<Result<pb::ControllerMessage, Status>>;
-
+impl DiscoveryService {
+    /// Admits one stream and starts driving it.
     async fn stream(
         &self,
         request: Request<Streaming<pb::ProxyMessage>>,
-    ) -> Result<Response<Self::StreamStream>, Status> {
+    ) -> Result<Response<EncodedStream>, Status> {
         let shared = &self.shared;
         // Who is asking comes first: an unauthenticated caller learns nothing, not even
         // whether the controller has synced.

@@ -7,12 +7,11 @@ use std::sync::{Arc, PoisonError};
 
 use fairway_proto::Version;
 use fairway_proto::diff::TableDiff;
-use fairway_proto::pb;
 use fairway_proto::snapshot::snapshot_messages;
 use tokio::sync::{Mutex, watch};
 
 use super::proxies::Proxies;
-use super::session::DeltaMessage;
+use super::wire::Encoded;
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
 use crate::store::{HISTORY_VERSIONS, Published, Store};
@@ -23,7 +22,7 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A snapshot's messages, encoded once per version and shared by every stream that
 /// needs it (a thousand proxies reconnecting at once cost one encoding).
-pub type SnapshotMessages = Arc<[Arc<pb::ControllerMessage>]>;
+pub type SnapshotMessages = Arc<[Encoded]>;
 
 /// The last snapshot built, by version.
 #[derive(Debug, Default)]
@@ -41,29 +40,30 @@ impl SnapshotCache {
         }
         let messages: SnapshotMessages =
             snapshot_messages(&published.table, published.version, SNAPSHOT_CHUNK_BYTES)
-                .into_iter()
-                .map(Arc::new)
+                .iter()
+                .map(Encoded::new)
                 .collect();
         *last = Some((published.version, messages.clone()));
         messages
     }
 }
 
-/// Delta messages by version, built once and shared by every stream (a thousand
-/// streams sending one delta cost one conversion). Bounded like the store's history.
+/// Delta messages by version, built and encoded once and shared by every stream (a
+/// thousand streams sending one delta cost one conversion and one encoding). Bounded
+/// like the store's history.
 #[derive(Debug, Default)]
 struct DeltaCache {
-    by_version: std::sync::Mutex<BTreeMap<Version, DeltaMessage>>,
+    by_version: std::sync::Mutex<BTreeMap<Version, Encoded>>,
 }
 
 impl DeltaCache {
-    fn get(&self, base: Version, version: Version, diff: &TableDiff) -> DeltaMessage {
+    fn get(&self, base: Version, version: Version, diff: &TableDiff) -> Encoded {
         // A poisoned cache only holds finished entries: keep using it.
         let mut cache = (self.by_version.lock()).unwrap_or_else(PoisonError::into_inner);
         if let Some(hit) = cache.get(&version) {
             return hit.clone();
         }
-        let built = DeltaMessage::new(base, version, diff);
+        let built = Encoded::new(&diff.to_message(base, version));
         cache.insert(version, built.clone());
         while cache.len() > HISTORY_VERSIONS {
             cache.pop_first();
@@ -111,7 +111,7 @@ impl Shared {
 
     /// The shared message for the delta from `base` to `version`. Bases are always the
     /// previous version (the history is a chain), so the version alone identifies it.
-    pub(super) fn delta(&self, base: Version, version: Version, diff: &TableDiff) -> DeltaMessage {
+    pub(super) fn delta(&self, base: Version, version: Version, diff: &TableDiff) -> Encoded {
         self.deltas.get(base, version, diff)
     }
 }
