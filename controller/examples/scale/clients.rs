@@ -7,7 +7,8 @@
 //! message it is; [`Skinny`]), not the endpoints, since a real proxy does that work on
 //! its own node. It acks every delta and every snapshot's end, and reports each one on
 //! stdout as a line `r ID EPOCH SEQUENCE UNIX_NANOS BYTES KIND` (KIND `d`elta or `s`napshot,
-//! BYTES the message's, or the whole snapshot's, encoded size).
+//! BYTES the message's, or the whole snapshot's, encoded size); a stream that fails is
+//! reported as `e ID MESSAGE` and opened again.
 //!
 //! Commands on stdin, one per line: `storm` drops every stream at once and opens it
 //! again with a hello naming a version of another epoch, as proxies do after a controller
@@ -15,15 +16,18 @@
 //! process's CPU time so far); end of input prints that line once more and exits.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use fairway_proto::{Version, pb};
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::objects::{cpu_seconds, peak_rss_mib};
+use crate::objects::{cpu_seconds, peak_rss_mib, unix_nanos};
+use crate::{Opts, Replica, WAIT};
 
 /// Connect attempts per simulated proxy: thousands of connects at once overflow the
 /// listen backlog, and a real proxy retries with backoff too.
@@ -46,12 +50,6 @@ pub struct Skinny {
     pub end: Option<Bytes>,
     #[prost(bytes = "bytes", optional, tag = "5")]
     pub delta: Option<Bytes>,
-}
-
-fn unix_nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
 }
 
 type Inbound = tonic::Streaming<Skinny>;
@@ -100,7 +98,9 @@ async fn open(
     Err(last)
 }
 
-/// One simulated proxy: follows its stream, reconnecting at each storm.
+/// One simulated proxy: follows its stream, reconnecting at each storm, and after a
+/// stream error (reported as a line `e ID`) resuming at the version it applied last, as
+/// a real proxy does.
 async fn proxy(
     endpoint: String,
     id: usize,
@@ -108,22 +108,27 @@ async fn proxy(
     mut storms: watch::Receiver<u64>,
     out: mpsc::UnboundedSender<String>,
 ) -> Result<(), String> {
-    let mut resume = from;
+    let (mut resume, mut applied) = (from, from);
     loop {
         let (tx, mut inbound) = open(&endpoint, id, resume).await?;
         let mut snapshot_bytes = 0;
-        loop {
+        let storm = loop {
             let message = tokio::select! {
                 changed = storms.changed() => {
                     if changed.is_err() {
                         return Ok(());
                     }
-                    break;
+                    break true;
                 }
-                message = inbound.message() => message.map_err(|e| e.to_string())?,
+                message = inbound.message() => message,
             };
-            let Some(message) = message else {
-                return Ok(());
+            let message = match message {
+                Ok(Some(message)) => message,
+                Ok(None) => return Ok(()),
+                Err(status) => {
+                    let _ = out.send(format!("e {id} {}", status.message()));
+                    break false;
+                }
             };
             let bytes = prost::Message::encoded_len(&message);
             let version = message.version.map(Version::from).ok_or("no version")?;
@@ -136,6 +141,7 @@ async fn proxy(
                 continue;
             };
             let _ = tx.send(pb::ProxyMessage::ack(version)).await;
+            applied = version;
             let total = if kind == 's' {
                 std::mem::take(&mut snapshot_bytes) + bytes
             } else {
@@ -150,13 +156,17 @@ async fn proxy(
             if out.send(line).is_err() {
                 return Ok(());
             }
-        }
-        // After a restart the proxy names its last version, of an epoch the new
-        // controller does not know: it gets a snapshot.
-        resume = Version {
-            epoch: resume.epoch.wrapping_add(1_000_000),
-            sequence: resume.sequence,
         };
+        if storm {
+            // After a restart the proxy names its last version, of an epoch the new
+            // controller does not know: it gets a snapshot (also if this stream fails
+            // before the snapshot ends).
+            applied = Version {
+                epoch: applied.epoch.wrapping_add(1_000_000),
+                sequence: applied.sequence,
+            };
+        }
+        resume = applied;
     }
 }
 
@@ -213,3 +223,137 @@ pub async fn run(targets: Vec<(String, Version)>, proxies: usize) {
 
 /// Marks the end of the output.
 const LAST_LINE: &str = "end";
+
+// The controller side: the process running the above, and what it reports.
+
+/// One message received by a simulated proxy (a delta, or a whole snapshot).
+#[derive(Debug)]
+pub struct Receipt {
+    version: Version,
+    /// Wall clock (both processes read the same one), nanoseconds since 1970.
+    at: u128,
+    bytes: usize,
+    snapshot: bool,
+}
+
+/// The clients' process and what it reports.
+pub struct Clients {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    receipts: mpsc::UnboundedReceiver<Receipt>,
+    cpu: mpsc::UnboundedReceiver<(f64, f64)>,
+    /// Streams that failed and were opened again.
+    pub stream_errors: Arc<AtomicUsize>,
+}
+
+impl Clients {
+    pub fn spawn(opts: &Opts, replicas: &[Replica]) -> Result<Self, Box<dyn std::error::Error>> {
+        let targets: Vec<String> = (replicas.iter())
+            .map(|r| {
+                let v = r.store.latest().version;
+                format!("{}={}:{}", r.endpoint, v.epoch, v.sequence)
+            })
+            .collect();
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("--proxies")
+            .arg(opts.proxies.to_string())
+            .arg("--clients")
+            .arg(targets.join(","))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (receipt_tx, receipts) = mpsc::unbounded_channel();
+        let (cpu_tx, cpu) = mpsc::unbounded_channel();
+        let errors = Arc::new(AtomicUsize::new(0));
+        let stream_errors = errors.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let f: Vec<&str> = line.split(' ').collect();
+                match f.as_slice() {
+                    ["r", _id, epoch, sequence, at, bytes, kind] => {
+                        let parsed = (|| {
+                            Some(Receipt {
+                                version: Version {
+                                    epoch: epoch.parse().ok()?,
+                                    sequence: sequence.parse().ok()?,
+                                },
+                                at: at.parse().ok()?,
+                                bytes: bytes.parse().ok()?,
+                                snapshot: *kind == "s",
+                            })
+                        })();
+                        if let Some(receipt) = parsed {
+                            let _ = receipt_tx.send(receipt);
+                        }
+                    }
+                    ["e", ..] => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ["cpu", seconds, rss] => {
+                        let _ = cpu_tx.send((
+                            seconds.parse().unwrap_or(f64::NAN),
+                            rss.parse().unwrap_or(f64::NAN),
+                        ));
+                    }
+                    _ => eprintln!("clients: {line}"),
+                }
+            }
+        });
+        Ok(Clients {
+            child,
+            stdin,
+            receipts,
+            cpu,
+            stream_errors,
+        })
+    }
+
+    pub async fn command(&mut self, command: &str) -> std::io::Result<()> {
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await?;
+        self.stdin.flush().await
+    }
+
+    /// The clients' CPU seconds so far and their peak RSS.
+    pub async fn cpu(&mut self) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+        self.command("cpu").await?;
+        Ok(tokio::time::timeout(WAIT, self.cpu.recv())
+            .await?
+            .ok_or("clients gone")?)
+    }
+
+    /// Waits until every proxy has received `target` of its replica (other receipts
+    /// are counted in `bytes` and dropped). Returns each arrival time.
+    pub async fn wait_all(
+        &mut self,
+        targets: &[Version],
+        proxies: usize,
+        snapshots: bool,
+        bytes: &mut usize,
+    ) -> Result<Vec<u128>, Box<dyn std::error::Error>> {
+        let mut arrivals = Vec::with_capacity(proxies);
+        while arrivals.len() < proxies {
+            let receipt = tokio::time::timeout(WAIT, self.receipts.recv())
+                .await?
+                .ok_or("the clients' process ended")?;
+            *bytes += receipt.bytes;
+            if targets.contains(&receipt.version) && receipt.snapshot == snapshots {
+                arrivals.push(receipt.at);
+            }
+        }
+        Ok(arrivals)
+    }
+
+    pub async fn finish(mut self) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+        drop(self.stdin);
+        let last = tokio::time::timeout(Duration::from_secs(10), self.cpu.recv()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        let _ = self.child.start_kill();
+        Ok(last?.ok_or("clients gone")?)
+    }
+}

@@ -20,8 +20,11 @@
 mod clients;
 mod objects;
 
+use clients::Clients;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use fairway_controller::grpc::{DiscoveryService, Proxies, serve};
@@ -34,11 +37,12 @@ use fairway_proto::pb::discovery_client::DiscoveryClient;
 use fairway_proto::snapshot::SnapshotAssembler;
 use fairway_proto::{Version, pb};
 use prost::Message;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use objects::{cpu_seconds, ms, peak_rss_mib, percentile, route, rss_mib, service, slice};
+use objects::{
+    cpu_seconds, ms, peak_rss_mib, percentile, route, rss_mib, service, slice, unix_nanos,
+};
 
 /// Bound on every wait, so a broken run fails instead of hanging.
 const WAIT: Duration = Duration::from_secs(180);
@@ -156,138 +160,8 @@ async fn start_replica(opts: &Opts) -> Result<Replica, Box<dyn std::error::Error
     })
 }
 
-/// One message received by a simulated proxy (a delta, or a whole snapshot).
-#[derive(Debug)]
-struct Receipt {
-    version: Version,
-    /// Wall clock (both processes read the same one), nanoseconds since 1970.
-    at: u128,
-    bytes: usize,
-    snapshot: bool,
-}
-
-fn unix_nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
 fn since(t0: u128, at: u128) -> Duration {
     Duration::from_nanos(at.saturating_sub(t0) as u64)
-}
-
-/// The clients' process and what it reports.
-struct Clients {
-    child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    receipts: mpsc::UnboundedReceiver<Receipt>,
-    cpu: mpsc::UnboundedReceiver<(f64, f64)>,
-}
-
-impl Clients {
-    fn spawn(opts: &Opts, replicas: &[Replica]) -> Result<Self, Box<dyn std::error::Error>> {
-        let targets: Vec<String> = (replicas.iter())
-            .map(|r| {
-                let v = r.store.latest().version;
-                format!("{}={}:{}", r.endpoint, v.epoch, v.sequence)
-            })
-            .collect();
-        let mut child = tokio::process::Command::new(std::env::current_exe()?)
-            .arg("--proxies")
-            .arg(opts.proxies.to_string())
-            .arg("--clients")
-            .arg(targets.join(","))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (receipt_tx, receipts) = mpsc::unbounded_channel();
-        let (cpu_tx, cpu) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let f: Vec<&str> = line.split(' ').collect();
-                match f.as_slice() {
-                    ["r", _id, epoch, sequence, at, bytes, kind] => {
-                        let parsed = (|| {
-                            Some(Receipt {
-                                version: Version {
-                                    epoch: epoch.parse().ok()?,
-                                    sequence: sequence.parse().ok()?,
-                                },
-                                at: at.parse().ok()?,
-                                bytes: bytes.parse().ok()?,
-                                snapshot: *kind == "s",
-                            })
-                        })();
-                        if let Some(receipt) = parsed {
-                            let _ = receipt_tx.send(receipt);
-                        }
-                    }
-                    ["cpu", seconds, rss] => {
-                        let _ = cpu_tx.send((
-                            seconds.parse().unwrap_or(f64::NAN),
-                            rss.parse().unwrap_or(f64::NAN),
-                        ));
-                    }
-                    _ => eprintln!("clients: {line}"),
-                }
-            }
-        });
-        Ok(Clients {
-            child,
-            stdin,
-            receipts,
-            cpu,
-        })
-    }
-
-    async fn command(&mut self, command: &str) -> std::io::Result<()> {
-        self.stdin
-            .write_all(format!("{command}\n").as_bytes())
-            .await?;
-        self.stdin.flush().await
-    }
-
-    /// The clients' CPU seconds so far and their peak RSS.
-    async fn cpu(&mut self) -> Result<(f64, f64), Box<dyn std::error::Error>> {
-        self.command("cpu").await?;
-        Ok(tokio::time::timeout(WAIT, self.cpu.recv())
-            .await?
-            .ok_or("clients gone")?)
-    }
-
-    /// Waits until every proxy has received `target` of its replica (other receipts
-    /// are counted in `bytes` and dropped). Returns each arrival time.
-    async fn wait_all(
-        &mut self,
-        targets: &[Version],
-        proxies: usize,
-        snapshots: bool,
-        bytes: &mut usize,
-    ) -> Result<Vec<u128>, Box<dyn std::error::Error>> {
-        let mut arrivals = Vec::with_capacity(proxies);
-        while arrivals.len() < proxies {
-            let receipt = tokio::time::timeout(WAIT, self.receipts.recv())
-                .await?
-                .ok_or("the clients' process ended")?;
-            *bytes += receipt.bytes;
-            if targets.contains(&receipt.version) && receipt.snapshot == snapshots {
-                arrivals.push(receipt.at);
-            }
-        }
-        Ok(arrivals)
-    }
-
-    async fn finish(mut self) -> Result<(f64, f64), Box<dyn std::error::Error>> {
-        drop(self.stdin);
-        let last = tokio::time::timeout(Duration::from_secs(10), self.cpu.recv()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
-        let _ = self.child.start_kill();
-        Ok(last?.ok_or("clients gone")?)
-    }
 }
 
 /// Waits until the replicas together list `n` proxies.
@@ -478,7 +352,9 @@ async fn run(opts: Opts) -> Result<(), Box<dyn std::error::Error>> {
         storm(&opts, &replicas, &mut clients).await?;
     }
     let cpu_all = cpu_seconds() - cpu0;
+    let stream_errors = clients.stream_errors.load(Ordering::Relaxed);
     let (clients_cpu, clients_rss) = clients.finish().await?;
+    println!("| simulated streams that failed and were opened again | {stream_errors} |");
     println!(
         "| CPU from the clients' start to the end, controller / simulated proxies | {cpu_all:.1} s / {clients_cpu:.1} s |"
     );

@@ -2,7 +2,7 @@
 //! index `i`) and its measuring helpers: RSS and CPU time from /proc, percentiles.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fairway_controller::crd::{Route, RouteBackend, RouteRule, RouteSpec};
 use fairway_controller::index::SERVICE_NAME_LABEL;
@@ -141,4 +141,12 @@ pub fn cpu_seconds() -> f64 {
             .unwrap_or(f64::NAN)
     };
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Wall-clock time in nanoseconds since 1970: both processes read the same clock, so
+/// a change in one and its arrival in the other compare.
+pub fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
