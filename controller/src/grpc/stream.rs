@@ -3,7 +3,7 @@
 //!
 //! Memory per stream is bounded: the queue holds at most `STREAM_BUFFER` messages, and
 //! the outbox holds one plan (a shared, pre-encoded snapshot or the deltas from the
-//! store's bounded history). A slow proxy never blocks the publisher or other streams:
+//! store's bounded history). At most `SNAPSHOT_SENDS` streams queue a snapshot at once. A slow proxy never blocks the publisher or other streams:
 //! the `watch` keeps only the latest version, and the session computes its catch-up
 //! from history when the queue has room.
 
@@ -49,8 +49,13 @@ pub(super) async fn drive(
     // Shared, pre-encoded messages: queueing one is a reference count, sending it a copy.
     let mut outbox: VecDeque<Encoded> = VecDeque::new();
 
+    // Held while this stream's snapshot is being queued (see `SNAPSHOT_SENDS`).
+    let mut snapshot_turn = None;
+
     let end = loop {
         if outbox.is_empty() {
+            // The whole snapshot is handed to tonic: another stream may start its own.
+            drop(snapshot_turn.take());
             let latest = published.borrow_and_update().clone();
             let deltas = |from| shared.store.deltas_since(from);
             match session.plan(&latest, deltas, |base, version, diff| {
@@ -58,6 +63,13 @@ pub(super) async fn drive(
             }) {
                 Plan::Idle => {}
                 Plan::Snapshot(published) => {
+                    // Wait for a turn; a shutdown or a proxy gone still ends the stream.
+                    snapshot_turn = tokio::select! {
+                        biased;
+                        () = stopped(&mut shutdown) => break End::Shutdown,
+                        () = tx.closed() => break End::ProxyGone,
+                        turn = shared.snapshot_turn() => turn,
+                    };
                     let messages = shared.snapshot(&published).await;
                     outbox.extend(with_zone(&messages, registration.zone()));
                 }
