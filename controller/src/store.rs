@@ -3,8 +3,10 @@
 //! reconnecting or lagging subscribers get only what changed.
 //!
 //! Where to start: [`Store::run`] is the publisher task (one per process). It waits on
-//! [`IndexHandle::changed`], lets [`DEFAULT_COALESCE`] pass so that a burst of watch
-//! events becomes one version, reads the entries that changed once ([`Patch`]), diffs
+//! [`IndexHandle::changed`], waits until the index has been quiet for [`DEFAULT_COALESCE`]
+//! (but no longer than [`COALESCE_CAP_WINDOWS`] windows after the first change:
+//! [`publish_at`]) so that a burst of watch events becomes one version, reads the
+//! entries that changed once ([`Patch`]), diffs
 //! them against the last published table and, when anything changed, publishes
 //! [`Published`] with the next sequence. A version costs O(changes), not O(table).
 //! Readers call [`Store::subscribe`] (the latest version, never blocking the publisher)
@@ -28,6 +30,24 @@ use crate::state::IndexHandle;
 /// EndpointSlice events within a few milliseconds; 20 ms folds such a burst into one
 /// version while staying far below the 100 ms p99 convergence target.
 pub const DEFAULT_COALESCE: Duration = Duration::from_millis(20);
+
+/// A burst keeps the publisher waiting (each change restarts the window) for at most
+/// this many windows after its first change: a long rollout becomes a version every
+/// 100 ms (at the default window) instead of every 20 ms, so each proxy gets a fifth as
+/// many messages, and a small change caught in it still goes out within 100 ms.
+pub const COALESCE_CAP_WINDOWS: u32 = 5;
+
+/// When the publisher reads the index, for a burst whose first change came at `first`
+/// and latest at `last`: once the index has been quiet for `window`, or
+/// [`COALESCE_CAP_WINDOWS`] windows after `first`, whichever is sooner. A lone change
+/// waits exactly one window, as before bursts were capped.
+pub fn publish_at(
+    first: tokio::time::Instant,
+    last: tokio::time::Instant,
+    window: Duration,
+) -> tokio::time::Instant {
+    (last + window).min(first + window * COALESCE_CAP_WINDOWS)
+}
 
 /// Versions kept for resumes and lagging subscribers. At one version per coalescing
 /// window this covers five seconds of continuous churn, longer than a proxy reconnect
@@ -391,14 +411,23 @@ impl Store {
         version
     }
 
-    /// The publisher task: runs until the process ends. Each wake-up waits `coalesce`,
-    /// then reads what changed in the index once; nothing is published before `index`
-    /// is synced, and the first version is the whole table.
+    /// The publisher task: runs until the process ends. Each wake-up waits until the
+    /// index has been quiet for `coalesce` (at most [`COALESCE_CAP_WINDOWS`] windows:
+    /// [`publish_at`]), then reads what changed in the index once; nothing is published
+    /// before `index` is synced, and the first version is the whole table.
     pub async fn run(self: Arc<Self>, index: Arc<IndexHandle>, coalesce: Duration) {
         loop {
             index.changed().await;
             if !coalesce.is_zero() {
-                tokio::time::sleep(coalesce).await;
+                // The runtime's clock, so paused-clock tests step it.
+                let first = tokio::time::Instant::now();
+                let mut last = first;
+                while tokio::time::timeout_at(publish_at(first, last, coalesce), index.changed())
+                    .await
+                    .is_ok()
+                {
+                    last = tokio::time::Instant::now();
+                }
             }
             if !index.is_synced() {
                 continue;

@@ -6,13 +6,17 @@
 //! unless [`crate::auth`] admits it, UNAVAILABLE before the first sync,
 //! INVALID_ARGUMENT without a Hello); [`session`] is the pure protocol state of one
 //! stream (resume or snapshot, deltas, snapshot after a nack); `stream` drives it;
+//! `shared` is what every stream shares (store, registry, the per-version message caches);
+//! [`wire`] is those messages encoded once and the codec that writes them as they are;
 //! [`proxies`] is the registry of connected proxies that `/metrics` and `/debug/routes`
 //! read.
 
 pub mod proxies;
 pub mod server;
 pub mod session;
+mod shared;
 mod stream;
+pub mod wire;
 
 pub use proxies::{Proxies, ProxyInfo, Registration};
 pub use server::{DiscoveryService, serve, serve_tls};

@@ -1,29 +1,34 @@
 //! The tonic `Discovery` service: admits a stream (synced? hello first?), registers the
 //! proxy and hands the stream to `stream::drive`. Also the listener setup: HTTP/2
 //! keepalives, graceful shutdown.
+//!
+//! [`DiscoveryServer`] stands where the generated `pb::discovery_server::DiscoveryServer`
+//! would: same path, same limits, but with [`PassThroughCodec`], so streams send the
+//! messages `shared` encoded once per version (the wire is unchanged, see `wire`).
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fairway_proto::Version;
-use fairway_proto::diff::TableDiff;
-use fairway_proto::pb::discovery_server::{Discovery, DiscoveryServer};
+use fairway_proto::pb::discovery_server::SERVICE_NAME;
 use fairway_proto::pb::{self, proxy_message};
-use fairway_proto::snapshot::{DEFAULT_MAX_CHUNK_BYTES, snapshot_messages};
+use fairway_proto::snapshot::DEFAULT_MAX_CHUNK_BYTES;
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::{Body, BoxFuture, Context, Poll, StdError, http};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::proxies::Proxies;
-use super::session::{DeltaMessage, Session};
+use super::session::Session;
+use super::shared::Shared;
 use super::stream;
+use super::wire::{Encoded, PassThroughCodec};
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
-use crate::store::{HISTORY_VERSIONS, Published, Store};
+use crate::store::Store;
 
 /// HTTP/2 PING interval: a proxy that vanished without a FIN (node lost, network
 /// partition) is noticed within interval + timeout, and its registry entry goes.
@@ -37,89 +42,11 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// holds little memory; the session keeps no backlog of its own (the store's history
 /// is shared), so a full queue just means "catch up later".
 pub const STREAM_BUFFER: usize = 16;
-/// Snapshot chunk size on this server. Smaller than the protocol's 1 MiB bound so that
-/// a full per-stream queue is about 1 MiB, even with a thousand slow proxies.
-pub const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
+pub use super::shared::SNAPSHOT_CHUNK_BYTES;
 
 /// The largest proxy message accepted: acks and nacks are tiny; this leaves room for a
 /// long nack reason and nothing more.
 const MAX_PROXY_MESSAGE_BYTES: usize = 64 * 1024;
-
-/// A snapshot's messages, encoded once per version and shared by every stream that
-/// needs it (a thousand proxies reconnecting at once cost one encoding).
-pub type SnapshotMessages = Arc<[Arc<pb::ControllerMessage>]>;
-
-/// The last snapshot built, by version.
-#[derive(Debug, Default)]
-struct SnapshotCache {
-    last: Mutex<Option<(Version, SnapshotMessages)>>,
-}
-
-impl SnapshotCache {
-    async fn get(&self, published: &Published) -> SnapshotMessages {
-        let mut last = self.last.lock().await;
-        if let Some((version, messages)) = &*last
-            && *version == published.version
-        {
-            return messages.clone();
-        }
-        let messages: SnapshotMessages =
-            snapshot_messages(&published.table, published.version, SNAPSHOT_CHUNK_BYTES)
-                .into_iter()
-                .map(Arc::new)
-                .collect();
-        *last = Some((published.version, messages.clone()));
-        messages
-    }
-}
-
-/// Delta messages by version, built once and shared by every stream (a thousand
-/// streams sending one delta cost one conversion). Bounded like the store's history.
-#[derive(Debug, Default)]
-struct DeltaCache {
-    by_version: std::sync::Mutex<BTreeMap<Version, DeltaMessage>>,
-}
-
-impl DeltaCache {
-    fn get(&self, base: Version, version: Version, diff: &TableDiff) -> DeltaMessage {
-        // A poisoned cache only holds finished entries: keep using it.
-        let mut cache = (self.by_version.lock()).unwrap_or_else(PoisonError::into_inner);
-        if let Some(hit) = cache.get(&version) {
-            return hit.clone();
-        }
-        let built = DeltaMessage::new(base, version, diff);
-        cache.insert(version, built.clone());
-        while cache.len() > HISTORY_VERSIONS {
-            cache.pop_first();
-        }
-        built
-    }
-}
-
-/// What every stream shares.
-#[derive(Debug)]
-pub(super) struct Shared {
-    pub(super) store: Arc<Store>,
-    pub(super) proxies: Arc<Proxies>,
-    pub(super) metrics: Arc<Metrics>,
-    auth: Arc<Authenticator>,
-    snapshots: SnapshotCache,
-    deltas: DeltaCache,
-    /// Flips to `true` at shutdown: every stream ends cleanly (status OK).
-    pub(super) shutdown: watch::Receiver<bool>,
-}
-
-impl Shared {
-    pub(super) async fn snapshot(&self, published: &Published) -> SnapshotMessages {
-        self.snapshots.get(published).await
-    }
-
-    /// The shared message for the delta from `base` to `version`. Bases are always the
-    /// previous version (the history is a chain), so the version alone identifies it.
-    pub(super) fn delta(&self, base: Version, version: Version, diff: &TableDiff) -> DeltaMessage {
-        self.deltas.get(base, version, diff)
-    }
-}
 
 /// The Discovery service. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -138,15 +65,13 @@ impl DiscoveryService {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         DiscoveryService {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Shared::new(
                 store,
                 proxies,
                 metrics,
-                auth: Arc::new(Authenticator::disabled()),
-                snapshots: SnapshotCache::default(),
-                deltas: DeltaCache::default(),
+                Arc::new(Authenticator::disabled()),
                 shutdown,
-            }),
+            )),
         }
     }
 
@@ -158,15 +83,13 @@ impl DiscoveryService {
             None => {
                 let s = &self.shared;
                 self = DiscoveryService {
-                    shared: Arc::new(Shared {
-                        store: s.store.clone(),
-                        proxies: s.proxies.clone(),
-                        metrics: s.metrics.clone(),
+                    shared: Arc::new(Shared::new(
+                        s.store.clone(),
+                        s.proxies.clone(),
+                        s.metrics.clone(),
                         auth,
-                        snapshots: SnapshotCache::default(),
-                        deltas: DeltaCache::default(),
-                        shutdown: s.shutdown.clone(),
-                    }),
+                        s.shutdown.clone(),
+                    )),
                 };
             }
         }
@@ -174,10 +97,81 @@ impl DiscoveryService {
     }
 
     /// The tonic service, with this server's message limits.
-    pub fn into_server(self) -> DiscoveryServer<Self> {
-        DiscoveryServer::new(self)
-            .max_decoding_message_size(MAX_PROXY_MESSAGE_BYTES)
-            .max_encoding_message_size(DEFAULT_MAX_CHUNK_BYTES.saturating_mul(2))
+    pub fn into_server(self) -> DiscoveryServer {
+        DiscoveryServer { service: self }
+    }
+}
+
+/// The messages one stream sends, already encoded.
+pub type EncodedStream = ReceiverStream<Result<Encoded, Status>>;
+
+/// The Discovery service as tonic serves it: the generated server's routing with the
+/// pass-through codec. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DiscoveryServer {
+    service: DiscoveryService,
+}
+
+impl tonic::server::NamedService for DiscoveryServer {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+/// The one method, as tonic's streaming handler.
+struct StreamMethod(DiscoveryService);
+
+impl tonic::server::StreamingService<pb::ProxyMessage> for StreamMethod {
+    type Response = Encoded;
+    type ResponseStream = EncodedStream;
+    type Future = BoxFuture<Response<EncodedStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<pb::ProxyMessage>>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { service.stream(request).await })
+    }
+}
+
+/// The method's path, as in the generated code.
+const STREAM_PATH: &str = "/fairway.discovery.v1.Discovery/Stream";
+
+impl<B> tonic::codegen::Service<http::Request<B>> for DiscoveryServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != STREAM_PATH {
+            // As the generated server answers an unknown method.
+            return Box::pin(async move {
+                let mut response = http::Response::new(tonic::body::Body::default());
+                let headers = response.headers_mut();
+                headers.insert(
+                    Status::GRPC_STATUS,
+                    (tonic::Code::Unimplemented as i32).into(),
+                );
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    tonic::metadata::GRPC_CONTENT_TYPE,
+                );
+                Ok(response)
+            });
+        }
+        let method = StreamMethod(self.service.clone());
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(PassThroughCodec)
+                .apply_max_message_size_config(
+                    Some(MAX_PROXY_MESSAGE_BYTES),
+                    Some(DEFAULT_MAX_CHUNK_BYTES.saturating_mul(2)),
+                );
+            Ok(grpc.streaming(method, request).await)
+        })
     }
 }
 
@@ -200,14 +194,12 @@ async fn read_hello(inbound: &mut Streaming<pb::ProxyMessage>) -> Result<pb::Hel
     }
 }
 
-#[tonic::async_trait]
-impl Discovery for DiscoveryService {
-    type StreamStream = ReceiverStream<Result<pb::ControllerMessage, Status>>;
-
+impl DiscoveryService {
+    /// Admits one stream and starts driving it.
     async fn stream(
         &self,
         request: Request<Streaming<pb::ProxyMessage>>,
-    ) -> Result<Response<Self::StreamStream>, Status> {
+    ) -> Result<Response<EncodedStream>, Status> {
         let shared = &self.shared;
         // Who is asking comes first: an unauthenticated caller learns nothing, not even
         // whether the controller has synced.

@@ -19,36 +19,15 @@ use std::sync::Arc;
 
 use fairway_proto::Version;
 use fairway_proto::diff::TableDiff;
-use fairway_proto::pb;
 use fairway_proto::snapshot::DEFAULT_MAX_CHUNK_BYTES;
-use prost::Message;
 
+use super::wire::Encoded;
 use crate::store::{Deltas, Published};
 
 /// Versions sent but not yet acked or nacked before the session stops sending. A
 /// healthy proxy acks within milliseconds; 64 outstanding versions is seconds of churn,
 /// and bounds the bookkeeping for a proxy that reads but never answers.
 pub const MAX_UNACKED: usize = 64;
-
-/// A delta as sent: the message and its encoded size. Every stream sends the same
-/// message for a version (bases are always the previous version), so the server builds
-/// it once ([`DeltaMessage::new`]) and shares it.
-#[derive(Clone, Debug)]
-pub struct DeltaMessage {
-    pub message: Arc<pb::ControllerMessage>,
-    pub encoded_len: usize,
-}
-
-impl DeltaMessage {
-    /// The message taking a proxy from `base` to `version`.
-    pub fn new(base: Version, version: Version, diff: &TableDiff) -> Self {
-        let message = diff.to_message(base, version);
-        DeltaMessage {
-            encoded_len: message.encoded_len(),
-            message: Arc::new(message),
-        }
-    }
-}
 
 /// What the session sends next.
 #[derive(Debug)]
@@ -58,8 +37,9 @@ pub enum Plan {
     Idle,
     /// The whole table at this version.
     Snapshot(Arc<Published>),
-    /// These delta messages, in order.
-    Deltas(Vec<Arc<pb::ControllerMessage>>),
+    /// These delta messages, in order, encoded (every stream sends the same bytes for
+    /// a version: bases are always the previous version).
+    Deltas(Vec<Encoded>),
 }
 
 /// A version sent and not answered yet.
@@ -141,12 +121,12 @@ impl Session {
 
     /// Decides what to send to bring the proxy to `latest`, and records it as sent.
     /// `deltas_since` is [`crate::store::Store::deltas_since`]; `encode` builds (or
-    /// looks up) the message of one delta, `(base, version, diff)`.
+    /// looks up) the encoded message of one delta, `(base, version, diff)`.
     pub fn plan(
         &mut self,
         latest: &Arc<Published>,
         deltas_since: impl FnOnce(Version) -> Option<Deltas>,
-        mut encode: impl FnMut(Version, Version, &TableDiff) -> DeltaMessage,
+        mut encode: impl FnMut(Version, Version, &TableDiff) -> Encoded,
     ) -> Plan {
         if latest.is_initial() || self.outstanding.len() >= MAX_UNACKED {
             return Plan::Idle;
@@ -161,24 +141,20 @@ impl Session {
         let Some(deltas) = deltas_since(from) else {
             return self.plan_snapshot(latest);
         };
-        let messages: Vec<DeltaMessage> = deltas
+        let messages: Vec<Encoded> = deltas
             .iter()
             .map(|(base, version, diff)| encode(*base, *version, diff))
             .collect();
         // A huge delta (a relist that changed most of the table) could pass the proxy's
         // decode limit; a chunked snapshot cannot.
-        if messages.is_empty()
-            || messages
-                .iter()
-                .any(|m| m.encoded_len > self.max_delta_bytes)
-        {
+        if messages.is_empty() || messages.iter().any(|m| m.len() > self.max_delta_bytes) {
             return self.plan_snapshot(latest);
         }
         for (_, version, _) in &deltas {
             self.record(*version, false);
         }
         self.planned = deltas.last().map(|(_, version, _)| *version);
-        Plan::Deltas(messages.into_iter().map(|m| m.message).collect())
+        Plan::Deltas(messages)
     }
 
     fn plan_snapshot(&mut self, latest: &Arc<Published>) -> Plan {

@@ -3,7 +3,7 @@
 //!
 //! Memory per stream is bounded: the queue holds at most `STREAM_BUFFER` messages, and
 //! the outbox holds one plan (a shared, pre-encoded snapshot or the deltas from the
-//! store's bounded history). A slow proxy never blocks the publisher or other streams:
+//! store's bounded history). At most `SNAPSHOT_SENDS` streams queue a snapshot at once. A slow proxy never blocks the publisher or other streams:
 //! the `watch` keeps only the latest version, and the session computes its catch-up
 //! from history when the queue has room.
 
@@ -18,8 +18,9 @@ use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
 
 use super::proxies::Registration;
-use super::server::Shared;
 use super::session::{Answer, Plan, Session};
+use super::shared::Shared;
+use super::wire::{Encoded, Shape};
 use crate::metrics::MessageKind;
 
 /// How the stream ended, for the log.
@@ -40,15 +41,21 @@ pub(super) async fn drive(
     mut session: Session,
     registration: Registration,
     mut inbound: Streaming<pb::ProxyMessage>,
-    tx: mpsc::Sender<Result<pb::ControllerMessage, Status>>,
+    tx: mpsc::Sender<Result<Encoded, Status>>,
 ) {
     let connected_at = Instant::now();
     let mut published = shared.store.subscribe();
     let mut shutdown = shared.shutdown.clone();
-    let mut outbox: VecDeque<Arc<pb::ControllerMessage>> = VecDeque::new();
+    // Shared, pre-encoded messages: queueing one is a reference count, sending it a copy.
+    let mut outbox: VecDeque<Encoded> = VecDeque::new();
+
+    // Held while this stream's snapshot is being queued (see `SNAPSHOT_SENDS`).
+    let mut snapshot_turn = None;
 
     let end = loop {
         if outbox.is_empty() {
+            // The whole snapshot is handed to tonic: another stream may start its own.
+            drop(snapshot_turn.take());
             let latest = published.borrow_and_update().clone();
             let deltas = |from| shared.store.deltas_since(from);
             match session.plan(&latest, deltas, |base, version, diff| {
@@ -56,6 +63,13 @@ pub(super) async fn drive(
             }) {
                 Plan::Idle => {}
                 Plan::Snapshot(published) => {
+                    // Wait for a turn; a shutdown or a proxy gone still ends the stream.
+                    snapshot_turn = tokio::select! {
+                        biased;
+                        () = stopped(&mut shutdown) => break End::Shutdown,
+                        () = tx.closed() => break End::ProxyGone,
+                        turn = shared.snapshot_turn() => turn,
+                    };
                     let messages = shared.snapshot(&published).await;
                     outbox.extend(with_zone(&messages, registration.zone()));
                 }
@@ -73,7 +87,9 @@ pub(super) async fn drive(
                     match answer(&shared, &mut session, &registration, &proxy, connected_at, message) {
                         // The next message must be the snapshot: deltas still queued
                         // build on the version the proxy failed on.
-                        Ok(Answer::Resnapshot { .. }) => outbox.retain(|m| !is_delta(m)),
+                        Ok(Answer::Resnapshot { .. }) => {
+                            outbox.retain(|m| m.shape() != Shape::Delta);
+                        }
                         Ok(_) => {}
                         Err(why) => break End::Protocol(why),
                     }
@@ -83,7 +99,7 @@ pub(super) async fn drive(
                 let Ok(permit) = permit else { break End::ProxyGone };
                 if let Some(message) = outbox.pop_front() {
                     sent(&shared, &registration, &message);
-                    permit.send(Ok(pb::ControllerMessage::clone(&message)));
+                    permit.send(Ok(message));
                 }
             }
             changed = published.changed(), if outbox.is_empty() => {
@@ -120,19 +136,15 @@ async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-fn is_delta(message: &pb::ControllerMessage) -> bool {
-    matches!(message.kind, Some(controller_message::Kind::Delta(_)))
-}
-
 /// Records a message handed to the stream; a delta or a snapshot's end completes a
 /// version.
-fn sent(shared: &Shared, registration: &Registration, message: &pb::ControllerMessage) {
-    let kind = match message.kind {
-        Some(controller_message::Kind::Delta(_)) => MessageKind::Delta,
-        Some(controller_message::Kind::End(_)) => MessageKind::Snapshot,
-        _ => return,
+fn sent(shared: &Shared, registration: &Registration, message: &Encoded) {
+    let kind = match message.shape() {
+        Shape::Delta => MessageKind::Delta,
+        Shape::End => MessageKind::Snapshot,
+        Shape::Begin | Shape::Chunk | Shape::Empty => return,
     };
-    if let Ok(version) = message.table_version() {
+    if let Some(version) = message.version() {
         registration.sent(version);
         shared.metrics.version_sent(kind);
     }
@@ -186,23 +198,24 @@ fn answer(
 }
 
 /// A shared snapshot with this proxy's zone in its `SnapshotBegin`: only that first,
-/// tiny message is copied; the chunks stay shared by every stream.
-fn with_zone(
-    messages: &[Arc<pb::ControllerMessage>],
-    zone: Option<String>,
-) -> impl Iterator<Item = Arc<pb::ControllerMessage>> + '_ {
+/// tiny message is decoded and encoded again for this stream; the chunks stay shared.
+fn with_zone(messages: &[Encoded], zone: Option<String>) -> impl Iterator<Item = Encoded> + '_ {
     messages
         .iter()
         .enumerate()
-        .map(move |(i, message)| match (&message.kind, &zone) {
-            (Some(controller_message::Kind::Begin(_)), Some(zone)) if i == 0 => {
-                let mut begin = pb::ControllerMessage::clone(message);
-                begin.kind = Some(controller_message::Kind::Begin(pb::SnapshotBegin {
-                    zone: Some(zone.clone()),
-                }));
-                Arc::new(begin)
-            }
-            _ => Arc::clone(message),
+        .map(move |(i, message)| match (message.shape(), &zone) {
+            (Shape::Begin, Some(zone)) if i == 0 => match message.decode() {
+                Ok(mut begin) => {
+                    begin.kind = Some(controller_message::Kind::Begin(pb::SnapshotBegin {
+                        zone: Some(zone.clone()),
+                    }));
+                    Encoded::new(&begin)
+                }
+                // Our own bytes always decode; if they did not, the proxy's own zone
+                // setting (or none) is the safe fallback.
+                Err(_) => message.clone(),
+            },
+            _ => message.clone(),
         })
 }
 
@@ -215,7 +228,7 @@ mod tests {
 
     #[test]
     fn the_zone_goes_into_a_copy_of_the_first_message_only() {
-        let shared: Vec<Arc<pb::ControllerMessage>> = snapshot_messages(
+        let shared: Vec<Encoded> = snapshot_messages(
             &RouteTable::default(),
             Version {
                 epoch: 1,
@@ -223,25 +236,22 @@ mod tests {
             },
             1024,
         )
-        .into_iter()
-        .map(Arc::new)
+        .iter()
+        .map(Encoded::new)
         .collect();
         let sent: Vec<_> = with_zone(&shared, Some("z-1".into())).collect();
-        let Some(controller_message::Kind::Begin(begin)) = &sent[0].kind else {
-            panic!("a snapshot starts with SnapshotBegin: {sent:?}");
+        let first = sent[0].decode().expect("decodes");
+        let Some(controller_message::Kind::Begin(begin)) = &first.kind else {
+            panic!("a snapshot starts with SnapshotBegin: {first:?}");
         };
         assert_eq!(begin.zone.as_deref(), Some("z-1"));
+        assert_eq!(first.table_version().ok(), shared[0].version());
         assert!(
-            matches!(&shared[0].kind, Some(controller_message::Kind::Begin(b)) if b.zone.is_none()),
+            matches!(&shared[0].decode().expect("decodes").kind, Some(controller_message::Kind::Begin(b)) if b.zone.is_none()),
             "the shared snapshot is untouched"
         );
-        assert!(
-            sent[1..]
-                .iter()
-                .zip(&shared[1..])
-                .all(|(a, b)| Arc::ptr_eq(a, b))
-        );
+        assert_eq!(sent[1..], shared[1..], "the rest is the shared bytes");
         let unknown: Vec<_> = with_zone(&shared, None).collect();
-        assert!(unknown.iter().zip(&shared).all(|(a, b)| Arc::ptr_eq(a, b)));
+        assert_eq!(unknown, shared);
     }
 }

@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort as K8sServicePort};
 use k8s_openapi::api::discovery::v1::{self as discovery, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::routes::DEFAULT_NAMESPACE;
+use super::base::DEFAULT_NAMESPACE;
 use crate::crd::EndpointCounts;
 
 /// The label that ties an EndpointSlice to its Service.

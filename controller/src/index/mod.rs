@@ -9,7 +9,8 @@
 //! - `hosts`: which Route may claim a host (a Service's names belong to its namespace)
 //!   and who wins a contest;
 //! - `endpoints`: Services, EndpointSlices, and building one endpoint set per port;
-//! - `status`: conditions and counts as plain data.
+//! - `status`: conditions and counts as plain data;
+//! - `base`: the names all of them share (below each, so none imports another's).
 //!
 //! Invariants (each one a test in `tests`):
 //! - an endpoint set is in the table iff a Route in the table uses it *and* its Service
@@ -23,6 +24,7 @@
 //!   hosts;
 //! - an EndpointSlice event rebuilds only its Service's endpoint sets.
 
+mod base;
 mod endpoints;
 mod hosts;
 mod routes;
@@ -42,9 +44,9 @@ use endpoints::{EndpointStore, ServiceRef};
 use hosts::HostClaims;
 use routes::{Resolution, RouteEntry};
 
+pub use base::{DEFAULT_NAMESPACE, SpecError};
 pub use endpoints::SERVICE_NAME_LABEL;
 pub use hosts::DEFAULT_CLUSTER_DOMAIN;
-pub use routes::{DEFAULT_NAMESPACE, SpecError};
 pub use status::{
     ACCEPTED, ComputedStatus, ConditionState, ConditionStatus, RESOLVED_REFS, Reason,
 };

@@ -12,50 +12,11 @@ use std::num::NonZeroU16;
 use fairway_proto::model::{self, EndpointSetKey, RouteKey};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::base::{DEFAULT_NAMESPACE, RefFailure, SpecError};
 use super::endpoints::{EndpointStore, ServiceRef};
 use super::hosts::{self, Age, Claim, HostClaims};
 use super::status::{ConditionState, Reason};
-use crate::crd::{self, DurationError};
-
-/// The namespace of an object that names none (only possible in `--static-dir` files).
-pub const DEFAULT_NAMESPACE: &str = "default";
-
-/// A Route spec the index cannot serve. Each variant is the check that failed; the
-/// message becomes the `InvalidSpec` condition's message.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SpecError {
-    #[error("spec.hosts is empty")]
-    NoHosts,
-    #[error("host {0:?} is not a lowercase DNS name (no port, scheme or wildcard)")]
-    Host(String),
-    #[error("spec.rules is empty")]
-    NoRules,
-    #[error("pathPrefix {0:?} does not start with \"/\"")]
-    PathPrefix(String),
-    #[error("pathPrefix {0:?} appears in more than one rule")]
-    DuplicatePathPrefix(String),
-    #[error("rule {0:?} has no backends")]
-    NoBackends(String),
-    #[error("backend service {0:?} is not a valid Service name")]
-    ServiceName(String),
-    #[error("backend {service:?} port {port} is neither a port number (1-65535) nor a port name")]
-    Port { service: String, port: String },
-    #[error("backend {service:?} weight {weight} is above {max}", max = crd::MAX_WEIGHT)]
-    Weight { service: String, weight: u32 },
-    #[error("{field}: {source}")]
-    Duration {
-        field: &'static str,
-        source: DurationError,
-    },
-    #[error("spec.upstream.maxConnectionsPerEndpoint must be at least 1")]
-    MaxConnections,
-    #[error("spec.retries.attempts {0} is above {max}", max = crd::MAX_RETRY_ATTEMPTS)]
-    RetryAttempts(u32),
-    #[error("spec.retries.budgetPercent {0} is above 100")]
-    RetryBudget(u32),
-    #[error("spec.upstream.upgrades lists h2c, which the proxy never lets through (h2c smuggling)")]
-    UpgradeH2c,
-}
+use crate::crd;
 
 /// A validated Route spec, not yet resolved against Services.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -385,16 +346,15 @@ pub(super) fn resolve(
                     endpoint_set,
                     weight: backend.weight,
                 }),
-                Err((reason, message)) => {
+                Err(failure) => {
                     // Kept with its weight: its share of the split is answered `500`
                     // with the reason, never moved onto the other backends.
                     unresolved.push(model::UnresolvedBackend {
                         service: backend.service.clone(),
                         weight: backend.weight,
-                        reason: reason.as_str().to_owned(),
-                        message: message.clone(),
+                        reason: Reason::from(&failure).as_str().to_owned(),
+                        message: failure.message().to_owned(),
                     });
-                    let failure = (reason, message);
                     if !failures.contains(&failure) {
                         failures.push(failure);
                     }
@@ -430,9 +390,6 @@ pub(super) fn resolve(
     }
 }
 
-/// Why a backend did not resolve: the reason and a message naming the Service.
-pub(super) type RefFailure = (Reason, String);
-
 fn resolve_backend(
     namespace: &str,
     backend: &BackendConfig,
@@ -440,10 +397,9 @@ fn resolve_backend(
 ) -> Result<EndpointSetKey, RefFailure> {
     let service = ServiceRef::new(namespace, &backend.service);
     let Some(ports) = endpoints.service(&service) else {
-        return Err((
-            Reason::ServiceNotFound,
-            format!("service {service} not found"),
-        ));
+        return Err(RefFailure::ServiceNotFound(format!(
+            "service {service} not found"
+        )));
     };
     let found = match &backend.port {
         PortRef::Number(n) => ports.by_number(*n),
@@ -456,14 +412,12 @@ fn resolve_backend(
             port: port.port,
         }),
         None => Err(match &backend.port {
-            PortRef::Number(n) => (
-                Reason::PortNotFound,
-                format!("service {service} has no TCP port {n}"),
-            ),
-            PortRef::Name(name) => (
-                Reason::PortNotFound,
-                format!("service {service} has no TCP port named {name}"),
-            ),
+            PortRef::Number(n) => {
+                RefFailure::PortNotFound(format!("service {service} has no TCP port {n}"))
+            }
+            PortRef::Name(name) => {
+                RefFailure::PortNotFound(format!("service {service} has no TCP port named {name}"))
+            }
         }),
     }
 }

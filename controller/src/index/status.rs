@@ -4,8 +4,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::base::{RefFailure, SpecError};
 use super::hosts::HostDenied;
-use super::routes::{RefFailure, SpecError};
 use crate::crd::{EndpointCounts, RouteStatus};
 
 /// The condition type saying whether the Route's spec is served.
@@ -63,6 +63,15 @@ impl Reason {
             Reason::ResolvedRefs => "ResolvedRefs",
             Reason::ServiceNotFound => "ServiceNotFound",
             Reason::PortNotFound => "PortNotFound",
+        }
+    }
+}
+
+impl From<&RefFailure> for Reason {
+    fn from(failure: &RefFailure) -> Self {
+        match failure {
+            RefFailure::ServiceNotFound(_) => Reason::ServiceNotFound,
+            RefFailure::PortNotFound(_) => Reason::PortNotFound,
         }
     }
 }
@@ -128,12 +137,12 @@ impl ConditionState {
             };
         }
         // A missing Service is the bigger news; otherwise it is a port.
-        let reason = if failures.iter().any(|(r, _)| *r == Reason::ServiceNotFound) {
+        let reason = if (failures.iter()).any(|f| matches!(f, RefFailure::ServiceNotFound(_))) {
             Reason::ServiceNotFound
         } else {
             Reason::PortNotFound
         };
-        let messages: Vec<&str> = failures.iter().map(|(_, m)| m.as_str()).collect();
+        let messages: Vec<&str> = failures.iter().map(RefFailure::message).collect();
         ConditionState {
             status: ConditionStatus::False,
             reason,

@@ -128,6 +128,38 @@ fn fresh_epochs_are_nonzero_and_differ() {
     assert_ne!(a, b, "two stores in one process get different epochs");
 }
 
+#[test]
+fn a_lone_change_waits_one_window() {
+    let (t0, window) = (tokio::time::Instant::now(), Duration::from_millis(20));
+    assert_eq!(publish_at(t0, t0, window), t0 + window);
+}
+
+#[test]
+fn each_change_of_a_burst_restarts_the_window() {
+    let (t0, window) = (tokio::time::Instant::now(), Duration::from_millis(20));
+    let last = t0 + Duration::from_millis(30);
+    assert_eq!(
+        publish_at(t0, last, window),
+        last + window,
+        "a change 30 ms into the burst moves the read to 50 ms"
+    );
+}
+
+#[test]
+fn a_burst_that_never_stops_is_read_after_the_cap() {
+    let (t0, window) = (tokio::time::Instant::now(), Duration::from_millis(20));
+    let cap = t0 + window * COALESCE_CAP_WINDOWS;
+    for late in [90, 99, 150, 10_000] {
+        let last = t0 + Duration::from_millis(late);
+        assert_eq!(
+            publish_at(t0, last, window),
+            cap,
+            "a change {late} ms into the burst cannot delay the first change past {} ms",
+            (window * COALESCE_CAP_WINDOWS).as_millis()
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn publisher_waits_for_sync_and_coalesces() {
     let index = IndexHandle::new();

@@ -44,7 +44,7 @@ fn plan(session: &mut Session, store: &Store) -> Plan {
     session.plan(
         &store.latest(),
         |from| store.deltas_since(from),
-        DeltaMessage::new,
+        |base, version, diff| Encoded::new(&diff.to_message(base, version)),
     )
 }
 
@@ -55,6 +55,7 @@ fn steps(plan: &Plan) -> Vec<(Version, Version)> {
     };
     messages
         .iter()
+        .map(|m| m.decode().expect("the bytes decode"))
         .map(|m| match &m.kind {
             Some(Kind::Delta(d)) => (
                 d.base.expect("base").into(),

@@ -1,0 +1,173 @@
+//! What every Discovery stream shares: the store, the proxy registry, metrics, the
+//! shutdown signal, and the caches that build each version's messages once for all
+//! streams. `server` creates it and `stream` reads it; it imports neither.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError};
+
+use fairway_proto::Version;
+use fairway_proto::diff::TableDiff;
+use fairway_proto::snapshot::snapshot_messages;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, watch};
+
+use super::proxies::Proxies;
+use super::wire::Encoded;
+use crate::auth::Authenticator;
+use crate::metrics::Metrics;
+use crate::store::{HISTORY_VERSIONS, Published, Store};
+
+/// Snapshot chunk size on this server. Smaller than the protocol's 1 MiB bound so that
+/// a full per-stream queue is about 1 MiB, even with a thousand slow proxies.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Streams sending a snapshot at once. In a reconnect storm thousands of proxies want
+/// one; sent all at once they share the link and every proxy finishes near the end,
+/// each stream holding a partly sent chunk. A few at a time, each goes at full speed:
+/// proxies come back group after group (each serving its last table meanwhile), and the
+/// buffers in use stay bounded by this many streams, not by the number of proxies.
+pub const SNAPSHOT_SENDS: usize = 64;
+
+/// A snapshot's messages, encoded once per version and shared by every stream that
+/// needs it (a thousand proxies reconnecting at once cost one encoding).
+pub type SnapshotMessages = Arc<[Encoded]>;
+
+/// The last snapshot built, by version.
+#[derive(Debug, Default)]
+struct SnapshotCache {
+    last: Mutex<Option<(Version, SnapshotMessages)>>,
+}
+
+impl SnapshotCache {
+    async fn get(&self, published: &Published) -> SnapshotMessages {
+        let mut last = self.last.lock().await;
+        if let Some((version, messages)) = &*last
+            && *version == published.version
+        {
+            return messages.clone();
+        }
+        let messages: SnapshotMessages =
+            snapshot_messages(&published.table, published.version, SNAPSHOT_CHUNK_BYTES)
+                .iter()
+                .map(Encoded::new)
+                .collect();
+        *last = Some((published.version, messages.clone()));
+        messages
+    }
+}
+
+/// Delta messages by version, built and encoded once and shared by every stream (a
+/// thousand streams sending one delta cost one conversion and one encoding). Bounded
+/// like the store's history.
+#[derive(Debug, Default)]
+struct DeltaCache {
+    by_version: std::sync::Mutex<BTreeMap<Version, Encoded>>,
+}
+
+impl DeltaCache {
+    fn get(&self, base: Version, version: Version, diff: &TableDiff) -> Encoded {
+        // A poisoned cache only holds finished entries: keep using it.
+        let mut cache = (self.by_version.lock()).unwrap_or_else(PoisonError::into_inner);
+        if let Some(hit) = cache.get(&version) {
+            return hit.clone();
+        }
+        let built = Encoded::new(&diff.to_message(base, version));
+        cache.insert(version, built.clone());
+        while cache.len() > HISTORY_VERSIONS {
+            cache.pop_first();
+        }
+        built
+    }
+}
+
+/// What every stream shares.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) store: Arc<Store>,
+    pub(super) proxies: Arc<Proxies>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) auth: Arc<Authenticator>,
+    snapshots: SnapshotCache,
+    deltas: DeltaCache,
+    snapshot_sends: Arc<Semaphore>,
+    /// Flips to `true` at shutdown: every stream ends cleanly (status OK).
+    pub(super) shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Shared state with empty caches.
+    pub(super) fn new(
+        store: Arc<Store>,
+        proxies: Arc<Proxies>,
+        metrics: Arc<Metrics>,
+        auth: Arc<Authenticator>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Shared {
+            store,
+            proxies,
+            metrics,
+            auth,
+            snapshots: SnapshotCache::default(),
+            deltas: DeltaCache::default(),
+            snapshot_sends: Arc::new(Semaphore::new(SNAPSHOT_SENDS)),
+            shutdown,
+        }
+    }
+
+    pub(super) async fn snapshot(&self, published: &Published) -> SnapshotMessages {
+        self.snapshots.get(published).await
+    }
+
+    /// Waits for a turn to send a snapshot (one of [`SNAPSHOT_SENDS`]); the turn ends
+    /// when the permit is dropped. `None` only if the semaphore were closed, which it
+    /// never is: then the stream goes without waiting.
+    pub(super) async fn snapshot_turn(&self) -> Option<OwnedSemaphorePermit> {
+        self.snapshot_sends.clone().acquire_owned().await.ok()
+    }
+
+    /// The shared message for the delta from `base` to `version`. Bases are always the
+    /// previous version (the history is a chain), so the version alone identifies it.
+    pub(super) fn delta(&self, base: Version, version: Version, diff: &TableDiff) -> Encoded {
+        self.deltas.get(base, version, diff)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+    use crate::state::NodeZones;
+
+    fn shared() -> Shared {
+        let (_stop, shutdown) = watch::channel(false);
+        Shared::new(
+            Store::new(),
+            Proxies::new(Arc::new(NodeZones::default())),
+            Arc::new(Metrics::new()),
+            Arc::new(Authenticator::disabled()),
+            shutdown,
+        )
+    }
+
+    #[test]
+    fn snapshot_turns_are_bounded_and_come_back() {
+        let shared = shared();
+        let turns: Vec<_> = (0..SNAPSHOT_SENDS)
+            .map(|_| shared.snapshot_turn().now_or_never().flatten())
+            .collect();
+        assert!(
+            turns.iter().all(Option::is_some),
+            "{SNAPSHOT_SENDS} streams send snapshots at once without waiting"
+        );
+        assert!(
+            shared.snapshot_turn().now_or_never().is_none(),
+            "one more waits for a turn"
+        );
+        drop(turns);
+        assert!(
+            shared.snapshot_turn().now_or_never().flatten().is_some(),
+            "a turn that ends goes to the next stream"
+        );
+    }
+}

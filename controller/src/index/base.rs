@@ -1,0 +1,60 @@
+//! The names the rest of the index builds on: the default namespace and the two ways a
+//! Route can fail (its spec, or one of its backends). They sit below `endpoints`,
+//! `routes` and `status` so that each of those imports only downwards (no import loop).
+
+use crate::crd::{self, DurationError};
+
+/// The namespace of an object that names none (only possible in `--static-dir` files).
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// A Route spec the index cannot serve. Each variant is the check that failed; the
+/// message becomes the `InvalidSpec` condition's message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("spec.hosts is empty")]
+    NoHosts,
+    #[error("host {0:?} is not a lowercase DNS name (no port, scheme or wildcard)")]
+    Host(String),
+    #[error("spec.rules is empty")]
+    NoRules,
+    #[error("pathPrefix {0:?} does not start with \"/\"")]
+    PathPrefix(String),
+    #[error("pathPrefix {0:?} appears in more than one rule")]
+    DuplicatePathPrefix(String),
+    #[error("rule {0:?} has no backends")]
+    NoBackends(String),
+    #[error("backend service {0:?} is not a valid Service name")]
+    ServiceName(String),
+    #[error("backend {service:?} port {port} is neither a port number (1-65535) nor a port name")]
+    Port { service: String, port: String },
+    #[error("backend {service:?} weight {weight} is above {max}", max = crd::MAX_WEIGHT)]
+    Weight { service: String, weight: u32 },
+    #[error("{field}: {source}")]
+    Duration {
+        field: &'static str,
+        source: DurationError,
+    },
+    #[error("spec.upstream.maxConnectionsPerEndpoint must be at least 1")]
+    MaxConnections,
+    #[error("spec.retries.attempts {0} is above {max}", max = crd::MAX_RETRY_ATTEMPTS)]
+    RetryAttempts(u32),
+    #[error("spec.retries.budgetPercent {0} is above 100")]
+    RetryBudget(u32),
+    #[error("spec.upstream.upgrades lists h2c, which the proxy never lets through (h2c smuggling)")]
+    UpgradeH2c,
+}
+
+/// Why a backend did not resolve; the message names the Service (and port).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum RefFailure {
+    ServiceNotFound(String),
+    PortNotFound(String),
+}
+
+impl RefFailure {
+    pub(super) fn message(&self) -> &str {
+        match self {
+            RefFailure::ServiceNotFound(m) | RefFailure::PortNotFound(m) => m,
+        }
+    }
+}
