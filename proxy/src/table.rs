@@ -168,20 +168,24 @@ impl Table {
                         continue;
                     }
                     let set = source.endpoint_sets.get(&backend.endpoint_set);
-                    let state = match previous.backend(&route.key, &backend.endpoint_set) {
+                    let (state, reused) = match previous.backend(&route.key, &backend.endpoint_set)
+                    {
                         Some(state) => {
                             let mut balancer = state.lock();
                             if balancer.config() != &config {
                                 balancer.set_config(config.clone(), now);
                             }
                             drop(balancer);
-                            Arc::clone(state)
+                            (Arc::clone(state), true)
                         }
-                        None => Arc::new(BackendState {
-                            route: route.key.clone(),
-                            set: backend.endpoint_set.clone(),
-                            balancer: Mutex::new(Balancer::new(config.clone())),
-                        }),
+                        None => (
+                            Arc::new(BackendState {
+                                route: route.key.clone(),
+                                set: backend.endpoint_set.clone(),
+                                balancer: Mutex::new(Balancer::new(config.clone())),
+                            }),
+                            false,
+                        ),
                     };
                     let owned;
                     let set = match set {
@@ -191,7 +195,14 @@ impl Table {
                             &owned
                         }
                     };
-                    state.lock().update(set, now);
+                    // A surviving balancer whose set did not change keeps its state as
+                    // it is: re-feeding every balancer made one pod's change cost the
+                    // whole table (examples/apply.rs).
+                    let unchanged = reused
+                        && previous.source.endpoint_sets.get(&backend.endpoint_set) == Some(set);
+                    if !unchanged {
+                        state.lock().update(set, now);
+                    }
                     per_set.insert(backend.endpoint_set.clone(), state);
                 }
             }
