@@ -193,8 +193,8 @@ pub fn debug_routes(state: &AdminState) -> Value {
     json!({
         "version": version(latest.version),
         "ready": !latest.is_initial(),
-        "routes": latest.table.routes.values().map(route_json).collect::<Vec<_>>(),
-        "endpointSets": latest.table.endpoint_sets.values().map(set_json).collect::<Vec<_>>(),
+        "routes": latest.table.routes.values().map(|r| route_json(r)).collect::<Vec<_>>(),
+        "endpointSets": latest.table.endpoint_sets.values().map(|s| set_json(s)).collect::<Vec<_>>(),
         "statuses": statuses.iter().map(|(k, s)| status_json(k.to_string(), s)).collect::<Vec<_>>(),
         "proxies": state.proxies.list().iter().map(|p| proxy_json(p, latest.version)).collect::<Vec<_>>(),
     })

@@ -243,8 +243,8 @@ pub fn fresh_epoch() -> u64 {
 /// O(changes) rather than O(table).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Patch {
-    pub routes: BTreeMap<RouteKey, Option<Route>>,
-    pub endpoint_sets: BTreeMap<EndpointSetKey, Option<EndpointSet>>,
+    pub routes: BTreeMap<RouteKey, Option<Arc<Route>>>,
+    pub endpoint_sets: BTreeMap<EndpointSetKey, Option<Arc<EndpointSet>>>,
 }
 
 impl Patch {

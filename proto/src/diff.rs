@@ -9,6 +9,7 @@
 //! time, so one pod changing in a 5,000-pod Service costs one endpoint on the wire.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::convert::{ConvertError, required};
 use crate::model::{
@@ -180,13 +181,13 @@ pub fn diff(old: &RouteTable, new: &RouteTable) -> TableDiff {
             .routes
             .iter()
             .filter(|&(key, route)| old.routes.get(key) != Some(route))
-            .map(|(_, route)| route.clone())
+            .map(|(_, route)| Route::clone(route))
             .collect(),
         routes_removed: removed_keys(&old.routes, &new.routes),
         sets: new
             .endpoint_sets
             .values()
-            .filter_map(|set| diff_set(old.endpoint_sets.get(&set.key), set))
+            .filter_map(|set| diff_set(old.endpoint_sets.get(&set.key).map(|s| &**s), set))
             .collect(),
         sets_removed: removed_keys(&old.endpoint_sets, &new.endpoint_sets),
     }
@@ -234,16 +235,21 @@ pub fn apply(table: &mut RouteTable, d: &TableDiff) {
         table.routes.remove(key);
     }
     for route in &d.routes_upserted {
-        table.routes.insert(route.key.clone(), route.clone());
+        table
+            .routes
+            .insert(route.key.clone(), Arc::new(route.clone()));
     }
     for key in &d.sets_removed {
         table.endpoint_sets.remove(key);
     }
     for change in &d.sets {
-        let set = table
-            .endpoint_sets
-            .entry(change.key.clone())
-            .or_insert_with(|| EndpointSet::new(change.key.clone()));
+        // Copy-on-write: a set still shared with an older table is copied first.
+        let set = Arc::make_mut(
+            table
+                .endpoint_sets
+                .entry(change.key.clone())
+                .or_insert_with(|| Arc::new(EndpointSet::new(change.key.clone()))),
+        );
         if let Some(app_protocol) = &change.app_protocol {
             set.app_protocol.clone_from(app_protocol);
         }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A version of the route table: `(epoch, sequence)`.
@@ -353,8 +354,11 @@ pub struct Route {
 /// set that is absent (its Service is missing): that backend simply has no endpoints.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteTable {
-    pub routes: BTreeMap<RouteKey, Route>,
-    pub endpoint_sets: BTreeMap<EndpointSetKey, EndpointSet>,
+    /// Shared (`Arc`): a new version copies pointers, not Routes, and a consumer can
+    /// tell an unchanged value by `Arc::ptr_eq`. Change one with `Arc::make_mut`.
+    pub routes: BTreeMap<RouteKey, Arc<Route>>,
+    /// Shared as `routes` are.
+    pub endpoint_sets: BTreeMap<EndpointSetKey, Arc<EndpointSet>>,
 }
 
 impl RouteTable {

@@ -7,6 +7,7 @@
 //! serving its last good one until a snapshot is complete and valid.
 
 use std::collections::btree_map::Entry;
+use std::sync::Arc;
 
 use prost::Message;
 use prost::encoding::{encoded_len_varint, key_len};
@@ -55,7 +56,7 @@ pub fn snapshot_messages(
         current_len: 0,
     };
     for route in table.routes.values() {
-        chunker.add_route(route.into());
+        chunker.add_route(route.as_ref().into());
     }
     for set in table.endpoint_sets.values() {
         chunker.add_set(set);
@@ -297,8 +298,8 @@ impl Pending {
         self.chunks += 1;
         for route in chunk.routes {
             let route = Route::try_from(route)?;
-            if let Some(old) = self.table.routes.insert(route.key.clone(), route) {
-                return Err(SnapshotError::DuplicateRoute(old.key));
+            if let Some(old) = self.table.routes.insert(route.key.clone(), Arc::new(route)) {
+                return Err(SnapshotError::DuplicateRoute(old.key.clone()));
             }
         }
         for part in chunk.sets {
@@ -307,10 +308,10 @@ impl Pending {
                 Entry::Vacant(v) => {
                     let mut set = EndpointSet::new(v.key().clone());
                     set.app_protocol = part.app_protocol;
-                    v.insert(set)
+                    Arc::make_mut(v.insert(Arc::new(set)))
                 }
                 Entry::Occupied(o) => {
-                    let set = o.into_mut();
+                    let set = Arc::make_mut(o.into_mut());
                     if set.app_protocol != part.app_protocol {
                         return Err(SnapshotError::AppProtocolMismatch(set.key.clone()));
                     }

@@ -73,8 +73,8 @@ pub fn table(sets: impl IntoIterator<Item = EndpointSet>) -> RouteTable {
     let mut table = RouteTable::default();
     for set in sets {
         let r = route(&set.key.service);
-        table.routes.insert(r.key.clone(), r);
-        table.endpoint_sets.insert(set.key.clone(), set);
+        table.routes.insert(r.key.clone(), r.into());
+        table.endpoint_sets.insert(set.key.clone(), set.into());
     }
     table
 }

@@ -197,8 +197,14 @@ fn route() -> impl Strategy<Value = Route> {
 
 fn table() -> impl Strategy<Value = RouteTable> {
     (vec(route(), 0..4), vec(endpoint_set(), 0..4)).prop_map(|(routes, sets)| RouteTable {
-        routes: routes.into_iter().map(|r| (r.key.clone(), r)).collect(),
-        endpoint_sets: sets.into_iter().map(|s| (s.key.clone(), s)).collect(),
+        routes: routes
+            .into_iter()
+            .map(|r| (r.key.clone(), r.into()))
+            .collect(),
+        endpoint_sets: sets
+            .into_iter()
+            .map(|s| (s.key.clone(), s.into()))
+            .collect(),
     })
 }
 

@@ -47,6 +47,7 @@ fn main() {
         let set = next
             .endpoint_sets
             .get_mut(&key)
+            .map(std::sync::Arc::make_mut)
             .unwrap_or_else(|| unreachable!());
         if set.endpoints.remove(&pod.addr).is_none() {
             set.endpoints.insert(pod.addr, pod);

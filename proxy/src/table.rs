@@ -167,7 +167,8 @@ impl Table {
                     if per_set.contains_key(&backend.endpoint_set) {
                         continue;
                     }
-                    let set = source.endpoint_sets.get(&backend.endpoint_set);
+                    let shared_set = source.endpoint_sets.get(&backend.endpoint_set);
+                    let set = shared_set.map(|s| &**s);
                     let (state, reused) = match previous.backend(&route.key, &backend.endpoint_set)
                     {
                         Some(state) => {
@@ -198,15 +199,20 @@ impl Table {
                     // A surviving balancer whose set did not change keeps its state as
                     // it is: re-feeding every balancer made one pod's change cost the
                     // whole table (examples/apply.rs).
+                    let before = previous.source.endpoint_sets.get(&backend.endpoint_set);
                     let unchanged = reused
-                        && previous.source.endpoint_sets.get(&backend.endpoint_set) == Some(set);
+                        && match (before, shared_set) {
+                            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                            (None, None) => true,
+                            _ => false,
+                        };
                     if !unchanged {
                         state.lock().update(set, now);
                     }
                     per_set.insert(backend.endpoint_set.clone(), state);
                 }
             }
-            let shared = Arc::new(route.clone());
+            let shared = Arc::clone(route);
             let per_rule = route
                 .rules
                 .iter()
@@ -325,7 +331,7 @@ fn protocol(source: &RouteTable, route: &Route, set: &EndpointSetKey) -> AppProt
         UpstreamProtocol::Auto => source
             .endpoint_sets
             .get(set)
-            .map(EndpointSet::protocol)
+            .map(|set| set.protocol())
             .unwrap_or_default(),
     }
 }

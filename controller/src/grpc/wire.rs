@@ -149,7 +149,7 @@ mod tests {
             set.endpoints.insert(ep.addr, ep);
         }
         let mut t = RouteTable::default();
-        t.endpoint_sets.insert(set.key.clone(), set);
+        t.endpoint_sets.insert(set.key.clone(), set.into());
         t
     }
 

@@ -34,6 +34,7 @@ mod tests;
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use fairway_proto::model::{EndpointSetKey, RouteKey, RouteTable};
 use k8s_openapi::api::core::v1::Service;
@@ -320,7 +321,7 @@ impl Index {
                 users.insert(key.clone());
             }
             match new_res.and_then(|r| r.route.clone()) {
-                Some(route) => self.table.routes.insert(key.clone(), route),
+                Some(route) => self.table.routes.insert(key.clone(), Arc::new(route)),
                 None => self.table.routes.remove(&key),
             };
             changes.routes.insert(key);
@@ -342,7 +343,7 @@ impl Index {
         };
         match built {
             Some((set, counts)) => {
-                self.table.endpoint_sets.insert(key.clone(), set);
+                self.table.endpoint_sets.insert(key.clone(), set.into());
                 self.counts.insert(key.clone(), counts);
             }
             None => {

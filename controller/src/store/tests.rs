@@ -23,7 +23,7 @@ fn table(n: u8) -> RouteTable {
         set.endpoints.insert(ep.addr, ep);
     }
     let mut t = RouteTable::default();
-    t.endpoint_sets.insert(set.key.clone(), set);
+    t.endpoint_sets.insert(set.key.clone(), set.into());
     t
 }
 

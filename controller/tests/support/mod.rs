@@ -408,7 +408,7 @@ pub fn expected_table(endpoints: &[Ep<'_>]) -> RouteTable {
         set.endpoints.insert(ep.addr, ep);
     }
     let mut table = RouteTable::default();
-    table.routes.insert(route.key.clone(), route);
-    table.endpoint_sets.insert(set.key.clone(), set);
+    table.routes.insert(route.key.clone(), route.into());
+    table.endpoint_sets.insert(set.key.clone(), set.into());
     table
 }

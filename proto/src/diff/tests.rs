@@ -1,4 +1,5 @@
 use prost::Message;
+use std::sync::Arc;
 
 use super::*;
 use crate::snapshot::{DEFAULT_MAX_CHUNK_BYTES, snapshot_messages};
@@ -28,7 +29,11 @@ fn one_endpoint_change_in_5000_is_one_endpoint_under_1_kib() {
     let ep = new
         .endpoint_sets
         .get_mut(&key)
-        .and_then(|s| s.endpoints.get_mut(&EndpointAddr(addr(1234))))
+        .and_then(|s| {
+            Arc::make_mut(s)
+                .endpoints
+                .get_mut(&EndpointAddr(addr(1234)))
+        })
         .expect("endpoint 1234 exists");
     ep.ready = false;
     ep.terminating = true;
@@ -63,7 +68,7 @@ fn a_new_empty_set_is_still_created() {
     let mut new = RouteTable::default();
     let mut empty = EndpointSet::new(set_key("orders", 8080));
     empty.app_protocol = Some("kubernetes.io/h2c".into());
-    new.endpoint_sets.insert(empty.key.clone(), empty);
+    new.endpoint_sets.insert(empty.key.clone(), empty.into());
 
     let d = diff(&old, &new);
     assert_eq!(d.sets.len(), 1, "the new set must appear in the diff");
@@ -80,10 +85,8 @@ fn a_new_empty_set_is_still_created() {
 fn app_protocol_can_change_to_none() {
     let mut old = table([set("orders", 2)]);
     let key = set_key("orders", 8080);
-    old.endpoint_sets
-        .get_mut(&key)
-        .expect("set exists")
-        .app_protocol = Some("grpc".into());
+    Arc::make_mut(old.endpoint_sets.get_mut(&key).expect("set exists")).app_protocol =
+        Some("grpc".into());
     let new = table([set("orders", 2)]);
 
     let d = diff(&old, &new);
@@ -103,7 +106,8 @@ fn removals_and_route_changes() {
     let mut new = table([set("orders", 2)]);
     let mut changed = route("orders");
     changed.hosts.push("orders.example.com".into());
-    new.routes.insert(changed.key.clone(), changed.clone());
+    new.routes
+        .insert(changed.key.clone(), changed.clone().into());
 
     let d = diff(&old, &new);
     assert_eq!(d.routes_upserted, vec![changed]);

@@ -172,7 +172,7 @@ fn begin_during_a_snapshot_and_deltas_are_protocol_errors() {
 fn split_sets_merge_back_with_their_routes() {
     let mut t = table([set("orders", 30)]);
     let extra = route("extra");
-    t.routes.insert(extra.key.clone(), extra);
+    t.routes.insert(extra.key.clone(), extra.into());
     let messages = snapshot_messages(&t, V, 600);
     let parts: usize = messages
         .iter()

@@ -35,8 +35,8 @@ pub fn table(endpoints: &[&str]) -> RouteTable {
             .insert(EndpointAddr(addr), Endpoint::ready(addr));
     }
     let mut t = RouteTable::default();
-    t.routes.insert(route.key.clone(), route);
-    t.endpoint_sets.insert(set.key.clone(), set);
+    t.routes.insert(route.key.clone(), route.into());
+    t.endpoint_sets.insert(set.key.clone(), set.into());
     t
 }
 

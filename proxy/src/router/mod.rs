@@ -16,6 +16,7 @@ mod weight;
 
 use foldhash::HashMap;
 use std::cmp::Reverse;
+use std::sync::Arc;
 
 use fairway_proto::model::{Route, RouteKey, RouteTable, Rule};
 use rand::RngCore;
@@ -70,7 +71,8 @@ pub struct Router {
 
 #[derive(Clone, Debug)]
 struct RouteEntry {
-    route: Route,
+    /// Shared with the table it came from: a new version copies a pointer.
+    route: Arc<Route>,
     /// Indices into `route.rules`, longest `path_prefix` first; equal lengths keep the
     /// Route's order.
     rules_by_prefix: Vec<usize>,
@@ -87,7 +89,7 @@ impl Router {
             rules_by_prefix.sort_by_key(|&i| Reverse(route.rules[i].path_prefix.len()));
             let index = router.entries.len();
             router.entries.push(RouteEntry {
-                route: route.clone(),
+                route: Arc::clone(route),
                 rules_by_prefix,
             });
             for host in &route.hosts {
@@ -129,7 +131,7 @@ impl Router {
     }
 
     /// The routes this router serves, in table order.
-    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.entries.iter().map(|e| &e.route)
     }
 

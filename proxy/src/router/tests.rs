@@ -49,7 +49,10 @@ fn route(name: &str, hosts: &[&str], rules: Vec<Rule>) -> Route {
 
 fn table(routes: Vec<Route>) -> RouteTable {
     RouteTable {
-        routes: routes.into_iter().map(|r| (r.key.clone(), r)).collect(),
+        routes: routes
+            .into_iter()
+            .map(|r| (r.key.clone(), r.into()))
+            .collect(),
         endpoint_sets: BTreeMap::new(),
     }
 }

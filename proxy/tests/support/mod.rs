@@ -202,9 +202,12 @@ pub fn table(routes: Vec<Route>, sets: Vec<EndpointSet>) -> RouteTable {
     RouteTable {
         routes: routes
             .into_iter()
-            .map(|r| (r.key.clone(), r))
+            .map(|r| (r.key.clone(), r.into()))
             .collect::<BTreeMap<_, _>>(),
-        endpoint_sets: sets.into_iter().map(|s| (s.key.clone(), s)).collect(),
+        endpoint_sets: sets
+            .into_iter()
+            .map(|s| (s.key.clone(), s.into()))
+            .collect(),
     }
 }
 

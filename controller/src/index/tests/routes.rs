@@ -17,7 +17,7 @@ fn reasons(index: &Index, name: &str) -> (Reason, Reason) {
 #[test]
 fn a_valid_route_becomes_a_table_route_with_defaults() {
     let index = orders_index();
-    let table_route = &index.table().routes[&route_key("orders")];
+    let table_route = &*index.table().routes[&route_key("orders")];
     assert_eq!(
         table_route,
         &model::Route {

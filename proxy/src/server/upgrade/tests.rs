@@ -70,8 +70,8 @@ fn table(upgrades: &[&str]) -> Table {
     };
     route.upstream.upgrades.protocols = upgrades.iter().map(|p| (*p).to_owned()).collect();
     let source = RouteTable {
-        routes: [(route.key.clone(), route)].into(),
-        endpoint_sets: [(set.clone(), EndpointSet::new(set))].into(),
+        routes: [(route.key.clone(), route.into())].into(),
+        endpoint_sets: [(set.clone(), EndpointSet::new(set).into())].into(),
     };
     Table::build(
         std::sync::Arc::new(source),
