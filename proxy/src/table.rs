@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use fairway_proto::model::{
-    AppProtocol, EndpointAddr, EndpointSet, EndpointSetKey, Route, RouteKey, RouteTable,
-    UpstreamProtocol, Version,
+    AppProtocol, EndpointAddr, EndpointSetKey, Route, RouteKey, RouteTable, UpstreamProtocol,
+    Version,
 };
 use rand::RngCore;
 use tokio::sync::watch;
 
-use crate::balance::{BalanceConfig, Balancer, EndpointStats, Outcome, Pick};
+use crate::balance::{Balancer, EndpointStats, Outcome, Pick};
 use crate::router::{Landed, RouteError, Router};
 
 /// Why a request could not be given an endpoint. Variant names double as the
@@ -129,6 +129,18 @@ pub struct Table {
     pub version: Option<Version>,
     /// The zone topology hints were applied for (`--zone`, else the controller's word).
     pub zone: Option<String>,
+    /// The node node hints were applied for (`--node`).
+    node: Option<String>,
+    /// Router, targets and balancers: shared with the previous version when only
+    /// endpoints changed ([`build`]).
+    shape: Arc<Shape>,
+    /// The domain table this was built from (for `/debug/routes` and resumes).
+    pub source: Arc<RouteTable>,
+}
+
+/// What a table's Routes determine; endpoint changes only feed its balancers.
+#[derive(Debug, Default)]
+struct Shape {
     router: Router,
     /// What a request needs once routed, resolved when the table is built:
     /// `targets[route][rule][backend]`, indexed like [`Router::routes`], each route's
@@ -136,13 +148,14 @@ pub struct Table {
     targets: Vec<Vec<Vec<Target>>>,
     /// Per route, per endpoint set: where the next version finds the balancers to keep.
     backends: HashMap<RouteKey, HashMap<EndpointSetKey, Arc<BackendState>>>,
-    /// The domain table this was built from (for `/debug/routes` and resumes).
-    pub source: Arc<RouteTable>,
+    /// Per endpoint set, every balancer fed by it (one per Route using it).
+    by_set: HashMap<EndpointSetKey, Vec<Arc<BackendState>>>,
 }
 
 impl Table {
     /// Builds the table for `source`, reusing `previous`'s balancer state for every
     /// (route, set) pair that survives. `zone` and `node` are this proxy's, for hints.
+    /// When only endpoints changed, the cost follows the change ([`build`]).
     pub fn build(
         source: Arc<RouteTable>,
         version: Version,
@@ -150,92 +163,14 @@ impl Table {
         (zone, node): (Option<&str>, Option<&str>),
         now: Instant,
     ) -> Table {
-        let empty = |key: &EndpointSetKey| EndpointSet::new(key.clone());
-        let router = Router::new(&source);
-        let mut backends = HashMap::default();
-        let mut targets = Vec::new();
-        // In the router's order, so `targets` lines up with `Selected::route_index`.
-        for route in router.routes() {
-            let config = BalanceConfig::new(
-                &route.load_balancer,
-                zone.map(str::to_owned),
-                node.map(str::to_owned),
-            );
-            let mut per_set = HashMap::default();
-            for rule in &route.rules {
-                for backend in &rule.backends {
-                    if per_set.contains_key(&backend.endpoint_set) {
-                        continue;
-                    }
-                    let shared_set = source.endpoint_sets.get(&backend.endpoint_set);
-                    let set = shared_set.map(|s| &**s);
-                    let (state, reused) = match previous.backend(&route.key, &backend.endpoint_set)
-                    {
-                        Some(state) => {
-                            let mut balancer = state.lock();
-                            if balancer.config() != &config {
-                                balancer.set_config(config.clone(), now);
-                            }
-                            drop(balancer);
-                            (Arc::clone(state), true)
-                        }
-                        None => (
-                            Arc::new(BackendState {
-                                route: route.key.clone(),
-                                set: backend.endpoint_set.clone(),
-                                balancer: Mutex::new(Balancer::new(config.clone())),
-                            }),
-                            false,
-                        ),
-                    };
-                    let owned;
-                    let set = match set {
-                        Some(set) => set,
-                        None => {
-                            owned = empty(&backend.endpoint_set);
-                            &owned
-                        }
-                    };
-                    // A surviving balancer whose set did not change keeps its state as
-                    // it is: re-feeding every balancer made one pod's change cost the
-                    // whole table (examples/apply.rs).
-                    let before = previous.source.endpoint_sets.get(&backend.endpoint_set);
-                    let unchanged = reused
-                        && match (before, shared_set) {
-                            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
-                            (None, None) => true,
-                            _ => false,
-                        };
-                    if !unchanged {
-                        state.lock().update(set, now);
-                    }
-                    per_set.insert(backend.endpoint_set.clone(), state);
-                }
-            }
-            let shared = Arc::clone(route);
-            let per_rule = route
-                .rules
-                .iter()
-                .map(|rule| {
-                    rule.backends
-                        .iter()
-                        .map(|backend| Target {
-                            route: Arc::clone(&shared),
-                            backend: Arc::clone(&per_set[&backend.endpoint_set]),
-                            protocol: protocol(&source, route, &backend.endpoint_set),
-                        })
-                        .collect()
-                })
-                .collect();
-            targets.push(per_rule);
-            backends.insert(route.key.clone(), per_set);
-        }
+        let (zone, node) = (zone.map(str::to_owned), node.map(str::to_owned));
+        let shape = build::endpoints_only(&source, previous, (&zone, &node), now)
+            .unwrap_or_else(|| Arc::new(build::shape(&source, previous, (&zone, &node), now)));
         Table {
             version: Some(version),
-            zone: zone.map(str::to_owned),
-            router,
-            targets,
-            backends,
+            zone,
+            node,
+            shape,
             source,
         }
     }
@@ -254,7 +189,7 @@ impl Table {
 
     /// The Route a request for `authority` and `path` matches, without picking.
     pub fn route(&self, authority: &str, path: &str) -> Result<&Route, ResolveError> {
-        Ok(self.router.route(authority, path)?.route)
+        Ok(self.shape.router.route(authority, path)?.route)
     }
 
     /// [`resolve`](Self::resolve) for a request or an upgrade (see [`Pick`]).
@@ -266,7 +201,7 @@ impl Table {
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Result<(Target, EndpointAddr), ResolveError> {
-        let selected = self.router.route(authority, path)?;
+        let selected = self.shape.router.route(authority, path)?;
         let backend = match selected.pick_backend(rng) {
             Some(Landed::Backend(i)) => i,
             Some(Landed::Unresolved(i)) => {
@@ -283,7 +218,7 @@ impl Table {
                 });
             }
         };
-        let target = &self.targets[selected.route_index][selected.rule_index][backend];
+        let target = &self.shape.targets[selected.route_index][selected.rule_index][backend];
         let addr = target
             .backend
             .pick(kind, now, rng)
@@ -310,7 +245,8 @@ impl Table {
 
     /// Per (route, set) balancer statistics, for `/debug/routes`.
     pub fn stats(&self, now: Instant) -> BTreeMap<String, Vec<EndpointStats>> {
-        self.backends
+        self.shape
+            .backends
             .iter()
             .flat_map(|(route, sets)| sets.iter().map(move |(set, state)| (route, set, state)))
             .map(|(route, set, state)| (format!("{route} -> {set}"), state.stats(now)))
@@ -318,7 +254,7 @@ impl Table {
     }
 
     fn backend(&self, route: &RouteKey, set: &EndpointSetKey) -> Option<&Arc<BackendState>> {
-        self.backends.get(route)?.get(set)
+        self.shape.backends.get(route)?.get(set)
     }
 }
 
@@ -375,6 +311,8 @@ impl TableHandle {
         self.current.load().version.is_some()
     }
 }
+
+mod build;
 
 #[cfg(test)]
 mod tests {
@@ -453,5 +391,62 @@ mod tests {
         );
         let in_flight: u32 = again.backend.stats(now).iter().map(|s| s.in_flight).sum();
         assert_eq!(in_flight, 2, "in-flight counts carry over across versions");
+    }
+
+    #[test]
+    fn an_endpoint_change_keeps_the_shape_and_feeds_only_its_balancer() {
+        let now = Instant::now();
+        let mut rng = SmallRng::seed_from_u64(7);
+        let first = table(&["127.0.0.11:8080"]);
+        let t1 = Table::build(Arc::clone(&first), V1, &Table::default(), (None, None), now);
+
+        // The same Routes (shared), one more endpoint: the shape is the previous one.
+        let mut next = RouteTable::clone(&first);
+        let grown = table(&["127.0.0.11:8080", "127.0.0.12:8080"]);
+        next.endpoint_sets = grown.endpoint_sets.clone();
+        let t2 = Table::build(Arc::new(next), V1, &t1, (None, None), now);
+        assert!(
+            Arc::ptr_eq(&t1.shape, &t2.shape),
+            "router and targets are shared"
+        );
+        let picked: BTreeSet<String> = (0..4)
+            .map(|_| {
+                t2.resolve("orders.shop", "/", now, &mut rng)
+                    .expect("routed")
+                    .1
+            })
+            .map(|addr| addr.to_string())
+            .collect();
+        assert_eq!(
+            picked.len(),
+            2,
+            "the new endpoint takes requests: {picked:?}"
+        );
+
+        // A changed Route builds the shape anew, keeping the balancer.
+        let mut edited = RouteTable::clone(&t2.source);
+        for route in edited.routes.values_mut() {
+            Arc::make_mut(route).hosts.push("orders.example".into());
+        }
+        let t3 = Table::build(Arc::new(edited), V1, &t2, (None, None), now);
+        assert!(
+            !Arc::ptr_eq(&t2.shape, &t3.shape),
+            "a Route change rebuilds"
+        );
+        assert!(t3.resolve("orders.example", "/", now, &mut rng).is_ok());
+        let (a, _) = t2
+            .resolve("orders.shop", "/", now, &mut rng)
+            .expect("routed");
+        let (b, _) = t3
+            .resolve("orders.shop", "/", now, &mut rng)
+            .expect("routed");
+        assert!(
+            Arc::ptr_eq(&a.backend, &b.backend),
+            "balancer state survives"
+        );
+
+        // A locality change rebuilds too (hints depend on it).
+        let t4 = Table::build(Arc::clone(&t3.source), V1, &t3, (Some("zone-a"), None), now);
+        assert!(!Arc::ptr_eq(&t3.shape, &t4.shape));
     }
 }
