@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
         source.clone(),
         version,
         &Table::default(),
-        None,
+        (None, None),
         Instant::now(),
     );
     let router = Router::new(&source);

@@ -57,7 +57,13 @@ pub fn encode_messages(messages: &[pb::ControllerMessage]) -> Vec<u8> {
 /// state carries over, as in production) and routes a few requests through it.
 pub fn build_and_resolve(source: Arc<RouteTable>, version: Version, previous: &Table) -> Table {
     let now = Instant::now();
-    let table = Table::build(Arc::clone(&source), version, previous, Some("zone-a"), now);
+    let table = Table::build(
+        Arc::clone(&source),
+        version,
+        previous,
+        (Some("zone-a"), None),
+        now,
+    );
     let mut rng = SmallRng::seed_from_u64(version.sequence);
     let hosts: Vec<&str> = source
         .routes
@@ -214,7 +220,7 @@ impl TableSpec {
         let mut table = RouteTable::default();
         for spec in self.routes.iter().take(6) {
             let route = spec.build();
-            table.routes.insert(route.key.clone(), route);
+            table.routes.insert(route.key.clone(), route.into());
         }
         for (key, protocol, endpoints) in self.sets.iter().take(6) {
             let mut set = EndpointSet::new(set_key(*key));
@@ -224,7 +230,7 @@ impl TableSpec {
                 let ep = spec.build();
                 set.endpoints.insert(ep.addr, ep);
             }
-            table.endpoint_sets.insert(set.key.clone(), set);
+            table.endpoint_sets.insert(set.key.clone(), set.into());
         }
         table
     }
