@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -190,6 +191,58 @@ def measure(name: str, run: Path, args, tag: str) -> dict:
             common.stop(proc)
 
 
+def profile(name: str, run: Path, args, seconds: int = 8) -> dict | None:
+    """An extra, unmeasured ghz run on a fresh `name`: `perf stat` counts the proxy's
+    system calls and context switches per call, then `perf record` samples where its CPU
+    goes (flat profile in perf-NAME.txt)."""
+    proc, addr = start_target(name, run, args.proxy_cpus, "perf")
+    if proc is None or not shutil.which("perf"):
+        return None
+    pin = ["taskset", "-c", args.load_cpus] if args.load_cpus else []
+    try:
+        pids = ",".join(str(p) for p in common.process_tree(proc.pid))
+        argv = [*pin, str(GHZ), "--insecure", "--proto", str(PROTO), "--call", CALL, "-d", "{}",
+                "--authority", HOST, "-c", str(args.concurrency), "--connections", str(args.connections),
+                "-z", f"{2 * seconds + 4}s", "--duration-stop", "ignore", addr]
+        load = common.start(argv, run / f"ghz-{name}-perf.txt")
+        time.sleep(2)
+        cpu0 = common.cpu_seconds(common.process_tree(proc.pid))
+        stat = subprocess.run(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter,context-switches", "-p", pids,
+                               "--", "sleep", str(seconds)], capture_output=True, text=True,
+                              timeout=seconds + 30, check=False).stderr
+        cpu = common.cpu_seconds(common.process_tree(proc.pid)) - cpu0
+        data = run / f"perf-{name}.data"
+        subprocess.run(["perf", "record", "-F", "999", "-g", "-o", str(data), "-p", pids, "--",
+                        "sleep", str(seconds)], capture_output=True, timeout=seconds + 30, check=False)
+        load.wait(timeout=2 * seconds + 60)
+        common.STARTED.remove(load)
+        out = (run / f"ghz-{name}-perf.txt").read_text()
+        calls = int(m.group(1)) if (m := re.search(r"Count:\s+(\d+)", out)) else 0
+        # Calls over the whole ghz run; scale to the perf stat window by the proxy's CPU.
+        total_s = 2 * seconds + 4
+        calls_in_window = calls * seconds / total_s if calls else 0
+        counts = {}
+        for line in stat.splitlines():
+            f = line.split(",")
+            if len(f) > 2 and f[0].isdigit():
+                counts[f[2]] = int(f[0])
+        report = run / f"perf-{name}.txt"
+        with open(report, "w") as f:
+            for sort in ("dso", "dso,symbol"):
+                subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", sort,
+                                "--percent-limit", "0.7", "-g", "none"], stdout=f, stderr=subprocess.DEVNULL,
+                               timeout=300, check=False)
+        per = max(calls_in_window, 1)
+        return {
+            "report": str(report),
+            "syscalls_per_call": counts.get("raw_syscalls:sys_enter", 0) / per,
+            "context_switches_per_call": counts.get("context-switches", 0) / per,
+            "cpu_us_per_call": 1e6 * cpu / per,
+        }
+    finally:
+        common.stop(proc)
+
+
 # --- report ----------------------------------------------------------------------
 
 
@@ -263,6 +316,16 @@ def report(results: dict) -> str:
                 f"| {ratio(f['p99_ms'], r['p99_ms'])} "
                 f"| {ratio(f['proxy_cpu_us_per_call'], r['proxy_cpu_us_per_call'])} |"
             )
+    if perf := {k: v for k, v in results.get("perf", {}).items() if v}:
+        lines += [
+            "",
+            "Profiling run (unmeasured, `--perf`; calls in the perf window estimated from ghz's count):",
+            "",
+            "| target | system calls / call | context switches / call | proxy CPU µs/call |",
+            "| --- | ---: | ---: | ---: |",
+            *(f"| {k} | {v['syscalls_per_call']:.2f} | {v['context_switches_per_call']:.3f} "
+              f"| {v['cpu_us_per_call']:.1f} |" for k, v in perf.items()),
+        ]
     errs = [f"- {name}: {e}" for name, r in s.items() for e in r["errors"]]
     if errs:
         lines += ["", "Failures:", "", *errs]
@@ -283,6 +346,7 @@ def main() -> int:
                     help="HTTP/2 connections ghz spreads them over (1: a gRPC channel's usual one)")
     ap.add_argument("--proxy-cpus", default="0", help="taskset CPU list for every proxy ('' = no pinning)")
     ap.add_argument("--load-cpus", default="1", help="taskset CPU list for ghz and the pods ('' = free)")
+    ap.add_argument("--perf", default="", help="targets to profile after the rounds (perf stat + perf record)")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench" / "grpc"), help="results directory")
     args = ap.parse_args()
     args.proxy_cpus = args.proxy_cpus or None
@@ -330,6 +394,10 @@ def main() -> int:
                     rec = {"error": str(e)}
                 print(f"    {json.dumps(rec)}", file=sys.stderr)
                 results["rounds"][name].append(rec)
+        for name in [t for t in args.perf.split(",") if t]:
+            print(f"[{time.strftime('%H:%M:%S')}] perf: {name}", file=sys.stderr)
+            results.setdefault("perf", {})[name] = profile(name, run, args)
+            print(f"    {json.dumps(results['perf'][name])}", file=sys.stderr)
         if pods.poll() is not None:
             raise RuntimeError(f"the gRPC pods exited: {run / 'pods.log'}")
     finally:
