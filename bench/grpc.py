@@ -6,7 +6,7 @@ Same machine, same pods (bench/grpcserver: grpc-go serving grpc.health.v1 on
 127.0.0.11-14), same client (ghz, built from its Go module by bench/grpc.sh), one
 worker each and the same CPU pinning for every proxy: the proxy on --proxy-cpus, the
 client and the pods on --load-cpus. Per round and target, on a freshly started proxy:
-ghz calls grpc.health.v1.Health/Check (a 2-byte request, a 2-byte reply) from
+ghz calls grpc.health.v1.Health/Check (an empty request, a 2-byte reply) from
 --concurrency workers over --connections HTTP/2 connections, --warmup then --duration
 seconds: calls/s, p50/p90/p99 latency, the proxy's CPU time per call, and every
 non-OK status.
