@@ -358,15 +358,20 @@ fn sidecar_mode_renders_a_container_instead_of_a_daemonset() {
         .as_str()
         .expect("container.yaml");
     let container: Value = serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    // The very container the DaemonSet runs, but for its traffic port: loopback only,
-    // so no other pod can send through the gateway's sidecar (issue 26).
+    // The very container the DaemonSet runs, but for its traffic port: loopback only (both
+    // families), so no other pod can send through the gateway's sidecar (issue 26).
     let ds = find(&daemonset, "DaemonSet", "fairway-proxy");
     let mut expected = ds["spec"]["template"]["spec"]["containers"][0].clone();
-    for arg in expected["args"].as_array_mut().expect("args") {
-        if arg == "--listen=0.0.0.0:4140" {
-            *arg = Value::from("--listen=127.0.0.1:4140");
-        }
-    }
+    let args: Vec<Value> = (expected["args"].as_array().expect("args").iter())
+        .flat_map(|arg| match arg.as_str() {
+            Some("--listen=0.0.0.0:4140") => vec![
+                Value::from("--listen=127.0.0.1:4140"),
+                Value::from("--listen=[::1]:4140"),
+            ],
+            _ => vec![arg.clone()],
+        })
+        .collect();
+    expected["args"] = Value::from(args);
     assert_eq!(container, expected);
     assert!(
         strings(&container["args"])
