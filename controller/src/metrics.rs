@@ -37,6 +37,8 @@ struct ProxyLabels {
 pub enum MessageKind {
     Snapshot,
     Delta,
+    /// A restarted controller's answer to a proxy's table digest (discovery.proto).
+    Rebase,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

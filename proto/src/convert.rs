@@ -101,10 +101,21 @@ impl pb::ProxyMessage {
             node: node.into(),
             zone,
             last_applied: last_applied.map(pb::Version::from),
+            digest: None,
         };
         pb::ProxyMessage {
             kind: Some(pb::proxy_message::Kind::Hello(hello)),
         }
+    }
+
+    /// The same hello with the digest of the table the proxy serves, so that a
+    /// controller of another epoch can answer with a rebase (see [`crate::digest`]).
+    /// Other messages are returned unchanged.
+    pub fn with_digest(mut self, digest: &crate::digest::TableDigest) -> Self {
+        if let Some(pb::proxy_message::Kind::Hello(hello)) = &mut self.kind {
+            hello.digest = Some(digest.into());
+        }
+        self
     }
 
     /// "I applied `version` and serve it now."

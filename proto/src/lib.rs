@@ -15,9 +15,12 @@
 //!   apply it; the controller sends a [`diff::TableDiff`] as a `Delta`.
 //! - [`snapshot`]: a whole table as chunked messages (controller side) and the
 //!   [`snapshot::SnapshotAssembler`] that rebuilds it atomically (proxy side).
+//! - [`digest`]: a table's content in buckets, and the `Rebase` that resends only the
+//!   buckets that differ (a proxy reconnecting to a restarted controller).
 
 pub mod convert;
 pub mod diff;
+pub mod digest;
 pub mod model;
 pub mod snapshot;
 

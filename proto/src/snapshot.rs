@@ -172,7 +172,7 @@ pub enum SnapshotError {
     EndWithoutBegin(Version),
     #[error("snapshot begin for {new} while {current} is still being assembled")]
     BeginDuringSnapshot { current: Version, new: Version },
-    #[error("a delta arrived where only snapshot messages belong")]
+    #[error("a delta or rebase arrived where only snapshot messages belong")]
     UnexpectedDelta,
     #[error("snapshot {expected} got a message for {got}")]
     VersionMismatch { expected: Version, got: Version },
@@ -277,7 +277,7 @@ impl SnapshotAssembler {
                 pending.check_version(version)?;
                 pending.finish(&end).map(Some)
             }
-            Kind::Delta(_) => Err(SnapshotError::UnexpectedDelta),
+            Kind::Delta(_) | Kind::Rebase(_) => Err(SnapshotError::UnexpectedDelta),
         }
     }
 }

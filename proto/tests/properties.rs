@@ -1,5 +1,6 @@
 //! Property tests of the contract's invariants, through the public API only:
-//! `apply(old, diff(old, new)) == new`, diffs and snapshots survive the wire, proto
+//! `apply(old, diff(old, new)) == new`, a rebase between two tables' digests gives the
+//! newer table, diffs and snapshots survive the wire, proto
 //! round-trips are lossless, and random add/remove sequences never duplicate an
 //! endpoint.
 //!
@@ -12,6 +13,7 @@ use std::num::NonZeroU16;
 use std::time::Duration;
 
 use fairway_proto::diff::{EndpointSetChange, TableDiff, apply, diff};
+use fairway_proto::digest::{TableDigest, apply_rebase, rebase};
 use fairway_proto::pb::{self, controller_message::Kind};
 use fairway_proto::snapshot::{SnapshotAssembler, snapshot_messages};
 use fairway_proto::{
@@ -278,6 +280,22 @@ proptest! {
         let mut applied = old;
         apply(&mut applied, &got);
         prop_assert_eq!(applied, new);
+    }
+
+    #[test]
+    fn a_rebase_over_the_wire_gives_the_controllers_table(
+        old in table(),
+        new in table(),
+        bits in 0u32..5,
+    ) {
+        let theirs = TableDigest::with_bits(&old, bits);
+        let ours = TableDigest::with_bits(&new, bits);
+        let differing = ours.differing(&theirs).expect("same bucket count");
+        if old == new {
+            prop_assert!(differing.is_empty(), "equal tables, equal digests");
+        }
+        let message = over_the_wire(&rebase(&new, bits, &differing));
+        prop_assert_eq!(apply_rebase(&old, message), Ok(new));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fairway_proto::Version;
+use fairway_proto::digest::TableDigest;
 use fairway_proto::pb::discovery_server::SERVICE_NAME;
 use fairway_proto::pb::{self, proxy_message};
 use fairway_proto::snapshot::DEFAULT_MAX_CHUNK_BYTES;
@@ -228,7 +229,9 @@ impl DiscoveryService {
         let hello = read_hello(&mut inbound).await?;
         let resume_from = hello.last_applied.map(Version::from);
         let resumable = resume_from.is_some_and(|v| shared.store.deltas_since(v).is_some());
-        let session = Session::new(resume_from, resumable);
+        // A digest that does not decode only costs the proxy a snapshot.
+        let digest = hello.digest.and_then(|d| TableDigest::try_from(d).ok());
+        let session = Session::new(resume_from, resumable).with_digest(digest);
         let registration =
             (shared.proxies).register(hello.proxy_id.clone(), hello.node.clone(), hello.zone);
         if let Some(version) = session.acked() {
@@ -291,4 +294,33 @@ fn builder() -> tonic::transport::Server {
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+}
+
+#[cfg(test)]
+mod tests {
+    use fairway_proto::testing::{set, table};
+    use prost::Message;
+
+    use super::*;
+
+    /// A proxy of a big table names its digest in its hello: the hello must still pass
+    /// this limit (which the previous release has too), or that proxy could never
+    /// connect.
+    #[test]
+    fn the_largest_hello_fits_what_a_controller_accepts() {
+        let big = table((0..20_000).map(|i| set(&format!("s{i}"), 0)));
+        let longest = "x".repeat(253);
+        let version = Version {
+            epoch: u64::MAX,
+            sequence: u64::MAX,
+        };
+        let hello =
+            pb::ProxyMessage::hello(&longest, &longest, Some(longest.clone()), Some(version))
+                .with_digest(&TableDigest::of(&big));
+        let len = hello.encoded_len();
+        assert!(
+            len < MAX_PROXY_MESSAGE_BYTES,
+            "{len} bytes against a limit of {MAX_PROXY_MESSAGE_BYTES}"
+        );
+    }
 }

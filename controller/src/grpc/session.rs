@@ -5,7 +5,9 @@
 //!
 //! The rules (discovery.proto, design.md section 4):
 //! - a proxy whose hello names a version of this epoch still in history resumes with
-//!   deltas from it; any other proxy starts with a snapshot;
+//!   deltas from it; a proxy whose hello carries a table digest gets a rebase of the
+//!   buckets that differ (when it is small enough); any other proxy starts with a
+//!   snapshot;
 //! - then every new version goes out as the deltas since the last one planned, each
 //!   based on the previous version; a subscriber that fell out of history, or a delta
 //!   bigger than a snapshot chunk may be, gets a snapshot instead;
@@ -19,6 +21,7 @@ use std::sync::Arc;
 
 use fairway_proto::Version;
 use fairway_proto::diff::TableDiff;
+use fairway_proto::digest::TableDigest;
 use fairway_proto::snapshot::DEFAULT_MAX_CHUNK_BYTES;
 
 use super::wire::Encoded;
@@ -40,6 +43,16 @@ pub enum Plan {
     /// These delta messages, in order, encoded (every stream sends the same bytes for
     /// a version: bases are always the previous version).
     Deltas(Vec<Encoded>),
+    /// This rebase: the proxy's table, told apart by its digest, made the latest one.
+    Rebase(Encoded),
+}
+
+/// What a version was sent as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sent {
+    Delta,
+    Snapshot,
+    Rebase,
 }
 
 /// A version sent and not answered yet.
@@ -48,13 +61,14 @@ struct Outstanding {
     /// Position in the session's send order.
     index: u64,
     version: Version,
-    snapshot: bool,
+    sent: Sent,
 }
 
 /// What an ack or nack meant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {
-    /// The proxy serves this version now.
+    /// The proxy serves this version now; `snapshot` if it replaced the whole table (a
+    /// snapshot or a rebase).
     Applied { version: Version, snapshot: bool },
     /// The proxy rejected a message; a snapshot is planned next.
     Resnapshot { version: Version },
@@ -83,6 +97,8 @@ pub struct Session {
     last_snapshot: Option<u64>,
     acked: Option<Version>,
     max_delta_bytes: usize,
+    /// The hello's digest of the proxy's table, until the first message is planned.
+    digest: Option<TableDigest>,
 }
 
 impl Session {
@@ -100,7 +116,20 @@ impl Session {
             last_snapshot: None,
             acked: resume,
             max_delta_bytes: DEFAULT_MAX_CHUNK_BYTES,
+            digest: None,
         }
+    }
+
+    /// The digest of the table the proxy serves, from its hello: the first message may
+    /// then be a rebase instead of a snapshot. Ignored for a proxy that resumes.
+    pub fn with_digest(mut self, digest: Option<TableDigest>) -> Self {
+        self.digest = digest.filter(|_| self.planned.is_none());
+        self
+    }
+
+    /// The digest to build a rebase from, while the first message is still to plan.
+    pub fn digest(&self) -> Option<&TableDigest> {
+        self.digest.as_ref()
     }
 
     /// Overrides the delta size above which a snapshot goes instead (tests).
@@ -121,19 +150,22 @@ impl Session {
 
     /// Decides what to send to bring the proxy to `latest`, and records it as sent.
     /// `deltas_since` is [`crate::store::Store::deltas_since`]; `encode` builds (or
-    /// looks up) the encoded message of one delta, `(base, version, diff)`.
+    /// looks up) the encoded message of one delta, `(base, version, diff)`; `rebase`
+    /// the rebase from the proxy's digest to `latest`, `None` if it is too big.
     pub fn plan(
         &mut self,
         latest: &Arc<Published>,
         deltas_since: impl FnOnce(Version) -> Option<Deltas>,
         mut encode: impl FnMut(Version, Version, &TableDiff) -> Encoded,
+        rebase: impl FnOnce(&TableDigest) -> Option<Encoded>,
     ) -> Plan {
         if latest.is_initial() || self.outstanding.len() >= MAX_UNACKED {
             return Plan::Idle;
         }
         let from = match self.planned {
             Some(from) if !self.snapshot_needed => from,
-            _ => return self.plan_snapshot(latest),
+            None => return self.plan_first(latest, rebase),
+            Some(_) => return self.plan_snapshot(latest),
         };
         if from == latest.version {
             return Plan::Idle;
@@ -151,28 +183,48 @@ impl Session {
             return self.plan_snapshot(latest);
         }
         for (_, version, _) in &deltas {
-            self.record(*version, false);
+            self.record(*version, Sent::Delta);
         }
         self.planned = deltas.last().map(|(_, version, _)| *version);
         Plan::Deltas(messages)
+    }
+
+    /// The first message for a proxy that does not resume: a rebase if it sent a
+    /// digest and the rebase is small enough, else a snapshot.
+    fn plan_first(
+        &mut self,
+        latest: &Arc<Published>,
+        rebase: impl FnOnce(&TableDigest) -> Option<Encoded>,
+    ) -> Plan {
+        let Some(message) = self.digest.take().and_then(|digest| rebase(&digest)) else {
+            return self.plan_snapshot(latest);
+        };
+        self.replace(latest.version, Sent::Rebase);
+        Plan::Rebase(message)
     }
 
     fn plan_snapshot(&mut self, latest: &Arc<Published>) -> Plan {
         if self.failed_snapshot == Some(latest.version) {
             return Plan::Idle;
         }
-        self.last_snapshot = Some(self.next_index);
-        self.record(latest.version, true);
-        self.snapshot_needed = false;
-        self.planned = Some(latest.version);
+        self.replace(latest.version, Sent::Snapshot);
         Plan::Snapshot(latest.clone())
     }
 
-    fn record(&mut self, version: Version, snapshot: bool) {
+    /// Records a message that replaces the proxy's table (a snapshot or a rebase):
+    /// deltas sent before it no longer matter.
+    fn replace(&mut self, version: Version, sent: Sent) {
+        self.last_snapshot = Some(self.next_index);
+        self.record(version, sent);
+        self.snapshot_needed = false;
+        self.planned = Some(version);
+    }
+
+    fn record(&mut self, version: Version, sent: Sent) {
         self.outstanding.push_back(Outstanding {
             index: self.next_index,
             version,
-            snapshot,
+            sent,
         });
         self.next_index += 1;
     }
@@ -189,12 +241,12 @@ impl Session {
         match self.answer(version) {
             Some(o) => {
                 self.acked = Some(version);
-                if o.snapshot {
+                if o.sent == Sent::Snapshot {
                     self.failed_snapshot = None;
                 }
                 Answer::Applied {
                     version,
-                    snapshot: o.snapshot,
+                    snapshot: o.sent != Sent::Delta,
                 }
             }
             None => Answer::Unexpected { version },
@@ -209,7 +261,9 @@ impl Session {
         if self.last_snapshot.is_some_and(|s| o.index < s) {
             return Answer::Superseded { version };
         }
-        if o.snapshot {
+        // A nacked snapshot would fail the same way again; a nacked rebase or delta is
+        // answered with a snapshot.
+        if o.sent == Sent::Snapshot {
             self.failed_snapshot = Some(version);
         }
         self.snapshot_needed = true;

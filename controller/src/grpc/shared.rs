@@ -7,7 +7,10 @@ use std::sync::{Arc, PoisonError};
 
 use fairway_proto::Version;
 use fairway_proto::diff::TableDiff;
-use fairway_proto::snapshot::snapshot_messages;
+use fairway_proto::digest::{TableDigest, rebase};
+use fairway_proto::pb;
+use fairway_proto::snapshot::{DEFAULT_MAX_CHUNK_BYTES, snapshot_messages};
+use prost::Message;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, watch};
 
 use super::proxies::Proxies;
@@ -79,6 +82,68 @@ impl DeltaCache {
     }
 }
 
+/// Rebases, built and encoded once per version and set of differing buckets: after a
+/// restart every proxy sends the digest of the same table, so thousands of reconnecting
+/// proxies cost one digest of ours and one rebase, and every stream sends the same
+/// bytes.
+#[derive(Debug, Default)]
+struct RebaseCache {
+    /// Our table's digest, for the last version and bucket count asked.
+    ours: Mutex<Option<(Version, Arc<TableDigest>)>>,
+    /// The last rebase built, by version and buckets; `None` if it was too big to send.
+    last: std::sync::Mutex<Option<RebaseEntry>>,
+}
+
+#[derive(Debug)]
+struct RebaseEntry {
+    version: Version,
+    buckets: Vec<u32>,
+    rebase: Option<Encoded>,
+}
+
+impl RebaseCache {
+    async fn ours(&self, published: &Published, bits: u32) -> Arc<TableDigest> {
+        let mut ours = self.ours.lock().await;
+        if let Some((version, digest)) = &*ours
+            && *version == published.version
+            && digest.bits() == bits
+        {
+            return digest.clone();
+        }
+        let digest = Arc::new(TableDigest::with_bits(&published.table, bits));
+        *ours = Some((published.version, digest.clone()));
+        digest
+    }
+
+    /// The rebase of `buckets` to `published`, encoded; `None` when it is larger than
+    /// a delta may be (then a chunked snapshot goes instead).
+    fn get(&self, published: &Published, bits: u32, buckets: Vec<u32>) -> Option<Encoded> {
+        let mut last = (self.last.lock()).unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = &*last
+            && entry.version == published.version
+            && entry.buckets == buckets
+        {
+            return entry.rebase.clone();
+        }
+        let message = pb::ControllerMessage {
+            version: Some(published.version.into()),
+            kind: Some(pb::controller_message::Kind::Rebase(rebase(
+                &published.table,
+                bits,
+                &buckets,
+            ))),
+        };
+        let built =
+            (message.encoded_len() <= DEFAULT_MAX_CHUNK_BYTES).then(|| Encoded::new(&message));
+        *last = Some(RebaseEntry {
+            version: published.version,
+            buckets,
+            rebase: built.clone(),
+        });
+        built
+    }
+}
+
 /// What every stream shares.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -88,6 +153,7 @@ pub(super) struct Shared {
     pub(super) auth: Arc<Authenticator>,
     snapshots: SnapshotCache,
     deltas: DeltaCache,
+    rebases: RebaseCache,
     snapshot_sends: Arc<Semaphore>,
     /// Flips to `true` at shutdown: every stream ends cleanly (status OK).
     pub(super) shutdown: watch::Receiver<bool>,
@@ -109,6 +175,7 @@ impl Shared {
             auth,
             snapshots: SnapshotCache::default(),
             deltas: DeltaCache::default(),
+            rebases: RebaseCache::default(),
             snapshot_sends: Arc::new(Semaphore::new(SNAPSHOT_SENDS)),
             shutdown,
         }
@@ -123,6 +190,19 @@ impl Shared {
     /// never is: then the stream goes without waiting.
     pub(super) async fn snapshot_turn(&self) -> Option<OwnedSemaphorePermit> {
         self.snapshot_sends.clone().acquire_owned().await.ok()
+    }
+
+    /// The rebase that takes a proxy whose table has digest `theirs` to `published`
+    /// (the same bytes for every proxy with that digest); `None` if it would be too big
+    /// (send a snapshot).
+    pub(super) async fn rebase(
+        &self,
+        published: &Published,
+        theirs: &TableDigest,
+    ) -> Option<Encoded> {
+        let bits = theirs.bits();
+        let differing = self.rebases.ours(published, bits).await.differing(theirs)?;
+        self.rebases.get(published, bits, differing)
     }
 
     /// The shared message for the delta from `base` to `version`. Bases are always the

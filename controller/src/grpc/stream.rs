@@ -3,7 +3,7 @@
 //!
 //! Memory per stream is bounded: the queue holds at most `STREAM_BUFFER` messages, and
 //! the outbox holds one plan (a shared, pre-encoded snapshot or the deltas from the
-//! store's bounded history). At most `SNAPSHOT_SENDS` streams queue a snapshot at once. A slow proxy never blocks the publisher or other streams:
+//! store's bounded history). At most `SNAPSHOT_SENDS` streams queue a snapshot, or hold a large rebase, at once. A slow proxy never blocks the publisher or other streams:
 //! the `watch` keeps only the latest version, and the session computes its catch-up
 //! from history when the queue has room.
 
@@ -19,7 +19,7 @@ use tonic::{Status, Streaming};
 
 use super::proxies::Registration;
 use super::session::{Answer, Plan, Session};
-use super::shared::Shared;
+use super::shared::{SNAPSHOT_CHUNK_BYTES, Shared};
 use super::wire::{Encoded, Shape};
 use crate::metrics::MessageKind;
 
@@ -51,6 +51,8 @@ pub(super) async fn drive(
 
     // Held while this stream's snapshot is being queued (see `SNAPSHOT_SENDS`).
     let mut snapshot_turn = None;
+    // Held from a large rebase until the proxy answers it.
+    let mut rebase_turn = None;
 
     let end = loop {
         if outbox.is_empty() {
@@ -58,10 +60,29 @@ pub(super) async fn drive(
             drop(snapshot_turn.take());
             let latest = published.borrow_and_update().clone();
             let deltas = |from| shared.store.deltas_since(from);
-            match session.plan(&latest, deltas, |base, version, diff| {
-                shared.delta(base, version, diff)
-            }) {
+            // Built before planning (it may compute the table's digest, which waits
+            // for other streams doing the same); used only if the session wants it.
+            let rebase = match session.digest() {
+                Some(theirs) if !latest.is_initial() => shared.rebase(&latest, theirs).await,
+                _ => None,
+            };
+            let encode = |base, version, diff: &_| shared.delta(base, version, diff);
+            match session.plan(&latest, deltas, encode, |_| rebase) {
                 Plan::Idle => {}
+                Plan::Rebase(message) => {
+                    // A large rebase (many changes while the controller was away) takes
+                    // a snapshot turn until the proxy answers it, so a storm of them
+                    // keeps a bounded number in buffers; a small one goes at once.
+                    if message.len() > SNAPSHOT_CHUNK_BYTES {
+                        rebase_turn = tokio::select! {
+                            biased;
+                            () = stopped(&mut shutdown) => break End::Shutdown,
+                            () = tx.closed() => break End::ProxyGone,
+                            turn = shared.snapshot_turn() => turn,
+                        };
+                    }
+                    outbox.push_back(message);
+                }
                 Plan::Snapshot(published) => {
                     // Wait for a turn; a shutdown or a proxy gone still ends the stream.
                     snapshot_turn = tokio::select! {
@@ -84,6 +105,8 @@ pub(super) async fn drive(
                 None => break End::ProxyClosed,
                 Some(Err(status)) => break End::Transport(status),
                 Some(Ok(message)) => {
+                    // A rebase is the stream's first message: any answer answers it.
+                    drop(rebase_turn.take());
                     match answer(&shared, &mut session, &registration, &proxy, connected_at, message) {
                         // The next message must be the snapshot: deltas still queued
                         // build on the version the proxy failed on.
@@ -141,6 +164,7 @@ async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 fn sent(shared: &Shared, registration: &Registration, message: &Encoded) {
     let kind = match message.shape() {
         Shape::Delta => MessageKind::Delta,
+        Shape::Rebase => MessageKind::Rebase,
         Shape::End => MessageKind::Snapshot,
         Shape::Begin | Shape::Chunk | Shape::Empty => return,
     };

@@ -22,6 +22,7 @@ pub enum Shape {
     Chunk,
     End,
     Delta,
+    Rebase,
     /// A message without a kind (never built by this controller).
     Empty,
 }
@@ -42,6 +43,7 @@ impl Encoded {
             Some(controller_message::Kind::Chunk(_)) => Shape::Chunk,
             Some(controller_message::Kind::End(_)) => Shape::End,
             Some(controller_message::Kind::Delta(_)) => Shape::Delta,
+            Some(controller_message::Kind::Rebase(_)) => Shape::Rebase,
             None => Shape::Empty,
         };
         Encoded {

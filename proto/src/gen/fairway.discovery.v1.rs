@@ -45,9 +45,30 @@ pub struct Hello {
     #[prost(string, optional, tag = "3")]
     pub zone: ::core::option::Option<::prost::alloc::string::String>,
     /// The last version the proxy applied. Absent on a proxy's first connection; a
-    /// version from another epoch gets a snapshot.
+    /// version from another epoch gets a snapshot (or a `Rebase`, below).
     #[prost(message, optional, tag = "4")]
     pub last_applied: ::core::option::Option<Version>,
+    /// What the proxy's table holds, by content, so that a controller of another epoch
+    /// (a restart, another replica) can resend only what differs. Absent before the
+    /// first table; a controller that ignores it sends a snapshot.
+    #[prost(message, optional, tag = "5")]
+    pub digest: ::core::option::Option<TableDigest>,
+}
+/// A table's content in buckets. Every route and every endpoint set falls in one bucket
+/// by its key; a bucket's digest is the wrapping sum of its items' digests, so equal
+/// content gives equal digests whatever the order. Both sides compute it with
+/// `fairway_proto::digest` (xxh3-64 of the item's encoding here, keys hashed with a
+/// tag byte first), which makes it part of this contract.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TableDigest {
+    /// `2^bucket_bits` buckets (0 to 12, so that a hello stays under the 64 KiB a
+    /// controller accepts from a proxy); the proxy picks it from its table's size.
+    #[prost(uint32, tag = "1")]
+    pub bucket_bits: u32,
+    /// One digest per bucket, bucket 0 first. An empty bucket's digest is 0.
+    #[prost(fixed64, repeated, tag = "2")]
+    pub buckets: ::prost::alloc::vec::Vec<u64>,
 }
 /// The proxy applied `version` and now serves it.
 #[allow(clippy::all)]
@@ -74,7 +95,7 @@ pub struct ControllerMessage {
     /// version; a delta's version is the version the table has after applying it.
     #[prost(message, optional, tag = "1")]
     pub version: ::core::option::Option<Version>,
-    #[prost(oneof = "controller_message::Kind", tags = "2, 3, 4, 5")]
+    #[prost(oneof = "controller_message::Kind", tags = "2, 3, 4, 5, 6")]
     pub kind: ::core::option::Option<controller_message::Kind>,
 }
 /// Nested message and enum types in `ControllerMessage`.
@@ -90,7 +111,33 @@ pub mod controller_message {
         End(super::SnapshotEnd),
         #[prost(message, tag = "5")]
         Delta(super::Delta),
+        #[prost(message, tag = "6")]
+        Rebase(super::Rebase),
     }
+}
+/// Answers a hello with a `TableDigest` from a proxy that served another epoch: the
+/// table at this message's version is the proxy's current table with every route and
+/// endpoint set of the listed buckets removed, and then this message's routes and sets
+/// added. Listing no bucket means the proxy's table is already this version's: only the
+/// version number changes. The proxy acks or nacks it like a snapshot; after a nack the
+/// controller sends a snapshot. A rebase larger than a delta may be is never sent: a
+/// snapshot goes instead. The proxy keeps the zone its last snapshot reported: a rebase
+/// is the same bytes for every proxy that sent the same digest.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Rebase {
+    /// The `bucket_bits` of the hello's digest these buckets are numbered in.
+    #[prost(uint32, tag = "1")]
+    pub bucket_bits: u32,
+    /// Buckets whose content this message replaces, ascending.
+    #[prost(uint32, repeated, tag = "2")]
+    pub buckets: ::prost::alloc::vec::Vec<u32>,
+    /// The routes of those buckets, each in full.
+    #[prost(message, repeated, tag = "3")]
+    pub routes: ::prost::alloc::vec::Vec<Route>,
+    /// The endpoint sets of those buckets, each in full and in one part.
+    #[prost(message, repeated, tag = "4")]
+    pub sets: ::prost::alloc::vec::Vec<EndpointSetPart>,
 }
 /// Starts a snapshot: the proxy starts an empty table aside and keeps serving the old
 /// one. A snapshot replaces the whole table; nothing from before it survives.

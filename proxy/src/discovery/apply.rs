@@ -3,13 +3,15 @@
 //!
 //! A snapshot is assembled aside ([`SnapshotAssembler`]) and replaces the table only at
 //! its `end`; a delta applies to a copy of the current table, and only when its `base`
-//! is the version we serve. Anything invalid is nacked and the last good table stays,
+//! is the version we serve; a rebase (a restarted controller's answer to our table's
+//! digest) replaces the buckets it lists in a copy of the current table. Anything invalid is nacked and the last good table stays,
 //! until the snapshot that the controller sends after a nack (design.md 4).
 
 use std::sync::Arc;
 
 use fairway_proto::convert::ConvertError;
 use fairway_proto::diff::{self, TableDiff};
+use fairway_proto::digest::{RebaseError, apply_rebase};
 use fairway_proto::model::{RouteTable, Version};
 use fairway_proto::pb::{self, controller_message::Kind};
 use fairway_proto::snapshot::{SnapshotAssembler, SnapshotError};
@@ -29,9 +31,18 @@ pub enum ApplyError {
         version: Version,
         source: SnapshotError,
     },
-    /// A delta arrived between a snapshot's `begin` and `end`.
-    #[error("delta {0} arrived in the middle of a snapshot")]
+    /// A delta or rebase arrived between a snapshot's `begin` and `end`.
+    #[error("delta or rebase {0} arrived in the middle of a snapshot")]
     DeltaDuringSnapshot(Version),
+    /// A rebase arrived before any table: there is nothing to rebase.
+    #[error("rebase {0} arrived before any table")]
+    RebaseWithoutTable(Version),
+    /// The rebase did not decode or does not fit its own bucket list.
+    #[error("rebase {version}: {source}")]
+    Rebase {
+        version: Version,
+        source: RebaseError,
+    },
     /// The delta builds on a version we do not serve.
     #[error("delta {version} is based on {base}, but this proxy serves {}", serving_text(.serving))]
     BaseMismatch {
@@ -115,6 +126,7 @@ impl Applier {
         match msg.kind {
             None => Step::Nack(version, ApplyError::Empty(version)),
             Some(Kind::Delta(delta)) => self.delta(version, delta),
+            Some(Kind::Rebase(rebase)) => self.rebase(version, rebase),
             Some(Kind::Begin(_)) => {
                 self.discarding = None;
                 self.snapshot(version, msg)
@@ -175,14 +187,38 @@ impl Applier {
         }
     }
 
-    fn delta(&mut self, version: Version, delta: pb::Delta) -> Step {
+    /// A delta or rebase in the middle of a snapshot: the unfinished snapshot is
+    /// dropped too, its remaining messages are skipped, and the controller answers this
+    /// nack with a fresh snapshot.
+    fn interrupts_snapshot(&mut self, version: Version) -> Option<Step> {
         self.discarding = None;
-        if self.assembler.is_assembling() {
-            // The unfinished snapshot is dropped too; its remaining messages are
-            // skipped, and the controller answers this nack with a fresh snapshot.
-            self.assembler.reset();
-            self.discarding = self.assembling.take();
-            return Step::Nack(version, ApplyError::DeltaDuringSnapshot(version));
+        if !self.assembler.is_assembling() {
+            return None;
+        }
+        self.assembler.reset();
+        self.discarding = self.assembling.take();
+        Some(Step::Nack(
+            version,
+            ApplyError::DeltaDuringSnapshot(version),
+        ))
+    }
+
+    fn rebase(&mut self, version: Version, rebase: pb::Rebase) -> Step {
+        if let Some(nack) = self.interrupts_snapshot(version) {
+            return nack;
+        }
+        let Some(current) = self.current() else {
+            return Step::Nack(version, ApplyError::RebaseWithoutTable(version));
+        };
+        match apply_rebase(current, rebase) {
+            Ok(table) => self.applied(table, version),
+            Err(source) => Step::Nack(version, ApplyError::Rebase { version, source }),
+        }
+    }
+
+    fn delta(&mut self, version: Version, delta: pb::Delta) -> Step {
+        if let Some(nack) = self.interrupts_snapshot(version) {
+            return nack;
         }
         let (base, changes) = match TableDiff::from_proto(delta) {
             Ok(decoded) => decoded,

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fairway_proto::digest::TableDigest;
 use fairway_proto::model::{RouteTable, Version};
 use fairway_proto::pb::{self, discovery_client::DiscoveryClient};
 use http::Uri;
@@ -202,12 +203,17 @@ impl Client {
         // never stop reading the controller because our own queue is full.
         let (tx, rx) = mpsc::unbounded_channel();
         let last_applied = self.applier.last_applied();
-        let hello = pb::ProxyMessage::hello(
+        let mut hello = pb::ProxyMessage::hello(
             self.config.id.clone(),
             self.config.node.clone(),
             self.config.zone.clone(),
             last_applied,
         );
+        // With a table, say what it holds: a controller of another epoch (restarted,
+        // or another replica) then resends only what differs, not a snapshot.
+        if let Some(table) = self.applier.current() {
+            hello = hello.with_digest(&TableDigest::of(table));
+        }
         tx.send(hello).map_err(|_| SessionError::Send)?;
         let token = move |mut request: tonic::Request<()>| {
             if let Some(value) = &authorization {

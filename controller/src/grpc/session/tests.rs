@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 
+use fairway_proto::digest::TableDigest;
 use fairway_proto::pb::controller_message::Kind;
 use fairway_proto::{Endpoint, EndpointSet, EndpointSetKey, RouteTable};
 
@@ -45,7 +46,39 @@ fn plan(session: &mut Session, store: &Store) -> Plan {
         &store.latest(),
         |from| store.deltas_since(from),
         |base, version, diff| Encoded::new(&diff.to_message(base, version)),
+        |_| None,
     )
+}
+
+/// Plans with a rebase builder that answers every digest with `rebase`, and records
+/// that it was asked.
+fn plan_rebasing(
+    session: &mut Session,
+    store: &Store,
+    rebase: Option<Encoded>,
+    asked: &mut bool,
+) -> Plan {
+    session.plan(
+        &store.latest(),
+        |from| store.deltas_since(from),
+        |base, version, diff| Encoded::new(&diff.to_message(base, version)),
+        |_| {
+            *asked = true;
+            rebase
+        },
+    )
+}
+
+/// A rebase message at `version` listing no bucket.
+fn empty_rebase(version: Version) -> Encoded {
+    Encoded::new(&fairway_proto::pb::ControllerMessage {
+        version: Some(version.into()),
+        kind: Some(Kind::Rebase(Default::default())),
+    })
+}
+
+fn digest(n: u16) -> Option<TableDigest> {
+    Some(TableDigest::of(&table(n)))
 }
 
 /// `(base, version)` of each delta message.
@@ -242,5 +275,88 @@ fn a_delta_bigger_than_the_limit_goes_as_a_snapshot() {
         snapshot_version(&plan(&mut s, &store)),
         v(3),
         "38 endpoints do not"
+    );
+}
+
+#[test]
+fn a_proxy_with_a_digest_gets_a_rebase_then_deltas_from_it() {
+    let store = store(2);
+    let mut s = Session::new(
+        Some(Version {
+            epoch: 1,
+            sequence: 7,
+        }),
+        false,
+    )
+    .with_digest(digest(2));
+    let mut asked = false;
+    let rebase = empty_rebase(v(2));
+    match plan_rebasing(&mut s, &store, Some(rebase.clone()), &mut asked) {
+        Plan::Rebase(sent) => assert_eq!(sent, rebase),
+        other => panic!("expected a rebase, got {other:?}"),
+    }
+    assert!(
+        s.digest().is_none(),
+        "the digest answers the first message only"
+    );
+    assert_eq!(
+        s.on_ack(v(2)),
+        Answer::Applied {
+            version: v(2),
+            snapshot: true
+        }
+    );
+    store.publish(table(3));
+    assert_eq!(steps(&plan(&mut s, &store)), vec![(v(2), v(3))]);
+}
+
+#[test]
+fn a_rebase_too_big_to_send_becomes_a_snapshot() {
+    let store = store(2);
+    let mut s = Session::new(None, false).with_digest(digest(1));
+    let mut asked = false;
+    let plan = plan_rebasing(&mut s, &store, None, &mut asked);
+    assert!(asked, "the rebase was tried");
+    assert_eq!(snapshot_version(&plan), v(2));
+}
+
+#[test]
+fn a_nacked_rebase_is_answered_with_a_snapshot_of_the_same_version() {
+    let store = store(2);
+    let mut s = Session::new(None, false).with_digest(digest(2));
+    let mut asked = false;
+    let first = plan_rebasing(&mut s, &store, Some(empty_rebase(v(2))), &mut asked);
+    assert!(matches!(first, Plan::Rebase(_)));
+    assert_eq!(s.on_nack(v(2)), Answer::Resnapshot { version: v(2) });
+    let mut asked_again = false;
+    let next = plan_rebasing(&mut s, &store, Some(empty_rebase(v(2))), &mut asked_again);
+    assert_eq!(
+        snapshot_version(&next),
+        v(2),
+        "not idle: a snapshot may still apply"
+    );
+    assert!(!asked_again, "one rebase per stream");
+}
+
+#[test]
+fn a_resuming_proxy_ignores_its_digest_and_nothing_waits_for_the_first_version() {
+    let store = store(5);
+    let mut s = Session::new(Some(v(3)), true).with_digest(digest(3));
+    assert!(s.digest().is_none());
+    assert_eq!(
+        steps(&plan(&mut s, &store)),
+        vec![(v(3), v(4)), (v(4), v(5))]
+    );
+
+    let empty = Store::with_epoch(9);
+    let mut s = Session::new(None, false).with_digest(digest(3));
+    let mut asked = false;
+    assert!(matches!(
+        plan_rebasing(&mut s, &empty, None, &mut asked),
+        Plan::Idle
+    ));
+    assert!(
+        !asked && s.digest().is_some(),
+        "kept until there is a version to rebase to"
     );
 }

@@ -193,3 +193,60 @@ fn a_new_begin_supersedes_an_unfinished_snapshot() {
         "the unfinished snapshot is nacked once and the new one applies: {steps:?}"
     );
 }
+
+/// The rebase a controller at `version` holding `ours` sends to a proxy serving `theirs`.
+fn rebase_message(
+    theirs: &RouteTable,
+    ours: &RouteTable,
+    version: Version,
+) -> pb::ControllerMessage {
+    use fairway_proto::digest::{TableDigest, rebase};
+    let bits = TableDigest::of(theirs).bits();
+    let differing = (TableDigest::with_bits(ours, bits))
+        .differing(&TableDigest::with_bits(theirs, bits))
+        .expect("same bits");
+    pb::ControllerMessage {
+        version: Some(version.into()),
+        kind: Some(Kind::Rebase(rebase(ours, bits, &differing))),
+    }
+}
+
+#[test]
+fn a_rebase_from_another_epoch_gives_the_controllers_table() {
+    let mut a = Applier::new();
+    let t1 = table(&["10.0.0.1:80", "10.0.0.2:80"]);
+    let (served, _) = applied(&mut a, snapshot(&t1, v(1)));
+    let restarted = Version {
+        epoch: 77,
+        sequence: 3,
+    };
+    let t2 = table(&["10.0.0.2:80", "10.0.0.3:80"]);
+    let (next, version) = applied(&mut a, vec![rebase_message(&t1, &t2, restarted)]);
+    assert_eq!((version, &*next), (restarted, &t2));
+    assert_eq!(*served, t1, "the table already served is never mutated");
+    assert_eq!(a.last_applied(), Some(restarted));
+
+    let (same, _) = applied(&mut a, vec![rebase_message(&t2, &t2, v(9))]);
+    assert_eq!(*same, t2, "an empty rebase only renumbers");
+}
+
+#[test]
+fn a_rebase_before_any_table_or_that_does_not_fit_is_nacked() {
+    let mut a = Applier::new();
+    let t1 = table(&["10.0.0.1:80"]);
+    let (version, error) = nacked(feed(&mut a, vec![rebase_message(&t1, &t1, v(1))]));
+    assert_eq!(
+        (version, error),
+        (v(1), ApplyError::RebaseWithoutTable(v(1)))
+    );
+
+    applied(&mut a, snapshot(&t1, v(1)));
+    let mut bad = rebase_message(&t1, &table(&["10.0.0.9:80"]), v(2));
+    if let Some(Kind::Rebase(r)) = &mut bad.kind {
+        r.buckets.clear();
+    }
+    let (version, error) = nacked(feed(&mut a, vec![bad]));
+    assert_eq!(version, v(2));
+    assert!(matches!(error, ApplyError::Rebase { .. }), "{error}");
+    assert_eq!(a.last_applied(), Some(v(1)), "the last good table stays");
+}
