@@ -3,8 +3,9 @@
 //! keepalives, graceful shutdown.
 //!
 //! [`DiscoveryServer`] stands where the generated `pb::discovery_server::DiscoveryServer`
-//! would: same path, same limits, but with [`PassThroughCodec`], so streams send the
-//! messages `shared` encoded once per version (the wire is unchanged, see `wire`).
+//! would: same path, same limits, but its responses are [`FramedBody`]s, so streams send
+//! the messages `shared` encoded once per version without copying them (the wire is
+//! unchanged, see `wire`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,7 +15,6 @@ use fairway_proto::Version;
 use fairway_proto::digest::TableDigest;
 use fairway_proto::pb::discovery_server::SERVICE_NAME;
 use fairway_proto::pb::{self, proxy_message};
-use fairway_proto::snapshot::DEFAULT_MAX_CHUNK_BYTES;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -26,7 +26,7 @@ use super::proxies::Proxies;
 use super::session::Session;
 use super::shared::Shared;
 use super::stream;
-use super::wire::{Encoded, PassThroughCodec};
+use super::wire::{Encoded, FramedBody, ProxyMessageDecoder};
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -117,20 +117,6 @@ impl tonic::server::NamedService for DiscoveryServer {
     const NAME: &'static str = SERVICE_NAME;
 }
 
-/// The one method, as tonic's streaming handler.
-struct StreamMethod(DiscoveryService);
-
-impl tonic::server::StreamingService<pb::ProxyMessage> for StreamMethod {
-    type Response = Encoded;
-    type ResponseStream = EncodedStream;
-    type Future = BoxFuture<Response<EncodedStream>, Status>;
-
-    fn call(&mut self, request: Request<Streaming<pb::ProxyMessage>>) -> Self::Future {
-        let service = self.0.clone();
-        Box::pin(async move { service.stream(request).await })
-    }
-}
-
 /// The method's path, as in the generated code.
 const STREAM_PATH: &str = "/fairway.discovery.v1.Discovery/Stream";
 
@@ -164,14 +150,29 @@ where
                 Ok(response)
             });
         }
-        let method = StreamMethod(self.service.clone());
+        let service = self.service.clone();
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(PassThroughCodec)
-                .apply_max_message_size_config(
-                    Some(MAX_PROXY_MESSAGE_BYTES),
-                    Some(DEFAULT_MAX_CHUNK_BYTES.saturating_mul(2)),
-                );
-            Ok(grpc.streaming(method, request).await)
+            let (parts, body) = request.into_parts();
+            let inbound = Streaming::new_request(
+                ProxyMessageDecoder,
+                body,
+                None,
+                Some(MAX_PROXY_MESSAGE_BYTES),
+            );
+            let request = Request::from_http(http::Request::from_parts(parts, inbound));
+            Ok(match service.stream(request).await {
+                Ok(response) => {
+                    let body = FramedBody::new(response.into_inner());
+                    let mut response = http::Response::new(tonic::body::Body::new(body));
+                    (response.headers_mut()).insert(
+                        http::header::CONTENT_TYPE,
+                        tonic::metadata::GRPC_CONTENT_TYPE,
+                    );
+                    response
+                }
+                // Refused (unauthenticated, not synced, no hello): trailers only.
+                Err(status) => status.into_http(),
+            })
         })
     }
 }

@@ -2,10 +2,11 @@
 //! send, feeds the bounded per-stream queue, and reads acks and nacks.
 //!
 //! Memory per stream is bounded: the queue holds at most `STREAM_BUFFER` messages, and
-//! the outbox holds one plan (a shared, pre-encoded snapshot or the deltas from the
-//! store's bounded history). At most `SNAPSHOT_SENDS` streams queue a snapshot, or hold a large rebase, at once. A slow proxy never blocks the publisher or other streams:
-//! the `watch` keeps only the latest version, and the session computes its catch-up
-//! from history when the queue has room.
+//! the outbox holds one plan (a shared, pre-encoded snapshot, rebase, or the deltas from
+//! the store's bounded history). At most `SNAPSHOT_SENDS` streams queue a snapshot, or
+//! wait for the answer to a large rebase, at once. A slow proxy never blocks the
+//! publisher or other streams: the `watch` keeps only the latest version, and the
+//! session computes its catch-up from history when the queue has room.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -70,9 +71,11 @@ pub(super) async fn drive(
             match session.plan(&latest, deltas, encode, |_| rebase) {
                 Plan::Idle => {}
                 Plan::Rebase(message) => {
-                    // A large rebase (many changes while the controller was away) takes
-                    // a snapshot turn until the proxy answers it, so a storm of them
-                    // keeps a bounded number in buffers; a small one goes at once.
+                    // A large rebase (many changes while the controller was away) waits
+                    // for a snapshot turn and keeps it until the proxy answers: in a
+                    // storm, proxies come back group after group, each at full speed,
+                    // rather than all sharing the link and finishing near the end. A
+                    // small one (nothing changed) goes at once.
                     if message.len() > SNAPSHOT_CHUNK_BYTES {
                         rebase_turn = tokio::select! {
                             biased;

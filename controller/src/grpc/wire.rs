@@ -1,19 +1,24 @@
 //! The Discovery stream's bytes. A controller message is encoded once (per version, not
-//! per stream) into an [`Encoded`], and every stream writes those bytes through
-//! [`PassThroughCodec`]: the per-stream cost of a delta is a copy into the HTTP/2 send
-//! buffer, not a clone and a protobuf encode.
+//! per stream) into an [`Encoded`], and every stream sends those very bytes through
+//! [`FramedBody`]: the per-stream cost of a message is a 5-byte prefix and a write, not
+//! a clone, a protobuf encode or a copy.
 //!
 //! The wire does not change: the bytes are exactly prost's encoding of the same
-//! `ControllerMessage`, framed by tonic as before, so any proxy (this version or the one
-//! before) decodes them with the generated client. Only the server's side of the codec
-//! differs; what proxies send is decoded as before.
+//! `ControllerMessage`, framed as gRPC frames them, so any proxy (this version or the
+//! one before) decodes them with the generated client. What proxies send is decoded by
+//! tonic with [`ProxyMessageDecoder`], as the generated server does.
 
-use bytes::{BufMut, Bytes};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{BufMut, Bytes, BytesMut};
 use fairway_proto::Version;
 use fairway_proto::pb::{self, controller_message};
+use futures::Stream;
+use http_body::Frame;
 use prost::Message;
 use tonic::Status;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{DecodeBuf, Decoder};
 
 /// What an [`Encoded`] message is, so a stream can keep its books without decoding it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,37 +83,91 @@ impl Encoded {
     }
 }
 
-/// The server's codec: writes [`Encoded`] bytes as they are and decodes `ProxyMessage`s
-/// with prost, as the generated code does.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PassThroughCodec;
+/// A stream's response body: each [`Encoded`] message framed for gRPC without a copy.
+/// tonic's own encoder copies every message into a per-stream buffer, which then keeps
+/// the largest message's allocation for the stream's life (a 150 KiB rebase to 5,000
+/// proxies held 750 MiB). Here a message goes out as its 5-byte gRPC prefix and then
+/// its shared bytes, which h2 writes from the one allocation every stream shares. The
+/// stream's end (or its error) becomes the `grpc-status` trailers.
+#[derive(Debug)]
+pub struct FramedBody<S> {
+    messages: S,
+    /// The message whose prefix went out last.
+    pending: Option<Bytes>,
+    done: bool,
+}
 
-impl Codec for PassThroughCodec {
-    type Encode = Encoded;
-    type Decode = pb::ProxyMessage;
-    type Encoder = PassThroughEncoder;
-    type Decoder = ProxyMessageDecoder;
+/// Messages up to this size go out with their prefix in one small copy (one DATA frame
+/// instead of two); larger ones are not copied.
+const COPY_BELOW: usize = 1024;
 
-    fn encoder(&mut self) -> Self::Encoder {
-        PassThroughEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        ProxyMessageDecoder
+impl<S> FramedBody<S> {
+    pub fn new(messages: S) -> Self {
+        FramedBody {
+            messages,
+            pending: None,
+            done: false,
+        }
     }
 }
 
-/// Copies pre-encoded bytes into tonic's frame buffer.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PassThroughEncoder;
+/// The gRPC length prefix: not compressed, then the length, big-endian.
+fn prefix(len: usize) -> [u8; 5] {
+    let [a, b, c, d] = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
+    [0, a, b, c, d]
+}
 
-impl Encoder for PassThroughEncoder {
-    type Item = Encoded;
+fn trailers(status: &Status) -> Frame<Bytes> {
+    let mut trailers = http::HeaderMap::new();
+    // A status whose message cannot be a header value still sends its code.
+    if status.add_header(&mut trailers).is_err() {
+        let _ = Status::new(status.code(), "").add_header(&mut trailers);
+    }
+    Frame::trailers(trailers)
+}
+
+impl<S> http_body::Body for FramedBody<S>
+where
+    S: Stream<Item = Result<Encoded, Status>> + Unpin,
+{
+    type Data = Bytes;
     type Error = Status;
 
-    fn encode(&mut self, item: Encoded, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item.bytes);
-        Ok(())
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if let Some(bytes) = self.pending.take() {
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let frame = match ready!(Pin::new(&mut self.messages).poll_next(cx)) {
+            Some(Ok(message)) if message.len() < COPY_BELOW => {
+                let mut framed = BytesMut::with_capacity(5 + message.len());
+                framed.put_slice(&prefix(message.len()));
+                framed.put_slice(&message.bytes);
+                Frame::data(framed.freeze())
+            }
+            Some(Ok(message)) => {
+                self.pending = Some(message.bytes.clone());
+                Frame::data(Bytes::copy_from_slice(&prefix(message.len())))
+            }
+            Some(Err(status)) => {
+                self.done = true;
+                trailers(&status)
+            }
+            None => {
+                self.done = true;
+                trailers(&Status::ok(""))
+            }
+        };
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.pending.is_none()
     }
 }
 
@@ -176,10 +235,9 @@ mod tests {
         }
     }
 
-    /// The codec writes the bytes untouched, and the generated client's decoder (prost,
-    /// through tonic) reads the same message back.
+    /// The bytes are prost's encoding of the message.
     #[test]
-    fn the_codec_writes_what_prost_would_have_written() {
+    fn the_bytes_are_what_prost_would_have_written() {
         let message =
             fairway_proto::diff::diff(&RouteTable::default(), &table()).to_message(v(1), v(2));
         let encoded = Encoded::new(&message);
@@ -202,5 +260,75 @@ mod tests {
                 .iter()
                 .all(|s| *s == Shape::Chunk)
         );
+    }
+
+    /// The body frames every message as gRPC does (prefix, then the message, whole and
+    /// unchanged) and ends with `grpc-status` trailers; large messages are not copied.
+    #[tokio::test]
+    async fn the_body_frames_messages_and_ends_with_the_status() {
+        use http_body::Body as _;
+        use http_body_util::BodyExt;
+
+        let small = Encoded::new(&TableDiff::default().to_message(v(1), v(2)));
+        let large = Encoded::new(
+            &fairway_proto::diff::diff(&RouteTable::default(), &big()).to_message(v(2), v(3)),
+        );
+        assert!(small.len() < COPY_BELOW && large.len() >= COPY_BELOW);
+        let messages = vec![
+            Ok(small.clone()),
+            Ok(large.clone()),
+            Err(Status::invalid_argument("bye")),
+        ];
+        let mut body = FramedBody::new(futures::stream::iter(messages));
+        let mut data = Vec::new();
+        let mut trailers = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.expect("no body error");
+            match frame.into_data() {
+                Ok(bytes) => {
+                    if bytes.len() == large.len() {
+                        assert_eq!(
+                            bytes.as_ptr(),
+                            large.bytes.as_ptr(),
+                            "sent from the shared bytes"
+                        );
+                    }
+                    data.extend_from_slice(&bytes);
+                }
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            }
+        }
+        let mut expected = Vec::new();
+        for message in [&small, &large] {
+            expected.extend_from_slice(&prefix(message.len()));
+            expected.extend_from_slice(&message.bytes);
+        }
+        assert_eq!(data, expected);
+        let trailers = trailers.expect("trailers");
+        assert_eq!(
+            trailers.get("grpc-status").map(|v| v.as_bytes()),
+            Some(&b"3"[..])
+        );
+        assert!(body.is_end_stream());
+
+        let mut ok = FramedBody::new(futures::stream::iter(Vec::<Result<Encoded, Status>>::new()));
+        let end = ok.frame().await.expect("a frame").expect("no error");
+        let end = end.into_trailers().expect("trailers only");
+        assert_eq!(
+            end.get("grpc-status").map(|v| v.as_bytes()),
+            Some(&b"0"[..])
+        );
+    }
+
+    /// A table whose delta from empty is well over [`COPY_BELOW`].
+    fn big() -> RouteTable {
+        let mut t = table();
+        let key = t.endpoint_sets.keys().next().cloned().expect("a set");
+        let set = std::sync::Arc::make_mut(t.endpoint_sets.get_mut(&key).expect("the set"));
+        for i in 0..100u8 {
+            let ep = Endpoint::ready(([10, 0, 1, i], 8080).into());
+            set.endpoints.insert(ep.addr, ep);
+        }
+        t
     }
 }
