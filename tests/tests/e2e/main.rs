@@ -14,6 +14,7 @@
 //! `test NAME ... ok|FAILED` per scenario and a last line `N passed, M failed`.
 
 mod faults;
+mod rebase;
 mod scenarios;
 mod topology;
 mod world;

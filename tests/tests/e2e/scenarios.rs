@@ -55,6 +55,10 @@ pub fn all() -> Vec<Scenario> {
             name: "s9_node_hints_keep_traffic_on_the_node",
             run: || Box::pin(crate::topology::node_hints_keep_traffic_on_the_node()),
         },
+        Scenario {
+            name: "s10_restarted_controller_rebases_proxies",
+            run: || Box::pin(crate::rebase::restarted_controller_rebases_proxies()),
+        },
     ]
 }
 
