@@ -10,14 +10,18 @@
 //! BYTES the message's, or the whole snapshot's, encoded size); a stream that fails is
 //! reported as `e ID MESSAGE` and opened again.
 //!
-//! Commands on stdin, one per line: `storm` drops every stream at once and opens it
+//! Commands on stdin, one per line: `storm MODE` drops every stream at once and opens it
 //! again with a hello naming a version of another epoch, as proxies do after a controller
-//! restart (each gets a snapshot); `cpu` prints `cpu SECONDS PEAK_RSS_MIB` (this
-//! process's CPU time so far); end of input prints that line once more and exits.
+//! restart: MODE `digests` sends each proxy's table digest, as this release's proxies do
+//! (each gets a rebase; [`crate::shadow`]), `snapshots` none, as the previous release's
+//! (each gets a snapshot). `drop` drops every stream and holds it closed until
+//! `reconnect MODE` (the table can change in between, as during a restart). `cpu` prints
+//! `cpu SECONDS PEAK_RSS_MIB` (this process's CPU time so far); end of input prints that
+//! line once more and exits. Rebases are reported with KIND `b`.
 
 use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::objects::{cpu_seconds, peak_rss_mib, unix_nanos};
+use crate::shadow::Shadow;
 use crate::{Opts, Replica, WAIT};
 
 /// Connect attempts per simulated proxy: thousands of connects at once overflow the
@@ -50,6 +55,8 @@ pub struct Skinny {
     pub end: Option<Bytes>,
     #[prost(bytes = "bytes", optional, tag = "5")]
     pub delta: Option<Bytes>,
+    #[prost(bytes = "bytes", optional, tag = "6")]
+    pub rebase: Option<Bytes>,
 }
 
 type Inbound = tonic::Streaming<Skinny>;
@@ -60,6 +67,7 @@ async fn open(
     endpoint: &str,
     id: usize,
     from: Version,
+    digest: Option<pb::TableDigest>,
 ) -> Result<(mpsc::Sender<pb::ProxyMessage>, Inbound), String> {
     let mut last = String::new();
     for attempt in 0..CONNECT_ATTEMPTS {
@@ -72,12 +80,15 @@ async fn open(
             let mut grpc = tonic::client::Grpc::new(channel);
             grpc.ready().await.map_err(|e| e.to_string())?;
             let (tx, rx) = mpsc::channel(16);
-            let hello = pb::ProxyMessage::hello(
+            let mut hello = pb::ProxyMessage::hello(
                 format!("proxy-{id}"),
                 format!("node-{}", id % 50),
                 None,
                 Some(from),
             );
+            if let Some(pb::proxy_message::Kind::Hello(hello)) = &mut hello.kind {
+                hello.digest = digest.clone();
+            }
             tx.send(hello).await.map_err(|e| e.to_string())?;
             let codec = tonic_prost::ProstCodec::<pb::ProxyMessage, Skinny>::default();
             let path = tonic::codegen::http::uri::PathAndQuery::from_static(STREAM_PATH);
@@ -105,16 +116,22 @@ async fn proxy(
     endpoint: String,
     id: usize,
     from: Version,
-    mut storms: watch::Receiver<u64>,
+    storms: Storms,
+    shadow: Shadow,
     out: mpsc::UnboundedSender<String>,
 ) -> Result<(), String> {
-    let (mut resume, mut applied) = (from, from);
+    let Storms {
+        mut count,
+        mut hold,
+        digests,
+    } = storms;
+    let (mut resume, mut applied, mut digest) = (from, from, None);
     loop {
-        let (tx, mut inbound) = open(&endpoint, id, resume).await?;
+        let (tx, mut inbound) = open(&endpoint, id, resume, digest.take()).await?;
         let mut snapshot_bytes = 0;
         let storm = loop {
             let message = tokio::select! {
-                changed = storms.changed() => {
+                changed = count.changed() => {
                     if changed.is_err() {
                         return Ok(());
                     }
@@ -134,6 +151,8 @@ async fn proxy(
             let version = message.version.map(Version::from).ok_or("no version")?;
             let kind = if message.delta.is_some() {
                 'd'
+            } else if message.rebase.is_some() {
+                'b'
             } else if message.end.is_some() {
                 's'
             } else {
@@ -158,9 +177,18 @@ async fn proxy(
             }
         };
         if storm {
+            // Held closed while the table changes, as during a restart.
+            while *hold.borrow_and_update() {
+                if hold.changed().await.is_err() {
+                    return Ok(());
+                }
+            }
+            if digests.load(Ordering::Relaxed) {
+                digest = shadow.digest(applied).await;
+            }
             // After a restart the proxy names its last version, of an epoch the new
-            // controller does not know: it gets a snapshot (also if this stream fails
-            // before the snapshot ends).
+            // controller does not know: it gets a rebase for its digest, or a snapshot
+            // (also if this stream fails before that applies).
             applied = Version {
                 epoch: applied.epoch.wrapping_add(1_000_000),
                 sequence: applied.sequence,
@@ -170,17 +198,39 @@ async fn proxy(
     }
 }
 
+/// What a simulated proxy follows of the storm commands.
+#[derive(Clone)]
+struct Storms {
+    /// Bumped at each storm or drop: end the stream.
+    count: watch::Receiver<u64>,
+    /// While true, a dropped stream stays closed.
+    hold: watch::Receiver<bool>,
+    /// Whether the next hello carries a digest.
+    digests: Arc<AtomicBool>,
+}
+
 /// The `--clients` process: `proxies` streams spread over `targets` (one per controller
 /// replica: where to connect, which version to resume at) by id, as a Service spreads
 /// new connections over replicas.
 pub async fn run(targets: Vec<(String, Version)>, proxies: usize) {
     let (out, mut lines) = mpsc::unbounded_channel::<String>();
-    let (storm, storms) = watch::channel(0u64);
+    let (storm, count) = watch::channel(0u64);
+    let (hold_tx, hold) = watch::channel(false);
+    let digests = Arc::new(AtomicBool::new(true));
+    let storms = Storms {
+        count,
+        hold,
+        digests: digests.clone(),
+    };
+    let shadows: Vec<Shadow> = (targets.iter())
+        .map(|(endpoint, _)| Shadow::follow(endpoint.clone(), out.clone()))
+        .collect();
     for id in 0..proxies {
         let (endpoint, from) = targets[id % targets.len()].clone();
         let (storms, out) = (storms.clone(), out.clone());
+        let shadow = shadows[id % targets.len()].clone();
         tokio::spawn(async move {
-            if let Err(e) = proxy(endpoint, id, from, storms, out).await {
+            if let Err(e) = proxy(endpoint, id, from, storms, shadow, out).await {
                 eprintln!("proxy-{id}: {e}");
             }
         });
@@ -206,9 +256,25 @@ pub async fn run(targets: Vec<(String, Version)>, proxies: usize) {
     let cpu = || format!("cpu {:.2} {:.0}", cpu_seconds(), peak_rss_mib());
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(command)) = stdin.next_line().await {
-        match command.trim() {
-            "storm" => storm.send_modify(|n| *n += 1),
-            "cpu" => {
+        let mode = |m: &str| digests.store(m == "digests", Ordering::Relaxed);
+        match command
+            .trim()
+            .split_once(' ')
+            .unwrap_or((command.trim(), ""))
+        {
+            ("storm", m) => {
+                mode(m);
+                storm.send_modify(|n| *n += 1);
+            }
+            ("drop", _) => {
+                hold_tx.send_replace(true);
+                storm.send_modify(|n| *n += 1);
+            }
+            ("reconnect", m) => {
+                mode(m);
+                hold_tx.send_replace(false);
+            }
+            ("cpu", _) => {
                 let _ = out.send(cpu());
             }
             _ => {}
@@ -233,7 +299,8 @@ pub struct Receipt {
     /// Wall clock (both processes read the same one), nanoseconds since 1970.
     at: u128,
     bytes: usize,
-    snapshot: bool,
+    /// `d`elta, `s`napshot or re`b`ase.
+    kind: char,
 }
 
 /// The clients' process and what it reports.
@@ -244,6 +311,8 @@ pub struct Clients {
     cpu: mpsc::UnboundedReceiver<(f64, f64)>,
     /// Streams that failed and were opened again.
     pub stream_errors: Arc<AtomicUsize>,
+    /// How long the last table digest took to compute, in seconds.
+    pub digest: Arc<std::sync::Mutex<Option<f64>>>,
 }
 
 impl Clients {
@@ -269,6 +338,8 @@ impl Clients {
         let (cpu_tx, cpu) = mpsc::unbounded_channel();
         let errors = Arc::new(AtomicUsize::new(0));
         let stream_errors = errors.clone();
+        let digest = Arc::new(std::sync::Mutex::new(None));
+        let digest_seconds = digest.clone();
         tokio::spawn(async move {
             let mut lines = tokio::io::BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
@@ -283,11 +354,18 @@ impl Clients {
                                 },
                                 at: at.parse().ok()?,
                                 bytes: bytes.parse().ok()?,
-                                snapshot: *kind == "s",
+                                kind: kind.chars().next()?,
                             })
                         })();
                         if let Some(receipt) = parsed {
                             let _ = receipt_tx.send(receipt);
+                        }
+                    }
+                    ["digest", seconds] => {
+                        if let Ok(seconds) = seconds.parse() {
+                            *digest_seconds
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner) = Some(seconds);
                         }
                     }
                     ["e", ..] => {
@@ -309,6 +387,7 @@ impl Clients {
             receipts,
             cpu,
             stream_errors,
+            digest,
         })
     }
 
@@ -327,23 +406,24 @@ impl Clients {
             .ok_or("clients gone")?)
     }
 
-    /// Waits until every proxy has received `target` of its replica (other receipts
-    /// are counted in `bytes` and dropped). Returns each arrival time.
+    /// Waits until every proxy has received `target` of its replica in a message of one
+    /// of `kinds` (other receipts are counted in `bytes` and dropped). Returns each
+    /// arrival time and the kind it came in.
     pub async fn wait_all(
         &mut self,
         targets: &[Version],
         proxies: usize,
-        snapshots: bool,
+        kinds: &[char],
         bytes: &mut usize,
-    ) -> Result<Vec<u128>, Box<dyn std::error::Error>> {
+    ) -> Result<Vec<(u128, char)>, Box<dyn std::error::Error>> {
         let mut arrivals = Vec::with_capacity(proxies);
         while arrivals.len() < proxies {
             let receipt = tokio::time::timeout(WAIT, self.receipts.recv())
                 .await?
                 .ok_or("the clients' process ended")?;
             *bytes += receipt.bytes;
-            if targets.contains(&receipt.version) && receipt.snapshot == snapshots {
-                arrivals.push(receipt.at);
+            if targets.contains(&receipt.version) && kinds.contains(&receipt.kind) {
+                arrivals.push((receipt.at, receipt.kind));
             }
         }
         Ok(arrivals)

@@ -12,13 +12,17 @@
 //!
 //! ```text
 //! cargo run --release -p fairway-controller --example scale
-//! cargo run --release -p fairway-controller --example scale -- --proxies 5000 --storm
+//! cargo run --release -p fairway-controller --example scale -- --proxies 5000 --storm --storm-changes 100 --storm-snapshots
 //! cargo run --release -p fairway-controller --example scale -- --slices-per-round 1000 --rounds 10
 //! cargo run --release -p fairway-controller --example scale -- --replicas 2 --proxies 5000
 //! ```
 
 mod clients;
 mod objects;
+mod shadow;
+mod storm;
+
+use storm::{Mode, storm};
 
 use clients::Clients;
 
@@ -74,9 +78,18 @@ struct Opts {
     #[arg(long, default_value_t = 1)]
     replicas: usize,
     /// After the rounds, every proxy reconnects at once with a version of another epoch
-    /// (as after a controller restart) and needs a snapshot.
+    /// (as after a controller restart) and its table's digest, as this release's
+    /// proxies do: each gets a rebase.
     #[arg(long)]
     storm: bool,
+    /// With `--storm`: change this many slices (one endpoint each) while the proxies
+    /// are away, as during a restart, so that their rebases carry those buckets.
+    #[arg(long, default_value_t = 0)]
+    storm_changes: usize,
+    /// With `--storm`: then the same storm without digests, as the previous release's
+    /// proxies (each needs a snapshot).
+    #[arg(long)]
+    storm_snapshots: bool,
     /// Internal: run as the simulated proxies' process, with `URL=EPOCH:SEQUENCE` per
     /// replica (where to connect, which version to resume at).
     #[arg(long, hide = true, value_delimiter = ',')]
@@ -291,9 +304,9 @@ async fn run(opts: Opts) -> Result<(), Box<dyn std::error::Error>> {
         }
         let versions: Vec<Version> = replicas.iter().map(|r| r.store.latest().version).collect();
         let arrivals =
-            (clients.wait_all(&versions, opts.proxies, false, &mut message_bytes)).await?;
+            (clients.wait_all(&versions, opts.proxies, &['d'], &mut message_bytes)).await?;
         if round > 0 {
-            latencies.extend(arrivals.into_iter().map(|at| since(wall0, at)));
+            latencies.extend(arrivals.into_iter().map(|(at, _)| since(wall0, at)));
         }
         // Put the endpoints back (not measured), and drain until every proxy has it.
         let before: Vec<Version> = replicas.iter().map(|r| r.store.latest().version).collect();
@@ -317,7 +330,7 @@ async fn run(opts: Opts) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         clients
-            .wait_all(&restored, opts.proxies, false, &mut 0)
+            .wait_all(&restored, opts.proxies, &['d'], &mut 0)
             .await?;
     }
     let (cpu_rounds, clients_rounds) = (
@@ -349,7 +362,10 @@ async fn run(opts: Opts) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     if opts.storm {
-        storm(&opts, &replicas, &mut clients).await?;
+        storm(&opts, &replicas, &mut clients, Mode::Digests).await?;
+        if opts.storm_snapshots {
+            storm(&opts, &replicas, &mut clients, Mode::Snapshots).await?;
+        }
     }
     let cpu_all = cpu_seconds() - cpu0;
     let stream_errors = clients.stream_errors.load(Ordering::Relaxed);
@@ -364,50 +380,6 @@ async fn run(opts: Opts) -> Result<(), Box<dyn std::error::Error>> {
     );
     drop(replicas);
     rebuild(&opts);
-    Ok(())
-}
-
-/// Every proxy reconnects at once and needs a snapshot; measures until all are back on
-/// the newest version, sampling the controller's RSS meanwhile.
-async fn storm(
-    opts: &Opts,
-    replicas: &[Replica],
-    clients: &mut Clients,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let versions: Vec<Version> = replicas.iter().map(|r| r.store.latest().version).collect();
-    let (cpu, clients_cpu) = (cpu_seconds(), clients.cpu().await?.0);
-    let (stop, stopped) = watch::channel(false);
-    let sampler = tokio::spawn(async move {
-        let mut peak: f64 = 0.0;
-        while !*stopped.borrow() {
-            peak = peak.max(rss_mib());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        peak
-    });
-    let (t0, wall0) = (Instant::now(), unix_nanos());
-    clients.command("storm").await?;
-    let mut bytes = 0;
-    let arrivals = clients
-        .wait_all(&versions, opts.proxies, true, &mut bytes)
-        .await?;
-    let took = t0.elapsed();
-    let _ = stop.send(true);
-    let peak = sampler.await?;
-    let mut back: Vec<Duration> = arrivals.into_iter().map(|at| since(wall0, at)).collect();
-    back.sort();
-    println!(
-        "| reconnect storm: {} proxies, each a snapshot ({:.0} MiB in all), all back on the newest version | {} (p50 {}) |",
-        opts.proxies,
-        bytes as f64 / 1048576.0,
-        ms(took),
-        ms(percentile(&back, 0.5))
-    );
-    println!(
-        "| reconnect storm: controller RSS, peak sampled every 20 ms / CPU controller, proxies | {peak:.0} MiB / {:.1} s, {:.1} s |",
-        cpu_seconds() - cpu,
-        clients.cpu().await?.0 - clients_cpu
-    );
     Ok(())
 }
 
