@@ -48,6 +48,10 @@ use objects::{
     cpu_seconds, ms, peak_rss_mib, percentile, route, rss_mib, service, slice, unix_nanos,
 };
 
+/// The controller binary's allocator (`src/main.rs`), so the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Bound on every wait, so a broken run fails instead of hanging.
 const WAIT: Duration = Duration::from_secs(180);
 /// gRPC (5) plus HTTP/2 DATA frame (9) header bytes around each message on the wire.
