@@ -10,8 +10,10 @@
 //! binary prints it and `tests/crdgen.rs` fails when the file is stale.
 
 mod duration;
+mod health;
 
 pub use duration::{DurationError, parse_duration};
+pub use health::{GrpcHealthCheckSpec, HealthCheckSpec, MAX_HEALTH_THRESHOLD};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -100,6 +102,9 @@ pub struct RouteSpec {
     /// Retries of failed requests.
     #[serde(default)]
     pub retries: RetriesSpec,
+    /// Active health checks of the endpoints (gRPC's `grpc.health.v1`). Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSpec>,
 }
 
 /// Requests whose path starts with `pathPrefix` go to `backends`.

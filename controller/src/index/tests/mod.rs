@@ -65,6 +65,7 @@ pub(super) fn route(
         upstream: Default::default(),
         timeouts: Default::default(),
         retries: Default::default(),
+        health_check: None,
     };
     let mut route = crd::Route::new(name, spec);
     route.metadata = ObjectMeta {

@@ -35,6 +35,7 @@ fn a_valid_route_becomes_a_table_route_with_defaults() {
             upstream: model::Upstream::default(),
             timeouts: model::Timeouts::default(),
             retries: model::Retries::default(),
+            health_check: None,
         }
     );
     assert_eq!(
