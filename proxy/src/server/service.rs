@@ -151,7 +151,12 @@ async fn proxy(
     if let Some(ask) = from_hyper.then(|| upgrade::asked(&request)).flatten() {
         match upgrade::admit(&shared.table.load(), &request, &ask) {
             upgrade::Admit::Tunnel(protocol) => {
-                return upgrade::proxy(shared, client, request, ask.via, protocol, start).await;
+                // Boxed: a tunnel's future is large and rare, and inline it would grow
+                // every request's future (moved, and so copied, per HTTP/2 stream).
+                return Box::pin(upgrade::proxy(
+                    shared, client, request, ask.via, protocol, start,
+                ))
+                .await;
             }
             upgrade::Admit::Refuse(error) => return Err((error, None, None)),
             upgrade::Admit::Plain => {}
