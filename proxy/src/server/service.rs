@@ -145,6 +145,7 @@ async fn proxy(
     start: Instant,
 ) -> Result<Answer, Failed> {
     let grpc = call.is_some();
+    let asked = call.as_deref().map(GrpcCall::asked);
     // Only hyper's requests can be upgrades: the fast loop hands every request with
     // `Upgrade` to hyper, so its own requests skip the look.
     let from_hyper = matches!(request.body(), RequestBody::Hyper(_));
@@ -196,7 +197,6 @@ async fn proxy(
     let guard = EndGuard::new(target, addr, start);
     shared.budget.deposit(route.retries.budget_percent);
     // HTTP: the route's request timeout; gRPC: the call's own deadline (`grpc::limit`).
-    let asked = grpc.then(|| grpc::timeout(request.headers()));
     let limit = grpc::limit(&route.timeouts, asked);
     // `checked_add`: a client's grpc-timeout may be 99999999H; past what the clock can
     // hold there is no deadline to keep.
