@@ -59,6 +59,11 @@ fn durations_and_policies_convert_to_the_model() {
         crd::GrpcStatus::ResourceExhausted,
         crd::GrpcStatus::Unavailable,
     ];
+    let grpc = crd::GrpcHealthCheckSpec {
+        service: "orders.v1".to_owned(),
+        ..Default::default()
+    };
+    tuned.spec.health_check = Some(crd::HealthCheckSpec { grpc: Some(grpc) });
     index.apply_route(&tuned);
     let got = &index.table().routes[&route_key("tuned")];
     assert_eq!(got.load_balancer.policy, model::Policy::PeakEwma);
@@ -75,6 +80,12 @@ fn durations_and_policies_convert_to_the_model() {
         [8, 14],
         "codes by number, ascending, once each"
     );
+    let health = got
+        .health_check
+        .as_ref()
+        .expect("the health check reaches the table");
+    assert_eq!(health.service, "orders.v1");
+    assert_eq!(health.interval, Duration::from_secs(5));
 
     tuned.spec.load_balancer.slow_start = Some("0s".to_owned());
     tuned.spec.timeouts.grpc_maximum = Some("0s".to_owned());
@@ -222,7 +233,7 @@ fn invalid_specs_are_excluded_and_reported_without_affecting_others() {
     let mut index = orders_index();
     /// A Route name, how to break it, and what the message must mention.
     type Case = (&'static str, fn(&mut crd::Route), &'static str);
-    let cases: [Case; 6] = [
+    let cases: [Case; 7] = [
         (
             "bad-duration",
             |r| r.spec.timeouts.request = "15 seconds".to_owned(),
@@ -249,6 +260,11 @@ fn invalid_specs_are_excluded_and_reported_without_affecting_others() {
             "weight",
         ),
         ("no-hosts", |r| r.spec.hosts.clear(), "spec.hosts is empty"),
+        (
+            "bad-health",
+            |r| r.spec.health_check = Some(crd::HealthCheckSpec { grpc: None }),
+            "spec.healthCheck names no check",
+        ),
     ];
     for (name, break_it, says) in cases {
         let mut bad = route(name, &[&format!("{name}.shop")], "orders", num(8080), 0);
