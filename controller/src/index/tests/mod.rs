@@ -4,6 +4,7 @@
 mod endpoints;
 mod hosts;
 mod incremental;
+mod invalid;
 mod routes;
 mod status;
 
