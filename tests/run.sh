@@ -14,6 +14,9 @@ H2_VERSION=4.4.1         # Python h2, for the HTTP/2 flood runs
 WEBSOCKETS_VERSION=17.4  # Python websockets: the WebSocket pods and clients (tests/upgrade)
 HYPERCORN_VERSION=0.18.0 # Python Hypercorn: an HTTP/2-only WebSocket pod (RFC 8441, tests/upgrade)
 GRPCIO_VERSION=1.85.1    # Python grpcio: the gRPC pods and clients (tests/grpc), as in tests/tests/grpc/world.rs
+# grpcio-health-checking (the pods' standard health service) is released with grpcio:
+# the same version.
+GRPCIO_HEALTH_VERSION=$GRPCIO_VERSION
 
 need() {
   command -v "$1" >/dev/null 2>&1 || { echo "tests/run.sh: '$1' not found: $2" >&2; exit 1; }
@@ -39,9 +42,11 @@ if ! "$venv/bin/python3" -c "import websockets, sys; sys.exit(websockets.__versi
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "websockets==$WEBSOCKETS_VERSION" "hypercorn==$HYPERCORN_VERSION"
 fi
-# Python grpcio for the gRPC tests (tests/grpc/peer.py), same venv.
-if ! "$venv/bin/python3" -c "import grpc, sys; sys.exit(grpc.__version__ != '$GRPCIO_VERSION')" 2>/dev/null; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "grpcio==$GRPCIO_VERSION"
+# Python grpcio and its health service for the gRPC tests (tests/grpc/peer.py), same venv.
+if ! "$venv/bin/python3" -c "import grpc, sys; sys.exit(grpc.__version__ != '$GRPCIO_VERSION')" 2>/dev/null \
+  || ! "$venv/bin/pip" show grpcio-health-checking 2>/dev/null | grep -qx "Version: $GRPCIO_HEALTH_VERSION"; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "grpcio==$GRPCIO_VERSION" "grpcio-health-checking==$GRPCIO_HEALTH_VERSION"
 fi
 export PATH="$PWD/$venv/bin:$PATH"
 

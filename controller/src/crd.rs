@@ -10,8 +10,12 @@
 //! binary prints it and `tests/crdgen.rs` fails when the file is stale.
 
 mod duration;
+mod grpc_status;
+mod health;
 
 pub use duration::{DurationError, parse_duration};
+pub use grpc_status::GrpcStatus;
+pub use health::{GrpcHealthCheckSpec, HealthCheckSpec, MAX_HEALTH_THRESHOLD};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -100,6 +104,9 @@ pub struct RouteSpec {
     /// Retries of failed requests.
     #[serde(default)]
     pub retries: RetriesSpec,
+    /// Active health checks of the endpoints (gRPC's `grpc.health.v1`). Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSpec>,
 }
 
 /// Requests whose path starts with `pathPrefix` go to `backends`.
@@ -296,52 +303,6 @@ impl Default for RetriesSpec {
             attempts: default_retry_attempts(),
             budget_percent: default_retry_budget_percent(),
             grpc_statuses: default_grpc_retry_statuses(),
-        }
-    }
-}
-
-/// A gRPC status code by its canonical name (OK is no failure, so it is not listed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum GrpcStatus {
-    Cancelled,
-    Unknown,
-    InvalidArgument,
-    DeadlineExceeded,
-    NotFound,
-    AlreadyExists,
-    PermissionDenied,
-    ResourceExhausted,
-    FailedPrecondition,
-    Aborted,
-    OutOfRange,
-    Unimplemented,
-    Internal,
-    Unavailable,
-    DataLoss,
-    Unauthenticated,
-}
-
-impl GrpcStatus {
-    /// The code's number on the wire (`grpc-status`).
-    pub fn code(self) -> u32 {
-        match self {
-            GrpcStatus::Cancelled => 1,
-            GrpcStatus::Unknown => 2,
-            GrpcStatus::InvalidArgument => 3,
-            GrpcStatus::DeadlineExceeded => 4,
-            GrpcStatus::NotFound => 5,
-            GrpcStatus::AlreadyExists => 6,
-            GrpcStatus::PermissionDenied => 7,
-            GrpcStatus::ResourceExhausted => 8,
-            GrpcStatus::FailedPrecondition => 9,
-            GrpcStatus::Aborted => 10,
-            GrpcStatus::OutOfRange => 11,
-            GrpcStatus::Unimplemented => 12,
-            GrpcStatus::Internal => 13,
-            GrpcStatus::Unavailable => 14,
-            GrpcStatus::DataLoss => 15,
-            GrpcStatus::Unauthenticated => 16,
         }
     }
 }

@@ -152,6 +152,7 @@ fn spec_has_exactly_the_design_fields() {
     assert_eq!(
         top,
         [
+            "healthCheck",
             "hosts",
             "loadBalancer",
             "retries",
@@ -187,6 +188,18 @@ fn spec_has_exactly_the_design_fields() {
     assert_eq!(
         keys(&props["retries"]),
         ["attempts", "budgetPercent", "grpcStatuses"]
+    );
+    // `healthCheck`: active gRPC health checks (issue 22).
+    assert_eq!(keys(&props["healthCheck"]), ["grpc"]);
+    assert_eq!(
+        keys(&props["healthCheck"]["properties"]["grpc"]),
+        [
+            "healthyThreshold",
+            "interval",
+            "service",
+            "timeout",
+            "unhealthyThreshold"
+        ]
     );
     let status = &schema()["properties"]["status"];
     assert_eq!(

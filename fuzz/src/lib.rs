@@ -202,6 +202,7 @@ impl RouteSpec {
             },
             timeouts: Default::default(),
             retries: Default::default(),
+            health_check: None,
         }
     }
 }

@@ -15,9 +15,9 @@ use std::num::NonZeroU16;
 use std::time::Duration;
 
 use crate::model::{
-    Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, LoadBalancer, Policy, Retries,
-    Route, RouteKey, Rule, Timeouts, UnresolvedBackend, Upgrades, Upstream, UpstreamProtocol,
-    Version,
+    Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, GrpcHealthCheck, LoadBalancer,
+    Policy, Retries, Route, RouteKey, Rule, Timeouts, UnresolvedBackend, Upgrades, Upstream,
+    UpstreamProtocol, Version,
 };
 use crate::pb;
 
@@ -415,6 +415,13 @@ impl From<&Route> for pb::Route {
                 budget_percent: r.retries.budget_percent,
                 grpc_statuses: r.retries.grpc_statuses.clone(),
             }),
+            grpc_health_check: r.health_check.as_ref().map(|h| pb::GrpcHealthCheck {
+                service: h.service.clone(),
+                interval_ms: millis(h.interval),
+                timeout_ms: millis(h.timeout),
+                unhealthy_threshold: h.unhealthy_threshold,
+                healthy_threshold: h.healthy_threshold,
+            }),
         }
     }
 }
@@ -463,6 +470,13 @@ impl TryFrom<pb::Route> for Route {
                 budget_percent: retries.budget_percent,
                 grpc_statuses: retries.grpc_statuses,
             },
+            health_check: r.grpc_health_check.map(|h| GrpcHealthCheck {
+                service: h.service,
+                interval: Duration::from_millis(h.interval_ms),
+                timeout: Duration::from_millis(h.timeout_ms),
+                unhealthy_threshold: h.unhealthy_threshold,
+                healthy_threshold: h.healthy_threshold,
+            }),
         })
     }
 }

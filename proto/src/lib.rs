@@ -44,7 +44,7 @@ pub mod pb {
 }
 
 pub use model::{
-    AppProtocol, Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, LoadBalancer,
-    Policy, Retries, Route, RouteKey, RouteTable, Rule, Timeouts, UnresolvedBackend, Upgrades,
-    Upstream, UpstreamProtocol, Version,
+    AppProtocol, Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, GrpcHealthCheck,
+    LoadBalancer, Policy, Retries, Route, RouteKey, RouteTable, Rule, Timeouts, UnresolvedBackend,
+    Upgrades, Upstream, UpstreamProtocol, Version,
 };

@@ -348,6 +348,47 @@ pub struct Route {
     pub upstream: Upstream,
     pub timeouts: Timeouts,
     pub retries: Retries,
+    /// Active gRPC health checks of the endpoints; `None`: none.
+    pub health_check: Option<GrpcHealthCheck>,
+}
+
+/// `grpc.health.v1.Health/Check` asked of every endpoint of a Route's backends. An
+/// endpoint that fails `unhealthy_threshold` probes in a row (no answer, an error, or
+/// `NOT_SERVING`) takes no new requests until it passes `healthy_threshold` in a row.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GrpcHealthCheck {
+    /// The `service` asked about; empty: the whole server.
+    pub service: String,
+    /// From one probe's end to the next probe's start (the proxy adds jitter).
+    pub interval: Duration,
+    /// A probe unanswered this long fails.
+    pub timeout: Duration,
+    /// At least 1.
+    pub unhealthy_threshold: u32,
+    /// At least 1.
+    pub healthy_threshold: u32,
+}
+
+/// Kubernetes' own probe defaults (`periodSeconds: 10` is slower than a balancer
+/// should notice; Envoy's examples use 5 s).
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// Kubernetes' gRPC probe default (`timeoutSeconds: 1`).
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Two misses in a row: one lost probe is noise.
+pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 2;
+/// One pass brings an endpoint back, as a Kubernetes readiness probe does.
+pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 1;
+
+impl Default for GrpcHealthCheck {
+    fn default() -> Self {
+        GrpcHealthCheck {
+            service: String::new(),
+            interval: DEFAULT_HEALTH_INTERVAL,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+            unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
+            healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+        }
+    }
 }
 
 /// The whole table: routes and the endpoint sets they refer to. A route may refer to a

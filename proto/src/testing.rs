@@ -65,6 +65,7 @@ pub fn route(name: &str) -> Route {
         upstream: Default::default(),
         timeouts: Default::default(),
         retries: Default::default(),
+        health_check: None,
     }
 }
 

@@ -17,8 +17,9 @@ use fairway_proto::digest::{TableDigest, apply_rebase, rebase};
 use fairway_proto::pb::{self, controller_message::Kind};
 use fairway_proto::snapshot::{SnapshotAssembler, snapshot_messages};
 use fairway_proto::{
-    Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, LoadBalancer, Policy, Retries,
-    Route, RouteKey, RouteTable, Rule, Timeouts, Upgrades, Upstream, UpstreamProtocol, Version,
+    Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, GrpcHealthCheck, LoadBalancer,
+    Policy, Retries, Route, RouteKey, RouteTable, Rule, Timeouts, Upgrades, Upstream,
+    UpstreamProtocol, Version,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -174,6 +175,15 @@ fn route() -> impl Strategy<Value = Route> {
             budget_percent,
             grpc_statuses: codes.into_iter().collect(),
         });
+    let health_check = option::of((name(), millis(), millis(), 1u32..=10, 1u32..=10).prop_map(
+        |(service, interval, timeout, unhealthy_threshold, healthy_threshold)| GrpcHealthCheck {
+            service,
+            interval,
+            timeout,
+            unhealthy_threshold,
+            healthy_threshold,
+        },
+    ));
     let hosts = vec(name().prop_map(|n| format!("{n}.shop")), 0..3);
     (
         route_key(),
@@ -183,9 +193,10 @@ fn route() -> impl Strategy<Value = Route> {
         upstream,
         timeouts,
         retries,
+        health_check,
     )
         .prop_map(
-            |(key, hosts, rules, load_balancer, upstream, timeouts, retries)| Route {
+            |(key, hosts, rules, load_balancer, upstream, timeouts, retries, health_check)| Route {
                 key,
                 hosts,
                 rules,
@@ -193,6 +204,7 @@ fn route() -> impl Strategy<Value = Route> {
                 upstream,
                 timeouts,
                 retries,
+                health_check,
             },
         )
 }

@@ -9,6 +9,7 @@ pub mod body;
 pub mod config;
 pub mod discovery;
 pub mod h1;
+pub mod health;
 pub mod logs;
 pub mod metrics;
 pub mod pool;

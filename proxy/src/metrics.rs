@@ -139,6 +139,8 @@ pub struct Metrics {
     pub upgrades: upgrades::UpgradeMetrics,
     /// gRPC calls by status, timed to their trailers.
     pub grpc: grpc::GrpcMetrics,
+    /// Active health checks.
+    pub health: health::HealthMetrics,
 }
 
 impl Metrics {
@@ -205,9 +207,11 @@ impl Metrics {
 
         let upgrades = upgrades::UpgradeMetrics::register(&mut registry);
         let grpc = grpc::GrpcMetrics::register(&mut registry);
+        let health = health::HealthMetrics::register(&mut registry);
         Metrics {
             upgrades,
             grpc,
+            health,
             registry,
             endpoint_labels,
             requests,
@@ -436,6 +440,7 @@ fn saturating_i64(n: u64) -> i64 {
 }
 
 pub mod grpc;
+pub mod health;
 mod series;
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,9 @@
 //!
 //! Reading order of a start: one rustls `CryptoProvider` (ring), the shared
 //! [`TableHandle`] and [`Metrics`], both listeners bound (so a bad address fails before
-//! anything runs), then three tasks: discovery (fills the table), the HTTP server
-//! (reads it per request) and admin (probes, metrics, debug).
+//! anything runs), then four tasks: discovery (fills the table), the HTTP server
+//! (reads it per request), admin (probes, metrics, debug) and the health checker
+//! (Routes' active checks, feeding the balancers).
 //!
 //! Shutdown, in order: `/ready` turns 503; the server stops accepting and lets in-flight
 //! requests finish within `--shutdown-grace`; discovery keeps the table current during
@@ -190,6 +191,9 @@ pub async fn run_on(
         stopped(rest_stopped),
     ));
 
+    // Probes Routes' health checks; stopped with the rest below.
+    let health = crate::health::spawn(&table, Arc::clone(&metrics));
+
     let (stop_server, server_stopped) = watch::channel(false);
     let mut server = tokio::spawn(server::serve_with_pools(
         ServerConfig::from(&config),
@@ -220,6 +224,7 @@ pub async fn run_on(
         }
     };
 
+    health.abort();
     let _ = stop_rest.send(true);
     for (name, task) in [("discovery", discovery), ("admin", admin)] {
         if let Err(error) = task.await {

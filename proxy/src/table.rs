@@ -313,6 +313,9 @@ impl TableHandle {
 }
 
 mod build;
+mod health;
+
+pub use health::ProbeKey;
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,9 @@ project wrote). Messages are raw bytes holding JSON, so no .proto is compiled.
                   `only` names another pod, answers {"pod": NAME}; counted per pod.
           Stream  {"n": N, "ms": M}: server streaming, N messages M ms apart.
           Stats   {}: {"pod": NAME, "cancelled": C, "fail_calls": F, "sleep_calls": S}.
+          SetHealth {"status": "NOT_SERVING", "service": ""?}: sets what the pod's
+                  standard health service (grpcio-health-checking's own servicer,
+                  grpc.health.v1.Health) answers for that service; starts SERVING.
     peer.py call TARGET AUTHORITY METHOD JSON TIMEOUT_S
         One unary call (TIMEOUT_S 0: no deadline). Prints one JSON line: code, details,
         the reply (parsed) and the trailing metadata.
@@ -27,13 +30,15 @@ import time
 from concurrent import futures
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 SERVICE = "test.T"
 
 
 class Pod:
-    def __init__(self, name):
+    def __init__(self, name, health_servicer):
         self.name = name
+        self.health = health_servicer
         self.lock = threading.Lock()
         self.cancelled = 0
         self.fail_calls = 0
@@ -68,6 +73,12 @@ class Pod:
             yield json.dumps({"pod": self.name, "i": i}).encode()
             time.sleep(ask.get("ms", 0) / 1000)
 
+    def set_health(self, request, context):
+        ask = json.loads(request or b"{}")
+        status = getattr(health_pb2.HealthCheckResponse, ask["status"])
+        self.health.set(ask.get("service", ""), status)
+        return json.dumps({"pod": self.name, "status": ask["status"]}).encode()
+
     def stats(self, request, context):
         with self.lock:
             return json.dumps(
@@ -81,8 +92,11 @@ class Pod:
 
 
 def serve(name, ip, port):
-    pod = Pod(name)
+    servicer = health.HealthServicer()
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    pod = Pod(name, servicer)
     handlers = {
+        "SetHealth": grpc.unary_unary_rpc_method_handler(pod.set_health),
         "Sleep": grpc.unary_unary_rpc_method_handler(pod.sleep),
         "Fail": grpc.unary_unary_rpc_method_handler(pod.fail),
         "Stream": grpc.unary_stream_rpc_method_handler(pod.stream),
@@ -90,6 +104,7 @@ def serve(name, ip, port):
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     server.add_insecure_port(f"{ip}:{port}")
     server.start()
     print(f"{name} serving on {ip}:{port}", flush=True)

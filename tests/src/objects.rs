@@ -110,6 +110,7 @@ pub fn route(namespace: &str, name: &str, hosts: &[&str], service: &str, port: i
         upstream: Default::default(),
         timeouts: Default::default(),
         retries: Default::default(),
+        health_check: None,
     };
     let mut route = Route::new(name, spec);
     route.metadata.namespace = Some(namespace.to_owned());

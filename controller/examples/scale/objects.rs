@@ -89,6 +89,7 @@ pub fn route(i: usize) -> Route {
         upstream: Default::default(),
         timeouts: Default::default(),
         retries: Default::default(),
+        health_check: None,
     };
     let mut route = Route::new(&format!("route-{i}"), spec);
     route.metadata = meta(format!("route-{i}"));

@@ -42,6 +42,21 @@ pub enum SpecError {
     RetryBudget(u32),
     #[error("spec.upstream.upgrades lists h2c, which the proxy never lets through (h2c smuggling)")]
     UpgradeH2c,
+    #[error("spec.healthCheck names no check: set spec.healthCheck.grpc")]
+    HealthCheckKind,
+    #[error("spec.healthCheck.grpc.interval {0:?} is below {min:?}", min = super::health::MIN_INTERVAL)]
+    HealthInterval(std::time::Duration),
+    #[error(
+        "spec.healthCheck.grpc.timeout {timeout:?} must be above 0 and at most the interval ({interval:?})"
+    )]
+    HealthTimeout {
+        timeout: std::time::Duration,
+        interval: std::time::Duration,
+    },
+    #[error("spec.healthCheck.grpc.{field} {value} is outside 1-{max}", max = crd::MAX_HEALTH_THRESHOLD)]
+    HealthThreshold { field: &'static str, value: u32 },
+    #[error("spec.healthCheck.grpc needs HTTP/2 to the pods, but spec.upstream.protocol is HTTP1")]
+    HealthCheckOverHttp1,
 }
 
 /// Why a backend did not resolve; the message names the Service (and port).

@@ -26,6 +26,7 @@
 
 mod base;
 mod endpoints;
+mod health;
 mod hosts;
 mod routes;
 mod status;

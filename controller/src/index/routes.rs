@@ -28,6 +28,7 @@ pub(super) struct RouteConfig {
     pub upstream: model::Upstream,
     pub timeouts: model::Timeouts,
     pub retries: model::Retries,
+    pub health_check: Option<model::GrpcHealthCheck>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,6 +173,12 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
     if retries.budget_percent > 100 {
         return Err(SpecError::RetryBudget(retries.budget_percent));
     }
+    let protocol = match up.protocol {
+        crd::UpstreamProtocol::Auto => model::UpstreamProtocol::Auto,
+        crd::UpstreamProtocol::Http1 => model::UpstreamProtocol::Http1,
+        crd::UpstreamProtocol::Http2 => model::UpstreamProtocol::Http2,
+    };
+    let health_check = super::health::validate(spec.health_check.as_ref(), protocol)?;
     Ok(RouteConfig {
         hosts,
         rules,
@@ -184,11 +191,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
             slow_start,
         },
         upstream: model::Upstream {
-            protocol: match up.protocol {
-                crd::UpstreamProtocol::Auto => model::UpstreamProtocol::Auto,
-                crd::UpstreamProtocol::Http1 => model::UpstreamProtocol::Http1,
-                crd::UpstreamProtocol::Http2 => model::UpstreamProtocol::Http2,
-            },
+            protocol,
             max_connections_per_endpoint: up.max_connections_per_endpoint,
             idle_timeout: duration("spec.upstream.idleTimeout", &up.idle_timeout)?,
             // 0s means unlimited, as in the CRD.
@@ -231,6 +234,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
                 codes
             },
         },
+        health_check,
     })
 }
 
@@ -376,6 +380,7 @@ pub(super) fn resolve(
         upstream: config.upstream.clone(),
         timeouts: config.timeouts.clone(),
         retries: config.retries.clone(),
+        health_check: config.health_check.clone(),
     });
     let sets = route
         .iter()

@@ -144,6 +144,7 @@ impl Kind for Route {
             upstream: Default::default(),
             timeouts: Default::default(),
             retries: Default::default(),
+            health_check: None,
         };
         Route {
             metadata,

@@ -398,6 +398,7 @@ pub fn expected_table(endpoints: &[Ep<'_>]) -> RouteTable {
         upstream: Default::default(),
         timeouts: Default::default(),
         retries: Default::default(),
+        health_check: None,
     };
     let mut set = EndpointSet::new(set_key());
     for ep in endpoints

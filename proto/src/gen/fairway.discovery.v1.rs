@@ -322,6 +322,10 @@ pub struct Route {
     pub timeouts: ::core::option::Option<Timeouts>,
     #[prost(message, optional, tag = "7")]
     pub retries: ::core::option::Option<Retries>,
+    /// Active gRPC health checks of the Route's endpoints. Absent: none (and a proxy that
+    /// predates this field ignores it, serving as before).
+    #[prost(message, optional, tag = "8")]
+    pub grpc_health_check: ::core::option::Option<GrpcHealthCheck>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -424,6 +428,27 @@ pub struct Retries {
     /// response message; ascending, no duplicates. Empty: none.
     #[prost(uint32, repeated, tag = "3")]
     pub grpc_statuses: ::prost::alloc::vec::Vec<u32>,
+}
+/// grpc.health.v1.Health/Check, asked of every endpoint of the Route's backends: a
+/// failing or NOT_SERVING endpoint takes no new requests until it passes again.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GrpcHealthCheck {
+    /// The `service` field of the HealthCheckRequest; "" asks about the whole server.
+    #[prost(string, tag = "1")]
+    pub service: ::prost::alloc::string::String,
+    /// Time between one probe's end and the next probe (jittered by the proxy).
+    #[prost(uint64, tag = "2")]
+    pub interval_ms: u64,
+    /// A probe without an answer within this long fails.
+    #[prost(uint64, tag = "3")]
+    pub timeout_ms: u64,
+    /// Failed probes in a row that take an endpoint out.
+    #[prost(uint32, tag = "4")]
+    pub unhealthy_threshold: u32,
+    /// Passed probes in a row that bring it back.
+    #[prost(uint32, tag = "5")]
+    pub healthy_threshold: u32,
 }
 /// How a Route picks an endpoint per request. UNSPECIFIED (and any value this proxy does
 /// not know) is rejected: the controller always sets a policy.

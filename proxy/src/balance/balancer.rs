@@ -192,6 +192,22 @@ impl Balancer {
         }
     }
 
+    /// The verdict of an active health check (`crate::health`) on `addr`: a failed
+    /// endpoint leaves rotation as an ejected one does (under the same panic
+    /// threshold), until a check passes. Returns whether anything changed; unknown
+    /// addresses are ignored.
+    pub fn set_health(&mut self, addr: EndpointAddr, healthy: bool, now: Instant) -> bool {
+        let changed = self.state_mut(addr).is_some_and(|state| {
+            let changed = state.health_failed == healthy;
+            state.health_failed = !healthy;
+            changed
+        });
+        if changed {
+            self.refresh(now);
+        }
+        changed
+    }
+
     /// Every endpoint's state, in address order.
     pub fn endpoints(&self) -> &[EndpointState] {
         &self.endpoints
@@ -250,7 +266,7 @@ impl Balancer {
             self.config.node.as_deref(),
         );
         let endpoints = &self.endpoints;
-        self.eligible = eligible::without_ejected(base, |i| endpoints[i].outlier.is_ejected(now));
+        self.eligible = eligible::without_ejected(base, |i| endpoints[i].is_ejected(now));
         for state in &mut self.endpoints {
             state.eligible = false;
         }

@@ -26,6 +26,9 @@ pub struct EndpointState {
     pub(super) requests: u64,
     pub(super) ewma: PeakEwma,
     pub(super) outlier: Outlier,
+    /// The Route's active health check failed it (`crate::health`): out of rotation,
+    /// as an ejection is, until a check passes again.
+    pub(super) health_failed: bool,
     /// In the eligible list as of the last refresh.
     pub(super) eligible: bool,
     /// SWRR running weight.
@@ -48,6 +51,7 @@ impl EndpointState {
             requests: 0,
             ewma: PeakEwma::new(config.ewma.default_rtt, now),
             outlier: Outlier::default(),
+            health_failed: false,
             eligible: false,
             current: 0,
         }
@@ -89,6 +93,16 @@ impl EndpointState {
         &self.outlier
     }
 
+    /// Whether an active health check took it out of rotation.
+    pub fn is_health_failed(&self) -> bool {
+        self.health_failed
+    }
+
+    /// Ejected by request outcomes or by a failed health check at `now`.
+    pub(super) fn is_ejected(&self, now: Instant) -> bool {
+        self.health_failed || self.outlier.is_ejected(now)
+    }
+
     /// Whether the last refresh let it take new requests.
     pub fn is_eligible(&self) -> bool {
         self.eligible
@@ -113,6 +127,7 @@ impl EndpointState {
                 .ejected_until()
                 .map(|until| millis(until.saturating_duration_since(now)))
                 .filter(|ms| *ms > 0),
+            health_failed: self.health_failed,
             consecutive_failures: self.outlier.consecutive_failures(),
             ejections: self.outlier.ejections(),
             in_flight: self.in_flight,
@@ -138,6 +153,8 @@ pub struct EndpointStats {
     pub eligible: bool,
     /// Time left in the current ejection, if ejected.
     pub ejected_for_ms: Option<u64>,
+    /// Out of rotation after failing its Route's active health check.
+    pub health_failed: bool,
     pub consecutive_failures: u32,
     pub ejections: u32,
     pub in_flight: u32,

@@ -140,7 +140,10 @@ impl EndpointPool {
                 }
                 Found::Connect => {
                     let slot = SlotGuard { pool: self };
-                    let conn = connect::http1(self.addr, settings.connect_timeout).await?;
+                    // Boxed, as below: connecting is rare, and inline its future would
+                    // grow every request's future (copied per HTTP/2 stream).
+                    let conn =
+                        Box::pin(connect::http1(self.addr, settings.connect_timeout)).await?;
                     std::mem::forget(slot);
                     let conn = Box::new(Http1Conn {
                         conn,
@@ -193,7 +196,10 @@ impl EndpointPool {
         if let Some(sender) = self.http2_sender(settings, Instant::now()) {
             return Ok(Lease::new(Arc::clone(self), LeaseKind::Http2(sender)));
         }
-        let sender = connect::http2(self.addr, settings.connect_timeout).await?;
+        // Boxed: a TCP connect and an h2 handshake are kilobytes of future, needed once
+        // per connection, and inline they would grow every request's future (moved,
+        // so copied, per HTTP/2 stream).
+        let sender = Box::pin(connect::http2(self.addr, settings.connect_timeout)).await?;
         let now = Instant::now();
         let conn = H2Conn {
             sender: sender.clone(),

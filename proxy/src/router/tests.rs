@@ -44,6 +44,7 @@ fn route(name: &str, hosts: &[&str], rules: Vec<Rule>) -> Route {
         upstream: Upstream::default(),
         timeouts: Timeouts::default(),
         retries: Retries::default(),
+        health_check: None,
     }
 }
 

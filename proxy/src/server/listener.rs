@@ -159,8 +159,16 @@ impl Connection {
         let flag = framing.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let request = request.map(RequestBody::Hyper);
-            let handled =
-                service::handle(Arc::clone(&shared), client.clone(), flag.raised(), request);
+            // Boxed: hyper spawns a task per HTTP/2 stream and moves this future into it
+            // (and tokio boxes futures over 16 KiB itself); inline, the whole request
+            // future (kilobytes) was copied several times per call, a quarter of the
+            // instructions of a gRPC call (docs/benchmarks.md).
+            let handled = Box::pin(service::handle(
+                Arc::clone(&shared),
+                client.clone(),
+                flag.raised(),
+                request,
+            ));
             async move {
                 let mut response = handled.await?;
                 // hyper writes from the map: copy an HTTP/1.1 pod's raw fields into it.

@@ -145,13 +145,19 @@ async fn proxy(
     start: Instant,
 ) -> Result<Answer, Failed> {
     let grpc = call.is_some();
+    let asked = call.as_deref().map(GrpcCall::asked);
     // Only hyper's requests can be upgrades: the fast loop hands every request with
     // `Upgrade` to hyper, so its own requests skip the look.
     let from_hyper = matches!(request.body(), RequestBody::Hyper(_));
     if let Some(ask) = from_hyper.then(|| upgrade::asked(&request)).flatten() {
         match upgrade::admit(&shared.table.load(), &request, &ask) {
             upgrade::Admit::Tunnel(protocol) => {
-                return upgrade::proxy(shared, client, request, ask.via, protocol, start).await;
+                // Boxed: a tunnel's future is large and rare, and inline it would grow
+                // every request's future (moved, and so copied, per HTTP/2 stream).
+                return Box::pin(upgrade::proxy(
+                    shared, client, request, ask.via, protocol, start,
+                ))
+                .await;
             }
             upgrade::Admit::Refuse(error) => return Err((error, None, None)),
             upgrade::Admit::Plain => {}
@@ -191,7 +197,6 @@ async fn proxy(
     let guard = EndGuard::new(target, addr, start);
     shared.budget.deposit(route.retries.budget_percent);
     // HTTP: the route's request timeout; gRPC: the call's own deadline (`grpc::limit`).
-    let asked = grpc.then(|| grpc::timeout(request.headers()));
     let limit = grpc::limit(&route.timeouts, asked);
     // `checked_add`: a client's grpc-timeout may be 99999999H; past what the clock can
     // hold there is no deadline to keep.

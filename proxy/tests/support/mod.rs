@@ -184,6 +184,7 @@ pub fn route(name: &str, hosts: &[&str], backends: &[(&str, u32)]) -> Route {
         upstream: Default::default(),
         timeouts: Default::default(),
         retries: Default::default(),
+        health_check: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! Needs the `fairway-controller` and `fairway-proxy` binaries of this build and the test
 //! venv with `grpcio` (tests/run.sh builds and installs them).
 
+mod health;
 mod world;
 
 use std::time::{Duration, Instant};

@@ -7,7 +7,8 @@
 //! address where nothing listens (no retries); `h1.test` to the pods but left on
 //! `HTTP1`, a misconfiguration a gRPC user meets; `empty.test` to a Service with no
 //! endpoint; `missing.test` to a Service that does not exist; `slow.test` to the pods
-//! with `perTry: 300ms` and no retries.
+//! with `perTry: 300ms` and no retries; `health.test` to the pods with gRPC health
+//! checks every 200 ms.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,8 @@ const START: Duration = Duration::from_secs(60);
 /// One client call, end to end (the longest test call is a few seconds).
 const CLIENT: Duration = Duration::from_secs(60);
 
-/// grpcio on PyPI, the version tests/run.sh installs.
+/// grpcio on PyPI, the version tests/run.sh installs (grpcio-health-checking too: the
+/// pods' standard health service, released in step with grpcio).
 pub const GRPCIO_VERSION: &str = "1.85.1";
 
 /// Controller, proxy and pods; every process is killed when dropped.
@@ -264,6 +266,16 @@ endpoints:
         out["reply"].clone()
     }
 
+    /// Sets what pod `i`'s standard health service answers (`SERVING`,
+    /// `NOT_SERVING`), asked of the pod directly.
+    pub async fn set_health(&self, i: usize, status: &str) {
+        let body = format!(r#"{{"status": "{status}"}}"#);
+        let out = self
+            .client(&["call", &self.pod(i), "rpc.test", "SetHealth", &body, "5"])
+            .await;
+        assert_eq!(out["code"], "OK", "SetHealth on pod {i}: {out}");
+    }
+
     /// Runs one peer.py client and returns its JSON line; a client that crashed fails
     /// the test with its output and the proxy's log tail.
     pub async fn client(&self, args: &[&str]) -> serde_json::Value {
@@ -373,6 +385,17 @@ spec:
 ---
 apiVersion: fairway.dev/v1alpha1
 kind: Route
+metadata: {name: health, namespace: rpc, creationTimestamp: \"2026-01-01T00:00:00Z\"}
+spec:
+  hosts: [health.test]
+  rules:
+  - backends: [{service: rpc, port: 8080}]
+  upstream: {protocol: HTTP2}
+  healthCheck:
+    grpc: {interval: 200ms, timeout: 200ms, unhealthyThreshold: 2, healthyThreshold: 1}
+---
+apiVersion: fairway.dev/v1alpha1
+kind: Route
 metadata: {name: gone, namespace: rpc, creationTimestamp: \"2026-01-01T00:00:00Z\"}
 spec:
   hosts: [gone.test]
@@ -393,18 +416,20 @@ async fn wait_listening(addr: &str) {
     }
 }
 
-/// The venv's Python, checked to import `grpc` (grpcio).
+/// The venv's Python, checked to import `grpc` (grpcio) and `grpc_health`
+/// (grpcio-health-checking).
 fn python() -> PathBuf {
     let python = target_dir().join("tools/venv/bin/python3");
     let ok = Command::new(&python)
-        .args(["-c", "import grpc"])
+        .args(["-c", "import grpc, grpc_health.v1.health"])
         .status()
         .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "{} cannot import `grpc`: run ./tests/run.sh (it creates the venv and installs \
-         grpcio from PyPI), or `python3 -m venv target/tools/venv && \
-         target/tools/venv/bin/pip install grpcio=={GRPCIO_VERSION}`",
+        "{} cannot import `grpc` and `grpc_health`: run ./tests/run.sh (it creates the \
+         venv and installs grpcio and grpcio-health-checking from PyPI), or `python3 -m \
+         venv target/tools/venv && target/tools/venv/bin/pip install \
+         grpcio=={GRPCIO_VERSION} grpcio-health-checking=={GRPCIO_VERSION}`",
         python.display()
     );
     python

@@ -4,6 +4,7 @@
 mod endpoints;
 mod hosts;
 mod incremental;
+mod invalid;
 mod routes;
 mod status;
 
@@ -65,6 +66,7 @@ pub(super) fn route(
         upstream: Default::default(),
         timeouts: Default::default(),
         retries: Default::default(),
+        health_check: None,
     };
     let mut route = crd::Route::new(name, spec);
     route.metadata = ObjectMeta {

@@ -7,7 +7,7 @@ use fairway_proto::model::{self, Backend};
 use super::*;
 use crate::index::{ConditionStatus, Reason};
 
-fn reasons(index: &Index, name: &str) -> (Reason, Reason) {
+pub(super) fn reasons(index: &Index, name: &str) -> (Reason, Reason) {
     let status = index
         .status(&route_key(name))
         .expect("the index knows the route");
@@ -35,6 +35,7 @@ fn a_valid_route_becomes_a_table_route_with_defaults() {
             upstream: model::Upstream::default(),
             timeouts: model::Timeouts::default(),
             retries: model::Retries::default(),
+            health_check: None,
         }
     );
     assert_eq!(
@@ -58,6 +59,11 @@ fn durations_and_policies_convert_to_the_model() {
         crd::GrpcStatus::ResourceExhausted,
         crd::GrpcStatus::Unavailable,
     ];
+    let grpc = crd::GrpcHealthCheckSpec {
+        service: "orders.v1".to_owned(),
+        ..Default::default()
+    };
+    tuned.spec.health_check = Some(crd::HealthCheckSpec { grpc: Some(grpc) });
     index.apply_route(&tuned);
     let got = &index.table().routes[&route_key("tuned")];
     assert_eq!(got.load_balancer.policy, model::Policy::PeakEwma);
@@ -74,6 +80,12 @@ fn durations_and_policies_convert_to_the_model() {
         [8, 14],
         "codes by number, ascending, once each"
     );
+    let health = got
+        .health_check
+        .as_ref()
+        .expect("the health check reaches the table");
+    assert_eq!(health.service, "orders.v1");
+    assert_eq!(health.interval, Duration::from_secs(5));
 
     tuned.spec.load_balancer.slow_start = Some("0s".to_owned());
     tuned.spec.timeouts.grpc_maximum = Some("0s".to_owned());
@@ -214,78 +226,6 @@ fn missing_port_reports_port_not_found() {
         orders_set(&index).endpoints.is_empty(),
         "slice port is still named http"
     );
-}
-
-#[test]
-fn invalid_specs_are_excluded_and_reported_without_affecting_others() {
-    let mut index = orders_index();
-    /// A Route name, how to break it, and what the message must mention.
-    type Case = (&'static str, fn(&mut crd::Route), &'static str);
-    let cases: [Case; 6] = [
-        (
-            "bad-duration",
-            |r| r.spec.timeouts.request = "15 seconds".to_owned(),
-            "spec.timeouts.request",
-        ),
-        (
-            "bad-prefix",
-            |r| r.spec.rules[0].path_prefix = "api".to_owned(),
-            "does not start with \"/\"",
-        ),
-        (
-            "bad-host",
-            |r| r.spec.hosts = vec!["x.shop:8080".to_owned()],
-            "x.shop:8080",
-        ),
-        (
-            "bad-port",
-            |r| r.spec.rules[0].backends[0].port = num(0),
-            "port 0",
-        ),
-        (
-            "bad-weight",
-            |r| r.spec.rules[0].backends[0].weight = 1_000_001,
-            "weight",
-        ),
-        ("no-hosts", |r| r.spec.hosts.clear(), "spec.hosts is empty"),
-    ];
-    for (name, break_it, says) in cases {
-        let mut bad = route(name, &[&format!("{name}.shop")], "orders", num(8080), 0);
-        break_it(&mut bad);
-        let changes = index.apply_route(&bad);
-        assert_eq!(
-            changes.routes,
-            [route_key(name)].into(),
-            "{name} touches itself only"
-        );
-        assert!(
-            !index.table().routes.contains_key(&route_key(name)),
-            "{name} excluded"
-        );
-        let status = index.status(&route_key(name)).expect("status");
-        assert_eq!(status.accepted.status, ConditionStatus::False, "{name}");
-        assert_eq!(status.accepted.reason, Reason::InvalidSpec, "{name}");
-        assert!(status.accepted.message.contains(says), "{name}: {status:?}");
-        assert_eq!(
-            status.resolved_refs.status,
-            ConditionStatus::Unknown,
-            "{name}"
-        );
-    }
-    assert_eq!(index.table().routes.len(), 1, "orders still served");
-    assert_eq!(
-        reasons(&index, "orders"),
-        (Reason::Accepted, Reason::ResolvedRefs)
-    );
-}
-
-#[test]
-fn duplicate_path_prefixes_are_invalid() {
-    let mut index = orders_index();
-    let mut twice = route("twice", &["twice.shop"], "orders", num(8080), 2);
-    twice.spec.rules.push(twice.spec.rules[0].clone());
-    index.apply_route(&twice);
-    assert_eq!(reasons(&index, "twice").0, Reason::InvalidSpec);
 }
 
 #[test]

@@ -213,3 +213,56 @@ fn panic_threshold_ignores_ejection_past_half() {
         "ejection never leaves none"
     );
 }
+
+#[test]
+fn a_failed_health_check_takes_an_endpoint_out_until_it_passes() {
+    let mut rng = rng();
+    let now = Instant::now();
+    for policy in [Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma] {
+        let mut b = Balancer::new(config(policy));
+        b.update(&ready_set([1, 2, 3]), now);
+        assert!(b.set_health(addr(2), false, now), "{policy:?}: a change");
+        assert!(
+            !b.set_health(addr(2), false, now),
+            "{policy:?}: the same verdict again is none"
+        );
+        let counts = shares(&mut b, &mut rng, now, 300);
+        assert_eq!(
+            count(&counts, 2),
+            0,
+            "{policy:?}: unhealthy takes nothing: {counts:?}"
+        );
+
+        b.update(&ready_set([1, 2, 3]), now + Duration::from_secs(1));
+        let later = now + Duration::from_secs(600);
+        let counts = shares(&mut b, &mut rng, later, 300);
+        assert_eq!(
+            count(&counts, 2),
+            0,
+            "{policy:?}: a health verdict survives table updates and has no time limit: {counts:?}"
+        );
+
+        assert!(b.set_health(addr(2), true, later));
+        let counts = shares(&mut b, &mut rng, later, 300);
+        assert!(
+            count(&counts, 2) > 50,
+            "{policy:?}: back after passing: {counts:?}"
+        );
+    }
+}
+
+#[test]
+fn health_failures_obey_the_panic_threshold() {
+    let mut rng = rng();
+    let now = Instant::now();
+    let mut b = Balancer::new(config(Policy::RoundRobin));
+    b.update(&ready_set([1, 2, 3]), now);
+    b.set_health(addr(1), false, now);
+    b.set_health(addr(2), false, now);
+    let counts = shares(&mut b, &mut rng, now, 300);
+    assert_eq!(
+        counts.len(),
+        3,
+        "two of three failing points at a shared cause: every endpoint serves: {counts:?}"
+    );
+}

@@ -67,6 +67,7 @@ fn table(upgrades: &[&str]) -> Table {
         upstream: Default::default(),
         timeouts: Default::default(),
         retries: Default::default(),
+        health_check: None,
     };
     route.upstream.upgrades.protocols = upgrades.iter().map(|p| (*p).to_owned()).collect();
     let source = RouteTable {
