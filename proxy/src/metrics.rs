@@ -5,12 +5,14 @@
 //! [`Metrics::set_in_flight`] and [`Metrics::set_pool_connections`]; discovery calls
 //! the `discovery_*` and [`Metrics::set_table_version`] methods. With
 //! `--endpoint-labels=false` every `endpoint` label is `""` and per-endpoint values are
-//! summed into that one series, so cardinality stays per route, not per pod.
+//! summed into that one series, so cardinality stays per route, not per pod. The
+//! fairness gauges (`shares`) are refreshed from the balancers at scrape time.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use fairway_proto::load::BackendLoad;
 use fairway_proto::model::{EndpointAddr, RouteKey, Version};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -139,6 +141,10 @@ pub struct Metrics {
     pub upgrades: upgrades::UpgradeMetrics,
     /// gRPC calls by status, timed to their trailers.
     pub grpc: grpc::GrpcMetrics,
+    /// Fairness: share of requests per pod against its expected share, and skew.
+    shares: shares::ShareMetrics,
+    /// Serializes a shares refresh with its encode: two scrapes must not interleave.
+    scrape: Mutex<()>,
 }
 
 impl Metrics {
@@ -205,7 +211,10 @@ impl Metrics {
 
         let upgrades = upgrades::UpgradeMetrics::register(&mut registry);
         let grpc = grpc::GrpcMetrics::register(&mut registry);
+        let shares = shares::ShareMetrics::register(&mut registry, endpoint_labels);
         Metrics {
+            shares,
+            scrape: Mutex::new(()),
             upgrades,
             grpc,
             registry,
@@ -422,6 +431,14 @@ impl Metrics {
         self.discovery_connected.set(i64::from(connected));
     }
 
+    /// [`Metrics::encode`] with the fairness gauges first refreshed from `loads`
+    /// (`Table::load`), as `/metrics` serves it.
+    pub fn encode_with_shares(&self, loads: &[BackendLoad]) -> String {
+        let _scrape = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        self.shares.refresh(loads);
+        self.encode()
+    }
+
     /// The whole registry in Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -437,6 +454,7 @@ fn saturating_i64(n: u64) -> i64 {
 
 pub mod grpc;
 mod series;
+mod shares;
 #[cfg(test)]
 mod tests;
 pub mod upgrades;

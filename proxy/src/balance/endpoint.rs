@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::config::BalanceConfig;
 use super::ewma::PeakEwma;
 use super::outlier::Outlier;
+use super::share::Window;
 use super::slow_start;
 
 /// What the balancer knows about one endpoint. Lives as long as the endpoint stays in
@@ -30,6 +31,8 @@ pub struct EndpointState {
     pub(super) eligible: bool,
     /// SWRR running weight.
     pub(super) current: i64,
+    /// Requests and expected share per slot of the share window.
+    pub(super) window: Window,
 }
 
 impl EndpointState {
@@ -50,6 +53,7 @@ impl EndpointState {
             outlier: Outlier::default(),
             eligible: false,
             current: 0,
+            window: Window::default(),
         }
     }
 
