@@ -5,6 +5,7 @@
 
 mod defaults;
 mod discovery;
+mod observability;
 
 use std::path::Path;
 use std::time::Duration;
@@ -182,6 +183,7 @@ fn lint_passes_with_default_and_non_default_values() {
             "--set",
             "proxy.hostPort.enabled=true,serviceMonitor.enabled=true",
         ],
+        &["--set", "prometheusRule.enabled=true"],
         &[
             "--set",
             "controller.replicas=3,controller.watchNamespaces={shop,pay},controller.selector=team=shop",

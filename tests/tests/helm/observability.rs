@@ -1,0 +1,40 @@
+//! What the chart gives a monitoring stack: the fairness alert (off unless enabled).
+
+use super::{find, template};
+
+#[test]
+fn the_skew_alert_is_off_by_default_and_sustained_when_on() {
+    let objects = template("fairway", "fairway", &[]);
+    assert!(
+        objects.iter().all(|o| o["kind"] != "PrometheusRule"),
+        "no PrometheusRule unless prometheusRule.enabled: its CRD may not exist"
+    );
+    let objects = template(
+        "fairway",
+        "fairway",
+        &[
+            "--set",
+            "prometheusRule.enabled=true,prometheusRule.labels.release=prom,prometheusRule.shareSkew.threshold=0.3",
+        ],
+    );
+    let rule = find(&objects, "PrometheusRule", "fairway");
+    assert_eq!(rule["metadata"]["labels"]["release"], "prom");
+    let alert = &rule["spec"]["groups"][0]["rules"][0];
+    assert_eq!(alert["alert"], "FairwayShareSkew");
+    assert_eq!(alert["for"], "10m", "sustained, not one bad window");
+    let expr = alert["expr"].as_str().expect("an expression");
+    assert!(
+        expr.contains("max by (route) (fairway_controller_route_share_skew) > 0.3"),
+        "judged on the controller's cluster-wide skew, at the set threshold: {expr}"
+    );
+    assert!(
+        expr.contains("rate(fairway_proxy_requests_total[5m])) >= 1"),
+        "quiet Routes are left out: {expr}"
+    );
+    assert!(
+        alert["annotations"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("{{ $labels.route }}")),
+        "Prometheus templating survives Helm's: {alert}"
+    );
+}
