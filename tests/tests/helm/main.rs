@@ -287,10 +287,17 @@ fn default_render_is_hardened_and_wired() {
             "ClusterRole grants {forbidden}: {rules}"
         );
     }
-    assert!(
-        objects
-            .iter()
-            .all(|o| o["kind"] != "ServiceMonitor" && o["kind"] != "ConfigMap")
+    assert!(objects.iter().all(|o| o["kind"] != "ServiceMonitor"));
+    // The one default ConfigMap is the Grafana dashboard (the sidecar's needs sidecar mode).
+    let config_maps: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "ConfigMap")
+        .collect();
+    assert_eq!(config_maps.len(), 1, "{config_maps:?}");
+    assert_eq!(config_maps[0]["metadata"]["name"], "fairway-dashboard");
+    assert_eq!(
+        config_maps[0]["metadata"]["labels"]["grafana_dashboard"],
+        "1"
     );
 }
 
