@@ -2,7 +2,9 @@
 //! proxy from its first request, and the controller's cluster-wide
 //! `fairway_controller_route_share_skew` from the proxies' load reports.
 
+mod browser;
 mod dashboard;
+mod page;
 mod world;
 
 use std::time::{Duration, Instant};
