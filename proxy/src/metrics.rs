@@ -95,6 +95,18 @@ pub enum RetryReason {
     grpc_status,
 }
 
+impl RetryReason {
+    /// The label value, for traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::not_sent => "not_sent",
+            RetryReason::reset => "reset",
+            RetryReason::status => "status",
+            RetryReason::grpc_status => "grpc_status",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RetryLabels {
     route: String,
