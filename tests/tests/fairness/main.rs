@@ -5,6 +5,7 @@
 mod browser;
 mod dashboard;
 mod page;
+mod traces;
 mod world;
 
 use std::time::{Duration, Instant};

@@ -222,9 +222,24 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> String {
 
 /// One HTTP/1.1 GET on a fresh connection; the whole answer as text.
 pub async fn get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<String> {
+    get_with(addr, host, path, &[]).await
+}
+
+/// [`get`] with extra request `headers`.
+pub async fn get_with(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<String> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await?;

@@ -38,3 +38,33 @@ fn the_skew_alert_is_off_by_default_and_sustained_when_on() {
         "Prometheus templating survives Helm's: {alert}"
     );
 }
+
+fn proxy_args(extra: &[&str]) -> Vec<String> {
+    let objects = template("fairway", "fairway", extra);
+    let ds = find(&objects, "DaemonSet", "fairway-proxy");
+    super::strings(&ds["spec"]["template"]["spec"]["containers"][0]["args"])
+}
+
+#[test]
+fn tracing_is_off_unless_a_collector_is_set() {
+    assert!(
+        proxy_args(&[])
+            .iter()
+            .all(|a| !a.starts_with("--otlp-endpoint")),
+        "no traces by default"
+    );
+    let args = proxy_args(&[
+        "--set",
+        "proxy.tracing.otlpEndpoint=http://otel-collector.monitoring:4317",
+        "--set-json",
+        "proxy.tracing.sampleRatio=0.2",
+    ]);
+    assert!(
+        args.contains(&"--otlp-endpoint=http://otel-collector.monitoring:4317".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--trace-sample-ratio=0.2".to_owned()),
+        "{args:?}"
+    );
+}
