@@ -116,3 +116,37 @@ fn bounding_keeps_whole_backends_first_and_cuts_the_rest() {
     let mut small = vec![backend("a", 3)];
     assert!(!bound(&mut small), "nothing cut");
 }
+
+#[test]
+fn a_full_report_fits_the_controllers_64_kib_limit() {
+    use prost::Message;
+    // The worst case: IPv6 pods, large counters, every endpoint of one backend.
+    let v6 = |i: u32| {
+        EndpointAddr(std::net::SocketAddr::from((
+            [0xfd00, 0, 0, 0, 0, 0, (i >> 16) as u16, i as u16],
+            65_535,
+        )))
+    };
+    let report = LoadReport {
+        window: Duration::from_secs(5),
+        backends: vec![BackendLoad {
+            route: route("orders").key,
+            set: set_key("orders", 8080),
+            endpoints: (0..MAX_REPORT_ENDPOINTS as u32)
+                .map(|i| EndpointLoad {
+                    addr: v6(i),
+                    requests: u64::from(u32::MAX),
+                    in_flight: 65_535,
+                    expected: 1e9,
+                })
+                .collect(),
+        }],
+        truncated: true,
+    };
+    let bytes = pb::ProxyMessage::report(&report).encoded_len();
+    eprintln!("a full report: {bytes} bytes");
+    assert!(
+        bytes < 64 * 1024,
+        "{bytes} bytes for {MAX_REPORT_ENDPOINTS} endpoints"
+    );
+}
