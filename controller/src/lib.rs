@@ -9,6 +9,7 @@ pub mod index;
 pub mod load;
 pub mod logs;
 pub mod metrics;
+pub mod plugin;
 pub mod process;
 pub mod state;
 pub mod static_dir;
