@@ -22,10 +22,13 @@ pub const SHARE_SLOT: Duration = Duration::from_secs(1);
 /// current slot is partial, so a window covers between 4 and 5 seconds.
 pub const SHARE_SLOTS: usize = 5;
 
+// Slots are whole seconds, so the slot number is a field read and a u64 division on
+// the request path, not a 128-bit one.
+const _: () = assert!(SHARE_SLOT.as_secs() > 0 && SHARE_SLOT.subsec_nanos() == 0);
+
 /// The slot number of `now`, counted from `origin`.
 pub fn slot_of(origin: Instant, now: Instant) -> u64 {
-    let elapsed = now.saturating_duration_since(origin).as_nanos();
-    u64::try_from(elapsed / SHARE_SLOT.as_nanos()).unwrap_or(u64::MAX)
+    now.saturating_duration_since(origin).as_secs() / SHARE_SLOT.as_secs()
 }
 
 /// Whether slot `slot` is still inside the window that ends with slot `current`.
