@@ -553,6 +553,8 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
     let expected = [
         "ClusterRole/fairway-controller",
         "ClusterRoleBinding/fairway-controller",
+        // The Grafana dashboard, on by default.
+        "ConfigMap/fairway-dashboard",
         "DaemonSet/fairway-proxy",
         "Deployment/fairway-controller",
         "PodDisruptionBudget/fairway-controller",
