@@ -60,6 +60,17 @@ if ! command -v slowhttptest >/dev/null 2>&1; then
   fi
 fi
 
+# Debian's chromium: the controller's live page is tested in a real headless browser
+# (tests/tests/fairness/page.rs).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y chromium >/dev/null || { apt-get update >/dev/null && apt-get install -y chromium >/dev/null; }
+  else
+    echo "tests/run.sh: 'chromium' not found: install it (Debian: sudo apt-get install -y chromium)" >&2
+    exit 1
+  fi
+fi
+
 # The real node of tests/tests/node (tests/node/node.sh): Debian's containerd, runc and
 # CNI plugins, iptables/nftables for kube-proxy and the kubelet, and curl (the tests'
 # client, and the curl image's program).

@@ -2,6 +2,15 @@
 //! first full sync is published, else 503), `GET /metrics` (Prometheus text) and
 //! `GET /debug/routes` (JSON: the served table, statuses, connected proxies and the
 //! versions they applied). Anything else is 404.
+//!
+//! The live page: `GET /` is a self-contained HTML document (`admin/page.html`, in the
+//! binary: no build step, no CDN) that follows `GET /api/v1/events` ([`events`]: server-
+//! sent events); `GET /api/v1/status` ([`status`]) is the same document once, for
+//! `kubectl fairway` and scripts. All read-only; who can reach the port is
+//! docs/security.md's business.
+
+pub mod events;
+pub mod status;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,7 +18,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use fairway_proto::{Endpoint, EndpointSet, Route, Version};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
@@ -37,6 +46,8 @@ pub struct AdminState {
     pub store: Arc<Store>,
     pub proxies: Arc<Proxies>,
     pub metrics: Arc<Metrics>,
+    /// Open `/api/v1/events` streams.
+    pub event_streams: events::EventStreams,
 }
 
 type Body = Full<Bytes>;
@@ -55,6 +66,26 @@ fn respond(
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The live page, served as it is.
+const PAGE: &str = include_str!("admin/page.html");
+/// Only the page's own inline script and style, and requests back to this origin.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+     style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
+     frame-ancestors 'none'";
+
+/// The `/api/v1/status` document now.
+pub fn status_document(state: &AdminState) -> String {
+    let latest = state.store.latest();
+    let statuses = state.index.read(|index| index.statuses());
+    let reports = state.proxies.loads(
+        std::time::Instant::now(),
+        crate::grpc::server::REPORT_MAX_AGE,
+    );
+    let view = status::status(&latest, &statuses, &state.proxies.list(), &reports);
+    // Plain data with string keys: serialising cannot fail.
+    serde_json::to_string(&view).unwrap_or_default()
+}
 
 /// Answers one request. Pure apart from reading the shared state.
 pub fn handle(state: &AdminState, method: &Method, path: &str) -> Response<Body> {
@@ -80,6 +111,20 @@ pub fn handle(state: &AdminState, method: &Method, path: &str) -> Response<Body>
         "/debug/routes" => {
             let body = debug_routes(state).to_string();
             respond(StatusCode::OK, "application/json", body)
+        }
+        "/api/v1/status" => respond(StatusCode::OK, "application/json", status_document(state)),
+        "/" => {
+            let mut page = respond(StatusCode::OK, "text/html; charset=utf-8", PAGE);
+            let headers = page.headers_mut();
+            headers.insert(
+                hyper::header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(PAGE_POLICY),
+            );
+            headers.insert(
+                hyper::header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            page
         }
         _ => respond(StatusCode::NOT_FOUND, TEXT, "not found\n"),
     }
@@ -217,7 +262,14 @@ pub async fn serve(
                     let state = state.clone();
                     connections.spawn(async move {
                         let service = service_fn(move |request: Request<Incoming>| {
-                            let response = handle(&state, request.method(), request.uri().path());
+                            let response = if request.method() == Method::GET
+                                && request.uri().path() == "/api/v1/events"
+                            {
+                                events::respond(state.clone())
+                            } else {
+                                handle(&state, request.method(), request.uri().path())
+                                    .map(BodyExt::boxed_unsync)
+                            };
                             async move { Ok::<_, std::convert::Infallible>(response) }
                         });
                         if let Err(e) = http1::Builder::new()

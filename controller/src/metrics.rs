@@ -5,8 +5,9 @@
 //! (proxies connected, per-proxy lag, table sizes) are refreshed from the proxy registry
 //! and the latest published table at scrape time, so they can never drift.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, prometheus_text};
 use prometheus_client::metrics::counter::Counter;
@@ -17,6 +18,7 @@ use prometheus_client::registry::Registry;
 
 use crate::auth::Outcome as AuthOutcome;
 use crate::grpc::Proxies;
+use crate::grpc::server::REPORT_MAX_AGE;
 use crate::store::Published;
 
 /// The content type of [`Metrics::encode`]'s output.
@@ -47,6 +49,25 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+/// What became of a proxy's load report.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // The variant names are the label values.
+enum ReportResult {
+    accepted,
+    /// Invalid, or sooner after the previous one than asked.
+    dropped,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReportLabels {
+    result: ReportResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AuthLabels {
     result: AuthOutcome,
 }
@@ -67,6 +88,8 @@ pub struct Metrics {
     versions_sent: Family<KindLabels, Counter>,
     nacks: Counter,
     discovery_auth: Family<AuthLabels, Counter>,
+    route_skew: Family<RouteLabels, Gauge<f64, AtomicU64>>,
+    load_reports: Family<ReportLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -138,7 +161,22 @@ impl Metrics {
             "Discovery streams by authentication result (admitted, or why refused)",
             discovery_auth.clone(),
         );
+        let route_skew = Family::<RouteLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "route_share_skew",
+            "Per Route: the worst relative deviation of a pod's share of requests from its \
+             expected share, summed over every reporting proxy's last 5 s (0 = fair)",
+            route_skew.clone(),
+        );
+        let load_reports = Family::<ReportLabels, Counter>::default();
+        registry.register(
+            "load_reports",
+            "Load reports received from proxies, accepted or dropped",
+            load_reports.clone(),
+        );
         Metrics {
+            route_skew,
+            load_reports,
             registry,
             scrape: Mutex::new(()),
             proxies_connected,
@@ -175,6 +213,18 @@ impl Metrics {
         self.nacks.inc();
     }
 
+    /// One load report arrived: kept, or dropped (invalid or too soon).
+    pub fn load_report(&self, accepted: bool) {
+        let result = if accepted {
+            ReportResult::accepted
+        } else {
+            ReportResult::dropped
+        };
+        self.load_reports
+            .get_or_create(&ReportLabels { result })
+            .inc();
+    }
+
     /// Refreshes the state metrics from `proxies` and `latest`, then renders every metric
     /// as Prometheus text.
     pub fn encode(&self, proxies: &Proxies, latest: &Published) -> Result<String, std::fmt::Error> {
@@ -199,6 +249,17 @@ impl Metrics {
                     proxy: proxy.id.clone(),
                 })
                 .set(saturating_i64(lag));
+        }
+
+        self.route_skew.clear();
+        let reports = proxies.loads(Instant::now(), REPORT_MAX_AGE);
+        for (route, load) in crate::load::aggregate(reports.iter().map(|r| r.as_ref())) {
+            // Reported but no request in any window: as fair as it gets, and listed.
+            self.route_skew
+                .get_or_create(&RouteLabels {
+                    route: route.to_string(),
+                })
+                .set(load.skew.unwrap_or(0.0));
         }
 
         let mut out = String::new();

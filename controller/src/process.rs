@@ -329,6 +329,7 @@ impl Running {
             store,
             proxies,
             metrics,
+            event_streams: Default::default(),
         });
         let mut admin = tokio::spawn(admin::serve(admin, admin_state, stopped(stopping.clone())));
 

@@ -77,6 +77,7 @@ fn not_ready_before_the_first_sync() {
         store: Store::new(),
         proxies: Proxies::new(zones),
         metrics: Arc::new(Metrics::new()),
+        event_streams: Default::default(),
     };
     assert_eq!(handle(&state, &Method::GET, "/ready").status(), 503);
     assert_eq!(handle(&state, &Method::GET, "/live").status(), 200);

@@ -13,6 +13,8 @@
 //!   [`ConvertError`](convert::ConvertError), never a panic.
 //! - [`diff`]: what changed between two tables, at endpoint granularity, and how to
 //!   apply it; the controller sends a [`diff::TableDiff`] as a `Delta`.
+//! - [`load`]: a proxy's `LoadReport` (requests per endpoint over a sliding window,
+//!   against the fair split) and the skew figure computed from it.
 //! - [`snapshot`]: a whole table as chunked messages (controller side) and the
 //!   [`snapshot::SnapshotAssembler`] that rebuilds it atomically (proxy side).
 //! - [`digest`]: a table's content in buckets, and the `Rebase` that resends only the
@@ -21,6 +23,7 @@
 pub mod convert;
 pub mod diff;
 pub mod digest;
+pub mod load;
 pub mod model;
 pub mod snapshot;
 

@@ -135,7 +135,11 @@ pub fn respond<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>>
             StatusCode::SERVICE_UNAVAILABLE,
             "no route table from the controller yet\n",
         ),
-        "/metrics" => with_type(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode()),
+        "/metrics" => {
+            let loads = state.table.load().load(Instant::now());
+            let body = state.metrics.encode_with_shares(&loads);
+            with_type(StatusCode::OK, METRICS_CONTENT_TYPE, body)
+        }
         "/debug/routes" => {
             let table = state.table.load();
             let pools = state.pool_stats.as_ref().map(|f| f());

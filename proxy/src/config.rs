@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use http::Uri;
 
+use crate::trace::TraceConfig;
+
 /// The controller's in-cluster gRPC address (the chart always passes `--controller`).
 /// TLS by default: the stream carries every route and pod address, and our token.
 pub const DEFAULT_CONTROLLER: &str = "https://fairway-controller.fairway.svc:18000";
@@ -26,6 +28,9 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
 /// [`crate::server::DEFAULT_SHUTDOWN_GRACE`] as flag text: under Kubernetes' default
 /// 30 s `terminationGracePeriodSeconds`, so the drain ends before SIGKILL.
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "25s";
+/// One request in a hundred starts a trace: enough to see every Route at a few requests
+/// a second, little enough to cost nothing at thousands.
+pub const DEFAULT_TRACE_SAMPLE_RATIO: f64 = 0.01;
 
 /// How logs are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -143,6 +148,16 @@ pub struct Args {
     /// the node's Service catches up. Part of `--shutdown-grace`. `0s`: stop at once.
     #[arg(long, env = "FAIRWAY_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
     pub drain_delay: Duration,
+
+    /// OTLP/gRPC collector to export request traces to, e.g.
+    /// `http://otel-collector.monitoring:4317`. Unset: no tracing (the default).
+    #[arg(long, env = "FAIRWAY_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Share of requests that start a trace when the client sent no sampled
+    /// `traceparent` (0 to 1). A client's sampled trace is always followed.
+    #[arg(long, env = "FAIRWAY_TRACE_SAMPLE_RATIO", default_value_t = DEFAULT_TRACE_SAMPLE_RATIO)]
+    pub trace_sample_ratio: f64,
 }
 
 /// Why the command line could not become a [`Config`].
@@ -181,6 +196,10 @@ pub enum ConfigError {
     NoListen,
     #[error("--listen {0} is given twice")]
     ListenTwice(SocketAddr),
+    #[error("--otlp-endpoint {0:?} is not an http:// or https:// URL with a host")]
+    OtlpEndpoint(String),
+    #[error("--trace-sample-ratio {0} is not between 0 and 1")]
+    SampleRatio(f64),
 }
 
 /// How the proxy verifies the controller, and proves itself to it. Files, not their
@@ -216,6 +235,8 @@ pub struct Config {
     pub max_headers: usize,
     pub shutdown_grace: Duration,
     pub drain_delay: Duration,
+    /// `None`: no tracing.
+    pub trace: Option<TraceConfig>,
 }
 
 impl Config {
@@ -253,6 +274,8 @@ impl Config {
         }
         check_listen(&args.listen)?;
         let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+        let id = non_empty(args.id).unwrap_or_else(generated_id);
+        let trace = trace_config(non_empty(args.otlp_endpoint), args.trace_sample_ratio, &id)?;
         Ok(Config {
             controller,
             controller_tls,
@@ -261,7 +284,7 @@ impl Config {
             admin_addr: args.admin_addr,
             zone: non_empty(args.zone),
             node: non_empty(args.node).unwrap_or_default(),
-            id: non_empty(args.id).unwrap_or_else(generated_id),
+            id,
             log_format: args.log_format,
             endpoint_labels: args.endpoint_labels,
             max_connections: args.max_connections,
@@ -270,8 +293,36 @@ impl Config {
             max_headers: args.max_headers,
             shutdown_grace: args.shutdown_grace,
             drain_delay: args.drain_delay,
+            trace,
         })
     }
+}
+
+/// Tracing settings when `--otlp-endpoint` is set; the ratio is checked either way.
+fn trace_config(
+    endpoint: Option<String>,
+    ratio: f64,
+    id: &str,
+) -> Result<Option<TraceConfig>, ConfigError> {
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(ConfigError::SampleRatio(ratio));
+    }
+    let Some(endpoint) = endpoint else {
+        return Ok(None);
+    };
+    let uri: Uri = endpoint
+        .parse()
+        .map_err(|_| ConfigError::OtlpEndpoint(endpoint.clone()))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+        return Err(ConfigError::OtlpEndpoint(endpoint));
+    }
+    Ok(Some(TraceConfig {
+        endpoint: uri,
+        // Whole parts per million: 0.01 is 10,000.
+        sample_per_million: (ratio * 1e6).round() as u32,
+        service: "fairway-proxy".to_owned(),
+        id: id.to_owned(),
+    }))
 }
 
 /// One address or more, none twice (the second bind would fail less clearly).

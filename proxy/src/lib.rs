@@ -17,6 +17,7 @@ pub mod process;
 pub mod router;
 pub mod server;
 pub mod table;
+pub mod trace;
 
 pub use config::{Args, Config};
 pub use process::{RunError, run};

@@ -5,12 +5,14 @@
 //! [`Metrics::set_in_flight`] and [`Metrics::set_pool_connections`]; discovery calls
 //! the `discovery_*` and [`Metrics::set_table_version`] methods. With
 //! `--endpoint-labels=false` every `endpoint` label is `""` and per-endpoint values are
-//! summed into that one series, so cardinality stays per route, not per pod.
+//! summed into that one series, so cardinality stays per route, not per pod. The
+//! fairness gauges (`shares`) are refreshed from the balancers at scrape time.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use fairway_proto::load::BackendLoad;
 use fairway_proto::model::{EndpointAddr, RouteKey, Version};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -93,6 +95,18 @@ pub enum RetryReason {
     grpc_status,
 }
 
+impl RetryReason {
+    /// The label value, for traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::not_sent => "not_sent",
+            RetryReason::reset => "reset",
+            RetryReason::status => "status",
+            RetryReason::grpc_status => "grpc_status",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RetryLabels {
     route: String,
@@ -141,6 +155,10 @@ pub struct Metrics {
     pub grpc: grpc::GrpcMetrics,
     /// Active health checks.
     pub health: health::HealthMetrics,
+    /// Fairness: share of requests per pod against its expected share, and skew.
+    shares: shares::ShareMetrics,
+    /// Serializes a shares refresh with its encode: two scrapes must not interleave.
+    scrape: Mutex<()>,
 }
 
 impl Metrics {
@@ -208,7 +226,10 @@ impl Metrics {
         let upgrades = upgrades::UpgradeMetrics::register(&mut registry);
         let grpc = grpc::GrpcMetrics::register(&mut registry);
         let health = health::HealthMetrics::register(&mut registry);
+        let shares = shares::ShareMetrics::register(&mut registry, endpoint_labels);
         Metrics {
+            shares,
+            scrape: Mutex::new(()),
             upgrades,
             grpc,
             health,
@@ -426,6 +447,14 @@ impl Metrics {
         self.discovery_connected.set(i64::from(connected));
     }
 
+    /// [`Metrics::encode`] with the fairness gauges first refreshed from `loads`
+    /// (`Table::load`), as `/metrics` serves it.
+    pub fn encode_with_shares(&self, loads: &[BackendLoad]) -> String {
+        let _scrape = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        self.shares.refresh(loads);
+        self.encode()
+    }
+
     /// The whole registry in Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -442,6 +471,7 @@ fn saturating_i64(n: u64) -> i64 {
 pub mod grpc;
 pub mod health;
 mod series;
+mod shares;
 #[cfg(test)]
 mod tests;
 pub mod upgrades;

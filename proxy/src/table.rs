@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use fairway_proto::load::BackendLoad;
 use fairway_proto::model::{
     AppProtocol, EndpointAddr, EndpointSetKey, Route, RouteKey, RouteTable, UpstreamProtocol,
     Version,
@@ -111,6 +112,16 @@ impl BackendState {
 
     pub fn stats(&self, now: Instant) -> Vec<EndpointStats> {
         self.lock().stats(now)
+    }
+
+    /// The share window's figures ([`Balancer::load`]); `None` before a first request.
+    pub fn load(&self, now: Instant) -> Option<BackendLoad> {
+        let endpoints = self.lock().load(now)?;
+        Some(BackendLoad {
+            route: self.route.clone(),
+            set: self.set.clone(),
+            endpoints,
+        })
     }
 }
 
@@ -251,6 +262,20 @@ impl Table {
             .flat_map(|(route, sets)| sets.iter().map(move |(set, state)| (route, set, state)))
             .map(|(route, set, state)| (format!("{route} -> {set}"), state.stats(now)))
             .collect()
+    }
+
+    /// Per (route, set) share-window figures of every balancer that picked a request
+    /// yet, ordered by route then set.
+    pub fn load(&self, now: Instant) -> Vec<BackendLoad> {
+        let mut loads: Vec<BackendLoad> = self
+            .shape
+            .backends
+            .values()
+            .flat_map(|sets| sets.values())
+            .filter_map(|state| state.load(now))
+            .collect();
+        loads.sort_by(|a, b| (&a.route, &a.set).cmp(&(&b.route, &b.set)));
+        loads
     }
 
     fn backend(&self, route: &RouteKey, set: &EndpointSetKey) -> Option<&Arc<BackendState>> {

@@ -135,6 +135,10 @@ args:
   - --log-format={{ .Values.proxy.logFormat }}
   - --endpoint-labels={{ .Values.proxy.endpointLabels }}
   - --drain-delay={{ .Values.proxy.drainDelay }}
+  {{- with .Values.proxy.tracing.otlpEndpoint }}
+  - --otlp-endpoint={{ . }}
+  - --trace-sample-ratio={{ $.Values.proxy.tracing.sampleRatio }}
+  {{- end }}
   {{- range .Values.proxy.extraArgs }}
   - {{ . | quote }}
   {{- end }}

@@ -1,13 +1,15 @@
 //! The registry of connected proxies: who is connected, what each was sent and what it
 //! acked. Sessions write it; `/metrics` (lag, connected) and `/debug/routes` read it, so
-//! convergence is observable from the controller.
+//! convergence is observable from the controller. Each entry also keeps the proxy's
+//! latest load report (outside the versioned sequence: it never touches versions).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use fairway_proto::Version;
+use fairway_proto::load::LoadReport;
 
 use crate::state::NodeZones;
 
@@ -48,6 +50,8 @@ struct Entry {
     info: ProxyInfo,
     /// The hello's own zone; `None` means "ask NodeZones".
     hello_zone: Option<String>,
+    /// The latest load report and when it arrived.
+    load: Option<(Instant, Arc<LoadReport>)>,
 }
 
 /// Connected proxies, keyed by connection (a proxy that reconnects before its old
@@ -93,6 +97,7 @@ impl Proxies {
         let entry = Entry {
             info,
             hello_zone: zone,
+            load: None,
         };
         self.entries().insert(conn, entry);
         Registration {
@@ -110,6 +115,17 @@ impl Proxies {
                 zone: (e.hello_zone.clone()).or_else(|| self.zones.get(&e.info.node)),
                 ..e.info.clone()
             })
+            .collect()
+    }
+
+    /// The latest load report of every connected proxy that sent one within
+    /// `max_age` of `now`: older ones describe traffic that may have stopped.
+    pub fn loads(&self, now: Instant, max_age: Duration) -> Vec<Arc<LoadReport>> {
+        self.entries()
+            .values()
+            .filter_map(|e| e.load.as_ref())
+            .filter(|(at, _)| now.saturating_duration_since(*at) <= max_age)
+            .map(|(_, report)| Arc::clone(report))
             .collect()
     }
 
@@ -154,6 +170,22 @@ impl Registration {
 
     pub fn nacked(&self, version: Version, error: String) {
         self.update(|p| p.last_nack = Some((version, error)));
+    }
+
+    /// Keeps `report` as the proxy's latest, unless the previous one arrived less than
+    /// `min_gap` before `now` (a proxy reporting faster than asked): false when dropped.
+    pub fn report(&self, report: LoadReport, now: Instant, min_gap: Duration) -> bool {
+        let mut entries = self.proxies.entries();
+        let Some(entry) = entries.get_mut(&self.conn) else {
+            return false;
+        };
+        if let Some((at, _)) = &entry.load
+            && now.saturating_duration_since(*at) < min_gap
+        {
+            return false;
+        }
+        entry.load = Some((now, Arc::new(report)));
+        true
     }
 }
 
@@ -200,5 +232,44 @@ mod tests {
 
         drop(a);
         assert_eq!(proxies.list().len(), 1, "a dropped session is unlisted");
+    }
+
+    #[test]
+    fn reports_are_kept_per_proxy_rate_bounded_and_aged_out() {
+        let proxies = Proxies::new(Arc::new(NodeZones::default()));
+        let a = proxies.register("a".into(), "node-1".into(), None);
+        let t0 = Instant::now();
+        let gap = Duration::from_secs(1);
+        let report = |ms| LoadReport {
+            window: Duration::from_millis(ms),
+            ..LoadReport::default()
+        };
+        assert!(a.report(report(1), t0, gap));
+        assert!(
+            !a.report(report(2), t0 + gap / 2, gap),
+            "faster than asked: dropped"
+        );
+        assert!(a.report(report(3), t0 + gap, gap));
+        let kept = proxies.loads(t0 + gap, gap);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            kept[0].window,
+            Duration::from_millis(3),
+            "the latest replaces"
+        );
+        assert!(
+            proxies.loads(t0 + gap * 3, gap).is_empty(),
+            "a report older than max_age no longer counts"
+        );
+        assert_eq!(
+            proxies.list()[0].last_acked,
+            None,
+            "reports acknowledge nothing"
+        );
+        drop(a);
+        assert!(
+            proxies.loads(t0 + gap, gap).is_empty(),
+            "gone with its proxy"
+        );
     }
 }

@@ -45,8 +45,20 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STREAM_BUFFER: usize = 16;
 pub use super::shared::SNAPSHOT_CHUNK_BYTES;
 
-/// The largest proxy message accepted: acks and nacks are tiny; this leaves room for a
-/// long nack reason and nothing more.
+/// The response header asking proxies for load reports, valued with the interval in
+/// milliseconds (`LoadReport` in the .proto).
+pub const LOAD_REPORT_HEADER: &str = "fairway-load-report-ms";
+/// How often each proxy reports: fairness is judged over 5 s windows, so every 2 s
+/// follows it closely at one small message per proxy.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(2);
+/// Reports closer together than this are dropped (a proxy ignoring the interval).
+pub const REPORT_MIN_GAP: Duration = Duration::from_millis(REPORT_INTERVAL.as_millis() as u64 / 2);
+/// A proxy's report counts this long after it arrived: past it, the proxy's traffic
+/// may have stopped and its figures would hold the cluster view in the past.
+pub const REPORT_MAX_AGE: Duration = Duration::from_millis(REPORT_INTERVAL.as_millis() as u64 * 3);
+
+/// The largest proxy message accepted: acks and nacks are tiny; a load report holds at
+/// most `MAX_REPORT_ENDPOINTS` endpoints (~40 bytes each).
 const MAX_PROXY_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The Discovery service. Cheap to clone.
@@ -162,8 +174,12 @@ where
             let request = Request::from_http(http::Request::from_parts(parts, inbound));
             Ok(match service.stream(request).await {
                 Ok(response) => {
-                    let body = FramedBody::new(response.into_inner());
+                    // The response's metadata (e.g. the load-report request) become
+                    // its headers, as tonic's own server does.
+                    let (metadata, messages, _) = response.into_parts();
+                    let body = FramedBody::new(messages);
                     let mut response = http::Response::new(tonic::body::Body::new(body));
+                    *response.headers_mut() = metadata.into_headers();
                     (response.headers_mut()).insert(
                         http::header::CONTENT_TYPE,
                         tonic::metadata::GRPC_CONTENT_TYPE,
@@ -255,7 +271,15 @@ impl DiscoveryService {
             inbound,
             tx,
         ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let mut response = Response::new(ReceiverStream::new(rx));
+        // Asks for load reports: a proxy sends none to a controller that does not.
+        response.metadata_mut().insert(
+            LOAD_REPORT_HEADER,
+            tonic::metadata::AsciiMetadataValue::from(
+                u64::try_from(REPORT_INTERVAL.as_millis()).unwrap_or(u64::MAX),
+            ),
+        );
+        Ok(response)
     }
 }
 

@@ -107,6 +107,14 @@ pub(super) async fn drive(
             message = inbound.next() => match message {
                 None => break End::ProxyClosed,
                 Some(Err(status)) => break End::Transport(status),
+                Some(Ok(pb::ProxyMessage { kind: Some(proxy_message::Kind::Report(report)) })) => {
+                    take_report(&shared, &registration, &proxy, report);
+                }
+                Some(Ok(pb::ProxyMessage { kind: None })) => {
+                    // A kind from a newer proxy, or none at all: tolerated, so that a
+                    // proxy may add messages a controller ignores.
+                    tracing::debug!(%proxy, "ignored a proxy message of an unknown kind");
+                }
                 Some(Ok(message)) => {
                     // A rebase is the stream's first message: any answer answers it.
                     drop(rebase_turn.take());
@@ -177,6 +185,19 @@ fn sent(shared: &Shared, registration: &Registration, message: &Encoded) {
     }
 }
 
+/// Keeps a load report as the proxy's latest, outside the versioned sequence: no
+/// version, ack or lag changes. Dropped when it is invalid or comes faster than asked.
+fn take_report(shared: &Shared, registration: &Registration, proxy: &str, report: pb::LoadReport) {
+    let accepted = match fairway_proto::load::LoadReport::try_from(report) {
+        Ok(report) => registration.report(report, Instant::now(), super::server::REPORT_MIN_GAP),
+        Err(error) => {
+            tracing::debug!(%proxy, %error, "dropped an invalid load report");
+            false
+        }
+    };
+    shared.metrics.load_report(accepted);
+}
+
 /// Handles an ack or nack. `Err` is a protocol violation that ends the stream.
 fn answer(
     shared: &Shared,
@@ -192,7 +213,7 @@ fn answer(
         Some(proxy_message::Kind::Hello(_)) => {
             return Err("Hello is only valid as the first message");
         }
-        None => return Err("empty ProxyMessage"),
+        Some(proxy_message::Kind::Report(_)) | None => return Err("not an Ack or Nack"),
     };
     let Some(version) = version.map(Version::from) else {
         return Err("Ack/Nack without a version");

@@ -183,6 +183,8 @@ pub struct TestProxy {
     assembler: SnapshotAssembler,
     /// The table after every version received so far.
     pub table: RouteTable,
+    /// The controller's response headers (`fairway-load-report-ms`, ...).
+    pub headers: tonic::metadata::MetadataMap,
 }
 
 impl TestProxy {
@@ -215,6 +217,7 @@ impl TestProxy {
             .expect("the controller answers within the wait")?;
         Ok(TestProxy {
             outbound,
+            headers: response.metadata().clone(),
             inbound: response.into_inner(),
             assembler: SnapshotAssembler::new(),
             table: RouteTable::default(),

@@ -11,15 +11,15 @@ pub struct Version {
     pub sequence: u64,
 }
 #[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ProxyMessage {
-    #[prost(oneof = "proxy_message::Kind", tags = "1, 2, 3")]
+    #[prost(oneof = "proxy_message::Kind", tags = "1, 2, 3, 4")]
     pub kind: ::core::option::Option<proxy_message::Kind>,
 }
 /// Nested message and enum types in `ProxyMessage`.
 pub mod proxy_message {
     #[allow(clippy::all)]
-    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Kind {
         /// First message on every stream, and only then.
         #[prost(message, tag = "1")]
@@ -28,6 +28,10 @@ pub mod proxy_message {
         Ack(super::Ack),
         #[prost(message, tag = "3")]
         Nack(super::Nack),
+        /// Outside the versioned sequence: never acked, never advances a version or the
+        /// lag. Sent only to a controller that asked for it (see `LoadReport`).
+        #[prost(message, tag = "4")]
+        Report(super::LoadReport),
     }
 }
 #[allow(clippy::all)]
@@ -87,6 +91,57 @@ pub struct Nack {
     /// Human-readable reason, for logs and status; not parsed.
     #[prost(string, tag = "2")]
     pub error: ::prost::alloc::string::String,
+}
+/// What one proxy's balancers saw over their sliding window, per Route and endpoint set:
+/// the controller's cluster-wide fairness view (`fairway_controller_route_share_skew`),
+/// and the per-endpoint load summary coordinated balancing builds on.
+///
+/// Sent only when the controller's response headers carry `fairway-load-report-ms`
+/// (the interval it wants, in milliseconds); a controller without that header never
+/// gets one, because controllers before this message end a stream on a message kind
+/// they do not know. At most one report per interval, at most 1,000 endpoints per
+/// report (the controller accepts proxy messages up to 64 KiB); `truncated` says some
+/// were left out. Each report replaces the proxy's previous one.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LoadReport {
+    /// The window the counts cover, in milliseconds (the current slot may be partial).
+    #[prost(uint64, tag = "1")]
+    pub window_ms: u64,
+    #[prost(message, repeated, tag = "2")]
+    pub backends: ::prost::alloc::vec::Vec<BackendLoad>,
+    /// Endpoints were left out to bound the message.
+    #[prost(bool, tag = "3")]
+    pub truncated: bool,
+}
+/// One Route's balancer over one endpoint set. A set shared by two Routes appears once
+/// per Route: each Route balances it on its own.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BackendLoad {
+    #[prost(message, optional, tag = "1")]
+    pub route: ::core::option::Option<RouteKey>,
+    #[prost(message, optional, tag = "2")]
+    pub set: ::core::option::Option<EndpointSetKey>,
+    #[prost(message, repeated, tag = "3")]
+    pub endpoints: ::prost::alloc::vec::Vec<EndpointLoad>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct EndpointLoad {
+    #[prost(message, optional, tag = "1")]
+    pub address: ::core::option::Option<EndpointAddress>,
+    /// Requests this proxy started to the endpoint within the window.
+    #[prost(uint64, tag = "2")]
+    pub requests: u64,
+    /// Requests in flight to it now.
+    #[prost(uint32, tag = "3")]
+    pub in_flight: u32,
+    /// The requests it should have had in the window for a fair split: the window's
+    /// requests times its expected share (eligibility, zone hints, slow-start weight),
+    /// summed slot by slot.
+    #[prost(double, tag = "4")]
+    pub expected_requests: f64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]

@@ -3,12 +3,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use fairway_proto::load::EndpointLoad;
 use fairway_proto::model::{EndpointAddr, EndpointSet, Policy};
 use rand::RngCore;
 
 use super::config::BalanceConfig;
 use super::endpoint::{EndpointState, EndpointStats};
 use super::outlier::Outcome;
+use super::share::{self, Totals};
 use super::slow_start;
 use super::{eligible, p2c, swrr};
 
@@ -37,6 +39,8 @@ pub struct Balancer {
     ramp_ends: Option<Instant>,
     /// When the next ejection ends (eligibility must be refreshed then).
     next_unejection: Option<Instant>,
+    /// Requests per slot of the share window (each endpoint keeps its own part).
+    totals: Totals,
 }
 
 impl Balancer {
@@ -51,6 +55,7 @@ impl Balancer {
             cursor: 0,
             ramp_ends: None,
             next_unejection: None,
+            totals: Totals::default(),
         }
     }
 
@@ -131,6 +136,9 @@ impl Balancer {
             Policy::LeastRequest => self.pick_p2c(kind, false, now, rng)?,
             Policy::PeakEwma => self.pick_p2c(kind, true, now, rng)?,
         };
+        if kind == Pick::Request {
+            self.count_share(position, now);
+        }
         Some(self.endpoints[position].addr())
     }
 
@@ -230,6 +238,61 @@ impl Balancer {
             .collect()
     }
 
+    /// Every endpoint's requests over the share window, in flight now, and the requests
+    /// a fair split would have given it (see `share`). `None` until a first request
+    /// was picked: from then on the figures exist, even when the window is empty.
+    pub fn load(&self, now: Instant) -> Option<Vec<EndpointLoad>> {
+        if !self.totals.seen() {
+            return None;
+        }
+        let current = self.totals.slot(now);
+        let loads = self
+            .endpoints
+            .iter()
+            .map(|s| {
+                let (requests, expected) = s.window.figures(&self.totals, current);
+                EndpointLoad {
+                    addr: s.addr(),
+                    requests,
+                    in_flight: s.in_flight,
+                    expected,
+                }
+            })
+            .collect();
+        Some(loads)
+    }
+
+    /// Counts a picked request in the share window; a new slot first gets every
+    /// endpoint's expected share.
+    fn count_share(&mut self, position: usize, now: Instant) {
+        let opened = self.totals.count(now);
+        let slot = self.totals.slot(now);
+        if opened {
+            self.write_shares(slot, now);
+        }
+        self.endpoints[position].window.count(slot);
+    }
+
+    /// Writes each endpoint's expected share for `slot`: its slow-start weight over
+    /// the eligible endpoints' weights, 0 when not eligible. O(endpoints), once per slot
+    /// and per eligibility change.
+    fn write_shares(&mut self, slot: u64, now: Instant) {
+        let weights: Vec<u32> = self
+            .endpoints
+            .iter()
+            .map(|s| {
+                if s.eligible {
+                    s.weight(now, &self.config)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        for (state, share) in self.endpoints.iter_mut().zip(share::shares(&weights)) {
+            state.window.expect(slot, share);
+        }
+    }
+
     /// For an endpoint's first answer only (O(endpoints), once per endpoint): the mean
     /// estimate of the measured others, which its own estimate starts from.
     fn typical_latency_ns(&self, addr: EndpointAddr, now: Instant) -> Option<f64> {
@@ -285,6 +348,10 @@ impl Balancer {
             .filter_map(|s| s.outlier.ejected_until())
             .filter(|&until| until > now)
             .min();
+        if self.totals.seen() {
+            // From now on this slot's requests are expected to follow the new set.
+            self.write_shares(self.totals.slot(now), now);
+        }
     }
 
     /// Smooth weighted round robin while a ramp runs; a plain rotation otherwise (SWRR

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::config::BalanceConfig;
 use super::ewma::PeakEwma;
 use super::outlier::Outlier;
+use super::share::Window;
 use super::slow_start;
 
 /// What the balancer knows about one endpoint. Lives as long as the endpoint stays in
@@ -33,6 +34,8 @@ pub struct EndpointState {
     pub(super) eligible: bool,
     /// SWRR running weight.
     pub(super) current: i64,
+    /// Requests and expected share per slot of the share window.
+    pub(super) window: Window,
 }
 
 impl EndpointState {
@@ -54,6 +57,7 @@ impl EndpointState {
             health_failed: false,
             eligible: false,
             current: 0,
+            window: Window::default(),
         }
     }
 

@@ -7,7 +7,9 @@
 //! - a policy from the Route's `loadBalancer`: smooth weighted round robin (`swrr`),
 //!   least request or peak-EWMA, the latter two by power of two choices (`p2c`, `ewma`);
 //! - slow start (`slow_start`) for endpoints that become ready after the first table;
-//! - outlier ejection (`outlier`) from request outcomes.
+//! - outlier ejection (`outlier`) from request outcomes;
+//! - each endpoint's share of requests over a sliding window against its expected
+//!   share (`share`): the fairness figures of `/metrics` and the load reports.
 //!
 //! Everything here is pure decision code: no I/O, time and randomness are parameters,
 //! so it is tested as it is, without a stand-in.
@@ -19,6 +21,7 @@ mod endpoint;
 mod ewma;
 mod outlier;
 mod p2c;
+mod share;
 mod slow_start;
 mod swrr;
 #[cfg(test)]
@@ -34,4 +37,5 @@ pub use outlier::{
     OutlierConfig,
 };
 pub use p2c::choose_two;
+pub use share::{SHARE_SLOT, SHARE_SLOTS};
 pub use slow_start::{FULL_WEIGHT, MIN_WEIGHT, ramp_weight};

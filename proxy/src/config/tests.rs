@@ -202,3 +202,58 @@ fn listen_repeats_for_loopback_on_both_families() {
     assert!(matches!(error, ConfigError::ListenTwice(_)), "{error}");
     assert!(error.to_string().contains("127.0.0.1:1"), "{error}");
 }
+
+fn parse_err(argv: &[&str]) -> ConfigError {
+    let cli = Cli::try_parse_from(std::iter::once("fairway-proxy").chain(argv.iter().copied()))
+        .expect("valid command line");
+    Config::from_args(cli.args).expect_err("an invalid config")
+}
+
+#[test]
+fn tracing_is_off_unless_a_collector_is_named() {
+    let c = parse(&["--controller-ca-file=/ca.crt", "--id=p1"]);
+    assert_eq!(c.trace, None, "off by default");
+    let c = parse(&[
+        "--controller-ca-file=/ca.crt",
+        "--id=p1",
+        "--otlp-endpoint=http://otel-collector.monitoring:4317",
+        "--trace-sample-ratio=0.25",
+    ]);
+    let trace = c.trace.expect("on with an endpoint");
+    assert_eq!(
+        trace.endpoint.to_string(),
+        "http://otel-collector.monitoring:4317/"
+    );
+    assert_eq!(trace.sample_per_million, 250_000);
+    assert_eq!(
+        (trace.service.as_str(), trace.id.as_str()),
+        ("fairway-proxy", "p1")
+    );
+    let c = parse(&[
+        "--controller-ca-file=/ca.crt",
+        "--otlp-endpoint=http://c:4317",
+    ]);
+    assert_eq!(
+        c.trace.map(|t| t.sample_per_million),
+        Some(10_000),
+        "0.01 by default"
+    );
+}
+
+#[test]
+fn bad_tracing_flags_are_refused() {
+    assert!(matches!(
+        parse_err(&["--controller-ca-file=/ca.crt", "--trace-sample-ratio=1.5"]),
+        ConfigError::SampleRatio(_)
+    ));
+    for bad in ["otel:4317", "grpc://otel:4317", "http://"] {
+        let flag = format!("--otlp-endpoint={bad}");
+        assert!(
+            matches!(
+                parse_err(&["--controller-ca-file=/ca.crt", &flag]),
+                ConfigError::OtlpEndpoint(_)
+            ),
+            "{bad}"
+        );
+    }
+}

@@ -6,6 +6,12 @@
 //! [`Table`], published, and only then acked. Losing the controller changes nothing for
 //! traffic: the table is never cleared, only replaced by a newer valid one.
 //!
+//! A controller that wants load reports says so in its response headers
+//! ([`LOAD_REPORT_HEADER`], the interval in milliseconds); the client then sends one
+//! `LoadReport` per interval beside the acks, never counted as an answer. Controllers
+//! from before reports end a stream on a message kind they do not know, so without the
+//! header nothing is sent.
+//!
 //! Every (re)connect re-reads the key material from disk: the CA and client certificate
 //! (rotated Secrets) and the ServiceAccount token (kubelet rotates projected tokens well
 //! before they expire). A missing or unreadable file, or a controller refusing the token
@@ -18,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fairway_proto::digest::TableDigest;
+use fairway_proto::load::{self, LoadReport};
 use fairway_proto::model::{RouteTable, Version};
 use fairway_proto::pb::{self, discovery_client::DiscoveryClient};
 use http::Uri;
@@ -31,6 +38,7 @@ use tracing::{debug, info, warn};
 
 use super::apply::{Applier, ApplyError, Step};
 use super::backoff::Backoff;
+use crate::balance::{SHARE_SLOT, SHARE_SLOTS};
 use crate::config::{Config, ControllerTls};
 use crate::logs::Chain;
 use crate::metrics::{Metrics, UpdateResult};
@@ -45,6 +53,14 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// TCP keepalive as a second line behind HTTP/2 PINGs, for idle intermediaries.
 pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// The controller's response header asking for load reports, and how often (ms).
+pub const LOAD_REPORT_HEADER: &str = "fairway-load-report-ms";
+/// The shortest report interval honoured, whatever the controller asks: reports are
+/// summaries, not a stream of events.
+pub const MIN_REPORT_INTERVAL: Duration = Duration::from_millis(250);
+/// The longest: a report older than a few intervals is dropped by the controller.
+pub const MAX_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What the discovery client needs from the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,11 +239,16 @@ impl Client {
             }
             Ok(request)
         };
-        let mut inbound = DiscoveryClient::with_interceptor(channel, token)
+        let response = DiscoveryClient::with_interceptor(channel, token)
             .stream(UnboundedReceiverStream::new(rx))
             .await
-            .map_err(SessionError::Open)?
-            .into_inner();
+            .map_err(SessionError::Open)?;
+        let mut reports = report_interval(response.metadata()).map(|every| {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks
+        });
+        let mut inbound = response.into_inner();
         self.metrics.set_discovery_connected(true);
         info!(
             controller = %self.config.controller,
@@ -235,9 +256,17 @@ impl Client {
             "discovery stream open",
         );
         loop {
-            let msg = inbound
-                .message()
-                .await
+            let msg = tokio::select! {
+                msg = inbound.message() => msg,
+                () = tick(&mut reports) => {
+                    if let Some(report) = self.report() {
+                        tx.send(pb::ProxyMessage::report(&report))
+                            .map_err(|_| SessionError::Send)?;
+                    }
+                    continue;
+                }
+            };
+            let msg = msg
                 .map_err(SessionError::Receive)?
                 .ok_or(SessionError::Ended)?;
             *heard = true;
@@ -279,6 +308,21 @@ impl Client {
         }
     }
 
+    /// This proxy's share-window figures, bounded; `None` while no balancer has
+    /// picked a request (nothing to say).
+    fn report(&self) -> Option<LoadReport> {
+        let mut backends = self.table.load().load(Instant::now());
+        if backends.is_empty() {
+            return None;
+        }
+        let truncated = load::bound(&mut backends);
+        Some(LoadReport {
+            window: SHARE_SLOT * u32::try_from(SHARE_SLOTS).unwrap_or(u32::MAX),
+            backends,
+            truncated,
+        })
+    }
+
     /// Builds the request path's table (reusing balancer state) and publishes it.
     fn publish(&self, source: Arc<RouteTable>, version: Version) {
         let first = !self.table.is_ready();
@@ -300,6 +344,27 @@ impl Client {
         } else {
             debug!(%version, routes, endpoints, "route table applied");
         }
+    }
+}
+
+/// The report interval the controller asked for, clamped; `None` when it did not ask.
+fn report_interval(headers: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let millis: u64 = headers
+        .get(LOAD_REPORT_HEADER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_millis(millis).clamp(MIN_REPORT_INTERVAL, MAX_REPORT_INTERVAL))
+}
+
+/// The next report tick, or never when reports are off.
+async fn tick(ticks: &mut Option<tokio::time::Interval>) {
+    match ticks {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -76,6 +76,9 @@ pub type Outbound = mpsc::Sender<Result<pb::ControllerMessage, Status>>;
 /// The test's Discovery service: hands every opened stream to the test.
 pub struct Scripted {
     opened: mpsc::UnboundedSender<(Streaming<pb::ProxyMessage>, Outbound)>,
+    /// Asks for load reports at this interval, as a current controller does; `None`
+    /// answers as controllers before load reports did (no header).
+    reports: Option<Duration>,
 }
 
 #[tonic::async_trait]
@@ -90,7 +93,14 @@ impl pb::discovery_server::Discovery for Scripted {
         self.opened
             .send((request.into_inner(), tx))
             .map_err(|_| Status::unavailable("test is over"))?;
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let mut response = Response::new(ReceiverStream::new(rx));
+        if let Some(every) = self.reports {
+            let value = every.as_millis().to_string().parse().expect("ascii digits");
+            response
+                .metadata_mut()
+                .insert(crate::discovery::client::LOAD_REPORT_HEADER, value);
+        }
+        Ok(response)
     }
 }
 
@@ -103,14 +113,23 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// A controller from before load reports: it never asks for one.
     pub async fn start(addr: SocketAddr) -> Controller {
+        Controller::start_with(addr, None).await
+    }
+
+    /// A controller asking for a load report every `reports` (when `Some`).
+    pub async fn start_with(addr: SocketAddr, reports: Option<Duration>) -> Controller {
         let listener = TcpListener::bind(addr)
             .await
             .expect("bind the test controller");
         let addr = listener.local_addr().expect("local addr");
         let (opened_tx, opened) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel::<()>();
-        let service = pb::discovery_server::DiscoveryServer::new(Scripted { opened: opened_tx });
+        let service = pb::discovery_server::DiscoveryServer::new(Scripted {
+            opened: opened_tx,
+            reports,
+        });
         let server = tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
@@ -190,6 +209,20 @@ impl Stream {
             Kind::Ack(ack) => Ok(ack.version.expect("acked version").into()),
             Kind::Nack(nack) => Err((nack.version.expect("nacked version").into(), nack.error)),
             Kind::Hello(_) => panic!("hello only once per stream"),
+            Kind::Report(_) => panic!("a load report where an ack or nack was due"),
+        }
+    }
+
+    /// The proxy's next message, whatever its kind.
+    pub async fn next_kind(&mut self) -> Kind {
+        next(&mut self.inbound).await
+    }
+
+    /// The proxy's next load report, skipping nothing: any other message fails.
+    pub async fn report(&mut self) -> fairway_proto::load::LoadReport {
+        match next(&mut self.inbound).await {
+            Kind::Report(report) => report.try_into().expect("a valid report"),
+            other => panic!("expected a load report, got {other:?}"),
         }
     }
 }

@@ -301,3 +301,5 @@ async fn the_controllers_zone_is_used_only_without_a_zone_flag() {
     );
     set.shutdown().await;
 }
+
+mod reports;

@@ -107,3 +107,64 @@ fn removing_an_endpoint_drops_its_gauge_series() {
     );
     assert!(text.contains("10.0.0.2:80"), "others stay:\n{text}");
 }
+
+fn orders_load(requests: [u64; 2]) -> Vec<BackendLoad> {
+    use fairway_proto::load::EndpointLoad;
+    let endpoint = |i: u8, requests: u64| EndpointLoad {
+        addr: EndpointAddr(std::net::SocketAddr::from(([127, 0, 0, 10 + i], 8080))),
+        requests,
+        in_flight: 0,
+        expected: 5.0,
+    };
+    vec![BackendLoad {
+        route: fairway_proto::testing::route("orders").key,
+        set: fairway_proto::testing::set_key("orders", 8080),
+        endpoints: vec![endpoint(1, requests[0]), endpoint(2, requests[1])],
+    }]
+}
+
+#[test]
+fn shares_and_skew_are_refreshed_at_scrape_time() {
+    let m = Metrics::new(true);
+    let text = m.encode_with_shares(&orders_load([3, 1]));
+    for expected in [
+        r#"fairway_proxy_share_skew{route="shop/orders",backend="shop/orders:8080"} 0.5"#,
+        r#"fairway_proxy_endpoint_share{route="shop/orders",backend="shop/orders:8080",endpoint="127.0.0.11:8080"} 0.75"#,
+        r#"fairway_proxy_endpoint_expected_share{route="shop/orders",backend="shop/orders:8080",endpoint="127.0.0.12:8080"} 0.5"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected}\n{text}");
+    }
+    let text = m.encode_with_shares(&orders_load([0, 0]));
+    assert!(
+        text.contains(
+            r#"fairway_proxy_share_skew{route="shop/orders",backend="shop/orders:8080"} 0.0"#
+        ),
+        "an empty window reads fair, and the series stays:\n{text}"
+    );
+    assert!(
+        !text.contains("fairway_proxy_endpoint_share{"),
+        "no share of nothing"
+    );
+    let text = m.encode_with_shares(&[]);
+    assert!(
+        !text.contains("fairway_proxy_share_skew{"),
+        "a backend gone is unlisted"
+    );
+}
+
+#[test]
+fn without_endpoint_labels_only_the_skew_is_listed() {
+    let m = Metrics::new(false);
+    let text = m.encode_with_shares(&orders_load([3, 1]));
+    assert!(
+        text.contains(
+            r#"fairway_proxy_share_skew{route="shop/orders",backend="shop/orders:8080"} 0.5"#
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("fairway_proxy_endpoint_share{"), "{text}");
+    assert!(
+        !text.contains("fairway_proxy_endpoint_expected_share{"),
+        "{text}"
+    );
+}

@@ -29,6 +29,7 @@ fn config(controller: SocketAddr) -> Config {
         max_headers: 50,
         shutdown_grace: Duration::from_secs(1),
         drain_delay: Duration::ZERO,
+        trace: None,
     }
 }
 

@@ -28,6 +28,19 @@ pub enum TryError {
     TimedOut(std::time::Duration),
 }
 
+impl TryError {
+    /// The variant's name, for traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TryError::Connect(_) => "Connect",
+            TryError::NotSent(_) => "NotSent",
+            TryError::Sent(_) => "Sent",
+            TryError::ClientBody(_) => "ClientBody",
+            TryError::TimedOut(_) => "TimedOut",
+        }
+    }
+}
+
 /// A failed exchange with a pod, by protocol.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {

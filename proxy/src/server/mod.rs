@@ -10,7 +10,8 @@
 //! the error), and `retry` whether a failed try may be repeated (safety and budget), both
 //! pure; `resend` what a retry sends (a copy, or a gRPC call's recording played back);
 //! `errors` turns every failed step into its exact status, reason and body, and `grpc`
-//! into a gRPC status for gRPC calls (with their `grpc-timeout` deadline). Upgrades
+//! into a gRPC status for gRPC calls (with their `grpc-timeout` deadline); `traced` is
+//! where a sampled request meets `crate::trace`. Upgrades
 //! (WebSockets) leave `service` for `upgrade`, which picks and asks the pod, then hands
 //! the switched connections to `tunnel`.
 
@@ -26,6 +27,7 @@ mod retry;
 mod sentry;
 mod service;
 mod step;
+mod traced;
 mod tunnel;
 mod upgrade;
 
@@ -79,6 +81,8 @@ pub struct ServerConfig {
     /// Time, once shutdown starts, during which the proxy still accepts and serves but
     /// closes each client connection after its next response (see [`serve`]).
     pub drain_delay: Duration,
+    /// Request tracing; `None`: off.
+    pub trace: Option<crate::trace::TraceConfig>,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +94,7 @@ impl Default for ServerConfig {
             max_headers: DEFAULT_MAX_HEADERS,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             drain_delay: Duration::ZERO,
+            trace: None,
         }
     }
 }
@@ -103,6 +108,7 @@ impl From<&crate::config::Config> for ServerConfig {
             max_headers: config.max_headers,
             shutdown_grace: config.shutdown_grace,
             drain_delay: config.drain_delay,
+            trace: config.trace.clone(),
         }
     }
 }
@@ -171,6 +177,7 @@ pub async fn serve_with_pools(
         metrics,
         budget: retry::SharedBudget::new(Instant::now()),
         max_headers: config.max_headers,
+        tracer: config.trace.clone().map(crate::trace::Tracer::spawn),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (drain_tx, drain_rx) = watch::channel(false);

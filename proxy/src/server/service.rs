@@ -17,6 +17,7 @@ use super::pick::{EndGuard, TimedOut, pick, repick};
 use super::resend;
 use super::retry::{self, SharedBudget};
 use super::step::{self, Resend, Step};
+use super::traced;
 use super::upgrade;
 use crate::balance::{Outcome, Pick};
 use crate::body::UpstreamBody;
@@ -25,6 +26,7 @@ use crate::metrics::grpc::{self as grpc_metrics, GrpcCall};
 use crate::metrics::{Metrics, RetryReason};
 use crate::pool::{ConnSettings, Pools};
 use crate::table::{ResolveError, Table, TableHandle};
+use crate::trace::{RequestTrace, Tracer};
 
 pub use crate::body::RequestBody;
 
@@ -37,6 +39,8 @@ pub struct Shared {
     pub budget: SharedBudget,
     /// Most headers in a request (HTTP/2; hyper enforces it for HTTP/1.1).
     pub max_headers: usize,
+    /// `None`: tracing is off, and requests pay one branch for it.
+    pub tracer: Option<Arc<Tracer>>,
 }
 
 /// How one request ended, for metrics.
@@ -63,12 +67,27 @@ pub async fn handle(
         let asked = grpc::timeout(request.headers());
         GrpcCall::new(Arc::clone(&shared.metrics), start, asked)
     });
+    let mut trace = shared
+        .tracer
+        .as_ref()
+        .and_then(|tracer| traced::start(tracer, &request, start));
     let answered = if conflicting_framing {
         // hyper already closes the connection after this answer (RFC 9112 §6.1).
         Err((ProxyError::ConflictingFraming, None, None))
     } else {
-        proxy(&shared, &client, request, call.as_mut(), start).await
+        proxy(
+            &shared,
+            &client,
+            request,
+            call.as_mut(),
+            start,
+            trace.as_mut(),
+        )
+        .await
     };
+    if let (Some(tracer), Some(trace)) = (&shared.tracer, trace) {
+        traced::finish(tracer, trace, &answered);
+    }
     match answered {
         Ok(mut answer) => {
             let route = answer.route.as_ref().map(|r| &r.key);
@@ -143,6 +162,7 @@ async fn proxy(
     request: Request<RequestBody>,
     call: Option<&mut GrpcCall>,
     start: Instant,
+    mut trace: Option<&mut RequestTrace>,
 ) -> Result<Answer, Failed> {
     let grpc = call.is_some();
     let asked = call.as_deref().map(GrpcCall::asked);
@@ -193,6 +213,12 @@ async fn proxy(
     if let Some(call) = call {
         call.aim(&route.key, Some(addr));
     }
+    if let Some(trace) = trace.as_deref_mut() {
+        trace.route(
+            route.key.to_string(),
+            format!("{:?}", route.load_balancer.policy),
+        );
+    }
     // From here the pick is ended exactly once, whatever happens to this future.
     let guard = EndGuard::new(target, addr, start);
     shared.budget.deposit(route.retries.budget_percent);
@@ -204,7 +230,13 @@ async fn proxy(
     // Built and pinned in place: the try loop's future is kilobytes, and moving it (into
     // a timeout, or into a pinned local) would copy all of it on every request.
     let attempt = std::pin::pin!(tries(
-        shared, client, request, grpc, guard, &table, deadline
+        shared,
+        client,
+        request,
+        grpc,
+        guard,
+        &table,
+        (deadline, trace)
     ));
     let outcome = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
@@ -242,11 +274,13 @@ async fn tries(
     grpc: bool,
     mut guard: EndGuard,
     table: &Table,
-    deadline: Option<tokio::time::Instant>,
+    // When the request must be answered, and its trace if sampled.
+    (deadline, mut trace): (Option<tokio::time::Instant>, Option<&mut RequestTrace>),
 ) -> Result<(Response<ProxyBody>, EndpointAddr), (ProxyError, Option<EndpointAddr>)> {
     let route = Arc::clone(&guard.target.route);
     let idempotent = retry::is_idempotent(request.method());
-    let mut request = prepare(client, request, idempotent, &route, &mut guard)
+    let traced = trace.is_some();
+    let mut request = prepare(client, request, idempotent, &route, &mut guard, traced)
         .await
         .map_err(|error| (error, None))?;
     let mut attempts_left = route.retries.attempts;
@@ -276,12 +310,18 @@ async fn tries(
         let backup = (attempts_left > 0 && idempotent && consumed)
             .then(|| request.as_ref().and_then(resend::clone_request))
             .flatten();
+        if let Some(trace) = trace.as_deref_mut() {
+            traced::begin_try(trace, addr, &mut request);
+        }
         let timer = TimedOut {
             guard: &mut guard,
             deadline,
         };
         let sent = send(shared, addr, &settings, per_try, &mut request).await;
         timer.disarm();
+        if let Some(trace) = trace.as_deref_mut() {
+            traced::end_try(trace, &sent);
+        }
         let (failure, error, next) = match sent {
             Ok(mut response) => {
                 let status = response.status();
@@ -311,6 +351,9 @@ async fn tries(
                 if !wait.is_zero() {
                     // The pod's pushback; the request deadline still bounds it.
                     tokio::time::sleep(wait).await;
+                }
+                if let Some(trace) = trace.as_deref_mut() {
+                    trace.retrying(reason.as_str());
                 }
                 guard = match next_pick(shared, &route, table, &mut tried, addr, reason, &again) {
                     Some(next) => next,
@@ -356,6 +399,9 @@ async fn tries(
         }
         attempts_left -= 1;
         let reason = resend::retry_reason(failure);
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.retrying(reason.as_str());
+        }
         match next_pick(
             shared,
             &route,
@@ -380,6 +426,7 @@ async fn prepare(
     idempotent: bool,
     route: &Route,
     guard: &mut EndGuard,
+    traced: bool,
 ) -> Result<Request<UpstreamBody>, ProxyError> {
     let (mut parts, body) = request.into_parts();
     // Extensions belong to the downstream connection (upgrades, header case).
@@ -399,9 +446,11 @@ async fn prepare(
     // The fast loop's raw fields go to the pod as they are (its map is empty) unless
     // something in them needs an edit, or an absolute-form target's authority replaces
     // their `Host`.
-    let as_sent = body
-        .fields()
-        .is_some_and(|f| parts.uri.authority().is_none() && headers::raw_fields_pass(f));
+    // A traced request gets our `traceparent` per try: into the map with the rest.
+    let as_sent = !traced
+        && body
+            .fields()
+            .is_some_and(|f| parts.uri.authority().is_none() && headers::raw_fields_pass(f));
     if as_sent {
         body.forward_raw_for(client.clone());
     } else {

@@ -5,6 +5,7 @@
 
 mod defaults;
 mod discovery;
+mod observability;
 
 use std::path::Path;
 use std::time::Duration;
@@ -182,6 +183,7 @@ fn lint_passes_with_default_and_non_default_values() {
             "--set",
             "proxy.hostPort.enabled=true,serviceMonitor.enabled=true",
         ],
+        &["--set", "prometheusRule.enabled=true"],
         &[
             "--set",
             "controller.replicas=3,controller.watchNamespaces={shop,pay},controller.selector=team=shop",
@@ -285,10 +287,17 @@ fn default_render_is_hardened_and_wired() {
             "ClusterRole grants {forbidden}: {rules}"
         );
     }
-    assert!(
-        objects
-            .iter()
-            .all(|o| o["kind"] != "ServiceMonitor" && o["kind"] != "ConfigMap")
+    assert!(objects.iter().all(|o| o["kind"] != "ServiceMonitor"));
+    // The one default ConfigMap is the Grafana dashboard (the sidecar's needs sidecar mode).
+    let config_maps: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "ConfigMap")
+        .collect();
+    assert_eq!(config_maps.len(), 1, "{config_maps:?}");
+    assert_eq!(config_maps[0]["metadata"]["name"], "fairway-dashboard");
+    assert_eq!(
+        config_maps[0]["metadata"]["labels"]["grafana_dashboard"],
+        "1"
     );
 }
 
@@ -544,6 +553,8 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
     let expected = [
         "ClusterRole/fairway-controller",
         "ClusterRoleBinding/fairway-controller",
+        // The Grafana dashboard, on by default.
+        "ConfigMap/fairway-dashboard",
         "DaemonSet/fairway-proxy",
         "Deployment/fairway-controller",
         "PodDisruptionBudget/fairway-controller",

@@ -64,7 +64,7 @@ pub fn pods(namespace: &str, selector: &str) -> Vec<String> {
 
 /// `count` keep-alive requests on one curl connection to `url` with `host`; the
 /// answering pod names, counted.
-fn spread(url: &str, host: &str, count: usize) -> BTreeMap<String, usize> {
+pub fn spread(url: &str, host: &str, count: usize) -> BTreeMap<String, usize> {
     let mut args = vec![
         "-sS".to_string(),
         "--max-time".into(),

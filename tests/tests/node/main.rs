@@ -9,6 +9,7 @@
 mod chart;
 mod gateway;
 mod handover;
+mod plugin;
 mod rollouts;
 mod sidecar;
 mod support;

@@ -5,6 +5,7 @@ mod eligibility;
 mod fairness;
 mod policy;
 mod props;
+mod share;
 mod slow_start;
 
 use std::collections::BTreeMap;
