@@ -83,34 +83,44 @@ static_image() {
 }
 
 # The two Fairway images, as docker/*.Dockerfile make them: the binary in
-# /usr/local/bin, user 65532 (distroless "nonroot"), the same ports. Like distroless/cc,
+# /usr/local/bin (the controller's with the kubectl plugin beside it, for users to copy
+# out), user 65532 (distroless "nonroot"), the same ports. Like distroless/cc,
 # the image carries the dynamic loader and the shared libraries the binary needs (glibc
 # resolves names through its built-in files/dns NSS, as the proxy must for the
 # controller's Service name), not a statically linked glibc.
 fairway_images() {
   local dir=$1
   dynamic_image "$out/images/fairway-controller.tar" "fairway.local/fairway-controller:$TEST_TAG" \
-    "$dir/fairway-controller" 18000 9090
+    "$dir/fairway-controller:$dir/kubectl-fairway" 18000 9090
   dynamic_image "$out/images/fairway-proxy.tar" "fairway.local/fairway-proxy:$TEST_TAG" \
     "$dir/fairway-proxy" 4140 4191
 }
 
+# dynamic_image TAR REF PROGRAM[:PROGRAM...] [PORT...]: the first program is the
+# entrypoint; all of them go to /usr/local/bin with the libraries each needs.
 dynamic_image() {
-  local tar=$1 ref=$2 program=$3
+  local tar=$1 ref=$2 programs=$3
   shift 3
-  [ -x "$program" ] || { echo "build.sh: $program not built (cargo build -p ${program##*/})" >&2; exit 1; }
-  # A copied program (curl) keeps its old mtime: compare against the reference too.
-  [ "$tar" -nt "$program" ] && [ "$(cat "$tar.ref" 2>/dev/null)" = "$ref" ] && return 0
-  local rootfs name=${program##*/}
+  local program fresh=1
+  local -a list
+  IFS=: read -ra list <<<"$programs"
+  for program in "${list[@]}"; do
+    [ -x "$program" ] || { echo "build.sh: $program not built (cargo build --bin ${program##*/})" >&2; exit 1; }
+    # A copied program (curl) keeps its old mtime: compare against the reference too.
+    [ "$tar" -nt "$program" ] || fresh=0
+  done
+  [ "$fresh" = 1 ] && [ "$(cat "$tar.ref" 2>/dev/null)" = "$ref" ] && return 0
+  local rootfs name=${list[0]##*/} lib
   rootfs=$(mktemp -d)
   mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc" "$rootfs/tmp"
   chmod 1777 "$rootfs/tmp"
-  # Debug info is most of a debug build's size and nothing a pod needs.
-  objcopy --strip-debug "$program" "$rootfs/usr/local/bin/$name"
-  local lib
-  for lib in $(ldd "$program" | grep -o '/[^ ]*'); do
-    mkdir -p "$rootfs$(dirname "$lib")"
-    cp -L "$lib" "$rootfs$lib"
+  for program in "${list[@]}"; do
+    # Debug info is most of a debug build's size and nothing a pod needs.
+    objcopy --strip-debug "$program" "$rootfs/usr/local/bin/${program##*/}"
+    for lib in $(ldd "$program" | grep -o '/[^ ]*'); do
+      mkdir -p "$rootfs$(dirname "$lib")"
+      cp -L "$lib" "$rootfs$lib"
+    done
   done
   printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$rootfs/etc/passwd"
   printf 'root:x:0:\nnonroot:x:65532:\n' >"$rootfs/etc/group"

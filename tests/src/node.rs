@@ -214,8 +214,9 @@ fn run_build(args: &[&str]) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Builds `fairway-controller` and `fairway-proxy` with cargo and assembles their images;
-/// returns the two archives (controller, proxy).
+/// Builds `fairway-controller` and `fairway-proxy` with cargo and assembles their images
+/// (the controller's carries `kubectl-fairway`, as docker/controller.Dockerfile); returns
+/// the two archives (controller, proxy).
 ///
 /// Debug profile: the test build has compiled every dependency for it already, so this
 /// costs two links, where a release build would compile the workspace a second time
@@ -230,6 +231,8 @@ pub fn fairway_images() -> Result<(PathBuf, PathBuf), NodeError> {
             "fairway-controller",
             "--bin",
             "fairway-controller",
+            "--bin",
+            "kubectl-fairway",
             "-p",
             "fairway-proxy",
             "--bin",

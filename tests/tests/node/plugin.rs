@@ -1,25 +1,53 @@
-//! `kubectl fairway` as users run it: the `kubectl-fairway` binary on PATH, the real
+//! `kubectl fairway` as users run it: the `kubectl-fairway` binary copied out of the
+//! controller image (as docker/controller.Dockerfile ships it) onto PATH, the real
 //! kubectl finding it, talking to the controller of a chart installed on the real node
 //! through the apiserver's service proxy (which refuses loopback addresses, so this
 //! cannot run against the loopback test apiserver).
 
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 
-use fairway_tests::bins::binary;
 use fairway_tests::kubectl::Output;
-use fairway_tests::node::kubectl_path;
+use fairway_tests::node::{self, kubectl_path, node_out};
 
 use crate::chart::{install_with, route, spread};
 use crate::support::{
     POD_READY, apply, backend, helm_lock, kubectl, namespace, node, rollout, wait_for,
 };
 
+/// The directory holding the plugin as a user gets it: unpacked from the controller
+/// image's OCI archive (the one the node imported), layer by layer until one has it.
+fn plugin_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let (controller, _) = node::fairway_images().unwrap_or_else(|e| panic!("{e}"));
+        let dir = node_out().join("plugin-from-image");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a directory for the unpacked image");
+        let status = Command::new("sh")
+            .args([
+                "-c",
+                r#"set -e; cd "$1"; tar -xf "$2"
+                   for layer in blobs/sha256/*; do
+                     tar -xf "$layer" ./usr/local/bin/kubectl-fairway 2>/dev/null && exit 0
+                   done
+                   echo "no layer of $2 holds /usr/local/bin/kubectl-fairway" >&2; exit 1"#,
+                "sh",
+            ])
+            .arg(&dir)
+            .arg(&controller)
+            .status()
+            .expect("run sh and tar");
+        assert!(status.success(), "the controller image ships the plugin");
+        dir.join("usr/local/bin")
+    })
+}
+
 /// `kubectl fairway ARGS` with the plugin on PATH, against the node.
 fn fairway(args: &[&str]) -> Output {
-    let plugin = binary("kubectl-fairway");
-    let dir = plugin.parent().expect("the plugin's directory");
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut paths = vec![dir.to_path_buf()];
+    let mut paths = vec![plugin_dir().clone()];
     paths.extend(std::env::split_paths(&path));
     let kubectl = kubectl_path().unwrap_or_else(|e| panic!("{e}"));
     let out = Command::new(kubectl)
