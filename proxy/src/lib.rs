@@ -5,15 +5,17 @@
 
 pub mod admin;
 pub mod balance;
-pub mod body;
 pub mod config;
 pub mod discovery;
+pub mod fields;
 pub mod h1;
 pub mod health;
 pub mod logs;
 pub mod metrics;
 pub mod pool;
 pub mod process;
+pub mod request;
+pub mod response;
 pub mod router;
 pub mod server;
 pub mod table;

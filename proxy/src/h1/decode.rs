@@ -3,14 +3,13 @@
 //! buffer. Pure: bytes in, decisions out; the socket is `super::conn`'s business.
 
 use std::mem::MaybeUninit;
-use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Version};
 
 use super::Error;
-use super::fields::Fields;
+use crate::fields::{Fields, Span};
 
 /// Most response headers read from a pod (Set-Cookie-heavy pages included).
 pub const MAX_RESPONSE_HEADERS: usize = 128;
@@ -67,43 +66,6 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
         version,
         fields: Fields::new(head, spans),
     }))
-}
-
-/// Where one header field's name and value sit in a head: (start, length). Shared with
-/// the downstream request parser, which slices request heads the same way.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Span {
-    pub name: (usize, usize),
-    pub value: (usize, usize),
-}
-
-impl Span {
-    pub fn of(buf: &[u8], header: &httparse::Header<'_>) -> Self {
-        Span {
-            name: (offset(buf, header.name.as_bytes()), header.name.len()),
-            value: (offset(buf, header.value), header.value.len()),
-        }
-    }
-
-    /// Where the name sits.
-    pub fn name(&self) -> Range<usize> {
-        self.name.0..self.name.0 + self.name.1
-    }
-
-    /// Where the value sits.
-    pub fn value(&self) -> Range<usize> {
-        self.value.0..self.value.0 + self.value.1
-    }
-
-    /// The whole field line, name to value, without its line end.
-    pub fn line(&self) -> Range<usize> {
-        self.name.0..self.value.0 + self.value.1
-    }
-}
-
-/// Where `part`, a slice of `buf`, starts in it.
-pub(crate) fn offset(buf: &[u8], part: &[u8]) -> usize {
-    part.as_ptr() as usize - buf.as_ptr() as usize
 }
 
 /// How a response body is delimited, and whether the connection may carry another

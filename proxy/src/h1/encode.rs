@@ -7,8 +7,8 @@ use bytes::{BufMut, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Request};
 
-use super::fields::is_hop_by_hop;
-use crate::body::{RawFields as _, UpstreamBody};
+use crate::fields::is_hop_by_hop;
+use crate::request::{RawFields as _, UpstreamBody};
 
 /// How a message body is delimited on the wire (a request's here; the downstream
 /// writer uses it for responses too).
@@ -135,7 +135,7 @@ mod tests {
     use http::header::HOST;
 
     use super::*;
-    use crate::body::Replayable;
+    use crate::request::Replayable;
 
     fn request(method: Method, body: UpstreamBody) -> Request<UpstreamBody> {
         let mut r = Request::new(body);

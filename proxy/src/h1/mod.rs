@@ -5,7 +5,7 @@
 //! a oneshot and a body channel: two extra task wake-ups and several allocations per
 //! request, on the path that runs for every request. Here the request's own task writes
 //! the request, and the downstream connection reads the response body straight from the
-//! pod's socket (see [`crate::body::ProxyBody`]), the way pingora and nginx do it.
+//! pod's socket (the response module's `ProxyBody`), the way pingora and nginx do it.
 //! HTTP/2 to pods (h2c, gRPC) stays on hyper, whose multiplexing needs a task anyway.
 //!
 //! One limit, on purpose: a streamed request body is written to the end before the
@@ -18,7 +18,6 @@
 
 mod decode;
 mod encode;
-mod fields;
 
 use std::future::poll_fn;
 use std::io;
@@ -31,14 +30,13 @@ use http_body::Body as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
+pub(crate) use decode::has_token;
 pub use decode::{
     BodyKind, Decoded, Decoder, Framing, Head, MAX_RESPONSE_HEAD, ends_in_chunked, parse_head,
 };
-pub(crate) use decode::{Span, has_token, offset};
 pub(crate) use encode::{Framing as BodyFraming, chunk, last_chunk, put_fields, put_framing};
-pub use fields::{Fields, is_hop_by_hop};
 
-use crate::body::UpstreamBody;
+use crate::request::UpstreamBody;
 
 /// Room kept free in the read buffer before each read.
 const READ_CHUNK: usize = 8 * 1024;

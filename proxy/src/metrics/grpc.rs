@@ -10,6 +10,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use fairway_proto::model::{EndpointAddr, RouteKey};
+use http::HeaderMap;
+use http::header::HeaderName;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,6 +19,14 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::{Metrics, duration_histogram};
+
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// The `grpc-status` in `headers` (trailers, or the headers of a trailers-only
+/// response): the code a call is recorded with.
+pub fn status(headers: &HeaderMap) -> Option<u32> {
+    headers.get(GRPC_STATUS)?.to_str().ok()?.parse().ok()
+}
 
 /// `grpc-status` when the pod ended the stream without trailers (as grpc-go reports
 /// "server closed the stream without sending trailers").

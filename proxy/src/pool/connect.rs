@@ -9,8 +9,8 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::body::UpstreamBody;
 use crate::h1;
+use crate::request::UpstreamBody;
 
 /// HTTP/2 PING interval on upstream connections: a pod that vanished without a FIN
 /// (node lost) is noticed in tens of seconds instead of at the kernel's TCP timeout.

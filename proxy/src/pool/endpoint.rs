@@ -18,8 +18,8 @@ use tokio::sync::Notify;
 use super::connect::{self, ConnectError};
 use super::lease::{Lease, LeaseKind};
 use super::settings::{ConnLimits, ConnSettings};
-use crate::body::UpstreamBody;
 use crate::h1;
+use crate::request::UpstreamBody;
 
 /// One pooled HTTP/1.1 connection.
 #[derive(Debug)]

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use hyper::client::conn::http2;
 
 use super::endpoint::{EndpointPool, Http1Conn};
-use crate::body::UpstreamBody;
 use crate::h1;
+use crate::request::UpstreamBody;
 
 #[derive(Debug)]
 pub(super) enum LeaseKind {

@@ -10,8 +10,8 @@ use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::forward::UpstreamError;
-use crate::body::ProxyBody;
 use crate::pool::ConnectError;
+use crate::response::ProxyBody;
 use crate::router::RouteError;
 use crate::table::ResolveError;
 

@@ -7,9 +7,10 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 
 use super::headers;
-use crate::body::{ProxyBody, RawFields, UpstreamBody};
 use crate::h1;
 use crate::pool::{ConnSettings, ConnectError, Pools, Sender};
+use crate::request::{RawFields, UpstreamBody};
+use crate::response::ProxyBody;
 
 /// Why a try produced no response. Where the request is afterwards is [`send`]'s to say.
 #[derive(Debug)]

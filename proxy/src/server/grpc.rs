@@ -16,10 +16,10 @@ use http::{Response, StatusCode, Version};
 
 use super::errors::{FAIRWAY_ERROR, ProxyError};
 use super::forward::UpstreamError;
-use crate::body::ProxyBody;
+use crate::response::ProxyBody;
 use crate::table::ResolveError;
 
-pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+pub use crate::metrics::grpc::{GRPC_STATUS, status as grpc_status};
 pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
@@ -143,12 +143,6 @@ pub fn error_response(error: &ProxyError) -> Response<ProxyBody> {
     }
     headers.insert(FAIRWAY_ERROR, HeaderValue::from_static(error.reason()));
     response
-}
-
-/// The `grpc-status` in `headers` (trailers, or the headers of a trailers-only
-/// response).
-pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
-    headers.get(GRPC_STATUS)?.to_str().ok()?.parse().ok()
 }
 
 /// The `grpc-status` of a trailers-only response (headers that end the stream, so no

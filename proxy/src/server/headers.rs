@@ -8,8 +8,8 @@ use http::header::{
 };
 use http::{HeaderMap, Response};
 
-use crate::body::ProxyBody;
-use crate::h1::{self, Fields};
+use crate::fields::{self, Fields};
+use crate::response::ProxyBody;
 
 pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -159,7 +159,7 @@ impl<'a> ResponseHops<'a> {
 
     /// Whether the field `name` stays on the pod's hop.
     pub fn contains(&self, name: &[u8]) -> bool {
-        h1::is_hop_by_hop(name)
+        fields::is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(b"te")
             || self.listed.iter().any(|t| name.eq_ignore_ascii_case(t))
     }
@@ -177,7 +177,7 @@ pub fn materialize(response: &mut Response<ProxyBody>) {
 }
 
 /// Whether an HTTP/1.1 client's raw request fields may go to the pod as they are, the
-/// writer leaving out the fixed hop-by-hop ones ([`h1::is_hop_by_hop`]): true when
+/// writer leaving out the fixed hop-by-hop ones ([`fields::is_hop_by_hop`]): true when
 /// nothing in them needs one of [`strip_request`]'s or [`add_forwarded`]'s edits, i.e.
 /// no `TE`, `Trailer`, `X-Forwarded-For` or `-Proto`, and a `Connection` that lists only
 /// `close`, `keep-alive` or `te`. Otherwise they go into the map first
@@ -348,7 +348,7 @@ mod tests {
             // What the HTTP/1.1 writer copies, and what the map path would leave.
             let copied: Vec<(String, String)> = raw
                 .iter()
-                .filter(|(name, _)| !h1::is_hop_by_hop(name))
+                .filter(|(name, _)| !fields::is_hop_by_hop(name))
                 .map(|(n, v)| {
                     (
                         String::from_utf8_lossy(n).to_lowercase(),

@@ -42,9 +42,8 @@ use crate::metrics::Metrics;
 use crate::pool::{Pools, spawn_follower};
 use crate::table::TableHandle;
 
-pub use crate::body::REPLAY_BUFFER_LIMIT;
+pub use crate::request::REPLAY_BUFFER_LIMIT;
 pub use errors::{FAIRWAY_ERROR, ProxyError};
-pub(crate) use grpc::{broken_stream_trailers, grpc_status};
 pub use headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 pub use retry::{
     Failure, MAX_SAVED_RETRIES, MIN_RETRIES_PER_SECOND, RetryBudget, is_idempotent,

@@ -13,7 +13,7 @@ use rand::rngs::SmallRng;
 use super::forward::authority_of;
 use super::service::Shared;
 use crate::balance::{Outcome, Pick};
-use crate::body::UpstreamBody;
+use crate::request::UpstreamBody;
 use crate::table::{ResolveError, Table, Target};
 
 thread_local! {

@@ -1,6 +1,6 @@
 //! What a retry sends, and when a response is replaced by one: a copy of a replayable
 //! request, the request still at hand (HTTP/1.1 only borrows it), or, for a gRPC call,
-//! its recorded head and body played back ([`crate::body::Playback`]).
+//! its recorded head and body played back ([`crate::request::Playback`]).
 
 use std::time::Duration;
 
@@ -10,8 +10,9 @@ use http_body::Body as _;
 use super::grpc;
 use super::retry::Failure;
 use super::step::{self, GrpcVerdict};
-use crate::body::{Playback, ProxyBody, UpstreamBody};
 use crate::metrics::RetryReason;
+use crate::request::{Playback, UpstreamBody};
+use crate::response::ProxyBody;
 
 /// A gRPC call's head and the recording of its streamed body, kept for a status retry.
 pub type Recorded = (Request<()>, Playback);

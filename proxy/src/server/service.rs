@@ -20,15 +20,16 @@ use super::step::{self, Resend, Step};
 use super::traced;
 use super::upgrade;
 use crate::balance::{Outcome, Pick};
-use crate::body::UpstreamBody;
-use crate::body::{ProxyBody, RawFields as _};
 use crate::metrics::grpc::{self as grpc_metrics, GrpcCall};
 use crate::metrics::{Metrics, RetryReason};
 use crate::pool::{ConnSettings, Pools};
+use crate::request::RawFields as _;
+use crate::request::UpstreamBody;
+use crate::response::{GrpcEnd, ProxyBody};
 use crate::table::{ResolveError, Table, TableHandle};
 use crate::trace::{RequestTrace, Tracer};
 
-pub use crate::body::RequestBody;
+pub use crate::request::RequestBody;
 
 /// What every request on every connection shares.
 #[derive(Debug)]
@@ -136,11 +137,15 @@ fn follow_grpc(response: &mut Response<ProxyBody>, call: GrpcCall) {
     if let Some(code) = ended {
         return call.finish(code);
     }
-    if let Some(call) = response.body_mut().end_as_grpc(call) {
+    let end = GrpcEnd {
+        call,
+        broken: grpc::broken_stream_trailers,
+    };
+    if let Some(end) = response.body_mut().end_as_grpc(end) {
         // Not an HTTP/2 pod's stream (a gRPC pod behind a Route on HTTP1): its status,
         // if any, is in the headers.
         let code = grpc::grpc_status(response.headers());
-        call.finish(code.unwrap_or(grpc_metrics::NO_TRAILERS));
+        end.call.finish(code.unwrap_or(grpc_metrics::NO_TRAILERS));
     }
 }
 

@@ -10,7 +10,8 @@ use http::{Request, Response};
 
 use super::forward::TryError;
 use super::service::{Answer, Failed, RequestBody};
-use crate::body::{ProxyBody, RawFields as _, UpstreamBody};
+use crate::request::{RawFields as _, UpstreamBody};
+use crate::response::ProxyBody;
 use crate::trace::{RequestTrace, TRACEPARENT, Tracer, span_id};
 
 /// A trace for `request` when the tracer samples it (the client's `traceparent`, from

@@ -36,7 +36,8 @@ use super::headers;
 use super::pick::{EndGuard, pick};
 use super::service::{Answer, Failed, Shared};
 use crate::balance::{Outcome, Pick};
-use crate::body::{ProxyBody, RawFields, RequestBody};
+use crate::request::{RawFields, RequestBody};
+use crate::response::ProxyBody;
 use crate::table::Table;
 
 mod open;

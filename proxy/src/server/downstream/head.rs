@@ -13,8 +13,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{Method, Request, Uri, Version};
 
-use crate::body::REPLAY_BUFFER_LIMIT;
-use crate::h1::{Fields, Span, has_token};
+use crate::fields::{Fields, Span, offset};
+use crate::h1::has_token;
+use crate::request::REPLAY_BUFFER_LIMIT;
 use crate::server::DEFAULT_MAX_HEADERS;
 
 /// Largest request body the fast loop reads in with its head; larger bodies stream
@@ -58,7 +59,7 @@ pub struct Head {
     /// Method, target and version; its `HeaderMap` starts empty (and allocates nothing
     /// unless the service has to edit the fields).
     pub request: Request<()>,
-    /// The header fields as the client sent them (see [`crate::body::Replayable`]).
+    /// The header fields as the client sent them (see [`crate::request::Replayable`]).
     pub fields: Fields,
     /// `Content-Length` of the body that follows (0: none).
     pub body: usize,
@@ -117,7 +118,7 @@ pub fn parse(buf: &mut BytesMut, limits: Limits) -> Parsed {
     if lengths > 1 {
         return Parsed::Handoff;
     }
-    let target = (crate::h1::offset(buf, target.as_bytes()), target.len());
+    let target = (offset(buf, target.as_bytes()), target.len());
     let spans: Vec<Span> = request
         .headers
         .iter()

@@ -35,7 +35,8 @@ use tokio::time::Instant;
 pub use head::Limits;
 
 use super::service::{self, RequestBody, Shared};
-use crate::body::{ProxyBody, Replayable};
+use crate::request::Replayable;
+use crate::response::ProxyBody;
 
 /// Read buffer reserved per connection; grows to the head limit if a head needs it.
 const READ_CHUNK: usize = 8 * 1024;

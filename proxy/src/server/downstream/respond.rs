@@ -19,8 +19,8 @@ use http::{Response, StatusCode};
 use http_body::Body as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
-use crate::body::{BoxError, ProxyBody};
 use crate::h1::{chunk, last_chunk, put_fields, put_framing};
+use crate::response::{BoxError, ProxyBody};
 use crate::server::headers::ResponseHops;
 
 /// Buffered response bytes past which they are written before more is taken from the

@@ -10,8 +10,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use crate::body::UpstreamBody;
 use crate::pool::{ConnectError, connect_tcp};
+use crate::request::UpstreamBody;
 
 /// How long an HTTP/2 pod's first SETTINGS may take to say whether it takes extended
 /// CONNECT: it comes with the server's preface, within a round trip on any live pod.

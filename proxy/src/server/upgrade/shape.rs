@@ -12,7 +12,8 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 
 use super::{Via, name_of, tokens};
-use crate::body::{ProxyBody, UpstreamBody};
+use crate::request::UpstreamBody;
+use crate::response::ProxyBody;
 use crate::server::headers;
 
 /// RFC 6455 section 1.3: appended to the key before hashing it into the accept value.

@@ -18,7 +18,7 @@ use super::*;
 use crate::table::Table;
 
 fn request(version: HttpVersion, fields: &[(&str, &str)]) -> Request<RequestBody> {
-    let mut r = Request::new(RequestBody::Buffered(crate::body::Replayable::new(
+    let mut r = Request::new(RequestBody::Buffered(crate::request::Replayable::new(
         Bytes::new(),
         None,
     )));

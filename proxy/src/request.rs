@@ -1,15 +1,15 @@
-//! The body types of the request path, as plain enums so nothing is boxed per request.
+//! A request on its way to a pod: the body types of the request path, as plain enums
+//! so nothing is boxed per request, and the raw header fields a fast-loop request
+//! carries beside its head.
 //!
 //! - [`RequestBody`]: what the client sent, as the downstream side hands it over
 //!   (hyper's stream, or bytes the fast loop read with the head).
 //! - [`UpstreamBody`]: what the proxy sends to a pod. Either replayable bytes (an empty
 //!   body, or a small body buffered so an idempotent request can be retried) or the
 //!   client's body streamed through untouched (gRPC, uploads: sent once, never retried).
-//! - [`ProxyBody`]: what the proxy answers. Either the pod's response streamed through
-//!   (frames, including trailers, pass as they come) holding its pooled connection until
-//!   the last frame: over HTTP/1.1 decoded straight from the pod's socket by the
-//!   downstream connection's task ([`crate::h1`]), over HTTP/2 from hyper's stream; or a
-//!   small body the proxy wrote itself (error responses).
+//!
+//! Depends on nothing of the proxy's but [`crate::fields`]: the HTTP/1.1 writer
+//! (`h1`), the pool and the service all build on it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -21,19 +21,11 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
-use crate::h1::{self, Decoder};
-use crate::metrics::{self, grpc::GrpcCall};
-use crate::pool::Lease;
+use crate::fields::Fields;
 
-mod http1;
 mod tape;
 
-pub use http1::Http1Body;
-
 pub use tape::Playback;
-
-/// Errors of a response body: the pod's connection failed mid-body.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Largest request body buffered so an idempotent request can be retried after it was
 /// sent: covers typical PUT/DELETE payloads while bounding memory per request. Larger or
@@ -45,7 +37,7 @@ pub const REPLAY_BUFFER_LIMIT: u64 = 64 * 1024;
 pub enum RequestBody {
     /// hyper's body (HTTP/2, and HTTP/1.1 requests the fast loop handed off).
     Hyper(Incoming),
-    /// Read whole with the head by the fast loop (`crate::server`'s `downstream`).
+    /// Read whole with the head by the fast loop (the server's `downstream` module).
     Buffered(Replayable),
 }
 
@@ -108,7 +100,7 @@ pub struct Replayable {
 #[derive(Clone, Debug, Default)]
 pub struct RawHead {
     /// The client's fields, as sent.
-    pub fields: h1::Fields,
+    pub fields: Fields,
     /// Set when the service let the fields go as they are: the client address for
     /// `X-Forwarded-For` (with `X-Forwarded-Proto: http`), which the writer adds after
     /// them. `None` until then.
@@ -135,7 +127,7 @@ impl Replayable {
     }
 
     /// The same body, with the raw header fields of its request's head.
-    pub fn with_fields(self, fields: h1::Fields) -> Self {
+    pub fn with_fields(self, fields: Fields) -> Self {
         let raw = RawHead {
             fields,
             forwarded_for: None,
@@ -149,7 +141,7 @@ pub trait RawFields {
     /// `None` when there is none: every field is in the map.
     fn raw(&self) -> Option<&RawHead>;
 
-    fn fields(&self) -> Option<&h1::Fields> {
+    fn fields(&self) -> Option<&Fields> {
         self.raw().map(|raw| &raw.fields)
     }
 }
@@ -266,174 +258,6 @@ impl Body for UpstreamBody {
             }
             UpstreamBody::Stream(body) => body.size_hint(),
             UpstreamBody::Recorded(body) => body.size_hint(),
-        }
-    }
-}
-
-/// A response body on its way to the client.
-#[derive(Debug)]
-pub enum ProxyBody {
-    /// An HTTP/1.1 pod's body, read from its connection as the client takes it.
-    Http1(Http1Body),
-    /// An HTTP/2 pod's body (hyper's stream) and the stream's lease. `grpc`: a gRPC
-    /// call, recorded in the metrics at its trailers, whose stream, if the pod's breaks
-    /// off, ends with `UNAVAILABLE` trailers rather than a reset the client would read
-    /// as `INTERNAL`.
-    Upstream {
-        body: Incoming,
-        lease: Option<Lease>,
-        grpc: Option<Box<GrpcCall>>,
-    },
-    /// Written by the proxy itself.
-    Full(Option<Bytes>),
-}
-
-impl ProxyBody {
-    /// The body of an HTTP/2 response; the lease ends with its last frame.
-    pub fn upstream(body: Incoming, lease: Lease) -> Self {
-        let mut this = ProxyBody::Upstream {
-            body,
-            lease: Some(lease),
-            grpc: None,
-        };
-        this.release_if_done();
-        this
-    }
-
-    /// The body of an HTTP/1.1 response framed by `framing`, read over `lease`, with the
-    /// response's header `fields` (see [`Http1Body`]).
-    pub fn http1(lease: Lease, framing: h1::Framing, fields: h1::Fields) -> Self {
-        let mut body = Http1Body {
-            lease: Some(lease),
-            decoder: Decoder::new(framing.body),
-            reusable: framing.reusable,
-            fields,
-        };
-        if body.decoder.is_done() {
-            body.finish();
-        }
-        ProxyBody::Http1(body)
-    }
-
-    /// An HTTP/1.1 pod's header fields not yet in the response's `HeaderMap`.
-    pub fn fields(&self) -> Option<&h1::Fields> {
-        match self {
-            ProxyBody::Http1(body) if !body.fields.is_empty() => Some(&body.fields),
-            _ => None,
-        }
-    }
-
-    /// Takes the fields [`ProxyBody::fields`] returns, leaving none.
-    pub fn take_fields(&mut self) -> Option<h1::Fields> {
-        match self {
-            ProxyBody::Http1(body) if !body.fields.is_empty() => {
-                Some(std::mem::take(&mut body.fields))
-            }
-            _ => None,
-        }
-    }
-
-    /// Makes an HTTP/2 pod's body end as a gRPC call (see [`ProxyBody::Upstream`]);
-    /// any other body gives `call` back.
-    pub fn end_as_grpc(&mut self, call: GrpcCall) -> Option<GrpcCall> {
-        match self {
-            ProxyBody::Upstream { grpc, .. } => {
-                *grpc = Some(Box::new(call));
-                None
-            }
-            _ => Some(call),
-        }
-    }
-
-    pub fn full(bytes: impl Into<Bytes>) -> Self {
-        let bytes = bytes.into();
-        ProxyBody::Full((!bytes.is_empty()).then_some(bytes))
-    }
-
-    fn release_if_done(&mut self) {
-        if let ProxyBody::Upstream { body, lease, .. } = self
-            && body.is_end_stream()
-            && let Some(lease) = lease.take()
-        {
-            lease.release();
-        }
-    }
-}
-
-impl Body for ProxyBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        match this {
-            ProxyBody::Http1(body) => body.poll_frame(cx),
-            ProxyBody::Upstream { body, lease, grpc } => {
-                let polled = Pin::new(&mut *body).poll_frame(cx);
-                match &polled {
-                    Poll::Ready(None) => {
-                        if let Some(lease) = lease.take() {
-                            lease.release();
-                        }
-                        if let Some(call) = grpc.take() {
-                            call.finish(metrics::grpc::NO_TRAILERS);
-                        }
-                    }
-                    Poll::Ready(Some(Err(error))) if grpc.is_some() => {
-                        tracing::debug!(%error, "a gRPC pod's stream broke off: UNAVAILABLE");
-                        let trailers = crate::server::broken_stream_trailers();
-                        if let Some(call) = grpc.take() {
-                            call.finish(crate::server::grpc_status(&trailers).unwrap_or(14));
-                        }
-                        // Nothing follows the trailers: the body ends as an empty one.
-                        *this = ProxyBody::Full(None);
-                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-                    }
-                    Poll::Ready(Some(Err(_))) => drop(lease.take()),
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Some(trailers) = frame.trailers_ref()
-                            && let Some(call) = grpc.take()
-                        {
-                            let code = crate::server::grpc_status(trailers);
-                            call.finish(code.unwrap_or(metrics::grpc::NO_TRAILERS));
-                        } else if body.is_end_stream()
-                            && let Some(call) = grpc.take()
-                        {
-                            // The last data frame ended the stream: no trailers will
-                            // come, and hyper polls no further.
-                            call.finish(metrics::grpc::NO_TRAILERS);
-                        }
-                        this.release_if_done();
-                    }
-                    Poll::Pending => {}
-                }
-                polled.map_err(Into::into)
-            }
-            ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Http1(body) => body.decoder.is_done(),
-            ProxyBody::Upstream { body, .. } => body.is_end_stream(),
-            ProxyBody::Full(bytes) => bytes.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Http1(body) => match body.decoder.remaining() {
-                Some(n) => SizeHint::with_exact(n),
-                None => SizeHint::default(),
-            },
-            ProxyBody::Upstream { body, .. } => body.size_hint(),
-            ProxyBody::Full(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
         }
     }
 }

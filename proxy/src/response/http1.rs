@@ -7,13 +7,14 @@ use bytes::Bytes;
 use http_body::Frame;
 
 use super::BoxError;
+use crate::fields::Fields;
 use crate::h1::{self, Decoded, Decoder};
 use crate::pool::Lease;
 
 /// The body of an HTTP/1.1 response: the connection's lease (returned to the pool after
 /// the last byte when the response allows reuse, closed otherwise) and the decoder.
 ///
-/// It also carries the response's header fields as the pod sent them ([`h1::Fields`]):
+/// It also carries the response's header fields as the pod sent them ([`Fields`]):
 /// the response's `HeaderMap` starts empty, because the downstream fast loop writes the
 /// fields straight out and only hyper's path needs a map ([`super::ProxyBody::take_fields`]).
 #[derive(Debug)]
@@ -21,7 +22,7 @@ pub struct Http1Body {
     pub(super) lease: Option<Lease>,
     pub(super) decoder: Decoder,
     pub(super) reusable: bool,
-    pub(super) fields: h1::Fields,
+    pub(super) fields: Fields,
 }
 
 impl Http1Body {

@@ -1,6 +1,7 @@
 //! A message head's header fields as the peer sent them: the head's bytes and where each
 //! field sits in them. A pod's response head, and a request head the downstream fast
-//! loop read.
+//! loop read. Below the request and response types and both HTTP/1.1 parsers, which
+//! all carry or fill them; it depends on nothing of the proxy's.
 //!
 //! Why not an `http::HeaderMap` at once: building one (hashing, validating and inserting
 //! every field, then removing the hop-by-hop ones) cost more than the rest of reading the
@@ -8,11 +9,11 @@
 //! as they go ([`is_hop_by_hop`]); only the paths that need a map (hyper's, HTTP/2 to a
 //! pod, header edits) build one, with [`Fields::to_header_map`].
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
-
-use super::decode::Span;
 
 /// The header fields of one head. Names keep the peer's case; look-ups ignore it.
 #[derive(Clone, Debug, Default)]
@@ -89,4 +90,42 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         _ => &[],
     };
     fixed.iter().any(|hop| name.eq_ignore_ascii_case(hop))
+}
+
+/// Where one header field's name and value sit in a head: (start, length). Shared by
+/// the response parser (`h1`) and the downstream request parser, which slice heads the
+/// same way.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span {
+    pub name: (usize, usize),
+    pub value: (usize, usize),
+}
+
+impl Span {
+    pub fn of(buf: &[u8], header: &httparse::Header<'_>) -> Self {
+        Span {
+            name: (offset(buf, header.name.as_bytes()), header.name.len()),
+            value: (offset(buf, header.value), header.value.len()),
+        }
+    }
+
+    /// Where the name sits.
+    pub fn name(&self) -> Range<usize> {
+        self.name.0..self.name.0 + self.name.1
+    }
+
+    /// Where the value sits.
+    pub fn value(&self) -> Range<usize> {
+        self.value.0..self.value.0 + self.value.1
+    }
+
+    /// The whole field line, name to value, without its line end.
+    pub fn line(&self) -> Range<usize> {
+        self.name.0..self.value.0 + self.value.1
+    }
+}
+
+/// Where `part`, a slice of `buf`, starts in it.
+pub(crate) fn offset(buf: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - buf.as_ptr() as usize
 }
