@@ -25,15 +25,8 @@ pub const DEFAULT_COALESCE: &str = "20ms";
 /// larger values are almost certainly a unit mistake (`20s` for `20ms`).
 pub const MAX_COALESCE: Duration = Duration::from_secs(5);
 
-/// How logs are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line, for log pipelines.
-    #[default]
-    Json,
-    /// Human-readable lines, for terminals.
-    Text,
-}
+/// How logs are written (the same in both binaries).
+pub use fairway_process::LogFormat;
 
 /// `fairway-controller` command line. Every flag also reads `FAIRWAY_<FLAG>`.
 #[derive(Clone, Debug, clap::Parser)]

@@ -70,37 +70,11 @@ pub enum RunError {
     Stopped(&'static str),
 }
 
-/// Installs ring as the process's rustls `CryptoProvider` (kube and tonic would
-/// otherwise refuse to guess). Installing twice, e.g. the `fairway` binary running the
-/// controller and the proxy in one process, is harmless.
-pub fn install_crypto_provider() {
-    // `Err` only means one is installed already, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use fairway_process::install_crypto_provider;
 
-/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+/// Completes on SIGTERM (Kubernetes' stop signal) or Ctrl-C.
 pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down");
+    fairway_process::shutdown_signal("controller").await;
 }
 
 /// The source of Kubernetes objects, ready to run.

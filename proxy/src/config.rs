@@ -32,15 +32,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: &str = "25s";
 /// a second, little enough to cost nothing at thousands.
 pub const DEFAULT_TRACE_SAMPLE_RATIO: f64 = 0.01;
 
-/// How logs are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line, for log pipelines.
-    #[default]
-    Json,
-    /// Human-readable lines, for terminals.
-    Text,
-}
+/// How logs are written (the same in both binaries).
+pub use fairway_process::LogFormat;
 
 /// `fairway-proxy` command line. Every flag also reads `FAIRWAY_<FLAG>`.
 #[derive(Clone, Debug, clap::Args)]

@@ -53,13 +53,7 @@ pub enum RunError {
     ShutdownTimeout(Duration),
 }
 
-/// Installs ring as the process's rustls `CryptoProvider`. rustls (via tonic and kube)
-/// refuses to guess when more than one could be compiled in; installing twice (e.g. the
-/// `fairway` binary running controller and proxy in one process) is harmless.
-pub fn install_crypto_provider() {
-    // `Err` only means one is installed already, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use fairway_process::install_crypto_provider;
 
 /// Every listening socket, bound before anything runs.
 #[derive(Debug)]
@@ -261,27 +255,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Completes on SIGTERM (Kubernetes' stop signal) or Ctrl-C.
 pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => info!("SIGTERM received"),
-                    _ = tokio::signal::ctrl_c() => info!("interrupt received"),
-                }
-            }
-            Err(error) => {
-                warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the proxy");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        info!("interrupt received");
-    }
+    fairway_process::shutdown_signal("proxy").await;
 }
 
 #[cfg(test)]
