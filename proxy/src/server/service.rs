@@ -137,11 +137,8 @@ fn follow_grpc(response: &mut Response<ProxyBody>, call: GrpcCall) {
     if let Some(code) = ended {
         return call.finish(code);
     }
-    let end = GrpcEnd {
-        call,
-        broken: grpc::broken_stream_trailers,
-    };
-    if let Some(end) = response.body_mut().end_as_grpc(end) {
+    let broken = grpc::broken_stream_trailers;
+    if let Some(end) = response.body_mut().end_as_grpc(GrpcEnd { call, broken }) {
         // Not an HTTP/2 pod's stream (a gRPC pod behind a Route on HTTP1): its status,
         // if any, is in the headers.
         let code = grpc::grpc_status(response.headers());
