@@ -9,10 +9,12 @@
 //! [`crd_yaml`] renders the checked-in `crds/fairway.dev_routes.yaml`; the `crdgen`
 //! binary prints it and `tests/crdgen.rs` fails when the file is stale.
 
+mod affinity;
 mod duration;
 mod grpc_status;
 mod health;
 
+pub use affinity::{AffinitySpec, DEFAULT_BALANCE_FACTOR, MAX_BALANCE_FACTOR};
 pub use duration::{DurationError, parse_duration};
 pub use grpc_status::GrpcStatus;
 pub use health::{GrpcHealthCheckSpec, HealthCheckSpec, MAX_HEALTH_THRESHOLD};
@@ -149,6 +151,10 @@ pub struct LoadBalancerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub slow_start: Option<String>,
+    /// Keyed requests stick to an endpoint (consistent hashing with bounded loads).
+    /// Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<AffinitySpec>,
 }
 
 /// A balancing algorithm.

@@ -163,7 +163,15 @@ fn spec_has_exactly_the_design_fields() {
     );
     assert_eq!(keys(&props["rules"]["items"]), ["backends", "pathPrefix"]);
     assert_eq!(keys(&backend_schema()), ["port", "service", "weight"]);
-    assert_eq!(keys(&props["loadBalancer"]), ["policy", "slowStart"]);
+    assert_eq!(
+        keys(&props["loadBalancer"]),
+        ["affinity", "policy", "slowStart"]
+    );
+    // `loadBalancer.affinity`: consistent hashing with bounded loads (issue 18).
+    assert_eq!(
+        keys(&props["loadBalancer"]["properties"]["affinity"]),
+        ["balanceFactor", "cookie", "header", "sourceIP"]
+    );
     assert_eq!(
         keys(&props["upstream"]),
         [

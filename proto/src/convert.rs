@@ -15,9 +15,9 @@ use std::num::NonZeroU16;
 use std::time::Duration;
 
 use crate::model::{
-    Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, GrpcHealthCheck, LoadBalancer,
-    Policy, Retries, Route, RouteKey, Rule, Timeouts, UnresolvedBackend, Upgrades, Upstream,
-    UpstreamProtocol, Version,
+    Affinity, AffinityKey, Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey,
+    GrpcHealthCheck, LoadBalancer, Policy, Retries, Route, RouteKey, Rule, Timeouts,
+    UnresolvedBackend, Upgrades, Upstream, UpstreamProtocol, Version,
 };
 use crate::pb;
 
@@ -40,6 +40,9 @@ pub enum ConvertError {
     /// A load-balancer policy that is unspecified or unknown to this build.
     #[error("unknown load balancer policy {0}")]
     UnknownPolicy(i32),
+    /// An affinity bound below 100%: no endpoint could ever take a keyed request.
+    #[error("affinity balance factor {0}% is below 100%")]
+    BalanceFactor(u32),
     /// An upstream protocol that is unspecified or unknown to this build.
     #[error("unknown upstream protocol {0}")]
     UnknownUpstreamProtocol(i32),
@@ -286,6 +289,39 @@ impl From<Policy> for pb::Policy {
     }
 }
 
+impl From<&Affinity> for pb::Affinity {
+    fn from(a: &Affinity) -> Self {
+        use pb::affinity::Key;
+        pb::Affinity {
+            key: Some(match &a.key {
+                AffinityKey::Header(name) => Key::Header(name.clone()),
+                AffinityKey::Cookie(name) => Key::Cookie(name.clone()),
+                AffinityKey::SourceIp => Key::SourceIp(true),
+            }),
+            balance_factor_percent: a.balance_factor_percent,
+        }
+    }
+}
+
+/// `None` for an affinity without a key this build knows (a newer key source, or none):
+/// such a Route balances every request by its policy, as a proxy without affinity would.
+fn affinity(a: pb::Affinity) -> Result<Option<Affinity>, ConvertError> {
+    use pb::affinity::Key;
+    let key = match a.key {
+        Some(Key::Header(name)) => AffinityKey::Header(name.to_ascii_lowercase()),
+        Some(Key::Cookie(name)) => AffinityKey::Cookie(name),
+        Some(Key::SourceIp(true)) => AffinityKey::SourceIp,
+        Some(Key::SourceIp(false)) | None => return Ok(None),
+    };
+    if a.balance_factor_percent < 100 {
+        return Err(ConvertError::BalanceFactor(a.balance_factor_percent));
+    }
+    Ok(Some(Affinity {
+        key,
+        balance_factor_percent: a.balance_factor_percent,
+    }))
+}
+
 fn policy(raw: i32) -> Result<Policy, ConvertError> {
     match pb::Policy::try_from(raw) {
         Ok(pb::Policy::RoundRobin) => Ok(Policy::RoundRobin),
@@ -392,6 +428,7 @@ impl From<&Route> for pb::Route {
             load_balancer: Some(pb::LoadBalancer {
                 policy: pb::Policy::from(lb.policy).into(),
                 slow_start_ms: lb.slow_start.map(millis),
+                affinity: lb.affinity.as_ref().map(pb::Affinity::from),
             }),
             upstream: Some(pb::Upstream {
                 protocol: pb::UpstreamProtocol::from(up.protocol).into(),
@@ -445,6 +482,7 @@ impl TryFrom<pb::Route> for Route {
             load_balancer: LoadBalancer {
                 policy: policy(lb.policy)?,
                 slow_start: lb.slow_start_ms.map(Duration::from_millis),
+                affinity: lb.affinity.map(affinity).transpose()?.flatten(),
             },
             upstream: Upstream {
                 protocol: upstream_protocol(up.protocol)?,

@@ -47,7 +47,7 @@ pub mod pb {
 }
 
 pub use model::{
-    AppProtocol, Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, GrpcHealthCheck,
-    LoadBalancer, Policy, Retries, Route, RouteKey, RouteTable, Rule, Timeouts, UnresolvedBackend,
-    Upgrades, Upstream, UpstreamProtocol, Version,
+    Affinity, AffinityKey, AppProtocol, Backend, Endpoint, EndpointAddr, EndpointSet,
+    EndpointSetKey, GrpcHealthCheck, LoadBalancer, Policy, Retries, Route, RouteKey, RouteTable,
+    Rule, Timeouts, UnresolvedBackend, Upgrades, Upstream, UpstreamProtocol, Version,
 };

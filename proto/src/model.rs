@@ -174,6 +174,34 @@ pub struct LoadBalancer {
     pub policy: Policy,
     /// Ramp for new endpoints; `None` = off.
     pub slow_start: Option<Duration>,
+    /// Keyed requests stick to an endpoint; `None` = off.
+    pub affinity: Option<Affinity>,
+}
+
+/// Consistent hashing with bounded loads: what keys a request, and how far above the
+/// average load an endpoint may go before its keys spill to the next one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Affinity {
+    pub key: AffinityKey,
+    /// At least 100: an endpoint takes a keyed request while its load stays within
+    /// this percentage of the average (plus one).
+    pub balance_factor_percent: u32,
+}
+
+/// Where a request's affinity key comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AffinityKey {
+    /// A request header's first value; the name in lowercase.
+    Header(String),
+    /// A cookie's value.
+    Cookie(String),
+    /// The client's address.
+    SourceIp,
+}
+
+impl Affinity {
+    /// The bound a Route gets when it does not set one (Mirrokni et al.'s c = 1.25).
+    pub const DEFAULT_BALANCE_FACTOR_PERCENT: u32 = 125;
 }
 
 /// The upstream protocol a Route asks for.

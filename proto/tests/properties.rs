@@ -17,9 +17,9 @@ use fairway_proto::digest::{TableDigest, apply_rebase, rebase};
 use fairway_proto::pb::{self, controller_message::Kind};
 use fairway_proto::snapshot::{SnapshotAssembler, snapshot_messages};
 use fairway_proto::{
-    Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, GrpcHealthCheck, LoadBalancer,
-    Policy, Retries, Route, RouteKey, RouteTable, Rule, Timeouts, Upgrades, Upstream,
-    UpstreamProtocol, Version,
+    Affinity, AffinityKey, Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey,
+    GrpcHealthCheck, LoadBalancer, Policy, Retries, Route, RouteKey, RouteTable, Rule, Timeouts,
+    Upgrades, Upstream, UpstreamProtocol, Version,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -110,8 +110,23 @@ fn route() -> impl Strategy<Value = Route> {
         },
     );
     let policy = select(&[Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma][..]);
-    let load_balancer = (policy, option::of(millis()))
-        .prop_map(|(policy, slow_start)| LoadBalancer { policy, slow_start });
+    let affinity_key = prop_oneof![
+        "[a-z-]{1,12}".prop_map(AffinityKey::Header),
+        "[A-Za-z_]{1,12}".prop_map(AffinityKey::Cookie),
+        Just(AffinityKey::SourceIp),
+    ];
+    let affinity =
+        (affinity_key, 100u32..=1000).prop_map(|(key, balance_factor_percent)| Affinity {
+            key,
+            balance_factor_percent,
+        });
+    let load_balancer = (policy, option::of(millis()), option::of(affinity)).prop_map(
+        |(policy, slow_start, affinity)| LoadBalancer {
+            policy,
+            slow_start,
+            affinity,
+        },
+    );
     let protocol = select(
         &[
             UpstreamProtocol::Auto,

@@ -57,6 +57,15 @@ pub enum SpecError {
     HealthThreshold { field: &'static str, value: u32 },
     #[error("spec.healthCheck.grpc needs HTTP/2 to the pods, but spec.upstream.protocol is HTTP1")]
     HealthCheckOverHttp1,
+    #[error(
+        "spec.loadBalancer.affinity sets {0} key sources: set exactly one of header, cookie, sourceIP"
+    )]
+    AffinityKey(usize),
+    #[error(
+        "spec.loadBalancer.affinity.balanceFactor {0} is outside 100-{max}",
+        max = crd::MAX_BALANCE_FACTOR
+    )]
+    BalanceFactor(u32),
 }
 
 /// Why a backend did not resolve; the message names the Service (and port).

@@ -189,6 +189,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
                 crd::Policy::PeakEwma => model::Policy::PeakEwma,
             },
             slow_start,
+            affinity: lb.affinity.as_ref().map(affinity).transpose()?,
         },
         upstream: model::Upstream {
             protocol,
@@ -235,6 +236,31 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
             },
         },
         health_check,
+    })
+}
+
+/// One key source, and a bound the proxy can meet (the schema checks both; objects
+/// from `--static-dir` arrive without it).
+fn affinity(spec: &crd::AffinitySpec) -> Result<model::Affinity, SpecError> {
+    let mut keys = Vec::new();
+    if let Some(name) = spec.header.as_ref().filter(|n| !n.is_empty()) {
+        keys.push(model::AffinityKey::Header(name.to_ascii_lowercase()));
+    }
+    if let Some(name) = spec.cookie.as_ref().filter(|n| !n.is_empty()) {
+        keys.push(model::AffinityKey::Cookie(name.clone()));
+    }
+    if spec.source_ip {
+        keys.push(model::AffinityKey::SourceIp);
+    }
+    if keys.len() != 1 {
+        return Err(SpecError::AffinityKey(keys.len()));
+    }
+    if !(100..=crd::MAX_BALANCE_FACTOR).contains(&spec.balance_factor) {
+        return Err(SpecError::BalanceFactor(spec.balance_factor));
+    }
+    Ok(model::Affinity {
+        key: keys.remove(0),
+        balance_factor_percent: spec.balance_factor,
     })
 }
 

@@ -162,3 +162,49 @@ fn proxy_messages_carry_their_version() {
     assert_eq!(hello.last_applied.map(Version::from), Some(v));
     assert_eq!(hello.zone, None, "no zone: the controller looks it up");
 }
+
+#[test]
+fn affinity_travels_and_an_unknown_key_source_means_none() {
+    use crate::model::{Affinity, AffinityKey};
+    let mut r = route("orders");
+    for key in [
+        AffinityKey::Header("x-user-id".to_owned()),
+        AffinityKey::Cookie("session".to_owned()),
+        AffinityKey::SourceIp,
+    ] {
+        r.load_balancer.affinity = Some(Affinity {
+            key,
+            balance_factor_percent: 150,
+        });
+        assert_eq!(Route::try_from(pb::Route::from(&r)), Ok(r.clone()));
+    }
+
+    // A key source this build does not know arrives as no key: the Route balances by
+    // its policy, as a proxy without affinity would.
+    let mut wire = pb::Route::from(&r);
+    wire.load_balancer.as_mut().expect("set by From").affinity = Some(pb::Affinity {
+        key: None,
+        balance_factor_percent: 125,
+    });
+    let read = Route::try_from(wire).expect("still a Route");
+    assert_eq!(read.load_balancer.affinity, None);
+
+    // Header names compare in lowercase.
+    let mut wire = pb::Route::from(&r);
+    wire.load_balancer.as_mut().expect("set by From").affinity = Some(pb::Affinity {
+        key: Some(pb::affinity::Key::Header("X-User".to_owned())),
+        balance_factor_percent: 125,
+    });
+    let read = Route::try_from(wire).expect("still a Route");
+    assert_eq!(
+        read.load_balancer.affinity.map(|a| a.key),
+        Some(AffinityKey::Header("x-user".to_owned()))
+    );
+
+    let mut wire = pb::Route::from(&r);
+    wire.load_balancer.as_mut().expect("set by From").affinity = Some(pb::Affinity {
+        key: Some(pb::affinity::Key::SourceIp(true)),
+        balance_factor_percent: 99,
+    });
+    assert_eq!(Route::try_from(wire), Err(ConvertError::BalanceFactor(99)));
+}

@@ -417,13 +417,49 @@ pub struct Backend {
     pub weight: u32,
 }
 #[allow(clippy::all)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct LoadBalancer {
     #[prost(enumeration = "Policy", tag = "1")]
     pub policy: i32,
     /// Ramp for new endpoints. Absent: slow start is off.
     #[prost(uint64, optional, tag = "2")]
     pub slow_start_ms: ::core::option::Option<u64>,
+    /// Requests with the same key go to the same endpoint while it can take them.
+    /// Absent: no affinity. A proxy older than this field ignores it and balances every
+    /// request by `policy`, which is safe: affinity is a preference, never a contract.
+    #[prost(message, optional, tag = "3")]
+    pub affinity: ::core::option::Option<Affinity>,
+}
+/// Consistent hashing with bounded loads: a request's key (one of three sources) ranks
+/// the endpoints by rendezvous hashing, the same ranking on every proxy, and the request
+/// goes to the first endpoint in that ranking whose load (requests in flight, or open
+/// upgraded connections for an upgrade) stays within `balance_factor_percent` of the
+/// average. A request without a key is balanced by the Route's `policy`.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Affinity {
+    /// The bound: no endpoint takes a keyed request that would bring it above this
+    /// percentage of the average load (plus one). At least 100.
+    #[prost(uint32, tag = "4")]
+    pub balance_factor_percent: u32,
+    #[prost(oneof = "affinity::Key", tags = "1, 2, 3")]
+    pub key: ::core::option::Option<affinity::Key>,
+}
+/// Nested message and enum types in `Affinity`.
+pub mod affinity {
+    #[allow(clippy::all)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Key {
+        /// A request header's first value (the name in lowercase).
+        #[prost(string, tag = "1")]
+        Header(::prost::alloc::string::String),
+        /// A cookie's value, from the `Cookie` header.
+        #[prost(string, tag = "2")]
+        Cookie(::prost::alloc::string::String),
+        /// The client's address, as the proxy sees it (true when chosen).
+        #[prost(bool, tag = "3")]
+        SourceIp(bool),
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

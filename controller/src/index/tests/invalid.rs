@@ -9,7 +9,7 @@ fn invalid_specs_are_excluded_and_reported_without_affecting_others() {
     let mut index = orders_index();
     /// A Route name, how to break it, and what the message must mention.
     type Case = (&'static str, fn(&mut crd::Route), &'static str);
-    let cases: [Case; 7] = [
+    let cases: [Case; 10] = [
         (
             "bad-duration",
             |r| r.spec.timeouts.request = "15 seconds".to_owned(),
@@ -40,6 +40,42 @@ fn invalid_specs_are_excluded_and_reported_without_affecting_others() {
             "bad-health",
             |r| r.spec.health_check = Some(crd::HealthCheckSpec { grpc: None }),
             "spec.healthCheck names no check",
+        ),
+        (
+            "affinity-two-keys",
+            |r| {
+                r.spec.load_balancer.affinity = Some(crd::AffinitySpec {
+                    header: Some("x-user".to_owned()),
+                    cookie: None,
+                    source_ip: true,
+                    balance_factor: 125,
+                })
+            },
+            "sets 2 key sources",
+        ),
+        (
+            "affinity-no-key",
+            |r| {
+                r.spec.load_balancer.affinity = Some(crd::AffinitySpec {
+                    header: Some(String::new()),
+                    cookie: None,
+                    source_ip: false,
+                    balance_factor: 125,
+                })
+            },
+            "sets 0 key sources",
+        ),
+        (
+            "affinity-factor",
+            |r| {
+                r.spec.load_balancer.affinity = Some(crd::AffinitySpec {
+                    header: None,
+                    cookie: Some("session".to_owned()),
+                    source_ip: false,
+                    balance_factor: 90,
+                })
+            },
+            "balanceFactor 90",
         ),
     ];
     for (name, break_it, says) in cases {
