@@ -16,14 +16,18 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use fairway_proto::load::BackendLoad;
 use fairway_proto::model::{
-    AppProtocol, EndpointAddr, EndpointSetKey, Route, RouteKey, RouteTable, UpstreamProtocol,
-    Version,
+    AffinityKey, AppProtocol, EndpointAddr, EndpointSetKey, Route, RouteKey, RouteTable,
+    UpstreamProtocol, Version,
 };
 use rand::RngCore;
 use tokio::sync::watch;
 
 use crate::balance::{Balancer, EndpointStats, Outcome, Pick};
 use crate::router::{Landed, RouteError, Router};
+
+/// Reads a request's affinity key from where the Route says it is, as a hash
+/// (`balance::key_hash`); `None` when the request has no such key.
+pub type KeyOf<'a> = &'a dyn Fn(&AffinityKey) -> Option<u64>;
 
 /// Why a request could not be given an endpoint. Variant names double as the
 /// `fairway-error` header and metric labels.
@@ -84,11 +88,18 @@ impl BackendState {
         self.balancer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The endpoint for the next request (or upgrade), counted as started. `None`:
+    /// The endpoint for the next request (or upgrade), counted as started; `key`: its
+    /// affinity key's hash, if the Route has affinity and the request a key. `None`:
     /// answer `503`.
-    pub fn pick(&self, kind: Pick, now: Instant, rng: &mut dyn RngCore) -> Option<EndpointAddr> {
+    pub fn pick(
+        &self,
+        kind: Pick,
+        key: Option<u64>,
+        now: Instant,
+        rng: &mut dyn RngCore,
+    ) -> Option<EndpointAddr> {
         let mut balancer = self.lock();
-        let addr = balancer.pick_for(kind, now, rng)?;
+        let addr = balancer.pick_keyed(kind, key, now, rng)?;
         balancer.on_start(addr);
         Some(addr)
     }
@@ -195,7 +206,7 @@ impl Table {
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Result<(Target, EndpointAddr), ResolveError> {
-        self.resolve_for(Pick::Request, authority, path, now, rng)
+        self.resolve_for(Pick::Request, authority, path, &|_| None, now, rng)
     }
 
     /// The Route a request for `authority` and `path` matches, without picking.
@@ -203,12 +214,14 @@ impl Table {
         Ok(self.shape.router.route(authority, path)?.route)
     }
 
-    /// [`resolve`](Self::resolve) for a request or an upgrade (see [`Pick`]).
+    /// [`resolve`](Self::resolve) for a request or an upgrade (see [`Pick`]); `key_of`
+    /// reads the request's affinity key, asked only when the Route has affinity.
     pub fn resolve_for(
         &self,
         kind: Pick,
         authority: &str,
         path: &str,
+        key_of: KeyOf<'_>,
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Result<(Target, EndpointAddr), ResolveError> {
@@ -230,13 +243,16 @@ impl Table {
             }
         };
         let target = &self.shape.targets[selected.route_index][selected.rule_index][backend];
-        let addr = target
-            .backend
-            .pick(kind, now, rng)
-            .ok_or_else(|| ResolveError::NoEndpoint {
-                route: selected.route.key.clone(),
-                set: target.backend.set.clone(),
-            })?;
+        let affinity = selected.route.load_balancer.affinity.as_ref();
+        let key = affinity.and_then(|a| key_of(&a.key));
+        let addr =
+            target
+                .backend
+                .pick(kind, key, now, rng)
+                .ok_or_else(|| ResolveError::NoEndpoint {
+                    route: selected.route.key.clone(),
+                    set: target.backend.set.clone(),
+                })?;
         Ok((target.clone(), addr))
     }
 

@@ -12,7 +12,7 @@ use super::endpoint::{EndpointState, EndpointStats};
 use super::outlier::Outcome;
 use super::share::{self, Totals};
 use super::slow_start;
-use super::{eligible, p2c, swrr};
+use super::{affinity, eligible, p2c, swrr};
 
 /// Picks an endpoint per request for one endpoint set, under one [`BalanceConfig`].
 ///
@@ -136,6 +136,43 @@ impl Balancer {
             Policy::LeastRequest => self.pick_p2c(kind, false, now, rng)?,
             Policy::PeakEwma => self.pick_p2c(kind, true, now, rng)?,
         };
+        if kind == Pick::Request {
+            self.count_share(position, now);
+        }
+        Some(self.endpoints[position].addr())
+    }
+
+    /// [`pick_for`](Self::pick_for), but a request with a `key` (see `affinity`) goes
+    /// to the best-ranked eligible endpoint for it whose load stays within the Route's
+    /// bound, when the Route has affinity. Slow-start weights do not apply to keyed
+    /// requests: a key belongs to its endpoint from the moment it is eligible.
+    pub fn pick_keyed(
+        &mut self,
+        kind: Pick,
+        key: Option<u64>,
+        now: Instant,
+        rng: &mut dyn RngCore,
+    ) -> Option<EndpointAddr> {
+        let (Some(key), Some(factor)) = (key, self.config.affinity) else {
+            return self.pick_for(kind, now, rng);
+        };
+        if self.next_unejection.is_some_and(|at| now >= at) {
+            self.refresh(now);
+        }
+        let endpoints = &self.endpoints;
+        let candidates = self.eligible.iter().map(|&position| {
+            let state = &endpoints[position];
+            let load = match kind {
+                Pick::Request => state.in_flight,
+                Pick::Upgrade => state.open_upgrades,
+            };
+            affinity::Candidate {
+                position,
+                hash: state.hash,
+                load: u64::from(load),
+            }
+        });
+        let position = affinity::choose(key, candidates, factor)?;
         if kind == Pick::Request {
             self.count_share(position, now);
         }

@@ -14,6 +14,9 @@ pub struct BalanceConfig {
     pub policy: Policy,
     /// Ramp for endpoints that become ready after the first table; `None` or zero = off.
     pub slow_start: Option<Duration>,
+    /// Affinity's bound in percent of the average load, when the Route has affinity:
+    /// keyed requests go by [`Balancer::pick_keyed`](super::Balancer::pick_keyed).
+    pub affinity: Option<u32>,
     /// The proxy's zone (`--zone` or the Node's label); `None` ignores zone hints.
     pub zone: Option<String>,
     /// The proxy's node (`--node`); `None` ignores node hints.
@@ -28,6 +31,7 @@ impl BalanceConfig {
         BalanceConfig {
             policy: load_balancer.policy,
             slow_start: load_balancer.slow_start,
+            affinity: (load_balancer.affinity.as_ref()).map(|a| a.balance_factor_percent),
             zone,
             node,
             ..BalanceConfig::default()

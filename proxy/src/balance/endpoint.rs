@@ -16,6 +16,8 @@ use super::slow_start;
 #[derive(Clone, Debug)]
 pub struct EndpointState {
     pub(super) endpoint: Endpoint,
+    /// Its address's hash, which affinity ranks it by (`affinity::endpoint_hash`).
+    pub(super) hash: u64,
     pub(super) first_seen: Instant,
     /// When its slow-start ramp began: `None` for endpoints that were ready in the
     /// first table (not new), else when it was last seen becoming ready.
@@ -46,6 +48,7 @@ impl EndpointState {
         config: &BalanceConfig,
     ) -> Self {
         EndpointState {
+            hash: super::affinity::endpoint_hash(endpoint.addr),
             endpoint,
             first_seen: now,
             ramp_from,

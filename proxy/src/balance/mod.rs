@@ -6,6 +6,8 @@
 //!   ejection with a panic threshold;
 //! - a policy from the Route's `loadBalancer`: smooth weighted round robin (`swrr`),
 //!   least request or peak-EWMA, the latter two by power of two choices (`p2c`, `ewma`);
+//! - affinity (`affinity`): keyed requests by consistent hashing with bounded loads,
+//!   the rest by the policy;
 //! - slow start (`slow_start`) for endpoints that become ready after the first table;
 //! - outlier ejection (`outlier`) from request outcomes;
 //! - each endpoint's share of requests over a sliding window against its expected
@@ -14,6 +16,7 @@
 //! Everything here is pure decision code: no I/O, time and randomness are parameters,
 //! so it is tested as it is, without a stand-in.
 
+mod affinity;
 mod balancer;
 mod config;
 mod eligible;
@@ -27,6 +30,7 @@ mod swrr;
 #[cfg(test)]
 mod tests;
 
+pub use affinity::key_hash;
 pub use balancer::{Balancer, Pick};
 pub use config::BalanceConfig;
 pub use eligible::{MAX_EJECTED_PERCENT, eligible, without_ejected};

@@ -15,6 +15,7 @@
 //! (WebSockets) leave `service` for `upgrade`, which picks and asks the pod, then hands
 //! the switched connections to `tunnel`.
 
+mod affinity;
 mod downstream;
 mod errors;
 mod forward;

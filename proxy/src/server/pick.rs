@@ -14,7 +14,7 @@ use super::forward::authority_of;
 use super::service::Shared;
 use crate::balance::{Outcome, Pick};
 use crate::request::UpstreamBody;
-use crate::table::{ResolveError, Table, Target};
+use crate::table::{KeyOf, ResolveError, Table, Target};
 
 thread_local! {
     /// Per-thread randomness for the balancers: no lock, no allocation per request.
@@ -27,9 +27,13 @@ pub(super) fn pick(
     kind: Pick,
     authority: &str,
     path: &str,
+    key_of: KeyOf<'_>,
     now: Instant,
 ) -> Result<(Target, EndpointAddr), ResolveError> {
-    RNG.with(|rng| table.resolve_for(kind, authority, path, now, &mut *rng.borrow_mut()))
+    RNG.with(|rng| {
+        let rng = &mut *rng.borrow_mut();
+        table.resolve_for(kind, authority, path, key_of, now, rng)
+    })
 }
 
 /// Ends one pick in the balancer exactly once: with the outcome given to
@@ -96,7 +100,8 @@ impl Drop for TimedOut<'_> {
 }
 
 /// Picks again for a retry, from the newest table (an endpoint may have left), avoiding
-/// the endpoints in `tried` when a few picks find another.
+/// the endpoints in `tried` when a few picks find another. A retry has no affinity: its
+/// key's endpoint just failed it, so the Route's policy picks.
 pub(super) fn repick(
     shared: &Shared,
     request: &Request<UpstreamBody>,
@@ -112,12 +117,12 @@ pub(super) fn repick(
     } else {
         fallback
     };
-    let mut picked = pick(table, Pick::Request, authority, path, now).ok()?;
+    let mut picked = pick(table, Pick::Request, authority, path, &|_| None, now).ok()?;
     for _ in 1..REPICKS {
         if !tried.contains(&picked.1) {
             break;
         }
-        let again = pick(table, Pick::Request, authority, path, now).ok()?;
+        let again = pick(table, Pick::Request, authority, path, &|_| None, now).ok()?;
         // Every pick counts its endpoint in flight: end the one set aside.
         let (target, addr) = std::mem::replace(&mut picked, again);
         target

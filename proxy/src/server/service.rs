@@ -9,6 +9,7 @@ use http::header::HeaderValue;
 use http::{Method, Request, Response};
 use http_body::Body as _;
 
+use super::affinity;
 use super::errors::ProxyError;
 use super::forward::{self, TryError, authority_of};
 use super::grpc;
@@ -189,27 +190,25 @@ async fn proxy(
         return Err((ProxyError::ConnectMethod, None, None));
     }
     let count = request.headers().len() + request.body().fields().map_or(0, |f| f.len());
-    if count > shared.max_headers {
-        return Err((
-            ProxyError::TooManyHeaders {
-                count,
-                max: shared.max_headers,
-            },
-            None,
-            None,
-        ));
+    let max = shared.max_headers;
+    if count > max {
+        return Err((ProxyError::TooManyHeaders { count, max }, None, None));
     }
     let Some(authority) = authority_of(&request) else {
         return Err((ProxyError::MissingHost, None, None));
     };
     let table = shared.table.load();
-    let (target, addr) = pick(
-        &table,
-        Pick::Request,
-        authority,
-        request.uri().path(),
-        start,
-    )
+    let (target, addr) = {
+        let key_of = affinity::key_of(request.headers(), request.body().fields(), client);
+        pick(
+            &table,
+            Pick::Request,
+            authority,
+            request.uri().path(),
+            &key_of,
+            start,
+        )
+    }
     .map_err(|e| (ProxyError::Resolve(e), None, None))?;
     let route = Arc::clone(&target.route);
     if let Some(call) = call {

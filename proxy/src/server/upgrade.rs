@@ -30,6 +30,7 @@ use http::header::{
 };
 use http::{Method, Request, StatusCode, Version};
 
+use super::affinity;
 use super::errors::ProxyError;
 use super::forward::{UpstreamError, authority_of};
 use super::headers;
@@ -38,7 +39,7 @@ use super::service::{Answer, Failed, Shared};
 use crate::balance::{Outcome, Pick};
 use crate::request::{RawFields, RequestBody};
 use crate::response::ProxyBody;
-use crate::table::Table;
+use crate::table::{KeyOf, Table};
 
 mod open;
 mod pod;
@@ -191,9 +192,24 @@ pub async fn proxy(
     // Only refused connections are tried again: nothing reached a pod, and an upgrade
     // has no body to replay.
     let mut attempts_left = None;
+    // Affinity for the first try only: a retry follows a refused connection, and the
+    // key would lead straight back to the pod that refused it.
+    let keyed = affinity::key_of(&parts.headers, None, client);
     loop {
-        let (target, addr) = pick(&table, Pick::Upgrade, &authority, &path, Instant::now())
-            .map_err(|e| (ProxyError::Resolve(e), None, None))?;
+        let key_of: KeyOf<'_> = if attempts_left.is_none() {
+            &keyed
+        } else {
+            &|_| None
+        };
+        let (target, addr) = pick(
+            &table,
+            Pick::Upgrade,
+            &authority,
+            &path,
+            key_of,
+            Instant::now(),
+        )
+        .map_err(|e| (ProxyError::Resolve(e), None, None))?;
         let route = Arc::clone(&target.route);
         let failed = |error| (error, Some(Arc::clone(&route)), Some(addr));
         let attempts_left = attempts_left.get_or_insert(route.retries.attempts);

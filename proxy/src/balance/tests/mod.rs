@@ -1,6 +1,7 @@
 //! Balancer behaviour, end to end over its public API, with a seeded RNG and scripted
 //! time. Each policy test fails if the policy is swapped for round robin.
 
+mod affinity;
 mod eligibility;
 mod fairness;
 mod policy;
