@@ -2,6 +2,7 @@
 //! proxy from its first request, and the controller's cluster-wide
 //! `fairway_controller_route_share_skew` from the proxies' load reports.
 
+mod affinity;
 mod browser;
 mod dashboard;
 mod page;

@@ -48,6 +48,11 @@ impl Drop for World {
 impl World {
     /// `pods` pods (all started), the slice listing the first `listed` of them.
     pub async fn start(base: u8, pods: usize, listed: usize) -> World {
+        World::start_with(base, pods, listed, ROUTES).await
+    }
+
+    /// [`World::start`] with these Routes (YAML, over Service `orders` port 8080).
+    pub async fn start_with(base: u8, pods: usize, listed: usize, routes: &str) -> World {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
         let port = free_port();
         let mut world = World {
@@ -70,14 +75,14 @@ impl World {
             world.pods.push(pod);
         }
         std::fs::create_dir_all(world.statics()).unwrap_or_else(|e| panic!("static dir: {e}"));
-        std::fs::write(world.statics().join("routes.yaml"), ROUTES)
+        std::fs::write(world.statics().join("routes.yaml"), routes)
             .unwrap_or_else(|e| panic!("write routes: {e}"));
         world.list(listed);
         world.start_controller();
         world
     }
 
-    fn ip(&self, i: usize) -> String {
+    pub fn ip(&self, i: usize) -> String {
         format!("127.0.0.{}", usize::from(self.base) + i)
     }
 
