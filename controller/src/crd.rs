@@ -14,7 +14,10 @@ mod duration;
 mod grpc_status;
 mod health;
 
-pub use affinity::{AffinitySpec, DEFAULT_BALANCE_FACTOR, MAX_BALANCE_FACTOR};
+pub use affinity::{
+    AffinitySpec, DEFAULT_BALANCE_FACTOR, MAX_BALANCE_FACTOR, MAX_SPILLOVER_IN_FLIGHT,
+    SpilloverSpec,
+};
 pub use duration::{DurationError, parse_duration};
 pub use grpc_status::GrpcStatus;
 pub use health::{GrpcHealthCheckSpec, HealthCheckSpec, MAX_HEALTH_THRESHOLD};
@@ -155,6 +158,10 @@ pub struct LoadBalancerSpec {
     /// Absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<AffinitySpec>,
+    /// Spread over pods outside the proxy's node or zone when topology hints keep it
+    /// local and the local pods are busy. Absent: local pods take everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spillover: Option<SpilloverSpec>,
 }
 
 /// A balancing algorithm.

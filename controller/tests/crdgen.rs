@@ -165,7 +165,7 @@ fn spec_has_exactly_the_design_fields() {
     assert_eq!(keys(&backend_schema()), ["port", "service", "weight"]);
     assert_eq!(
         keys(&props["loadBalancer"]),
-        ["affinity", "policy", "slowStart"]
+        ["affinity", "policy", "slowStart", "spillover"]
     );
     // `loadBalancer.affinity`: consistent hashing with bounded loads (issue 18).
     assert_eq!(

@@ -429,6 +429,7 @@ impl From<&Route> for pb::Route {
                 policy: pb::Policy::from(lb.policy).into(),
                 slow_start_ms: lb.slow_start.map(millis),
                 affinity: lb.affinity.as_ref().map(pb::Affinity::from),
+                spillover_in_flight: lb.spillover_in_flight,
             }),
             upstream: Some(pb::Upstream {
                 protocol: pb::UpstreamProtocol::from(up.protocol).into(),
@@ -483,6 +484,8 @@ impl TryFrom<pb::Route> for Route {
                 policy: policy(lb.policy)?,
                 slow_start: lb.slow_start_ms.map(Duration::from_millis),
                 affinity: lb.affinity.map(affinity).transpose()?.flatten(),
+                // 0 would spill at once, which is no locality: read as never.
+                spillover_in_flight: lb.spillover_in_flight.filter(|&n| n > 0),
             },
             upstream: Upstream {
                 protocol: upstream_protocol(up.protocol)?,

@@ -176,6 +176,9 @@ pub struct LoadBalancer {
     pub slow_start: Option<Duration>,
     /// Keyed requests stick to an endpoint; `None` = off.
     pub affinity: Option<Affinity>,
+    /// Local endpoints (by topology hints) averaging this many requests in flight
+    /// spill requests over the whole tier, until below half of it; `None` = never.
+    pub spillover_in_flight: Option<u32>,
 }
 
 /// Consistent hashing with bounded loads: what keys a request, and how far above the

@@ -120,13 +120,20 @@ fn route() -> impl Strategy<Value = Route> {
             key,
             balance_factor_percent,
         });
-    let load_balancer = (policy, option::of(millis()), option::of(affinity)).prop_map(
-        |(policy, slow_start, affinity)| LoadBalancer {
-            policy,
-            slow_start,
-            affinity,
-        },
-    );
+    let load_balancer = (
+        policy,
+        option::of(millis()),
+        option::of(affinity),
+        option::of(1u32..1000),
+    )
+        .prop_map(
+            |(policy, slow_start, affinity, spillover_in_flight)| LoadBalancer {
+                policy,
+                slow_start,
+                affinity,
+                spillover_in_flight,
+            },
+        );
     let protocol = select(
         &[
             UpstreamProtocol::Auto,

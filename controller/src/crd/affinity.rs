@@ -1,6 +1,7 @@
 //! `spec.loadBalancer.affinity`: requests with the same key stick to one endpoint
 //! (consistent hashing with bounded loads). Exactly one key source is set; the index
-//! checks that, since a structural schema cannot say "one of three".
+//! checks that, since a structural schema cannot say "one of three". And
+//! `spec.loadBalancer.spillover`, the other choice of where a request may go.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -50,4 +51,19 @@ pub struct AffinitySpec {
 
 fn default_balance_factor() -> u32 {
     DEFAULT_BALANCE_FACTOR
+}
+
+/// Most requests in flight per local endpoint a spill threshold may name.
+pub const MAX_SPILLOVER_IN_FLIGHT: u32 = 100_000;
+
+/// When topology hints (a Service's `trafficDistribution`) keep a proxy's requests on
+/// its node's or zone's pods, let them spread over every pod once the local ones are
+/// busy: at `maxInFlight` requests in flight per local pod (from that proxy) on average,
+/// back to local pods below half of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpilloverSpec {
+    /// Requests in flight per local pod, on average, that start the spill. 1 to 100000.
+    #[schemars(range(min = 1, max = MAX_SPILLOVER_IN_FLIGHT), extend("format" = "int32"))]
+    pub max_in_flight: u32,
 }

@@ -66,6 +66,11 @@ pub enum SpecError {
         max = crd::MAX_BALANCE_FACTOR
     )]
     BalanceFactor(u32),
+    #[error(
+        "spec.loadBalancer.spillover.maxInFlight {0} is outside 1-{max}",
+        max = crd::MAX_SPILLOVER_IN_FLIGHT
+    )]
+    Spillover(u32),
 }
 
 /// Why a backend did not resolve; the message names the Service (and port).

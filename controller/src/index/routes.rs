@@ -190,6 +190,12 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
             },
             slow_start,
             affinity: lb.affinity.as_ref().map(affinity).transpose()?,
+            spillover_in_flight: match &lb.spillover {
+                Some(s) if !(1..=crd::MAX_SPILLOVER_IN_FLIGHT).contains(&s.max_in_flight) => {
+                    return Err(SpecError::Spillover(s.max_in_flight));
+                }
+                spillover => spillover.as_ref().map(|s| s.max_in_flight),
+            },
         },
         upstream: model::Upstream {
             protocol,

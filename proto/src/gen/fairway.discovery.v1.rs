@@ -429,6 +429,12 @@ pub struct LoadBalancer {
     /// request by `policy`, which is safe: affinity is a preference, never a contract.
     #[prost(message, optional, tag = "3")]
     pub affinity: ::core::option::Option<Affinity>,
+    /// When topology hints keep this proxy's requests on its node's or zone's endpoints:
+    /// once those average this many requests in flight (from this proxy), requests spread
+    /// over every endpoint of the tier, until the local average falls below half of it.
+    /// Absent: local endpoints take everything. A proxy older than this field ignores it.
+    #[prost(uint32, optional, tag = "4")]
+    pub spillover_in_flight: ::core::option::Option<u32>,
 }
 /// Consistent hashing with bounded loads: a request's key (one of three sources) ranks
 /// the endpoints by rendezvous hashing, the same ranking on every proxy, and the request

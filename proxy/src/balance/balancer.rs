@@ -12,6 +12,7 @@ use super::endpoint::{EndpointState, EndpointStats};
 use super::outlier::Outcome;
 use super::share::{self, Totals};
 use super::slow_start;
+use super::spill::Locality;
 use super::{affinity, eligible, p2c, swrr};
 
 /// Picks an endpoint per request for one endpoint set, under one [`BalanceConfig`].
@@ -41,6 +42,8 @@ pub struct Balancer {
     next_unejection: Option<Instant>,
     /// Requests per slot of the share window (each endpoint keeps its own part).
     totals: Totals,
+    /// The local endpoints, the tier to spill over, and whether it spills now.
+    locality: Locality,
 }
 
 impl Balancer {
@@ -56,6 +59,7 @@ impl Balancer {
             ramp_ends: None,
             next_unejection: None,
             totals: Totals::default(),
+            locality: Locality::default(),
         }
     }
 
@@ -131,6 +135,7 @@ impl Balancer {
         if self.next_unejection.is_some_and(|at| now >= at) {
             self.refresh(now);
         }
+        self.check_spill(now);
         let position = match self.config.policy {
             Policy::RoundRobin => self.pick_round_robin(now)?,
             Policy::LeastRequest => self.pick_p2c(kind, false, now, rng)?,
@@ -159,6 +164,7 @@ impl Balancer {
         if self.next_unejection.is_some_and(|at| now >= at) {
             self.refresh(now);
         }
+        self.check_spill(now);
         let endpoints = &self.endpoints;
         let candidates = self.eligible.iter().map(|&position| {
             let state = &endpoints[position];
@@ -358,15 +364,21 @@ impl Balancer {
             .max();
     }
 
-    /// Recomputes the eligible list: conditions, zone hints, then ejection.
+    /// Recomputes the eligible list: conditions, topology hints (or, while spilling,
+    /// the whole tier), then ejection.
     fn refresh(&mut self, now: Instant) {
-        let base = eligible::eligible(
-            self.endpoints.iter().map(|s| &s.endpoint),
-            self.config.zone.as_deref(),
-            self.config.node.as_deref(),
-        );
+        let conditions = self.endpoints.iter().map(|s| &s.endpoint);
+        let (zone, node) = (self.config.zone.as_deref(), self.config.node.as_deref());
+        let local = eligible::eligible(conditions.clone(), zone, node);
+        let wide = match self.config.spillover {
+            Some(_) => eligible::eligible(conditions, None, None),
+            None => Vec::new(),
+        };
         let endpoints = &self.endpoints;
-        self.eligible = eligible::without_ejected(base, |i| endpoints[i].is_ejected(now));
+        let ejected = |i: usize| endpoints[i].is_ejected(now);
+        self.locality.local = eligible::without_ejected(local, ejected);
+        self.locality.wide = eligible::without_ejected(wide, ejected);
+        self.eligible = self.locality.current().to_vec();
         for state in &mut self.endpoints {
             state.eligible = false;
         }
@@ -388,6 +400,22 @@ impl Balancer {
         if self.totals.seen() {
             // From now on this slot's requests are expected to follow the new set.
             self.write_shares(self.totals.slot(now), now);
+        }
+    }
+
+    /// Starts or ends a spill over the whole tier (see `spill`), on this proxy's
+    /// requests in flight to the local endpoints.
+    fn check_spill(&mut self, now: Instant) {
+        let Some(limit) = self.config.spillover else {
+            return;
+        };
+        let endpoints = &self.endpoints;
+        let spill = self
+            .locality
+            .should_spill(limit, |i| endpoints[i].in_flight);
+        if spill != self.locality.spilling {
+            self.locality.spilling = spill;
+            self.refresh(now);
         }
     }
 

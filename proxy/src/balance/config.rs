@@ -17,6 +17,9 @@ pub struct BalanceConfig {
     /// Affinity's bound in percent of the average load, when the Route has affinity:
     /// keyed requests go by [`Balancer::pick_keyed`](super::Balancer::pick_keyed).
     pub affinity: Option<u32>,
+    /// Requests in flight per local endpoint that start a spill over the whole tier
+    /// (`spill`); `None`: never.
+    pub spillover: Option<u32>,
     /// The proxy's zone (`--zone` or the Node's label); `None` ignores zone hints.
     pub zone: Option<String>,
     /// The proxy's node (`--node`); `None` ignores node hints.
@@ -32,6 +35,7 @@ impl BalanceConfig {
             policy: load_balancer.policy,
             slow_start: load_balancer.slow_start,
             affinity: (load_balancer.affinity.as_ref()).map(|a| a.balance_factor_percent),
+            spillover: load_balancer.spillover_in_flight,
             zone,
             node,
             ..BalanceConfig::default()

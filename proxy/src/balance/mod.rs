@@ -8,6 +8,7 @@
 //!   least request or peak-EWMA, the latter two by power of two choices (`p2c`, `ewma`);
 //! - affinity (`affinity`): keyed requests by consistent hashing with bounded loads,
 //!   the rest by the policy;
+//! - spillover (`spill`): past the local endpoints when they are busy;
 //! - slow start (`slow_start`) for endpoints that become ready after the first table;
 //! - outlier ejection (`outlier`) from request outcomes;
 //! - each endpoint's share of requests over a sliding window against its expected
@@ -26,6 +27,7 @@ mod outlier;
 mod p2c;
 mod share;
 mod slow_start;
+mod spill;
 mod swrr;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ mod affinity;
 mod browser;
 mod dashboard;
 mod page;
+mod spillover;
 mod traces;
 mod world;
 

@@ -101,6 +101,11 @@ impl World {
                 self.ip(i)
             ));
         }
+        self.write_slice(&endpoints);
+    }
+
+    /// Makes the slice list `endpoints` (the YAML list items of its `endpoints`).
+    pub fn write_slice(&self, endpoints: &str) {
         let yaml = format!(
             "apiVersion: v1
 kind: Service

@@ -8,6 +8,7 @@ mod policy;
 mod props;
 mod share;
 mod slow_start;
+mod spillover;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
