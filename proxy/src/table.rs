@@ -22,7 +22,7 @@ use fairway_proto::model::{
 use rand::RngCore;
 use tokio::sync::watch;
 
-use crate::balance::{Balancer, EndpointStats, Outcome, Pick};
+use crate::balance::{Balancer, EndpointStats, LoadReport, Outcome, Pick};
 use crate::router::{Landed, RouteError, Router};
 
 /// Reads a request's affinity key from where the Route says it is, as a hash
@@ -119,6 +119,18 @@ impl BackendState {
     /// also when the client went away ([`Outcome::Cancelled`]), or in-flight leaks.
     pub fn on_end(&self, addr: EndpointAddr, latency: Duration, outcome: Outcome, now: Instant) {
         self.lock().on_end(addr, latency, outcome, now);
+    }
+
+    /// [`on_end`](Self::on_end) for an answered request whose pod sent a load report.
+    pub fn on_end_reported(
+        &self,
+        (addr, latency, outcome): (EndpointAddr, Duration, Outcome),
+        report: &LoadReport,
+        now: Instant,
+    ) {
+        let mut balancer = self.lock();
+        balancer.on_end(addr, latency, outcome, now);
+        balancer.on_report(addr, report, now);
     }
 
     pub fn stats(&self, now: Instant) -> Vec<EndpointStats> {

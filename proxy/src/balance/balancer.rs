@@ -8,14 +8,18 @@ use fairway_proto::model::{EndpointAddr, EndpointSet, Policy};
 use rand::RngCore;
 
 use super::config::BalanceConfig;
-use super::endpoint::{EndpointState, EndpointStats};
+use super::endpoint::{EndpointState, EndpointStats, LOAD_FACTOR_ONE};
 use super::outlier::Outcome;
 use super::share::{self, Totals};
 use super::slow_start;
 use super::spill::Locality;
 
 mod picks;
-use super::eligible;
+use super::{eligible, orca};
+
+/// How often load factors are recomputed from load reports (and expired ones dropped):
+/// a report arrives with every response, and weights need not follow each one.
+pub const REWEIGH: Duration = Duration::from_secs(1);
 
 /// Picks an endpoint per request for one endpoint set, under one [`BalanceConfig`].
 ///
@@ -46,6 +50,9 @@ pub struct Balancer {
     totals: Totals,
     /// The local endpoints, the tier to spill over, and whether it spills now.
     locality: Locality,
+    /// When load factors were last computed from the endpoints' load reports, and
+    /// whether any report was fresh then (picks are weighted while one is).
+    reweighed: Option<(Instant, bool)>,
 }
 
 impl Balancer {
@@ -62,6 +69,7 @@ impl Balancer {
             next_unejection: None,
             totals: Totals::default(),
             locality: Locality::default(),
+            reweighed: None,
         }
     }
 
@@ -134,10 +142,7 @@ impl Balancer {
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Option<EndpointAddr> {
-        if self.next_unejection.is_some_and(|at| now >= at) {
-            self.refresh(now);
-        }
-        self.check_spill(now);
+        self.tick(now);
         let position = match self.config.policy {
             Policy::RoundRobin => self.pick_round_robin(now)?,
             Policy::LeastRequest => self.pick_p2c(kind, false, now, rng)?,
@@ -147,6 +152,65 @@ impl Balancer {
             self.count_share(position, now);
         }
         Some(self.endpoints[position].addr())
+    }
+
+    /// A load report in `addr`'s response (`orca`). Weights are recomputed from the
+    /// fresh reports at most once per [`REWEIGH`]. Unknown addresses are ignored.
+    pub fn on_report(&mut self, addr: EndpointAddr, report: &orca::Report, now: Instant) {
+        let Some(weight) = orca::weight(report) else {
+            return;
+        };
+        if let Some(state) = self.state_mut(addr) {
+            state.reported = Some((weight, now));
+        }
+        if self
+            .reweighed
+            .is_none_or(|(at, _)| now.duration_since(at) >= REWEIGH)
+        {
+            self.reweigh(now);
+        }
+    }
+
+    /// Each endpoint's load factor: its fresh reported weight over the fresh ones' mean.
+    fn reweigh(&mut self, now: Instant) {
+        let fresh: Vec<f64> = self
+            .endpoints
+            .iter()
+            .filter_map(|s| s.fresh_report(now))
+            .collect();
+        let mean = fresh.iter().sum::<f64>() / fresh.len().max(1) as f64;
+        for state in &mut self.endpoints {
+            state.load_factor = match state.fresh_report(now) {
+                // Bounded by MAX_FACTOR, so the cast is exact enough and cannot overflow.
+                Some(w) => (orca::factor(w, mean) * f64::from(LOAD_FACTOR_ONE)).round() as u32,
+                None => LOAD_FACTOR_ONE,
+            };
+        }
+        self.reweighed = Some((now, !fresh.is_empty()));
+        if self.totals.seen() {
+            self.write_shares(self.totals.slot(now), now);
+        }
+    }
+
+    /// Whether picks weigh endpoints (a slow-start ramp runs, or load reports are in
+    /// use), rather than treating them alike at O(1).
+    fn weighted(&self, now: Instant) -> bool {
+        self.ramp_ends.is_some_and(|end| now < end)
+            || self.reweighed.is_some_and(|(_, in_use)| in_use)
+    }
+
+    /// What a pick does first: ends ejections due, lets expired reports go, starts or
+    /// ends a spill.
+    fn tick(&mut self, now: Instant) {
+        if self.next_unejection.is_some_and(|at| now >= at) {
+            self.refresh(now);
+        }
+        if let Some((at, true)) = self.reweighed
+            && now.duration_since(at) >= REWEIGH
+        {
+            self.reweigh(now);
+        }
+        self.check_spill(now);
     }
 
     /// An upgraded connection to `addr` opened (the pod answered `101`).

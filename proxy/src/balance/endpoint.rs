@@ -36,9 +36,17 @@ pub struct EndpointState {
     pub(super) eligible: bool,
     /// SWRR running weight.
     pub(super) current: i64,
+    /// The weight of its last load report (`orca`), and when it came.
+    pub(super) reported: Option<(f64, Instant)>,
+    /// Its reported weight over the mean of the fresh ones, in thousandths (1000: as
+    /// the mean, and for endpoints without a fresh report).
+    pub(super) load_factor: u32,
     /// Requests and expected share per slot of the share window.
     pub(super) window: Window,
 }
+
+/// A load factor of one: [`EndpointState::load_factor`] is in thousandths.
+pub(super) const LOAD_FACTOR_ONE: u32 = 1000;
 
 impl EndpointState {
     pub(super) fn new(
@@ -60,6 +68,8 @@ impl EndpointState {
             health_failed: false,
             eligible: false,
             current: 0,
+            reported: None,
+            load_factor: LOAD_FACTOR_ONE,
             window: Window::default(),
         }
     }
@@ -115,9 +125,18 @@ impl EndpointState {
         self.eligible
     }
 
-    /// Its slow-start weight at `now`, out of [`slow_start::FULL_WEIGHT`].
+    /// Its weight at `now`: the slow-start weight (out of [`slow_start::FULL_WEIGHT`])
+    /// times its reported load factor (`orca`), at least 1.
     pub fn weight(&self, now: Instant, config: &BalanceConfig) -> u32 {
-        slow_start::ramp_weight(self.ramp_from, config.slow_start, now)
+        let ramp = slow_start::ramp_weight(self.ramp_from, config.slow_start, now);
+        let weighted = u64::from(ramp) * u64::from(self.load_factor) / u64::from(LOAD_FACTOR_ONE);
+        u32::try_from(weighted).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// Its reported weight, if the report is fresh at `now`.
+    pub(super) fn fresh_report(&self, now: Instant) -> Option<f64> {
+        let (weight, at) = self.reported?;
+        (now.saturating_duration_since(at) < super::orca::EXPIRY).then_some(weight)
     }
 
     /// A serialisable snapshot for `/debug/routes`.

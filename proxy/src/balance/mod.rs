@@ -9,6 +9,7 @@
 //! - affinity (`affinity`): keyed requests by consistent hashing with bounded loads,
 //!   the rest by the policy;
 //! - spillover (`spill`): past the local endpoints when they are busy;
+//! - server-reported load (`orca`): weights from pods' `endpoint-load-metrics`;
 //! - slow start (`slow_start`) for endpoints that become ready after the first table;
 //! - outlier ejection (`outlier`) from request outcomes;
 //! - each endpoint's share of requests over a sliding window against its expected
@@ -23,6 +24,7 @@ mod config;
 mod eligible;
 mod endpoint;
 mod ewma;
+pub(crate) mod orca;
 mod outlier;
 mod p2c;
 mod share;
@@ -33,11 +35,12 @@ mod swrr;
 mod tests;
 
 pub use affinity::key_hash;
-pub use balancer::{Balancer, Pick};
+pub use balancer::{Balancer, Pick, REWEIGH};
 pub use config::BalanceConfig;
 pub use eligible::{MAX_EJECTED_PERCENT, eligible, without_ejected};
 pub use endpoint::{EndpointState, EndpointStats};
 pub use ewma::{DEFAULT_DECAY, DEFAULT_RTT, EwmaConfig, PeakEwma};
+pub use orca::{HEADER as LOAD_REPORT_HEADER, Report as LoadReport, parse as parse_load_report};
 pub use outlier::{
     DEFAULT_BASE_EJECTION, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_MAX_EJECTION, Outcome, Outlier,
     OutlierConfig,

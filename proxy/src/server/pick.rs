@@ -6,14 +6,15 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use fairway_proto::model::EndpointAddr;
-use http::Request;
+use http::{Request, Response};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use super::forward::authority_of;
 use super::service::Shared;
-use crate::balance::{Outcome, Pick};
+use crate::balance::{LOAD_REPORT_HEADER, Outcome, Pick, parse_load_report};
 use crate::request::UpstreamBody;
+use crate::response::ProxyBody;
 use crate::table::{KeyOf, ResolveError, Table, Target};
 
 thread_local! {
@@ -64,6 +65,27 @@ impl EndGuard {
             self.target
                 .backend
                 .on_end(self.addr, now - self.started, outcome, now);
+        }
+    }
+}
+
+impl EndGuard {
+    /// [`end`](Self::end) for a try the pod answered with `response`, whose load
+    /// report (`endpoint-load-metrics`, in the header map or still in an HTTP/1.1 pod's
+    /// raw fields) feeds the balancer's weights.
+    pub(super) fn end_answered(&mut self, outcome: Outcome, response: &Response<ProxyBody>) {
+        let header = match response.headers().get(LOAD_REPORT_HEADER) {
+            Some(value) => Some(value.as_bytes()),
+            None => (response.body().fields()).and_then(|f| f.get_all(LOAD_REPORT_HEADER).next()),
+        };
+        let Some(report) = header.and_then(parse_load_report) else {
+            return self.end(outcome);
+        };
+        if !self.ended {
+            self.ended = true;
+            let now = Instant::now();
+            let ended = (self.addr, now - self.started, outcome);
+            self.target.backend.on_end_reported(ended, &report, now);
         }
     }
 }

@@ -341,7 +341,7 @@ async fn tries(
                 };
                 let again = again.filter(|_| shared.budget.try_withdraw(std::time::Instant::now()));
                 let Some(again) = again else {
-                    guard.end(step::response_outcome(status));
+                    guard.end_answered(step::response_outcome(status), &response);
                     headers::strip_response(response.headers_mut());
                     return Ok((response, addr));
                 };

@@ -5,6 +5,7 @@
 mod affinity;
 mod browser;
 mod dashboard;
+mod load_reports;
 mod page;
 mod spillover;
 mod traces;

@@ -8,11 +8,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::world::{World, get, scripted_pod};
 use fairway::demo::pods::POD_HEADER;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-
-use crate::world::{World, get};
 
 const ROUTES: &str = "apiVersion: fairway.dev/v1alpha1
 kind: Route
@@ -34,38 +31,6 @@ spec:
 
 /// How long the local pod takes per request: long enough for a burst to pile up.
 const SLOW: Duration = Duration::from_millis(300);
-
-/// A keep-alive HTTP/1.1 pod that answers every request after [`SLOW`] as `local`.
-async fn slow_pod(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .unwrap_or_else(|e| panic!("bind the slow pod on {addr}: {e}"));
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
-                    buf.drain(..end);
-                    tokio::time::sleep(SLOW).await;
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\n{POD_HEADER}: local\r\ncontent-length: 5\r\n\r\nlocal"
-                    );
-                    if conn.write_all(answer.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    })
-}
 
 fn pod_of(answer: &str) -> String {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -116,7 +81,7 @@ async fn a_busy_node_spills_to_other_nodes_and_comes_back() {
     let local: SocketAddr = format!("{local_ip}:{}", world.port)
         .parse()
         .unwrap_or_else(|e| panic!("local pod address: {e}"));
-    let _slow = slow_pod(local).await;
+    let _slow = scripted_pod(local, "local", SLOW, "").await;
     let endpoint = |ip: &str, name: &str, node: &str| {
         format!(
             "- addresses: [\"{ip}\"]\n  conditions: {{ready: true, serving: true, terminating: false}}\n  \

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use fairway::demo::pods::Pod;
+use fairway::demo::pods::{POD_HEADER, Pod};
 use fairway_tests::bins::{binary, free_port, has_flag, loopback};
 use fairway_tests::process::Managed;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -258,6 +258,47 @@ pub async fn get_with(
     tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
         .unwrap_or_else(|_| Err(std::io::Error::other("no answer within 10 s")))
+}
+
+/// A keep-alive HTTP/1.1 pod on `addr` that answers every request after `delay` as
+/// `name` (the demo pods' header), with `extra` header lines (each ending in `\r\n`).
+pub async fn scripted_pod(
+    addr: SocketAddr,
+    name: &'static str,
+    delay: Duration,
+    extra: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .unwrap_or_else(|e| panic!("bind pod {name} on {addr}: {e}"));
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let end = loop {
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    buf.drain(..end);
+                    tokio::time::sleep(delay).await;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\n{POD_HEADER}: {name}\r\n{extra}content-length: {}\r\n\r\n{name}",
+                        name.len()
+                    );
+                    if conn.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    })
 }
 
 /// The value of the first line of `text` starting with `series`.

@@ -24,10 +24,7 @@ impl Balancer {
         let (Some(key), Some(factor)) = (key, self.config.affinity) else {
             return self.pick_for(kind, now, rng);
         };
-        if self.next_unejection.is_some_and(|at| now >= at) {
-            self.refresh(now);
-        }
-        self.check_spill(now);
+        self.tick(now);
         let endpoints = &self.endpoints;
         let candidates = self.eligible.iter().map(|&position| {
             let state = &endpoints[position];
@@ -54,7 +51,7 @@ impl Balancer {
         if self.eligible.is_empty() {
             return None;
         }
-        if self.ramp_ends.is_some_and(|end| now < end) {
+        if self.weighted(now) {
             let config = &self.config;
             let entries = self
                 .endpoints
@@ -84,7 +81,7 @@ impl Balancer {
     ) -> Option<usize> {
         let eligible = &self.eligible;
         let weight = |i: usize| self.endpoints[eligible[i]].weight(now, &self.config);
-        let (a, b) = if self.ramp_ends.is_some_and(|end| now < end) {
+        let (a, b) = if self.weighted(now) {
             p2c::choose_two_weighted(eligible.len(), |i| u64::from(weight(i)), rng)?
         } else {
             p2c::choose_two(eligible.len(), rng)?

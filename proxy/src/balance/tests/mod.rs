@@ -6,6 +6,7 @@ mod eligibility;
 mod fairness;
 mod policy;
 mod props;
+mod reports;
 mod share;
 mod slow_start;
 mod spillover;
