@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use fairway_proto::model::EndpointAddr;
+use http::header::HeaderName;
 use http::{Request, Response};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -74,7 +75,8 @@ impl EndGuard {
     /// report (`endpoint-load-metrics`, in the header map or still in an HTTP/1.1 pod's
     /// raw fields) feeds the balancer's weights.
     pub(super) fn end_answered(&mut self, outcome: Outcome, response: &Response<ProxyBody>) {
-        let header = match response.headers().get(LOAD_REPORT_HEADER) {
+        const LOAD_REPORT: HeaderName = HeaderName::from_static(LOAD_REPORT_HEADER);
+        let header = match response.headers().get(LOAD_REPORT) {
             Some(value) => Some(value.as_bytes()),
             None => (response.body().fields()).and_then(|f| f.get_all(LOAD_REPORT_HEADER).next()),
         };
