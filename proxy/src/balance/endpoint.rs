@@ -162,6 +162,8 @@ impl EndpointState {
             ewma_ms: self.ewma.estimate_ns(now, config.ewma.decay) / 1e6,
             ewma_measured: self.ewma.is_measured(),
             weight: self.weight(now, config),
+            load_factor: f64::from(self.load_factor) / f64::from(LOAD_FACTOR_ONE),
+            reported_weight: self.fresh_report(now),
             age_ms: millis(now.saturating_duration_since(self.first_seen)),
         }
     }
@@ -190,8 +192,12 @@ pub struct EndpointStats {
     /// The latency estimate (the decaying default when not measured yet).
     pub ewma_ms: f64,
     pub ewma_measured: bool,
-    /// Slow-start weight out of 1000.
+    /// Weight out of 1000: the slow-start weight times `load_factor`.
     pub weight: u32,
+    /// Its reported load weight over the mean of the fresh ones (1 without reports).
+    pub load_factor: f64,
+    /// The weight of its last fresh load report (`endpoint-load-metrics`), if any.
+    pub reported_weight: Option<f64>,
     /// Time since first seen.
     pub age_ms: u64,
 }
