@@ -123,6 +123,7 @@ mod tests {
                 endpoints,
             }],
             truncated: false,
+            accepts_figures: false,
         }
     }
 

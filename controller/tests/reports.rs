@@ -44,6 +44,7 @@ fn report(requests: [u64; 2]) -> LoadReport {
             endpoints,
         }],
         truncated: false,
+        accepts_figures: false,
     }
 }
 
@@ -175,5 +176,53 @@ async fn a_message_of_a_kind_the_controller_does_not_know_is_ignored() {
     c.write("slice.yaml", &slice("orders-1", &[ready(APP[1])]));
     let v2 = proxy.next().await.version();
     assert!(v2 > v1, "the stream stays open and keeps delivering");
+    c.shutdown().await.expect("clean shutdown");
+}
+
+/// A report with `in_flight[i]` requests in flight to pod `i`.
+fn in_flight(in_flight: [u32; 2], accepts_figures: bool) -> LoadReport {
+    let mut report = report([0, 0]);
+    for (e, n) in report.backends[0].endpoints.iter_mut().zip(in_flight) {
+        e.in_flight = n;
+    }
+    report.accepts_figures = accepts_figures;
+    report
+}
+
+#[tokio::test]
+async fn a_proxy_that_accepts_figures_gets_the_others_in_flight_in_answer() {
+    let c = controller().await;
+    let (mut a, _) = synced(&c, "proxy-a").await;
+    let (mut b, _) = synced(&c, "proxy-b").await;
+    b.send(pb::ProxyMessage::report(&in_flight([9, 1], false)))
+        .await;
+    metrics_when(&c, "b's report", |m| {
+        value(
+            m,
+            r#"fairway_controller_load_reports_total{result="accepted"}"#,
+        ) == Some(1.0)
+    })
+    .await;
+    a.send(pb::ProxyMessage::report(&in_flight([2, 0], true)))
+        .await;
+    let message = a.message().await.expect("stream healthy").expect("open");
+    let Some(pb::controller_message::Kind::Figures(figures)) = message.kind else {
+        panic!("figures in answer to the report: {message:?}");
+    };
+    assert_eq!(message.version, None, "outside the versioned sequence");
+    let figures = fairway_proto::load::LoadFigures::try_from(figures).expect("valid figures");
+    let pods: Vec<_> = APP.iter().map(|ip| endpoint(ready(ip)).addr).collect();
+    assert_eq!(
+        figures.sets,
+        [(set_key(), vec![(pods[0], 9), (pods[1], 1)])],
+        "b's requests in flight, not a's own"
+    );
+    // b did not ask: nothing but versions ever reaches it.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), b.message())
+            .await
+            .is_err(),
+        "no figures for a proxy that does not accept them"
+    );
     c.shutdown().await.expect("clean shutdown");
 }

@@ -31,6 +31,15 @@ pub struct LoadReport {
     pub backends: Vec<BackendLoad>,
     /// Endpoints were left out to stay under [`MAX_REPORT_ENDPOINTS`].
     pub truncated: bool,
+    /// The proxy wants [`LoadFigures`] in answer.
+    pub accepts_figures: bool,
+}
+
+/// The controller's answer to a report that accepts one (the `LoadFigures` message):
+/// per endpoint set, the requests the other proxies have in flight to each endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadFigures {
+    pub sets: Vec<(EndpointSetKey, Vec<(EndpointAddr, u32)>)>,
 }
 
 /// One Route's balancer over one endpoint set.
@@ -109,6 +118,7 @@ impl From<&LoadReport> for pb::LoadReport {
             window_ms: u64::try_from(report.window.as_millis()).unwrap_or(u64::MAX),
             backends: report.backends.iter().map(pb::BackendLoad::from).collect(),
             truncated: report.truncated,
+            accepts_figures: report.accepts_figures,
         }
     }
 }
@@ -145,7 +155,57 @@ impl TryFrom<pb::LoadReport> for LoadReport {
             window: Duration::from_millis(report.window_ms),
             backends,
             truncated: report.truncated,
+            accepts_figures: report.accepts_figures,
         })
+    }
+}
+
+impl From<&LoadFigures> for pb::LoadFigures {
+    fn from(figures: &LoadFigures) -> Self {
+        pb::LoadFigures {
+            sets: figures
+                .sets
+                .iter()
+                .map(|(set, endpoints)| pb::SetFigures {
+                    set: Some(pb::EndpointSetKey::from(set)),
+                    endpoints: endpoints
+                        .iter()
+                        .map(|&(addr, others)| pb::EndpointFigure {
+                            address: Some(addr.into()),
+                            others_in_flight: others,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::LoadFigures> for LoadFigures {
+    type Error = ConvertError;
+
+    fn try_from(figures: pb::LoadFigures) -> Result<Self, ConvertError> {
+        let sets = figures
+            .sets
+            .into_iter()
+            .map(|set| {
+                let key = set
+                    .set
+                    .ok_or(ConvertError::MissingField("SetFigures.set"))?;
+                let endpoints = set
+                    .endpoints
+                    .into_iter()
+                    .map(|e| {
+                        let address = e
+                            .address
+                            .ok_or(ConvertError::MissingField("EndpointFigure.address"))?;
+                        Ok((EndpointAddr::try_from(address)?, e.others_in_flight))
+                    })
+                    .collect::<Result<_, ConvertError>>()?;
+                Ok((EndpointSetKey::try_from(key)?, endpoints))
+            })
+            .collect::<Result<_, ConvertError>>()?;
+        Ok(LoadFigures { sets })
     }
 }
 

@@ -278,6 +278,9 @@ impl SnapshotAssembler {
                 pending.finish(&end).map(Some)
             }
             Kind::Delta(_) | Kind::Rebase(_) => Err(SnapshotError::UnexpectedDelta),
+            // Outside the versioned sequence: the client takes figures before the
+            // applier, so one here changes nothing.
+            Kind::Figures(_) => Ok(None),
         }
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use fairway_proto::load::BackendLoad;
+use fairway_proto::load::{BackendLoad, LoadFigures};
 use fairway_proto::model::{
     AffinityKey, AppProtocol, EndpointAddr, EndpointSetKey, Route, RouteKey, RouteTable,
     UpstreamProtocol, Version,
@@ -271,6 +271,16 @@ impl Table {
     /// The upstream protocol: the Route's choice, or the set's `appProtocol` for `Auto`.
     pub fn protocol(&self, route: &Route, set: &EndpointSetKey) -> AppProtocol {
         protocol(&self.source, route, set)
+    }
+
+    /// The controller's figures of the other proxies' requests in flight, handed to
+    /// every balancer over each set they name.
+    pub fn take_figures(&self, figures: &LoadFigures, now: Instant) {
+        for (set, endpoints) in &figures.sets {
+            for backend in self.shape.by_set.get(set).into_iter().flatten() {
+                backend.lock().set_others(endpoints, now);
+            }
+        }
     }
 
     /// Every endpoint address in the table, for the pools (retain, drain, pre-warm).

@@ -1,7 +1,9 @@
 //! The registry of connected proxies: who is connected, what each was sent and what it
 //! acked. Sessions write it; `/metrics` (lag, connected) and `/debug/routes` read it, so
 //! convergence is observable from the controller. Each entry also keeps the proxy's
-//! latest load report (outside the versioned sequence: it never touches versions).
+//! latest load report (outside the versioned sequence: it never touches versions), and
+//! the registry sums the reports' requests in flight per endpoint, so a proxy that
+//! accepts figures learns what the others have in flight at the cost of its own report.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use fairway_proto::Version;
-use fairway_proto::load::LoadReport;
+use fairway_proto::load::{LoadFigures, LoadReport};
+use fairway_proto::model::{EndpointAddr, EndpointSetKey};
 
 use crate::state::NodeZones;
 
@@ -61,6 +64,23 @@ pub struct Proxies {
     zones: Arc<NodeZones>,
     next: AtomicU64,
     entries: Mutex<BTreeMap<u64, Entry>>,
+    /// Every latest report's requests in flight, summed (see [`in_flight_of`]).
+    in_flight: Mutex<InFlight>,
+}
+
+/// Requests in flight per endpoint set and endpoint, summed over the proxies' latest
+/// reports (a set two Routes share counts both Routes' requests).
+type InFlight = BTreeMap<(EndpointSetKey, EndpointAddr), u64>;
+
+/// One report's requests in flight per endpoint set and endpoint.
+fn in_flight_of(report: &LoadReport) -> InFlight {
+    let mut sums = InFlight::new();
+    for backend in &report.backends {
+        for e in &backend.endpoints {
+            *sums.entry((backend.set.clone(), e.addr)).or_default() += u64::from(e.in_flight);
+        }
+    }
+    sums
 }
 
 impl Proxies {
@@ -69,6 +89,7 @@ impl Proxies {
             zones,
             next: AtomicU64::new(0),
             entries: Mutex::new(BTreeMap::new()),
+            in_flight: Mutex::new(InFlight::new()),
         })
     }
 
@@ -184,14 +205,71 @@ impl Registration {
         {
             return false;
         }
-        entry.load = Some((now, Arc::new(report)));
+        let new = in_flight_of(&report);
+        let old = entry.load.replace((now, Arc::new(report)));
+        drop(entries);
+        self.proxies
+            .count(old.as_ref().map(|(_, r)| in_flight_of(r)), Some(new));
         true
+    }
+
+    /// For the latest report, if it accepts figures: per endpoint it named, the other
+    /// proxies' requests in flight (the sum less its own).
+    pub fn figures(&self) -> Option<LoadFigures> {
+        let report = {
+            let entries = self.proxies.entries();
+            let (_, report) = entries.get(&self.conn)?.load.as_ref()?;
+            Arc::clone(report)
+        };
+        if !report.accepts_figures {
+            return None;
+        }
+        let own = in_flight_of(&report);
+        let totals = self.proxies.in_flight();
+        let mut sets: Vec<(EndpointSetKey, Vec<(EndpointAddr, u32)>)> = Vec::new();
+        for ((set, addr), mine) in own {
+            let others = totals.get(&(set.clone(), addr)).copied().unwrap_or(0);
+            let others = u32::try_from(others.saturating_sub(mine)).unwrap_or(u32::MAX);
+            match sets.last_mut() {
+                Some((last, endpoints)) if *last == set => endpoints.push((addr, others)),
+                _ => sets.push((set, vec![(addr, others)])),
+            }
+        }
+        Some(LoadFigures { sets })
+    }
+}
+
+impl Proxies {
+    fn in_flight(&self) -> MutexGuard<'_, InFlight> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces one proxy's part of the sums: `old` out, `new` in.
+    fn count(&self, old: Option<InFlight>, new: Option<InFlight>) {
+        let mut totals = self.in_flight();
+        for (key, n) in old.into_iter().flatten() {
+            if let Some(total) = totals.get_mut(&key) {
+                *total = total.saturating_sub(n);
+                if *total == 0 {
+                    totals.remove(&key);
+                }
+            }
+        }
+        for (key, n) in new.into_iter().flatten() {
+            if n > 0 {
+                *totals.entry(key).or_default() += n;
+            }
+        }
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.proxies.entries().remove(&self.conn);
+        let gone = self.proxies.entries().remove(&self.conn);
+        let old = gone.and_then(|e| e.load).map(|(_, r)| in_flight_of(&r));
+        self.proxies.count(old, None);
     }
 }
 
@@ -271,5 +349,45 @@ mod tests {
             proxies.loads(t0 + gap, gap).is_empty(),
             "gone with its proxy"
         );
+    }
+
+    #[test]
+    fn figures_are_the_other_proxies_in_flight_and_follow_reports_and_drops() {
+        use fairway_proto::load::{BackendLoad, EndpointLoad};
+        use fairway_proto::testing::{route, set_key};
+        let proxies = Proxies::new(Arc::new(NodeZones::default()));
+        let addr = |i: u8| EndpointAddr(std::net::SocketAddr::from(([10, 0, 0, i], 8080)));
+        let report = |in_flight: [u32; 2], accepts_figures| LoadReport {
+            backends: vec![BackendLoad {
+                route: route("orders").key,
+                set: set_key("orders", 8080),
+                endpoints: (0..2)
+                    .map(|i| EndpointLoad {
+                        addr: addr(i + 1),
+                        requests: 0,
+                        in_flight: in_flight[usize::from(i)],
+                        expected: 0.0,
+                    })
+                    .collect(),
+            }],
+            accepts_figures,
+            ..LoadReport::default()
+        };
+        let (t0, gap) = (Instant::now(), Duration::from_secs(1));
+        let a = proxies.register("a".into(), "node-1".into(), None);
+        let b = proxies.register("b".into(), "node-2".into(), None);
+        let c = proxies.register("c".into(), "node-3".into(), None);
+        assert!(a.report(report([1, 0], true), t0, gap));
+        assert!(b.report(report([7, 2], false), t0, gap));
+        assert!(c.report(report([3, 0], true), t0, gap));
+        let figures = |r: &Registration| r.figures().map(|f| f.sets[0].1.clone());
+        assert_eq!(figures(&a), Some(vec![(addr(1), 10), (addr(2), 2)]));
+        assert_eq!(figures(&c), Some(vec![(addr(1), 8), (addr(2), 2)]));
+        assert_eq!(figures(&b), None, "b does not accept figures");
+        // b's next report replaces its part; then b goes.
+        assert!(b.report(report([0, 5], false), t0 + gap, gap));
+        assert_eq!(figures(&a), Some(vec![(addr(1), 3), (addr(2), 5)]));
+        drop(b);
+        assert_eq!(figures(&a), Some(vec![(addr(1), 3), (addr(2), 0)]));
     }
 }

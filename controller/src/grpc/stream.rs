@@ -108,7 +108,15 @@ pub(super) async fn drive(
                 None => break End::ProxyClosed,
                 Some(Err(status)) => break End::Transport(status),
                 Some(Ok(pb::ProxyMessage { kind: Some(proxy_message::Kind::Report(report)) })) => {
-                    take_report(&shared, &registration, &proxy, report);
+                    // A proxy that accepts figures gets the others' load in answer.
+                    if take_report(&shared, &registration, &proxy, report)
+                        && let Some(figures) = registration.figures()
+                    {
+                        outbox.push_back(Encoded::new(&pb::ControllerMessage {
+                            version: None,
+                            kind: Some(controller_message::Kind::Figures((&figures).into())),
+                        }));
+                    }
                 }
                 Some(Ok(pb::ProxyMessage { kind: None })) => {
                     // A kind from a newer proxy, or none at all: tolerated, so that a
@@ -177,7 +185,7 @@ fn sent(shared: &Shared, registration: &Registration, message: &Encoded) {
         Shape::Delta => MessageKind::Delta,
         Shape::Rebase => MessageKind::Rebase,
         Shape::End => MessageKind::Snapshot,
-        Shape::Begin | Shape::Chunk | Shape::Empty => return,
+        Shape::Begin | Shape::Chunk | Shape::Figures | Shape::Empty => return,
     };
     if let Some(version) = message.version() {
         registration.sent(version);
@@ -187,7 +195,12 @@ fn sent(shared: &Shared, registration: &Registration, message: &Encoded) {
 
 /// Keeps a load report as the proxy's latest, outside the versioned sequence: no
 /// version, ack or lag changes. Dropped when it is invalid or comes faster than asked.
-fn take_report(shared: &Shared, registration: &Registration, proxy: &str, report: pb::LoadReport) {
+fn take_report(
+    shared: &Shared,
+    registration: &Registration,
+    proxy: &str,
+    report: pb::LoadReport,
+) -> bool {
     let accepted = match fairway_proto::load::LoadReport::try_from(report) {
         Ok(report) => registration.report(report, Instant::now(), super::server::REPORT_MIN_GAP),
         Err(error) => {
@@ -196,6 +209,7 @@ fn take_report(shared: &Shared, registration: &Registration, proxy: &str, report
         }
     };
     shared.metrics.load_report(accepted);
+    accepted
 }
 
 /// Handles an ack or nack. `Err` is a protocol violation that ends the stream.

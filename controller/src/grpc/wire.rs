@@ -28,6 +28,8 @@ pub enum Shape {
     End,
     Delta,
     Rebase,
+    /// Load figures: outside the versioned sequence.
+    Figures,
     /// A message without a kind (never built by this controller).
     Empty,
 }
@@ -49,6 +51,7 @@ impl Encoded {
             Some(controller_message::Kind::End(_)) => Shape::End,
             Some(controller_message::Kind::Delta(_)) => Shape::Delta,
             Some(controller_message::Kind::Rebase(_)) => Shape::Rebase,
+            Some(controller_message::Kind::Figures(_)) => Shape::Figures,
             None => Shape::Empty,
         };
         Encoded {

@@ -113,6 +113,10 @@ pub struct LoadReport {
     /// Endpoints were left out to bound the message.
     #[prost(bool, tag = "3")]
     pub truncated: bool,
+    /// This proxy understands `LoadFigures` and wants them in answer to its reports
+    /// (coordinated balancing). A controller sends none to a proxy that does not say so.
+    #[prost(bool, tag = "4")]
+    pub accepts_figures: bool,
 }
 /// One Route's balancer over one endpoint set. A set shared by two Routes appears once
 /// per Route: each Route balances it on its own.
@@ -150,7 +154,7 @@ pub struct ControllerMessage {
     /// version; a delta's version is the version the table has after applying it.
     #[prost(message, optional, tag = "1")]
     pub version: ::core::option::Option<Version>,
-    #[prost(oneof = "controller_message::Kind", tags = "2, 3, 4, 5, 6")]
+    #[prost(oneof = "controller_message::Kind", tags = "2, 3, 4, 5, 6, 7")]
     pub kind: ::core::option::Option<controller_message::Kind>,
 }
 /// Nested message and enum types in `ControllerMessage`.
@@ -168,7 +172,39 @@ pub mod controller_message {
         Delta(super::Delta),
         #[prost(message, tag = "6")]
         Rebase(super::Rebase),
+        /// Outside the versioned sequence: never acked or nacked, and `version` is the
+        /// table version it was built at, for information only.
+        #[prost(message, tag = "7")]
+        Figures(super::LoadFigures),
     }
+}
+/// The controller's answer to a `LoadReport` that `accepts_figures`: for each endpoint
+/// set the report named, the requests the other proxies have in flight to each of its
+/// endpoints, as of their latest reports. The proxy adds them to its own in-flight counts
+/// where a policy compares load, so many proxies do not all pick the same idle pod.
+/// Figures older than three report intervals are dropped by the proxy.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LoadFigures {
+    #[prost(message, repeated, tag = "1")]
+    pub sets: ::prost::alloc::vec::Vec<SetFigures>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SetFigures {
+    #[prost(message, optional, tag = "1")]
+    pub set: ::core::option::Option<EndpointSetKey>,
+    #[prost(message, repeated, tag = "2")]
+    pub endpoints: ::prost::alloc::vec::Vec<EndpointFigure>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EndpointFigure {
+    #[prost(message, optional, tag = "1")]
+    pub address: ::core::option::Option<EndpointAddress>,
+    /// Summed over every other proxy's latest report.
+    #[prost(uint32, tag = "2")]
+    pub others_in_flight: u32,
 }
 /// Answers a hello with a `TableDigest` from a proxy that served another epoch: the
 /// table at this message's version is the proxy's current table with every route and

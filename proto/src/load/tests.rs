@@ -83,6 +83,7 @@ fn a_report_round_trips_through_the_wire() {
         window: Duration::from_secs(5),
         backends: vec![backend("orders", 3), backend("cart", 2)],
         truncated: true,
+        accepts_figures: true,
     };
     let wire = pb::LoadReport::from(&report);
     assert_eq!(LoadReport::try_from(wire), Ok(report));
@@ -142,11 +143,31 @@ fn a_full_report_fits_the_controllers_64_kib_limit() {
                 .collect(),
         }],
         truncated: true,
+        accepts_figures: true,
     };
     let bytes = pb::ProxyMessage::report(&report).encoded_len();
     eprintln!("a full report: {bytes} bytes");
     assert!(
         bytes < 64 * 1024,
         "{bytes} bytes for {MAX_REPORT_ENDPOINTS} endpoints"
+    );
+}
+
+#[test]
+fn figures_round_trip_through_the_wire() {
+    let addr = |i: u8| EndpointAddr(std::net::SocketAddr::from(([10, 0, 0, i], 8080)));
+    let figures = LoadFigures {
+        sets: vec![
+            (set_key("orders", 8080), vec![(addr(1), 3), (addr(2), 0)]),
+            (set_key("cart", 80), vec![(addr(3), 65_535)]),
+        ],
+    };
+    let wire = pb::LoadFigures::from(&figures);
+    assert_eq!(LoadFigures::try_from(wire.clone()), Ok(figures));
+    let mut broken = wire;
+    broken.sets[0].set = None;
+    assert_eq!(
+        LoadFigures::try_from(broken),
+        Err(ConvertError::MissingField("SetFigures.set"))
     );
 }

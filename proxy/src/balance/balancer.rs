@@ -213,6 +213,19 @@ impl Balancer {
         self.check_spill(now);
     }
 
+    /// The other proxies' requests in flight per endpoint (the controller's figures);
+    /// endpoints not listed have none. The P2C policies add them to their own counts.
+    pub fn set_others(&mut self, figures: &[(EndpointAddr, u32)], now: Instant) {
+        for state in &mut self.endpoints {
+            state.others = Some((0, now));
+        }
+        for &(addr, n) in figures {
+            if let Some(state) = self.state_mut(addr) {
+                state.others = Some((n, now));
+            }
+        }
+    }
+
     /// An upgraded connection to `addr` opened (the pod answered `101`).
     pub fn upgrade_opened(&mut self, addr: EndpointAddr) {
         if let Some(state) = self.state_mut(addr) {

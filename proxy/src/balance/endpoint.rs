@@ -36,6 +36,9 @@ pub struct EndpointState {
     pub(super) eligible: bool,
     /// SWRR running weight.
     pub(super) current: i64,
+    /// The other proxies' requests in flight to it, from the controller's figures, and
+    /// when they came (coordinated balancing).
+    pub(super) others: Option<(u32, Instant)>,
     /// The weight of its last load report (`orca`), and when it came.
     pub(super) reported: Option<(f64, Instant)>,
     /// Its reported weight over the mean of the fresh ones, in thousandths (1000: as
@@ -44,6 +47,10 @@ pub struct EndpointState {
     /// Requests and expected share per slot of the share window.
     pub(super) window: Window,
 }
+
+/// Figures older than this describe load that may be gone: three of the controller's
+/// default report intervals.
+pub const OTHERS_EXPIRY: Duration = Duration::from_secs(6);
 
 /// A load factor of one: [`EndpointState::load_factor`] is in thousandths.
 pub(super) const LOAD_FACTOR_ONE: u32 = 1000;
@@ -68,6 +75,7 @@ impl EndpointState {
             health_failed: false,
             eligible: false,
             current: 0,
+            others: None,
             reported: None,
             load_factor: LOAD_FACTOR_ONE,
             window: Window::default(),
@@ -131,6 +139,14 @@ impl EndpointState {
         let ramp = slow_start::ramp_weight(self.ramp_from, config.slow_start, now);
         let weighted = u64::from(ramp) * u64::from(self.load_factor) / u64::from(LOAD_FACTOR_ONE);
         u32::try_from(weighted).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// The other proxies' requests in flight to it, if the figure is fresh at `now`.
+    pub(super) fn others_in_flight(&self, now: Instant) -> u32 {
+        match self.others {
+            Some((n, at)) if now.saturating_duration_since(at) < OTHERS_EXPIRY => n,
+            _ => 0,
+        }
     }
 
     /// Its reported weight, if the report is fresh at `now`.

@@ -24,7 +24,7 @@ mod config;
 mod eligible;
 mod endpoint;
 mod ewma;
-pub(crate) mod orca;
+mod orca;
 mod outlier;
 mod p2c;
 mod share;

@@ -127,6 +127,8 @@ impl Applier {
             None => Step::Nack(version, ApplyError::Empty(version)),
             Some(Kind::Delta(delta)) => self.delta(version, delta),
             Some(Kind::Rebase(rebase)) => self.rebase(version, rebase),
+            // Outside the versioned sequence; the client takes figures before this.
+            Some(Kind::Figures(_)) => Step::Pending,
             Some(Kind::Begin(_)) => {
                 self.discarding = None;
                 self.snapshot(version, msg)

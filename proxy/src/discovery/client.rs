@@ -281,6 +281,14 @@ impl Client {
         &mut self,
         msg: pb::ControllerMessage,
     ) -> Result<Option<pb::ProxyMessage>, ApplyError> {
+        if let Some(pb::controller_message::Kind::Figures(figures)) = msg.kind {
+            // Outside the versioned sequence: applied to the balancers, never answered.
+            match load::LoadFigures::try_from(figures) {
+                Ok(figures) => self.table.load().take_figures(&figures, Instant::now()),
+                Err(error) => debug!(%error, "ignored invalid load figures"),
+            }
+            return Ok(None);
+        }
         if let Some(pb::controller_message::Kind::Begin(begin)) = &msg.kind
             && begin.zone != self.reported_zone
         {
@@ -320,6 +328,7 @@ impl Client {
             window: SHARE_SLOT * u32::try_from(SHARE_SLOTS).unwrap_or(u32::MAX),
             backends,
             truncated,
+            accepts_figures: true,
         })
     }
 

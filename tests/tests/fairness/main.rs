@@ -4,6 +4,7 @@
 
 mod affinity;
 mod browser;
+mod coordination;
 mod dashboard;
 mod load_reports;
 mod page;

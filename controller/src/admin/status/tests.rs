@@ -104,6 +104,7 @@ fn report(requests: &[u64]) -> Arc<LoadReport> {
                 .collect(),
         }],
         truncated: false,
+        accepts_figures: false,
     })
 }
 

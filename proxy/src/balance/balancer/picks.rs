@@ -90,8 +90,9 @@ impl Balancer {
         let candidate = |i: usize| {
             let state = &self.endpoints[eligible[i]];
             p2c::Candidate {
+                // Requests: this proxy's and, from the controller, the others'.
                 in_flight: match kind {
-                    Pick::Request => state.in_flight,
+                    Pick::Request => state.in_flight.saturating_add(state.others_in_flight(now)),
                     Pick::Upgrade => state.open_upgrades,
                 },
                 weight: weight(i).max(1),

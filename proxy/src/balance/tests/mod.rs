@@ -2,6 +2,7 @@
 //! time. Each policy test fails if the policy is swapped for round robin.
 
 mod affinity;
+mod coordination;
 mod eligibility;
 mod fairness;
 mod policy;
