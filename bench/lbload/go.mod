@@ -1,0 +1,3 @@
+module fairway.dev/bench/lbload
+
+go 1.26.0
