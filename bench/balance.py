@@ -81,6 +81,26 @@ def start_fairway(run: Path, cpus: str | None):
     return [proxy, ctl]
 
 
+def start_more_proxies(run: Path, n: int, cpus: str | None) -> tuple[list, list[str]]:
+    """`n` more fairway proxies on the same controller (ports FAIRWAY_PORT + 10 + i):
+    many DaemonSet proxies in front of the same pods. Their URLs, for the load to
+    rotate over."""
+    procs, urls = [], []
+    for i in range(n):
+        port, admin = PORTS["FAIRWAY_PORT"] + 10 + i, PORTS["FAIRWAY_ADMIN_PORT"] + 10 + i
+        procs.append(common.start(
+            [common.find_bin("fairway-proxy"), "--controller", f"http://127.0.0.1:{PORTS['CONTROLLER_GRPC_PORT']}",
+             "--controller-plaintext", "--workers", "1",
+             "--listen", f"127.0.0.1:{port}", "--admin-addr", f"127.0.0.1:{admin}",
+             "--id", f"herd-{i}", "--node", f"bench-{i}"],
+            run / f"fairway-herd-{i}.log", env={"RUST_LOG": "warn"}, cpus=cpus))
+        urls.append(f"http://127.0.0.1:{port}/")
+    for url in urls:
+        for host in FAIRWAY_POLICIES.values():
+            common.wait_http(url, host)
+    return procs, urls
+
+
 def start_peer(name: str, run: Path, cpus: str | None):
     if name == "envoy":
         conf = fill(CONF / "envoy-balance.yaml", run / "envoy-balance.yaml", run)
@@ -122,6 +142,8 @@ def main() -> int:
     p.add_argument("--targets", default="fairway-rr,fairway-lr,fairway-ewma,envoy,nginx,haproxy")
     p.add_argument("--proxy-cpus", default="0")
     p.add_argument("--load-cpus", default="1")
+    p.add_argument("--herd", type=int, default=0,
+                   help="also run fairway's policies through this many proxies at once, the load spread over them")
     p.add_argument("--out", default=str(ROOT / "target" / "bench" / "balance"))
     args = p.parse_args()
     loads = [float(x) for x in args.loads.split(",")]
@@ -143,6 +165,11 @@ def main() -> int:
                     procs = start_fairway(run, args.proxy_cpus)
                     runs = [(t, f"http://127.0.0.1:{PORTS['FAIRWAY_PORT']}/", FAIRWAY_POLICIES[t])
                             for t in targets if t.startswith("fairway")]
+                    if args.herd:
+                        more, urls = start_more_proxies(run, args.herd, args.proxy_cpus)
+                        procs = more + procs
+                        runs += [(f"{t}-x{args.herd}", ",".join(urls), FAIRWAY_POLICIES[t])
+                                 for t in targets if t.startswith("fairway")]
                 else:
                     procs, port = start_peer(target, run, args.proxy_cpus)
                     runs = [(target, f"http://127.0.0.1:{port}/", "orders.bench")]
@@ -172,8 +199,14 @@ def table(results: list[dict], targets: list[str], loads: list[float]) -> str:
     names = {**{t: f"fairway `{t.split('-')[1]}`" for t in FAIRWAY_POLICIES}, **PEERS}
     names.update({"fairway-rr": "fairway `RoundRobin`", "fairway-lr": "fairway `LeastRequest`",
                   "fairway-ewma": "fairway `PeakEwma`"})
+    for t in list(names):
+        if t.startswith("fairway"):
+            for n in range(2, 65):
+                names[f"{t}-x{n}"] = f"{names[t]}, {n} proxies"
     lines = ["| target | load | p50 ms | p99 ms | p99.9 ms | errors | pod-1 / pod-2 / pod-3 (slow) / pod-4 (stalls) |",
              "|---|---|---|---|---|---|---|"]
+    seen = list(dict.fromkeys(r["target"] for r in results))
+    targets = [t for t in targets if t in seen] + [t for t in seen if t not in targets]
     for level in loads:
         for t in targets:
             rs = [r for r in results if r["target"] == t and r["load"] == level]
