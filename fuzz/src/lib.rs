@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use fairway_proto::model::{
-    Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, LoadBalancer, Policy, Route,
-    RouteKey, RouteTable, Rule, Upstream, UpstreamProtocol, Version,
+    Affinity, AffinityKey, Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey,
+    LoadBalancer, Policy, Route, RouteKey, RouteTable, Rule, Upstream, UpstreamProtocol, Version,
 };
 use fairway_proto::pb;
 use fairway_proxy::table::Table;
@@ -162,6 +162,9 @@ pub struct RouteSpec {
     policy: u8,
     slow_start_ms: Option<u64>,
     protocol: u8,
+    /// Affinity's key source (by header, cookie or address) and bound; `None`: none.
+    affinity: Option<(u8, u32)>,
+    spillover_in_flight: Option<u32>,
 }
 
 const HOSTS: &[&str] = &["orders.shop", "pay.shop", "[::1]", "a", "orders.shop.svc"];
@@ -195,6 +198,15 @@ impl RouteSpec {
             load_balancer: LoadBalancer {
                 policy: policy[usize::from(self.policy) % policy.len()],
                 slow_start: self.slow_start_ms.map(Duration::from_millis),
+                affinity: self.affinity.map(|(key, factor)| Affinity {
+                    key: match key % 3 {
+                        0 => AffinityKey::Header("x-user".to_owned()),
+                        1 => AffinityKey::Cookie("session".to_owned()),
+                        _ => AffinityKey::SourceIp,
+                    },
+                    balance_factor_percent: factor.max(100),
+                }),
+                spillover_in_flight: self.spillover_in_flight.filter(|&n| n > 0),
             },
             upstream: Upstream {
                 protocol: protocol[usize::from(self.protocol) % protocol.len()],
@@ -306,6 +318,9 @@ pub fn routing_table() -> (Arc<RouteTable>, Version) {
             policy,
             slow_start_ms: slow,
             protocol: key,
+            // Every other Route keys requests by a header, cookie or the address.
+            affinity: (key % 2 == 1).then_some((key / 2, 125)),
+            spillover_in_flight: None,
         };
         let routes = vec![
             spec(
