@@ -123,6 +123,15 @@ def start_peer(name: str, run: Path, cpus: str | None):
 
 
 def load(url: str, host: str, rate: float, args, log: Path) -> dict:
+    """One open-loop run on freshly started pods: no run inherits another's queues."""
+    pods = start_pods(log.parent, args.load_cpus)
+    try:
+        return _load(url, host, rate, args, log)
+    finally:
+        common.stop(pods)
+
+
+def _load(url: str, host: str, rate: float, args, log: Path) -> dict:
     pin = ["taskset", "-c", args.load_cpus] if args.load_cpus else []
     argv = [*pin, str(LBLOAD), "load", "-url", url, "-host", host, "-rate", f"{rate:.0f}",
             "-duration", f"{args.duration}s", "-warmup", f"{args.warmup}s"]
@@ -153,14 +162,15 @@ def main() -> int:
     run.mkdir(parents=True, exist_ok=True)
     results: list[dict] = []
     try:
-        pods = start_pods(run, args.load_cpus)
         for r in range(args.rounds):
             order = targets[r % len(targets):] + targets[: r % len(targets)]
             fairway_done = False
             for target in order:
+                if target.startswith("fairway") and fairway_done:
+                    continue
+                # Pods for the target's start-up checks only: each run starts its own.
+                pods = start_pods(run, args.load_cpus)
                 if target.startswith("fairway"):
-                    if fairway_done:
-                        continue
                     fairway_done = True
                     procs = start_fairway(run, args.proxy_cpus)
                     runs = [(t, f"http://127.0.0.1:{PORTS['FAIRWAY_PORT']}/", FAIRWAY_POLICIES[t])
@@ -173,6 +183,7 @@ def main() -> int:
                 else:
                     procs, port = start_peer(target, run, args.proxy_cpus)
                     runs = [(target, f"http://127.0.0.1:{port}/", "orders.bench")]
+                common.stop(pods)
                 try:
                     for name, url, host in runs:
                         for level in loads:
@@ -186,7 +197,6 @@ def main() -> int:
                 finally:
                     for proc in procs:
                         common.stop(proc)
-        common.stop(pods)
     finally:
         common.stop_all()
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -62,7 +62,13 @@ type pod struct {
 
 func (p *pod) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
-	p.workers <- struct{}{}
+	// A request whose client left (a proxy's timeout) leaves the queue: a pod that
+	// served abandoned work would carry one run's overload into the next.
+	select {
+	case p.workers <- struct{}{}:
+	case <-r.Context().Done():
+		return
+	}
 	if p.every > 0 {
 		into := time.Since(p.start) % p.every
 		if into < p.stall {
