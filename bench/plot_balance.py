@@ -31,7 +31,7 @@ COLORS = {
     "nginx": "#e6550d",
     "haproxy": "#a63603",
 }
-W, PANEL_W, TOP, BOTTOM = 900, 400, 60, 330
+W, PANEL_W, TOP, BOTTOM = 960, 400, 60, 330
 
 
 def panel(x0, title, key, results, targets, loads):
