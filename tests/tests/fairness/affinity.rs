@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use fairway::demo::pods::POD_HEADER;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::world::{WAIT, World, admin_get};
+use crate::world::{WAIT, World, admin_get, pod_of};
 
 const ROUTES: &str = "apiVersion: fairway.dev/v1alpha1
 kind: Route
@@ -68,18 +67,7 @@ async fn pod(proxy: SocketAddr, version: &str, host: &str, header: &str) -> Stri
         .await
         .unwrap_or_else(|_| panic!("no answer within 10 s"))
         .unwrap_or_else(|e| panic!("request through {proxy}: {e}"));
-    assert!(
-        answer.starts_with(&format!("HTTP/{version} 200")),
-        "{answer}"
-    );
-    answer
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case(POD_HEADER)
-                .then(|| value.trim().to_owned())
-        })
-        .unwrap_or_else(|| panic!("a pod answered: {answer}"))
+    pod_of(&answer)
 }
 
 /// Which pod each of `KEYS` keys reached through `proxy`.

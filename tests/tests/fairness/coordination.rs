@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fairway::demo::pods::POD_HEADER;
-
-use crate::world::{World, get, scripted_pod};
+use crate::world::{World, get, pod_of, scripted_pod, slice_endpoint};
 
 const ROUTES: &str = "apiVersion: fairway.dev/v1alpha1
 kind: Route
@@ -36,35 +34,16 @@ async fn pod(proxy: SocketAddr, host: &str) -> String {
     let answer = get(proxy, host, "/")
         .await
         .unwrap_or_else(|e| panic!("request through {proxy}: {e}"));
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    answer
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case(POD_HEADER)
-                .then(|| value.trim().to_owned())
-        })
-        .unwrap_or_else(|| panic!("a pod answered: {answer}"))
+    pod_of(&answer)
 }
 
 #[tokio::test]
 async fn a_proxy_steers_clear_of_the_pod_other_proxies_keep_busy() {
     let mut world = World::start(210, 0, 0).await;
+    let _slow = scripted_pod(world.pod_addr(1), "slow", Duration::from_millis(500), "").await;
+    let _fast = scripted_pod(world.pod_addr(2), "fast", Duration::ZERO, "").await;
     let ips: Vec<String> = (0..=2).map(|i| world.ip(i)).collect();
-    let at = |i: usize| -> SocketAddr {
-        format!("{}:{}", ips[i], world.port)
-            .parse()
-            .unwrap_or_else(|e| panic!("pod address: {e}"))
-    };
-    let _slow = scripted_pod(at(1), "slow", Duration::from_millis(500), "").await;
-    let _fast = scripted_pod(at(2), "fast", Duration::ZERO, "").await;
-    let endpoint = |i: usize, name: &str| {
-        format!(
-            "- addresses: [\"{}\"]\n  conditions: {{ready: true, serving: true, terminating: false}}\n  \
-             targetRef: {{kind: Pod, name: {name}, namespace: fair}}\n",
-            ips[i]
-        )
-    };
+    let endpoint = |i: usize, name: &str| slice_endpoint(&ips[i], name, "");
     std::fs::write(world.dir.path().join("static").join("routes.yaml"), ROUTES)
         .unwrap_or_else(|e| panic!("write routes: {e}"));
     world.write_slice(&format!("{}{}", endpoint(1, "slow"), endpoint(2, "fast")));

@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fairway::demo::pods::POD_HEADER;
-
-use crate::world::{World, get, scripted_pod};
+use crate::world::{World, get, pod_of, scripted_pod, slice_endpoint};
 
 const BUSY: &str = "endpoint-load-metrics: TEXT cpu_utilization=0.8, rps_fractional=100\r\n";
 const IDLE: &str = "endpoint-load-metrics: TEXT cpu_utilization=0.2, rps_fractional=100\r\n";
@@ -21,16 +19,7 @@ async fn shares(proxy: SocketAddr, n: usize) -> BTreeMap<String, usize> {
         let answer = get(proxy, "orders.fair", "/")
             .await
             .unwrap_or_else(|e| panic!("request through the proxy: {e}"));
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        let pod = answer
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case(POD_HEADER)
-                    .then(|| value.trim().to_owned())
-            })
-            .unwrap_or_else(|| panic!("a pod answered: {answer}"));
-        *counts.entry(pod).or_insert(0) += 1;
+        *counts.entry(pod_of(&answer)).or_insert(0) += 1;
     }
     counts
 }
@@ -38,23 +27,12 @@ async fn shares(proxy: SocketAddr, n: usize) -> BTreeMap<String, usize> {
 #[tokio::test]
 async fn pods_reporting_less_cost_per_request_get_more_requests() {
     let mut world = World::start(200, 0, 0).await;
-    let at = |i: usize| -> SocketAddr {
-        format!("{}:{}", world.ip(i), world.port)
-            .parse()
-            .unwrap_or_else(|e| panic!("pod address: {e}"))
-    };
-    let _busy = scripted_pod(at(1), "busy", Duration::ZERO, BUSY).await;
-    let _idle = scripted_pod(at(2), "idle", Duration::ZERO, IDLE).await;
-    let _plain = scripted_pod(at(3), "plain-1", Duration::ZERO, "").await;
-    let _plain = scripted_pod(at(4), "plain-2", Duration::ZERO, "").await;
+    let _busy = scripted_pod(world.pod_addr(1), "busy", Duration::ZERO, BUSY).await;
+    let _idle = scripted_pod(world.pod_addr(2), "idle", Duration::ZERO, IDLE).await;
+    let _plain = scripted_pod(world.pod_addr(3), "plain-1", Duration::ZERO, "").await;
+    let _plain = scripted_pod(world.pod_addr(4), "plain-2", Duration::ZERO, "").await;
     let ips: Vec<String> = (0..=4).map(|i| world.ip(i)).collect();
-    let endpoint = |i: usize, name: &str| {
-        format!(
-            "- addresses: [\"{}\"]\n  conditions: {{ready: true, serving: true, terminating: false}}\n  \
-             targetRef: {{kind: Pod, name: {name}, namespace: fair}}\n",
-            ips[i]
-        )
-    };
+    let endpoint = |i: usize, name: &str| slice_endpoint(&ips[i], name, "");
     // Without reports first: two plain pods, half each.
     world.write_slice(&format!(
         "{}{}",

@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::world::{World, get, scripted_pod};
-use fairway::demo::pods::POD_HEADER;
-
+use crate::world::{World, get, pod_of, scripted_pod, slice_endpoint};
 const ROUTES: &str = "apiVersion: fairway.dev/v1alpha1
 kind: Route
 metadata: {name: spill, namespace: fair, creationTimestamp: \"2026-01-01T00:00:00Z\"}
@@ -31,18 +29,6 @@ spec:
 
 /// How long the local pod takes per request: long enough for a burst to pile up.
 const SLOW: Duration = Duration::from_millis(300);
-
-fn pod_of(answer: &str) -> String {
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    answer
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case(POD_HEADER)
-                .then(|| value.trim().to_owned())
-        })
-        .unwrap_or_else(|| panic!("a pod answered: {answer}"))
-}
 
 /// `n` requests for `host` at once, each on its own connection; answers per pod.
 async fn burst(proxy: SocketAddr, host: &str, n: usize) -> BTreeMap<String, usize> {
@@ -78,16 +64,10 @@ async fn a_busy_node_spills_to_other_nodes_and_comes_back() {
     // pod-1 (instant) is on another node; the slow pod beside it is on ours.
     let mut world = World::start_with(190, 1, 1, ROUTES).await;
     let local_ip = world.ip(2);
-    let local: SocketAddr = format!("{local_ip}:{}", world.port)
-        .parse()
-        .unwrap_or_else(|e| panic!("local pod address: {e}"));
-    let _slow = scripted_pod(local, "local", SLOW, "").await;
+    let _slow = scripted_pod(world.pod_addr(2), "local", SLOW, "").await;
     let endpoint = |ip: &str, name: &str, node: &str| {
-        format!(
-            "- addresses: [\"{ip}\"]\n  conditions: {{ready: true, serving: true, terminating: false}}\n  \
-             nodeName: {node}\n  hints: {{forNodes: [{{name: {node}}}]}}\n  \
-             targetRef: {{kind: Pod, name: {name}, namespace: fair}}\n"
-        )
+        let hints = format!("  nodeName: {node}\n  hints: {{forNodes: [{{name: {node}}}]}}\n");
+        slice_endpoint(ip, name, &hints)
     };
     let remote_ip = world.ip(1);
     world.write_slice(&format!(

@@ -86,6 +86,13 @@ impl World {
         format!("127.0.0.{}", usize::from(self.base) + i)
     }
 
+    /// Pod `i`'s address: its IP and the Service's target port.
+    pub fn pod_addr(&self, i: usize) -> SocketAddr {
+        format!("{}:{}", self.ip(i), self.port)
+            .parse()
+            .unwrap_or_else(|e| panic!("pod address: {e}"))
+    }
+
     fn statics(&self) -> PathBuf {
         self.dir.path().join("static")
     }
@@ -299,6 +306,30 @@ pub async fn scripted_pod(
             });
         }
     })
+}
+
+/// The pod that answered (the demo pods' header), from a whole HTTP/1.x answer that
+/// must be a `200`.
+pub fn pod_of(answer: &str) -> String {
+    let ok = answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200");
+    assert!(ok, "{answer}");
+    answer
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case(POD_HEADER)
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("a pod answered: {answer}"))
+}
+
+/// One ready endpoint of a slice (see [`World::write_slice`]): `ip`, its pod `name`,
+/// and `extra` fields (YAML lines, each indented by two and ending in a newline).
+pub fn slice_endpoint(ip: &str, name: &str, extra: &str) -> String {
+    format!(
+        "- addresses: [\"{ip}\"]\n  conditions: {{ready: true, serving: true, terminating: false}}\n\
+         {extra}  targetRef: {{kind: Pod, name: {name}, namespace: fair}}\n"
+    )
 }
 
 /// The value of the first line of `text` starting with `series`.

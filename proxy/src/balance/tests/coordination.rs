@@ -2,22 +2,8 @@
 //! flight count beside this proxy's own under the load-aware policies, so proxies do
 //! not all pick the pod that looks idle to each of them alone. Figures expire.
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::balance::endpoint::OTHERS_EXPIRY;
-
-fn picks(b: &mut Balancer, n: usize, now: Instant) -> BTreeMap<EndpointAddr, usize> {
-    let mut rng = rng();
-    let mut counts = BTreeMap::new();
-    for _ in 0..n {
-        let addr = b.pick(now, &mut rng).expect("an endpoint");
-        b.on_start(addr);
-        b.on_end(addr, Duration::from_millis(1), Outcome::Success, now);
-        *counts.entry(addr).or_default() += 1;
-    }
-    counts
-}
 
 #[test]
 fn the_others_in_flight_steer_the_load_aware_policies() {
@@ -27,11 +13,11 @@ fn the_others_in_flight_steer_the_load_aware_policies() {
         b.update(&ready_set(0..2), now);
         // Other proxies hold 10 requests on pod 0: this proxy sends to pod 1.
         b.set_others(&[(addr(0), 10)], now);
-        let steered = picks(&mut b, 100, now);
+        let steered = shares(&mut b, &mut rng(), now, 100);
         assert_eq!(steered.get(&addr(1)), Some(&100), "{policy:?}: {steered:?}");
         // Figures older than the expiry no longer count: both pods again.
         let later = now + OTHERS_EXPIRY;
-        let even = picks(&mut b, 100, later);
+        let even = shares(&mut b, &mut rng(), later, 100);
         assert_eq!(even.len(), 2, "{policy:?}: {even:?}");
     }
 }
@@ -43,7 +29,9 @@ fn round_robin_keeps_its_exact_rotation() {
     b.update(&ready_set(0..2), now);
     b.set_others(&[(addr(0), 10)], now);
     assert_eq!(
-        picks(&mut b, 100, now).values().collect::<Vec<_>>(),
+        shares(&mut b, &mut rng(), now, 100)
+            .values()
+            .collect::<Vec<_>>(),
         [&50, &50]
     );
 }

@@ -2,8 +2,6 @@
 //! every policy (a pod reporting a quarter of the cost per request gets four times the
 //! share), expire, and without them nothing changes. Fails if reports are ignored.
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::balance::{REWEIGH, parse_load_report};
 
@@ -17,18 +15,6 @@ fn report(b: &mut Balancer, now: Instant) {
     b.on_report(addr(1), &idle, now);
 }
 
-fn counts(b: &mut Balancer, n: usize, now: Instant) -> BTreeMap<EndpointAddr, usize> {
-    let mut rng = rng();
-    let mut counts = BTreeMap::new();
-    for _ in 0..n {
-        let addr = b.pick(now, &mut rng).expect("an endpoint");
-        b.on_start(addr);
-        b.on_end(addr, Duration::from_millis(1), Outcome::Success, now);
-        *counts.entry(addr).or_default() += 1;
-    }
-    counts
-}
-
 #[test]
 fn reported_cost_per_request_weighs_every_policy() {
     for policy in [Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma] {
@@ -38,7 +24,7 @@ fn reported_cost_per_request_weighs_every_policy() {
         report(&mut b, now);
         // Weights 125 and 500 (gRPC WRR: qps / utilization), recomputed within REWEIGH.
         let later = now + REWEIGH;
-        let c = counts(&mut b, 2_000, later);
+        let c = shares(&mut b, &mut rng(), later, 2_000);
         let idle_share = c[&addr(1)] as f64 / 2_000.0;
         assert!(
             (0.75..=0.85).contains(&idle_share),
@@ -53,16 +39,20 @@ fn without_reports_or_once_they_expire_pods_weigh_alike() {
     let mut b = Balancer::new(config(Policy::RoundRobin));
     b.update(&ready_set(0..2), now);
     assert_eq!(
-        counts(&mut b, 100, now).values().collect::<Vec<_>>(),
+        shares(&mut b, &mut rng(), now, 100)
+            .values()
+            .collect::<Vec<_>>(),
         [&50, &50]
     );
     report(&mut b, now);
-    let skewed = counts(&mut b, 100, now + REWEIGH);
+    let skewed = shares(&mut b, &mut rng(), now + REWEIGH, 100);
     assert_eq!(skewed[&addr(1)], 80, "{skewed:?}");
     // No report for longer than the expiry: even again.
     let expired = now + crate::balance::orca::EXPIRY + REWEIGH;
     assert_eq!(
-        counts(&mut b, 100, expired).values().collect::<Vec<_>>(),
+        shares(&mut b, &mut rng(), expired, 100)
+            .values()
+            .collect::<Vec<_>>(),
         [&50, &50]
     );
 }
@@ -75,7 +65,7 @@ fn reports_without_a_weight_change_nothing() {
     let no_rate = parse_load_report(b"TEXT cpu_utilization=0.9").expect("a report");
     b.on_report(addr(0), &no_rate, now);
     assert_eq!(
-        counts(&mut b, 100, now + REWEIGH)
+        shares(&mut b, &mut rng(), now + REWEIGH, 100)
             .values()
             .collect::<Vec<_>>(),
         [&50, &50]
