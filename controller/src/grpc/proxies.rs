@@ -55,6 +55,8 @@ struct Entry {
     hello_zone: Option<String>,
     /// The latest load report and when it arrived.
     load: Option<(Instant, Arc<LoadReport>)>,
+    /// That report's requests in flight (see [`in_flight_of`]), its part of the sums.
+    in_flight: Arc<InFlight>,
 }
 
 /// Connected proxies, keyed by connection (a proxy that reconnects before its old
@@ -119,6 +121,7 @@ impl Proxies {
             info,
             hello_zone: zone,
             load: None,
+            in_flight: Arc::default(),
         };
         self.entries().insert(conn, entry);
         Registration {
@@ -205,29 +208,30 @@ impl Registration {
         {
             return false;
         }
-        let new = in_flight_of(&report);
-        let old = entry.load.replace((now, Arc::new(report)));
+        let new = Arc::new(in_flight_of(&report));
+        entry.load = Some((now, Arc::new(report)));
+        let old = std::mem::replace(&mut entry.in_flight, Arc::clone(&new));
         drop(entries);
-        self.proxies
-            .count(old.as_ref().map(|(_, r)| in_flight_of(r)), Some(new));
+        self.proxies.count(&old, &new);
         true
     }
 
     /// For the latest report, if it accepts figures: per endpoint it named, the other
     /// proxies' requests in flight (the sum less its own).
     pub fn figures(&self) -> Option<LoadFigures> {
-        let report = {
+        let own = {
             let entries = self.proxies.entries();
-            let (_, report) = entries.get(&self.conn)?.load.as_ref()?;
-            Arc::clone(report)
+            let entry = entries.get(&self.conn)?;
+            let (_, report) = entry.load.as_ref()?;
+            if !report.accepts_figures {
+                return None;
+            }
+            Arc::clone(&entry.in_flight)
         };
-        if !report.accepts_figures {
-            return None;
-        }
-        let own = in_flight_of(&report);
         let totals = self.proxies.in_flight();
         let mut sets: Vec<(EndpointSetKey, Vec<(EndpointAddr, u32)>)> = Vec::new();
-        for ((set, addr), mine) in own {
+        for ((set, addr), &mine) in own.iter() {
+            let (set, addr) = (set.clone(), *addr);
             let others = totals.get(&(set.clone(), addr)).copied().unwrap_or(0);
             let others = u32::try_from(others.saturating_sub(mine)).unwrap_or(u32::MAX);
             match sets.last_mut() {
@@ -247,19 +251,19 @@ impl Proxies {
     }
 
     /// Replaces one proxy's part of the sums: `old` out, `new` in.
-    fn count(&self, old: Option<InFlight>, new: Option<InFlight>) {
+    fn count(&self, old: &InFlight, new: &InFlight) {
         let mut totals = self.in_flight();
-        for (key, n) in old.into_iter().flatten() {
-            if let Some(total) = totals.get_mut(&key) {
+        for (key, &n) in old {
+            if let Some(total) = totals.get_mut(key) {
                 *total = total.saturating_sub(n);
                 if *total == 0 {
-                    totals.remove(&key);
+                    totals.remove(key);
                 }
             }
         }
-        for (key, n) in new.into_iter().flatten() {
+        for (key, &n) in new {
             if n > 0 {
-                *totals.entry(key).or_default() += n;
+                *totals.entry(key.clone()).or_default() += n;
             }
         }
     }
@@ -268,8 +272,9 @@ impl Proxies {
 impl Drop for Registration {
     fn drop(&mut self) {
         let gone = self.proxies.entries().remove(&self.conn);
-        let old = gone.and_then(|e| e.load).map(|(_, r)| in_flight_of(&r));
-        self.proxies.count(old, None);
+        if let Some(entry) = gone {
+            self.proxies.count(&entry.in_flight, &InFlight::new());
+        }
     }
 }
 
