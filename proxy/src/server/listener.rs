@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::service::{self, RequestBody, Shared};
-use super::{ServerConfig, downstream, headers, sentry};
+use super::{ServerConfig, downstream, headers, rewind};
 
 /// hyper's smallest allowed HTTP/1.1 read buffer (it panics below this).
 const MIN_READ_BUFFER: usize = 8192;
@@ -155,8 +155,6 @@ impl Connection {
         client: HeaderValue,
     ) {
         let shared = Arc::clone(&self.shared);
-        let framing = sentry::Flag::default();
-        let flag = framing.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let request = request.map(RequestBody::Hyper);
             // Boxed: hyper spawns a task per HTTP/2 stream and moves this future into it
@@ -166,7 +164,7 @@ impl Connection {
             let handled = Box::pin(service::handle(
                 Arc::clone(&shared),
                 client.clone(),
-                flag.raised(),
+                false,
                 request,
             ));
             async move {
@@ -176,7 +174,7 @@ impl Connection {
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        let stream = sentry::Sentry::new(read, stream, framing);
+        let stream = rewind::Rewound::new(read, stream);
         // With upgrades: a `101` hands the connection to the upgrade's tunnel.
         let conn = self
             .builder

@@ -25,7 +25,7 @@ mod listener;
 mod pick;
 mod resend;
 mod retry;
-mod sentry;
+mod rewind;
 mod service;
 mod step;
 mod traced;

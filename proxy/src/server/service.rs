@@ -54,7 +54,7 @@ pub(super) struct Answer {
 
 /// Serves one request. Never fails: every error becomes its response.
 /// `conflicting_framing`: the request carried both `Content-Length` and
-/// `Transfer-Encoding` (the sentry saw it), so it is answered `400` unforwarded.
+/// `Transfer-Encoding` (the fast loop saw it), so it is answered `400` unforwarded.
 pub async fn handle(
     shared: Arc<Shared>,
     client: HeaderValue,
@@ -74,7 +74,7 @@ pub async fn handle(
         .as_ref()
         .and_then(|tracer| traced::start(tracer, &request, start));
     let answered = if conflicting_framing {
-        // hyper already closes the connection after this answer (RFC 9112 §6.1).
+        // The fast loop closes the connection after this answer.
         Err((ProxyError::ConflictingFraming, None, None))
     } else {
         proxy(

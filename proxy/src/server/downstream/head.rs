@@ -3,7 +3,8 @@
 //!
 //! The fast loop takes the common shape only: HTTP/1.1, no `Transfer-Encoding`, at most
 //! one `Content-Length` no larger than [`MAX_FAST_BODY`], no `Expect` or `Upgrade`, not
-//! `CONNECT`. Everything else (HTTP/1.0, chunked uploads, malformed or oversized heads,
+//! `CONNECT`; and it refuses an HTTP/1.1 head with both `Content-Length` and
+//! `Transfer-Encoding` ([`Parsed::Conflicting`]). Everything else (HTTP/1.0, chunked uploads, malformed or oversized heads,
 //! the HTTP/2 preface) is [`Parsed::Handoff`]: hyper serves the rest of the connection,
 //! with the same answers (`400`, `431`, `405`, ...) it gave before this loop existed.
 
@@ -48,6 +49,9 @@ pub enum Parsed {
     Request(Head),
     /// Not for the fast loop: hyper takes the connection from here, buffer untouched.
     Handoff,
+    /// A head with both `Content-Length` and `Transfer-Encoding`, removed from the
+    /// buffer: the loop answers `400 ConflictingFraming` and closes, reading no body.
+    Conflicting(Head),
     /// A head httparse took but whose target `http` refuses; it was removed from the
     /// buffer, so the loop answers `400` and closes (as hyper does).
     Malformed,
@@ -98,24 +102,33 @@ pub fn parse(buf: &mut BytesMut, limits: Limits) -> Parsed {
     let mut body = 0;
     let mut lengths = 0;
     let mut close = false;
+    // Any `Transfer-Encoding`, and anything else the loop leaves to hyper; decided after
+    // every field was seen, so a `Content-Length` with it is caught in any order.
+    let mut coded = false;
+    let mut unusual = false;
     for header in request.headers.iter() {
         let name = header.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             lengths += 1;
             match parse_length(header.value) {
                 Some(n) if n <= MAX_FAST_BODY => body = n as usize,
-                _ => return Parsed::Handoff,
+                _ => unusual = true,
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
             close |= has_token(header.value, b"close");
-        } else if [TRANSFER_ENCODING, EXPECT, UPGRADE]
+        } else if name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str().as_bytes()) {
+            coded = true;
+        } else if [EXPECT, UPGRADE]
             .iter()
             .any(|n| name.eq_ignore_ascii_case(n.as_str().as_bytes()))
         {
-            return Parsed::Handoff;
+            unusual = true;
         }
     }
-    if lengths > 1 {
+    // Both framings (CL.TE, TE.CL): answered `400` here, before any body byte is read,
+    // so no second parser has to look for them (RFC 9112 §6.1 allows the rejection).
+    let conflicting = coded && lengths > 0;
+    if !conflicting && (coded || unusual || lengths > 1) {
         return Parsed::Handoff;
     }
     let target = (offset(buf, target.as_bytes()), target.len());
@@ -125,15 +138,24 @@ pub fn parse(buf: &mut BytesMut, limits: Limits) -> Parsed {
         .map(|header| Span::of(buf, header))
         .collect();
     let head = buf.split_to(len).freeze();
-    match build(method, &head, target) {
-        Some(request) => Parsed::Request(Head {
+    let Some(request) = build(method, &head, target) else {
+        return Parsed::Malformed;
+    };
+    let fields = Fields::new(head, spans);
+    if conflicting {
+        return Parsed::Conflicting(Head {
             request,
-            fields: Fields::new(head, spans),
-            body,
-            close,
-        }),
-        None => Parsed::Malformed,
+            fields,
+            body: 0,
+            close: true,
+        });
     }
+    Parsed::Request(Head {
+        request,
+        fields,
+        body,
+        close,
+    })
 }
 
 /// The request line as a request, the target a zero-copy slice of `head`. `None` when

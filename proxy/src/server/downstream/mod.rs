@@ -3,9 +3,8 @@
 //!
 //! Why not hyper's server for these: its dispatcher parses every head into its own
 //! state machine, hands the request to the service, and encodes the response through
-//! generic buffers; the framing sentry then parses each head a second time. Measured
-//! with callgrind, that was most of the proxy's user-space work per request, and it
-//! kept HTTP/1.1 throughput below nginx and HAProxy. This loop parses a head once
+//! generic buffers. Measured with callgrind, that was most of the proxy's user-space
+//! work per request, and it kept HTTP/1.1 throughput below nginx and HAProxy. This loop parses a head once
 //! (httparse, zero-copy header values), calls the same [`service::handle`] as the
 //! hyper path, and writes the response head and body in one write where it can.
 //!
@@ -14,6 +13,13 @@
 //! `Expect`, `Upgrade`, `CONNECT`, and every malformed or oversized head, which hyper
 //! answers (`400`, `431`, ...) exactly as before. The fast loop only decides what it can
 //! serve; the rules for the rest stay in one place.
+//!
+//! One exception is answered here: a head with both `Content-Length` and
+//! `Transfer-Encoding` gets `400 ConflictingFraming` and the connection closes. On a
+//! connection hyper has taken over (after an HTTP/1.0 request or a chunked upload),
+//! such a request follows hyper's reading of RFC 9112 §6.1 instead: chunked wins, the
+//! length is dropped and the connection closes after the answer, so nothing is
+//! smuggled either way, and no second parser re-reads hyper's bytes to tell.
 
 mod head;
 mod respond;
@@ -80,9 +86,10 @@ impl Loop<'_> {
         tokio::pin!(timer);
         loop {
             let started = Instant::now();
-            let request = loop {
+            let (request, conflicting) = loop {
                 match head::parse(&mut read, self.limits) {
-                    head::Parsed::Request(head) => break head,
+                    head::Parsed::Request(head) => break (head, false),
+                    head::Parsed::Conflicting(head) => break (head, true),
                     head::Parsed::Handoff => return Ended::Handoff(read.freeze()),
                     head::Parsed::Malformed => {
                         respond::bad_request(&mut write);
@@ -117,7 +124,7 @@ impl Loop<'_> {
             let handled = std::pin::pin!(service::handle(
                 Arc::clone(self.shared),
                 self.client.clone(),
-                false,
+                conflicting,
                 request
             ));
             let Some(response) = self.answer(stream, &mut read, handled).await else {
