@@ -54,6 +54,31 @@ pub enum UpstreamError {
     Upgrade(hyper::Error),
 }
 
+/// The pool seam: where one try goes. The proxy sends over its per-endpoint [`Pools`];
+/// the request service's unit tests send to a recording fake (`server/fake.rs`), so
+/// retries, errors and what reaches a pod are tested without sockets. Generic, not
+/// `dyn`: the request path pays no allocation or indirect call for the seam.
+pub trait Upstream: Send + Sync + 'static {
+    /// One try of the request in `slot` at `addr`; the contract of [`send`].
+    fn send(
+        &self,
+        addr: EndpointAddr,
+        settings: &ConnSettings,
+        slot: &mut Option<Request<UpstreamBody>>,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, TryError>> + Send;
+}
+
+impl Upstream for Pools {
+    fn send(
+        &self,
+        addr: EndpointAddr,
+        settings: &ConnSettings,
+        slot: &mut Option<Request<UpstreamBody>>,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, TryError>> + Send {
+        send(self, addr, settings, slot)
+    }
+}
+
 /// Sends the request in `slot` to `addr` over its pool and returns the response, whose
 /// body holds the connection's lease while it streams.
 ///

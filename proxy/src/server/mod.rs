@@ -18,6 +18,8 @@
 mod affinity;
 mod downstream;
 mod errors;
+#[cfg(test)]
+mod fake;
 mod forward;
 mod grpc;
 mod headers;

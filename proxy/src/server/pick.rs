@@ -126,8 +126,8 @@ impl Drop for TimedOut<'_> {
 /// Picks again for a retry, from the newest table (an endpoint may have left), avoiding
 /// the endpoints in `tried` when a few picks find another. A retry has no affinity: its
 /// key's endpoint just failed it, so the Route's policy picks.
-pub(super) fn repick(
-    shared: &Shared,
+pub(super) fn repick<U>(
+    shared: &Shared<U>,
     request: &Request<UpstreamBody>,
     fallback: &Table,
     tried: &[EndpointAddr],

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fairway_proto::model::{AppProtocol, EndpointAddr, Route, RouteKey};
+use fairway_proto::model::{AppProtocol, EndpointAddr, Route};
 use http::header::HeaderValue;
 use http::{Method, Request, Response};
 use http_body::Body as _;
 
 use super::affinity;
 use super::errors::ProxyError;
-use super::forward::{self, TryError, authority_of};
+use super::forward::{TryError, Upstream, authority_of};
 use super::grpc;
 use super::headers;
 use super::pick::{EndGuard, TimedOut, pick, repick};
@@ -32,11 +32,12 @@ use crate::trace::{RequestTrace, Tracer};
 
 pub use crate::request::RequestBody;
 
-/// What every request on every connection shares.
+/// What every request on every connection shares. `U` is where tries go: the pools, or
+/// a unit test's fake.
 #[derive(Debug)]
-pub struct Shared {
+pub struct Shared<U = Pools> {
     pub table: Arc<TableHandle>,
-    pub pools: Arc<Pools>,
+    pub pools: Arc<U>,
     pub metrics: Arc<Metrics>,
     pub budget: SharedBudget,
     /// Most headers in a request (HTTP/2; hyper enforces it for HTTP/1.1).
@@ -55,8 +56,8 @@ pub(super) struct Answer {
 /// Serves one request. Never fails: every error becomes its response.
 /// `conflicting_framing`: the request carried both `Content-Length` and
 /// `Transfer-Encoding` (the fast loop saw it), so it is answered `400` unforwarded.
-pub async fn handle(
-    shared: Arc<Shared>,
+pub async fn handle<U: Upstream>(
+    shared: Arc<Shared<U>>,
     client: HeaderValue,
     conflicting_framing: bool,
     request: Request<RequestBody>,
@@ -94,13 +95,9 @@ pub async fn handle(
         Ok(mut answer) => {
             let route = answer.route.as_ref().map(|r| &r.key);
             let status = answer.response.status().as_u16();
-            record(
-                &shared.metrics,
-                route,
-                answer.endpoint,
-                status,
-                start.elapsed(),
-            );
+            shared
+                .metrics
+                .record(route, answer.endpoint, status, start.elapsed());
             if let Some(mut call) = call {
                 if let Some(route) = route {
                     call.aim(route, answer.endpoint);
@@ -119,7 +116,8 @@ pub async fn handle(
             // Errors before routing finished still name their route when they know it.
             let route = route.as_ref().map(|r| &r.key).or_else(|| error.route());
             let status = response.status().as_u16();
-            record(&shared.metrics, route, endpoint, status, start.elapsed());
+            let elapsed = start.elapsed();
+            shared.metrics.record(route, endpoint, status, elapsed);
             if let Some(mut call) = call {
                 if let Some(route) = route {
                     call.aim(route, endpoint);
@@ -147,20 +145,10 @@ fn follow_grpc(response: &mut Response<ProxyBody>, call: GrpcCall) {
     }
 }
 
-fn record(
-    metrics: &Metrics,
-    route: Option<&RouteKey>,
-    endpoint: Option<EndpointAddr>,
-    status: u16,
-    duration: Duration,
-) {
-    metrics.record(route, endpoint, status, duration);
-}
-
 pub(super) type Failed = (ProxyError, Option<Arc<Route>>, Option<EndpointAddr>);
 
-async fn proxy(
-    shared: &Shared,
+async fn proxy<U: Upstream>(
+    shared: &Shared<U>,
     client: &HeaderValue,
     request: Request<RequestBody>,
     call: Option<&mut GrpcCall>,
@@ -268,8 +256,8 @@ async fn proxy(
 /// The try loop. Returns the response and the endpoint that gave it, or the last
 /// failure and the endpoint it came from. What each try's end means is `step`'s to
 /// decide; this sends, applies the answer and picks again.
-async fn tries(
-    shared: &Shared,
+async fn tries<U: Upstream>(
+    shared: &Shared<U>,
     client: &HeaderValue,
     request: Request<RequestBody>,
     grpc: bool,
@@ -463,14 +451,14 @@ async fn prepare(
 }
 
 /// One try, within the route's per-try timeout when it has one.
-async fn send(
-    shared: &Shared,
+async fn send<U: Upstream>(
+    shared: &Shared<U>,
     addr: EndpointAddr,
     settings: &ConnSettings,
     per_try: Option<Duration>,
     request: &mut Option<Request<UpstreamBody>>,
 ) -> Result<Response<ProxyBody>, TryError> {
-    let send = std::pin::pin!(forward::send(&shared.pools, addr, settings, request));
+    let send = std::pin::pin!(shared.pools.send(addr, settings, request));
     match per_try {
         Some(limit) => tokio::time::timeout(limit, send)
             .await
@@ -481,8 +469,8 @@ async fn send(
 
 /// Counts a retry after `failure` at `addr` and picks where it goes, away from the
 /// endpoints already tried; `None` when no endpoint is left.
-fn next_pick(
-    shared: &Shared,
+fn next_pick<U: Upstream>(
+    shared: &Shared<U>,
     route: &Route,
     table: &Table,
     tried: &mut Vec<EndpointAddr>,
@@ -495,3 +483,6 @@ fn next_pick(
     let (target, addr) = repick(shared, request, table, tried)?;
     Some(EndGuard::new(target, addr, Instant::now()))
 }
+
+#[cfg(test)]
+mod tests;

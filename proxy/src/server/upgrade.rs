@@ -170,8 +170,8 @@ fn has_body(headers: &HeaderMap) -> bool {
 }
 
 /// Tunnels `request` (admitted for `protocol`): pick, connect, ask the pod, answer.
-pub async fn proxy(
-    shared: &Shared,
+pub async fn proxy<U: Sync>(
+    shared: &Shared<U>,
     client: &HeaderValue,
     mut request: Request<RequestBody>,
     via: Via,

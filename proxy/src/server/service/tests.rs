@@ -1,0 +1,243 @@
+//! The request service through the pool seam: scripted pods ([`FakePods`]) instead of
+//! sockets, so where tries go, when they are retried and what the client gets are
+//! tested as plain functions of the pods' answers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use fairway_proto::model::{EndpointAddr, Route, RouteTable, Version};
+use fairway_proto::testing;
+use http::header::HeaderValue;
+use http::{Method, Request, Response, StatusCode};
+
+use super::{RequestBody, Shared, handle};
+use crate::metrics::Metrics;
+use crate::request::Replayable;
+use crate::response::ProxyBody;
+use crate::server::fake::{FakePods, Reply};
+use crate::server::retry::SharedBudget;
+use crate::table::{Table, TableHandle};
+
+const CLIENT: &str = "192.0.2.7";
+
+/// A proxy serving `orders.shop` over `pods` endpoints, its Route edited by `edit`.
+fn proxy(pods: u32, edit: impl FnOnce(&mut Route)) -> (Arc<Shared<FakePods>>, Arc<FakePods>) {
+    let mut route = testing::route("orders");
+    edit(&mut route);
+    let set = testing::set("orders", pods);
+    let source = RouteTable {
+        routes: [(route.key.clone(), Arc::new(route))].into(),
+        endpoint_sets: [(set.key.clone(), Arc::new(set))].into(),
+    };
+    let version = Version {
+        epoch: 1,
+        sequence: 1,
+    };
+    let built = Table::build(
+        Arc::new(source),
+        version,
+        &Table::default(),
+        (None, None),
+        Instant::now(),
+    );
+    let table = Arc::new(TableHandle::default());
+    table.store(Arc::new(built));
+    let pods_fake = Arc::new(FakePods::default());
+    let shared = Arc::new(Shared {
+        table,
+        pools: Arc::clone(&pods_fake),
+        metrics: Arc::new(Metrics::new(false)),
+        budget: SharedBudget::new(Instant::now()),
+        max_headers: 100,
+        tracer: None,
+    });
+    (shared, pods_fake)
+}
+
+fn request(method: Method, host: &str, body: &'static [u8]) -> Request<RequestBody> {
+    let mut request = Request::new(RequestBody::Buffered(Replayable::new(
+        Bytes::from_static(body),
+        None,
+    )));
+    *request.method_mut() = method;
+    *request.uri_mut() = "/orders/7".parse().unwrap();
+    request
+        .headers_mut()
+        .insert(http::header::HOST, HeaderValue::from_str(host).unwrap());
+    request
+        .headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("x-hop"));
+    request
+        .headers_mut()
+        .insert("x-hop", HeaderValue::from_static("dropped at the hop"));
+    request
+}
+
+async fn call(
+    shared: &Arc<Shared<FakePods>>,
+    request: Request<RequestBody>,
+) -> Response<ProxyBody> {
+    let client = HeaderValue::from_static(CLIENT);
+    handle(Arc::clone(shared), client, false, request)
+        .await
+        .expect("handle never fails")
+}
+
+fn reason(response: &Response<ProxyBody>) -> &str {
+    response
+        .headers()
+        .get("fairway-error")
+        .map_or("", |v| v.to_str().unwrap())
+}
+
+fn addr(i: u32) -> EndpointAddr {
+    EndpointAddr(testing::addr(i))
+}
+
+#[tokio::test]
+async fn a_pod_gets_the_request_edited_for_the_hop() {
+    let (shared, pods) = proxy(1, |_| {});
+    let response = call(&shared, request(Method::GET, "orders.shop", b"")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let sent = pods.sent();
+    assert_eq!(sent.len(), 1, "one try: {sent:?}");
+    assert_eq!(
+        (sent[0].addr, sent[0].method.clone()),
+        (addr(0), Method::GET)
+    );
+    assert_eq!(sent[0].path, "/orders/7");
+    let headers = &sent[0].headers;
+    assert_eq!(headers.get("x-forwarded-for").unwrap(), CLIENT);
+    assert!(
+        headers.get("x-hop").is_none() && headers.get("connection").is_none(),
+        "hop-by-hop fields and those `Connection` names stop at the proxy: {headers:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_on_another_pod_whatever_the_method() {
+    for method in [Method::GET, Method::POST] {
+        let (shared, pods) = proxy(2, |_| {});
+        pods.script(addr(0), Reply::Refuse);
+        pods.script(addr(1), Reply::Refuse);
+        // Both refuse: every attempt is spent, each on a pod, and the error says why.
+        let response = call(&shared, request(method.clone(), "orders.shop", b"{}")).await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{method}");
+        assert_eq!(reason(&response), "ConnectFailed", "{method}");
+        assert!(pods.sent().is_empty(), "a refused connection sends nothing");
+
+        pods.script(addr(1), Reply::Status(StatusCode::OK));
+        for _ in 0..4 {
+            let response = call(&shared, request(method.clone(), "orders.shop", b"{}")).await;
+            assert_eq!(
+                response.status(),
+                StatusCode::OK,
+                "{method}: a refusal at pod 0 goes on to pod 1"
+            );
+        }
+        assert!(pods.sent().iter().all(|s| s.addr == addr(1)), "{method}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_that_reached_a_pod_is_retried_only_when_idempotent() {
+    let (shared, pods) = proxy(2, |_| {});
+    pods.script(addr(0), Reply::Reset);
+    pods.script(addr(1), Reply::Reset);
+    let response = call(&shared, request(Method::POST, "orders.shop", b"{}")).await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(reason(&response), "UpstreamReset");
+    assert_eq!(
+        pods.sent().len(),
+        1,
+        "a POST that was sent is never sent twice"
+    );
+
+    let (shared, pods) = proxy(2, |_| {});
+    pods.script(addr(0), Reply::Reset);
+    pods.script(addr(1), Reply::Reset);
+    let response = call(&shared, request(Method::GET, "orders.shop", b"")).await;
+    assert_eq!(reason(&response), "UpstreamReset");
+    let sent = pods.sent();
+    assert_eq!(
+        sent.len(),
+        3,
+        "a GET goes once and twice again (attempts: 2): {sent:?}"
+    );
+    assert_ne!(
+        sent[0].addr, sent[1].addr,
+        "a retry goes to a pod not yet tried"
+    );
+}
+
+#[tokio::test]
+async fn a_retryable_status_is_retried_elsewhere_and_the_last_answer_is_delivered() {
+    let (shared, pods) = proxy(2, |route| route.retries.attempts = 1);
+    pods.script(addr(0), Reply::Status(StatusCode::SERVICE_UNAVAILABLE));
+    pods.script(addr(1), Reply::Status(StatusCode::SERVICE_UNAVAILABLE));
+    let response = call(&shared, request(Method::GET, "orders.shop", b"")).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the pod's own answer, not one the proxy made"
+    );
+    assert_eq!(reason(&response), "", "no fairway-error on a pod's answer");
+    let sent = pods.sent();
+    assert_eq!(sent.len(), 2, "one retry: {sent:?}");
+    assert_ne!(sent[0].addr, sent[1].addr);
+
+    // A 500 is the application's answer: never retried.
+    let (shared, pods) = proxy(2, |_| {});
+    pods.script(addr(0), Reply::Status(StatusCode::INTERNAL_SERVER_ERROR));
+    pods.script(addr(1), Reply::Status(StatusCode::INTERNAL_SERVER_ERROR));
+    let response = call(&shared, request(Method::GET, "orders.shop", b"")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(pods.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn without_retries_the_first_failure_is_the_answer() {
+    let (shared, pods) = proxy(3, |route| route.retries.attempts = 0);
+    for i in 0..3 {
+        pods.script(addr(i), Reply::Refuse);
+    }
+    let response = call(&shared, request(Method::GET, "orders.shop", b"")).await;
+    assert_eq!(reason(&response), "ConnectFailed");
+    assert!(pods.sent().is_empty());
+}
+
+#[tokio::test]
+async fn requests_the_proxy_cannot_route_reach_no_pod() {
+    let (shared, pods) = proxy(1, |_| {});
+    let unknown = call(&shared, request(Method::GET, "billing.shop", b"")).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(reason(&unknown), "UnknownHost");
+    let mut no_host = request(Method::GET, "orders.shop", b"");
+    no_host.headers_mut().remove(http::header::HOST);
+    let no_host = call(&shared, no_host).await;
+    assert_eq!(no_host.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(reason(&no_host), "MissingHost");
+    let mut connect = request(Method::CONNECT, "orders.shop", b"");
+    *connect.uri_mut() = "orders.shop:443".parse().unwrap();
+    let connect = call(&shared, connect).await;
+    assert_eq!(connect.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(pods.sent().is_empty(), "{:?}", pods.sent());
+}
+
+#[tokio::test]
+async fn a_request_with_conflicting_framing_is_refused_unforwarded() {
+    let (shared, pods) = proxy(1, |_| {});
+    let client = HeaderValue::from_static(CLIENT);
+    let response = handle(
+        Arc::clone(&shared),
+        client,
+        true,
+        request(Method::POST, "orders.shop", b""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(reason(&response), "ConflictingFraming");
+    assert!(pods.sent().is_empty());
+}
