@@ -567,6 +567,9 @@ def main() -> int:
                     help="h2load concurrent streams per connection (4 x 8 = the 32 requests in flight of the wrk run)")
     ap.add_argument("--proxy-cpus", default="0", help="taskset CPU list for every proxy ('' = no pinning)")
     ap.add_argument("--load-cpus", default="1", help="taskset CPU list for wrk/h2load and the pods ('' = free)")
+    ap.add_argument("--contend", type=int, default=0,
+                    help="CPU hogs pinned to the proxy CPUs for the whole run, the same for every target: "
+                         "a proxy on a busy node shares its core with applications (0 = quiet)")
     ap.add_argument("--backend-workers", type=int, default=1)
     ap.add_argument("--endpoints-10k", type=int, default=10000, help="0 skips the large-table RSS")
     ap.add_argument("--perf", default="", help="targets to profile with perf after their h1 run, e.g. fairway")
@@ -590,7 +593,7 @@ def main() -> int:
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpus": os.cpu_count(), "cpu_model": model,
             "load_before": loadavg(), "proxy_cpus": cpus, "load_cpus": args.load_cpus or None, "backend_workers": args.backend_workers,
             "threads": args.threads, "connections": args.connections, "streams": args.streams,
-            "h2_connections": args.h2_connections,
+            "h2_connections": args.h2_connections, "contend": args.contend,
             "duration": args.duration, "warmup": args.warmup, "rounds": args.rounds, "run_dir": str(run),
             "versions": versions(),
         },
@@ -599,6 +602,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
         backends = start_backends(run, args.backend_workers, args.load_cpus or None)
+        # Busy loops at the proxies' own priority: the kernel shares the core between a
+        # proxy and its hogs, so every target gets the same slice and the same wake-up
+        # delays (stopped with everything else by stop_all).
+        for i in range(args.contend):
+            start([sys.executable, "-c", "while True: pass"], run / f"hog-{i}.log", cpus=cpus)
         running: dict[str, Target] = {}
         for name in targets:
             running[name] = t = start_target(name, run, cpus)

@@ -6,6 +6,7 @@
 # docs/img/proxy-bench.svg. Arguments go to bench/proxy.py (--help lists them).
 #   bench/install.sh        # once: wrk, h2load, nginx, haproxy, Envoy
 #   bench/proxy.sh          # builds the binaries (proxy: `dist` profile), then runs
+#   bench/proxy.sh --contend 1   # the same with a CPU hog sharing the proxies' core
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for bin in wrk h2load taskset ss python3; do

@@ -78,7 +78,8 @@ def report(results: dict) -> str:
     m = results["meta"]
     parts = [
         f"Run {m['started']} on {m['cpus']} CPUs ({m['cpu_model']}); load average before: {m['load_before']}, "
-        f"after: {m['load_after']}. Proxies pinned to CPU {m['proxy_cpus'] or 'none'}; load generator and pods "
+        f"after: {m['load_after']}. Proxies pinned to CPU {m['proxy_cpus'] or 'none'}"
+        f"{', sharing it with ' + str(m['contend']) + ' CPU hog(s) (contended)' if m.get('contend') else ' (quiet)'}; load generator and pods "
         f"{'pinned to CPU ' + m['load_cpus'] if m.get('load_cpus') else 'unpinned'}; pods: nginx with "
         f"{m['backend_workers']} worker(s); wrk -t{m['threads']} -c{m['connections']}; {m['rounds']} rounds of "
         f"{m['warmup']} s warm-up + {m['duration']} s per target and protocol, req/s of the median round, each latency and CPU figure the median of the rounds "
