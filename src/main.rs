@@ -25,6 +25,31 @@ enum Command {
     Proxy(fairway_proxy::Args),
     /// Print the Route CustomResourceDefinition as YAML (`fairway crd | kubectl apply -f -`).
     Crd,
+    /// Add the proxy (and the drain hook) to pods annotated `fairway.dev/inject: enabled`
+    /// (the hook alone for `fairway.dev/drain: enabled`), as the webhook would: YAML of
+    /// any objects with pod templates on stdin, the same YAML injected on stdout.
+    /// Offline: no cluster, no kubeconfig. Objects that ask for nothing come back as
+    /// they were.
+    Inject(InjectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct InjectArgs {
+    /// The proxy image (also the drain hook's).
+    #[arg(long, default_value_t = default_image())]
+    image: String,
+    /// The controller's Discovery address.
+    #[arg(long, default_value = fairway_controller::inject::template::DEFAULT_CONTROLLER)]
+    controller: String,
+    /// The injection template the chart renders (ConfigMap `<release>-inject`, key
+    /// `template.yaml`), instead of the built-in one from --image and --controller.
+    #[arg(long)]
+    template: Option<std::path::PathBuf>,
+}
+
+fn default_image() -> String {
+    let repository = fairway_controller::inject::template::DEFAULT_IMAGE;
+    format!("{repository}:{}", env!("CARGO_PKG_VERSION"))
 }
 
 #[tokio::main]
@@ -52,5 +77,34 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", fairway_controller::crd::crd_yaml()?);
             Ok(())
         }
+        Command::Inject(args) => inject(args),
     }
+}
+
+fn inject(args: InjectArgs) -> anyhow::Result<()> {
+    use fairway_controller::inject::{Template, document};
+    use std::io::{Read as _, Write as _};
+    let template = match &args.template {
+        Some(path) => Template::read(path)?,
+        None => Template::default_for(&args.image, &args.controller),
+    };
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading YAML from stdin")?;
+    let (output, reports) = document::inject_yaml(&input, &template)?;
+    std::io::stdout()
+        .write_all(output.as_bytes())
+        .context("writing YAML to stdout")?;
+    for report in reports {
+        eprintln!(
+            "fairway inject: {}: added {}",
+            report.object,
+            report.injected.added.join(", ")
+        );
+        for warning in report.injected.warnings {
+            eprintln!("fairway inject: {}: warning: {warning}", report.object);
+        }
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod crd;
 pub mod grpc;
 pub mod index;
+pub mod inject;
 pub mod load;
 pub mod logs;
 pub mod metrics;

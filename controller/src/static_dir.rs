@@ -34,7 +34,9 @@ use tokio::sync::Notify;
 
 use crate::index::{Changes, ConditionStatus, Index};
 use crate::state::IndexHandle;
-pub use parse::{Kind, Object, ObjectKey, ParseError, Skipped, parse_file};
+pub use parse::{
+    Document, Kind, Object, ObjectKey, ParseError, Skipped, documents, is_empty, parse_file,
+};
 
 /// How often the directory is checked when file-system events are not available (some
 /// network or FUSE mounts). Fast enough that an edit shows up well within a second (the

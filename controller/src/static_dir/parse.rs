@@ -103,15 +103,15 @@ struct TypeHeader {
 
 /// One `---`-separated document: its text and the number of lines before it.
 #[derive(Debug, PartialEq, Eq)]
-struct Document<'a> {
-    lines_before: u64,
-    text: &'a str,
+pub struct Document<'a> {
+    pub lines_before: u64,
+    pub text: &'a str,
 }
 
 /// Splits a YAML stream at document markers (`---` at the start of a line; YAML forbids
 /// that sequence at column 0 inside content, block scalars included). Each document
 /// keeps its marker line so its own line numbers stay right.
-fn documents(text: &str) -> Vec<Document<'_>> {
+pub fn documents(text: &str) -> Vec<Document<'_>> {
     let mut docs = Vec::new();
     let (mut start, mut start_line, mut offset) = (0, 0u64, 0);
     for (line_no, line) in text.split_inclusive('\n').enumerate() {
@@ -138,7 +138,7 @@ fn documents(text: &str) -> Vec<Document<'_>> {
 }
 
 /// True for a document with nothing but markers, comments and blank lines.
-fn is_empty(doc: &str) -> bool {
+pub fn is_empty(doc: &str) -> bool {
     doc.lines()
         .map(str::trim)
         .all(|l| l.is_empty() || l.starts_with('#') || l == "---" || l == "...")

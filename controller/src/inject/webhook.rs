@@ -1,0 +1,91 @@
+//! The mutating admission webhook: an `AdmissionReview` for a Pod in, the same review
+//! answered with a JSON patch out. Pure here; `serve` (below) is the HTTPS edge.
+//!
+//! It never refuses a pod: an object it cannot read or inject is allowed unchanged with
+//! a warning, as `failurePolicy: Ignore` does when the webhook is down. Fairway must
+//! never be the reason a pod cannot start.
+
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use serde_json::Value;
+
+use super::{Template, Wanted, inject};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("the body is not an AdmissionReview: {0}")]
+    Parse(#[source] serde_json::Error),
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+}
+
+/// Answers one AdmissionReview (the request body) with the review to send back.
+pub fn review(
+    body: &[u8],
+    template: &Template,
+) -> Result<AdmissionReview<DynamicObject>, ReviewError> {
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).map_err(ReviewError::Parse)?;
+    let request: AdmissionRequest<DynamicObject> =
+        review.try_into().map_err(|_| ReviewError::NoRequest)?;
+    Ok(answer(&request, template).into_review())
+}
+
+fn answer(request: &AdmissionRequest<DynamicObject>, template: &Template) -> AdmissionResponse {
+    let response = AdmissionResponse::from(request);
+    let Some(object) = &request.object else {
+        return response;
+    };
+    let Ok(pod) = serde_json::to_value(object) else {
+        return response;
+    };
+    let wanted = Wanted::of(pod["metadata"]["annotations"].as_object());
+    let mut patched = pod.clone();
+    let Some(spec) = patched.get_mut("spec") else {
+        return response;
+    };
+    let name = pod_name(&pod, request);
+    let mut response = response;
+    match inject(spec, wanted, template) {
+        Ok(done) if done.added.is_empty() => response,
+        Ok(done) => {
+            tracing::info!(pod = %name, added = ?done.added, "injected");
+            let patch = json_patch::diff(&pod, &patched);
+            let warnings = done.warnings;
+            response = match response.with_patch(patch) {
+                Ok(patched) => patched,
+                Err(error) => {
+                    tracing::warn!(pod = %name, %error, "serializing the injection patch");
+                    return AdmissionResponse::from(request);
+                }
+            };
+            if !warnings.is_empty() {
+                response.warnings = Some(warnings.into_iter().map(with_prefix).collect());
+            }
+            response
+        }
+        Err(error) => {
+            tracing::warn!(pod = %name, %error, "not injected");
+            response.warnings = Some(vec![with_prefix(format!("not injected: {error}"))]);
+            response
+        }
+    }
+}
+
+fn with_prefix(warning: String) -> String {
+    format!("fairway: {warning}")
+}
+
+/// A pod from a Deployment has no name yet at admission: its generateName says whose.
+fn pod_name(pod: &Value, request: &AdmissionRequest<DynamicObject>) -> String {
+    let meta = &pod["metadata"];
+    let name = meta["name"]
+        .as_str()
+        .or(meta["generateName"].as_str())
+        .unwrap_or("");
+    format!("{}/{}", request.namespace.as_deref().unwrap_or(""), name)
+}
+
+#[cfg(test)]
+#[path = "webhook_tests.rs"]
+mod tests;
