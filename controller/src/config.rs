@@ -106,6 +106,34 @@ pub struct Args {
     /// PEM CA bundle: proxies must present a client certificate signed by it.
     #[arg(long, env = "FAIRWAY_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
     pub tls_client_ca_file: Option<PathBuf>,
+
+    /// Serve the injection webhook (HTTPS, `POST /mutate`) on this address. Unset: off.
+    #[arg(
+        long,
+        env = "FAIRWAY_WEBHOOK_ADDR",
+        requires_all = ["webhook_cert_file", "webhook_key_file", "inject_template"]
+    )]
+    pub webhook_addr: Option<SocketAddr>,
+
+    /// PEM certificate chain of the webhook (re-read when the file changes).
+    #[arg(long, env = "FAIRWAY_WEBHOOK_CERT_FILE", requires = "webhook_addr")]
+    pub webhook_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --webhook-cert-file.
+    #[arg(long, env = "FAIRWAY_WEBHOOK_KEY_FILE", requires = "webhook_addr")]
+    pub webhook_key_file: Option<PathBuf>,
+
+    /// What the webhook adds to a pod: the template the chart renders (docs/install.md).
+    #[arg(long, env = "FAIRWAY_INJECT_TEMPLATE", requires = "webhook_addr")]
+    pub inject_template: Option<PathBuf>,
+}
+
+/// The injection webhook: where it listens, its certificate, what it adds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub addr: SocketAddr,
+    pub tls: TlsConfig,
+    pub template: PathBuf,
 }
 
 fn parse_coalesce(s: &str) -> Result<Duration, String> {
@@ -160,6 +188,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Unset: the Discovery server speaks plaintext.
     pub tls: Option<TlsConfig>,
+    /// Unset: no injection webhook.
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl Config {
@@ -194,7 +224,26 @@ impl Config {
             // clap requires both or neither.
             _ => None,
         };
+        let webhook = match (
+            args.webhook_addr,
+            args.webhook_cert_file,
+            args.webhook_key_file,
+            args.inject_template,
+        ) {
+            (Some(addr), Some(cert_file), Some(key_file), Some(template)) => Some(WebhookConfig {
+                addr,
+                tls: TlsConfig {
+                    cert_file,
+                    key_file,
+                    client_ca_file: None,
+                },
+                template,
+            }),
+            // clap requires all or none.
+            _ => None,
+        };
         Config {
+            webhook,
             grpc_addr: args.grpc_addr,
             admin_addr: args.admin_addr,
             source,
@@ -233,6 +282,7 @@ impl Config {
         admin_addr: SocketAddr,
     ) -> Config {
         Config {
+            webhook: None,
             grpc_addr,
             admin_addr,
             source: Source::StaticDir(dir.into()),

@@ -23,9 +23,10 @@ use tokio::task::{JoinError, JoinHandle};
 
 use crate::admin::{self, AdminState};
 use crate::auth::{AuthConfig, Authenticator, KubeReviewer};
-use crate::config::{Config, ConfigError, Source};
+use crate::config::{Config, ConfigError, Source, WebhookConfig};
 use crate::grpc::{self, DiscoveryService, Proxies};
 use crate::index::Index;
+use crate::inject::{self, Template};
 use crate::metrics::Metrics;
 use crate::state::{IndexHandle, NodeZones};
 use crate::static_dir::{self, StaticDirError};
@@ -52,6 +53,16 @@ pub enum RunError {
     },
     #[error("binding the admin address {addr}: {source}")]
     BindAdmin {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading the webhook's TLS files: {0}")]
+    WebhookTls(#[source] TlsError),
+    #[error(transparent)]
+    InjectTemplate(#[from] crate::inject::template::TemplateError),
+    #[error("binding the webhook address {addr}: {source}")]
+    BindWebhook {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
@@ -84,6 +95,34 @@ enum Feed {
     Kubernetes(kube::Client, Box<WatchConfig>),
 }
 
+/// The injection webhook, bound and loaded.
+struct Webhook {
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    reloader: Reloader,
+    template: Arc<Template>,
+}
+
+/// Loads the webhook's template and certificate and binds its port.
+async fn webhook(config: &WebhookConfig) -> Result<Webhook, RunError> {
+    let template = Arc::new(Template::read(&config.template)?);
+    let (tls, reloader) = tls::server_config(&config.tls).map_err(RunError::WebhookTls)?;
+    let listener =
+        TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| RunError::BindWebhook {
+                addr: config.addr,
+                source,
+            })?;
+    tracing::info!(addr = %config.addr, "injection webhook listening");
+    Ok(Webhook {
+        listener,
+        tls: inject::serve::tls_config(&tls),
+        reloader,
+        template,
+    })
+}
+
 /// A started controller: listeners bound, shared state built, nothing running yet.
 pub struct Running {
     config: Config,
@@ -92,6 +131,7 @@ pub struct Running {
     feed: Feed,
     auth: Arc<Authenticator>,
     tls: Option<(Arc<rustls::ServerConfig>, Reloader)>,
+    webhook: Option<Webhook>,
     pub index: Arc<IndexHandle>,
     pub zones: Arc<NodeZones>,
     pub store: Arc<Store>,
@@ -135,6 +175,10 @@ pub async fn start_with_client(
             addr: config.admin_addr,
             source,
         })?;
+    let webhook = match &config.webhook {
+        Some(settings) => Some(webhook(settings).await?),
+        None => None,
+    };
     let feed = match &config.source {
         Source::StaticDir(dir) => Feed::StaticDir(dir.clone()),
         Source::Kubernetes {
@@ -174,6 +218,7 @@ pub async fn start_with_client(
         feed,
         auth,
         tls,
+        webhook,
         index: Arc::new(IndexHandle::from_index(index)),
         proxies: Proxies::new(zones.clone()),
         zones,
@@ -214,6 +259,13 @@ impl Running {
         self.admin.local_addr().unwrap_or(self.config.admin_addr)
     }
 
+    /// The bound webhook address, when it serves one (useful with port 0).
+    pub fn webhook_addr(&self) -> Option<SocketAddr> {
+        self.webhook
+            .as_ref()
+            .and_then(|w| w.listener.local_addr().ok())
+    }
+
     /// Runs every part until `shutdown` resolves, then stops them in order.
     pub async fn serve(
         self,
@@ -226,6 +278,7 @@ impl Running {
             feed,
             auth,
             tls,
+            webhook,
             index,
             zones,
             store,
@@ -306,6 +359,15 @@ impl Running {
             event_streams: Default::default(),
         });
         let mut admin = tokio::spawn(admin::serve(admin, admin_state, stopped(stopping.clone())));
+        // The webhook has no state of its own to drain: aborted with the rest below.
+        let webhook = webhook.map(|w| {
+            let shutdown = stopped(stopping.clone());
+            let serve = inject::serve::serve(w.listener, w.tls, w.template, shutdown);
+            (
+                tokio::spawn(serve),
+                tokio::spawn(w.reloader.watch(tls::RELOAD_INTERVAL)),
+            )
+        });
 
         let failure = tokio::select! {
             () = shutdown => None,
@@ -343,6 +405,10 @@ impl Running {
             task.abort();
         }
         if let Some(reload) = reload {
+            reload.abort();
+        }
+        if let Some((serve, reload)) = webhook {
+            serve.abort();
             reload.abort();
         }
         match failure {

@@ -199,3 +199,123 @@ resources:
 securityContext:
   {{- toYaml .Values.securityContext | nindent 2 }}
 {{- end }}
+
+{{/*
+The injection template (controller/src/inject/template.rs): what the webhook adds to a
+pod, read by the controller from the ConfigMap <release>-inject. The same settings as the
+DaemonSet's proxy: its image, controller address, token audience and CA.
+*/}}
+{{- define "fairway.inject.template" -}}
+proxy:
+  name: fairway-proxy
+  image: {{ include "fairway.proxy.image" . }}
+  imagePullPolicy: {{ .Values.proxy.image.pullPolicy }}
+  args:
+    - --controller={{ include "fairway.controller.url" . }}
+    {{- if .Values.discovery.tls.enabled }}
+    - --controller-ca-file=/var/run/fairway/controller-ca/ca.crt
+    {{- else }}
+    - --controller-plaintext
+    {{- end }}
+    {{- if .Values.discovery.auth.enabled }}
+    - --controller-token-file=/var/run/fairway/token/token
+    {{- end }}
+    - --listen=127.0.0.1:{{ .Values.proxy.port }}
+    - --admin-addr=0.0.0.0:{{ .Values.proxy.adminPort }}
+    - --id=$(POD_NAMESPACE)/$(POD_NAME)
+    - --node=$(NODE_NAME)
+    - --log-format={{ .Values.proxy.logFormat }}
+  env:
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: POD_NAMESPACE
+      valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+    - name: NODE_NAME
+      valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+  ports:
+    - name: fairway-admin
+      containerPort: {{ .Values.proxy.adminPort }}
+  # The app starts once the proxy has its table.
+  startupProbe:
+    httpGet: {path: /ready, port: {{ .Values.proxy.adminPort }}}
+    periodSeconds: 1
+    failureThreshold: 120
+  readinessProbe:
+    httpGet: {path: /ready, port: {{ .Values.proxy.adminPort }}}
+    periodSeconds: 2
+  securityContext:
+    runAsUser: {{ .Values.injector.proxyUID }}
+    runAsGroup: {{ .Values.injector.proxyUID }}
+    runAsNonRoot: true
+    allowPrivilegeEscalation: false
+    readOnlyRootFilesystem: true
+    capabilities: {drop: [ALL]}
+  resources:
+    {{- toYaml .Values.injector.resources | nindent 4 }}
+  volumeMounts:
+    {{- if .Values.discovery.auth.enabled }}
+    - {name: fairway-token, mountPath: /var/run/fairway/token, readOnly: true}
+    {{- end }}
+    {{- if .Values.discovery.tls.enabled }}
+    - {name: fairway-controller-ca, mountPath: /var/run/fairway/controller-ca, readOnly: true}
+    {{- end }}
+volumes:
+  {{- if .Values.discovery.auth.enabled }}
+  - name: fairway-token
+    projected:
+      sources:
+        - serviceAccountToken:
+            audience: {{ .Values.discovery.auth.audience }}
+            expirationSeconds: {{ .Values.discovery.auth.tokenExpirationSeconds }}
+            path: token
+  {{- end }}
+  {{- if .Values.discovery.tls.enabled }}
+  # The controller's CA, published in the pod's namespace.
+  - name: fairway-controller-ca
+    configMap: {name: fairway-controller-ca, optional: true}
+  {{- end }}
+proxyUid: {{ .Values.injector.proxyUID }}
+{{- end }}
+
+{{/* The webhook registration; `ca` is the PEM bundle that signed the controller's certificate. */}}
+{{- define "fairway.inject.webhook" -}}
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: {{ include "fairway.fullname" .root }}-inject
+  labels:
+    {{- include "fairway.labels" .root | nindent 4 }}
+    app.kubernetes.io/component: controller
+webhooks:
+  - name: inject.fairway.dev
+    clientConfig:
+      service:
+        name: {{ include "fairway.controller.fullname" .root }}
+        namespace: {{ .root.Release.Namespace }}
+        port: 443
+        path: /mutate
+      caBundle: {{ .ca | b64enc }}
+    rules:
+      - operations: [CREATE]
+        apiGroups: [""]
+        apiVersions: [v1]
+        resources: [pods]
+    namespaceSelector:
+      {{- with .root.Values.injector.namespaceSelector.matchLabels }}
+      matchLabels:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      matchExpressions:
+        - key: kubernetes.io/metadata.name
+          operator: NotIn
+          values: [kube-system, kube-node-lease, {{ .root.Release.Namespace }}]
+        {{- with .root.Values.injector.namespaceSelector.matchExpressions }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    # Fairway is never the reason a pod cannot start.
+    failurePolicy: Ignore
+    sideEffects: None
+    admissionReviewVersions: [v1]
+    timeoutSeconds: {{ .root.Values.injector.timeoutSeconds }}
+    reinvocationPolicy: IfNeeded
+{{- end }}

@@ -5,6 +5,7 @@
 
 mod defaults;
 mod discovery;
+mod inject;
 mod observability;
 
 use std::path::Path;
@@ -234,7 +235,11 @@ fn default_render_is_hardened_and_wired() {
     let ports: Vec<i64> = (svc["spec"]["ports"].as_array().expect("ports").iter())
         .filter_map(|p| p["port"].as_i64())
         .collect();
-    assert_eq!(ports, [18000, 9090]);
+    assert_eq!(
+        ports,
+        [18000, 9090, 443],
+        "Discovery, metrics, the injection webhook"
+    );
 
     // Proxy: no API access, the controller URL, its identity from the downward API.
     let ds = find(&objects, "DaemonSet", "fairway-proxy");
@@ -288,12 +293,14 @@ fn default_render_is_hardened_and_wired() {
         );
     }
     assert!(objects.iter().all(|o| o["kind"] != "ServiceMonitor"));
-    // The one default ConfigMap is the Grafana dashboard (the sidecar's needs sidecar mode).
+    // The default ConfigMaps: the Grafana dashboard and the injection template (the
+    // sidecar's needs sidecar mode).
     let config_maps: Vec<&Value> = objects
         .iter()
         .filter(|o| o["kind"] == "ConfigMap")
         .collect();
-    assert_eq!(config_maps.len(), 1, "{config_maps:?}");
+    let names: Vec<&Value> = config_maps.iter().map(|c| &c["metadata"]["name"]).collect();
+    assert_eq!(names, ["fairway-dashboard", "fairway-inject"]);
     assert_eq!(config_maps[0]["metadata"]["name"], "fairway-dashboard");
     assert_eq!(
         config_maps[0]["metadata"]["labels"]["grafana_dashboard"],
@@ -555,8 +562,10 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         "ClusterRoleBinding/fairway-controller",
         // The Grafana dashboard, on by default.
         "ConfigMap/fairway-dashboard",
+        "ConfigMap/fairway-inject",
         "DaemonSet/fairway-proxy",
         "Deployment/fairway-controller",
+        "MutatingWebhookConfiguration/fairway-inject",
         "PodDisruptionBudget/fairway-controller",
         "Role/fairway-controller-lease",
         "RoleBinding/fairway-controller-lease",

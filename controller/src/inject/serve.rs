@@ -1,0 +1,102 @@
+//! The webhook's HTTPS edge: `POST /mutate` answers an AdmissionReview (`webhook`),
+//! anything else is `404`. Its own port and certificate (the chart's, for the
+//! controller Service's names), re-read when the files change, as the Discovery port's.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use super::Template;
+use super::webhook::review;
+
+/// The path the MutatingWebhookConfiguration names.
+pub const PATH: &str = "/mutate";
+/// Largest review read: a Pod is well under this; the apiserver's own limit is 3 MiB.
+const MAX_BODY: usize = 4 << 20;
+
+/// The webhook's TLS settings: the certificate's, and ALPN for the apiserver's client
+/// (HTTP/2 or HTTP/1.1).
+pub fn tls_config(base: &rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
+    let mut config = base.clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Serves the webhook on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    template: Arc<Template>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut accepted = crate::tls::incoming(listener, tls);
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => return,
+            next = accepted.next() => match next {
+                Some(Ok(stream)) => stream,
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "webhook connection failed");
+                    continue;
+                }
+                None => return,
+            },
+        };
+        let (builder, template) = (Arc::clone(&builder), Arc::clone(&template));
+        tokio::spawn(async move {
+            let service = service_fn(move |request| handle(request, Arc::clone(&template)));
+            if let Err(error) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%error, "webhook connection ended");
+            }
+        });
+    }
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    template: Arc<Template>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.method() != Method::POST || request.uri().path() != PATH {
+        return Ok(plain(StatusCode::NOT_FOUND, "not found: POST /mutate\n"));
+    }
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(error) => {
+            let message = format!("reading the review: {error}\n");
+            return Ok(plain(StatusCode::BAD_REQUEST, &message));
+        }
+    };
+    match review(&body, &template) {
+        Ok(answer) => {
+            let json = serde_json::to_vec(&answer).expect("a review serializes");
+            let mut response = Response::new(Full::new(Bytes::from(json)));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            Ok(response)
+        }
+        Err(error) => Ok(plain(StatusCode::BAD_REQUEST, &format!("{error}\n"))),
+    }
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text.to_owned())));
+    *response.status_mut() = status;
+    response
+}

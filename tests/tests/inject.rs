@@ -1,0 +1,296 @@
+//! Injection with the real apiserver: what `fairway inject` writes is a Pod the API
+//! accepts, and the controller's webhook (the real `fairway-controller` binary, HTTPS
+//! with its own certificate) injects pods as the apiserver creates them, fails open
+//! when it is down, and leaves pods that ask for nothing alone.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use fairway_controller::inject::Template;
+use fairway_tests::TestCluster;
+use fairway_tests::bins::{binary, free_port, loopback};
+use fairway_tests::kubectl::{Output, kubectl};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use serde_json::{Value, json};
+
+const IMAGE: &str = "registry.example/fairway-proxy:0.0.0-test";
+/// Bound for the apiserver to start calling a new webhook configuration.
+const ACTIVE_WITHIN: Duration = Duration::from_secs(30);
+
+fn cluster() -> &'static TestCluster {
+    TestCluster::shared().unwrap_or_else(|e| panic!("test cluster: {e}"))
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    kubectl(cluster(), args, stdin).unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(out.success, "{what}: {}{}", out.stdout, out.stderr);
+    out.stdout
+}
+
+fn namespace(prefix: &str) -> String {
+    let name = format!("{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+    ok(
+        run(&["create", "namespace", &name], None),
+        "create namespace",
+    );
+    let label = format!("fairway-inject-test={name}");
+    ok(
+        run(&["label", "namespace", &name, &label], None),
+        "label namespace",
+    );
+    // No controller-manager here makes the namespace's `default` ServiceAccount.
+    let account = ["create", "serviceaccount", "default", "-n", &name];
+    ok(run(&account, None), "create the default ServiceAccount");
+    name
+}
+
+fn pod(name: &str, annotations: Value) -> String {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+    })
+    .to_string()
+}
+
+fn init_names(ns: &str, pod: &str) -> Vec<String> {
+    let out = ok(
+        run(&["get", "pod", pod, "-n", ns, "-o", "json"], None),
+        "get pod",
+    );
+    let pod: Value = serde_json::from_str(&out).unwrap();
+    pod["spec"]["initContainers"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| c["name"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn what_fairway_inject_writes_is_accepted_by_the_apiserver() {
+    let ns = namespace("inject-cli");
+    let input = format!(
+        "{}\n---\n{}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: gateway\nspec:\n  ports: [{{port: 80}}]\n",
+        pod("gateway", json!({"fairway.dev/inject": "enabled"})),
+        pod("orders", json!({"fairway.dev/drain": "enabled"})),
+    );
+    let mut child = Command::new(binary("fairway"))
+        .args(["inject", "--image", IMAGE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fairway inject");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "fairway inject failed: {stderr}");
+    assert!(
+        stderr.contains("Pod/gateway: added fairway-drain-copy, fairway-proxy"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Pod/orders: added fairway-drain-copy"),
+        "{stderr}"
+    );
+    // The API's own validation: native sidecar, probes, projected token, volumes.
+    let applied = run(
+        &["apply", "-n", &ns, "--dry-run=server", "-f", "-"],
+        Some(&stdout),
+    );
+    let applied = ok(
+        applied,
+        &format!("the apiserver refused what fairway inject wrote:\n{stdout}"),
+    );
+    assert_eq!(applied.lines().count(), 3, "{applied}");
+    ok(
+        run(&["delete", "namespace", &ns, "--wait=false"], None),
+        "delete namespace",
+    );
+}
+
+/// The controller binary serving the webhook, killed on drop.
+struct Webhook {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A CA and the webhook's certificate for 127.0.0.1: (CA PEM, certificate, key).
+fn certificates() -> (String, String, String) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+fn start_webhook(cert: &str, key: &str) -> Webhook {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let template = Template::default_for(IMAGE, "https://fairway-controller.fairway.svc:18000");
+    let template = file(
+        "template.yaml",
+        &serde_saphyr::to_string(&template).unwrap(),
+    );
+    let (cert, key) = (file("tls.crt", cert), file("tls.key", key));
+    let static_dir = dir.path().join("routes");
+    std::fs::create_dir(&static_dir).unwrap();
+    let port = free_port();
+    let grpc = loopback(free_port()).to_string();
+    let admin = loopback(free_port()).to_string();
+    let webhook = loopback(port).to_string();
+    let child = Command::new(binary("fairway-controller"))
+        .args([
+            "--static-dir",
+            &static_dir.display().to_string(),
+            "--no-auth",
+        ])
+        .args(["--grpc-addr", &grpc, "--admin-addr", &admin])
+        .args(["--webhook-addr", &webhook, "--webhook-cert-file", &cert])
+        .args(["--webhook-key-file", &key, "--inject-template", &template])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start fairway-controller");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(loopback(port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the webhook port never opened"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Webhook {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+/// The MutatingWebhookConfiguration for `ns` only (the cluster is shared with other
+/// tests), deleted on drop.
+struct Registration(String);
+
+impl Registration {
+    fn new(ns: &str, port: u16, ca: &str) -> Registration {
+        let name = format!("fairway-inject-{ns}");
+        let config = json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": name},
+            "webhooks": [{
+                "name": "inject.fairway.dev",
+                "clientConfig": {
+                    "url": format!("https://127.0.0.1:{port}/mutate"),
+                    "caBundle": base64::engine::general_purpose::STANDARD.encode(ca),
+                },
+                "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+                "namespaceSelector": {"matchLabels": {"fairway-inject-test": ns}},
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 5
+            }]
+        });
+        ok(
+            run(&["apply", "-f", "-"], Some(&config.to_string())),
+            "register the webhook",
+        );
+        Registration(name)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let _ = kubectl(
+            cluster(),
+            &["delete", "mutatingwebhookconfiguration", &self.0],
+            None,
+        );
+    }
+}
+
+#[test]
+fn the_webhook_injects_pods_that_ask_and_fails_open() {
+    let ns = namespace("inject-hook");
+    let (ca, cert, key) = certificates();
+    let webhook = start_webhook(&cert, &key);
+    let _registration = Registration::new(&ns, webhook.port, &ca);
+    // The apiserver picks a new configuration up within a moment: create until injected.
+    let started = Instant::now();
+    let mut attempt = 0;
+    let injected = loop {
+        attempt += 1;
+        let name = format!("gateway-{attempt}");
+        let manifest = pod(&name, json!({"fairway.dev/inject": "enabled"}));
+        ok(
+            run(&["apply", "-n", &ns, "-f", "-"], Some(&manifest)),
+            "create the pod",
+        );
+        let names = init_names(&ns, &name);
+        if !names.is_empty() || started.elapsed() > ACTIVE_WITHIN {
+            break names;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(
+        injected,
+        ["fairway-drain-copy", "fairway-proxy"],
+        "injected by the webhook"
+    );
+
+    let plain = pod("plain", json!({}));
+    ok(
+        run(&["apply", "-n", &ns, "-f", "-"], Some(&plain)),
+        "create a plain pod",
+    );
+    assert!(
+        init_names(&ns, "plain").is_empty(),
+        "a pod that asks for nothing is left alone"
+    );
+
+    drop(webhook);
+    let late = pod("late", json!({"fairway.dev/inject": "enabled"}));
+    let created = run(&["apply", "-n", &ns, "-f", "-"], Some(&late));
+    ok(
+        created,
+        "with the webhook down the pod is still created (failurePolicy: Ignore)",
+    );
+    assert!(init_names(&ns, "late").is_empty(), "created unmodified");
+    ok(
+        run(&["delete", "namespace", &ns, "--wait=false"], None),
+        "delete namespace",
+    );
+}
