@@ -10,6 +10,7 @@ use base64::Engine as _;
 use fairway_controller::inject::Template;
 use fairway_tests::TestCluster;
 use fairway_tests::bins::{binary, free_port, loopback};
+use fairway_tests::helm::{CHART_DIR, helm};
 use fairway_tests::kubectl::{Output, kubectl};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::{Value, json};
@@ -242,6 +243,42 @@ impl Drop for Registration {
     }
 }
 
+/// The chart's in-apiserver check for pods the webhook missed (its
+/// ValidatingAdmissionPolicy and binding, as `helm template` renders them), deleted on
+/// drop.
+struct Check;
+
+const CHECK: &str = "fairway-inject-check";
+
+impl Check {
+    fn apply() -> Check {
+        let args = ["template", "fairway", CHART_DIR, "--namespace", "fairway"];
+        let rendered = helm(&args, None).unwrap_or_else(|e| panic!("helm template: {e}"));
+        let rendered = ok(rendered, "helm template");
+        let policy: Vec<&str> = rendered
+            .split("\n---")
+            .filter(|doc| doc.contains("kind: ValidatingAdmissionPolicy"))
+            .collect();
+        assert_eq!(policy.len(), 2, "the policy and its binding:\n{rendered}");
+        ok(
+            run(&["apply", "-f", "-"], Some(&policy.join("\n---\n"))),
+            "apply the check",
+        );
+        Check
+    }
+}
+
+impl Drop for Check {
+    fn drop(&mut self) {
+        for kind in [
+            "validatingadmissionpolicybinding",
+            "validatingadmissionpolicy",
+        ] {
+            let _ = kubectl(cluster(), &["delete", kind, CHECK], None);
+        }
+    }
+}
+
 #[test]
 fn the_webhook_injects_pods_that_ask_and_fails_open() {
     let ns = namespace("inject-hook");
@@ -281,14 +318,30 @@ fn the_webhook_injects_pods_that_ask_and_fails_open() {
         "a pod that asks for nothing is left alone"
     );
 
+    let _check = Check::apply();
     drop(webhook);
-    let late = pod("late", json!({"fairway.dev/inject": "enabled"}));
-    let created = run(&["apply", "-n", &ns, "-f", "-"], Some(&late));
-    ok(
-        created,
-        "with the webhook down the pod is still created (failurePolicy: Ignore)",
+    // With the webhook down the pod is still created (failurePolicy: Ignore), unmodified,
+    // and the check warns whoever created it, once the apiserver has loaded the policy.
+    let started = Instant::now();
+    let mut attempt = 0;
+    let warned = loop {
+        attempt += 1;
+        let name = format!("late-{attempt}");
+        let late = pod(&name, json!({"fairway.dev/inject": "enabled"}));
+        let created = run(&["apply", "-n", &ns, "-f", "-"], Some(&late));
+        let stderr = created.stderr.clone();
+        ok(created, "with the webhook down the pod is still created");
+        assert!(init_names(&ns, &name).is_empty(), "created unmodified");
+        if stderr.contains("fairway:") || started.elapsed() > ACTIVE_WITHIN {
+            break stderr;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        warned.contains("Warning:")
+            && warned.contains("asks for fairway.dev/inject but has no proxy"),
+        "the creating client is told: {warned:?}"
     );
-    assert!(init_names(&ns, "late").is_empty(), "created unmodified");
     ok(
         run(&["delete", "namespace", &ns, "--wait=false"], None),
         "delete namespace",

@@ -574,6 +574,8 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         "Service/fairway-proxy",
         "ServiceAccount/fairway-controller",
         "ServiceAccount/fairway-proxy",
+        "ValidatingAdmissionPolicy/fairway-inject-check",
+        "ValidatingAdmissionPolicyBinding/fairway-inject-check",
     ];
     assert_eq!(installed, expected, "what helm installed");
     for object in &objects {
