@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use http::Uri;
 
+use crate::outbound::{self, OutboundConfig};
 use crate::trace::TraceConfig;
 
 /// The controller's in-cluster gRPC address (the chart always passes `--controller`).
@@ -83,6 +84,12 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub listen: Vec<SocketAddr>,
+
+    /// Sidecar capture: address the pod's capture rules redirect outbound TCP to
+    /// (`fairway-capture --to-port`). Each connection goes on to the address its client
+    /// dialled. Unset: no outbound listener (the DaemonSet and explicit sidecars).
+    #[arg(long, env = "FAIRWAY_OUTBOUND_LISTEN")]
+    pub outbound_listen: Option<SocketAddr>,
 
     /// Address of /live, /ready, /metrics and /debug/routes.
     #[arg(long, env = "FAIRWAY_ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR)]
@@ -189,6 +196,8 @@ pub enum ConfigError {
     NoListen,
     #[error("--listen {0} is given twice")]
     ListenTwice(SocketAddr),
+    #[error("--outbound-listen {0} is also a --listen or --admin-addr address")]
+    OutboundTaken(SocketAddr),
     #[error("--otlp-endpoint {0:?} is not an http:// or https:// URL with a host")]
     OtlpEndpoint(String),
     #[error("--trace-sample-ratio {0} is not between 0 and 1")]
@@ -215,6 +224,8 @@ pub struct Config {
     pub controller_token_file: Option<PathBuf>,
     /// At least one, none twice.
     pub listen: Vec<SocketAddr>,
+    /// `None`: no outbound (captured) listener.
+    pub outbound: Option<OutboundConfig>,
     pub admin_addr: SocketAddr,
     pub zone: Option<String>,
     pub node: String,
@@ -266,6 +277,12 @@ impl Config {
             }
         }
         check_listen(&args.listen)?;
+        let outbound = outbound_config(
+            args.outbound_listen,
+            &args.listen,
+            args.admin_addr,
+            args.max_connections,
+        )?;
         let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
         let id = non_empty(args.id).unwrap_or_else(generated_id);
         let trace = trace_config(non_empty(args.otlp_endpoint), args.trace_sample_ratio, &id)?;
@@ -274,6 +291,7 @@ impl Config {
             controller_tls,
             controller_token_file: path(args.controller_token_file),
             listen: args.listen,
+            outbound,
             admin_addr: args.admin_addr,
             zone: non_empty(args.zone),
             node: non_empty(args.node).unwrap_or_default(),
@@ -315,6 +333,28 @@ fn trace_config(
         sample_per_million: (ratio * 1e6).round() as u32,
         service: "fairway-proxy".to_owned(),
         id: id.to_owned(),
+    }))
+}
+
+/// The captured listener's settings when `--outbound-listen` is set, on an address of
+/// its own.
+fn outbound_config(
+    outbound_listen: Option<SocketAddr>,
+    listen: &[SocketAddr],
+    admin_addr: SocketAddr,
+    max_connections: usize,
+) -> Result<Option<OutboundConfig>, ConfigError> {
+    let Some(outbound) = outbound_listen else {
+        return Ok(None);
+    };
+    if listen.contains(&outbound) || admin_addr == outbound {
+        return Err(ConfigError::OutboundTaken(outbound));
+    }
+    Ok(Some(OutboundConfig {
+        listen: outbound,
+        detect_timeout: outbound::DEFAULT_DETECT_TIMEOUT,
+        connect_timeout: outbound::DEFAULT_CONNECT_TIMEOUT,
+        max_connections,
     }))
 }
 

@@ -12,6 +12,7 @@ pub mod h1;
 pub mod health;
 pub mod logs;
 pub mod metrics;
+pub mod outbound;
 pub mod pool;
 pub mod process;
 pub mod request;

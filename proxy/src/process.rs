@@ -59,6 +59,8 @@ pub use fairway_process::install_crypto_provider;
 #[derive(Debug)]
 pub struct Listeners {
     proxy: Vec<TcpListener>,
+    /// `--outbound-listen`, the sidecar's captured connections.
+    outbound: Option<TcpListener>,
     admin: TcpListener,
 }
 
@@ -92,8 +94,13 @@ impl Listeners {
             }
             None => {}
         }
+        let outbound = match &config.outbound {
+            Some(outbound) => Some(bind("--outbound-listen", outbound.listen).await?),
+            None => None,
+        };
         Ok(Listeners {
             proxy,
+            outbound,
             admin: bind("--admin-addr", config.admin_addr).await?,
         })
     }
@@ -109,6 +116,11 @@ impl Listeners {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect()
+    }
+
+    /// The outbound listener's bound address, if there is one (resolves port 0).
+    pub fn outbound_addr(&self) -> Option<SocketAddr> {
+        self.outbound.as_ref()?.local_addr().ok()
     }
 
     /// The admin server's bound address (resolves port 0).
@@ -154,6 +166,7 @@ pub async fn run_on(
         .collect();
     let Listeners {
         proxy: proxy_listeners,
+        outbound: outbound_listener,
         admin: admin_listener,
     } = listeners;
     info!(
@@ -182,8 +195,22 @@ pub async fn run_on(
     let admin = tokio::spawn(admin::serve(
         admin_listener,
         admin_state.clone(),
-        stopped(rest_stopped),
+        stopped(rest_stopped.clone()),
     ));
+
+    // Captured connections pass through to where they were going whatever the table
+    // holds, so this starts at once; it stops accepting with the rest below.
+    let outbound = match (outbound_listener, config.outbound.clone()) {
+        (Some(listener), Some(outbound)) => {
+            info!(outbound = %local(&listener, outbound.listen), "capturing outbound connections");
+            Some(tokio::spawn(crate::outbound::serve(
+                outbound,
+                listener,
+                stopped(rest_stopped),
+            )))
+        }
+        _ => None,
+    };
 
     // Probes Routes' health checks; stopped with the rest below.
     let health = crate::health::spawn(&table, Arc::clone(&metrics));
@@ -220,7 +247,12 @@ pub async fn run_on(
 
     health.abort();
     let _ = stop_rest.send(true);
-    for (name, task) in [("discovery", discovery), ("admin", admin)] {
+    let tasks = [
+        ("discovery", Some(discovery)),
+        ("admin", Some(admin)),
+        ("outbound", outbound),
+    ];
+    for (name, task) in tasks.into_iter().filter_map(|(n, t)| Some((n, t?))) {
         if let Err(error) = task.await {
             warn!(task = name, %error, "task ended abnormally during shutdown");
         }

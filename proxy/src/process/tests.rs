@@ -17,6 +17,7 @@ fn config(controller: SocketAddr) -> Config {
         controller_tls: None,
         controller_token_file: None,
         listen: vec![loopback],
+        outbound: None,
         admin_addr: loopback,
         zone: None,
         node: "node-a".into(),
