@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod balance;
+pub mod capture;
 pub mod config;
 pub mod discovery;
 pub mod fields;
