@@ -185,14 +185,45 @@ impl TryFrom<pb::EndpointSetKey> for EndpointSetKey {
     }
 }
 
+/// An IP from its 4 (IPv4) or 16 (IPv6) wire bytes.
+fn ip_from_bytes(ip: &[u8]) -> Result<IpAddr, ConvertError> {
+    if let Ok(v4) = <[u8; 4]>::try_from(ip) {
+        Ok(IpAddr::V4(Ipv4Addr::from(v4)))
+    } else if let Ok(v6) = <[u8; 16]>::try_from(ip) {
+        Ok(IpAddr::V6(Ipv6Addr::from(v6)))
+    } else {
+        Err(ConvertError::BadAddress(ip.len()))
+    }
+}
+
+fn ip_to_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+/// A Service's ClusterIPs on the wire, in the model's order.
+pub(crate) fn ips_to_proto(ips: &[IpAddr]) -> Vec<Vec<u8>> {
+    ips.iter().map(|&ip| ip_to_bytes(ip)).collect()
+}
+
+/// A Service's ClusterIPs from the wire, sorted and de-duplicated (the model's form,
+/// whatever order a sender used).
+pub(crate) fn ips_from_proto(ips: Vec<Vec<u8>>) -> Result<Vec<IpAddr>, ConvertError> {
+    let mut ips = ips
+        .iter()
+        .map(|ip| ip_from_bytes(ip))
+        .collect::<Result<Vec<_>, _>>()?;
+    ips.sort_unstable();
+    ips.dedup();
+    Ok(ips)
+}
+
 impl From<EndpointAddr> for pb::EndpointAddress {
     fn from(EndpointAddr(addr): EndpointAddr) -> Self {
-        let ip = match addr.ip() {
-            IpAddr::V4(v4) => v4.octets().to_vec(),
-            IpAddr::V6(v6) => v6.octets().to_vec(),
-        };
         pb::EndpointAddress {
-            ip,
+            ip: ip_to_bytes(addr.ip()),
             port: u32::from(addr.port()),
         }
     }
@@ -202,13 +233,7 @@ impl TryFrom<pb::EndpointAddress> for EndpointAddr {
     type Error = ConvertError;
 
     fn try_from(a: pb::EndpointAddress) -> Result<Self, ConvertError> {
-        let ip = if let Ok(v4) = <[u8; 4]>::try_from(a.ip.as_slice()) {
-            IpAddr::V4(Ipv4Addr::from(v4))
-        } else if let Ok(v6) = <[u8; 16]>::try_from(a.ip.as_slice()) {
-            IpAddr::V6(Ipv6Addr::from(v6))
-        } else {
-            return Err(ConvertError::BadAddress(a.ip.len()));
-        };
+        let ip = ip_from_bytes(&a.ip)?;
         let port = port("EndpointAddress.port", a.port)?;
         Ok(EndpointAddr(SocketAddr::new(ip, port.get())))
     }
@@ -257,6 +282,7 @@ impl From<&EndpointSet> for pb::EndpointSetPart {
             key: Some((&s.key).into()),
             app_protocol: s.app_protocol.clone(),
             endpoints: s.endpoints.values().map(pb::Endpoint::from).collect(),
+            cluster_ips: ips_to_proto(&s.cluster_ips),
         }
     }
 }
@@ -269,6 +295,7 @@ impl TryFrom<pb::EndpointSetPart> for EndpointSet {
     fn try_from(p: pb::EndpointSetPart) -> Result<Self, ConvertError> {
         let mut set = EndpointSet::new(required(p.key, "EndpointSetPart.key")?.try_into()?);
         set.app_protocol = p.app_protocol;
+        set.cluster_ips = ips_from_proto(p.cluster_ips)?;
         for e in p.endpoints {
             let e = Endpoint::try_from(e)?;
             set.endpoints.insert(e.addr, e);
@@ -522,5 +549,7 @@ impl TryFrom<pb::Route> for Route {
     }
 }
 
+#[cfg(test)]
+mod compat;
 #[cfg(test)]
 mod tests;
