@@ -33,6 +33,10 @@ use crate::table::TableHandle;
 /// the grace ends; past it we stop waiting.
 pub const SHUTDOWN_SLACK: Duration = Duration::from_secs(2);
 
+/// Captured connections waiting for the server's loop: it only spawns a task each, so
+/// a short queue suffices; a full one holds the next accept back.
+const CAPTURED_QUEUE: usize = 64;
+
 /// Why the proxy stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -200,28 +204,32 @@ pub async fn run_on(
 
     // Captured connections pass through to where they were going whatever the table
     // holds, so this starts at once; it stops accepting with the rest below.
-    let outbound = match (outbound_listener, config.outbound.clone()) {
+    // Captured HTTP connections to a known Service reach the server on this channel.
+    let (captured_tx, captured_rx) = tokio::sync::mpsc::channel(CAPTURED_QUEUE);
+    let (outbound, captured_rx) = match (outbound_listener, config.outbound.clone()) {
         (Some(listener), Some(outbound)) => {
             info!(outbound = %local(&listener, outbound.listen), "capturing outbound connections");
-            Some(tokio::spawn(crate::outbound::serve(
+            let task = tokio::spawn(crate::outbound::serve(
                 outbound,
                 listener,
+                Arc::clone(&table),
+                captured_tx,
                 stopped(rest_stopped),
-            )))
+            ));
+            (Some(task), Some(captured_rx))
         }
-        _ => None,
+        _ => (None, None),
     };
 
     // Probes Routes' health checks; stopped with the rest below.
     let health = crate::health::spawn(&table, Arc::clone(&metrics));
 
     let (stop_server, server_stopped) = watch::channel(false);
-    let mut server = tokio::spawn(server::serve_with_pools(
+    let mut server = tokio::spawn(server::serve_with_captured(
         ServerConfig::from(&config),
         proxy_listeners,
-        table,
-        metrics,
-        pools,
+        captured_rx,
+        (table, metrics, pools),
         stopped(server_stopped),
     ));
 

@@ -170,6 +170,8 @@ pub struct Table {
     shape: Arc<Shape>,
     /// The domain table this was built from (for `/debug/routes` and resumes).
     pub source: Arc<RouteTable>,
+    /// ClusterIP:port to endpoint set, for captured connections; built on first use.
+    services: std::sync::OnceLock<services::ServiceIndex>,
 }
 
 /// What a table's Routes determine; endpoint changes only feed its balancers.
@@ -206,6 +208,7 @@ impl Table {
             node,
             shape,
             source,
+            services: std::sync::OnceLock::new(),
         }
     }
 
@@ -377,6 +380,7 @@ impl TableHandle {
 
 mod build;
 mod health;
+mod services;
 
 pub use health::ProbeKey;
 

@@ -110,25 +110,121 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Reads from `io` until [`detect`] decides, the client ends its side, or `timeout`
-/// passes (all three but the first are [`Protocol::Opaque`]). Returns the protocol and
-/// every byte read, which the caller must send on first. An error is the client's
-/// connection failing before any decision.
-pub async fn sniff<R: AsyncRead + Unpin>(
-    io: &mut R,
-    timeout: Duration,
-) -> io::Result<(Protocol, BytesMut)> {
+/// The largest first request head read to learn where it goes; a larger one is passed
+/// through, never refused.
+pub const MAX_FIRST_HEAD: usize = 16 * 1024;
+
+/// Header fields parsed in a first head; more makes it [`FirstRequest::Unroutable`].
+const MAX_FIRST_FIELDS: usize = 64;
+
+/// Where the first HTTP/1 request of a connection goes, from its head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FirstRequest {
+    /// The head is complete: the authority (an absolute-form target's, else `Host`) and
+    /// the path to route by.
+    Routable { authority: String, path: String },
+    /// More bytes are needed.
+    Partial,
+    /// No authority, a malformed or oversized head: nothing to route by.
+    Unroutable,
+}
+
+/// The first request in `buf` (a connection's first bytes), parsed with httparse.
+pub fn first_request(buf: &[u8]) -> FirstRequest {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIRST_FIELDS];
+    let mut request = httparse::Request::new(&mut fields);
+    match request.parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() < MAX_FIRST_HEAD => FirstRequest::Partial,
+        Ok(httparse::Status::Partial) | Err(_) => FirstRequest::Unroutable,
+        Ok(httparse::Status::Complete(_)) => {
+            let target = request.path.unwrap_or("/");
+            // Absolute form (`GET http://orders.shop/x`): its authority wins over `Host`.
+            if let Ok(uri) = target.parse::<http::Uri>()
+                && let Some(authority) = uri.authority()
+            {
+                return FirstRequest::Routable {
+                    authority: authority.as_str().to_owned(),
+                    path: uri.path().to_owned(),
+                };
+            }
+            let host = request
+                .headers
+                .iter()
+                .find(|f| f.name.eq_ignore_ascii_case("host"))
+                .and_then(|f| std::str::from_utf8(f.value).ok());
+            match host {
+                Some(host) => FirstRequest::Routable {
+                    authority: host.trim().to_owned(),
+                    path: target.to_owned(),
+                },
+                None => FirstRequest::Unroutable,
+            }
+        }
+    }
+}
+
+/// What [`sniff`] learnt about a connection.
+#[derive(Debug)]
+pub struct Sniffed {
+    pub protocol: Protocol,
+    /// For [`Protocol::Http1`]: where the first request goes ([`FirstRequest::Partial`]
+    /// when the deadline or the client's end came first). For the others: `Unroutable`.
+    pub first: FirstRequest,
+    /// Every byte read, which the caller must send on first.
+    pub read: BytesMut,
+}
+
+/// Reads from `io` until [`detect`] decides and, for HTTP/1, until the first request's
+/// head is complete; the client ending its side or `timeout` passing ends the wait
+/// (undecided bytes are [`Protocol::Opaque`]). An error is the client's connection
+/// failing before that.
+pub async fn sniff<R: AsyncRead + Unpin>(io: &mut R, timeout: Duration) -> io::Result<Sniffed> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut read = BytesMut::with_capacity(READ_CHUNK);
+    let mut protocol = None;
     loop {
-        if let Detect::Known(protocol) = detect(&buf) {
-            return Ok((protocol, buf));
+        if protocol.is_none()
+            && let Detect::Known(known) = detect(&read)
+        {
+            protocol = Some(known);
         }
-        if buf.capacity() == buf.len() {
-            buf.reserve(READ_CHUNK);
+        match protocol {
+            Some(Protocol::Http1) => match first_request(&read) {
+                FirstRequest::Partial => {}
+                first => {
+                    return Ok(Sniffed {
+                        protocol: Protocol::Http1,
+                        first,
+                        read,
+                    });
+                }
+            },
+            Some(protocol) => {
+                let first = FirstRequest::Unroutable;
+                return Ok(Sniffed {
+                    protocol,
+                    first,
+                    read,
+                });
+            }
+            None => {}
         }
-        match tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await {
-            Ok(Ok(0)) | Err(_) => return Ok((Protocol::Opaque, buf)),
+        if read.capacity() == read.len() {
+            read.reserve(READ_CHUNK);
+        }
+        match tokio::time::timeout_at(deadline, io.read_buf(&mut read)).await {
+            Ok(Ok(0)) | Err(_) => {
+                let protocol = protocol.unwrap_or(Protocol::Opaque);
+                let first = match protocol {
+                    Protocol::Http1 => FirstRequest::Partial,
+                    _ => FirstRequest::Unroutable,
+                };
+                return Ok(Sniffed {
+                    protocol,
+                    first,
+                    read,
+                });
+            }
             Ok(Ok(_)) => {}
             Ok(Err(error)) => return Err(error),
         }

@@ -3,7 +3,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tokio::io::AsyncWriteExt;
 
-use super::{Detect, H2_PREFACE, MAX_REQUEST_LINE, Protocol, detect, sniff};
+use super::{
+    Detect, FirstRequest, H2_PREFACE, MAX_FIRST_HEAD, MAX_REQUEST_LINE, Protocol, detect,
+    first_request, sniff,
+};
 
 const HTTP1: Detect = Detect::Known(Protocol::Http1);
 const HTTP2: Detect = Detect::Known(Protocol::Http2);
@@ -126,15 +129,24 @@ async fn sniff_returns_the_bytes_it_read_with_the_protocol() {
         .write_all(b"TP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let (protocol, read) = sniffed.await.unwrap().unwrap();
+    let sniffed = sniffed.await.unwrap().unwrap();
     assert_eq!(
-        protocol,
+        sniffed.protocol,
         Protocol::Http1,
         "a request line split over two writes"
     );
-    assert!(
-        read.starts_with(b"GET / HTTP/1.1\r\n"),
+    assert_eq!(
+        &sniffed.read[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         "every byte read is returned"
+    );
+    let routable = FirstRequest::Routable {
+        authority: "x".into(),
+        path: "/".into(),
+    };
+    assert_eq!(
+        sniffed.first, routable,
+        "read on to the end of the first head"
     );
 }
 
@@ -143,9 +155,9 @@ async fn a_silent_client_is_opaque_after_the_timeout_not_later() {
     // A server-speaks-first protocol: the client waits for the greeting.
     let (_client, mut proxy) = tokio::io::duplex(1024);
     let started = tokio::time::Instant::now();
-    let (protocol, read) = sniff(&mut proxy, Duration::from_millis(100)).await.unwrap();
-    assert_eq!(protocol, Protocol::Opaque);
-    assert!(read.is_empty());
+    let sniffed = sniff(&mut proxy, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(sniffed.protocol, Protocol::Opaque);
+    assert!(sniffed.read.is_empty());
     assert_eq!(
         started.elapsed(),
         Duration::from_millis(100),
@@ -157,10 +169,10 @@ async fn a_silent_client_is_opaque_after_the_timeout_not_later() {
 async fn a_partial_line_then_silence_is_opaque_with_its_bytes() {
     let (mut client, mut proxy) = tokio::io::duplex(1024);
     client.write_all(b"GET /").await.unwrap();
-    let (protocol, read) = sniff(&mut proxy, Duration::from_millis(100)).await.unwrap();
-    assert_eq!(protocol, Protocol::Opaque);
+    let sniffed = sniff(&mut proxy, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(sniffed.protocol, Protocol::Opaque);
     assert_eq!(
-        &read[..],
+        &sniffed.read[..],
         b"GET /",
         "the bytes read go on to the destination"
     );
@@ -172,11 +184,69 @@ async fn a_client_that_ends_its_side_is_opaque_at_once() {
     client.write_all(b"GET").await.unwrap();
     client.shutdown().await.unwrap();
     let started = tokio::time::Instant::now();
-    let (protocol, read) = sniff(&mut proxy, Duration::from_secs(10)).await.unwrap();
-    assert_eq!((protocol, &read[..]), (Protocol::Opaque, &b"GET"[..]));
+    let sniffed = sniff(&mut proxy, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        (sniffed.protocol, &sniffed.read[..]),
+        (Protocol::Opaque, &b"GET"[..])
+    );
     assert_eq!(
         started.elapsed(),
         Duration::ZERO,
         "no wait for bytes that cannot come"
     );
+}
+
+#[test]
+fn the_first_request_routes_by_host_or_by_an_absolute_targets_authority() {
+    let routable = |authority: &str, path: &str| FirstRequest::Routable {
+        authority: authority.into(),
+        path: path.into(),
+    };
+    assert_eq!(
+        first_request(
+            b"GET /orders?id=1 HTTP/1.1\r\nhost: orders.shop.svc.cluster.local:8080\r\n\r\n"
+        ),
+        routable("orders.shop.svc.cluster.local:8080", "/orders?id=1")
+    );
+    assert_eq!(
+        first_request(b"GET http://orders.shop:8080/x HTTP/1.1\r\nHost: other\r\n\r\n"),
+        routable("orders.shop:8080", "/x")
+    );
+    assert_eq!(
+        first_request(b"GET / HTTP/1.1\r\nHost: orders\r\n"),
+        FirstRequest::Partial
+    );
+    assert_eq!(
+        first_request(b"GET / HTTP/1.1\r\n\r\n"),
+        FirstRequest::Unroutable,
+        "no Host"
+    );
+    assert_eq!(
+        first_request(b"GET / HTTP/1.1\r\nbad header\r\n\r\n"),
+        FirstRequest::Unroutable
+    );
+    let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    huge.resize(MAX_FIRST_HEAD, b'a');
+    assert_eq!(
+        first_request(&huge),
+        FirstRequest::Unroutable,
+        "an oversized head is passed through"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_http1_head_cut_short_by_the_deadline_is_partial_with_its_bytes() {
+    let (mut client, mut proxy) = tokio::io::duplex(1024);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: or")
+        .await
+        .unwrap();
+    let sniffed = sniff(&mut proxy, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(sniffed.protocol, Protocol::Http1);
+    assert_eq!(
+        sniffed.first,
+        FirstRequest::Partial,
+        "not routable: passed through"
+    );
+    assert_eq!(&sniffed.read[..], b"GET / HTTP/1.1\r\nHost: or");
 }

@@ -2,13 +2,16 @@
 //! proxy (`--outbound-listen`), each still meant for the address its client dialled.
 //!
 //! Data flows: [`serve`] accepts; `orig_dst` recovers where the connection was going
-//! (`SO_ORIGINAL_DST`); then the connection is passed through to that destination by
-//! `opaque`, untouched. `detect` tells HTTP/1.1 and HTTP/2 from anything else, under a
-//! short deadline, for the connections that will be balanced per request once the table
-//! maps a Service's ClusterIP:port (issue 17, step 3): until the table knows the Service
-//! a connection is going to, nothing is gained by detecting it, and a
-//! server-speaks-first protocol would pay the deadline, so it is passed through at once
-//! (a Service the controller does not know yet must work as it would without Fairway).
+//! (`SO_ORIGINAL_DST`); the table says whether that is a Service's ClusterIP and port
+//! ([`Table::service_at`](crate::table::Table::service_at)). If not, the connection is
+//! passed through to its destination at once by `opaque`, untouched: nothing is gained
+//! by detecting it, a server-speaks-first protocol would pay the deadline, and a Service
+//! the controller does not know yet must work as it would without Fairway. If so,
+//! `detect` reads its first bytes under a short deadline, and [`decide`] hands an
+//! HTTP/1 connection whose first request's Route sends to that Service port to the HTTP
+//! server ([`crate::server::Captured`]), where each request is balanced over per-pod
+//! pools; everything else (other protocols, HTTP/2 for now, a Host no Route of that
+//! Service claims) is passed through with the bytes read.
 
 pub mod detect;
 pub mod opaque;
@@ -20,7 +23,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::server::Captured;
+use crate::table::TableHandle;
+use detect::{FirstRequest, Protocol};
 
 /// How long detection waits for a client's first bytes before passing its connection
 /// through: a server-speaks-first protocol's client sends nothing until the greeting,
@@ -47,16 +54,57 @@ pub struct OutboundConfig {
     pub max_connections: usize,
 }
 
+/// What a captured connection to a known Service port becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Balanced per request by the HTTP server.
+    Balance,
+    /// Joined to its original destination, untouched.
+    PassThrough,
+}
+
+/// Balance only an HTTP/1 connection whose first request matches a Route that sends it
+/// to the destination's Service port (`routes_to(authority, path)`): then Fairway does
+/// what kube-proxy would have done, per request. Anything else goes where it was going.
+pub fn decide(
+    protocol: Protocol,
+    first: &FirstRequest,
+    routes_to: impl FnOnce(&str, &str) -> bool,
+) -> Decision {
+    match (protocol, first) {
+        (Protocol::Http1, FirstRequest::Routable { authority, path })
+            if routes_to(authority, path) =>
+        {
+            Decision::Balance
+        }
+        _ => Decision::PassThrough,
+    }
+}
+
+/// The parts one captured connection needs.
+struct Parts {
+    config: OutboundConfig,
+    table: Arc<TableHandle>,
+    /// To the HTTP server, for balanced connections.
+    captured: mpsc::Sender<Captured>,
+}
+
 /// Accepts captured connections on `listener` until `stop` completes, one task each.
 /// Connections already passed through keep running until either side ends them (they
 /// are the app's own connections: the process's exit ends them).
 pub async fn serve(
     config: OutboundConfig,
     listener: TcpListener,
+    table: Arc<TableHandle>,
+    captured: mpsc::Sender<Captured>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_connections));
-    let config = Arc::new(config);
+    let parts = Arc::new(Parts {
+        config,
+        table,
+        captured,
+    });
     tokio::pin!(stop);
     loop {
         let permit = tokio::select! {
@@ -72,9 +120,9 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let config = Arc::clone(&config);
+                let parts = Arc::clone(&parts);
                 tokio::spawn(async move {
-                    handle(&config, stream, peer).await;
+                    handle(&parts, stream, peer).await;
                     drop(permit);
                 });
             }
@@ -87,7 +135,8 @@ pub async fn serve(
 }
 
 /// One captured connection, from its original destination to its end.
-async fn handle(config: &OutboundConfig, client: TcpStream, peer: SocketAddr) {
+async fn handle(parts: &Parts, mut client: TcpStream, peer: SocketAddr) {
+    let config = &parts.config;
     let dest = match orig_dst::original_dst(&client) {
         Ok(dest) => dest,
         Err(error) => {
@@ -97,12 +146,79 @@ async fn handle(config: &OutboundConfig, client: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    match opaque::pass_through(client, &[], dest, config.connect_timeout).await {
+    let mut read = bytes::BytesMut::new();
+    let set = parts.table.load().service_at(dest).cloned();
+    if let Some(set) = set {
+        let sniffed = match detect::sniff(&mut client, config.detect_timeout).await {
+            Ok(sniffed) => sniffed,
+            Err(error) => {
+                tracing::debug!(%peer, %dest, %error, "captured connection failed during detection");
+                return;
+            }
+        };
+        let table = parts.table.load();
+        let decision = decide(sniffed.protocol, &sniffed.first, |authority, path| {
+            table.routes_to(authority, path, &set)
+        });
+        tracing::debug!(%peer, %dest, %set, protocol = ?sniffed.protocol, ?decision, "captured connection");
+        if decision == Decision::Balance {
+            let captured = Captured {
+                stream: client,
+                peer,
+                read: sniffed.read,
+            };
+            if parts.captured.send(captured).await.is_err() {
+                // The server has stopped; the connection is dropped with the process.
+                tracing::debug!(%peer, %dest, "HTTP server stopped; captured connection closed");
+            }
+            return;
+        }
+        read = sniffed.read;
+    }
+    match opaque::pass_through(client, &read, dest, config.connect_timeout).await {
         Ok(copied) => {
             tracing::trace!(%peer, %dest, up = copied.up, down = copied.down, "passed through");
         }
         Err(error) => {
             tracing::debug!(%peer, %dest, reason = error.reason(), %error, "pass-through ended with an error");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routable(authority: &str) -> FirstRequest {
+        FirstRequest::Routable {
+            authority: authority.into(),
+            path: "/".into(),
+        }
+    }
+
+    #[test]
+    fn only_http1_whose_route_sends_to_the_destination_is_balanced() {
+        let orders = |authority: &str, _: &str| authority.starts_with("orders");
+        assert_eq!(
+            decide(Protocol::Http1, &routable("orders.shop:8080"), orders),
+            Decision::Balance
+        );
+        assert_eq!(
+            decide(Protocol::Http1, &routable("10.96.0.10:8080"), orders),
+            Decision::PassThrough,
+            "a Host no Route of the Service claims goes where it was going, never a 404"
+        );
+        for first in [FirstRequest::Partial, FirstRequest::Unroutable] {
+            assert_eq!(
+                decide(Protocol::Http1, &first, orders),
+                Decision::PassThrough
+            );
+        }
+        for protocol in [Protocol::Http2, Protocol::Opaque] {
+            assert_eq!(
+                decide(protocol, &routable("orders"), orders),
+                Decision::PassThrough
+            );
         }
     }
 }
