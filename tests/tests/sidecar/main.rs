@@ -13,7 +13,10 @@
 //! proxy's passed-through connection reaches, as kube-proxy would send it to a pod.
 //!
 //! Needs root (network namespaces, nftables, a proxy run as its own UID) and `nft`
-//! (`./tests/run.sh` installs it), and `cargo build -p fairway-proxy --bins` first.
+//! (`./tests/run.sh` installs it), and `cargo build --workspace --bins` first. `balance`
+//! also runs the seed's gateway (Go fasthttp, `tests/node/images`), built with `go`.
+
+mod balance;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -31,15 +34,15 @@ const NETNS_ENV: &str = "FAIRWAY_SIDECAR_NETNS";
 /// The stand-in Service range, local on `lo` inside the namespace.
 const SERVICE_RANGE: &str = "10.96.0.0/16";
 /// The proxy's UID, as the injector runs it (`fairway-capture`'s default).
-const PROXY_UID: u32 = fairway_proxy::capture::DEFAULT_PROXY_UID;
+pub(crate) const PROXY_UID: u32 = fairway_proxy::capture::DEFAULT_PROXY_UID;
 /// The proxy's outbound port (`--outbound-listen`), as the injector sets it.
 const OUTBOUND: &str = "127.0.0.1:4143";
 /// Bound on every blocking read and on waiting for the proxy: a failure, never a hang.
-const IO_LIMIT: Duration = Duration::from_secs(10);
+pub(crate) const IO_LIMIT: Duration = Duration::from_secs(10);
 
 /// Runs `body` inside a fresh network namespace: the test named `name` re-runs itself
 /// there and this side asserts that it passed.
-fn in_netns(name: &str, body: impl FnOnce()) {
+pub(crate) fn in_netns(name: &str, body: impl FnOnce()) {
     if std::env::var(NETNS_ENV).as_deref() == Ok("1") {
         run(&["ip", "link", "set", "lo", "up"]);
         run(&["ip", "route", "add", "local", SERVICE_RANGE, "dev", "lo"]);
@@ -51,7 +54,8 @@ fn in_netns(name: &str, body: impl FnOnce()) {
     // Output captured: the child's own libtest summary would otherwise count twice in
     // ./tests/run.sh's total. Shown in full when it failed.
     let out = Command::new("unshare")
-        .args(["--net", "--"])
+        // A mount namespace too: a test may bind its own /etc/hosts.
+        .args(["--net", "--mount", "--"])
         .arg(exe)
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(NETNS_ENV, "1")
@@ -83,13 +87,13 @@ fn prerequisites() {
         ok("nft", &["--version"]),
         "`nft` is missing: ./tests/run.sh installs it (Debian: apt-get install -y nftables)"
     );
-    for bin in ["fairway-capture", "fairway-proxy"] {
+    for bin in ["fairway-capture", "fairway-proxy", "fairway-controller"] {
         bins::binary(bin);
     }
 }
 
 /// Runs a command that must succeed; returns its output.
-fn run(argv: &[&str]) -> Output {
+pub(crate) fn run(argv: &[&str]) -> Output {
     let out = Command::new(argv[0])
         .args(&argv[1..])
         .output()
@@ -104,7 +108,7 @@ fn run(argv: &[&str]) -> Output {
 }
 
 /// `fairway-capture ARGS` with the Service range and the proxy's port and UID.
-fn capture(subcommand: &str) -> Output {
+pub(crate) fn capture(subcommand: &str) -> Output {
     let bin = bins::binary("fairway-capture");
     let mut argv = vec![bin.to_str().expect("utf-8 path"), subcommand];
     if subcommand == "install" {
@@ -118,26 +122,28 @@ fn nft_ruleset() -> String {
 }
 
 /// The proxy process, run as [`PROXY_UID`]; killed when dropped.
-struct Proxy {
+pub(crate) struct Proxy {
     child: Child,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Proxy {
-    fn start() -> Proxy {
+    pub(crate) fn start() -> Proxy {
+        Proxy::start_with(&["--controller", "http://127.0.0.1:9"])
+    }
+
+    /// The proxy with `controller` flags (`--controller URL` and its kin).
+    pub(crate) fn start_with(controller: &[&str]) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("proxy.log");
         let out = std::fs::File::create(&log).expect("proxy log");
         let admin = "127.0.0.1:4191";
         let mut command = Command::new(bins::binary("fairway-proxy"));
         command
-            // No controller in these tests: unknown destinations pass through.
-            .args([
-                "--controller",
-                "http://127.0.0.1:9",
-                "--controller-plaintext",
-            ])
+            // Without a controller, every destination is unknown and passes through.
+            .args(controller)
+            .arg("--controller-plaintext")
             .args(["--listen", "127.0.0.1:4140", "--admin-addr", admin])
             .args(["--outbound-listen", OUTBOUND, "--log-format", "text"])
             .env("RUST_LOG", "fairway_proxy=debug")
@@ -170,11 +176,11 @@ impl Proxy {
         proxy
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         assert!(
             self.child.try_wait().expect("wait").is_none(),
             "fairway-proxy ended:\n{}",
