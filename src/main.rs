@@ -25,6 +25,9 @@ enum Command {
     Proxy(fairway_proxy::Args),
     /// Print the Route CustomResourceDefinition as YAML (`fairway crd | kubectl apply -f -`).
     Crd,
+    /// Add Fairway's sidecar (capture init container and proxy) to every pod annotated
+    /// `fairway.dev/inject: enabled` in the YAML on stdin; offline, output on stdout.
+    Inject(fairway::inject::Args),
 }
 
 #[tokio::main]
@@ -50,6 +53,18 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Crd => {
             print!("{}", fairway_controller::crd::crd_yaml()?);
+            Ok(())
+        }
+        Command::Inject(args) => {
+            let mut input = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)
+                .context("reading YAML from stdin")?;
+            let (out, warnings) = fairway::inject::inject_documents(&input, &args.into())
+                .context("fairway inject")?;
+            for warning in warnings {
+                eprintln!("fairway inject: warning: {warning}");
+            }
+            print!("{out}");
             Ok(())
         }
     }
