@@ -87,6 +87,8 @@ pub(super) struct ServicePorts {
     /// `spec.clusterIPs` (else `spec.clusterIP`), parsed, sorted, no duplicates; empty
     /// for a headless Service (`None`) or one without an IP yet.
     pub cluster_ips: Vec<IpAddr>,
+    /// Labelled `fairway.dev/implicit: enabled`: served without a Route (`implicit`).
+    pub implicit: bool,
 }
 
 impl ServicePorts {
@@ -98,7 +100,18 @@ impl ServicePorts {
                 .filter_map(port)
                 .collect(),
             cluster_ips: cluster_ips(service),
+            implicit: service
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(super::implicit::IMPLICIT_LABEL))
+                .is_some_and(|v| v == super::implicit::IMPLICIT_ENABLED),
         }
+    }
+
+    /// The TCP port numbers, in the Service's order.
+    pub fn port_numbers(&self) -> impl Iterator<Item = NonZeroU16> + '_ {
+        self.ports.iter().map(|p| p.port)
     }
 
     pub fn by_number(&self, number: NonZeroU16) -> Option<&ServicePort> {
@@ -249,6 +262,11 @@ pub(super) struct EndpointStore {
 impl EndpointStore {
     pub fn service(&self, service: &ServiceRef) -> Option<&ServicePorts> {
         self.services.get(service)
+    }
+
+    /// Every stored Service.
+    pub fn service_refs(&self) -> impl Iterator<Item = &ServiceRef> {
+        self.services.keys()
     }
 
     /// Stores a Service; returns it.

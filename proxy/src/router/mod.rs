@@ -67,6 +67,10 @@ pub struct Router {
     entries: Vec<RouteEntry>,
     /// Normalised host -> index into `entries`.
     hosts: HashMap<String, usize>,
+    /// Normalised host and port -> index into `entries`, for Route hosts that carry a
+    /// port (a Service's implicit Route: `orders.shop:8080`). Looked up only when the
+    /// port-less `hosts` has no entry, so an explicit Route's claim of a name wins.
+    ported: HashMap<(String, u16), usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -93,10 +97,11 @@ impl Router {
                 rules_by_prefix,
             });
             for host in &route.hosts {
-                router
-                    .hosts
-                    .entry(normalize_host(host).into_owned())
-                    .or_insert(index);
+                let name = normalize_host(host).into_owned();
+                match host::port_of(host) {
+                    Some(port) => router.ported.entry((name, port)).or_insert(index),
+                    None => router.hosts.entry(name).or_insert(index),
+                };
             }
         }
         router
@@ -107,7 +112,16 @@ impl Router {
     /// `path_prefix` wins; see `path` for the segment rule.
     pub fn route(&self, authority_or_host: &str, path: &str) -> Result<Selected<'_>, RouteError> {
         let host = normalize_host(authority_or_host);
-        let Some(&index) = self.hosts.get(&*host) else {
+        let found = self.hosts.get(&*host).or_else(|| {
+            // Rare (implicit Routes only): the map is empty unless the controller serves
+            // Services without a Route, and a name with an explicit Route never gets here.
+            if self.ported.is_empty() {
+                return None;
+            }
+            let port = host::port_of(authority_or_host)?;
+            self.ported.get(&(host.clone().into_owned(), port))
+        });
+        let Some(&index) = found else {
             return Err(RouteError::UnknownHost(host.into_owned()));
         };
         let entry = &self.entries[index];
@@ -135,8 +149,8 @@ impl Router {
         self.entries.iter().map(|e| &e.route)
     }
 
-    /// How many distinct hosts are routable.
+    /// How many distinct hosts are routable (with a port or without).
     pub fn host_count(&self) -> usize {
-        self.hosts.len()
+        self.hosts.len() + self.ported.len()
     }
 }
