@@ -86,13 +86,22 @@ fn spawn(program: &Path, args: &[&str], envs: &[(&str, &str)], log: &Path) -> Ki
     )
 }
 
-fn statics(pods: &[&str]) -> String {
+/// How the Service is served: by a Route naming it, or without one (implicit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Served {
+    ByRoute,
+    Implicitly,
+}
+
+fn statics(pods: &[&str], served: Served) -> String {
     let endpoints: String = pods
         .iter()
         .map(|ip| format!("- addresses: [\"{ip}\"]\n  conditions: {{ready: true, serving: true, terminating: false}}\n"))
         .collect();
-    format!(
-        "apiVersion: fairway.dev/v1alpha1
+    let (route, labels) = match served {
+        Served::ByRoute => (
+            format!(
+                "apiVersion: fairway.dev/v1alpha1
 kind: Route
 metadata: {{name: orders, namespace: shop}}
 spec:
@@ -100,9 +109,16 @@ spec:
   rules:
   - backends: [{{service: orders, port: 8080}}]
 ---
-apiVersion: v1
+"
+            ),
+            "{}",
+        ),
+        Served::Implicitly => (String::new(), "{fairway.dev/implicit: enabled}"),
+    };
+    format!(
+        "{route}apiVersion: v1
 kind: Service
-metadata: {{name: orders, namespace: shop}}
+metadata: {{name: orders, namespace: shop, labels: {labels}}}
 spec:
   clusterIP: {CLUSTER_IP}
   clusterIPs: [{CLUSTER_IP}]
@@ -148,141 +164,151 @@ struct Second {
 
 #[test]
 fn the_seeds_gateway_is_balanced_per_request_after_a_scale_up() {
+    let name = "balance::the_seeds_gateway_is_balanced_per_request_after_a_scale_up";
+    gateway_through_capture(name, Served::ByRoute);
+}
+
+/// The issue's promise: no Route at all (the Service opted in with
+/// `fairway.dev/implicit: enabled`, as `--implicit-services` does for every Service).
+#[test]
+fn a_service_without_a_route_is_balanced_too() {
+    let name = "balance::a_service_without_a_route_is_balanced_too";
+    gateway_through_capture(name, Served::Implicitly);
+}
+
+fn gateway_through_capture(name: &str, served: Served) {
     let go = if std::env::var("FAIRWAY_SIDECAR_NETNS").is_ok() {
         fairway_tests::gobuild::target_dir().join("sidecar-go")
     } else {
         go_binaries()
     };
-    in_netns(
-        "balance::the_seeds_gateway_is_balanced_per_request_after_a_scale_up",
-        || {
-            run(&["ip", "route", "add", "local", "10.244.0.0/16", "dev", "lo"]);
-            let dir = tempfile::tempdir().expect("tempdir");
-            // The namespace's own name resolution, as cluster DNS would answer.
-            let hosts = dir.path().join("hosts");
-            std::fs::write(
-                &hosts,
-                format!("127.0.0.1 localhost\n{CLUSTER_IP} {HOST}\n"),
-            )
-            .expect("hosts");
-            run(&[
-                "mount",
-                "--bind",
-                hosts.to_str().expect("utf-8"),
-                "/etc/hosts",
-            ]);
+    in_netns(name, || {
+        run(&["ip", "route", "add", "local", "10.244.0.0/16", "dev", "lo"]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The namespace's own name resolution, as cluster DNS would answer.
+        let hosts = dir.path().join("hosts");
+        std::fs::write(
+            &hosts,
+            format!("127.0.0.1 localhost\n{CLUSTER_IP} {HOST}\n"),
+        )
+        .expect("hosts");
+        run(&[
+            "mount",
+            "--bind",
+            hosts.to_str().expect("utf-8"),
+            "/etc/hosts",
+        ]);
 
-            let _pods: Vec<Killed> = PODS
-                .iter()
-                .enumerate()
-                .map(|(i, ip)| {
-                    let name = format!("pod-{}", i + 1);
-                    let listen = format!("{ip}:8080");
-                    let log = dir.path().join(format!("{name}.log"));
-                    spawn(
-                        &go.join("backend"),
-                        &["-listen", &listen],
-                        &[("POD_NAME", &name)],
-                        &log,
-                    )
-                })
-                .collect();
-            let statics_dir = dir.path().join("statics");
-            std::fs::create_dir(&statics_dir).expect("statics dir");
-            let objects = statics_dir.join("orders.yaml");
-            write_atomically(&objects, &statics(&PODS[..1]));
-            let controller_log = dir.path().join("controller.log");
-            let _controller = spawn(
-                &bins::binary("fairway-controller"),
-                &[
-                    &format!("--static-dir={}", statics_dir.display()),
-                    &format!("--grpc-addr={CONTROLLER_GRPC}"),
-                    "--admin-addr=127.0.0.1:19090",
-                    "--no-auth",
-                    "--log-format=text",
-                ],
-                &[],
-                &controller_log,
-            );
-            capture("install");
-            let proxy = Proxy::start_with(&["--controller", &format!("http://{CONTROLLER_GRPC}")]);
-            let deadline = Instant::now() + IO_LIMIT;
-            while !ready() {
-                assert!(
-                    Instant::now() < deadline,
-                    "the proxy got no table:\n{}\ncontroller:\n{}",
-                    proxy.log_text(),
-                    std::fs::read_to_string(&controller_log).unwrap_or_default()
-                );
-                thread::sleep(Duration::from_millis(50));
-            }
-
-            // The seed's gateway, unchanged: it dials the Service's name, as in production.
-            let mut gateway = Killed(
-                Command::new(go.join("gateway"))
-                    .args([
-                        "-url",
-                        &format!("http://{HOST}:8080/"),
-                        "-rate",
-                        "400",
-                        "-workers",
-                        "8",
-                    ])
-                    .args(["-duration", &format!("{LOAD_S}s")])
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::inherit())
-                    .spawn()
-                    .expect("start the gateway"),
-            );
-            let stdout = gateway.0.stdout.take().expect("stdout");
-            let mut seconds = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let line = line.expect("gateway output");
-                let second: Second =
-                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
-                seconds.push(second);
-                if seconds.len() == BEFORE_SCALE_S {
-                    // kubectl scale 1 -> 4, as the EndpointSlice controller would write it.
-                    write_atomically(&objects, &statics(&PODS));
-                }
-            }
-            let status = gateway.0.wait().expect("gateway exit");
-            assert!(status.success(), "the gateway failed: {status}");
-
-            let failed: u64 = seconds.iter().map(|s| s.failed).sum();
-            assert_eq!(
-                failed,
-                0,
-                "no request fails through capture; per second: {seconds:?}\n{}",
-                proxy.log_text()
-            );
-            let all_seen = seconds
-                .iter()
-                .position(|s| s.counts.len() == PODS.len())
-                .unwrap_or_else(|| panic!("every pod answers after the scale-up: {seconds:?}"));
-            let later = &seconds[all_seen + 1 + SETTLE_S..];
+        let _pods: Vec<Killed> = PODS
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| {
+                let name = format!("pod-{}", i + 1);
+                let listen = format!("{ip}:8080");
+                let log = dir.path().join(format!("{name}.log"));
+                spawn(
+                    &go.join("backend"),
+                    &["-listen", &listen],
+                    &[("POD_NAME", &name)],
+                    &log,
+                )
+            })
+            .collect();
+        let statics_dir = dir.path().join("statics");
+        std::fs::create_dir(&statics_dir).expect("statics dir");
+        let objects = statics_dir.join("orders.yaml");
+        write_atomically(&objects, &statics(&PODS[..1], served));
+        let controller_log = dir.path().join("controller.log");
+        let _controller = spawn(
+            &bins::binary("fairway-controller"),
+            &[
+                &format!("--static-dir={}", statics_dir.display()),
+                &format!("--grpc-addr={CONTROLLER_GRPC}"),
+                "--admin-addr=127.0.0.1:19090",
+                "--no-auth",
+                "--log-format=text",
+            ],
+            &[],
+            &controller_log,
+        );
+        capture("install");
+        let proxy = Proxy::start_with(&["--controller", &format!("http://{CONTROLLER_GRPC}")]);
+        let deadline = Instant::now() + IO_LIMIT;
+        while !ready() {
             assert!(
-                later.len() >= 5,
-                "enough seconds after the scale-up to judge: {seconds:?}"
+                Instant::now() < deadline,
+                "the proxy got no table:\n{}\ncontroller:\n{}",
+                proxy.log_text(),
+                std::fs::read_to_string(&controller_log).unwrap_or_default()
             );
-            let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
-            for second in later {
-                for (pod, n) in &second.counts {
-                    *totals.entry(pod.as_str()).or_default() += n;
-                }
+            thread::sleep(Duration::from_millis(50));
+        }
+
+        // The seed's gateway, unchanged: it dials the Service's name, as in production.
+        let mut gateway = Killed(
+            Command::new(go.join("gateway"))
+                .args([
+                    "-url",
+                    &format!("http://{HOST}:8080/"),
+                    "-rate",
+                    "400",
+                    "-workers",
+                    "8",
+                ])
+                .args(["-duration", &format!("{LOAD_S}s")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start the gateway"),
+        );
+        let stdout = gateway.0.stdout.take().expect("stdout");
+        let mut seconds = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("gateway output");
+            let second: Second =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            seconds.push(second);
+            if seconds.len() == BEFORE_SCALE_S {
+                // kubectl scale 1 -> 4, as the EndpointSlice controller would write it.
+                write_atomically(&objects, &statics(&PODS, served));
             }
-            let sum: u64 = totals.values().sum();
-            eprintln!(
-                "requests per pod over {} s after the scale-up: {totals:?}",
-                later.len()
+        }
+        let status = gateway.0.wait().expect("gateway exit");
+        assert!(status.success(), "the gateway failed: {status}");
+
+        let failed: u64 = seconds.iter().map(|s| s.failed).sum();
+        assert_eq!(
+            failed,
+            0,
+            "no request fails through capture; per second: {seconds:?}\n{}",
+            proxy.log_text()
+        );
+        let all_seen = seconds
+            .iter()
+            .position(|s| s.counts.len() == PODS.len())
+            .unwrap_or_else(|| panic!("every pod answers after the scale-up: {seconds:?}"));
+        let later = &seconds[all_seen + 1 + SETTLE_S..];
+        assert!(
+            later.len() >= 5,
+            "enough seconds after the scale-up to judge: {seconds:?}"
+        );
+        let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+        for second in later {
+            for (pod, n) in &second.counts {
+                *totals.entry(pod.as_str()).or_default() += n;
+            }
+        }
+        let sum: u64 = totals.values().sum();
+        eprintln!(
+            "requests per pod over {} s after the scale-up: {totals:?}",
+            later.len()
+        );
+        for pod in ["pod-1", "pod-2", "pod-3", "pod-4"] {
+            let share = 100.0 * totals.get(pod).copied().unwrap_or(0) as f64 / sum as f64;
+            assert!(
+                (share - 25.0).abs() <= TOLERANCE,
+                "{pod} got {share:.1}% of {sum} requests after the scale-up, not 25% ± {TOLERANCE}: {totals:?}"
             );
-            for pod in ["pod-1", "pod-2", "pod-3", "pod-4"] {
-                let share = 100.0 * totals.get(pod).copied().unwrap_or(0) as f64 / sum as f64;
-                assert!(
-                    (share - 25.0).abs() <= TOLERANCE,
-                    "{pod} got {share:.1}% of {sum} requests after the scale-up, not 25% ± {TOLERANCE}: {totals:?}"
-                );
-            }
-        },
-    );
+        }
+    });
 }
