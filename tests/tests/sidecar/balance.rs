@@ -24,7 +24,7 @@ use super::{IO_LIMIT, Proxy, capture, in_netns, run};
 const CLUSTER_IP: &str = "10.96.0.10";
 const HOST: &str = "orders.shop.svc.cluster.local";
 const PODS: [&str; 4] = ["10.244.0.1", "10.244.0.2", "10.244.0.3", "10.244.0.4"];
-const CONTROLLER_GRPC: &str = "127.0.0.1:18000";
+pub(crate) const CONTROLLER_GRPC: &str = "127.0.0.1:18000";
 /// Seconds of load before the scale-up, and in all (the gateway's `-duration`).
 const BEFORE_SCALE_S: usize = 3;
 const LOAD_S: u64 = 14;
@@ -60,7 +60,7 @@ pub(crate) fn go_binaries() -> PathBuf {
 }
 
 /// A child process killed (and reaped) when dropped.
-struct Killed(Child);
+pub(crate) struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -69,7 +69,7 @@ impl Drop for Killed {
     }
 }
 
-fn spawn(program: &Path, args: &[&str], envs: &[(&str, &str)], log: &Path) -> Killed {
+pub(crate) fn spawn(program: &Path, args: &[&str], envs: &[(&str, &str)], log: &Path) -> Killed {
     let out = std::fs::File::create(log).expect("log file");
     let mut command = Command::new(program);
     command
@@ -137,14 +137,14 @@ endpoints:
 }
 
 /// Writes `text` to `path` in one rename, so the controller never reads half a file.
-fn write_atomically(path: &Path, text: &str) {
+pub(crate) fn write_atomically(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).expect("write statics");
     std::fs::rename(&tmp, path).expect("rename statics");
 }
 
 /// Whether `GET /ready` on the proxy's admin port answers 200 (a first table applied).
-fn ready() -> bool {
+pub(crate) fn ready() -> bool {
     let Ok(mut conn) = TcpStream::connect("127.0.0.1:4191") else {
         return false;
     };

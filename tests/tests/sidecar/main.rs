@@ -17,6 +17,7 @@
 //! also runs the seed's gateway (Go fasthttp, `tests/node/images`), built with `go`.
 
 mod balance;
+mod known;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -198,7 +199,7 @@ impl Drop for Proxy {
 
 /// A TCP server on `addr` running `serve` for each connection, reporting each
 /// connection's peer address on the returned channel.
-fn server(addr: &str, serve: fn(TcpStream)) -> mpsc::Receiver<SocketAddr> {
+pub(crate) fn server(addr: &str, serve: fn(TcpStream)) -> mpsc::Receiver<SocketAddr> {
     let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
     let (peers, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -215,7 +216,7 @@ fn server(addr: &str, serve: fn(TcpStream)) -> mpsc::Receiver<SocketAddr> {
 }
 
 /// Echoes each line until the client's end of stream, then closes.
-fn line_echo(conn: TcpStream) {
+pub(crate) fn line_echo(conn: TcpStream) {
     let mut writer = conn.try_clone().expect("clone");
     for line in BufReader::new(conn).lines() {
         let Ok(line) = line else { return };
@@ -226,7 +227,7 @@ fn line_echo(conn: TcpStream) {
 }
 
 /// An SMTP-like protocol: the server greets first, then answers `QUIT` and closes.
-fn greeter(mut conn: TcpStream) {
+pub(crate) fn greeter(mut conn: TcpStream) {
     if conn.write_all(b"220 fairway-test ready\r\n").is_err() {
         return;
     }
@@ -237,7 +238,7 @@ fn greeter(mut conn: TcpStream) {
     }
 }
 
-fn connect(addr: &str) -> std::io::Result<TcpStream> {
+pub(crate) fn connect(addr: &str) -> std::io::Result<TcpStream> {
     let conn = TcpStream::connect(addr)?;
     conn.set_read_timeout(Some(IO_LIMIT))?;
     Ok(conn)
@@ -245,7 +246,7 @@ fn connect(addr: &str) -> std::io::Result<TcpStream> {
 
 /// A line-echo exchange; `Ok` when every line came back and the server's end followed
 /// the client's.
-fn echo_exchange(addr: &str) -> std::io::Result<SocketAddr> {
+pub(crate) fn echo_exchange(addr: &str) -> std::io::Result<SocketAddr> {
     let mut conn = connect(addr)?;
     let local = conn.local_addr()?;
     let mut reader = BufReader::new(conn.try_clone()?);
