@@ -37,6 +37,13 @@ const TOLERANCE: f64 = 2.0;
 /// The seed's gateway and the Go backend, built once from `tests/node/images`
 /// (outside the namespace: building may need the module cache filled from the network).
 pub(crate) fn go_binaries() -> PathBuf {
+    // Once per process: the tests run in parallel, and two builds writing the same
+    // binaries at once could leave one half-written.
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_go_binaries).clone()
+}
+
+fn build_go_binaries() -> PathBuf {
     let out = fairway_tests::gobuild::target_dir().join("sidecar-go");
     let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("node/images");
     std::fs::create_dir_all(&out).expect("create the Go output directory");
