@@ -212,7 +212,7 @@ pub async fn run_on(
             let task = tokio::spawn(crate::outbound::serve(
                 outbound,
                 listener,
-                Arc::clone(&table),
+                (Arc::clone(&table), Arc::clone(&metrics)),
                 captured_tx,
                 stopped(rest_stopped),
             ));

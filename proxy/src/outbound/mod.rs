@@ -25,6 +25,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::metrics::Metrics;
+use crate::metrics::outbound::Outcome;
 use crate::server::Captured;
 use crate::table::TableHandle;
 use detect::{FirstRequest, Protocol};
@@ -85,6 +87,7 @@ pub fn decide(
 struct Parts {
     config: OutboundConfig,
     table: Arc<TableHandle>,
+    metrics: Arc<Metrics>,
     /// To the HTTP server, for balanced connections.
     captured: mpsc::Sender<Captured>,
 }
@@ -95,7 +98,7 @@ struct Parts {
 pub async fn serve(
     config: OutboundConfig,
     listener: TcpListener,
-    table: Arc<TableHandle>,
+    (table, metrics): (Arc<TableHandle>, Arc<Metrics>),
     captured: mpsc::Sender<Captured>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -103,6 +106,7 @@ pub async fn serve(
     let parts = Arc::new(Parts {
         config,
         table,
+        metrics,
         captured,
     });
     tokio::pin!(stop);
@@ -142,6 +146,7 @@ async fn handle(parts: &Parts, mut client: TcpStream, peer: SocketAddr) {
         Err(error) => {
             // Not a redirected connection: there is nowhere to pass it on to.
             tracing::debug!(%peer, %error, "outbound connection refused");
+            parts.metrics.outbound.connection(Outcome::refused);
             opaque::reset(&client);
             return;
         }
@@ -153,6 +158,7 @@ async fn handle(parts: &Parts, mut client: TcpStream, peer: SocketAddr) {
             Ok(sniffed) => sniffed,
             Err(error) => {
                 tracing::debug!(%peer, %dest, %error, "captured connection failed during detection");
+                parts.metrics.outbound.connection(Outcome::refused);
                 return;
             }
         };
@@ -162,6 +168,7 @@ async fn handle(parts: &Parts, mut client: TcpStream, peer: SocketAddr) {
         });
         tracing::debug!(%peer, %dest, %set, protocol = ?sniffed.protocol, ?decision, "captured connection");
         if decision == Decision::Balance {
+            parts.metrics.outbound.connection(Outcome::balanced);
             let captured = Captured {
                 stream: client,
                 peer,
@@ -174,6 +181,15 @@ async fn handle(parts: &Parts, mut client: TcpStream, peer: SocketAddr) {
             return;
         }
         read = sniffed.read;
+        parts
+            .metrics
+            .outbound
+            .connection(Outcome::detected_pass_through);
+    } else {
+        parts
+            .metrics
+            .outbound
+            .connection(Outcome::unknown_pass_through);
     }
     match opaque::pass_through(client, &read, dest, config.connect_timeout).await {
         Ok(copied) => {

@@ -150,16 +150,31 @@ pub(crate) fn write_atomically(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).expect("rename statics");
 }
 
-/// Whether `GET /ready` on the proxy's admin port answers 200 (a first table applied).
-pub(crate) fn ready() -> bool {
+/// `GET path` on the proxy's admin port: the whole answer, head and body.
+fn admin_get(path: &str) -> String {
     let Ok(mut conn) = TcpStream::connect("127.0.0.1:4191") else {
-        return false;
+        return String::new();
     };
     let _ = conn.set_read_timeout(Some(IO_LIMIT));
-    let _ = conn.write_all(b"GET /ready HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    let _ = conn.write_all(request.as_bytes());
     let mut answer = String::new();
     let _ = conn.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
+    answer
+}
+
+/// Whether `GET /ready` on the proxy's admin port answers 200 (a first table applied).
+pub(crate) fn ready() -> bool {
+    admin_get("/ready").starts_with("HTTP/1.1 200")
+}
+
+/// How many captured connections the proxy counted with `outcome`.
+pub(crate) fn outbound_connections(outcome: &str) -> u64 {
+    let series = format!("fairway_proxy_outbound_connections_total{{outcome=\"{outcome}\"}} ");
+    admin_get("/metrics")
+        .lines()
+        .find_map(|line| line.strip_prefix(&series)?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// One second of the gateway's output (its JSON line).
@@ -283,6 +298,11 @@ fn gateway_through_capture(name: &str, served: Served) {
         let status = gateway.0.wait().expect("gateway exit");
         assert!(status.success(), "the gateway failed: {status}");
 
+        assert!(
+            outbound_connections("balanced") > 0,
+            "the gateway's connections were balanced"
+        );
+        assert_eq!(outbound_connections("unknown_pass_through"), 0);
         let failed: u64 = seconds.iter().map(|s| s.failed).sum();
         assert_eq!(
             failed,

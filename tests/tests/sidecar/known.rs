@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use fairway_tests::bins;
 
-use super::balance::{CONTROLLER_GRPC, Killed, ready, spawn, write_atomically};
+use super::balance::{
+    CONTROLLER_GRPC, Killed, outbound_connections, ready, spawn, write_atomically,
+};
 use super::{
     IO_LIMIT, Proxy, capture, connect, echo_exchange, greeter, in_netns, line_echo, server,
 };
@@ -119,12 +121,15 @@ fn non_http_on_a_known_services_ports_passes_through_after_detection() {
             );
             proxy.assert_running();
             // The connections took the known-Service path (detection, then pass-through),
-            // not the unknown-destination one: the proxy logs each decision at debug.
-            let log = proxy.log_text();
-            let decided = log
-                .lines()
-                .filter(|l| l.contains("captured connection") && l.contains("PassThrough"));
-            assert_eq!(decided.count(), 3, "three detected pass-throughs:\n{log}");
+            // not the unknown-destination one.
+            assert_eq!(
+                outbound_connections("detected_pass_through"),
+                3,
+                "{}",
+                proxy.log_text()
+            );
+            assert_eq!(outbound_connections("unknown_pass_through"), 0);
+            assert_eq!(outbound_connections("balanced"), 0);
         },
     );
 }

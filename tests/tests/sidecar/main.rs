@@ -319,6 +319,11 @@ fn a_line_echo_protocol_works_unchanged_through_capture() {
                     "the server's peer is the proxy, not the client itself"
                 );
             }
+            assert_eq!(
+                balance::outbound_connections("unknown_pass_through"),
+                3,
+                "each connection counted once, as going to an address the proxy does not know"
+            );
             assert!(
                 peers.try_recv().is_err(),
                 "one upstream connection per client connection: the proxy's own were not captured again (no loop)"
