@@ -85,11 +85,14 @@ pub struct Args {
     )]
     pub listen: Vec<SocketAddr>,
 
-    /// Sidecar capture: address the pod's capture rules redirect outbound TCP to
-    /// (`fairway-capture --to-port`). Each connection goes on to the address its client
-    /// dialled. Unset: no outbound listener (the DaemonSet and explicit sidecars).
-    #[arg(long, env = "FAIRWAY_OUTBOUND_LISTEN")]
-    pub outbound_listen: Option<SocketAddr>,
+    /// Sidecar capture: address(es) the pod's capture rules redirect outbound TCP to
+    /// (`fairway-capture --to-port`), e.g. `127.0.0.1:4143` and `[::1]:4143` (IPv6
+    /// connections are redirected to `::1`; skipped with a warning in a pod without
+    /// IPv6). Repeat it or separate with commas. Each connection goes on to the address
+    /// its client dialled. Unset: no outbound listener (the DaemonSet, explicit
+    /// sidecars).
+    #[arg(long, env = "FAIRWAY_OUTBOUND_LISTEN", value_delimiter = ',')]
+    pub outbound_listen: Vec<SocketAddr>,
 
     /// Address of /live, /ready, /metrics and /debug/routes.
     #[arg(long, env = "FAIRWAY_ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR)]
@@ -196,7 +199,7 @@ pub enum ConfigError {
     NoListen,
     #[error("--listen {0} is given twice")]
     ListenTwice(SocketAddr),
-    #[error("--outbound-listen {0} is also a --listen or --admin-addr address")]
+    #[error("--outbound-listen {0} is also a --listen or --admin-addr address, or given twice")]
     OutboundTaken(SocketAddr),
     #[error("--otlp-endpoint {0:?} is not an http:// or https:// URL with a host")]
     OtlpEndpoint(String),
@@ -278,7 +281,7 @@ impl Config {
         }
         check_listen(&args.listen)?;
         let outbound = outbound_config(
-            args.outbound_listen,
+            &args.outbound_listen,
             &args.listen,
             args.admin_addr,
             args.max_connections,
@@ -336,22 +339,24 @@ fn trace_config(
     }))
 }
 
-/// The captured listener's settings when `--outbound-listen` is set, on an address of
-/// its own.
+/// The captured listener's settings when `--outbound-listen` is set, on addresses of
+/// their own.
 fn outbound_config(
-    outbound_listen: Option<SocketAddr>,
+    outbound_listen: &[SocketAddr],
     listen: &[SocketAddr],
     admin_addr: SocketAddr,
     max_connections: usize,
 ) -> Result<Option<OutboundConfig>, ConfigError> {
-    let Some(outbound) = outbound_listen else {
+    if outbound_listen.is_empty() {
         return Ok(None);
-    };
-    if listen.contains(&outbound) || admin_addr == outbound {
-        return Err(ConfigError::OutboundTaken(outbound));
+    }
+    for (i, &addr) in outbound_listen.iter().enumerate() {
+        if listen.contains(&addr) || admin_addr == addr || outbound_listen[..i].contains(&addr) {
+            return Err(ConfigError::OutboundTaken(addr));
+        }
     }
     Ok(Some(OutboundConfig {
-        listen: outbound,
+        listen: outbound_listen.to_vec(),
         detect_timeout: outbound::DEFAULT_DETECT_TIMEOUT,
         connect_timeout: outbound::DEFAULT_CONNECT_TIMEOUT,
         max_connections,

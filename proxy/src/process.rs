@@ -63,8 +63,8 @@ pub use fairway_process::install_crypto_provider;
 #[derive(Debug)]
 pub struct Listeners {
     proxy: Vec<TcpListener>,
-    /// `--outbound-listen`, the sidecar's captured connections.
-    outbound: Option<TcpListener>,
+    /// `--outbound-listen`, the sidecar's captured connections (empty: none).
+    outbound: Vec<TcpListener>,
     admin: TcpListener,
 }
 
@@ -74,33 +74,10 @@ impl Listeners {
     /// address was bound: the chart lists it beside 127.0.0.1 for dual-stack pods, and
     /// the same values must start a sidecar in an IPv4-only pod.
     pub async fn bind(config: &Config) -> Result<Listeners, RunError> {
-        let mut proxy = Vec::with_capacity(config.listen.len());
-        let mut skipped = None;
-        for &addr in &config.listen {
-            match bind("--listen", addr).await {
-                Ok(listener) => proxy.push(listener),
-                Err(RunError::Bind { source, .. }) if no_ipv6_loopback(addr, &source) => {
-                    skipped = Some((addr, source));
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        match skipped {
-            Some((addr, source)) if proxy.is_empty() => {
-                return Err(RunError::Bind {
-                    flag: "--listen",
-                    addr,
-                    source,
-                });
-            }
-            Some((addr, error)) => {
-                warn!(%addr, %error, "no IPv6 loopback in this pod; serving on the other --listen addresses");
-            }
-            None => {}
-        }
+        let proxy = bind_all("--listen", &config.listen).await?;
         let outbound = match &config.outbound {
-            Some(outbound) => Some(bind("--outbound-listen", outbound.listen).await?),
-            None => None,
+            Some(outbound) => bind_all("--outbound-listen", &outbound.listen).await?,
+            None => Vec::new(),
         };
         Ok(Listeners {
             proxy,
@@ -122,9 +99,12 @@ impl Listeners {
             .collect()
     }
 
-    /// The outbound listener's bound address, if there is one (resolves port 0).
-    pub fn outbound_addr(&self) -> Option<SocketAddr> {
-        self.outbound.as_ref()?.local_addr().ok()
+    /// The outbound listeners' bound addresses (resolves port 0).
+    pub fn outbound_addrs(&self) -> Vec<SocketAddr> {
+        self.outbound
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     /// The admin server's bound address (resolves port 0).
@@ -207,11 +187,15 @@ pub async fn run_on(
     // Captured HTTP connections to a known Service reach the server on this channel.
     let (captured_tx, captured_rx) = tokio::sync::mpsc::channel(CAPTURED_QUEUE);
     let (outbound, captured_rx) = match (outbound_listener, config.outbound.clone()) {
-        (Some(listener), Some(outbound)) => {
-            info!(outbound = %local(&listener, outbound.listen), "capturing outbound connections");
+        (listeners, Some(outbound)) if !listeners.is_empty() => {
+            let addrs: Vec<String> = listeners
+                .iter()
+                .filter_map(|l| Some(l.local_addr().ok()?.to_string()))
+                .collect();
+            info!(outbound = %addrs.join(","), "capturing outbound connections");
             let task = tokio::spawn(crate::outbound::serve(
                 outbound,
-                listener,
+                listeners,
                 (Arc::clone(&table), Arc::clone(&metrics)),
                 captured_tx,
                 stopped(rest_stopped),
@@ -276,6 +260,32 @@ fn server_result(joined: Result<Result<(), ServeError>, JoinError>) -> Result<()
     joined
         .map_err(RunError::ServerTask)?
         .map_err(RunError::from)
+}
+
+/// Binds every address of `flag`, skipping `[::1]` with a warning in a pod without IPv6
+/// as long as another address was bound ([`Listeners::bind`]).
+async fn bind_all(flag: &'static str, addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, RunError> {
+    let mut bound = Vec::with_capacity(addrs.len());
+    let mut skipped = None;
+    for &addr in addrs {
+        match bind(flag, addr).await {
+            Ok(listener) => bound.push(listener),
+            Err(RunError::Bind { source, .. }) if no_ipv6_loopback(addr, &source) => {
+                skipped = Some((addr, source));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    match skipped {
+        Some((addr, source)) if bound.is_empty() => {
+            return Err(RunError::Bind { flag, addr, source });
+        }
+        Some((addr, error)) => {
+            warn!(%addr, %error, flag, "no IPv6 loopback in this pod; serving on the other addresses");
+        }
+        None => {}
+    }
+    Ok(bound)
 }
 
 async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, RunError> {

@@ -173,7 +173,9 @@ fn proxy_container(with: &Injection) -> Value {
             "--controller-token-file=/var/run/secrets/fairway/token",
             format!("--listen=127.0.0.1:{LISTEN_PORT}"),
             format!("--listen=[::1]:{LISTEN_PORT}"),
+            // Capture redirects IPv4 to 127.0.0.1 and IPv6 to ::1 (skipped without IPv6).
             format!("--outbound-listen=127.0.0.1:{}", with.outbound_port),
+            format!("--outbound-listen=[::1]:{}", with.outbound_port),
             format!("--admin-addr=0.0.0.0:{ADMIN_PORT}"),
             "--id=$(POD_NAME)",
             "--node=$(NODE_NAME)",

@@ -268,7 +268,20 @@ fn outbound_listen_is_off_unless_set_and_takes_a_port_of_its_own() {
         "--outbound-listen=127.0.0.1:4143",
     ]);
     let outbound = c.outbound.expect("set");
-    assert_eq!(outbound.listen, "127.0.0.1:4143".parse().unwrap());
+    assert_eq!(outbound.listen, ["127.0.0.1:4143".parse().unwrap()]);
+    let c = parse(&[
+        "--controller-ca-file=/ca",
+        "--outbound-listen=127.0.0.1:4143,[::1]:4143",
+    ]);
+    let both: Vec<SocketAddr> = vec![
+        "127.0.0.1:4143".parse().unwrap(),
+        "[::1]:4143".parse().unwrap(),
+    ];
+    assert_eq!(
+        c.outbound.expect("set").listen,
+        both,
+        "both loopbacks, for IPv6 capture"
+    );
     assert_eq!(outbound.max_connections, c.max_connections);
 
     let error = parse_err(&[

@@ -46,8 +46,8 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// The outbound listener's settings, typed. Built from the command line's `Config`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboundConfig {
-    /// Where the capture rules redirect to.
-    pub listen: SocketAddr,
+    /// Where the capture rules redirect to (one address per family, at least one).
+    pub listen: Vec<SocketAddr>,
     /// Detection's deadline for a client's first bytes.
     pub detect_timeout: Duration,
     /// Connecting to a connection's original destination.
@@ -92,16 +92,18 @@ struct Parts {
     captured: mpsc::Sender<Captured>,
 }
 
-/// Accepts captured connections on `listener` until `stop` completes, one task each.
-/// Connections already passed through keep running until either side ends them (they
-/// are the app's own connections: the process's exit ends them).
+/// Accepts captured connections on `listeners` until `stop` completes, one task each,
+/// at most `config.max_connections` at once over all listeners. Connections already
+/// passed through keep running until either side ends them (they are the app's own
+/// connections: the process's exit ends them).
 pub async fn serve(
     config: OutboundConfig,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     (table, metrics): (Arc<TableHandle>, Arc<Metrics>),
     captured: mpsc::Sender<Captured>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
+    use futures::FutureExt;
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let parts = Arc::new(Parts {
         config,
@@ -109,6 +111,24 @@ pub async fn serve(
         metrics,
         captured,
     });
+    let stop = stop.boxed().shared();
+    let loops = listeners.into_iter().map(|listener| {
+        accept_loop(
+            listener,
+            Arc::clone(&parts),
+            Arc::clone(&slots),
+            stop.clone(),
+        )
+    });
+    futures::future::join_all(loops).await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    parts: Arc<Parts>,
+    slots: Arc<Semaphore>,
+    stop: impl Future<Output = ()>,
+) {
     tokio::pin!(stop);
     loop {
         let permit = tokio::select! {

@@ -36,8 +36,10 @@ const NETNS_ENV: &str = "FAIRWAY_SIDECAR_NETNS";
 const SERVICE_RANGE: &str = "10.96.0.0/16";
 /// The proxy's UID, as the injector runs it (`fairway-capture`'s default).
 pub(crate) const PROXY_UID: u32 = fairway_proxy::capture::DEFAULT_PROXY_UID;
-/// The proxy's outbound port (`--outbound-listen`), as the injector sets it.
-const OUTBOUND: &str = "127.0.0.1:4143";
+/// The proxy's outbound addresses (`--outbound-listen`), as the injector sets them.
+const OUTBOUND: &str = "127.0.0.1:4143,[::1]:4143";
+/// The stand-in IPv6 Service range, captured too.
+const SERVICE_RANGE_V6: &str = "fd00:96::/112";
 /// Bound on every blocking read and on waiting for the proxy: a failure, never a hang.
 pub(crate) const IO_LIMIT: Duration = Duration::from_secs(10);
 
@@ -113,7 +115,13 @@ pub(crate) fn capture(subcommand: &str) -> Output {
     let bin = bins::binary("fairway-capture");
     let mut argv = vec![bin.to_str().expect("utf-8 path"), subcommand];
     if subcommand == "install" {
-        argv.extend(["--service-cidr", SERVICE_RANGE, "--to-port", "4143"]);
+        argv.extend([
+            "--service-cidr",
+            SERVICE_RANGE,
+            "--service-cidr",
+            SERVICE_RANGE_V6,
+        ]);
+        argv.extend(["--to-port", "4143"]);
     }
     run(&argv)
 }
@@ -380,4 +388,45 @@ fn connections_made_as_the_proxy_uid_are_not_captured() {
             String::from_utf8_lossy(&out.stderr)
         );
     });
+}
+
+#[test]
+fn ipv6_service_connections_are_captured_and_passed_through() {
+    in_netns(
+        "ipv6_service_connections_are_captured_and_passed_through",
+        || {
+            // IPv6 has no AnyIP bind: the "ClusterIP" is an address of `lo` (nodad: usable
+            // at once).
+            run(&[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                "fd00:96::10/128",
+                "dev",
+                "lo",
+                "nodad",
+            ]);
+            let service = "[fd00:96::10]:7000";
+            let peers = server(service, line_echo);
+            capture("install");
+            assert!(
+                connect(service).is_err(),
+                "captured to [::1]:4143, where nothing listens yet"
+            );
+            let mut proxy = Proxy::start();
+            let client = echo_exchange(service).unwrap_or_else(|e| {
+                panic!("echo over IPv6 through capture: {e}\n{}", proxy.log_text())
+            });
+            let peer = peers
+                .recv_timeout(IO_LIMIT)
+                .expect("the server got the connection");
+            assert_ne!(
+                peer, client,
+                "through the proxy (IP6T_SO_ORIGINAL_DST), not around it"
+            );
+            assert_eq!(balance::outbound_connections("unknown_pass_through"), 1);
+            proxy.assert_running();
+        },
+    );
 }
