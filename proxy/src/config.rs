@@ -103,6 +103,12 @@ pub struct Args {
     #[arg(long, env = "FAIRWAY_ZONE")]
     pub zone: Option<String>,
 
+    /// A sidecar's own namespace (the downward API's `metadata.namespace`): a bare host
+    /// such as `orders` resolves to `orders.NAMESPACE` first, as cluster DNS resolves it
+    /// from the pod. Unset (the DaemonSet): bare hosts only as Routes list them.
+    #[arg(long, env = "FAIRWAY_NAMESPACE")]
+    pub namespace: Option<String>,
+
     /// The Kubernetes Node this proxy runs on.
     #[arg(long, env = "FAIRWAY_NODE")]
     pub node: Option<String>,
@@ -231,6 +237,8 @@ pub struct Config {
     pub outbound: Option<OutboundConfig>,
     pub admin_addr: SocketAddr,
     pub zone: Option<String>,
+    /// A sidecar's namespace; `None`: not a sidecar, or not told.
+    pub namespace: Option<String>,
     pub node: String,
     /// Unique per proxy: `--id`, or generated once at start.
     pub id: String,
@@ -297,6 +305,7 @@ impl Config {
             outbound,
             admin_addr: args.admin_addr,
             zone: non_empty(args.zone),
+            namespace: non_empty(args.namespace).map(|ns| ns.to_ascii_lowercase()),
             node: non_empty(args.node).unwrap_or_default(),
             id,
             log_format: args.log_format,

@@ -179,9 +179,12 @@ fn proxy_container(with: &Injection) -> Value {
             format!("--admin-addr=0.0.0.0:{ADMIN_PORT}"),
             "--id=$(POD_NAME)",
             "--node=$(NODE_NAME)",
+            // Bare hosts (`orders`) resolve in the pod's namespace, as its DNS does.
+            "--namespace=$(POD_NAMESPACE)",
         ],
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
         ],
         "ports": [{"name": "fairway-admin", "containerPort": ADMIN_PORT}],

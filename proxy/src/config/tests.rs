@@ -291,3 +291,15 @@ fn outbound_listen_is_off_unless_set_and_takes_a_port_of_its_own() {
     ]);
     assert!(matches!(error, ConfigError::OutboundTaken(_)), "{error}");
 }
+
+#[test]
+fn a_sidecars_namespace_is_optional_and_compared_lowercase() {
+    assert_eq!(parse(&["--controller-ca-file=/ca"]).namespace, None);
+    assert_eq!(
+        parse(&["--controller-ca-file=/ca", "--namespace="]).namespace,
+        None,
+        "empty is unset"
+    );
+    let c = parse(&["--controller-ca-file=/ca", "--namespace=Shop"]);
+    assert_eq!(c.namespace.as_deref(), Some("shop"));
+}

@@ -20,6 +20,7 @@ fn config(controller: SocketAddr) -> Config {
         outbound: None,
         admin_addr: loopback,
         zone: None,
+        namespace: None,
         node: "node-a".into(),
         id: "proxy-under-test".into(),
         log_format: LogFormat::Text,

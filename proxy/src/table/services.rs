@@ -29,7 +29,7 @@ impl Table {
     pub fn routes_to(&self, authority: &str, path: &str, set: &EndpointSetKey) -> bool {
         self.shape
             .router
-            .route(authority, path)
+            .route_in(authority, path, self.namespace.as_deref())
             .is_ok_and(|selected| {
                 selected
                     .rule

@@ -187,7 +187,7 @@ struct Second {
 #[test]
 fn the_seeds_gateway_is_balanced_per_request_after_a_scale_up() {
     let name = "balance::the_seeds_gateway_is_balanced_per_request_after_a_scale_up";
-    gateway_through_capture(name, Served::ByRoute);
+    gateway_through_capture(name, Served::ByRoute, HOST);
 }
 
 /// The promise: no Route at all (the Service opted in with
@@ -195,10 +195,19 @@ fn the_seeds_gateway_is_balanced_per_request_after_a_scale_up() {
 #[test]
 fn a_service_without_a_route_is_balanced_too() {
     let name = "balance::a_service_without_a_route_is_balanced_too";
-    gateway_through_capture(name, Served::Implicitly);
+    gateway_through_capture(name, Served::Implicitly, HOST);
 }
 
-fn gateway_through_capture(name: &str, served: Served) {
+/// The bare name, as a client in the Service's own namespace often dials it: the
+/// sidecar (told its namespace, as the injector does) resolves `orders:8080` to
+/// `orders.shop:8080`, the implicit Route's name.
+#[test]
+fn a_bare_service_name_is_balanced_in_the_sidecars_namespace() {
+    let name = "balance::a_bare_service_name_is_balanced_in_the_sidecars_namespace";
+    gateway_through_capture(name, Served::Implicitly, "orders");
+}
+
+fn gateway_through_capture(name: &str, served: Served, host: &str) {
     let go = if std::env::var("FAIRWAY_SIDECAR_NETNS").is_ok() {
         fairway_tests::gobuild::target_dir().join("sidecar-go")
     } else {
@@ -211,7 +220,7 @@ fn gateway_through_capture(name: &str, served: Served) {
         let hosts = dir.path().join("hosts");
         std::fs::write(
             &hosts,
-            format!("127.0.0.1 localhost\n{CLUSTER_IP} {HOST}\n"),
+            format!("127.0.0.1 localhost\n{CLUSTER_IP} {host}\n"),
         )
         .expect("hosts");
         run(&[
@@ -254,7 +263,8 @@ fn gateway_through_capture(name: &str, served: Served) {
             &controller_log,
         );
         capture("install");
-        let proxy = Proxy::start_with(&["--controller", &format!("http://{CONTROLLER_GRPC}")]);
+        let controller = format!("http://{CONTROLLER_GRPC}");
+        let proxy = Proxy::start_with(&["--controller", &controller, "--namespace", "shop"]);
         let deadline = Instant::now() + IO_LIMIT;
         while !ready() {
             assert!(
@@ -271,7 +281,7 @@ fn gateway_through_capture(name: &str, served: Served) {
             Command::new(go.join("gateway"))
                 .args([
                     "-url",
-                    &format!("http://{HOST}:8080/"),
+                    &format!("http://{host}:8080/"),
                     "-rate",
                     "400",
                     "-workers",
