@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use fairway_controller::inject::template;
 
 /// Fair, fast, request-level load balancing to Kubernetes pods.
 #[derive(Debug, Parser)]
@@ -36,20 +37,22 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct InjectArgs {
     /// The proxy image (also the drain hook's).
-    #[arg(long, default_value_t = default_image())]
+    #[arg(long, default_value = template::DEFAULT_IMAGE)]
     image: String,
+    /// The capture init container's image (docker/capture.Dockerfile).
+    #[arg(long, default_value = template::DEFAULT_CAPTURE_IMAGE)]
+    capture_image: String,
     /// The controller's Discovery address.
-    #[arg(long, default_value = fairway_controller::inject::template::DEFAULT_CONTROLLER)]
+    #[arg(long, default_value = template::DEFAULT_CONTROLLER)]
     controller: String,
+    /// The cluster's Service ranges, whose connections the capture step sends to the
+    /// proxy (comma-separated; kubeadm's default unless said).
+    #[arg(long, value_delimiter = ',', default_value = template::DEFAULT_SERVICE_CIDR)]
+    service_cidr: Vec<String>,
     /// The injection template the chart renders (ConfigMap `<release>-inject`, key
-    /// `template.yaml`), instead of the built-in one from --image and --controller.
+    /// `template.yaml`), instead of the built-in one from the flags above.
     #[arg(long)]
     template: Option<std::path::PathBuf>,
-}
-
-fn default_image() -> String {
-    let repository = fairway_controller::inject::template::DEFAULT_IMAGE;
-    format!("{repository}:{}", env!("CARGO_PKG_VERSION"))
 }
 
 #[tokio::main]
@@ -82,11 +85,17 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn inject(args: InjectArgs) -> anyhow::Result<()> {
+    use fairway_controller::inject::template::Defaults;
     use fairway_controller::inject::{Template, document};
     use std::io::{Read as _, Write as _};
     let template = match &args.template {
         Some(path) => Template::read(path)?,
-        None => Template::default_for(&args.image, &args.controller),
+        None => Template::default_for(&Defaults {
+            image: args.image,
+            capture_image: args.capture_image,
+            controller: args.controller,
+            service_cidrs: args.service_cidr,
+        }),
     };
     let mut input = String::new();
     std::io::stdin()

@@ -68,6 +68,12 @@ pub struct Args {
     #[arg(long, env = "FAIRWAY_CLUSTER_DOMAIN", default_value = DEFAULT_CLUSTER_DOMAIN)]
     pub cluster_domain: String,
 
+    /// Serve every Service without a Route, with default settings, under its names and
+    /// ClusterIPs with the port (for sidecars). Off: only Services labelled
+    /// `fairway.dev/implicit: enabled` are. An explicit Route for a name overrides.
+    #[arg(long, env = "FAIRWAY_IMPLICIT_SERVICES")]
+    pub implicit_services: bool,
+
     /// Log format.
     #[arg(long, env = "FAIRWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -183,6 +189,8 @@ pub struct Config {
     pub coalesce: Duration,
     /// Lowercase, without a trailing dot.
     pub cluster_domain: String,
+    /// Every Service served without a Route (`--implicit-services`).
+    pub implicit_services: bool,
     pub log_format: LogFormat,
     /// Who may open a Discovery stream.
     pub auth: AuthConfig,
@@ -252,6 +260,7 @@ impl Config {
                 .cluster_domain
                 .trim_end_matches('.')
                 .to_ascii_lowercase(),
+            implicit_services: args.implicit_services,
             log_format: args.log_format,
             auth,
             tls,
@@ -288,6 +297,7 @@ impl Config {
             source: Source::StaticDir(dir.into()),
             coalesce: crate::store::DEFAULT_COALESCE,
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            implicit_services: false,
             log_format: LogFormat::default(),
             auth: AuthConfig::Disabled,
             tls: None,
@@ -333,6 +343,10 @@ mod tests {
         );
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.cluster_domain, "cluster.local");
+        assert!(
+            !c.implicit_services,
+            "Services need a Route unless asked otherwise"
+        );
         assert_eq!(
             c.auth,
             AuthConfig::TokenReview(Policy {

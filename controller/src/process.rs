@@ -210,7 +210,8 @@ pub async fn start_with_client(
         (AuthConfig::Disabled, _) => Arc::new(Authenticator::disabled()),
     };
     let zones = Arc::new(NodeZones::default());
-    let index = Index::with_cluster_domain(&config.cluster_domain);
+    let index = Index::with_cluster_domain(&config.cluster_domain)
+        .with_implicit_services(config.implicit_services);
     Ok(Running {
         config,
         grpc,

@@ -259,11 +259,14 @@ pub struct RawDiffSpec {
     remove_sets: Vec<u8>,
 }
 
-/// A change to one endpoint set: key, `appProtocol` change, upserts, removed addresses.
+/// A change to one endpoint set: key, `appProtocol` and ClusterIPs changes, upserts,
+/// removed addresses.
 #[derive(Arbitrary, Debug, Clone)]
 pub struct SetChangeSpec {
     key: u8,
     app_protocol: Option<Option<u8>>,
+    /// A ClusterIPs change: `Some(None)` to none, `Some(Some(i))` to `10.96.0.i`.
+    cluster_ip: Option<Option<u8>>,
     upsert: Vec<EndpointSpec>,
     remove: Vec<u8>,
 }
@@ -290,6 +293,9 @@ impl RawDiffSpec {
                     app_protocol: c.app_protocol.map(|p| {
                         p.map(|p| APP_PROTOCOLS[usize::from(p) % APP_PROTOCOLS.len()].into())
                     }),
+                    cluster_ips: c
+                        .cluster_ip
+                        .map(|ip| ip.map(|i| std::net::IpAddr::from([10, 96, 0, i])).into_iter().collect()),
                     upsert: c.upsert.iter().take(8).map(EndpointSpec::build).collect(),
                     remove: c.remove.iter().take(8).map(|&a| addr(a)).collect(),
                 })

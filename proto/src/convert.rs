@@ -10,7 +10,7 @@
 //! milliseconds (finer precision is truncated, huge values saturate), and IPv6 flow info
 //! and scope ids are not sent.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::time::Duration;
 
@@ -187,12 +187,8 @@ impl TryFrom<pb::EndpointSetKey> for EndpointSetKey {
 
 impl From<EndpointAddr> for pb::EndpointAddress {
     fn from(EndpointAddr(addr): EndpointAddr) -> Self {
-        let ip = match addr.ip() {
-            IpAddr::V4(v4) => v4.octets().to_vec(),
-            IpAddr::V6(v6) => v6.octets().to_vec(),
-        };
         pb::EndpointAddress {
-            ip,
+            ip: ip_to_bytes(addr.ip()),
             port: u32::from(addr.port()),
         }
     }
@@ -202,13 +198,7 @@ impl TryFrom<pb::EndpointAddress> for EndpointAddr {
     type Error = ConvertError;
 
     fn try_from(a: pb::EndpointAddress) -> Result<Self, ConvertError> {
-        let ip = if let Ok(v4) = <[u8; 4]>::try_from(a.ip.as_slice()) {
-            IpAddr::V4(Ipv4Addr::from(v4))
-        } else if let Ok(v6) = <[u8; 16]>::try_from(a.ip.as_slice()) {
-            IpAddr::V6(Ipv6Addr::from(v6))
-        } else {
-            return Err(ConvertError::BadAddress(a.ip.len()));
-        };
+        let ip = ip_from_bytes(&a.ip)?;
         let port = port("EndpointAddress.port", a.port)?;
         Ok(EndpointAddr(SocketAddr::new(ip, port.get())))
     }
@@ -257,6 +247,7 @@ impl From<&EndpointSet> for pb::EndpointSetPart {
             key: Some((&s.key).into()),
             app_protocol: s.app_protocol.clone(),
             endpoints: s.endpoints.values().map(pb::Endpoint::from).collect(),
+            cluster_ips: ips_to_proto(&s.cluster_ips),
         }
     }
 }
@@ -269,6 +260,7 @@ impl TryFrom<pb::EndpointSetPart> for EndpointSet {
     fn try_from(p: pb::EndpointSetPart) -> Result<Self, ConvertError> {
         let mut set = EndpointSet::new(required(p.key, "EndpointSetPart.key")?.try_into()?);
         set.app_protocol = p.app_protocol;
+        set.cluster_ips = ips_from_proto(p.cluster_ips)?;
         for e in p.endpoints {
             let e = Endpoint::try_from(e)?;
             set.endpoints.insert(e.addr, e);
@@ -522,5 +514,12 @@ impl TryFrom<pb::Route> for Route {
     }
 }
 
+mod ip;
+
+use ip::ip_from_bytes;
+pub(crate) use ip::{ip_to_bytes, ips_from_proto, ips_to_proto};
+
+#[cfg(test)]
+mod compat;
 #[cfg(test)]
 mod tests;

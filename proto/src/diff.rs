@@ -9,6 +9,7 @@
 //! time, so one pod changing in a 5,000-pod Service costs one endpoint on the wire.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::convert::{ConvertError, required};
@@ -40,6 +41,9 @@ pub struct EndpointSetChange {
     /// `Some(new)` when the set is new or its `appProtocol` changed (`Some(None)`: it
     /// now has none); `None`: unchanged.
     pub app_protocol: Option<Option<String>>,
+    /// `Some(new)` when the set is new or its Service's ClusterIPs changed (`Some(empty)`:
+    /// it now has none); `None`: unchanged.
+    pub cluster_ips: Option<Vec<IpAddr>>,
     /// Endpoints created or changed, in full.
     pub upsert: Vec<Endpoint>,
     /// Endpoints gone, by address.
@@ -52,6 +56,7 @@ impl EndpointSetChange {
         EndpointSetChange {
             key,
             app_protocol: None,
+            cluster_ips: None,
             upsert: Vec::new(),
             remove: Vec::new(),
         }
@@ -141,6 +146,9 @@ impl From<&EndpointSetChange> for pb::EndpointSetDelta {
             app_protocol: c.app_protocol.as_ref().map(|value| pb::AppProtocol {
                 value: value.clone(),
             }),
+            cluster_ips: c.cluster_ips.as_ref().map(|ips| pb::ClusterIps {
+                ips: crate::convert::ips_to_proto(ips),
+            }),
             upsert: c.upsert.iter().map(pb::Endpoint::from).collect(),
             remove: c
                 .remove
@@ -158,6 +166,10 @@ impl TryFrom<pb::EndpointSetDelta> for EndpointSetChange {
         Ok(EndpointSetChange {
             key: required(d.key, "EndpointSetDelta.key")?.try_into()?,
             app_protocol: d.app_protocol.map(|p| p.value),
+            cluster_ips: d
+                .cluster_ips
+                .map(|c| crate::convert::ips_from_proto(c.ips))
+                .transpose()?,
             upsert: d
                 .upsert
                 .into_iter()
@@ -207,6 +219,7 @@ fn diff_set(old: Option<&EndpointSet>, new: &EndpointSet) -> Option<EndpointSetC
         return Some(EndpointSetChange {
             key: new.key.clone(),
             app_protocol: Some(new.app_protocol.clone()),
+            cluster_ips: Some(new.cluster_ips.clone()),
             upsert: new.endpoints.values().cloned().collect(),
             remove: Vec::new(),
         });
@@ -214,6 +227,7 @@ fn diff_set(old: Option<&EndpointSet>, new: &EndpointSet) -> Option<EndpointSetC
     let change = EndpointSetChange {
         key: new.key.clone(),
         app_protocol: (old.app_protocol != new.app_protocol).then(|| new.app_protocol.clone()),
+        cluster_ips: (old.cluster_ips != new.cluster_ips).then(|| new.cluster_ips.clone()),
         upsert: new
             .endpoints
             .iter()
@@ -222,8 +236,10 @@ fn diff_set(old: Option<&EndpointSet>, new: &EndpointSet) -> Option<EndpointSetC
             .collect(),
         remove: removed_keys(&old.endpoints, &new.endpoints),
     };
-    let unchanged =
-        change.app_protocol.is_none() && change.upsert.is_empty() && change.remove.is_empty();
+    let unchanged = change.app_protocol.is_none()
+        && change.cluster_ips.is_none()
+        && change.upsert.is_empty()
+        && change.remove.is_empty();
     (!unchanged).then_some(change)
 }
 
@@ -252,6 +268,9 @@ pub fn apply(table: &mut RouteTable, d: &TableDiff) {
         );
         if let Some(app_protocol) = &change.app_protocol {
             set.app_protocol.clone_from(app_protocol);
+        }
+        if let Some(cluster_ips) = &change.cluster_ips {
+            set.cluster_ips.clone_from(cluster_ips);
         }
         for addr in &change.remove {
             set.endpoints.remove(addr);

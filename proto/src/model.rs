@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,6 +139,10 @@ pub struct EndpointSet {
     pub key: EndpointSetKey,
     /// The raw `appProtocol` of the Service port, when it has one.
     pub app_protocol: Option<String>,
+    /// The Service's ClusterIPs, ascending, no duplicates: with the key's port, where a
+    /// sidecar's captured connections to this set were dialled. Empty: headless, or not
+    /// sent by the controller.
+    pub cluster_ips: Vec<IpAddr>,
     pub endpoints: BTreeMap<EndpointAddr, Endpoint>,
 }
 
@@ -147,6 +151,7 @@ impl EndpointSet {
         EndpointSet {
             key,
             app_protocol: None,
+            cluster_ips: Vec::new(),
             endpoints: BTreeMap::new(),
         }
     }

@@ -135,6 +135,7 @@ impl Chunker {
             key: Some((&set.key).into()),
             app_protocol: set.app_protocol.clone(),
             endpoints: Vec::new(),
+            cluster_ips: crate::convert::ips_to_proto(&set.cluster_ips),
         };
         let header_len = empty_part.encoded_len();
         if self.over(field_len(SETS_TAG, header_len)) {
@@ -191,6 +192,8 @@ pub enum SnapshotError {
     },
     #[error("parts of endpoint set {0} disagree on appProtocol")]
     AppProtocolMismatch(EndpointSetKey),
+    #[error("parts of endpoint set {0} disagree on the Service's ClusterIPs")]
+    ClusterIpsMismatch(EndpointSetKey),
     #[error(transparent)]
     Convert(#[from] ConvertError),
 }
@@ -311,12 +314,16 @@ impl Pending {
                 Entry::Vacant(v) => {
                     let mut set = EndpointSet::new(v.key().clone());
                     set.app_protocol = part.app_protocol;
+                    set.cluster_ips = crate::convert::ips_from_proto(part.cluster_ips)?;
                     Arc::make_mut(v.insert(Arc::new(set)))
                 }
                 Entry::Occupied(o) => {
                     let set = Arc::make_mut(o.into_mut());
                     if set.app_protocol != part.app_protocol {
                         return Err(SnapshotError::AppProtocolMismatch(set.key.clone()));
+                    }
+                    if set.cluster_ips != crate::convert::ips_from_proto(part.cluster_ips)? {
+                        return Err(SnapshotError::ClusterIpsMismatch(set.key.clone()));
                     }
                     set
                 }

@@ -79,13 +79,33 @@ fn app_protocol() -> impl Strategy<Value = Option<String>> {
     option::of(select(&["kubernetes.io/h2c", "grpc", "http"][..]).prop_map(String::from))
 }
 
-fn endpoint_set() -> impl Strategy<Value = EndpointSet> {
-    (set_key(), app_protocol(), vec(endpoint(), 0..8)).prop_map(|(key, app, eps)| {
-        let mut set = EndpointSet::new(key);
-        set.app_protocol = app;
-        set.endpoints = eps.into_iter().map(|e| (e.addr, e)).collect();
-        set
+/// A Service's ClusterIPs in the model's form: sorted, no duplicates, either family.
+fn cluster_ips() -> impl Strategy<Value = Vec<std::net::IpAddr>> {
+    let ip = prop_oneof![
+        (0u8..4).prop_map(|i| std::net::IpAddr::from([10, 96, 0, i])),
+        (0u16..4).prop_map(|i| std::net::IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, i])),
+    ];
+    vec(ip, 0..3).prop_map(|mut ips| {
+        ips.sort_unstable();
+        ips.dedup();
+        ips
     })
+}
+
+fn endpoint_set() -> impl Strategy<Value = EndpointSet> {
+    (
+        set_key(),
+        app_protocol(),
+        cluster_ips(),
+        vec(endpoint(), 0..8),
+    )
+        .prop_map(|(key, app, ips, eps)| {
+            let mut set = EndpointSet::new(key);
+            set.app_protocol = app;
+            set.cluster_ips = ips;
+            set.endpoints = eps.into_iter().map(|e| (e.addr, e)).collect();
+            set
+        })
 }
 
 /// Whole milliseconds: the wire's resolution (see `convert`).
@@ -250,14 +270,23 @@ fn version() -> impl Strategy<Value = Version> {
 
 fn set_change() -> impl Strategy<Value = EndpointSetChange> {
     let app = option::of(app_protocol());
-    (set_key(), app, vec(endpoint(), 0..4), vec(addr(), 0..4)).prop_map(
-        |(key, app_protocol, upsert, remove)| EndpointSetChange {
-            key,
-            app_protocol,
-            upsert,
-            remove,
-        },
+    let ips = option::of(cluster_ips());
+    (
+        set_key(),
+        app,
+        ips,
+        vec(endpoint(), 0..4),
+        vec(addr(), 0..4),
     )
+        .prop_map(
+            |(key, app_protocol, cluster_ips, upsert, remove)| EndpointSetChange {
+                key,
+                app_protocol,
+                cluster_ips,
+                upsert,
+                remove,
+            },
+        )
 }
 
 fn table_diff() -> impl Strategy<Value = TableDiff> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use http::Uri;
 
+use crate::outbound::{self, OutboundConfig};
 use crate::trace::TraceConfig;
 
 /// The controller's in-cluster gRPC address (the chart always passes `--controller`).
@@ -84,6 +85,15 @@ pub struct Args {
     )]
     pub listen: Vec<SocketAddr>,
 
+    /// Sidecar capture: address(es) the pod's capture rules redirect outbound TCP to
+    /// (`fairway-capture --to-port`), e.g. `127.0.0.1:4143` and `[::1]:4143` (IPv6
+    /// connections are redirected to `::1`; skipped with a warning in a pod without
+    /// IPv6). Repeat it or separate with commas. Each connection goes on to the address
+    /// its client dialled. Unset: no outbound listener (the DaemonSet, explicit
+    /// sidecars).
+    #[arg(long, env = "FAIRWAY_OUTBOUND_LISTEN", value_delimiter = ',')]
+    pub outbound_listen: Vec<SocketAddr>,
+
     /// Address of /live, /ready, /metrics and /debug/routes.
     #[arg(long, env = "FAIRWAY_ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR)]
     pub admin_addr: SocketAddr,
@@ -92,6 +102,12 @@ pub struct Args {
     /// the Node.
     #[arg(long, env = "FAIRWAY_ZONE")]
     pub zone: Option<String>,
+
+    /// A sidecar's own namespace (the downward API's `metadata.namespace`): a bare host
+    /// such as `orders` resolves to `orders.NAMESPACE` first, as cluster DNS resolves it
+    /// from the pod. Unset (the DaemonSet): bare hosts only as Routes list them.
+    #[arg(long, env = "FAIRWAY_NAMESPACE")]
+    pub namespace: Option<String>,
 
     /// The Kubernetes Node this proxy runs on.
     #[arg(long, env = "FAIRWAY_NODE")]
@@ -189,6 +205,8 @@ pub enum ConfigError {
     NoListen,
     #[error("--listen {0} is given twice")]
     ListenTwice(SocketAddr),
+    #[error("--outbound-listen {0} is also a --listen or --admin-addr address, or given twice")]
+    OutboundTaken(SocketAddr),
     #[error("--otlp-endpoint {0:?} is not an http:// or https:// URL with a host")]
     OtlpEndpoint(String),
     #[error("--trace-sample-ratio {0} is not between 0 and 1")]
@@ -215,8 +233,12 @@ pub struct Config {
     pub controller_token_file: Option<PathBuf>,
     /// At least one, none twice.
     pub listen: Vec<SocketAddr>,
+    /// `None`: no outbound (captured) listener.
+    pub outbound: Option<OutboundConfig>,
     pub admin_addr: SocketAddr,
     pub zone: Option<String>,
+    /// A sidecar's namespace; `None`: not a sidecar, or not told.
+    pub namespace: Option<String>,
     pub node: String,
     /// Unique per proxy: `--id`, or generated once at start.
     pub id: String,
@@ -266,6 +288,12 @@ impl Config {
             }
         }
         check_listen(&args.listen)?;
+        let outbound = outbound_config(
+            &args.outbound_listen,
+            &args.listen,
+            args.admin_addr,
+            args.max_connections,
+        )?;
         let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
         let id = non_empty(args.id).unwrap_or_else(generated_id);
         let trace = trace_config(non_empty(args.otlp_endpoint), args.trace_sample_ratio, &id)?;
@@ -274,8 +302,10 @@ impl Config {
             controller_tls,
             controller_token_file: path(args.controller_token_file),
             listen: args.listen,
+            outbound,
             admin_addr: args.admin_addr,
             zone: non_empty(args.zone),
+            namespace: non_empty(args.namespace).map(|ns| ns.to_ascii_lowercase()),
             node: non_empty(args.node).unwrap_or_default(),
             id,
             log_format: args.log_format,
@@ -315,6 +345,30 @@ fn trace_config(
         sample_per_million: (ratio * 1e6).round() as u32,
         service: "fairway-proxy".to_owned(),
         id: id.to_owned(),
+    }))
+}
+
+/// The captured listener's settings when `--outbound-listen` is set, on addresses of
+/// their own.
+fn outbound_config(
+    outbound_listen: &[SocketAddr],
+    listen: &[SocketAddr],
+    admin_addr: SocketAddr,
+    max_connections: usize,
+) -> Result<Option<OutboundConfig>, ConfigError> {
+    if outbound_listen.is_empty() {
+        return Ok(None);
+    }
+    for (i, &addr) in outbound_listen.iter().enumerate() {
+        if listen.contains(&addr) || admin_addr == addr || outbound_listen[..i].contains(&addr) {
+            return Err(ConfigError::OutboundTaken(addr));
+        }
+    }
+    Ok(Some(OutboundConfig {
+        listen: outbound_listen.to_vec(),
+        detect_timeout: outbound::DEFAULT_DETECT_TIMEOUT,
+        connect_timeout: outbound::DEFAULT_CONNECT_TIMEOUT,
+        max_connections,
     }))
 }
 

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod balance;
+pub mod capture;
 pub mod config;
 pub mod discovery;
 pub mod fields;
@@ -12,6 +13,7 @@ pub mod h1;
 pub mod health;
 pub mod logs;
 pub mod metrics;
+pub mod outbound;
 pub mod pool;
 pub mod process;
 pub mod request;

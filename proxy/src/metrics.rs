@@ -151,6 +151,8 @@ pub struct Metrics {
     series: series::SeriesCache,
     /// Upgraded connections (WebSockets).
     pub upgrades: upgrades::UpgradeMetrics,
+    /// The sidecar's captured connections.
+    pub outbound: outbound::OutboundMetrics,
     /// gRPC calls by status, timed to their trailers.
     pub grpc: grpc::GrpcMetrics,
     /// Active health checks.
@@ -224,6 +226,7 @@ impl Metrics {
         );
 
         let upgrades = upgrades::UpgradeMetrics::register(&mut registry);
+        let outbound = outbound::OutboundMetrics::register(&mut registry);
         let grpc = grpc::GrpcMetrics::register(&mut registry);
         let health = health::HealthMetrics::register(&mut registry);
         let shares = shares::ShareMetrics::register(&mut registry, endpoint_labels);
@@ -231,6 +234,7 @@ impl Metrics {
             shares,
             scrape: Mutex::new(()),
             upgrades,
+            outbound,
             grpc,
             health,
             registry,
@@ -470,6 +474,7 @@ fn saturating_i64(n: u64) -> i64 {
 
 pub mod grpc;
 pub mod health;
+pub mod outbound;
 mod series;
 mod shares;
 #[cfg(test)]

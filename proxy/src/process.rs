@@ -33,6 +33,10 @@ use crate::table::TableHandle;
 /// the grace ends; past it we stop waiting.
 pub const SHUTDOWN_SLACK: Duration = Duration::from_secs(2);
 
+/// Captured connections waiting for the server's loop: it only spawns a task each, so
+/// a short queue suffices; a full one holds the next accept back.
+const CAPTURED_QUEUE: usize = 64;
+
 /// Why the proxy stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -59,6 +63,8 @@ pub use fairway_process::install_crypto_provider;
 #[derive(Debug)]
 pub struct Listeners {
     proxy: Vec<TcpListener>,
+    /// `--outbound-listen`, the sidecar's captured connections (empty: none).
+    outbound: Vec<TcpListener>,
     admin: TcpListener,
 }
 
@@ -68,32 +74,14 @@ impl Listeners {
     /// address was bound: the chart lists it beside 127.0.0.1 for dual-stack pods, and
     /// the same values must start a sidecar in an IPv4-only pod.
     pub async fn bind(config: &Config) -> Result<Listeners, RunError> {
-        let mut proxy = Vec::with_capacity(config.listen.len());
-        let mut skipped = None;
-        for &addr in &config.listen {
-            match bind("--listen", addr).await {
-                Ok(listener) => proxy.push(listener),
-                Err(RunError::Bind { source, .. }) if no_ipv6_loopback(addr, &source) => {
-                    skipped = Some((addr, source));
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        match skipped {
-            Some((addr, source)) if proxy.is_empty() => {
-                return Err(RunError::Bind {
-                    flag: "--listen",
-                    addr,
-                    source,
-                });
-            }
-            Some((addr, error)) => {
-                warn!(%addr, %error, "no IPv6 loopback in this pod; serving on the other --listen addresses");
-            }
-            None => {}
-        }
+        let proxy = bind_all("--listen", &config.listen).await?;
+        let outbound = match &config.outbound {
+            Some(outbound) => bind_all("--outbound-listen", &outbound.listen).await?,
+            None => Vec::new(),
+        };
         Ok(Listeners {
             proxy,
+            outbound,
             admin: bind("--admin-addr", config.admin_addr).await?,
         })
     }
@@ -106,6 +94,14 @@ impl Listeners {
     /// Every proxy address bound, in `--listen` order (resolves port 0).
     pub fn proxy_addrs(&self) -> Vec<SocketAddr> {
         self.proxy
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The outbound listeners' bound addresses (resolves port 0).
+    pub fn outbound_addrs(&self) -> Vec<SocketAddr> {
+        self.outbound
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect()
@@ -154,6 +150,7 @@ pub async fn run_on(
         .collect();
     let Listeners {
         proxy: proxy_listeners,
+        outbound: outbound_listener,
         admin: admin_listener,
     } = listeners;
     info!(
@@ -182,19 +179,41 @@ pub async fn run_on(
     let admin = tokio::spawn(admin::serve(
         admin_listener,
         admin_state.clone(),
-        stopped(rest_stopped),
+        stopped(rest_stopped.clone()),
     ));
+
+    // Captured connections pass through to where they were going whatever the table
+    // holds, so this starts at once; it stops accepting with the rest below.
+    // Captured HTTP connections to a known Service reach the server on this channel.
+    let (captured_tx, captured_rx) = tokio::sync::mpsc::channel(CAPTURED_QUEUE);
+    let (outbound, captured_rx) = match (outbound_listener, config.outbound.clone()) {
+        (listeners, Some(outbound)) if !listeners.is_empty() => {
+            let addrs: Vec<String> = listeners
+                .iter()
+                .filter_map(|l| Some(l.local_addr().ok()?.to_string()))
+                .collect();
+            info!(outbound = %addrs.join(","), "capturing outbound connections");
+            let task = tokio::spawn(crate::outbound::serve(
+                outbound,
+                listeners,
+                (Arc::clone(&table), Arc::clone(&metrics)),
+                captured_tx,
+                stopped(rest_stopped),
+            ));
+            (Some(task), Some(captured_rx))
+        }
+        _ => (None, None),
+    };
 
     // Probes Routes' health checks; stopped with the rest below.
     let health = crate::health::spawn(&table, Arc::clone(&metrics));
 
     let (stop_server, server_stopped) = watch::channel(false);
-    let mut server = tokio::spawn(server::serve_with_pools(
+    let mut server = tokio::spawn(server::serve_with_captured(
         ServerConfig::from(&config),
         proxy_listeners,
-        table,
-        metrics,
-        pools,
+        captured_rx,
+        (table, metrics, pools),
         stopped(server_stopped),
     ));
 
@@ -220,7 +239,12 @@ pub async fn run_on(
 
     health.abort();
     let _ = stop_rest.send(true);
-    for (name, task) in [("discovery", discovery), ("admin", admin)] {
+    let tasks = [
+        ("discovery", Some(discovery)),
+        ("admin", Some(admin)),
+        ("outbound", outbound),
+    ];
+    for (name, task) in tasks.into_iter().filter_map(|(n, t)| Some((n, t?))) {
         if let Err(error) = task.await {
             warn!(task = name, %error, "task ended abnormally during shutdown");
         }
@@ -236,6 +260,32 @@ fn server_result(joined: Result<Result<(), ServeError>, JoinError>) -> Result<()
     joined
         .map_err(RunError::ServerTask)?
         .map_err(RunError::from)
+}
+
+/// Binds every address of `flag`, skipping `[::1]` with a warning in a pod without IPv6
+/// as long as another address was bound ([`Listeners::bind`]).
+async fn bind_all(flag: &'static str, addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, RunError> {
+    let mut bound = Vec::with_capacity(addrs.len());
+    let mut skipped = None;
+    for &addr in addrs {
+        match bind(flag, addr).await {
+            Ok(listener) => bound.push(listener),
+            Err(RunError::Bind { source, .. }) if no_ipv6_loopback(addr, &source) => {
+                skipped = Some((addr, source));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    match skipped {
+        Some((addr, source)) if bound.is_empty() => {
+            return Err(RunError::Bind { flag, addr, source });
+        }
+        Some((addr, error)) => {
+            warn!(%addr, %error, flag, "no IPv6 loopback in this pod; serving on the other addresses");
+        }
+        None => {}
+    }
+    Ok(bound)
 }
 
 async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, RunError> {

@@ -170,6 +170,10 @@ pub struct Table {
     shape: Arc<Shape>,
     /// The domain table this was built from (for `/debug/routes` and resumes).
     pub source: Arc<RouteTable>,
+    /// ClusterIP:port to endpoint set, for captured connections; built on first use.
+    services: std::sync::OnceLock<services::ServiceIndex>,
+    /// A sidecar's own namespace (`--namespace`): bare hosts resolve there first.
+    namespace: Option<Arc<str>>,
 }
 
 /// What a table's Routes determine; endpoint changes only feed its balancers.
@@ -206,7 +210,16 @@ impl Table {
             node,
             shape,
             source,
+            services: std::sync::OnceLock::new(),
+            namespace: None,
         }
+    }
+
+    /// This table for a sidecar in `namespace`: a bare host (`orders`) resolves to
+    /// `orders.NAMESPACE`'s Route first, as cluster DNS would resolve it.
+    pub fn in_namespace(mut self, namespace: Option<&str>) -> Table {
+        self.namespace = namespace.map(Arc::from);
+        self
     }
 
     /// Routes a request and picks its endpoint: host and path to a rule, a weighted
@@ -223,7 +236,12 @@ impl Table {
 
     /// The Route a request for `authority` and `path` matches, without picking.
     pub fn route(&self, authority: &str, path: &str) -> Result<&Route, ResolveError> {
-        Ok(self.shape.router.route(authority, path)?.route)
+        let namespace = self.namespace.as_deref();
+        Ok(self
+            .shape
+            .router
+            .route_in(authority, path, namespace)?
+            .route)
     }
 
     /// [`resolve`](Self::resolve) for a request or an upgrade (see [`Pick`]); `key_of`
@@ -237,7 +255,8 @@ impl Table {
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Result<(Target, EndpointAddr), ResolveError> {
-        let selected = self.shape.router.route(authority, path)?;
+        let namespace = self.namespace.as_deref();
+        let selected = self.shape.router.route_in(authority, path, namespace)?;
         let backend = match selected.pick_backend(rng) {
             Some(Landed::Backend(i)) => i,
             Some(Landed::Unresolved(i)) => {
@@ -377,6 +396,7 @@ impl TableHandle {
 
 mod build;
 mod health;
+mod services;
 
 pub use health::ProbeKey;
 

@@ -120,7 +120,8 @@ fn signal_group(group: libc::pid_t, signal: libc::c_int) {
 }
 
 #[allow(unsafe_code)]
-fn die_with_parent(command: &mut Command) {
+/// Makes `command`'s child get SIGKILL when the spawning thread dies (module docs).
+pub fn die_with_parent(command: &mut Command) {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
     // functions (prctl, getppid, _exit), allocating nothing.

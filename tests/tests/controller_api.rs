@@ -74,6 +74,7 @@ fn set_delta(key: &EndpointSetKey, upsert: Vec<Endpoint>, remove: Vec<EndpointAd
         sets: vec![EndpointSetChange {
             key: key.clone(),
             app_protocol: None,
+            cluster_ips: None,
             upsert,
             remove,
         }],

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use fairway_controller::inject::Template;
+use fairway_controller::inject::template::{self, Defaults};
 use fairway_tests::TestCluster;
 use fairway_tests::bins::{binary, free_port, loopback};
 use fairway_tests::helm::{CHART_DIR, helm};
@@ -76,6 +77,13 @@ fn init_names(ns: &str, pod: &str) -> Vec<String> {
 }
 
 #[test]
+fn the_injected_proxy_and_its_capture_agree_on_uid_and_port() {
+    use fairway_proxy::capture::{DEFAULT_OUTBOUND_PORT, DEFAULT_PROXY_UID};
+    assert_eq!(template::PROXY_UID, i64::from(DEFAULT_PROXY_UID));
+    assert_eq!(template::OUTBOUND_PORT, i32::from(DEFAULT_OUTBOUND_PORT));
+}
+
+#[test]
 fn what_fairway_inject_writes_is_accepted_by_the_apiserver() {
     let ns = namespace("inject-cli");
     let input = format!(
@@ -104,7 +112,7 @@ fn what_fairway_inject_writes_is_accepted_by_the_apiserver() {
     );
     assert!(out.status.success(), "fairway inject failed: {stderr}");
     assert!(
-        stderr.contains("Pod/gateway: added fairway-drain-copy, fairway-proxy"),
+        stderr.contains("Pod/gateway: added fairway-drain-copy, fairway-capture, fairway-proxy"),
         "{stderr}"
     );
     assert!(
@@ -161,7 +169,10 @@ fn start_webhook(cert: &str, key: &str) -> Webhook {
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
     };
-    let template = Template::default_for(IMAGE, "https://fairway-controller.fairway.svc:18000");
+    let template = Template::default_for(&Defaults {
+        image: IMAGE.to_owned(),
+        ..Defaults::default()
+    });
     let template = file(
         "template.yaml",
         &serde_saphyr::to_string(&template).unwrap(),
@@ -304,7 +315,7 @@ fn the_webhook_injects_pods_that_ask_and_fails_open() {
     };
     assert_eq!(
         injected,
-        ["fairway-drain-copy", "fairway-proxy"],
+        ["fairway-drain-copy", "fairway-capture", "fairway-proxy"],
         "injected by the webhook"
     );
 

@@ -206,6 +206,22 @@ pod, read by the controller from the ConfigMap <release>-inject. The same settin
 DaemonSet's proxy: its image, controller address, token audience and CA.
 */}}
 {{- define "fairway.inject.template" -}}
+capture:
+  name: fairway-capture
+  image: {{ printf "%s:%s" .Values.injector.captureImage.repository (default .Chart.AppVersion .Values.injector.captureImage.tag) }}
+  imagePullPolicy: {{ .Values.proxy.image.pullPolicy }}
+  args:
+    - install
+    - --service-cidr={{ join "," .Values.injector.serviceCIDRs }}
+    - --proxy-uid={{ .Values.injector.proxyUID }}
+    - --to-port={{ .Values.injector.outboundPort }}
+  # Root with NET_ADMIN only, and only while the pod starts (docs/security.md).
+  securityContext:
+    runAsUser: 0
+    runAsNonRoot: false
+    allowPrivilegeEscalation: false
+    readOnlyRootFilesystem: true
+    capabilities: {drop: [ALL], add: [NET_ADMIN]}
 proxy:
   name: fairway-proxy
   image: {{ include "fairway.proxy.image" . }}
@@ -221,9 +237,15 @@ proxy:
     - --controller-token-file=/var/run/fairway/token/token
     {{- end }}
     - --listen=127.0.0.1:{{ .Values.proxy.port }}
+    - --listen=[::1]:{{ .Values.proxy.port }}
+    # Capture redirects IPv4 to 127.0.0.1 and IPv6 to ::1 (skipped without IPv6).
+    - --outbound-listen=127.0.0.1:{{ .Values.injector.outboundPort }}
+    - --outbound-listen=[::1]:{{ .Values.injector.outboundPort }}
     - --admin-addr=0.0.0.0:{{ .Values.proxy.adminPort }}
     - --id=$(POD_NAMESPACE)/$(POD_NAME)
     - --node=$(NODE_NAME)
+    # Bare hosts (`orders`) resolve in the pod's namespace, as its DNS does.
+    - --namespace=$(POD_NAMESPACE)
     - --log-format={{ .Values.proxy.logFormat }}
   env:
     - name: POD_NAME
@@ -243,6 +265,8 @@ proxy:
   readinessProbe:
     httpGet: {path: /ready, port: {{ .Values.proxy.adminPort }}}
     periodSeconds: 2
+  livenessProbe:
+    httpGet: {path: /live, port: {{ .Values.proxy.adminPort }}}
   securityContext:
     runAsUser: {{ .Values.injector.proxyUID }}
     runAsGroup: {{ .Values.injector.proxyUID }}

@@ -80,28 +80,63 @@ pub(super) struct ServicePort {
     pub app_protocol: Option<String>,
 }
 
-/// A Service's TCP ports.
+/// A Service's TCP ports and the ClusterIPs they are reached on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct ServicePorts(Vec<ServicePort>);
+pub(super) struct ServicePorts {
+    ports: Vec<ServicePort>,
+    /// `spec.clusterIPs` (else `spec.clusterIP`), parsed, sorted, no duplicates; empty
+    /// for a headless Service (`None`) or one without an IP yet.
+    pub cluster_ips: Vec<IpAddr>,
+    /// Labelled `fairway.dev/implicit: enabled`: served without a Route (`implicit`).
+    pub implicit: bool,
+}
 
 impl ServicePorts {
     fn of(service: &Service) -> Self {
         let ports = service.spec.iter().flat_map(|s| s.ports.iter().flatten());
-        ServicePorts(
-            ports
+        ServicePorts {
+            ports: ports
                 .filter(|p| is_tcp(&p.protocol))
                 .filter_map(port)
                 .collect(),
-        )
+            cluster_ips: cluster_ips(service),
+            implicit: service
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(super::implicit::IMPLICIT_LABEL))
+                .is_some_and(|v| v == super::implicit::IMPLICIT_ENABLED),
+        }
+    }
+
+    /// The TCP port numbers, in the Service's order.
+    pub fn port_numbers(&self) -> impl Iterator<Item = NonZeroU16> + '_ {
+        self.ports.iter().map(|p| p.port)
     }
 
     pub fn by_number(&self, number: NonZeroU16) -> Option<&ServicePort> {
-        self.0.iter().find(|p| p.port == number)
+        self.ports.iter().find(|p| p.port == number)
     }
 
     pub fn by_name(&self, name: &str) -> Option<&ServicePort> {
-        self.0.iter().find(|p| p.name == name)
+        self.ports.iter().find(|p| p.name == name)
     }
+}
+
+/// A Service's ClusterIPs: `spec.clusterIPs` (dual-stack), or the older single
+/// `spec.clusterIP`; `None` (headless) and anything unparsable are left out.
+fn cluster_ips(service: &Service) -> Vec<IpAddr> {
+    let Some(spec) = &service.spec else {
+        return Vec::new();
+    };
+    let listed = spec.cluster_ips.iter().flatten();
+    let mut ips: Vec<IpAddr> = listed
+        .chain(spec.cluster_ip.iter())
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    ips.sort_unstable();
+    ips.dedup();
+    ips
 }
 
 fn port(p: &K8sServicePort) -> Option<ServicePort> {
@@ -229,6 +264,11 @@ impl EndpointStore {
         self.services.get(service)
     }
 
+    /// Every stored Service.
+    pub fn service_refs(&self) -> impl Iterator<Item = &ServiceRef> {
+        self.services.keys()
+    }
+
     /// Stores a Service; returns it.
     pub fn apply_service(&mut self, service: &Service) -> ServiceRef {
         let name = ObjectRef::of(&service.metadata);
@@ -294,7 +334,8 @@ impl EndpointStore {
     /// or its port is missing. A Service with no slices yet gives an empty set.
     pub fn build(&self, key: &EndpointSetKey) -> Option<(EndpointSet, EndpointCounts)> {
         let service = ServiceRef::new(&key.namespace, &key.service);
-        let port = self.services.get(&service)?.by_number(key.port)?;
+        let facts = self.services.get(&service)?;
+        let port = facts.by_number(key.port)?;
         let mut merged: BTreeMap<EndpointAddr, Endpoint> = BTreeMap::new();
         let slices = self.slices_by_service.get(&service).into_iter().flatten();
         for slice in slices.filter_map(|name| self.slices.get(name)) {
@@ -327,6 +368,7 @@ impl EndpointStore {
         let set = EndpointSet {
             key: key.clone(),
             app_protocol: port.app_protocol.clone(),
+            cluster_ips: facts.cluster_ips.clone(),
             endpoints: merged,
         };
         Some((set, counts))

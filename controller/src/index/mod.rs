@@ -28,6 +28,7 @@ mod base;
 mod endpoints;
 mod health;
 mod hosts;
+mod implicit;
 mod routes;
 mod status;
 #[cfg(test)]
@@ -49,6 +50,7 @@ use routes::{Resolution, RouteEntry};
 pub use base::{DEFAULT_NAMESPACE, SpecError};
 pub use endpoints::SERVICE_NAME_LABEL;
 pub use hosts::DEFAULT_CLUSTER_DOMAIN;
+pub use implicit::IMPLICIT_LABEL;
 pub use status::{
     ACCEPTED, ComputedStatus, ConditionState, ConditionStatus, RESOLVED_REFS, Reason,
 };
@@ -83,6 +85,10 @@ pub struct Index {
     users: BTreeMap<EndpointSetKey, BTreeSet<RouteKey>>,
     counts: BTreeMap<EndpointSetKey, EndpointCounts>,
     table: RouteTable,
+    /// `--implicit-services`: every Service is served without a Route (`implicit`).
+    implicit_all: bool,
+    /// The implicit Routes in the table, by Service, each with the set it sends to.
+    implicit: BTreeMap<ServiceRef, BTreeMap<RouteKey, EndpointSetKey>>,
 }
 
 impl Default for Index {
@@ -109,7 +115,17 @@ impl Index {
             users: BTreeMap::new(),
             counts: BTreeMap::new(),
             table: RouteTable::default(),
+            implicit_all: false,
+            implicit: BTreeMap::new(),
         }
+    }
+
+    /// This index with every Service served without a Route (`--implicit-services`),
+    /// not only those labelled `fairway.dev/implicit: enabled`. Set before any object
+    /// is applied.
+    pub fn with_implicit_services(mut self, all: bool) -> Self {
+        self.implicit_all = all;
+        self
     }
 
     /// The current route table: every served Route and the endpoint sets they use.
@@ -145,12 +161,16 @@ impl Index {
     /// its two-label name `NAME.NS`, and rebuilds its sets.
     pub fn apply_service(&mut self, service: &Service) -> Changes {
         let name = self.endpoints.apply_service(service);
-        self.service_changed(&name)
+        let mut changes = self.service_changed(&name);
+        self.refresh_implicit(&name, &mut changes);
+        changes
     }
 
     pub fn delete_service(&mut self, service: &Service) -> Changes {
         let name = self.endpoints.delete_service(service);
-        self.service_changed(&name)
+        let mut changes = self.service_changed(&name);
+        self.refresh_implicit(&name, &mut changes);
+        changes
     }
 
     /// Adds or updates an EndpointSlice: rebuilds only its Service's endpoint sets.
@@ -369,6 +389,64 @@ impl Index {
         let keys: BTreeSet<RouteKey> = self.routes.keys().cloned().collect();
         self.resolve(keys, &mut changes);
         changes
+            .routes
+            .extend(self.implicit.values().flat_map(|r| r.keys().cloned()));
+        self.implicit.clear();
+        let services: Vec<ServiceRef> = self.endpoints.service_refs().cloned().collect();
+        for service in &services {
+            self.refresh_implicit(service, &mut changes);
+        }
+        changes
+    }
+
+    /// Puts `service`'s implicit Routes in the table as its facts now say (none when it
+    /// is gone or not implicit), and their endpoint sets with them.
+    fn refresh_implicit(&mut self, service: &ServiceRef, changes: &mut Changes) {
+        let routes = match self.endpoints.service(service) {
+            Some(facts) if self.implicit_all || facts.implicit => {
+                implicit::routes(service, facts, &self.cluster_domain)
+            }
+            _ => Vec::new(),
+        };
+        let old = self.implicit.remove(service).unwrap_or_default();
+        // An implicit Route has one rule with one backend: its Service port's set.
+        let new: BTreeMap<RouteKey, EndpointSetKey> = routes
+            .iter()
+            .filter_map(|r| {
+                let set = &r.rules.first()?.backends.first()?.endpoint_set;
+                Some((r.key.clone(), set.clone()))
+            })
+            .collect();
+        let mut transitioned = BTreeSet::new();
+        for (key, set) in old.iter().filter(|(key, _)| !new.contains_key(*key)) {
+            self.table.routes.remove(key);
+            changes.routes.insert(key.clone());
+            if let Some(users) = self.users.get_mut(set) {
+                users.remove(key);
+                if users.is_empty() {
+                    self.users.remove(set);
+                    transitioned.insert(set.clone());
+                }
+            }
+        }
+        for route in routes {
+            let key = route.key.clone();
+            if let Some(set) = new.get(&key) {
+                let users = self.users.entry(set.clone()).or_default();
+                if users.is_empty() {
+                    transitioned.insert(set.clone());
+                }
+                users.insert(key.clone());
+            }
+            self.table.routes.insert(key.clone(), Arc::new(route));
+            changes.routes.insert(key);
+        }
+        if !new.is_empty() {
+            self.implicit.insert(service.clone(), new);
+        }
+        for set in &transitioned {
+            self.refresh_set(set, changes);
+        }
     }
 
     fn computed(&self, resolution: &Resolution) -> ComputedStatus {

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::{InjectError, Injected, Template, Wanted, inject};
+use super::{Asked, InjectError, Injected, Template, inject};
 use crate::static_dir::{documents, is_empty};
 
 /// What happened to one object, for stderr.
@@ -92,7 +92,7 @@ pub fn inject_object(
     let Some((meta, spec)) = pod_template(object) else {
         return Ok(());
     };
-    let wanted = Wanted::of(
+    let asked = Asked::of(
         object
             .pointer(meta)
             .and_then(|m| m["annotations"].as_object()),
@@ -101,7 +101,7 @@ pub fn inject_object(
     let Some(spec) = object.pointer_mut(spec) else {
         return Ok(());
     };
-    let injected = inject(spec, wanted, template).map_err(|source| DocumentError::Inject {
+    let injected = inject(spec, &asked, template).map_err(|source| DocumentError::Inject {
         object: name.clone(),
         source,
     })?;

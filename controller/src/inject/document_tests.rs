@@ -2,12 +2,14 @@ use serde_json::Value;
 
 use super::inject_yaml;
 use crate::inject::Template;
+use crate::inject::template::Defaults;
 
 fn template() -> Template {
-    Template::default_for(
-        "registry.example/fairway-proxy:1.2.3",
-        "https://fw.example:8443",
-    )
+    Template::default_for(&Defaults {
+        image: "registry.example/fairway-proxy:1.2.3".into(),
+        controller: "https://fw.example:8443".into(),
+        ..Defaults::default()
+    })
 }
 
 const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: gateway  # the gateway's\nspec:\n  ports: [{port: 80}]\n";
@@ -74,8 +76,8 @@ fn every_pod_template_that_asks_is_injected_and_the_rest_kept() {
     let docs = docs(&out);
     assert_eq!(docs.len(), 4, "{out}");
     let gateway = &docs[1]["spec"]["template"]["spec"];
-    assert_eq!(gateway["initContainers"][1]["name"], "fairway-proxy");
-    assert_eq!(gateway["initContainers"][1]["restartPolicy"], "Always");
+    assert_eq!(gateway["initContainers"][2]["name"], "fairway-proxy");
+    assert_eq!(gateway["initContainers"][2]["restartPolicy"], "Always");
     let report = &docs[3]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
     assert_eq!(report["initContainers"][0]["name"], "fairway-drain-copy");
     assert_eq!(
@@ -84,10 +86,13 @@ fn every_pod_template_that_asks_is_injected_and_the_rest_kept() {
         "drain alone: no proxy"
     );
     let injected = &out[out.find("kind: Deployment").unwrap()..out.find("kind: Pod").unwrap()];
-    assert!(
-        !injected.contains('[') && !injected.replace("{}", "").contains('{'),
-        "block style:\n{injected}"
-    );
+    // Block style: no value opens a flow sequence or mapping (an empty `{}` aside).
+    let flow = injected.lines().find(|line| {
+        let value = line.trim_start().trim_start_matches("- ");
+        let value = value.split_once(": ").map_or(value, |(_, v)| v);
+        (value.starts_with('[') || value.starts_with('{')) && value != "{}"
+    });
+    assert_eq!(flow, None, "block style:\n{injected}");
 }
 
 #[test]
@@ -97,7 +102,7 @@ fn the_items_of_a_list_are_injected() {
     assert_eq!(reports.len(), 1);
     let list: Value = serde_saphyr::from_str(&out).unwrap();
     assert_eq!(
-        list["items"][0]["spec"]["initContainers"][1]["name"],
+        list["items"][0]["spec"]["initContainers"][2]["name"],
         "fairway-proxy"
     );
 }

@@ -30,6 +30,40 @@ pub const DRAIN_ANNOTATION: &str = "fairway.dev/drain";
 /// The one value that turns either on.
 pub const ENABLED: &str = "enabled";
 
+/// Destination ports a pod's capture leaves alone, comma-separated (`5432,6379`).
+pub const EXCLUDE_PORTS_ANNOTATION: &str = "fairway.dev/capture-exclude-ports";
+
+/// What a pod's annotations ask for, with the capture's exclusions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Asked {
+    pub wanted: Wanted,
+    pub exclude_ports: Option<String>,
+}
+
+impl Asked {
+    pub fn of(annotations: Option<&Map<String, Value>>) -> Asked {
+        let exclude_ports = annotations
+            .and_then(|a| a.get(EXCLUDE_PORTS_ANNOTATION))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        Asked {
+            wanted: Wanted::of(annotations),
+            exclude_ports,
+        }
+    }
+}
+
+impl From<Wanted> for Asked {
+    fn from(wanted: Wanted) -> Asked {
+        Asked {
+            wanted,
+            exclude_ports: None,
+        }
+    }
+}
+
 /// What a pod's annotations ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wanted {
@@ -73,16 +107,19 @@ pub enum InjectError {
     NoContainers,
     #[error("volume {0:?} already exists in the pod with another definition")]
     VolumeClash(String),
+    #[error("{EXCLUDE_PORTS_ANNOTATION}: {0:?} is not a comma-separated list of ports")]
+    ExcludePorts(String),
 }
 
 /// Edits `spec` (a PodSpec as JSON) as `wanted` asks. Injecting twice changes nothing:
 /// a pod that already has the template's containers is left as it is.
 pub fn inject(
     spec: &mut Value,
-    wanted: Wanted,
+    asked: &Asked,
     template: &Template,
 ) -> Result<Injected, InjectError> {
     let mut done = Injected::default();
+    let wanted = asked.wanted;
     if wanted == Wanted::Nothing {
         return Ok(done);
     }
@@ -114,7 +151,20 @@ pub fn inject(
     }
     if add_proxy {
         if let Some(capture) = &template.capture {
-            front.push(to_json(capture));
+            let mut capture = to_json(capture);
+            if let Some(ports) = &asked.exclude_ports {
+                let valid = ports
+                    .split(',')
+                    .all(|p| p.trim().parse::<u16>().is_ok_and(|p| p > 0));
+                if !valid {
+                    return Err(InjectError::ExcludePorts(ports.clone()));
+                }
+                let arg = json!(format!("--exclude-port={}", ports.replace(' ', "")));
+                if let Some(Value::Array(args)) = capture.get_mut("args") {
+                    args.push(arg);
+                }
+            }
+            front.push(capture);
         }
         let mut proxy = to_json(&template.proxy);
         proxy["restartPolicy"] = json!("Always");

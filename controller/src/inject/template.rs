@@ -8,15 +8,47 @@ use serde::{Deserialize, Serialize};
 
 /// The proxy's own user: not 65532, the images' and distroless's usual non-root user,
 /// which an app may run as too and would then silently escape capture (rules exempt the
-/// proxy's UID).
-pub const PROXY_UID: i64 = 2102;
+/// proxy's UID). The same as `fairway-capture`'s default (tests/tests/inject.rs checks).
+pub const PROXY_UID: i64 = 2140;
 /// Where the injected proxy serves its admin endpoints (`/ready` gates the app's start).
 pub const ADMIN_PORT: i32 = 4191;
-/// The default proxy image, as the chart's `proxy.image.repository`.
-pub const DEFAULT_IMAGE: &str = "ghcr.io/fairway-dev/fairway-proxy";
+/// Where capture sends the pod's outbound connections (`fairway-capture --to-port`).
+pub const OUTBOUND_PORT: i32 = 4143;
+/// The default proxy image, as the chart's `proxy.image`.
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/fairway-dev/fairway-proxy:",
+    env!("CARGO_PKG_VERSION")
+);
+/// The default capture init image (docker/capture.Dockerfile).
+pub const DEFAULT_CAPTURE_IMAGE: &str = concat!(
+    "ghcr.io/fairway-dev/fairway-capture:",
+    env!("CARGO_PKG_VERSION")
+);
 /// The default controller, as docs/install.md installs the chart (release and namespace
 /// `fairway`).
 pub const DEFAULT_CONTROLLER: &str = "https://fairway-controller.fairway.svc:18000";
+/// kubeadm's default Service range.
+pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
+
+/// What the built-in template is made from (`fairway inject`'s flags).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Defaults {
+    pub image: String,
+    pub capture_image: String,
+    pub controller: String,
+    pub service_cidrs: Vec<String>,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            image: DEFAULT_IMAGE.to_owned(),
+            capture_image: DEFAULT_CAPTURE_IMAGE.to_owned(),
+            controller: DEFAULT_CONTROLLER.to_owned(),
+            service_cidrs: vec![DEFAULT_SERVICE_CIDR.to_owned()],
+        }
+    }
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -93,15 +125,18 @@ impl Template {
         Ok(template)
     }
 
-    /// The offline default: the proxy `image` (a full reference) subscribing to
-    /// `controller` with the chart's defaults (TLS with the published CA, a projected
-    /// ServiceAccount token), and the drain hook from the same image.
-    pub fn default_for(image: &str, controller: &str) -> Template {
+    /// The offline default: capture of the Service ranges, the proxy subscribing to the
+    /// controller with the chart's defaults (TLS with the published CA, a projected
+    /// ServiceAccount token), and the drain hook from the proxy image.
+    pub fn default_for(with: &Defaults) -> Template {
         let yaml = DEFAULT_TEMPLATE
-            .replace("{image}", image)
-            .replace("{controller}", controller)
+            .replace("{image}", &with.image)
+            .replace("{capture_image}", &with.capture_image)
+            .replace("{cidrs}", &with.service_cidrs.join(","))
+            .replace("{controller}", &with.controller)
             .replace("{uid}", &PROXY_UID.to_string())
-            .replace("{admin}", &ADMIN_PORT.to_string());
+            .replace("{admin}", &ADMIN_PORT.to_string())
+            .replace("{outbound}", &OUTBOUND_PORT.to_string());
         serde_saphyr::from_str(&yaml).expect("the built-in template is valid")
     }
 }
@@ -109,6 +144,17 @@ impl Template {
 /// The built-in template, in the chart's shape (charts/fairway/templates/_helpers.tpl,
 /// `fairway.inject.template`); `{...}` are filled in by [`Template::default_for`].
 const DEFAULT_TEMPLATE: &str = r#"
+capture:
+  name: fairway-capture
+  image: "{capture_image}"
+  args: [install, "--service-cidr={cidrs}", "--proxy-uid={uid}", "--to-port={outbound}"]
+  # Root with NET_ADMIN only, and only while the pod starts (docs/security.md).
+  securityContext:
+    runAsUser: 0
+    runAsNonRoot: false
+    allowPrivilegeEscalation: false
+    readOnlyRootFilesystem: true
+    capabilities: {drop: [ALL], add: [NET_ADMIN]}
 proxy:
   name: fairway-proxy
   image: "{image}"
@@ -117,9 +163,15 @@ proxy:
     - --controller-ca-file=/var/run/fairway/controller-ca/ca.crt
     - --controller-token-file=/var/run/fairway/token/token
     - --listen=127.0.0.1:4140
+    - --listen=[::1]:4140
+    # Capture redirects IPv4 to 127.0.0.1 and IPv6 to ::1 (skipped without IPv6).
+    - --outbound-listen=127.0.0.1:{outbound}
+    - --outbound-listen=[::1]:{outbound}
     - --admin-addr=0.0.0.0:{admin}
     - --id=$(POD_NAMESPACE)/$(POD_NAME)
     - --node=$(NODE_NAME)
+    # Bare hosts (`orders`) resolve in the pod's namespace, as its DNS does.
+    - --namespace=$(POD_NAMESPACE)
   env:
     - name: POD_NAME
       valueFrom: {fieldRef: {fieldPath: metadata.name}}
@@ -137,6 +189,8 @@ proxy:
   readinessProbe:
     httpGet: {path: /ready, port: {admin}}
     periodSeconds: 2
+  livenessProbe:
+    httpGet: {path: /live, port: {admin}}
   securityContext:
     runAsUser: {uid}
     runAsGroup: {uid}

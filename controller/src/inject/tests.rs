@@ -1,13 +1,14 @@
 use serde_json::{Value, json};
 
-use super::template::{PROXY_UID, Template};
-use super::{InjectError, Wanted, inject};
+use super::template::{Defaults, PROXY_UID, Template};
+use super::{Asked, InjectError, Wanted, inject};
 
 fn template() -> Template {
-    Template::default_for(
-        "registry.example/fairway-proxy:1.2.3",
-        "https://fw.example:8443",
-    )
+    Template::default_for(&Defaults {
+        image: "registry.example/fairway-proxy:1.2.3".into(),
+        controller: "https://fw.example:8443".into(),
+        ..Defaults::default()
+    })
 }
 
 fn pod_spec() -> Value {
@@ -59,7 +60,7 @@ fn annotations_ask_for_nothing_the_hook_or_everything() {
 #[test]
 fn nothing_asked_changes_nothing() {
     let mut spec = pod_spec();
-    let done = inject(&mut spec, Wanted::Nothing, &template()).unwrap();
+    let done = inject(&mut spec, &Wanted::Nothing.into(), &template()).unwrap();
     assert!(done.added.is_empty());
     assert_eq!(spec, pod_spec());
 }
@@ -67,15 +68,29 @@ fn nothing_asked_changes_nothing() {
 #[test]
 fn inject_adds_the_proxy_as_a_native_sidecar_before_the_apps_init_containers() {
     let mut spec = pod_spec();
-    let done = inject(&mut spec, Wanted::All, &template()).unwrap();
-    assert_eq!(done.added, ["fairway-drain-copy", "fairway-proxy"]);
+    let done = inject(&mut spec, &Wanted::All.into(), &template()).unwrap();
+    assert_eq!(
+        done.added,
+        ["fairway-drain-copy", "fairway-capture", "fairway-proxy"]
+    );
     assert!(done.warnings.is_empty(), "{:?}", done.warnings);
     assert_eq!(
         names(&spec["initContainers"]),
-        ["fairway-drain-copy", "fairway-proxy", "migrate"],
-        "the proxy runs before the app's own init containers, whose traffic it carries"
+        [
+            "fairway-drain-copy",
+            "fairway-capture",
+            "fairway-proxy",
+            "migrate"
+        ],
+        "the rules and the proxy come before the app's own init containers, whose traffic they carry"
     );
-    let proxy = &spec["initContainers"][1];
+    let capture = &spec["initContainers"][1];
+    assert!(capture["restartPolicy"].is_null(), "capture runs once");
+    assert_eq!(
+        capture["securityContext"]["capabilities"]["add"][0],
+        "NET_ADMIN"
+    );
+    let proxy = &spec["initContainers"][2];
     assert_eq!(proxy["restartPolicy"], "Always", "a native sidecar");
     assert_eq!(proxy["image"], "registry.example/fairway-proxy:1.2.3");
     assert_eq!(proxy["securityContext"]["runAsUser"], PROXY_UID);
@@ -122,9 +137,9 @@ fn inject_adds_the_proxy_as_a_native_sidecar_before_the_apps_init_containers() {
 #[test]
 fn injecting_twice_is_injecting_once() {
     let mut once = pod_spec();
-    inject(&mut once, Wanted::All, &template()).unwrap();
+    inject(&mut once, &Wanted::All.into(), &template()).unwrap();
     let mut twice = once.clone();
-    let done = inject(&mut twice, Wanted::All, &template()).unwrap();
+    let done = inject(&mut twice, &Wanted::All.into(), &template()).unwrap();
     assert!(done.added.is_empty());
     assert_eq!(twice, once);
 }
@@ -132,7 +147,7 @@ fn injecting_twice_is_injecting_once() {
 #[test]
 fn drain_alone_adds_the_hook_and_no_proxy() {
     let mut spec = pod_spec();
-    let done = inject(&mut spec, Wanted::Drain, &template()).unwrap();
+    let done = inject(&mut spec, &Wanted::Drain.into(), &template()).unwrap();
     assert_eq!(done.added, ["fairway-drain-copy"]);
     assert_eq!(
         names(&spec["initContainers"]),
@@ -152,28 +167,34 @@ fn drain_alone_adds_the_hook_and_no_proxy() {
 }
 
 #[test]
-fn a_capture_step_runs_between_the_hook_copy_and_the_proxy() {
-    let mut template = template();
-    let mut capture = template.proxy.clone();
-    capture.name = "fairway-capture".into();
-    template.capture = Some(capture);
+fn a_pods_excluded_ports_reach_its_capture_step_and_bad_ones_are_refused() {
+    let annotations = |ports: &str| {
+        let map = json!({
+            "fairway.dev/inject": "enabled",
+            "fairway.dev/capture-exclude-ports": ports,
+        });
+        Asked::of(map.as_object())
+    };
     let mut spec = pod_spec();
-    let done = inject(&mut spec, Wanted::All, &template).unwrap();
-    assert_eq!(
-        done.added,
-        ["fairway-drain-copy", "fairway-capture", "fairway-proxy"]
-    );
-    assert!(
-        spec["initContainers"][1]["restartPolicy"].is_null(),
-        "capture runs once"
-    );
+    inject(&mut spec, &annotations("5432, 6379"), &template()).unwrap();
+    let args = spec["initContainers"][1]["args"].as_array().unwrap();
+    assert_eq!(args.last().unwrap(), "--exclude-port=5432,6379", "{args:?}");
+
+    for bad in ["postgres", "5432;6379", "0", "70000"] {
+        let mut spec = pod_spec();
+        assert_eq!(
+            inject(&mut spec, &annotations(bad), &template()),
+            Err(InjectError::ExcludePorts(bad.into())),
+            "{bad}"
+        );
+    }
 }
 
 #[test]
 fn a_users_own_pre_stop_hook_is_kept_with_a_warning() {
     let mut spec = pod_spec();
     spec["containers"][1]["lifecycle"] = json!({"preStop": {"exec": {"command": ["sleep", "5"]}}});
-    let done = inject(&mut spec, Wanted::Drain, &template()).unwrap();
+    let done = inject(&mut spec, &Wanted::Drain.into(), &template()).unwrap();
     assert_eq!(
         spec["containers"][1]["lifecycle"]["preStop"]["exec"]["command"][0],
         "sleep"
@@ -191,7 +212,7 @@ fn an_app_running_as_the_proxys_uid_is_warned_about() {
     let mut spec = pod_spec();
     spec["securityContext"] = json!({"runAsUser": PROXY_UID});
     spec["containers"][1]["securityContext"] = json!({"runAsUser": 1000});
-    let done = inject(&mut spec, Wanted::All, &template()).unwrap();
+    let done = inject(&mut spec, &Wanted::All.into(), &template()).unwrap();
     assert_eq!(done.warnings.len(), 1, "{:?}", done.warnings);
     assert!(
         done.warnings[0].contains("\"gateway\"") && done.warnings[0].contains("not captured"),
@@ -205,17 +226,17 @@ fn pods_that_cannot_take_the_injection_are_errors_that_change_nothing_asked() {
     let mut clash = pod_spec();
     clash["volumes"] = json!([{"name": "fairway-token", "emptyDir": {}}]);
     assert_eq!(
-        inject(&mut clash, Wanted::All, &template()),
+        inject(&mut clash, &Wanted::All.into(), &template()),
         Err(InjectError::VolumeClash("fairway-token".into()))
     );
     let mut empty = json!({"containers": []});
     assert_eq!(
-        inject(&mut empty, Wanted::All, &template()),
+        inject(&mut empty, &Wanted::All.into(), &template()),
         Err(InjectError::NoContainers)
     );
     let mut odd = json!("spec");
     assert_eq!(
-        inject(&mut odd, Wanted::All, &template()),
+        inject(&mut odd, &Wanted::All.into(), &template()),
         Err(InjectError::NotAnObject)
     );
 }

@@ -9,7 +9,7 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::Value;
 
-use super::{Template, Wanted, inject};
+use super::{Asked, Template, inject};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -39,14 +39,14 @@ fn answer(request: &AdmissionRequest<DynamicObject>, template: &Template) -> Adm
     let Ok(pod) = serde_json::to_value(object) else {
         return response;
     };
-    let wanted = Wanted::of(pod["metadata"]["annotations"].as_object());
+    let asked = Asked::of(pod["metadata"]["annotations"].as_object());
     let mut patched = pod.clone();
     let Some(spec) = patched.get_mut("spec") else {
         return response;
     };
     let name = pod_name(&pod, request);
     let mut response = response;
-    match inject(spec, wanted, template) {
+    match inject(spec, &asked, template) {
         Ok(done) if done.added.is_empty() => response,
         Ok(done) => {
             tracing::info!(pod = %name, added = ?done.added, "injected");

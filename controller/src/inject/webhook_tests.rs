@@ -1,13 +1,15 @@
 use serde_json::{Value, json};
 
 use super::review;
+use crate::inject::template::Defaults;
 use crate::inject::{Template, Wanted, inject};
 
 fn template() -> Template {
-    Template::default_for(
-        "registry.example/fairway-proxy:1.2.3",
-        "https://fw.example:8443",
-    )
+    Template::default_for(&Defaults {
+        image: "registry.example/fairway-proxy:1.2.3".into(),
+        controller: "https://fw.example:8443".into(),
+        ..Defaults::default()
+    })
 }
 
 fn pod(annotations: Value) -> Value {
@@ -62,7 +64,7 @@ fn an_annotated_pod_is_allowed_with_the_patch_that_injects_it() {
     let mut patched = pod.clone();
     json_patch::patch(&mut patched, &patch).unwrap();
     let mut expected = pod;
-    inject(&mut expected["spec"], Wanted::All, &template()).unwrap();
+    inject(&mut expected["spec"], &Wanted::All.into(), &template()).unwrap();
     assert_eq!(patched, expected, "the patch is exactly the injection");
 }
 

@@ -367,6 +367,14 @@ pub struct EndpointSetPart {
     pub app_protocol: ::core::option::Option<::prost::alloc::string::String>,
     #[prost(message, repeated, tag = "3")]
     pub endpoints: ::prost::alloc::vec::Vec<Endpoint>,
+    /// The Service's ClusterIPs (`spec.clusterIPs`; 4 or 16 bytes each, ascending, no
+    /// duplicates). A sidecar maps a captured connection's destination, a ClusterIP and
+    /// this set's port, to the set. Parts of one set carry the same list. Empty: headless,
+    /// or a controller older than this field (the sidecar then passes such connections
+    /// through). Older proxies skip the field; their table digests then differ from the
+    /// controller's for sets with ClusterIPs, so their resumes get those sets again.
+    #[prost(bytes = "vec", repeated, tag = "4")]
+    pub cluster_ips: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
 }
 /// Endpoint-level changes to one set. Within a set, `remove` applies before `upsert`.
 #[allow(clippy::all)]
@@ -383,6 +391,17 @@ pub struct EndpointSetDelta {
     /// Endpoints gone from the set, by address. The proxy drains them.
     #[prost(message, repeated, tag = "4")]
     pub remove: ::prost::alloc::vec::Vec<EndpointAddress>,
+    /// Present when the set is new or its Service's ClusterIPs changed; absent: unchanged.
+    #[prost(message, optional, tag = "5")]
+    pub cluster_ips: ::core::option::Option<ClusterIps>,
+}
+/// A Service's ClusterIPs, wrapped so a delta can say "changed to none".
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ClusterIps {
+    /// 4 or 16 bytes each, ascending, no duplicates; empty: none (headless).
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub ips: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
 }
 /// A Service port's `appProtocol`, wrapped so a delta can say "changed to none".
 #[allow(clippy::all)]

@@ -187,3 +187,26 @@ fn split_sets_merge_back_with_their_routes() {
     );
     assert_eq!(assemble(messages), Ok(t));
 }
+
+#[test]
+fn cluster_ips_survive_chunking_and_parts_must_agree_on_them() {
+    let mut s = set("orders", 40);
+    s.cluster_ips = vec!["10.96.0.10".parse().unwrap(), "fd00::10".parse().unwrap()];
+    let t = table([s]);
+    let messages = snapshot_messages(&t, V, 1024);
+    assert!(messages.len() > 3, "the set is split into several parts");
+    assert_eq!(
+        assemble(messages.clone()).expect("assembles").endpoint_sets,
+        t.endpoint_sets,
+        "every part carries the ClusterIPs"
+    );
+    let mut messages = messages;
+    let Some(Kind::Chunk(chunk)) = &mut messages[2].kind else {
+        panic!("message 2 is a chunk");
+    };
+    chunk.sets[0].cluster_ips.clear();
+    assert!(matches!(
+        assemble(messages),
+        Err(SnapshotError::ClusterIpsMismatch(_))
+    ));
+}

@@ -257,3 +257,49 @@ fn bad_tracing_flags_are_refused() {
         );
     }
 }
+
+#[test]
+fn outbound_listen_is_off_unless_set_and_takes_a_port_of_its_own() {
+    let c = parse(&["--controller-ca-file=/ca"]);
+    assert_eq!(c.outbound, None, "no captured listener by default");
+
+    let c = parse(&[
+        "--controller-ca-file=/ca",
+        "--outbound-listen=127.0.0.1:4143",
+    ]);
+    let outbound = c.outbound.expect("set");
+    assert_eq!(outbound.listen, ["127.0.0.1:4143".parse().unwrap()]);
+    let c = parse(&[
+        "--controller-ca-file=/ca",
+        "--outbound-listen=127.0.0.1:4143,[::1]:4143",
+    ]);
+    let both: Vec<SocketAddr> = vec![
+        "127.0.0.1:4143".parse().unwrap(),
+        "[::1]:4143".parse().unwrap(),
+    ];
+    assert_eq!(
+        c.outbound.expect("set").listen,
+        both,
+        "both loopbacks, for IPv6 capture"
+    );
+    assert_eq!(outbound.max_connections, c.max_connections);
+
+    let error = parse_err(&[
+        "--controller-ca-file=/ca",
+        "--listen=127.0.0.1:4140",
+        "--outbound-listen=127.0.0.1:4140",
+    ]);
+    assert!(matches!(error, ConfigError::OutboundTaken(_)), "{error}");
+}
+
+#[test]
+fn a_sidecars_namespace_is_optional_and_compared_lowercase() {
+    assert_eq!(parse(&["--controller-ca-file=/ca"]).namespace, None);
+    assert_eq!(
+        parse(&["--controller-ca-file=/ca", "--namespace="]).namespace,
+        None,
+        "empty is unset"
+    );
+    let c = parse(&["--controller-ca-file=/ca", "--namespace=Shop"]);
+    assert_eq!(c.namespace.as_deref(), Some("shop"));
+}

@@ -74,6 +74,8 @@ pub struct DiscoveryConfig {
     pub node: String,
     /// Also used for zone hints when building tables.
     pub zone: Option<String>,
+    /// A sidecar's own namespace, for bare hosts in the tables it builds.
+    pub namespace: Option<String>,
     pub backoff: Backoff,
 }
 
@@ -86,6 +88,7 @@ impl From<&Config> for DiscoveryConfig {
             id: config.id.clone(),
             node: config.node.clone(),
             zone: config.zone.clone(),
+            namespace: config.namespace.clone(),
             backoff: Backoff::default(),
         }
     }
@@ -345,7 +348,8 @@ impl Client {
             .or(self.reported_zone.as_deref());
         // `--node` for node hints (PreferSameNode); empty means unknown.
         let node = Some(self.config.node.as_str()).filter(|n| !n.is_empty());
-        let table = Table::build(source, version, &previous, (zone, node), Instant::now());
+        let table = Table::build(source, version, &previous, (zone, node), Instant::now())
+            .in_namespace(self.config.namespace.as_deref());
         self.table.store(Arc::new(table));
         self.metrics.set_table_version(version);
         if first {

@@ -45,6 +45,7 @@ impl Proxy {
             id: "proxy-0".into(),
             node: "node-a".into(),
             zone: zone.map(str::to_owned),
+            namespace: None,
             backoff: TEST_BACKOFF,
         };
         let (stop, stopped) = oneshot::channel::<()>();

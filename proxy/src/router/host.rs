@@ -59,9 +59,40 @@ fn any_host(authority: &str) -> Cow<'_, str> {
     }
 }
 
+/// The port of an authority (`orders.shop:8080`, `[fd00::10]:8080`), if it has one.
+pub fn port_of(authority: &str) -> Option<u16> {
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, rest)| rest);
+    let port = match host_port.strip_prefix('[') {
+        Some(rest) => rest.split_once("]:")?.1,
+        None => match host_port.split_once(':') {
+            Some((_, port)) if !port.contains(':') => port,
+            _ => return None,
+        },
+    };
+    port.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{any_host, normalize_host, plain_host};
+    use super::{any_host, normalize_host, plain_host, port_of};
+
+    #[test]
+    fn ports_are_read_from_names_and_both_address_families() {
+        assert_eq!(port_of("orders.shop:8080"), Some(8080));
+        assert_eq!(port_of("[fd00::10]:8080"), Some(8080));
+        assert_eq!(port_of("user@10.96.0.10:80"), Some(80));
+        for none in [
+            "orders.shop",
+            "[fd00::10]",
+            "fd00::10",
+            "orders:http",
+            "orders:",
+        ] {
+            assert_eq!(port_of(none), None, "{none}");
+        }
+    }
 
     #[test]
     fn the_fast_path_agrees_with_the_general_one() {

@@ -67,6 +67,10 @@ pub struct Router {
     entries: Vec<RouteEntry>,
     /// Normalised host -> index into `entries`.
     hosts: HashMap<String, usize>,
+    /// Normalised host and port -> index into `entries`, for Route hosts that carry a
+    /// port (a Service's implicit Route: `orders.shop:8080`). Looked up only when the
+    /// port-less `hosts` has no entry, so an explicit Route's claim of a name wins.
+    ported: HashMap<(String, u16), usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -93,10 +97,11 @@ impl Router {
                 rules_by_prefix,
             });
             for host in &route.hosts {
-                router
-                    .hosts
-                    .entry(normalize_host(host).into_owned())
-                    .or_insert(index);
+                let name = normalize_host(host).into_owned();
+                match host::port_of(host) {
+                    Some(port) => router.ported.entry((name, port)).or_insert(index),
+                    None => router.hosts.entry(name).or_insert(index),
+                };
             }
         }
         router
@@ -106,10 +111,48 @@ impl Router {
     /// ignored; `[::1]:80` works) and its path (query ignored). The longest matching
     /// `path_prefix` wins; see `path` for the segment rule.
     pub fn route(&self, authority_or_host: &str, path: &str) -> Result<Selected<'_>, RouteError> {
+        self.route_in(authority_or_host, path, None)
+    }
+
+    /// [`route`](Self::route) for a client in `namespace` (a sidecar's pod): a bare host
+    /// (`orders`, no dot) is looked up as `orders.NAMESPACE` first, as cluster DNS
+    /// resolves it there, then as itself.
+    pub fn route_in(
+        &self,
+        authority_or_host: &str,
+        path: &str,
+        namespace: Option<&str>,
+    ) -> Result<Selected<'_>, RouteError> {
         let host = normalize_host(authority_or_host);
-        let Some(&index) = self.hosts.get(&*host) else {
+        let in_namespace = namespace
+            .filter(|_| !host.contains('.') && !host.contains(':') && !host.is_empty())
+            .and_then(|ns| {
+                let qualified = format!("{host}.{ns}");
+                self.lookup(&qualified, authority_or_host)
+            });
+        let found = in_namespace.or_else(|| self.lookup(&host, authority_or_host));
+        let Some(index) = found else {
             return Err(RouteError::UnknownHost(host.into_owned()));
         };
+        self.select(index, path)
+    }
+
+    /// The entry for normalised `host`: a port-less claim first, then one with the
+    /// authority's port.
+    fn lookup(&self, host: &str, authority_or_host: &str) -> Option<usize> {
+        let found = self.hosts.get(host).or_else(|| {
+            // Rare (implicit Routes only): the map is empty unless the controller serves
+            // Services without a Route, and a name with an explicit Route never gets here.
+            if self.ported.is_empty() {
+                return None;
+            }
+            let port = host::port_of(authority_or_host)?;
+            self.ported.get(&(host.to_owned(), port))
+        });
+        found.copied()
+    }
+
+    fn select(&self, index: usize, path: &str) -> Result<Selected<'_>, RouteError> {
         let entry = &self.entries[index];
         let route = &entry.route;
         let path = request_path(path);
@@ -135,8 +178,8 @@ impl Router {
         self.entries.iter().map(|e| &e.route)
     }
 
-    /// How many distinct hosts are routable.
+    /// How many distinct hosts are routable (with a port or without).
     pub fn host_count(&self) -> usize {
-        self.hosts.len()
+        self.hosts.len() + self.ported.len()
     }
 }

@@ -207,3 +207,122 @@ fn all_zero_weights_pick_nothing() {
     let selected = router.route("d", "/").expect("routes");
     assert_eq!(selected.pick_backend(&mut SmallRng::seed_from_u64(1)), None);
 }
+
+#[test]
+fn hosts_with_a_port_match_only_that_port_and_lose_to_a_portless_claim() {
+    // A Service's implicit Routes (one per port) beside an explicit Route for one name.
+    let router = Router::new(&table(vec![
+        route(
+            "billing:8080",
+            &["billing.shop:8080", "10.96.0.20:8080", "[fd00::20]:8080"],
+            vec![rule("/", &[("billing", 1)])],
+        ),
+        route(
+            "billing:9000",
+            &["billing.shop:9000"],
+            vec![rule("/", &[("admin", 1)])],
+        ),
+        route(
+            "orders:8080",
+            &["orders.shop:8080"],
+            vec![rule("/", &[("orders", 1)])],
+        ),
+        route(
+            "orders",
+            &["orders.shop"],
+            vec![rule("/", &[("canary", 1)])],
+        ),
+    ]));
+    let to = |authority: &str| {
+        router
+            .route(authority, "/")
+            .map(|s| s.route.key.name.clone())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(to("billing.shop:8080").as_deref(), Ok("billing:8080"));
+    assert_eq!(
+        to("Billing.Shop:8080").as_deref(),
+        Ok("billing:8080"),
+        "case ignored"
+    );
+    assert_eq!(
+        to("10.96.0.20:8080").as_deref(),
+        Ok("billing:8080"),
+        "by ClusterIP"
+    );
+    assert_eq!(
+        to("[fd00::20]:8080").as_deref(),
+        Ok("billing:8080"),
+        "IPv6 too"
+    );
+    assert_eq!(
+        to("billing.shop:9000").as_deref(),
+        Ok("billing:9000"),
+        "each port its own"
+    );
+    assert!(to("billing.shop").is_err(), "no port: no implicit match");
+    assert!(to("billing.shop:8081").is_err());
+    assert_eq!(
+        to("orders.shop:8080").as_deref(),
+        Ok("orders"),
+        "an explicit Route's claim of the name wins over the implicit one"
+    );
+}
+
+#[test]
+fn a_sidecar_resolves_a_bare_host_in_its_own_namespace_first() {
+    let router = Router::new(&table(vec![
+        // Explicit Routes: one claims the bare name, one the namespaced name.
+        route("bare", &["orders"], vec![rule("/", &[("elsewhere", 1)])]),
+        route(
+            "shop-orders",
+            &["orders.shop"],
+            vec![rule("/", &[("orders", 1)])],
+        ),
+        // An implicit Route, with the port.
+        route(
+            "billing:8080",
+            &["billing.shop:8080"],
+            vec![rule("/", &[("billing", 1)])],
+        ),
+    ]));
+    let to = |authority: &str, namespace: Option<&str>| {
+        router
+            .route_in(authority, "/", namespace)
+            .map(|s| s.route.key.name.clone())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        to("orders:8080", Some("shop")).as_deref(),
+        Ok("shop-orders"),
+        "NAME.NS first"
+    );
+    assert_eq!(
+        to("orders", Some("billing")).as_deref(),
+        Ok("bare"),
+        "then the bare claim"
+    );
+    assert_eq!(
+        to("orders", None).as_deref(),
+        Ok("bare"),
+        "a DaemonSet: as Routes list it"
+    );
+    assert_eq!(
+        to("billing:8080", Some("shop")).as_deref(),
+        Ok("billing:8080"),
+        "implicit, bare"
+    );
+    assert!(
+        to("billing:8080", None).is_err(),
+        "without a namespace a bare name is not a Service's"
+    );
+    assert!(
+        to("billing", Some("shop")).is_err(),
+        "an implicit Route needs the port"
+    );
+    assert_eq!(
+        to("orders.shop:8080", Some("billing")).as_deref(),
+        Ok("shop-orders"),
+        "a dotted name is never qualified"
+    );
+}

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::Request;
 use http::header::HeaderValue;
 use hyper::body::Incoming;
@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::service::{self, RequestBody, Shared};
 use super::{ServerConfig, downstream, headers, rewind};
@@ -100,7 +100,7 @@ pub async fn accept_loop(
                     draining: draining.clone(),
                     _permit: permit,
                 };
-                tokio::spawn(conn.serve(stream, peer));
+                tokio::spawn(conn.serve(stream, peer, BytesMut::new()));
             }
             Err(error) => {
                 // Per-connection failures (reset before accept, out of descriptors):
@@ -123,8 +123,52 @@ struct Connection {
     _permit: OwnedSemaphorePermit,
 }
 
+/// Serves the connections the sidecar's outbound side hands over (captured HTTP, its
+/// first bytes already read) as if accepted here, until `stop` turns true; each holds
+/// one of `slots`, like an accepted connection.
+pub async fn captured_loop(
+    config: &ServerConfig,
+    mut captured: mpsc::Receiver<super::Captured>,
+    shared: Arc<Shared>,
+    phases: Phases,
+    slots: Arc<Semaphore>,
+) {
+    let Phases { draining, mut stop } = phases;
+    let builder = Arc::new(builder(config));
+    let limits = downstream::Limits {
+        max_head: config.max_header_bytes,
+        max_headers: config.max_headers,
+    };
+    loop {
+        let next = tokio::select! {
+            next = captured.recv() => next,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        let Some(super::Captured { stream, peer, read }) = next else {
+            return;
+        };
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        let conn = Connection {
+            builder: Arc::clone(&builder),
+            shared: Arc::clone(&shared),
+            limits,
+            header_read_timeout: config.header_read_timeout,
+            stop: stop.clone(),
+            draining: draining.clone(),
+            _permit: permit,
+        };
+        tokio::spawn(conn.serve(stream, peer, read));
+    }
+}
+
 impl Connection {
-    async fn serve(self, mut stream: TcpStream, peer: SocketAddr) {
+    async fn serve(self, mut stream: TcpStream, peer: SocketAddr, read: BytesMut) {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%peer, %error, "setting TCP_NODELAY");
         }
@@ -139,7 +183,7 @@ impl Connection {
             stop: self.stop.clone(),
             draining: self.draining.clone(),
         };
-        match fast.run(&mut stream).await {
+        match fast.run_from(read, &mut stream).await {
             downstream::Ended::Closed => {}
             downstream::Ended::Handoff(read) => self.hyper(read, stream, peer, client).await,
         }

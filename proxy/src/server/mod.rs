@@ -163,6 +163,29 @@ pub async fn serve_with_pools(
     pools: Arc<Pools>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let parts = (table, metrics, pools);
+    serve_with_captured(config, listeners, None, parts, shutdown).await
+}
+
+/// A connection the sidecar's outbound side captured and found to speak HTTP, handed
+/// to the server with the bytes detection read.
+#[derive(Debug)]
+pub struct Captured {
+    pub stream: tokio::net::TcpStream,
+    pub peer: SocketAddr,
+    /// The connection's first bytes, parsed before anything more is read.
+    pub read: bytes::BytesMut,
+}
+
+/// [`serve_with_pools`], also serving the connections that arrive on `captured` (the
+/// sidecar's, see [`crate::outbound`]) until the sender is gone or the server stops.
+pub async fn serve_with_captured(
+    config: ServerConfig,
+    listeners: Vec<tokio::net::TcpListener>,
+    captured: Option<tokio::sync::mpsc::Receiver<Captured>>,
+    (table, metrics, pools): (Arc<TableHandle>, Arc<Metrics>, Arc<Pools>),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     for listener in &listeners {
         if let Ok(listen) = listener.local_addr() {
             tracing::info!(%listen, "proxy listening (HTTP/1.1 and h2c)");
@@ -198,8 +221,22 @@ pub async fn serve_with_pools(
             Arc::clone(&slots),
         )
     });
+    let captured = captured.map(|captured| {
+        listener::captured_loop(
+            &config,
+            captured,
+            Arc::clone(&shared),
+            phases.clone(),
+            Arc::clone(&slots),
+        )
+    });
     let mut accepting = Box::pin(async move {
-        futures::future::join_all(loops).await;
+        let captured = async move {
+            if let Some(captured) = captured {
+                captured.await;
+            }
+        };
+        futures::future::join(futures::future::join_all(loops), captured).await;
     });
     tokio::select! {
         () = accepting.as_mut() => {}

@@ -31,7 +31,22 @@ fn default_render_serves_and_registers_the_webhook_with_the_discovery_ca() {
     ] {
         assert!(args.contains(&arg.to_owned()), "{arg} missing: {args:?}");
     }
-    assert_eq!(template.proxy_uid, 2102);
+    assert_eq!(template.proxy_uid, 2140);
+    let capture = template.capture.as_ref().expect("the capture step");
+    assert_eq!(
+        capture.image.as_deref(),
+        Some("ghcr.io/fairway-dev/fairway-capture:0.1.0")
+    );
+    let capture_args = capture.args.clone().unwrap_or_default();
+    assert_eq!(
+        capture_args,
+        [
+            "install",
+            "--service-cidr=10.96.0.0/12",
+            "--proxy-uid=2140",
+            "--to-port=4143"
+        ]
+    );
     let token = serde_json::to_value(&template.volumes).unwrap();
     assert_eq!(
         token[0]["projected"]["sources"][0]["serviceAccountToken"]["audience"], "fairway",

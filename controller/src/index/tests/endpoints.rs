@@ -387,3 +387,35 @@ fn sets_appear_only_when_referenced() {
     index.apply_route(&route("orders", &["orders.shop"], "orders", num(8080), 1));
     assert_eq!(addrs(orders_set(&index)), ["10.0.0.1:9090"]);
 }
+
+/// `orders` with these ClusterIPs (`clusterIPs`, and `clusterIP` as the apiserver
+/// fills it: the first of them).
+fn orders_with_ips(ips: &[&str]) -> k8s_openapi::api::core::v1::Service {
+    let mut svc = service("orders", &[("http", 8080)]);
+    let spec = svc.spec.as_mut().expect("spec");
+    spec.cluster_ip = ips.first().map(|ip| (*ip).to_owned());
+    spec.cluster_ips = Some(ips.iter().map(|ip| (*ip).to_owned()).collect());
+    svc
+}
+
+#[test]
+fn a_services_cluster_ips_travel_with_its_sets_for_sidecars() {
+    let mut index = orders_index();
+    assert!(
+        orders_set(&index).cluster_ips.is_empty(),
+        "no ClusterIP yet"
+    );
+
+    let changes = index.apply_service(&orders_with_ips(&["fd00::10", "10.96.0.10"]));
+    assert!(changes.endpoint_sets.contains(&set_key("orders", 8080)));
+    let ips: Vec<String> = orders_set(&index)
+        .cluster_ips
+        .iter()
+        .map(|ip| ip.to_string())
+        .collect();
+    assert_eq!(ips, ["10.96.0.10", "fd00::10"], "both families, sorted");
+
+    // Headless: `None` is no address, so a sidecar passes such connections through.
+    index.apply_service(&orders_with_ips(&["None"]));
+    assert!(orders_set(&index).cluster_ips.is_empty());
+}

@@ -3,6 +3,7 @@
 
 mod endpoints;
 mod hosts;
+mod implicit;
 mod incremental;
 mod invalid;
 mod routes;

@@ -71,9 +71,11 @@ pub struct Loop<'a> {
 }
 
 impl Loop<'_> {
-    /// Serves requests on `stream` until it closes, stops, or needs hyper.
-    pub async fn run(self, stream: &mut TcpStream) -> Ended {
-        let mut read = BytesMut::with_capacity(READ_CHUNK);
+    /// Serves requests on `stream` until it closes, stops, or needs hyper. `read` holds
+    /// bytes already read from it (empty for a fresh connection; a captured one's
+    /// detected first bytes), parsed before anything more is read.
+    pub async fn run_from(self, mut read: BytesMut, stream: &mut TcpStream) -> Ended {
+        read.reserve(READ_CHUNK.saturating_sub(read.capacity()));
         let mut write = BytesMut::new();
         let mut stopped = self.stop.clone();
         let stopped = async move {
