@@ -134,7 +134,7 @@ fn quantile(values: &[u32], q: f64) -> Option<u32> {
 }
 
 /// What selection weighs of one pooled endpoint now.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Seen {
     /// Requests in flight to it now.
     pub rif: u32,

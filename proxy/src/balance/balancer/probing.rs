@@ -37,13 +37,15 @@ impl Balancer {
             }
         }
         let answers = self.pool.answers();
-        let seen: Vec<prequal::Seen> = answers
-            .iter()
-            .map(|a| prequal::Seen {
+        // On the stack: the pool is small and this runs per request.
+        let mut seen = [prequal::Seen::default(); prequal::POOL_SIZE];
+        for (slot, a) in seen.iter_mut().zip(answers) {
+            *slot = prequal::Seen {
                 rif: self.rif(a.position, now),
                 latency_ns: a.latency_ns,
-            })
-            .collect();
+            };
+        }
+        let seen = &seen[..answers.len()];
         // Ties go to the first from `start`: drawn by weight while pods report load, so
         // a pod reporting a quarter of the cost wins four times the ties.
         let start = if self.weighted(now) {
@@ -53,7 +55,7 @@ impl Balancer {
         } else {
             rng.random_range(0..seen.len().max(1))
         };
-        let chosen = prequal::choose(&seen, self.pool.hot_threshold(), start)?;
+        let chosen = prequal::choose(seen, self.pool.hot_threshold(), start)?;
         Some(answers[chosen].position)
     }
 
