@@ -10,7 +10,7 @@ so a stalled pod cannot slow the load down and hide its own tail.
 
 Targets, one worker each, pinned like every proxy benchmark here (the proxy on
 --proxy-cpus, the pods and the load on --load-cpus): fairway-proxy with RoundRobin,
-LeastRequest and PeakEwma (three Routes of one proxy), Envoy `LEAST_REQUEST`, nginx
+LeastRequest, PeakEwma and Prequal (four Routes of one proxy), Envoy `LEAST_REQUEST`, nginx
 `least_conn`, HAProxy `leastconn`. Per target and load: p50, p99, p99.9, errors and
 each pod's share. Rounds rotate the targets' order; the table gives medians over
 rounds. Start it through bench/balance.sh, which builds everything. Standard library
@@ -50,7 +50,8 @@ PORTS = {
     "NGINX_PORT": 28442,
     "HAPROXY_PORT": 28443,
 }
-FAIRWAY_POLICIES = {"fairway-rr": "rr.bench", "fairway-lr": "lr.bench", "fairway-ewma": "ewma.bench"}
+FAIRWAY_POLICIES = {"fairway-rr": "rr.bench", "fairway-lr": "lr.bench", "fairway-ewma": "ewma.bench",
+                    "fairway-prequal": "prequal.bench"}
 PEERS = {"envoy": "Envoy LEAST_REQUEST", "nginx": "nginx least_conn", "haproxy": "HAProxy leastconn"}
 
 
@@ -148,7 +149,7 @@ def main() -> int:
     p.add_argument("--loads", default="0.5,0.8,0.9", help="fractions of the pods' capacity")
     p.add_argument("--duration", type=int, default=15, help="measured seconds per run")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--targets", default="fairway-rr,fairway-lr,fairway-ewma,envoy,nginx,haproxy")
+    p.add_argument("--targets", default="fairway-rr,fairway-lr,fairway-ewma,fairway-prequal,envoy,nginx,haproxy")
     p.add_argument("--proxy-cpus", default="0")
     p.add_argument("--load-cpus", default="1")
     p.add_argument("--herd", type=int, default=0,
@@ -208,7 +209,7 @@ def main() -> int:
 def table(results: list[dict], targets: list[str], loads: list[float]) -> str:
     names = {**{t: f"fairway `{t.split('-')[1]}`" for t in FAIRWAY_POLICIES}, **PEERS}
     names.update({"fairway-rr": "fairway `RoundRobin`", "fairway-lr": "fairway `LeastRequest`",
-                  "fairway-ewma": "fairway `PeakEwma`"})
+                  "fairway-ewma": "fairway `PeakEwma`", "fairway-prequal": "fairway `Prequal`"})
     for t in list(names):
         if t.startswith("fairway"):
             for n in range(2, 65):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The balancing benchmark of issue 18, one run: open-loop load at 50/80/90% of four
 # unlike pods' capacity (one 3x slower, one stalling 200 ms every 2 s) through
-# fairway-proxy (RoundRobin, LeastRequest, PeakEwma), Envoy LEAST_REQUEST, nginx
+# fairway-proxy (RoundRobin, LeastRequest, PeakEwma, Prequal), Envoy LEAST_REQUEST, nginx
 # least_conn and HAProxy leastconn, one worker each. About 6 minutes per round.
 # Results: target/bench/balance/ (results.json, results.md, a run-* directory with logs).
 # Arguments go to bench/balance.py (--help lists them).

@@ -174,6 +174,10 @@ pub enum Policy {
     LeastRequest,
     /// The lower of two random endpoints' peak-EWMA latency times load (Finagle).
     PeakEwma,
+    /// After Google's Prequal: among a pool of recently probed endpoints, the fastest of
+    /// those not hot (requests in flight above the usual), else the least loaded. Proxies
+    /// older than this value use LeastRequest.
+    Prequal,
 }
 
 /// The protocol the proxy speaks to the pods.

@@ -307,13 +307,33 @@ async fn poll_blocking(
     Ok(polled.await?)
 }
 
-/// Watches `dir` (not its subdirectories) and wakes `wake` on every event. Errors wake
-/// it too: an overflowed queue means events were lost, so look.
+/// Watches `dir` (not its subdirectories) and wakes `wake` on every event that may be
+/// a change ([`may_change`]). Errors wake it too: an overflowed queue means events were
+/// lost, so look.
 pub fn watch_dir(dir: &Path, wake: Arc<Notify>) -> Result<RecommendedWatcher, notify::Error> {
-    let mut watcher =
-        notify::recommended_watcher(move |_: notify::Result<notify::Event>| wake.notify_one())?;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if may_change(&event) {
+            wake.notify_one();
+        }
+    })?;
     watcher.watch(dir, RecursiveMode::NonRecursive)?;
     Ok(watcher)
+}
+
+/// Whether a watcher event may mean the directory changed. Opening and reading do not:
+/// inotify reports them, and every poll opens the directory to list it, so waking on
+/// them made each poll wake the next, a loop that kept a core busy for as long as the
+/// controller ran. Closing a file written to does (an editor's save).
+pub fn may_change(event: &notify::Result<notify::Event>) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match event {
+        Ok(event) => match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            EventKind::Access(_) => false,
+            _ => true,
+        },
+        Err(_) => true,
+    }
 }
 
 /// Feeds `index` from `dir`: a first full read (then the index is marked synced), then

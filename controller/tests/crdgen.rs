@@ -313,7 +313,7 @@ fn schema_bounds_weights_ports_and_enums() {
     let props = spec_schema()["properties"].clone();
     assert_eq!(
         props["loadBalancer"]["properties"]["policy"]["enum"],
-        serde_json::json!(["RoundRobin", "LeastRequest", "PeakEwma"])
+        serde_json::json!(["RoundRobin", "LeastRequest", "PeakEwma", "Prequal"])
     );
     assert_eq!(
         props["upstream"]["properties"]["protocol"]["enum"],

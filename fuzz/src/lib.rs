@@ -172,7 +172,12 @@ const PREFIXES: &[&str] = &["/", "/api", "/api/", "/api/v1", ""];
 
 impl RouteSpec {
     pub fn build(&self) -> Route {
-        let policy = [Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma];
+        let policy = [
+            Policy::RoundRobin,
+            Policy::LeastRequest,
+            Policy::PeakEwma,
+            Policy::Prequal,
+        ];
         let protocol = [
             UpstreamProtocol::Auto,
             UpstreamProtocol::Http1,
@@ -348,6 +353,8 @@ pub fn routing_table() -> (Arc<RouteTable>, Version) {
                 2,
                 Some(0),
             ),
+            // Prequal, under a longer prefix of route 1's host.
+            spec(3, &[1], vec![(3, vec![(1, 1)])], 3, None),
         ];
         let ep = |addr| EndpointSpec {
             addr,

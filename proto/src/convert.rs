@@ -277,6 +277,7 @@ impl From<Policy> for pb::Policy {
             Policy::RoundRobin => pb::Policy::RoundRobin,
             Policy::LeastRequest => pb::Policy::LeastRequest,
             Policy::PeakEwma => pb::Policy::PeakEwma,
+            Policy::Prequal => pb::Policy::Prequal,
         }
     }
 }
@@ -314,11 +315,19 @@ fn affinity(a: pb::Affinity) -> Result<Option<Affinity>, ConvertError> {
     }))
 }
 
+/// `preferred` when this build knows it, else `fallback` (see `LoadBalancer` in the
+/// proto): a policy newer than this proxy degrades to the one the controller chose for
+/// proxies like it, instead of failing the Route.
+fn preferred_policy(preferred: i32, fallback: i32) -> Result<Policy, ConvertError> {
+    policy(preferred).or_else(|_| policy(fallback))
+}
+
 fn policy(raw: i32) -> Result<Policy, ConvertError> {
     match pb::Policy::try_from(raw) {
         Ok(pb::Policy::RoundRobin) => Ok(Policy::RoundRobin),
         Ok(pb::Policy::LeastRequest) => Ok(Policy::LeastRequest),
         Ok(pb::Policy::PeakEwma) => Ok(Policy::PeakEwma),
+        Ok(pb::Policy::Prequal) => Ok(Policy::Prequal),
         // UNSPECIFIED means the sender forgot to set it: guessing would hide a bug.
         Ok(pb::Policy::Unspecified) | Err(_) => Err(ConvertError::UnknownPolicy(raw)),
     }
@@ -418,7 +427,14 @@ impl From<&Route> for pb::Route {
             hosts: r.hosts.clone(),
             rules: r.rules.iter().map(pb::Rule::from).collect(),
             load_balancer: Some(pb::LoadBalancer {
-                policy: pb::Policy::from(lb.policy).into(),
+                policy: pb::Policy::from(lb.policy.fallback()).into(),
+                // Absent (0) unless it differs: Routes of the first three policies encode
+                // byte for byte as before, so their digests do not change.
+                preferred_policy: if lb.policy == lb.policy.fallback() {
+                    pb::Policy::Unspecified.into()
+                } else {
+                    pb::Policy::from(lb.policy).into()
+                },
                 slow_start_ms: lb.slow_start.map(millis),
                 affinity: lb.affinity.as_ref().map(pb::Affinity::from),
                 spillover_in_flight: lb.spillover_in_flight,
@@ -473,7 +489,7 @@ impl TryFrom<pb::Route> for Route {
                 .map(Rule::try_from)
                 .collect::<Result<_, _>>()?,
             load_balancer: LoadBalancer {
-                policy: policy(lb.policy)?,
+                policy: preferred_policy(lb.preferred_policy, lb.policy)?,
                 slow_start: lb.slow_start_ms.map(Duration::from_millis),
                 affinity: lb.affinity.map(affinity).transpose()?.flatten(),
                 // 0 would spill at once, which is no locality: read as never.

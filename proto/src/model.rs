@@ -172,6 +172,20 @@ pub enum Policy {
     RoundRobin,
     LeastRequest,
     PeakEwma,
+    /// Hot-cold lexicographic picks over a pool of recent probe answers (after Google's
+    /// Prequal). On the wire in `preferred_policy`, with [`Policy::fallback`] in `policy`.
+    Prequal,
+}
+
+impl Policy {
+    /// What a proxy that does not know this policy uses instead: itself for the first
+    /// three, least request (requests in flight, Prequal's first signal) for Prequal.
+    pub fn fallback(self) -> Policy {
+        match self {
+            Policy::Prequal => Policy::LeastRequest,
+            other => other,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

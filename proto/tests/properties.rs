@@ -129,7 +129,14 @@ fn route() -> impl Strategy<Value = Route> {
             unresolved: Vec::new(),
         },
     );
-    let policy = select(&[Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma][..]);
+    let policy = select(
+        &[
+            Policy::RoundRobin,
+            Policy::LeastRequest,
+            Policy::PeakEwma,
+            Policy::Prequal,
+        ][..],
+    );
     let affinity_key = prop_oneof![
         "[a-z-]{1,12}".prop_map(AffinityKey::Header),
         "[A-Za-z_]{1,12}".prop_map(AffinityKey::Cookie),

@@ -187,6 +187,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
                 crd::Policy::RoundRobin => model::Policy::RoundRobin,
                 crd::Policy::LeastRequest => model::Policy::LeastRequest,
                 crd::Policy::PeakEwma => model::Policy::PeakEwma,
+                crd::Policy::Prequal => model::Policy::Prequal,
             },
             slow_start,
             affinity: lb.affinity.as_ref().map(affinity).transpose()?,

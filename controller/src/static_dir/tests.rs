@@ -234,3 +234,44 @@ fn a_route_whose_service_is_missing_is_logged_once() {
     }
     assert_eq!(log.log(&index).len(), 1, "missing again: logged again");
 }
+
+#[test]
+fn a_poll_wakes_no_watcher_and_a_new_file_does() {
+    use notify::Watcher;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(&dir.path().join("slice.yaml"), &slice(&["10.0.0.1"]));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    })
+    .expect("inotify is available");
+    watcher
+        .watch(dir.path(), RecursiveMode::NonRecursive)
+        .expect("watch");
+    // What every poll does: list the directory and read its files.
+    DirState::new(dir.path().to_owned()).poll().expect("poll");
+    let sentinel = dir.path().join("new.yaml");
+    write(&sentinel, &slice(&["10.0.0.2"]));
+    // Events arrive in order: the first that may be a change must be the new file's,
+    // not one of the poll's own opens and reads.
+    let mut seen = Vec::new();
+    let first = loop {
+        let event = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("no event that may be a change ({e}); saw {seen:?}"));
+        if may_change(&event) {
+            break event;
+        }
+        seen.push(event);
+    };
+    // (`write` goes through a temporary name, then renames.)
+    let paths = first.expect("an event").paths;
+    assert!(
+        paths.iter().all(|p| p.file_stem() == sentinel.file_stem()),
+        "the new file's event, got {paths:?} after ignoring {seen:?}"
+    );
+    assert!(
+        !seen.is_empty(),
+        "the poll's opens were reported and ignored"
+    );
+}

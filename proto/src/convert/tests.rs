@@ -208,3 +208,49 @@ fn affinity_travels_and_an_unknown_key_source_means_none() {
     });
     assert_eq!(Route::try_from(wire), Err(ConvertError::BalanceFactor(99)));
 }
+
+/// `LoadBalancer` as proxies before `preferred_policy` know it: fields 1-4.
+#[derive(Clone, PartialEq, prost::Message)]
+struct OlderLoadBalancer {
+    #[prost(enumeration = "pb::Policy", tag = "1")]
+    policy: i32,
+}
+
+#[test]
+fn prequal_travels_as_a_preference_with_a_fallback_older_proxies_use() {
+    use prost::Message;
+    let mut prequal = route("orders");
+    prequal.load_balancer.policy = Policy::Prequal;
+    let wire = pb::Route::from(&prequal);
+    let lb = wire.load_balancer.clone().expect("set by From");
+    assert_eq!(lb.policy, i32::from(pb::Policy::LeastRequest));
+    assert_eq!(lb.preferred_policy, i32::from(pb::Policy::Prequal));
+    assert_eq!(Route::try_from(wire), Ok(prequal));
+
+    // An older proxy decodes the same bytes, skips field 5 and finds a policy it knows.
+    let older = OlderLoadBalancer::decode(lb.encode_to_vec().as_slice()).expect("decodes");
+    assert_eq!(older.policy, i32::from(pb::Policy::LeastRequest));
+
+    // A preference newer than this build falls back the same way.
+    let mut newer = lb.clone();
+    newer.preferred_policy = 42;
+    let mut wire = pb::Route::from(&route("orders"));
+    wire.load_balancer = Some(newer);
+    let decoded = Route::try_from(wire).expect("falls back, not an error");
+    assert_eq!(decoded.load_balancer.policy, Policy::LeastRequest);
+}
+
+#[test]
+fn the_first_three_policies_encode_without_a_preference() {
+    for policy in [Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma] {
+        let mut r = route("orders");
+        r.load_balancer.policy = policy;
+        let lb = pb::Route::from(&r).load_balancer.expect("set by From");
+        // 0 is not encoded: these Routes' bytes, and digests, are as before the field.
+        assert_eq!(lb.preferred_policy, 0, "{policy:?}");
+        assert_eq!(
+            pb::Policy::try_from(lb.policy),
+            Ok(pb::Policy::from(policy))
+        );
+    }
+}

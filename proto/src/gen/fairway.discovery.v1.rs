@@ -490,6 +490,12 @@ pub struct LoadBalancer {
     /// Absent: local endpoints take everything. A proxy older than this field ignores it.
     #[prost(uint32, optional, tag = "4")]
     pub spillover_in_flight: ::core::option::Option<u32>,
+    /// The policy to use when this proxy knows it; UNSPECIFIED (absent), or a value this
+    /// proxy does not know, means `policy`. A proxy older than this field ignores it and
+    /// uses `policy`, the fallback the controller sets (LEAST_REQUEST for PREQUAL), so a
+    /// new policy never makes an old proxy refuse the Route.
+    #[prost(enumeration = "Policy", tag = "5")]
+    pub preferred_policy: i32,
 }
 /// Consistent hashing with bounded loads: a request's key (one of three sources) ranks
 /// the endpoints by rendezvous hashing, the same ranking on every proxy, and the request
@@ -602,8 +608,10 @@ pub struct GrpcHealthCheck {
     #[prost(uint32, tag = "5")]
     pub healthy_threshold: u32,
 }
-/// How a Route picks an endpoint per request. UNSPECIFIED (and any value this proxy does
-/// not know) is rejected: the controller always sets a policy.
+/// How a Route picks an endpoint per request. In `LoadBalancer.policy`, UNSPECIFIED (and
+/// any value this proxy does not know) is rejected: the controller always sets a policy.
+/// Values added after the first three travel in `LoadBalancer.preferred_policy`, with
+/// `policy` holding one of the first three for proxies that know no better.
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -612,6 +620,8 @@ pub enum Policy {
     RoundRobin = 1,
     LeastRequest = 2,
     PeakEwma = 3,
+    /// Hot-cold lexicographic picks over a pool of recent probe answers (after Prequal).
+    Prequal = 4,
 }
 impl Policy {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -624,6 +634,7 @@ impl Policy {
             Self::RoundRobin => "POLICY_ROUND_ROBIN",
             Self::LeastRequest => "POLICY_LEAST_REQUEST",
             Self::PeakEwma => "POLICY_PEAK_EWMA",
+            Self::Prequal => "POLICY_PREQUAL",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -633,6 +644,7 @@ impl Policy {
             "POLICY_ROUND_ROBIN" => Some(Self::RoundRobin),
             "POLICY_LEAST_REQUEST" => Some(Self::LeastRequest),
             "POLICY_PEAK_EWMA" => Some(Self::PeakEwma),
+            "POLICY_PREQUAL" => Some(Self::Prequal),
             _ => None,
         }
     }

@@ -15,7 +15,8 @@ use super::slow_start;
 use super::spill::Locality;
 
 mod picks;
-use super::{eligible, orca};
+mod probing;
+use super::{eligible, orca, prequal};
 
 /// How often load factors are recomputed from load reports (and expired ones dropped):
 /// a report arrives with every response, and weights need not follow each one.
@@ -53,6 +54,8 @@ pub struct Balancer {
     /// When load factors were last computed from the endpoints' load reports, and
     /// whether any report was fresh then (picks are weighted while one is).
     reweighed: Option<(Instant, bool)>,
+    /// The `Prequal` policy's recent answers (empty under the other policies).
+    pool: prequal::Pool,
 }
 
 impl Balancer {
@@ -70,6 +73,7 @@ impl Balancer {
             totals: Totals::default(),
             locality: Locality::default(),
             reweighed: None,
+            pool: prequal::Pool::default(),
         }
     }
 
@@ -116,6 +120,8 @@ impl Balancer {
             };
             self.endpoints.push(state);
         }
+        // Answers name positions, which the new set reorders.
+        self.pool.clear();
         self.index = self
             .endpoints
             .iter()
@@ -147,6 +153,7 @@ impl Balancer {
             Policy::RoundRobin => self.pick_round_robin(now)?,
             Policy::LeastRequest => self.pick_p2c(kind, false, now, rng)?,
             Policy::PeakEwma => self.pick_p2c(kind, true, now, rng)?,
+            Policy::Prequal => self.pick_prequal(kind, now, rng)?,
         };
         if kind == Pick::Request {
             self.count_share(position, now);
@@ -268,6 +275,9 @@ impl Balancer {
                 }
                 state.ewma.observe(latency, now, decay);
             }
+        }
+        if outcome.measures_latency() {
+            self.piggyback(addr, now);
         }
         self.record(addr, outcome, now);
     }

@@ -5,7 +5,8 @@
 //! - eligibility (`eligible`): KEP-1669 ready/terminating tiers, zone hints, outlier
 //!   ejection with a panic threshold;
 //! - a policy from the Route's `loadBalancer`: smooth weighted round robin (`swrr`),
-//!   least request or peak-EWMA, the latter two by power of two choices (`p2c`, `ewma`);
+//!   least request or peak-EWMA, the latter two by power of two choices (`p2c`, `ewma`),
+//!   or hot-cold lexicographic picks over a pool of recent answers (`prequal`);
 //! - affinity (`affinity`): keyed requests by consistent hashing with bounded loads,
 //!   the rest by the policy;
 //! - spillover (`spill`): past the local endpoints when they are busy;
@@ -27,6 +28,7 @@ mod ewma;
 mod orca;
 mod outlier;
 mod p2c;
+mod prequal;
 mod share;
 mod slow_start;
 mod spill;

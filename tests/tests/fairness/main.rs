@@ -8,6 +8,7 @@ mod coordination;
 mod dashboard;
 mod load_reports;
 mod page;
+mod prequal;
 mod spillover;
 mod traces;
 mod world;

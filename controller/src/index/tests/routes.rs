@@ -45,6 +45,16 @@ fn a_valid_route_becomes_a_table_route_with_defaults() {
 }
 
 #[test]
+fn prequal_converts_to_the_model() {
+    let mut index = orders_index();
+    let mut probing = route("probing", &["probing.shop"], "orders", num(8080), 2);
+    probing.spec.load_balancer.policy = crd::Policy::Prequal;
+    index.apply_route(&probing);
+    let got = &index.table().routes[&route_key("probing")];
+    assert_eq!(got.load_balancer.policy, model::Policy::Prequal);
+}
+
+#[test]
 fn durations_and_policies_convert_to_the_model() {
     let mut index = orders_index();
     let mut tuned = route("tuned", &["tuned.shop"], "orders", num(8080), 2);

@@ -7,7 +7,7 @@ use crate::balance::endpoint::OTHERS_EXPIRY;
 
 #[test]
 fn the_others_in_flight_steer_the_load_aware_policies() {
-    for policy in [Policy::LeastRequest, Policy::PeakEwma] {
+    for policy in [Policy::LeastRequest, Policy::PeakEwma, Policy::Prequal] {
         let now = Instant::now();
         let mut b = Balancer::new(config(policy));
         b.update(&ready_set(0..2), now);

@@ -25,7 +25,12 @@ fn hinted(n: u8, zones: &[&str]) -> Endpoint {
 fn terminating_takes_traffic_only_when_no_ready_is_left() {
     let mut rng = rng();
     let now = Instant::now();
-    for policy in [Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma] {
+    for policy in [
+        Policy::RoundRobin,
+        Policy::LeastRequest,
+        Policy::PeakEwma,
+        Policy::Prequal,
+    ] {
         let mut b = Balancer::new(config(policy));
         b.update(&set([ready(1), terminating(2)]), now);
         let counts = shares(&mut b, &mut rng, now, 100);
@@ -130,7 +135,12 @@ fn fail(b: &mut Balancer, n: u8, now: Instant) {
 fn consecutive_failures_eject_for_a_growing_while() {
     let mut rng = rng();
     let t0 = Instant::now();
-    for policy in [Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma] {
+    for policy in [
+        Policy::RoundRobin,
+        Policy::LeastRequest,
+        Policy::PeakEwma,
+        Policy::Prequal,
+    ] {
         let mut b = Balancer::new(config(policy));
         b.update(&ready_set([1, 2, 3]), t0);
         fail(&mut b, 1, t0);
@@ -218,7 +228,12 @@ fn panic_threshold_ignores_ejection_past_half() {
 fn a_failed_health_check_takes_an_endpoint_out_until_it_passes() {
     let mut rng = rng();
     let now = Instant::now();
-    for policy in [Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma] {
+    for policy in [
+        Policy::RoundRobin,
+        Policy::LeastRequest,
+        Policy::PeakEwma,
+        Policy::Prequal,
+    ] {
         let mut b = Balancer::new(config(policy));
         b.update(&ready_set([1, 2, 3]), now);
         assert!(b.set_health(addr(2), false, now), "{policy:?}: a change");

@@ -121,7 +121,12 @@ fn table(seconds: &[[u32; 4]]) -> String {
 
 #[test]
 fn identical_pods_get_equal_shares_from_the_first_full_second() {
-    for policy in [Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma] {
+    for policy in [
+        Policy::RoundRobin,
+        Policy::LeastRequest,
+        Policy::PeakEwma,
+        Policy::Prequal,
+    ] {
         for rate in [1_000, 10_000] {
             let seconds = scale_up(policy, None, rate);
             assert_even(&format!("{policy:?} at {rate} req/s"), &seconds, 1);
@@ -132,7 +137,12 @@ fn identical_pods_get_equal_shares_from_the_first_full_second() {
 #[test]
 fn a_slow_start_ramp_follows_its_curve_then_shares_are_equal() {
     let window = Duration::from_secs(20);
-    for policy in [Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma] {
+    for policy in [
+        Policy::RoundRobin,
+        Policy::LeastRequest,
+        Policy::PeakEwma,
+        Policy::Prequal,
+    ] {
         for rate in [1_000, 10_000] {
             let what = format!("{policy:?} with slowStart 20s at {rate} req/s");
             let seconds = scale_up(policy, Some(window), rate);

@@ -6,6 +6,7 @@ mod coordination;
 mod eligibility;
 mod fairness;
 mod policy;
+mod prequal;
 mod props;
 mod reports;
 mod share;

@@ -132,7 +132,12 @@ fn peak_ewma_weighs_in_flight() {
 fn empty_set_picks_nothing() {
     let mut rng = rng();
     let now = Instant::now();
-    for policy in [Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma] {
+    for policy in [
+        Policy::RoundRobin,
+        Policy::LeastRequest,
+        Policy::PeakEwma,
+        Policy::Prequal,
+    ] {
         let mut b = Balancer::new(config(policy));
         assert_eq!(b.pick(now, &mut rng), None, "{policy:?} before any update");
         b.update(&ready_set([]), now);

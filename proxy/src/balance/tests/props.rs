@@ -33,7 +33,8 @@ fn policy() -> impl Strategy<Value = Policy> {
     prop_oneof![
         Just(Policy::RoundRobin),
         Just(Policy::LeastRequest),
-        Just(Policy::PeakEwma)
+        Just(Policy::PeakEwma),
+        Just(Policy::Prequal)
     ]
 }
 

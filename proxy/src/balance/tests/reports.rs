@@ -17,7 +17,12 @@ fn report(b: &mut Balancer, now: Instant) {
 
 #[test]
 fn reported_cost_per_request_weighs_every_policy() {
-    for policy in [Policy::RoundRobin, Policy::LeastRequest, Policy::PeakEwma] {
+    for policy in [
+        Policy::RoundRobin,
+        Policy::LeastRequest,
+        Policy::PeakEwma,
+        Policy::Prequal,
+    ] {
         let now = Instant::now();
         let mut b = Balancer::new(config(policy));
         b.update(&ready_set(0..2), now);
