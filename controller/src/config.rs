@@ -81,7 +81,7 @@ pub struct Args {
     )]
     pub allowed_service_accounts: Vec<ServiceAccount>,
 
-    /// The audience proxies' tokens must be minted for.
+    /// The audience proxies' tokens, and the drain hooks' tokens, must be minted for.
     #[arg(long, env = "FAIRWAY_TOKEN_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
     pub token_audience: String,
 
@@ -158,6 +158,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Who may open a Discovery stream.
     pub auth: AuthConfig,
+    /// The audience tokens are reviewed for: Discovery's (with [`AuthConfig::TokenReview`])
+    /// and, whatever `auth` says, the drain handshake's.
+    pub token_audience: String,
     /// Unset: the Discovery server speaks plaintext.
     pub tls: Option<TlsConfig>,
 }
@@ -177,6 +180,7 @@ impl Config {
                 selector: args.selector.filter(|s| !s.is_empty()),
             },
         };
+        let token_audience = args.token_audience.clone();
         let auth = if args.no_auth {
             AuthConfig::Disabled
         } else {
@@ -205,6 +209,7 @@ impl Config {
                 .to_ascii_lowercase(),
             log_format: args.log_format,
             auth,
+            token_audience,
             tls,
         }
     }
@@ -240,6 +245,7 @@ impl Config {
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
             log_format: LogFormat::default(),
             auth: AuthConfig::Disabled,
+            token_audience: DEFAULT_AUDIENCE.to_owned(),
             tls: None,
         }
     }

@@ -22,8 +22,9 @@ use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::admin::{self, AdminState};
-use crate::auth::{AuthConfig, Authenticator, KubeReviewer};
+use crate::auth::{AuthConfig, Authenticator, KubeReviewer, PodAuthenticator};
 use crate::config::{Config, ConfigError, Source};
+use crate::drain::DrainService;
 use crate::grpc::{self, DiscoveryService, Proxies};
 use crate::index::Index;
 use crate::metrics::Metrics;
@@ -91,6 +92,8 @@ pub struct Running {
     admin: TcpListener,
     feed: Feed,
     auth: Arc<Authenticator>,
+    /// Names the pods asking about their drain; `None` without an apiserver.
+    drain_auth: Option<Arc<PodAuthenticator>>,
     tls: Option<(Arc<rustls::ServerConfig>, Reloader)>,
     pub index: Arc<IndexHandle>,
     pub zones: Arc<NodeZones>,
@@ -165,6 +168,14 @@ pub async fn start_with_client(
         }
         (AuthConfig::Disabled, _) => Arc::new(Authenticator::disabled()),
     };
+    // Any pod may ask about its own drain, whoever may subscribe to Discovery.
+    let drain_auth = match &feed {
+        Feed::Kubernetes(client, _) => Some(Arc::new(PodAuthenticator::new(
+            config.token_audience.clone(),
+            Arc::new(KubeReviewer::new(client.clone())),
+        ))),
+        Feed::StaticDir(_) => None,
+    };
     let zones = Arc::new(NodeZones::default());
     let index = Index::with_cluster_domain(&config.cluster_domain);
     Ok(Running {
@@ -173,6 +184,7 @@ pub async fn start_with_client(
         admin,
         feed,
         auth,
+        drain_auth,
         tls,
         index: Arc::new(IndexHandle::from_index(index)),
         proxies: Proxies::new(zones.clone()),
@@ -225,6 +237,7 @@ impl Running {
             admin,
             feed,
             auth,
+            drain_auth,
             tls,
             index,
             zones,
@@ -276,13 +289,15 @@ impl Running {
                 })
             }
         };
+        let drain = DrainService::new(store.clone(), proxies.clone(), drain_auth, stopping.clone());
         let service = DiscoveryService::new(
             store.clone(),
             proxies.clone(),
             metrics.clone(),
             stopping.clone(),
         )
-        .with_auth(auth);
+        .with_auth(auth)
+        .with_drain(drain);
         let (mut grpc, reload) = match tls {
             Some((server_config, reloader)) => (
                 tokio::spawn(grpc::serve_tls(
