@@ -1,5 +1,6 @@
-//! The `fairway` package: the user's entry point (`src/main.rs`) and the one-command
+//! The `fairway` package: the user's entry point (`src/main.rs`), the one-command
 //! demo ([`demo`]), whose stand-in pods, keep-alive load and per-connection balancer
-//! the end-to-end tests reuse.
+//! the end-to-end tests reuse, and the drain hook ([`wait_drained`]).
 
 pub mod demo;
+pub mod wait_drained;

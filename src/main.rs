@@ -25,6 +25,9 @@ enum Command {
     Proxy(fairway_proxy::Args),
     /// Print the Route CustomResourceDefinition as YAML (`fairway crd | kubectl apply -f -`).
     Crd,
+    /// A pod's preStop hook: wait until every proxy stopped sending this pod new requests
+    /// (the drain handshake; exit 0), or say why not on stderr (non-zero).
+    WaitDrained(fairway::wait_drained::WaitArgs),
 }
 
 #[tokio::main]
@@ -51,6 +54,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Crd => {
             print!("{}", fairway_controller::crd::crd_yaml()?);
             Ok(())
+        }
+        Command::WaitDrained(args) => {
+            fairway_controller::process::install_crypto_provider();
+            match fairway::wait_drained::run(&args).await {
+                Ok(report) => {
+                    println!("fairway wait-drained: {report}");
+                    Ok(())
+                }
+                // The kubelet puts this line in the FailedPreStopHook event.
+                Err(reason) => {
+                    eprintln!("fairway wait-drained: {reason}");
+                    std::process::exit(1)
+                }
+            }
         }
     }
 }
