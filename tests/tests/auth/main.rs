@@ -120,6 +120,7 @@ async fn a_refused_proxy_keeps_serving_its_last_table() {
         auth,
         tls: None,
         addr,
+        drain_audience: None,
     };
     let first = setup.controller(security(setup.authenticator())).await;
 
