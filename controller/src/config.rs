@@ -106,6 +106,18 @@ pub struct Args {
     /// PEM CA bundle: proxies must present a client certificate signed by it.
     #[arg(long, env = "FAIRWAY_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
     pub tls_client_ca_file: Option<PathBuf>,
+
+    /// The controller replicas, as `host:port` (a headless Service's name resolves to
+    /// every replica; repeat the flag, or comma-separate): a drain hook's question is
+    /// asked of each address, this replica's included, and each answers for the
+    /// proxies it serves. Unset: this replica answers alone.
+    #[arg(long = "drain-peer", env = "FAIRWAY_DRAIN_PEER", value_delimiter = ',')]
+    pub drain_peers: Vec<String>,
+
+    /// PEM CA that signed the replicas' certificates (needed with --drain-peer and
+    /// --tls-cert-file; each certificate must carry the host of --drain-peer).
+    #[arg(long, env = "FAIRWAY_DRAIN_PEER_CA_FILE", requires = "tls_cert_file")]
+    pub drain_peer_ca_file: Option<PathBuf>,
 }
 
 fn parse_coalesce(s: &str) -> Result<Duration, String> {
@@ -144,6 +156,11 @@ pub enum ConfigError {
     TokenReviewWithoutApi,
     #[error("--token-audience is empty")]
     EmptyAudience,
+    #[error(
+        "--drain-peer with --tls-cert-file needs --drain-peer-ca-file: the replicas \
+         speak TLS to each other"
+    )]
+    DrainPeersWithoutCa,
 }
 
 /// The controller's whole configuration.
@@ -163,6 +180,10 @@ pub struct Config {
     pub token_audience: String,
     /// Unset: the Discovery server speaks plaintext.
     pub tls: Option<TlsConfig>,
+    /// The replicas the drain handshake asks (`host:port`); empty: this one alone.
+    pub drain_peers: Vec<String>,
+    /// The CA of the replicas' certificates (with TLS).
+    pub drain_peer_ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -211,11 +232,18 @@ impl Config {
             auth,
             token_audience,
             tls,
+            drain_peers: (args.drain_peers.into_iter())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            drain_peer_ca_file: args.drain_peer_ca_file,
         }
     }
 
     /// Refuses configurations that would start but serve nobody, or nobody safely.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if self.tls.is_some() && !self.drain_peers.is_empty() && self.drain_peer_ca_file.is_none() {
+            return Err(ConfigError::DrainPeersWithoutCa);
+        }
         let AuthConfig::TokenReview(policy) = &self.auth else {
             return Ok(());
         };
@@ -247,6 +275,8 @@ impl Config {
             auth: AuthConfig::Disabled,
             token_audience: DEFAULT_AUDIENCE.to_owned(),
             tls: None,
+            drain_peers: Vec::new(),
+            drain_peer_ca_file: None,
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::admin::{self, AdminState};
 use crate::auth::{AuthConfig, Authenticator, KubeReviewer, PodAuthenticator};
 use crate::config::{Config, ConfigError, Source};
 use crate::drain::DrainService;
+use crate::drain::peers::PeerConfig;
 use crate::grpc::{self, DiscoveryService, Proxies};
 use crate::index::Index;
 use crate::metrics::Metrics;
@@ -45,6 +46,12 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error("loading the Discovery server's TLS files: {0}")]
     Tls(#[from] TlsError),
+    #[error("reading the drain peers' CA {path}: {source}")]
+    DrainPeerCa {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("binding the gRPC address {addr}: {source}")]
     BindGrpc {
         addr: SocketAddr,
@@ -94,6 +101,8 @@ pub struct Running {
     auth: Arc<Authenticator>,
     /// Names the pods asking about their drain; `None` without an apiserver.
     drain_auth: Option<Arc<PodAuthenticator>>,
+    /// The replicas the drain handshake asks.
+    drain_peers: PeerConfig,
     tls: Option<(Arc<rustls::ServerConfig>, Reloader)>,
     pub index: Arc<IndexHandle>,
     pub zones: Arc<NodeZones>,
@@ -126,6 +135,18 @@ pub async fn start_with_client(
     install_crypto_provider();
     config.check()?;
     let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+    let peer_ca = (config.drain_peer_ca_file.as_ref())
+        .map(|path| {
+            std::fs::read(path).map_err(|source| RunError::DrainPeerCa {
+                path: path.clone(),
+                source,
+            })
+        })
+        .transpose()?;
+    let drain_peers = PeerConfig {
+        names: config.drain_peers.clone(),
+        ca: peer_ca.filter(|_| config.tls.is_some()),
+    };
     let grpc = TcpListener::bind(config.grpc_addr)
         .await
         .map_err(|source| RunError::BindGrpc {
@@ -185,6 +206,7 @@ pub async fn start_with_client(
         feed,
         auth,
         drain_auth,
+        drain_peers,
         tls,
         index: Arc::new(IndexHandle::from_index(index)),
         proxies: Proxies::new(zones.clone()),
@@ -238,6 +260,7 @@ impl Running {
             feed,
             auth,
             drain_auth,
+            drain_peers,
             tls,
             index,
             zones,
@@ -289,7 +312,8 @@ impl Running {
                 })
             }
         };
-        let drain = DrainService::new(store.clone(), proxies.clone(), drain_auth, stopping.clone());
+        let drain = DrainService::new(store.clone(), proxies.clone(), drain_auth, stopping.clone())
+            .with_peers(drain_peers);
         let service = DiscoveryService::new(
             store.clone(),
             proxies.clone(),

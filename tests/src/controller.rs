@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use fairway_controller::auth::{Authenticator, KubeReviewer, PodAuthenticator};
 use fairway_controller::drain::DrainService;
+use fairway_controller::drain::peers::PeerConfig;
 use fairway_controller::grpc::{self, DiscoveryService, Proxies};
 use fairway_controller::metrics::Metrics;
 use fairway_controller::state::{IndexHandle, NodeZones};
@@ -128,6 +129,8 @@ pub struct Security {
     /// Serve the drain handshake, reviewing pods' tokens for this audience. Its
     /// start-up grace is zero: a test connects its proxies before any pod asks.
     pub drain_audience: Option<String>,
+    /// The replicas the handshake asks (`host:port`, plaintext); empty: this one alone.
+    pub drain_peers: Vec<String>,
 }
 
 impl Default for Security {
@@ -137,6 +140,7 @@ impl Default for Security {
             tls: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             drain_audience: None,
+            drain_peers: Vec::new(),
         }
     }
 }
@@ -172,11 +176,16 @@ pub async fn start_secured(
 
     let mut tasks = JoinSet::new();
     tasks.spawn(store.clone().run(index.clone(), DEFAULT_COALESCE));
+    let peers = PeerConfig {
+        names: security.drain_peers,
+        ca: None,
+    };
     let drain = security.drain_audience.map(|audience| {
         let reviewer = Arc::new(KubeReviewer::new(client.clone()));
         let auth = Arc::new(PodAuthenticator::new(audience, reviewer));
         DrainService::new(store.clone(), proxies.clone(), Some(auth), stopping.clone())
             .with_grace(std::time::Duration::ZERO)
+            .with_peers(peers)
     });
     let sources = watch::run_sources(
         client,

@@ -8,9 +8,11 @@
 //! versions and the registry's ack watermark (both `watch`es, no polling) until the
 //! decision is an answer or the timeout passes; [`service`] is the gRPC method
 //! (`Drain.WaitDrained`) on the Discovery port, which names the pod by its token
-//! ([`crate::auth::PodAuthenticator`]).
+//! ([`crate::auth::PodAuthenticator`]); with several replicas, [`peers`] asks each
+//! and combines their answers.
 
 pub mod decide;
+pub mod peers;
 pub mod service;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use super::decide::{Answer, Wait};
+use super::peers::{self, PEER_HEADER, PeerConfig};
 use super::wait::{Outcome, Pending, RECONNECT_GRACE, Waiter};
 use crate::auth::{Pod, PodAuthenticator};
 use crate::grpc::Proxies;
@@ -30,6 +31,8 @@ pub struct DrainService {
     auth: Option<Arc<PodAuthenticator>>,
     waiter: Waiter,
     shutdown: watch::Receiver<bool>,
+    /// The replicas to ask (this one included), if there are several.
+    peers: Option<Arc<PeerConfig>>,
 }
 
 impl DrainService {
@@ -49,7 +52,14 @@ impl DrainService {
                 grace: RECONNECT_GRACE,
             },
             shutdown,
+            peers: None,
         }
+    }
+
+    /// Asks every replica `peers` names (see [`peers`]) rather than answering alone.
+    pub fn with_peers(mut self, peers: PeerConfig) -> Self {
+        self.peers = (!peers.names.is_empty()).then(|| Arc::new(peers));
+        self
     }
 
     /// The same service with another start-up grace (tests of a fresh controller).
@@ -85,6 +95,21 @@ impl Drain for DrainService {
             0 => DEFAULT_TIMEOUT,
             ms => Duration::from_millis(ms).min(MAX_TIMEOUT),
         };
+        let forwarded = request.metadata().get(PEER_HEADER).is_some();
+        if let (Some(config), false) = (&self.peers, forwarded) {
+            // Every replica answers for its own proxies; this one is among them.
+            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            let answers = peers::ask_all(config, authorization, ms).await;
+            let answer = peers::combine(answers);
+            tracing::info!(
+                %pod,
+                outcome = ?answer.outcome(),
+                waited_ms = answer.waited_ms,
+                reason = %answer.reason,
+                "drain request answered with every replica"
+            );
+            return Ok(Response::new(answer));
+        }
         let started = tokio::time::Instant::now();
         let mut shutdown = self.shutdown.clone();
         let outcome = tokio::select! {

@@ -229,3 +229,49 @@ async fn no_controller_means_the_fallback_sleep_then_a_reason_and_a_failure() {
         "stderr says what failed and that the old sleep ran: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_asked_replica_answers_only_when_every_replica_can() {
+    let setup = Setup::new("drain-peers").await;
+    let ready = [("web-1", State::Ready), ("web-2", State::Ready)];
+    setup.orders(&ready).await;
+    let addrs = [0, 1].map(|_| fairway_tests::bins::loopback(fairway_tests::bins::free_port()));
+    let peers: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    let one = setup.replica("one", addrs[0], peers.clone()).await;
+    let two = setup.replica("two", addrs[1], peers).await;
+    // Each replica serves its own proxy, with its own epoch.
+    let mut a = proxy(&one, "proxy-a", 2).await;
+    let mut b = proxy(&two, "proxy-b", 2).await;
+
+    setup
+        .set_pods(&[("web-1", State::Terminating), ("web-2", State::Ready)])
+        .await;
+    (a.until(WAIT, "web-1 terminating", |t| terminating(t, "web-1"))
+        .await)
+        .unwrap_or_else(|e| panic!("proxy-a: {e}"));
+    let token = setup.token_file("web-1", &setup.pod_token("web-1", AUDIENCE).await);
+    let (ok, out, err) = finished(wait_drained(&one.endpoint, &token, "2s")).await;
+    assert!(
+        !ok && err.contains("proxy-b (acked"),
+        "replica one's own proxy acked, but replica two's did not, and it is named; \
+         stdout {out:?}, stderr {err:?}"
+    );
+
+    (b.until(WAIT, "web-1 terminating", |t| terminating(t, "web-1"))
+        .await)
+        .unwrap_or_else(|e| panic!("proxy-b: {e}"));
+    let (ok, out, err) = finished(wait_drained(&one.endpoint, &token, "40s")).await;
+    assert!(
+        ok,
+        "both replicas' proxies acked; stdout {out:?}, stderr {err:?}"
+    );
+    assert!(out.contains("drained after"), "{out}");
+
+    two.stop().await;
+    let (ok, _, err) = finished(wait_drained(&one.endpoint, &token, "2s")).await;
+    assert!(
+        !ok && err.contains("could not answer"),
+        "a replica that cannot answer may have proxies still sending: {err}"
+    );
+    one.stop().await;
+}

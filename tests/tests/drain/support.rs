@@ -3,6 +3,7 @@
 //! those pods by the TokenRequest API, a controller serving the handshake, test proxies
 //! that ack when told, and the real `fairway wait-drained` binary as a process.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -129,13 +130,21 @@ impl Setup {
 
     /// A controller watching this namespace that serves the handshake.
     pub async fn controller(&self) -> Controller {
+        self.replica("only", Security::default().addr, Vec::new())
+            .await
+    }
+
+    /// A controller replica named `name` on `addr` that asks `peers` (itself included).
+    pub async fn replica(&self, name: &str, addr: SocketAddr, peers: Vec<String>) -> Controller {
         let status = StatusConfig {
             lease_namespace: self.ns.clone(),
-            identity: format!("drain-test-{}", self.ns),
+            identity: format!("drain-test-{name}-{}", self.ns),
             owner: None,
         };
         let security = Security {
             drain_audience: Some(AUDIENCE.to_owned()),
+            addr,
+            drain_peers: peers,
             ..Security::default()
         };
         (controller::start_secured(self.client.clone(), vec![self.ns.clone()], status, security)
