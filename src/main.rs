@@ -28,6 +28,12 @@ enum Command {
     /// A pod's preStop hook: wait until every proxy stopped sending this pod new requests
     /// (the drain handshake; exit 0), or say why not on stderr (non-zero).
     WaitDrained(fairway::wait_drained::WaitArgs),
+    /// Copy this binary with its loader and libraries into DIR (an init container's
+    /// emptyDir) and print the preStop command that runs `wait-drained` from there.
+    CopyHook {
+        /// The directory to copy into (it must exist).
+        dir: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -53,6 +59,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Crd => {
             print!("{}", fairway_controller::crd::crd_yaml()?);
+            Ok(())
+        }
+        Command::CopyHook { dir } => {
+            let hook = fairway::copy_hook::copy(&dir).context("fairway copy-hook failed")?;
+            println!("{}", hook.command().join(" "));
             Ok(())
         }
         Command::WaitDrained(args) => {
