@@ -185,9 +185,9 @@ fn answers(fairway_ns: &str, ns: &str) -> (Vec<(String, u64)>, Vec<String>) {
 }
 
 #[test]
-#[ignore = "issue 19, open: after the rollout to hooked pods both controllers' tables \
-            stopped following the EndpointSlices, so hooks were answered UNKNOWN_POD or \
-            TIMED_OUT and the gateway stalled (docs/benchmarks.md). Run with --ignored"]
+#[ignore = "issue 19, open: with the hooks running, the controllers answered UNKNOWN_POD or \
+            TIMED_OUT (pod still ready) and the gateway stalled in 4 of 6 runs; the same \
+            pods with a sleep hook did not stall (docs/benchmarks.md). Run with --ignored"]
 fn a_rollout_with_the_drain_handshake_against_one_with_sleep_under_load() {
     let _one_release = helm_lock();
     gateway_image();
@@ -309,8 +309,7 @@ fn a_rollout_with_the_drain_handshake_against_one_with_sleep_under_load() {
         }
         results.push((name, ok));
     }
-    // Whether the controllers' tables followed the slices: their warnings, and what one
-    // of them publishes for the backend now.
+    // The controllers' warnings, if any.
     let logs = kubectl(&[
         "-n",
         &fairway_ns,
@@ -325,45 +324,6 @@ fn a_rollout_with_the_drain_handshake_against_one_with_sleep_under_load() {
     {
         eprintln!("controller: {line}");
     }
-    let controller = kubectl(&[
-        "-n",
-        &fairway_ns,
-        "get",
-        "pods",
-        "-l",
-        "app.kubernetes.io/component=controller",
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ]);
-    let routes = kubectl_out(&[
-        "get",
-        "--raw",
-        &format!("/api/v1/namespaces/{fairway_ns}/pods/{controller}:9090/proxy/debug/routes"),
-    ]);
-    let backend_ips = kubectl(&[
-        "-n",
-        &ns,
-        "get",
-        "pods",
-        "-l",
-        "app=backend",
-        "-o",
-        "jsonpath={.items[*].status.podIP}",
-    ]);
-    let listed = (backend_ips.split_whitespace())
-        .filter(|ip| routes.stdout.contains(&format!("{ip}:8080")))
-        .count();
-    eprintln!(
-        "controller {controller} lists {listed} of the {} backend pods now running \
-         ({} bytes of /debug/routes{})",
-        backend_ips.split_whitespace().count(),
-        routes.stdout.len(),
-        if routes.success {
-            String::new()
-        } else {
-            format!(", error {}", routes.stderr)
-        }
-    );
     let (answered, reasons) = answers(&fairway_ns, &ns);
     for reason in &reasons {
         eprintln!("not drained: {reason}");
