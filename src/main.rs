@@ -26,6 +26,15 @@ enum Command {
     Proxy(fairway_proxy::Args),
     /// Print the Route CustomResourceDefinition as YAML (`fairway crd | kubectl apply -f -`).
     Crd,
+    /// A pod's preStop hook: wait until every proxy stopped sending this pod new requests
+    /// (the drain handshake; exit 0), or say why not on stderr (non-zero).
+    WaitDrained(fairway::wait_drained::WaitArgs),
+    /// Copy this binary with its loader and libraries into DIR (an init container's
+    /// emptyDir) and print the preStop command that runs `wait-drained` from there.
+    CopyHook {
+        /// The directory to copy into (it must exist).
+        dir: std::path::PathBuf,
+    },
     /// Add the proxy (and the drain hook) to pods annotated `fairway.dev/inject: enabled`
     /// (the hook alone for `fairway.dev/drain: enabled`), as the webhook would: YAML of
     /// any objects with pod templates on stdin, the same YAML injected on stdout.
@@ -36,12 +45,16 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct InjectArgs {
-    /// The proxy image (also the drain hook's).
+    /// The proxy image.
     #[arg(long, default_value = template::DEFAULT_IMAGE)]
     image: String,
     /// The capture init container's image (docker/capture.Dockerfile).
     #[arg(long, default_value = template::DEFAULT_CAPTURE_IMAGE)]
     capture_image: String,
+    /// The drain hook's image, whose `fairway copy-hook` hands `wait-drained` to the
+    /// app (docker/fairway.Dockerfile).
+    #[arg(long, default_value = template::DEFAULT_HOOK_IMAGE)]
+    hook_image: String,
     /// The controller's Discovery address.
     #[arg(long, default_value = template::DEFAULT_CONTROLLER)]
     controller: String,
@@ -81,6 +94,25 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inject(args) => inject(args),
+        Command::CopyHook { dir } => {
+            let hook = fairway::copy_hook::copy(&dir).context("fairway copy-hook failed")?;
+            println!("{}", hook.command().join(" "));
+            Ok(())
+        }
+        Command::WaitDrained(args) => {
+            fairway_controller::process::install_crypto_provider();
+            match fairway::wait_drained::run(&args).await {
+                Ok(report) => {
+                    println!("fairway wait-drained: {report}");
+                    Ok(())
+                }
+                // The kubelet puts this line in the FailedPreStopHook event.
+                Err(reason) => {
+                    eprintln!("fairway wait-drained: {reason}");
+                    std::process::exit(1)
+                }
+            }
+        }
     }
 }
 
@@ -93,6 +125,7 @@ fn inject(args: InjectArgs) -> anyhow::Result<()> {
         None => Template::default_for(&Defaults {
             image: args.image,
             capture_image: args.capture_image,
+            hook_image: args.hook_image,
             controller: args.controller,
             service_cidrs: args.service_cidr,
         }),

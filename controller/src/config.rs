@@ -87,7 +87,7 @@ pub struct Args {
     )]
     pub allowed_service_accounts: Vec<ServiceAccount>,
 
-    /// The audience proxies' tokens must be minted for.
+    /// The audience proxies' tokens, and the drain hooks' tokens, must be minted for.
     #[arg(long, env = "FAIRWAY_TOKEN_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
     pub token_audience: String,
 
@@ -113,6 +113,17 @@ pub struct Args {
     #[arg(long, env = "FAIRWAY_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
     pub tls_client_ca_file: Option<PathBuf>,
 
+    /// The controller replicas, as `host:port` (a headless Service's name resolves to
+    /// every replica; repeat the flag, or comma-separate): a drain hook's question is
+    /// asked of each address, this replica's included, and each answers for the
+    /// proxies it serves. Unset: this replica answers alone.
+    #[arg(long = "drain-peer", env = "FAIRWAY_DRAIN_PEER", value_delimiter = ',')]
+    pub drain_peers: Vec<String>,
+
+    /// PEM CA that signed the replicas' certificates (needed with --drain-peer and
+    /// --tls-cert-file; each certificate must carry the host of --drain-peer).
+    #[arg(long, env = "FAIRWAY_DRAIN_PEER_CA_FILE", requires = "tls_cert_file")]
+    pub drain_peer_ca_file: Option<PathBuf>,
     /// Serve the injection webhook (HTTPS, `POST /mutate`) on this address. Unset: off.
     #[arg(
         long,
@@ -178,6 +189,11 @@ pub enum ConfigError {
     TokenReviewWithoutApi,
     #[error("--token-audience is empty")]
     EmptyAudience,
+    #[error(
+        "--drain-peer with --tls-cert-file needs --drain-peer-ca-file: the replicas \
+         speak TLS to each other"
+    )]
+    DrainPeersWithoutCa,
 }
 
 /// The controller's whole configuration.
@@ -194,10 +210,17 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Who may open a Discovery stream.
     pub auth: AuthConfig,
+    /// The audience tokens are reviewed for: Discovery's (with [`AuthConfig::TokenReview`])
+    /// and, whatever `auth` says, the drain handshake's.
+    pub token_audience: String,
     /// Unset: the Discovery server speaks plaintext.
     pub tls: Option<TlsConfig>,
     /// Unset: no injection webhook.
     pub webhook: Option<WebhookConfig>,
+    /// The replicas the drain handshake asks (`host:port`); empty: this one alone.
+    pub drain_peers: Vec<String>,
+    /// The CA of the replicas' certificates (with TLS).
+    pub drain_peer_ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -215,6 +238,7 @@ impl Config {
                 selector: args.selector.filter(|s| !s.is_empty()),
             },
         };
+        let token_audience = args.token_audience.clone();
         let auth = if args.no_auth {
             AuthConfig::Disabled
         } else {
@@ -263,12 +287,20 @@ impl Config {
             implicit_services: args.implicit_services,
             log_format: args.log_format,
             auth,
+            token_audience,
             tls,
+            drain_peers: (args.drain_peers.into_iter())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            drain_peer_ca_file: args.drain_peer_ca_file,
         }
     }
 
     /// Refuses configurations that would start but serve nobody, or nobody safely.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if self.tls.is_some() && !self.drain_peers.is_empty() && self.drain_peer_ca_file.is_none() {
+            return Err(ConfigError::DrainPeersWithoutCa);
+        }
         let AuthConfig::TokenReview(policy) = &self.auth else {
             return Ok(());
         };
@@ -300,7 +332,10 @@ impl Config {
             implicit_services: false,
             log_format: LogFormat::default(),
             auth: AuthConfig::Disabled,
+            token_audience: DEFAULT_AUDIENCE.to_owned(),
             tls: None,
+            drain_peers: Vec::new(),
+            drain_peer_ca_file: None,
         }
     }
 }

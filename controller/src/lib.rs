@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod crd;
+pub mod drain;
 pub mod grpc;
 pub mod index;
 pub mod inject;

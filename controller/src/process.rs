@@ -22,8 +22,10 @@ use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::admin::{self, AdminState};
-use crate::auth::{AuthConfig, Authenticator, KubeReviewer};
+use crate::auth::{AuthConfig, Authenticator, KubeReviewer, PodAuthenticator};
 use crate::config::{Config, ConfigError, Source, WebhookConfig};
+use crate::drain::DrainService;
+use crate::drain::peers::PeerConfig;
 use crate::grpc::{self, DiscoveryService, Proxies};
 use crate::index::Index;
 use crate::inject::{self, Template};
@@ -45,6 +47,12 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error("loading the Discovery server's TLS files: {0}")]
     Tls(#[from] TlsError),
+    #[error("reading the drain peers' CA {path}: {source}")]
+    DrainPeerCa {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("binding the gRPC address {addr}: {source}")]
     BindGrpc {
         addr: SocketAddr,
@@ -130,6 +138,10 @@ pub struct Running {
     admin: TcpListener,
     feed: Feed,
     auth: Arc<Authenticator>,
+    /// Names the pods asking about their drain; `None` without an apiserver.
+    drain_auth: Option<Arc<PodAuthenticator>>,
+    /// The replicas the drain handshake asks.
+    drain_peers: PeerConfig,
     tls: Option<(Arc<rustls::ServerConfig>, Reloader)>,
     webhook: Option<Webhook>,
     pub index: Arc<IndexHandle>,
@@ -163,6 +175,18 @@ pub async fn start_with_client(
     install_crypto_provider();
     config.check()?;
     let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+    let peer_ca = (config.drain_peer_ca_file.as_ref())
+        .map(|path| {
+            std::fs::read(path).map_err(|source| RunError::DrainPeerCa {
+                path: path.clone(),
+                source,
+            })
+        })
+        .transpose()?;
+    let drain_peers = PeerConfig {
+        names: config.drain_peers.clone(),
+        ca: peer_ca.filter(|_| config.tls.is_some()),
+    };
     let grpc = TcpListener::bind(config.grpc_addr)
         .await
         .map_err(|source| RunError::BindGrpc {
@@ -209,6 +233,14 @@ pub async fn start_with_client(
         }
         (AuthConfig::Disabled, _) => Arc::new(Authenticator::disabled()),
     };
+    // Any pod may ask about its own drain, whoever may subscribe to Discovery.
+    let drain_auth = match &feed {
+        Feed::Kubernetes(client, _) => Some(Arc::new(PodAuthenticator::new(
+            config.token_audience.clone(),
+            Arc::new(KubeReviewer::new(client.clone())),
+        ))),
+        Feed::StaticDir(_) => None,
+    };
     let zones = Arc::new(NodeZones::default());
     let index = Index::with_cluster_domain(&config.cluster_domain)
         .with_implicit_services(config.implicit_services);
@@ -218,6 +250,8 @@ pub async fn start_with_client(
         admin,
         feed,
         auth,
+        drain_auth,
+        drain_peers,
         tls,
         webhook,
         index: Arc::new(IndexHandle::from_index(index)),
@@ -278,6 +312,8 @@ impl Running {
             admin,
             feed,
             auth,
+            drain_auth,
+            drain_peers,
             tls,
             webhook,
             index,
@@ -330,13 +366,16 @@ impl Running {
                 })
             }
         };
+        let drain = DrainService::new(store.clone(), proxies.clone(), drain_auth, stopping.clone())
+            .with_peers(drain_peers);
         let service = DiscoveryService::new(
             store.clone(),
             proxies.clone(),
             metrics.clone(),
             stopping.clone(),
         )
-        .with_auth(auth);
+        .with_auth(auth)
+        .with_drain(drain);
         let (mut grpc, reload) = match tls {
             Some((server_config, reloader)) => (
                 tokio::spawn(grpc::serve_tls(

@@ -6,8 +6,10 @@
 #                             images/pause.tar, images/backend.tar, images/gateway.tar,
 #                             and images/curl.tar (the host's curl and its libraries: a
 #                             client that reads http_proxy and no_proxy as users set them)
-#   build.sh fairway DIR      images/fairway-controller.tar and images/fairway-proxy.tar from
-#                             the binaries in DIR (a cargo profile directory)
+#   build.sh fairway DIR      images/fairway-controller.tar, images/fairway-proxy.tar and
+#                             images/fairway.tar (the root binary: `fairway copy-hook` for
+#                             the drain hook's init container) from the binaries in DIR
+#                             (a cargo profile directory)
 #
 # Each Go output is cached under a stamp of its inputs: an unchanged module costs nothing,
 # a changed one rebuilds from Go's build cache. The first kube build takes ~10 min on 2
@@ -94,6 +96,10 @@ fairway_images() {
     "$dir/fairway-controller:$dir/kubectl-fairway" 18000 9090
   dynamic_image "$out/images/fairway-proxy.tar" "fairway.local/fairway-proxy:$TEST_TAG" \
     "$dir/fairway-proxy" 4140 4191
+  if [ -x "$dir/fairway" ]; then
+    # Every pod's init container copies it: symbols too are weight nobody reads there.
+    STRIP=--strip-all dynamic_image "$out/images/fairway.tar" "fairway.local/fairway:$TEST_TAG" "$dir/fairway"
+  fi
 }
 
 # dynamic_image TAR REF PROGRAM[:PROGRAM...] [PORT...]: the first program is the
@@ -116,7 +122,7 @@ dynamic_image() {
   chmod 1777 "$rootfs/tmp"
   for program in "${list[@]}"; do
     # Debug info is most of a debug build's size and nothing a pod needs.
-    objcopy --strip-debug "$program" "$rootfs/usr/local/bin/${program##*/}"
+    objcopy "${STRIP:---strip-debug}" "$program" "$rootfs/usr/local/bin/${program##*/}"
     for lib in $(ldd "$program" | grep -o '/[^ ]*'); do
       mkdir -p "$rootfs$(dirname "$lib")"
       cp -L "$lib" "$rootfs$lib"

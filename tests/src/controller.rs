@@ -10,7 +10,9 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use fairway_controller::auth::Authenticator;
+use fairway_controller::auth::{Authenticator, KubeReviewer, PodAuthenticator};
+use fairway_controller::drain::DrainService;
+use fairway_controller::drain::peers::PeerConfig;
 use fairway_controller::grpc::{self, DiscoveryService, Proxies};
 use fairway_controller::metrics::Metrics;
 use fairway_controller::state::{IndexHandle, NodeZones};
@@ -124,6 +126,11 @@ pub struct Security {
     pub tls: Option<TlsConfig>,
     /// Where to listen: port 0 for any, or a fixed address to restart on.
     pub addr: SocketAddr,
+    /// Serve the drain handshake, reviewing pods' tokens for this audience. Its
+    /// start-up grace is zero: a test connects its proxies before any pod asks.
+    pub drain_audience: Option<String>,
+    /// The replicas the handshake asks (`host:port`, plaintext); empty: this one alone.
+    pub drain_peers: Vec<String>,
 }
 
 impl Default for Security {
@@ -132,6 +139,8 @@ impl Default for Security {
             auth: Arc::new(Authenticator::disabled()),
             tls: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            drain_audience: None,
+            drain_peers: Vec::new(),
         }
     }
 }
@@ -167,6 +176,17 @@ pub async fn start_secured(
 
     let mut tasks = JoinSet::new();
     tasks.spawn(store.clone().run(index.clone(), DEFAULT_COALESCE));
+    let peers = PeerConfig {
+        names: security.drain_peers,
+        ca: None,
+    };
+    let drain = security.drain_audience.map(|audience| {
+        let reviewer = Arc::new(KubeReviewer::new(client.clone()));
+        let auth = Arc::new(PodAuthenticator::new(audience, reviewer));
+        DrainService::new(store.clone(), proxies.clone(), Some(auth), stopping.clone())
+            .with_grace(std::time::Duration::ZERO)
+            .with_peers(peers)
+    });
     let sources = watch::run_sources(
         client,
         index.clone(),
@@ -188,6 +208,10 @@ pub async fn start_secured(
         stopping.clone(),
     )
     .with_auth(security.auth);
+    let service = match drain {
+        Some(drain) => service.with_drain(drain),
+        None => service,
+    };
     let mut until_stopped = stopping;
     let shutdown = async move {
         let _ = until_stopped.wait_for(|stopped| *stopped).await;

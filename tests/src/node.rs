@@ -237,6 +237,11 @@ pub fn fairway_images() -> Result<(PathBuf, PathBuf), NodeError> {
             "fairway-proxy",
             "--bin",
             "fairway-proxy",
+            // The drain hook's init container copies this one (images/fairway.tar).
+            "-p",
+            "fairway",
+            "--bin",
+            "fairway",
         ])
         .output()
         .map_err(NodeError::io("run cargo build"))?;

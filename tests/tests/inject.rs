@@ -112,7 +112,7 @@ fn what_fairway_inject_writes_is_accepted_by_the_apiserver() {
     );
     assert!(out.status.success(), "fairway inject failed: {stderr}");
     assert!(
-        stderr.contains("Pod/gateway: added fairway-drain-copy, fairway-capture, fairway-proxy"),
+        stderr.contains("Pod/gateway: added fairway-capture, fairway-proxy"),
         "{stderr}"
     );
     assert!(
@@ -315,7 +315,7 @@ fn the_webhook_injects_pods_that_ask_and_fails_open() {
     };
     assert_eq!(
         injected,
-        ["fairway-drain-copy", "fairway-capture", "fairway-proxy"],
+        ["fairway-capture", "fairway-proxy"],
         "injected by the webhook"
     );
 

@@ -283,8 +283,47 @@ proxy:
     {{- if .Values.discovery.tls.enabled }}
     - {name: fairway-controller-ca, mountPath: /var/run/fairway/controller-ca, readOnly: true}
     {{- end }}
+{{- if .Values.drain.enabled }}
+# The drain hook, for pods annotated fairway.dev/drain: enabled.
+drain:
+  copy:
+    name: fairway-drain-copy
+    image: {{ printf "%s:%s" .Values.drain.hookImage.repository (default .Chart.AppVersion .Values.drain.hookImage.tag) }}
+    imagePullPolicy: {{ .Values.proxy.image.pullPolicy }}
+    args: [copy-hook, /var/run/fairway/bin]
+    securityContext:
+      runAsUser: {{ .Values.injector.proxyUID }}
+      runAsNonRoot: true
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      capabilities: {drop: [ALL]}
+    volumeMounts:
+      - {name: fairway-bin, mountPath: /var/run/fairway/bin}
+  preStop:
+    - /var/run/fairway/bin/ld.so
+    - --library-path
+    - /var/run/fairway/bin
+    - /var/run/fairway/bin/fairway
+    - wait-drained
+    - --controller={{ include "fairway.controller.url" . }}
+    {{- if .Values.discovery.tls.enabled }}
+    - --controller-ca-file=/var/run/fairway/controller-ca/ca.crt
+    {{- else }}
+    - --controller-plaintext
+    {{- end }}
+    - --controller-token-file=/var/run/fairway/token/token
+  mounts:
+    - {name: fairway-bin, mountPath: /var/run/fairway/bin, readOnly: true}
+    - {name: fairway-token, mountPath: /var/run/fairway/token, readOnly: true}
+    {{- if .Values.discovery.tls.enabled }}
+    - {name: fairway-controller-ca, mountPath: /var/run/fairway/controller-ca, readOnly: true}
+    {{- end }}
+  volumes:
+    - name: fairway-bin
+      emptyDir: {}
+{{- end }}
 volumes:
-  {{- if .Values.discovery.auth.enabled }}
+  {{- if or .Values.discovery.auth.enabled .Values.drain.enabled }}
   - name: fairway-token
     projected:
       sources:

@@ -78,6 +78,49 @@ pub struct Review {
     pub audiences: Vec<String>,
     /// The apiserver's reason when not authenticated.
     pub error: Option<String>,
+    /// For a token bound to a pod: that pod (the `user.extra` pod claims).
+    pub pod: Option<PodClaims>,
+}
+
+/// `user.extra` keys the apiserver fills for a token bound to a pod (a projected
+/// ServiceAccount token).
+pub const POD_NAME_CLAIM: &str = "authentication.kubernetes.io/pod-name";
+pub const POD_UID_CLAIM: &str = "authentication.kubernetes.io/pod-uid";
+
+/// The pod a bound token was minted for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodClaims {
+    pub name: String,
+    pub uid: String,
+}
+
+impl PodClaims {
+    /// The claims out of a TokenReview's `user.extra` (each key holds a list; a bound
+    /// token has exactly one value in each). `None` unless both are there.
+    pub fn from_extra<'a>(mut get: impl FnMut(&str) -> Option<&'a [String]>) -> Option<PodClaims> {
+        let mut one = |key| match get(key) {
+            Some([value]) if !value.is_empty() => Some(value.clone()),
+            _ => None,
+        };
+        let name = one(POD_NAME_CLAIM)?;
+        let uid = one(POD_UID_CLAIM)?;
+        Some(PodClaims { name, uid })
+    }
+}
+
+/// The pod that asks about its own drain (design.md section 10): its namespace from the
+/// ServiceAccount, its name and uid from the token's pod claims.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl fmt::Display for Pod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
 }
 
 /// Every outcome of admitting one stream; the variant names are the metric labels.
@@ -151,27 +194,8 @@ pub fn bearer_token(authorization: Option<&[u8]>) -> Result<&str, Verdict> {
 
 /// The verdict on a reviewed token under `policy`.
 pub fn decide(review: &Review, policy: &Policy) -> Verdict {
-    if !review.authenticated {
-        let reason = review.error.as_deref().unwrap_or("no reason given");
-        return Verdict::Unauthenticated(
-            Outcome::invalid_token,
-            format!(
-                "the token was not accepted for audience {:?} (expired, revoked, another \
-                 audience, or not a token): {reason}",
-                policy.audience
-            ),
-        );
-    }
-    // Asked with spec.audiences, the apiserver answers with the ones that matched; a
-    // token that is valid but not for us must not pass on its other audiences.
-    if !review.audiences.contains(&policy.audience) {
-        return Verdict::Unauthenticated(
-            Outcome::wrong_audience,
-            format!(
-                "the token is not for audience {:?} (it is for {:?})",
-                policy.audience, review.audiences
-            ),
-        );
+    if let Err(verdict) = for_audience(review, &policy.audience) {
+        return verdict;
     }
     match ServiceAccount::from_username(&review.username) {
         Some(account) if policy.allowed.contains(&account) => Verdict::Admit(account),
@@ -185,6 +209,56 @@ pub fn decide(review: &Review, policy: &Policy) -> Verdict {
             list(&policy.allowed)
         )),
     }
+}
+
+/// The pod a reviewed token speaks for, for the drain handshake: any ServiceAccount
+/// may ask, but only with a token bound to a pod (so it can ask about that pod alone).
+/// The error is `Unauthenticated` or `Forbidden`, as in [`decide`].
+pub fn pod_of(review: &Review, audience: &str) -> Result<Pod, Verdict> {
+    for_audience(review, audience)?;
+    let Some(account) = ServiceAccount::from_username(&review.username) else {
+        return Err(Verdict::Forbidden(format!(
+            "{:?} is not a ServiceAccount; only a pod's own token may ask about its drain",
+            review.username
+        )));
+    };
+    let Some(claims) = &review.pod else {
+        return Err(Verdict::Forbidden(format!(
+            "the token of {account} is not bound to a pod: use a projected ServiceAccount \
+             token (audience {audience:?}) mounted in the pod that asks"
+        )));
+    };
+    Ok(Pod {
+        namespace: account.namespace,
+        name: claims.name.clone(),
+        uid: claims.uid.clone(),
+    })
+}
+
+/// Checks that the apiserver authenticated the token for `audience`.
+fn for_audience(review: &Review, audience: &str) -> Result<(), Verdict> {
+    if !review.authenticated {
+        let reason = review.error.as_deref().unwrap_or("no reason given");
+        return Err(Verdict::Unauthenticated(
+            Outcome::invalid_token,
+            format!(
+                "the token was not accepted for audience {audience:?} (expired, revoked, \
+                 another audience, or not a token): {reason}"
+            ),
+        ));
+    }
+    // Asked with spec.audiences, the apiserver answers with the ones that matched; a
+    // token that is valid but not for us must not pass on its other audiences.
+    if !review.audiences.iter().any(|a| a == audience) {
+        return Err(Verdict::Unauthenticated(
+            Outcome::wrong_audience,
+            format!(
+                "the token is not for audience {audience:?} (it is for {:?})",
+                review.audiences
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn list(allowed: &BTreeSet<ServiceAccount>) -> String {

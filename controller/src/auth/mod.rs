@@ -9,6 +9,7 @@
 //! costs one review per token, not one per attempt.
 
 pub mod decide;
+mod pods;
 #[cfg(test)]
 mod tests;
 
@@ -22,7 +23,10 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use kube::api::PostParams;
 use tonic::Status;
 
-pub use decide::{Outcome, Policy, Review, ServiceAccount, Verdict, bearer_token, decide};
+pub use decide::{
+    Outcome, Pod, PodClaims, Policy, Review, ServiceAccount, Verdict, bearer_token, decide, pod_of,
+};
+pub use pods::PodAuthenticator;
 
 /// The audience proxies' tokens must be minted for (the chart's projected volume).
 pub const DEFAULT_AUDIENCE: &str = "fairway";
@@ -106,9 +110,15 @@ impl TokenReviewer for KubeReviewer {
             let answer = (self.api.create(&PostParams::default(), &request).await)
                 .map_err(ReviewError::Create)?;
             let status = answer.status.ok_or(ReviewError::NoStatus)?;
+            let user = status.user.unwrap_or_default();
+            let pod = user
+                .extra
+                .as_ref()
+                .and_then(|extra| PodClaims::from_extra(|key| extra.get(key).map(Vec::as_slice)));
             Ok(Review {
                 authenticated: status.authenticated.unwrap_or(false),
-                username: (status.user.and_then(|u| u.username)).unwrap_or_default(),
+                username: user.username.unwrap_or_default(),
+                pod,
                 audiences: status.audiences.unwrap_or_default(),
                 error: status.error.filter(|e| !e.is_empty()),
             })
@@ -126,20 +136,28 @@ fn token_hash(token: &str) -> TokenHash {
     key
 }
 
-/// Recent verdicts by token hash, each for [`CACHE_TTL`].
-#[derive(Debug, Default)]
-struct Cache {
-    entries: Mutex<HashMap<TokenHash, (Verdict, Instant)>>,
+/// Recent verdicts (or reviews) by token hash, each for [`CACHE_TTL`].
+#[derive(Debug)]
+struct Cache<V = Verdict> {
+    entries: Mutex<HashMap<TokenHash, (V, Instant)>>,
 }
 
-impl Cache {
-    fn get(&self, key: &TokenHash, now: Instant) -> Option<Verdict> {
+impl<V> Default for Cache<V> {
+    fn default() -> Self {
+        Cache {
+            entries: Mutex::default(),
+        }
+    }
+}
+
+impl<V: Clone> Cache<V> {
+    fn get(&self, key: &TokenHash, now: Instant) -> Option<V> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let (verdict, expires) = entries.get(key)?;
         (now < *expires).then(|| verdict.clone())
     }
 
-    fn put(&self, key: TokenHash, verdict: Verdict, now: Instant) {
+    fn put(&self, key: TokenHash, verdict: V, now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= CACHE_ENTRIES {
             entries.retain(|_, (_, expires)| now < *expires);

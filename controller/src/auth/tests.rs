@@ -20,7 +20,81 @@ fn review(username: &str, audiences: &[&str]) -> Review {
         username: username.to_owned(),
         audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
         error: None,
+        pod: None,
     }
+}
+
+fn bound(username: &str, audiences: &[&str], pod: &str) -> Review {
+    Review {
+        pod: Some(PodClaims {
+            name: pod.to_owned(),
+            uid: format!("uid-{pod}"),
+        }),
+        ..review(username, audiences)
+    }
+}
+
+#[test]
+fn pod_claims_need_exactly_one_nonempty_value_each() {
+    let extra = std::collections::BTreeMap::from([
+        (decide::POD_NAME_CLAIM, vec!["web-1".to_owned()]),
+        (decide::POD_UID_CLAIM, vec!["u-1".to_owned()]),
+    ]);
+    let claims = PodClaims::from_extra(|k| extra.get(k).map(Vec::as_slice));
+    assert_eq!(
+        claims,
+        Some(PodClaims {
+            name: "web-1".into(),
+            uid: "u-1".into()
+        })
+    );
+    let two = std::collections::BTreeMap::from([
+        (decide::POD_NAME_CLAIM, vec!["a".to_owned(), "b".to_owned()]),
+        (decide::POD_UID_CLAIM, vec!["u".to_owned()]),
+    ]);
+    assert_eq!(
+        PodClaims::from_extra(|k| two.get(k).map(Vec::as_slice)),
+        None,
+        "two pod names: not a bound token we understand"
+    );
+    assert_eq!(PodClaims::from_extra(|_| None), None, "an unbound token");
+}
+
+#[test]
+fn any_service_account_names_its_own_pod_but_only_with_a_bound_token_of_our_audience() {
+    let pod = pod_of(
+        &bound("system:serviceaccount:shop:default", &["fairway"], "web-1"),
+        "fairway",
+    );
+    assert_eq!(
+        pod,
+        Ok(Pod {
+            namespace: "shop".into(),
+            name: "web-1".into(),
+            uid: "uid-web-1".into()
+        }),
+        "the namespace comes from the ServiceAccount, the pod from the claims"
+    );
+    let unbound = pod_of(
+        &review("system:serviceaccount:shop:default", &["fairway"]),
+        "fairway",
+    );
+    assert!(
+        matches!(unbound, Err(Verdict::Forbidden(_))),
+        "a token bound to no pod may not ask: {unbound:?}"
+    );
+    let other = pod_of(
+        &bound("system:serviceaccount:shop:default", &["api"], "web-1"),
+        "fairway",
+    );
+    assert_eq!(other.map_err(|v| v.outcome()), Err(Outcome::wrong_audience));
+    let user = pod_of(&bound("alice", &["fairway"], "web-1"), "fairway");
+    assert!(matches!(user, Err(Verdict::Forbidden(_))), "{user:?}");
+    let invalid = pod_of(&Review::default(), "fairway");
+    assert_eq!(
+        invalid.map_err(|v| v.outcome()),
+        Err(Outcome::invalid_token)
+    );
 }
 
 #[test]
@@ -150,6 +224,7 @@ impl TokenReviewer for FakeReviewer {
             Ok(match token {
                 "proxy" => review("system:serviceaccount:fairway:fairway-proxy", &[audience]),
                 "orders" => review("system:serviceaccount:shop:orders", &[audience]),
+                "web-1" => bound("system:serviceaccount:shop:default", &[audience], "web-1"),
                 _ => Review {
                     error: Some("invalid bearer token".to_owned()),
                     ..Review::default()
@@ -266,4 +341,39 @@ fn the_cache_expires_and_stays_bounded() {
     }
     let len = cache.entries.lock().expect("lock").len();
     assert!(len <= CACHE_ENTRIES, "bounded: {len}");
+}
+
+#[tokio::test]
+async fn drain_requests_name_their_pod_and_are_cached() {
+    let reviewer = Arc::new(FakeReviewer::default());
+    let auth = PodAuthenticator::new("fairway".into(), reviewer.clone());
+    let (outcome, pod) = auth.identify(Some(b"Bearer web-1")).await;
+    assert_eq!(outcome, Outcome::admitted);
+    assert_eq!(
+        pod.map(|p| p.to_string()).ok().as_deref(),
+        Some("shop/web-1")
+    );
+    let _ = auth.identify(Some(b"Bearer web-1")).await;
+    assert_eq!(reviewer.calls.load(Ordering::SeqCst), 1, "cached");
+    let (_, unbound) = auth.identify(Some(b"Bearer orders")).await;
+    assert_eq!(
+        unbound.map_err(|s| s.code()),
+        Err(tonic::Code::PermissionDenied),
+        "a token bound to no pod"
+    );
+    let (_, none) = auth.identify(None).await;
+    assert_eq!(
+        none.map_err(|s| s.code()),
+        Err(tonic::Code::Unauthenticated)
+    );
+    let failing = PodAuthenticator::new(
+        "fairway".into(),
+        Arc::new(FakeReviewer {
+            fail: true,
+            ..FakeReviewer::default()
+        }),
+    );
+    let (outcome, down) = failing.identify(Some(b"Bearer web-1")).await;
+    assert_eq!(outcome, Outcome::review_failed);
+    assert_eq!(down.map_err(|s| s.code()), Err(tonic::Code::Unavailable));
 }

@@ -4,6 +4,10 @@
 //! latest load report (outside the versioned sequence: it never touches versions), and
 //! the registry sums the reports' requests in flight per endpoint, so a proxy that
 //! accepts figures learns what the others have in flight at the cost of its own report.
+//!
+//! For the drain handshake it also remembers proxies whose stream broke (for
+//! [`GONE_TTL`]: a partitioned proxy keeps serving the table it acked last) and keeps a
+//! low watermark of what every proxy acked, which waiters follow as a `watch`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use fairway_proto::Version;
 use fairway_proto::load::{LoadFigures, LoadReport};
 use fairway_proto::model::{EndpointAddr, EndpointSetKey};
+use tokio::sync::watch;
 
 use crate::state::NodeZones;
 
@@ -59,6 +64,45 @@ struct Entry {
     in_flight: Arc<InFlight>,
 }
 
+/// How long a proxy whose stream broke still counts for the drain handshake. It keeps
+/// serving its last table while it reconnects (backoff capped at 10 s); past this it is
+/// more likely gone for good (its node removed) than partitioned, and waiting for it
+/// would hold every drain until the hook's timeout.
+pub const GONE_TTL: Duration = Duration::from_secs(60);
+
+/// What one proxy has applied, as the drain handshake sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyAck {
+    pub id: String,
+    /// False: its stream broke less than [`GONE_TTL`] ago and it has not come back.
+    pub connected: bool,
+    /// The last version it acked from this controller.
+    pub acked: Option<Version>,
+}
+
+/// What each proxy (by id) serves: a proxy connected twice (it reconnected before its
+/// old stream was noticed dead) serves the newer table, so the higher ack counts, and a
+/// connected one hides its own broken past.
+pub fn by_proxy(acks: &[ProxyAck]) -> BTreeMap<&str, (bool, Option<Version>)> {
+    let mut ids: BTreeMap<&str, (bool, Option<Version>)> = BTreeMap::new();
+    for a in acks {
+        let e = ids.entry(a.id.as_str()).or_insert((a.connected, a.acked));
+        if a.connected && !e.0 {
+            *e = (true, a.acked);
+        } else if a.connected == e.0 {
+            e.1 = e.1.max(a.acked);
+        }
+    }
+    ids
+}
+
+/// A proxy whose stream broke.
+#[derive(Debug)]
+struct Gone {
+    acked: Option<Version>,
+    at: Instant,
+}
+
 /// Connected proxies, keyed by connection (a proxy that reconnects before its old
 /// stream is noticed dead appears twice, briefly).
 #[derive(Debug)]
@@ -68,6 +112,11 @@ pub struct Proxies {
     entries: Mutex<BTreeMap<u64, Entry>>,
     /// Every latest report's requests in flight, summed (see [`in_flight_of`]).
     in_flight: Mutex<InFlight>,
+    /// Proxies whose stream broke, by id, until they come back or [`GONE_TTL`] passes.
+    gone: Mutex<BTreeMap<String, Gone>>,
+    /// The lowest sequence every proxy (connected or gone) acked; `u64::MAX` with none.
+    /// Updated only while someone watches it.
+    watermark: watch::Sender<u64>,
 }
 
 /// Requests in flight per endpoint set and endpoint, summed over the proxies' latest
@@ -92,7 +141,66 @@ impl Proxies {
             next: AtomicU64::new(0),
             entries: Mutex::new(BTreeMap::new()),
             in_flight: Mutex::new(InFlight::new()),
+            gone: Mutex::new(BTreeMap::new()),
+            watermark: watch::Sender::new(u64::MAX),
         })
+    }
+
+    fn gone(&self) -> MutexGuard<'_, BTreeMap<String, Gone>> {
+        self.gone.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What every proxy applied: the connected ones and those gone less than
+    /// [`GONE_TTL`] before `now` (older ones are forgotten here).
+    pub fn acks(&self, now: Instant) -> Vec<ProxyAck> {
+        let mut acks: Vec<ProxyAck> = (self.entries().values())
+            .map(|e| ProxyAck {
+                id: e.info.id.clone(),
+                connected: true,
+                acked: e.info.last_acked,
+            })
+            .collect();
+        let mut gone = self.gone();
+        gone.retain(|_, g| now.saturating_duration_since(g.at) < GONE_TTL);
+        acks.extend(gone.iter().map(|(id, g)| ProxyAck {
+            id: id.clone(),
+            connected: false,
+            acked: g.acked,
+        }));
+        acks
+    }
+
+    /// When the next gone proxy is forgotten (the watermark may rise then).
+    pub fn next_forget(&self) -> Option<Instant> {
+        self.gone().values().map(|g| g.at + GONE_TTL).min()
+    }
+
+    /// Follows the low watermark: the lowest sequence every proxy, connected or gone,
+    /// acked (`u64::MAX` with no proxy). It moves on acks, connections and streams
+    /// ending; a forgotten proxy only counts after [`Proxies::refresh`] past
+    /// [`Proxies::next_forget`].
+    pub fn watermark(&self) -> watch::Receiver<u64> {
+        let rx = self.watermark.subscribe();
+        self.refresh(Instant::now());
+        rx
+    }
+
+    /// Recomputes the watermark, if anyone follows it: O(proxies), so not per ack of a
+    /// fleet nobody waits on.
+    pub fn refresh(&self, now: Instant) {
+        if self.watermark.receiver_count() == 0 {
+            return;
+        }
+        let acks = self.acks(now);
+        let low = (by_proxy(&acks).values())
+            .map(|(_, acked)| acked.map_or(0, |v| v.sequence))
+            .min()
+            .unwrap_or(u64::MAX);
+        self.watermark.send_if_modified(|w| {
+            let moved = *w != low;
+            *w = low;
+            moved
+        });
     }
 
     fn entries(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
@@ -108,6 +216,8 @@ impl Proxies {
         zone: Option<String>,
     ) -> Registration {
         let conn = self.next.fetch_add(1, Ordering::Relaxed);
+        // Back: no longer a proxy that may serve an old table unseen.
+        self.gone().remove(&id);
         let info = ProxyInfo {
             id,
             node,
@@ -124,9 +234,11 @@ impl Proxies {
             in_flight: Arc::default(),
         };
         self.entries().insert(conn, entry);
+        self.refresh(Instant::now());
         Registration {
             proxies: self.clone(),
             conn,
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -167,6 +279,8 @@ impl Proxies {
 pub struct Registration {
     proxies: Arc<Proxies>,
     conn: u64,
+    /// The proxy ended its stream itself: it is not left serving an old table.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Registration {
@@ -190,6 +304,13 @@ impl Registration {
 
     pub fn acked(&self, version: Version) {
         self.update(|p| p.last_acked = Some(version));
+        self.proxies.refresh(Instant::now());
+    }
+
+    /// The proxy closed its stream: once dropped, it is forgotten at once rather than
+    /// counted as a proxy that may still serve its last table.
+    pub fn closed_by_proxy(&self) {
+        self.closed.store(true, Ordering::Relaxed);
     }
 
     pub fn nacked(&self, version: Version, error: String) {
@@ -271,128 +392,24 @@ impl Proxies {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let gone = self.proxies.entries().remove(&self.conn);
+        let mut entries = self.proxies.entries();
+        let gone = entries.remove(&self.conn);
+        let id = gone.as_ref().map(|e| e.info.id.clone());
+        let still_connected = id
+            .as_ref()
+            .is_some_and(|id| entries.values().any(|e| &e.info.id == id));
+        drop(entries);
         if let Some(entry) = gone {
             self.proxies.count(&entry.in_flight, &InFlight::new());
+            if !self.closed.load(Ordering::Relaxed) && !still_connected {
+                let at = Instant::now();
+                let acked = entry.info.last_acked;
+                (self.proxies.gone()).insert(entry.info.id, Gone { acked, at });
+            }
         }
+        self.proxies.refresh(Instant::now());
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(sequence: u64) -> Version {
-        Version { epoch: 1, sequence }
-    }
-
-    #[test]
-    fn registration_tracks_versions_and_unlists_on_drop() {
-        let zones = Arc::new(NodeZones::default());
-        let proxies = Proxies::new(zones.clone());
-        let a = proxies.register("a".into(), "node-1".into(), None);
-        let b = proxies.register("b".into(), "node-2".into(), Some("z-b".into()));
-        zones.set("node-1", Some("z-1".into()));
-        a.sent(v(3));
-        a.acked(v(2));
-        b.nacked(v(3), "bad base".into());
-
-        let list = proxies.list();
-        assert_eq!(list.len(), 2);
-        assert_eq!(list[0].zone.as_deref(), Some("z-1"), "zone from the Node");
-        assert_eq!(
-            list[1].zone.as_deref(),
-            Some("z-b"),
-            "the hello's zone wins"
-        );
-        assert_eq!(
-            (list[0].last_sent, list[0].last_acked),
-            (Some(v(3)), Some(v(2)))
-        );
-        assert_eq!(list[0].lag(v(5)), 3);
-        assert_eq!(list[1].lag(v(5)), 5, "nothing acked: the whole sequence");
-        assert_eq!(list[1].last_nack, Some((v(3), "bad base".into())));
-
-        drop(a);
-        assert_eq!(proxies.list().len(), 1, "a dropped session is unlisted");
-    }
-
-    #[test]
-    fn reports_are_kept_per_proxy_rate_bounded_and_aged_out() {
-        let proxies = Proxies::new(Arc::new(NodeZones::default()));
-        let a = proxies.register("a".into(), "node-1".into(), None);
-        let t0 = Instant::now();
-        let gap = Duration::from_secs(1);
-        let report = |ms| LoadReport {
-            window: Duration::from_millis(ms),
-            ..LoadReport::default()
-        };
-        assert!(a.report(report(1), t0, gap));
-        assert!(
-            !a.report(report(2), t0 + gap / 2, gap),
-            "faster than asked: dropped"
-        );
-        assert!(a.report(report(3), t0 + gap, gap));
-        let kept = proxies.loads(t0 + gap, gap);
-        assert_eq!(kept.len(), 1);
-        assert_eq!(
-            kept[0].window,
-            Duration::from_millis(3),
-            "the latest replaces"
-        );
-        assert!(
-            proxies.loads(t0 + gap * 3, gap).is_empty(),
-            "a report older than max_age no longer counts"
-        );
-        assert_eq!(
-            proxies.list()[0].last_acked,
-            None,
-            "reports acknowledge nothing"
-        );
-        drop(a);
-        assert!(
-            proxies.loads(t0 + gap, gap).is_empty(),
-            "gone with its proxy"
-        );
-    }
-
-    #[test]
-    fn figures_are_the_other_proxies_in_flight_and_follow_reports_and_drops() {
-        use fairway_proto::load::{BackendLoad, EndpointLoad};
-        use fairway_proto::testing::{route, set_key};
-        let proxies = Proxies::new(Arc::new(NodeZones::default()));
-        let addr = |i: u8| EndpointAddr(std::net::SocketAddr::from(([10, 0, 0, i], 8080)));
-        let report = |in_flight: [u32; 2], accepts_figures| LoadReport {
-            backends: vec![BackendLoad {
-                route: route("orders").key,
-                set: set_key("orders", 8080),
-                endpoints: (0..2)
-                    .map(|i| EndpointLoad {
-                        addr: addr(i + 1),
-                        requests: 0,
-                        in_flight: in_flight[usize::from(i)],
-                        expected: 0.0,
-                    })
-                    .collect(),
-            }],
-            accepts_figures,
-            ..LoadReport::default()
-        };
-        let (t0, gap) = (Instant::now(), Duration::from_secs(1));
-        let a = proxies.register("a".into(), "node-1".into(), None);
-        let b = proxies.register("b".into(), "node-2".into(), None);
-        let c = proxies.register("c".into(), "node-3".into(), None);
-        assert!(a.report(report([1, 0], true), t0, gap));
-        assert!(b.report(report([7, 2], false), t0, gap));
-        assert!(c.report(report([3, 0], true), t0, gap));
-        let figures = |r: &Registration| r.figures().map(|f| f.sets[0].1.clone());
-        assert_eq!(figures(&a), Some(vec![(addr(1), 10), (addr(2), 2)]));
-        assert_eq!(figures(&c), Some(vec![(addr(1), 8), (addr(2), 2)]));
-        assert_eq!(figures(&b), None, "b does not accept figures");
-        // b's next report replaces its part; then b goes.
-        assert!(b.report(report([0, 5], false), t0 + gap, gap));
-        assert_eq!(figures(&a), Some(vec![(addr(1), 3), (addr(2), 5)]));
-        drop(b);
-        assert_eq!(figures(&a), Some(vec![(addr(1), 3), (addr(2), 0)]));
-    }
-}
+mod tests;

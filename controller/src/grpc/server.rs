@@ -28,6 +28,7 @@ use super::shared::Shared;
 use super::stream;
 use super::wire::{Encoded, FramedBody, ProxyMessageDecoder};
 use crate::auth::Authenticator;
+use crate::drain::DrainService;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -65,6 +66,8 @@ const MAX_PROXY_MESSAGE_BYTES: usize = 64 * 1024;
 #[derive(Clone, Debug)]
 pub struct DiscoveryService {
     shared: Arc<Shared>,
+    /// Served beside it on the same port, when set.
+    drain: Option<DrainService>,
 }
 
 impl DiscoveryService {
@@ -85,7 +88,14 @@ impl DiscoveryService {
                 Arc::new(Authenticator::disabled()),
                 shutdown,
             )),
+            drain: None,
         }
+    }
+
+    /// Also serves the drain handshake (`Drain.WaitDrained`) on the same port.
+    pub fn with_drain(mut self, drain: DrainService) -> Self {
+        self.drain = Some(drain);
+        self
     }
 
     /// Admits only the streams `auth` admits. Call before the service is cloned.
@@ -103,6 +113,7 @@ impl DiscoveryService {
                         auth,
                         s.shutdown.clone(),
                     )),
+                    drain: self.drain.clone(),
                 };
             }
         }
@@ -291,8 +302,10 @@ pub async fn serve(
     service: DiscoveryService,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let drain = service.drain.clone().map(DrainService::into_server);
     builder()
         .add_service(service.into_server())
+        .add_optional_service(drain)
         // No Nagle: a one-endpoint delta is ~60 bytes and must not wait for an ACK.
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -309,8 +322,10 @@ pub async fn serve_tls(
     service: DiscoveryService,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let drain = service.drain.clone().map(DrainService::into_server);
     builder()
         .add_service(service.into_server())
+        .add_optional_service(drain)
         .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), shutdown)
         .await
 }

@@ -154,6 +154,11 @@ pub(super) async fn drive(
             () = tx.closed(), if outbox.is_empty() => break End::ProxyGone,
         }
     };
+    if matches!(end, End::ProxyClosed) {
+        // Ended by the proxy itself (it is stopping): the drain handshake need not wait
+        // for it as for a proxy cut off while serving its last table.
+        registration.closed_by_proxy();
+    }
     match end {
         End::Shutdown | End::ProxyClosed | End::ProxyGone => {
             tracing::info!(%proxy, reason = ?end, "proxy stream ended");

@@ -76,8 +76,8 @@ fn every_pod_template_that_asks_is_injected_and_the_rest_kept() {
     let docs = docs(&out);
     assert_eq!(docs.len(), 4, "{out}");
     let gateway = &docs[1]["spec"]["template"]["spec"];
-    assert_eq!(gateway["initContainers"][2]["name"], "fairway-proxy");
-    assert_eq!(gateway["initContainers"][2]["restartPolicy"], "Always");
+    assert_eq!(gateway["initContainers"][1]["name"], "fairway-proxy");
+    assert_eq!(gateway["initContainers"][1]["restartPolicy"], "Always");
     let report = &docs[3]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
     assert_eq!(report["initContainers"][0]["name"], "fairway-drain-copy");
     assert_eq!(
@@ -102,7 +102,7 @@ fn the_items_of_a_list_are_injected() {
     assert_eq!(reports.len(), 1);
     let list: Value = serde_saphyr::from_str(&out).unwrap();
     assert_eq!(
-        list["items"][0]["spec"]["initContainers"][2]["name"],
+        list["items"][0]["spec"]["initContainers"][1]["name"],
         "fairway-proxy"
     );
 }

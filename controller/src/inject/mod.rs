@@ -3,12 +3,12 @@
 //! which answers the apiserver with a JSON patch, and `fairway inject`, which rewrites
 //! YAML offline (`document`).
 //!
-//! - `fairway.dev/inject: enabled`: the capture init container, the proxy as a native
-//!   sidecar (an init container with `restartPolicy: Always`, so it is ready before the
-//!   app and the app's own init containers start, and stops after the app), and the
-//!   drain hook.
-//! - `fairway.dev/drain: enabled`: the drain hook alone (backend pods: no capture, no
-//!   proxy), design.md section 10.
+//! - `fairway.dev/inject: enabled`: the capture init container and the proxy as a
+//!   native sidecar (an init container with `restartPolicy: Always`, so it is ready
+//!   before the app and the app's own init containers start, and stops after the app).
+//! - `fairway.dev/drain: enabled`: the drain hook (design.md section 10), beside the
+//!   proxy or alone (backend pods: no capture, no proxy). Asked for by its own
+//!   annotation for now, see [`Wanted::of`].
 //!
 //! The pod is edited as JSON, not through typed `PodSpec`s: a round trip through types
 //! would drop fields newer than our Kubernetes version, and the webhook's patch would
@@ -68,11 +68,18 @@ impl From<Wanted> for Asked {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wanted {
     Nothing,
+    /// The capture step and the proxy.
+    Proxy,
+    /// The drain hook alone.
     Drain,
+    /// Both.
     All,
 }
 
 impl Wanted {
+    /// The drain hook is asked for by its own annotation, with or without the proxy: the
+    /// handshake still stalled traffic on a contended real node (docs/benchmarks.md), so
+    /// a pod gets it only when it asks, until that is understood.
     pub fn of(annotations: Option<&Map<String, Value>>) -> Wanted {
         let on = |key: &str| {
             annotations
@@ -80,13 +87,20 @@ impl Wanted {
                 .and_then(Value::as_str)
                 .is_some_and(|v| v == ENABLED)
         };
-        if on(INJECT_ANNOTATION) {
-            Wanted::All
-        } else if on(DRAIN_ANNOTATION) {
-            Wanted::Drain
-        } else {
-            Wanted::Nothing
+        match (on(INJECT_ANNOTATION), on(DRAIN_ANNOTATION)) {
+            (true, true) => Wanted::All,
+            (true, false) => Wanted::Proxy,
+            (false, true) => Wanted::Drain,
+            (false, false) => Wanted::Nothing,
         }
+    }
+
+    fn proxy(self) -> bool {
+        matches!(self, Wanted::Proxy | Wanted::All)
+    }
+
+    fn drain(self) -> bool {
+        matches!(self, Wanted::Drain | Wanted::All)
     }
 }
 
@@ -137,8 +151,8 @@ pub fn inject(
                 .is_some_and(|cs| cs.iter().any(|c| c["name"] == name))
         })
     };
-    let add_drain = template.drain.as_ref().filter(|d| !has(&d.copy.name));
-    let add_proxy = wanted == Wanted::All && !has(&template.proxy.name);
+    let add_drain = (template.drain.as_ref()).filter(|d| wanted.drain() && !has(&d.copy.name));
+    let add_proxy = wanted.proxy() && !has(&template.proxy.name);
     if add_drain.is_none() && !add_proxy {
         return Ok(done);
     }

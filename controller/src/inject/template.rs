@@ -19,6 +19,9 @@ pub const DEFAULT_IMAGE: &str = concat!(
     "ghcr.io/fairway-dev/fairway-proxy:",
     env!("CARGO_PKG_VERSION")
 );
+/// The default drain hook image (docker/fairway.Dockerfile): `fairway copy-hook`.
+pub const DEFAULT_HOOK_IMAGE: &str =
+    concat!("ghcr.io/fairway-dev/fairway:", env!("CARGO_PKG_VERSION"));
 /// The default capture init image (docker/capture.Dockerfile).
 pub const DEFAULT_CAPTURE_IMAGE: &str = concat!(
     "ghcr.io/fairway-dev/fairway-capture:",
@@ -35,6 +38,7 @@ pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
 pub struct Defaults {
     pub image: String,
     pub capture_image: String,
+    pub hook_image: String,
     pub controller: String,
     pub service_cidrs: Vec<String>,
 }
@@ -44,6 +48,7 @@ impl Default for Defaults {
         Defaults {
             image: DEFAULT_IMAGE.to_owned(),
             capture_image: DEFAULT_CAPTURE_IMAGE.to_owned(),
+            hook_image: DEFAULT_HOOK_IMAGE.to_owned(),
             controller: DEFAULT_CONTROLLER.to_owned(),
             service_cidrs: vec![DEFAULT_SERVICE_CIDR.to_owned()],
         }
@@ -127,11 +132,12 @@ impl Template {
 
     /// The offline default: capture of the Service ranges, the proxy subscribing to the
     /// controller with the chart's defaults (TLS with the published CA, a projected
-    /// ServiceAccount token), and the drain hook from the proxy image.
+    /// ServiceAccount token), and the drain hook from the `fairway` image.
     pub fn default_for(with: &Defaults) -> Template {
         let yaml = DEFAULT_TEMPLATE
             .replace("{image}", &with.image)
             .replace("{capture_image}", &with.capture_image)
+            .replace("{hook_image}", &with.hook_image)
             .replace("{cidrs}", &with.service_cidrs.join(","))
             .replace("{controller}", &with.controller)
             .replace("{uid}", &PROXY_UID.to_string())
@@ -202,10 +208,12 @@ proxy:
     - {name: fairway-token, mountPath: /var/run/fairway/token, readOnly: true}
     - {name: fairway-controller-ca, mountPath: /var/run/fairway/controller-ca, readOnly: true}
 drain:
+  # The `fairway` image's binary, its loader (as `ld.so`) and libraries, so the hook runs
+  # in any app image (fairway copy-hook, src/copy_hook.rs).
   copy:
     name: fairway-drain-copy
-    image: "{image}"
-    command: [/fairway, install-hook, /var/run/fairway/bin]
+    image: "{hook_image}"
+    args: [copy-hook, /var/run/fairway/bin]
     securityContext:
       runAsUser: {uid}
       runAsNonRoot: true
@@ -215,6 +223,9 @@ drain:
     volumeMounts:
       - {name: fairway-bin, mountPath: /var/run/fairway/bin}
   preStop:
+    - /var/run/fairway/bin/ld.so
+    - --library-path
+    - /var/run/fairway/bin
     - /var/run/fairway/bin/fairway
     - wait-drained
     - --controller={controller}

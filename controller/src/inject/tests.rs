@@ -47,13 +47,24 @@ fn annotations_ask_for_nothing_the_hook_or_everything() {
         "only `enabled` turns it on"
     );
     assert_eq!(of(&[("fairway.dev/drain", "enabled")]), Wanted::Drain);
-    assert_eq!(of(&[("fairway.dev/inject", "enabled")]), Wanted::All);
+    assert_eq!(
+        of(&[("fairway.dev/inject", "enabled")]),
+        Wanted::Proxy,
+        "the drain hook asks for itself"
+    );
+    assert_eq!(
+        of(&[
+            ("fairway.dev/inject", "enabled"),
+            ("fairway.dev/drain", "enabled")
+        ]),
+        Wanted::All
+    );
     assert_eq!(
         of(&[
             ("fairway.dev/inject", "enabled"),
             ("fairway.dev/drain", "disabled")
         ]),
-        Wanted::All
+        Wanted::Proxy
     );
 }
 
@@ -116,7 +127,7 @@ fn inject_adds_the_proxy_as_a_native_sidecar_before_the_apps_init_containers() {
     );
     for app in spec["containers"].as_array().unwrap() {
         let hook = &app["lifecycle"]["preStop"]["exec"]["command"];
-        assert_eq!(hook[1], "wait-drained", "{app}");
+        assert_eq!(hook[4], "wait-drained", "{app}");
         let mounts: Vec<&str> = app["volumeMounts"]
             .as_array()
             .unwrap()
@@ -142,6 +153,18 @@ fn injecting_twice_is_injecting_once() {
     let done = inject(&mut twice, &Wanted::All.into(), &template()).unwrap();
     assert!(done.added.is_empty());
     assert_eq!(twice, once);
+}
+
+#[test]
+fn the_proxy_alone_brings_no_drain_hook() {
+    let mut spec = pod_spec();
+    let done = inject(&mut spec, &Wanted::Proxy.into(), &template()).unwrap();
+    assert_eq!(done.added, ["fairway-capture", "fairway-proxy"]);
+    assert!(spec["containers"][0]["lifecycle"].is_null(), "{spec}");
+    assert_eq!(
+        names(&spec["volumes"]),
+        ["conf", "fairway-token", "fairway-controller-ca"]
+    );
 }
 
 #[test]
@@ -177,7 +200,7 @@ fn a_pods_excluded_ports_reach_its_capture_step_and_bad_ones_are_refused() {
     };
     let mut spec = pod_spec();
     inject(&mut spec, &annotations("5432, 6379"), &template()).unwrap();
-    let args = spec["initContainers"][1]["args"].as_array().unwrap();
+    let args = spec["initContainers"][0]["args"].as_array().unwrap();
     assert_eq!(args.last().unwrap(), "--exclude-port=5432,6379", "{args:?}");
 
     for bad in ["postgres", "5432;6379", "0", "70000"] {

@@ -64,7 +64,7 @@ fn an_annotated_pod_is_allowed_with_the_patch_that_injects_it() {
     let mut patched = pod.clone();
     json_patch::patch(&mut patched, &patch).unwrap();
     let mut expected = pod;
-    inject(&mut expected["spec"], &Wanted::All.into(), &template()).unwrap();
+    inject(&mut expected["spec"], &Wanted::Proxy.into(), &template()).unwrap();
     assert_eq!(patched, expected, "the patch is exactly the injection");
 }
 

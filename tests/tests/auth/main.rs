@@ -120,6 +120,8 @@ async fn a_refused_proxy_keeps_serving_its_last_table() {
         auth,
         tls: None,
         addr,
+        drain_audience: None,
+        drain_peers: Vec::new(),
     };
     let first = setup.controller(security(setup.authenticator())).await;
 

@@ -106,8 +106,8 @@ fn can_be_configured_and_switched_off() {
         "fairway",
         &[
             "--set",
-            // The injection webhook serves the Discovery certificate: off with it.
-            "discovery.auth.enabled=false,discovery.tls.enabled=false,injector.enabled=false",
+            // The injection webhook and the drain handshake go with the Discovery TLS.
+            "discovery.auth.enabled=false,discovery.tls.enabled=false,injector.enabled=false,drain.enabled=false",
         ],
     );
     let c = &find(&off, "DaemonSet", "fairway-proxy")["spec"]["template"]["spec"]["containers"][0];
@@ -179,5 +179,54 @@ fn can_be_configured_and_switched_off() {
         pod["volumes"].to_string().contains("discovery-cert"),
         "{}",
         pod["volumes"]
+    );
+}
+
+#[test]
+fn the_drain_handshake_reviews_tokens_and_reaches_every_replica() {
+    let objects = template("fairway", "fairway", &[]);
+    let deploy = find(&objects, "Deployment", "fairway-controller");
+    let args = strings(&deploy["spec"]["template"]["spec"]["containers"][0]["args"]);
+    for want in [
+        "--drain-peer=fairway-controller-peers.fairway.svc:18000",
+        "--drain-peer-ca-file=/var/run/fairway/tls/ca.crt",
+    ] {
+        assert!(
+            args.contains(&want.to_owned()),
+            "controller args {args:?} lack {want}"
+        );
+    }
+    let peers = find(&objects, "Service", "fairway-controller-peers");
+    assert_eq!(
+        peers["spec"]["clusterIP"], "None",
+        "headless: every replica's address"
+    );
+
+    // Discovery without tokens still reviews the hooks' tokens; one replica asks nobody.
+    let one = template(
+        "fairway",
+        "fairway",
+        &[
+            "--set",
+            "discovery.auth.enabled=false,controller.replicas=1",
+        ],
+    );
+    let rules = find(&one, "ClusterRole", "fairway-controller")["rules"].to_string();
+    assert!(rules.contains("tokenreviews"), "{rules}");
+    let c = &find(&one, "Deployment", "fairway-controller")["spec"]["template"]["spec"]["containers"]
+        [0];
+    let args = strings(&c["args"]);
+    assert!(
+        args.contains(&"--token-audience=fairway".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        !args.iter().any(|a| a.starts_with("--drain-peer")),
+        "{args:?}"
+    );
+    assert!(
+        one.iter()
+            .all(|o| o["metadata"]["name"] != "fairway-controller-peers"),
+        "no peers Service for one replica"
     );
 }

@@ -8,6 +8,10 @@ use serde_json::Value;
 
 use super::{find, kinds, run_helm, strings, template};
 
+fn template_objects(extra: &[&str]) -> Vec<Value> {
+    template("fairway", "fairway", extra)
+}
+
 fn template_of(objects: &[Value]) -> Template {
     let cm = find(objects, "ConfigMap", "fairway-inject");
     let text = cm["data"]["template.yaml"].as_str().expect("template.yaml");
@@ -52,6 +56,27 @@ fn default_render_serves_and_registers_the_webhook_with_the_discovery_ca() {
         token[0]["projected"]["sources"][0]["serviceAccountToken"]["audience"], "fairway",
         "the Discovery audience: {token}"
     );
+
+    let drain = template
+        .drain
+        .as_ref()
+        .expect("the drain hook (drain.enabled)");
+    assert_eq!(
+        drain.copy.image.as_deref(),
+        Some("ghcr.io/fairway-dev/fairway:0.1.0")
+    );
+    assert_eq!(
+        drain.pre_stop[..5],
+        [
+            "/var/run/fairway/bin/ld.so",
+            "--library-path",
+            "/var/run/fairway/bin",
+            "/var/run/fairway/bin/fairway",
+            "wait-drained"
+        ]
+    );
+    let off = template_of(&template_objects(&["--set", "drain.enabled=false"]));
+    assert!(off.drain.is_none(), "no hook without the handshake");
 
     let deploy = find(&objects, "Deployment", "fairway-controller");
     let c = &deploy["spec"]["template"]["spec"]["containers"][0];

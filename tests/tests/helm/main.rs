@@ -571,6 +571,8 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         "RoleBinding/fairway-controller-lease",
         "Secret/fairway-controller-tls",
         "Service/fairway-controller",
+        // Headless: the drain handshake's replicas ask each other through it.
+        "Service/fairway-controller-peers",
         "Service/fairway-proxy",
         "ServiceAccount/fairway-controller",
         "ServiceAccount/fairway-proxy",
