@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod crd;
 pub mod grpc;
+pub mod httproute;
 pub mod index;
 pub mod load;
 pub mod logs;

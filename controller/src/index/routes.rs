@@ -35,6 +35,9 @@ pub(super) struct RouteConfig {
 pub(super) struct RuleConfig {
     pub path_prefix: String,
     pub backends: Vec<BackendConfig>,
+    /// Backends known never to resolve (an HTTPRoute's backendRef of another kind, say):
+    /// their share is answered `500` with the reason.
+    pub unresolved: Vec<model::UnresolvedBackend>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +143,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
         rules.push(RuleConfig {
             path_prefix: prefix.clone(),
             backends: backends.collect::<Result<_, _>>()?,
+            unresolved: Vec::new(),
         });
     }
 
@@ -243,6 +247,31 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
         },
         health_check,
     })
+}
+
+/// The hosts-less, rules-less config of a Route that sets no policy: what an
+/// HTTPRoute's group gets, so both inputs share one set of defaults.
+pub(super) fn default_config() -> RouteConfig {
+    let spec = crd::RouteSpec {
+        hosts: vec!["default".to_owned()],
+        rules: vec![crd::RouteRule {
+            path_prefix: "/".to_owned(),
+            backends: vec![crd::RouteBackend {
+                service: "default".to_owned(),
+                port: IntOrString::Int(80),
+                weight: 1,
+            }],
+        }],
+        load_balancer: Default::default(),
+        upstream: Default::default(),
+        timeouts: Default::default(),
+        retries: Default::default(),
+        health_check: None,
+    };
+    let mut config = validate(&spec).expect("the CRD's defaults are a valid Route");
+    config.hosts.clear();
+    config.rules.clear();
+    config
 }
 
 /// One key source, and a bound the proxy can meet (the schema checks both; objects
@@ -375,7 +404,7 @@ pub(super) fn resolve(
     let mut rules = Vec::with_capacity(config.rules.len());
     for rule in &config.rules {
         let mut backends = Vec::with_capacity(rule.backends.len());
-        let mut unresolved = Vec::new();
+        let mut unresolved = rule.unresolved.clone();
         for backend in &rule.backends {
             match resolve_backend(&key.namespace, backend, endpoints) {
                 Ok(endpoint_set) => backends.push(model::Backend {
@@ -427,7 +456,7 @@ pub(super) fn resolve(
     }
 }
 
-fn resolve_backend(
+pub(super) fn resolve_backend(
     namespace: &str,
     backend: &BackendConfig,
     endpoints: &EndpointStore,

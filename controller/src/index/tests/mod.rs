@@ -2,6 +2,7 @@
 //! split like the index itself.
 
 mod endpoints;
+mod gamma;
 mod hosts;
 mod incremental;
 mod invalid;
