@@ -251,7 +251,7 @@ fn backend(namespace: &str, field: &str, backend: &HttpBackendRef) -> Result<Bac
     };
     let group = backend.group.as_deref().unwrap_or("");
     let kind = backend.kind.as_deref().unwrap_or("Service");
-    if group != "" || kind != "Service" {
+    if !group.is_empty() || kind != "Service" {
         let message = format!("backendRef {name} is a {group}/{kind}: only Services are supported");
         return Ok(invalid(Reason::InvalidKind, message));
     }
