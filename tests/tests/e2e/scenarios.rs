@@ -59,6 +59,10 @@ pub fn all() -> Vec<Scenario> {
             name: "s10_restarted_controller_rebases_proxies",
             run: || Box::pin(crate::rebase::restarted_controller_rebases_proxies()),
         },
+        Scenario {
+            name: "s11_httproute_on_a_service",
+            run: || Box::pin(crate::gamma::http_route_on_a_service()),
+        },
     ]
 }
 
