@@ -186,6 +186,8 @@ impl RouteSpec {
             rules: (self.rules.iter().take(4))
                 .map(|(prefix, backends)| Rule {
                     path_prefix: PREFIXES[usize::from(*prefix) % PREFIXES.len()].to_owned(),
+                    // Prefix rules only: route_request checks the longest-prefix rule.
+                    matching: Default::default(),
                     backends: (backends.iter().take(4))
                         .map(|&(set, weight)| Backend {
                             endpoint_set: set_key(set),

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use crate::model::{
     Affinity, AffinityKey, Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey,
-    GrpcHealthCheck, LoadBalancer, Policy, Retries, Route, RouteKey, Rule, Timeouts,
-    UnresolvedBackend, Upgrades, Upstream, UpstreamProtocol, Version,
+    GrpcHealthCheck, LoadBalancer, Policy, Retries, Route, RouteKey, Timeouts, Upgrades, Upstream,
+    UpstreamProtocol, Version,
 };
 use crate::pb;
 
@@ -46,6 +46,9 @@ pub enum ConvertError {
     /// An upstream protocol that is unspecified or unknown to this build.
     #[error("unknown upstream protocol {0}")]
     UnknownUpstreamProtocol(i32),
+    /// A rule's path type unknown to this build.
+    #[error("unknown path type {0}")]
+    UnknownPathType(i32),
 }
 
 /// A required message field, or [`ConvertError::MissingField`].
@@ -373,50 +376,6 @@ impl TryFrom<pb::Backend> for Backend {
     }
 }
 
-impl From<&Rule> for pb::Rule {
-    fn from(r: &Rule) -> Self {
-        pb::Rule {
-            path_prefix: r.path_prefix.clone(),
-            backends: r.backends.iter().map(pb::Backend::from).collect(),
-            unresolved: r
-                .unresolved
-                .iter()
-                .map(|u| pb::UnresolvedBackend {
-                    service: u.service.clone(),
-                    weight: u.weight,
-                    reason: u.reason.clone(),
-                    message: u.message.clone(),
-                })
-                .collect(),
-        }
-    }
-}
-
-impl TryFrom<pb::Rule> for Rule {
-    type Error = ConvertError;
-
-    fn try_from(r: pb::Rule) -> Result<Self, ConvertError> {
-        Ok(Rule {
-            path_prefix: r.path_prefix,
-            backends: r
-                .backends
-                .into_iter()
-                .map(Backend::try_from)
-                .collect::<Result<_, _>>()?,
-            unresolved: r
-                .unresolved
-                .into_iter()
-                .map(|u| UnresolvedBackend {
-                    service: u.service,
-                    weight: u.weight,
-                    reason: u.reason,
-                    message: u.message,
-                })
-                .collect(),
-        })
-    }
-}
-
 impl From<&Route> for pb::Route {
     fn from(r: &Route) -> Self {
         let lb = &r.load_balancer;
@@ -424,7 +383,8 @@ impl From<&Route> for pb::Route {
         pb::Route {
             key: Some((&r.key).into()),
             hosts: r.hosts.clone(),
-            rules: r.rules.iter().map(pb::Rule::from).collect(),
+            rules: rule::rules(&r.rules),
+            match_rules: rule::match_rules(&r.rules),
             load_balancer: Some(pb::LoadBalancer {
                 policy: pb::Policy::from(lb.policy).into(),
                 slow_start_ms: lb.slow_start.map(millis),
@@ -475,11 +435,7 @@ impl TryFrom<pb::Route> for Route {
         Ok(Route {
             key: required(r.key, "Route.key")?.into(),
             hosts: r.hosts,
-            rules: r
-                .rules
-                .into_iter()
-                .map(Rule::try_from)
-                .collect::<Result<_, _>>()?,
+            rules: rule::from_wire(r.rules, r.match_rules)?,
             load_balancer: LoadBalancer {
                 policy: policy(lb.policy)?,
                 slow_start: lb.slow_start_ms.map(Duration::from_millis),
@@ -524,3 +480,5 @@ impl TryFrom<pb::Route> for Route {
 
 #[cfg(test)]
 mod tests;
+
+mod rule;

@@ -344,16 +344,76 @@ pub struct Backend {
     pub weight: u32,
 }
 
-/// Requests whose path starts with `path_prefix` go to `backends`; the longest matching
-/// prefix wins.
+/// Requests whose path matches (and, with [`Matching`] conditions, whose method,
+/// headers and query match) go to `backends`. Precedence between rules is Gateway
+/// API's: an exact path, then a regular expression, then the longest prefix; then a
+/// method condition, more header conditions, more query conditions; then rule order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
+    /// The path to match, read as [`Matching::path`] says (a prefix by default).
     pub path_prefix: String,
+    /// How `path_prefix` matches, and the other conditions; the default is a plain
+    /// path prefix with no condition, which every proxy release understands.
+    pub matching: Matching,
     pub backends: Vec<Backend>,
     /// Backends whose Service or port does not resolve: they keep their share of the
     /// split, and requests that land on it are answered `500` with the reason (as
     /// Gateway API answers for an invalid backendRef), never moved to the others.
     pub unresolved: Vec<UnresolvedBackend>,
+}
+
+/// How a rule's path matches, and its conditions on method, headers and query.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Matching {
+    pub path: PathKind,
+    /// An HTTP method, uppercase; `None`: any.
+    pub method: Option<String>,
+    /// Every one must match (names lowercase).
+    pub headers: Vec<HeaderMatch>,
+    /// Every one must match (names exact, case-sensitive, as Gateway API says).
+    pub query_params: Vec<QueryParamMatch>,
+}
+
+impl Matching {
+    /// Whether a proxy that knows only path prefixes would serve this rule as meant.
+    pub fn is_prefix_only(&self) -> bool {
+        *self == Matching::default()
+    }
+}
+
+/// How a rule's path value matches a request's path (the query left out).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PathKind {
+    /// Whole segments (`/api` matches `/api` and `/api/x`, not `/apix`); see the router.
+    #[default]
+    Prefix,
+    /// The whole path, exactly.
+    Exact,
+    /// A regular expression (Rust `regex` syntax) matching the whole path.
+    RegularExpression,
+}
+
+/// A value a condition compares with.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum StringMatch {
+    Exact(String),
+    /// Rust `regex` syntax, matching the whole value.
+    RegularExpression(String),
+}
+
+/// A header the request must carry with a matching (first) value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HeaderMatch {
+    /// Lowercase.
+    pub name: String,
+    pub value: StringMatch,
+}
+
+/// A query parameter the request must carry with a matching (first) value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct QueryParamMatch {
+    pub name: String,
+    pub value: StringMatch,
 }
 
 /// A backend the controller could not resolve to an endpoint set.

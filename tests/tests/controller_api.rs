@@ -237,6 +237,7 @@ async fn a_route_service_and_slices_give_the_expected_snapshot() {
     assert_eq!(served_hosts, ["orders", "orders.shop"]);
     let rule = Rule {
         path_prefix: "/".to_owned(),
+        matching: Default::default(),
         backends: vec![Backend {
             endpoint_set: key.clone(),
             weight: 1,

@@ -428,6 +428,7 @@ pub(super) fn resolve(
         }
         rules.push(model::Rule {
             path_prefix: rule.path_prefix.clone(),
+            matching: Default::default(),
             backends,
             unresolved,
         });

@@ -208,3 +208,65 @@ fn affinity_travels_and_an_unknown_key_source_means_none() {
     });
     assert_eq!(Route::try_from(wire), Err(ConvertError::BalanceFactor(99)));
 }
+
+/// The previous release's `Route` and `Rule`, as far as its proxy reads rules.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PreviousRoute {
+    #[prost(message, repeated, tag = "3")]
+    rules: Vec<PreviousRule>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PreviousRule {
+    #[prost(string, tag = "1")]
+    path_prefix: String,
+}
+
+/// A Route that matches by prefix alone reads as before to a proxy one release older;
+/// one with any other rule reads as a Route with no rule (its hosts answer 404), never
+/// as a bare prefix rule that would take requests its conditions exclude.
+#[test]
+fn match_rules_are_invisible_to_the_previous_release() {
+    use crate::model::{HeaderMatch, Matching, PathKind, StringMatch};
+    use prost::Message;
+
+    let plain = route("orders");
+    let previous = |route: &Route| {
+        let bytes = pb::Route::from(route).encode_to_vec();
+        PreviousRoute::decode(bytes.as_slice()).expect("decodes")
+    };
+    assert_eq!(
+        previous(&plain).rules.len(),
+        plain.rules.len(),
+        "prefix rules as before"
+    );
+
+    let mut matched = plain.clone();
+    let mut header_rule = matched.rules[0].clone();
+    header_rule.path_prefix = "/api/v[0-9]+".into();
+    header_rule.matching = Matching {
+        path: PathKind::RegularExpression,
+        method: Some("GET".into()),
+        headers: vec![HeaderMatch {
+            name: "x-canary".into(),
+            value: StringMatch::Exact("1".into()),
+        }],
+        query_params: Vec::new(),
+    };
+    matched.rules.push(header_rule);
+    assert!(
+        previous(&matched).rules.is_empty(),
+        "the previous release sees no rule to misapply"
+    );
+    let wire = pb::Route::from(&matched);
+    assert_eq!(
+        wire.match_rules.len(),
+        2,
+        "the whole Route moves, prefix rules too"
+    );
+    assert_eq!(
+        Route::try_from(wire),
+        Ok(matched),
+        "and round-trips in this release"
+    );
+}

@@ -9,19 +9,21 @@
 //! its segment rule) in `path`, the weighted split in `weight`.
 
 mod host;
+mod matching;
 mod path;
 #[cfg(test)]
 mod tests;
 mod weight;
 
 use foldhash::HashMap;
-use std::cmp::Reverse;
 use std::sync::Arc;
 
 use fairway_proto::model::{Route, RouteKey, RouteTable, Rule};
 use rand::RngCore;
 
 pub use host::normalize_host;
+use matching::Matcher;
+pub use matching::{Headers, RequestView};
 pub use path::{prefix_matches, request_path};
 pub use weight::Landed;
 use weight::landed;
@@ -33,7 +35,7 @@ pub enum RouteError {
     /// No Route claims this host (after port stripping and lowercasing).
     #[error("no route for host {0:?}")]
     UnknownHost(String),
-    /// The Route claims the host but none of its rules' prefixes matches the path.
+    /// The Route claims the host but none of its rules matches the request.
     #[error("route {route} has no rule matching path {path:?}")]
     NoRule { route: RouteKey, path: String },
 }
@@ -73,9 +75,11 @@ pub struct Router {
 struct RouteEntry {
     /// Shared with the table it came from: a new version copies a pointer.
     route: Arc<Route>,
-    /// Indices into `route.rules`, longest `path_prefix` first; equal lengths keep the
-    /// Route's order.
+    /// Indices into `route.rules` in the order they are tried (`matching::precedence`:
+    /// for prefix rules alone, the longest first; equal lengths keep the Route's order).
     rules_by_prefix: Vec<usize>,
+    /// Each rule's compiled match, by index into `route.rules`.
+    matchers: Vec<Matcher>,
 }
 
 impl Router {
@@ -85,12 +89,13 @@ impl Router {
     pub fn new(table: &RouteTable) -> Self {
         let mut router = Router::default();
         for route in table.routes.values() {
-            let mut rules_by_prefix: Vec<usize> = (0..route.rules.len()).collect();
-            rules_by_prefix.sort_by_key(|&i| Reverse(route.rules[i].path_prefix.len()));
+            let rules_by_prefix = matching::precedence(&route.rules);
+            let matchers = route.rules.iter().map(Matcher::compile).collect();
             let index = router.entries.len();
             router.entries.push(RouteEntry {
                 route: Arc::clone(route),
                 rules_by_prefix,
+                matchers,
             });
             for host in &route.hosts {
                 router
@@ -104,20 +109,36 @@ impl Router {
 
     /// Routes a request by its `Host` / `:authority` (port, case and a trailing dot
     /// ignored; `[::1]:80` works) and its path (query ignored). The longest matching
-    /// `path_prefix` wins; see `path` for the segment rule.
+    /// `path_prefix` wins; see `path` for the segment rule. A rule with a condition on
+    /// method, headers or query never matches here: use [`Router::route_request`].
     pub fn route(&self, authority_or_host: &str, path: &str) -> Result<Selected<'_>, RouteError> {
+        let request = RequestView {
+            method: None,
+            path_and_query: path,
+            headers: &(),
+        };
+        self.route_request(authority_or_host, &request)
+    }
+
+    /// Routes a request by its host and the first rule, in Gateway API's precedence
+    /// (`matching::precedence`), whose path and conditions all match it.
+    pub fn route_request(
+        &self,
+        authority_or_host: &str,
+        request: &RequestView<'_>,
+    ) -> Result<Selected<'_>, RouteError> {
         let host = normalize_host(authority_or_host);
         let Some(&index) = self.hosts.get(&*host) else {
             return Err(RouteError::UnknownHost(host.into_owned()));
         };
         let entry = &self.entries[index];
         let route = &entry.route;
-        let path = request_path(path);
+        let path = matching::path_of(request.path_and_query);
         entry
             .rules_by_prefix
             .iter()
             .copied()
-            .find(|&i| prefix_matches(&route.rules[i].path_prefix, path))
+            .find(|&i| entry.matchers[i].matches(&route.rules[i], path, request))
             .map(|rule_index| Selected {
                 route,
                 rule: &route.rules[rule_index],

@@ -21,6 +21,7 @@ fn key(service: &str) -> EndpointSetKey {
 fn rule(prefix: &str, backends: &[(&str, u32)]) -> Rule {
     Rule {
         path_prefix: prefix.into(),
+        matching: Default::default(),
         backends: backends
             .iter()
             .map(|&(service, weight)| Backend {

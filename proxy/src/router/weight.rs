@@ -94,6 +94,7 @@ mod tests {
         use fairway_proto::model::{Rule, UnresolvedBackend};
         let rule = Rule {
             path_prefix: "/".into(),
+            matching: Default::default(),
             backends: vec![backend("a", 1)],
             unresolved: vec![UnresolvedBackend {
                 service: "gone".into(),

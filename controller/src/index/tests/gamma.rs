@@ -93,6 +93,7 @@ fn a_producer_route_serves_the_service_names_like_a_route() {
         served.rules,
         vec![model::Rule {
             path_prefix: "/".to_owned(),
+            matching: Default::default(),
             backends: vec![Backend {
                 endpoint_set: set_key("orders-v2", 8080),
                 weight: 1,
