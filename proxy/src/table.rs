@@ -23,7 +23,7 @@ use rand::RngCore;
 use tokio::sync::watch;
 
 use crate::balance::{Balancer, EndpointStats, LoadReport, Outcome, Pick};
-use crate::router::{Landed, RouteError, Router};
+use crate::router::{Landed, RequestView, RouteError, Router};
 
 /// Reads a request's affinity key from where the Route says it is, as a hash
 /// (`balance::key_hash`); `None` when the request has no such key.
@@ -218,12 +218,21 @@ impl Table {
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Result<(Target, EndpointAddr), ResolveError> {
-        self.resolve_for(Pick::Request, authority, path, &|_| None, now, rng)
+        let request = RequestView {
+            method: None,
+            path_and_query: path,
+            headers: &(),
+        };
+        self.resolve_for(Pick::Request, authority, &request, &|_| None, now, rng)
     }
 
-    /// The Route a request for `authority` and `path` matches, without picking.
-    pub fn route(&self, authority: &str, path: &str) -> Result<&Route, ResolveError> {
-        Ok(self.shape.router.route(authority, path)?.route)
+    /// The Route a request for `authority` matches, without picking.
+    pub fn route(
+        &self,
+        authority: &str,
+        request: &RequestView<'_>,
+    ) -> Result<&Route, ResolveError> {
+        Ok(self.shape.router.route_request(authority, request)?.route)
     }
 
     /// [`resolve`](Self::resolve) for a request or an upgrade (see [`Pick`]); `key_of`
@@ -232,12 +241,12 @@ impl Table {
         &self,
         kind: Pick,
         authority: &str,
-        path: &str,
+        request: &RequestView<'_>,
         key_of: KeyOf<'_>,
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Result<(Target, EndpointAddr), ResolveError> {
-        let selected = self.shape.router.route(authority, path)?;
+        let selected = self.shape.router.route_request(authority, request)?;
         let backend = match selected.pick_backend(rng) {
             Some(Landed::Backend(i)) => i,
             Some(Landed::Unresolved(i)) => {

@@ -19,6 +19,7 @@ use fairway_proto::model::{self, RouteKey};
 
 use super::endpoints::{EndpointStore, ServiceRef};
 use super::hosts::{Age, Claim};
+use super::matching;
 use super::routes::{self, BackendConfig, PortRef, RouteConfig, RouteEntry, RuleConfig};
 use super::status::{ConditionState, ConditionStatus, Reason};
 use crate::httproute::{HTTPRoute, HttpBackendRef, HttpRouteRule, ParentReference};
@@ -52,7 +53,7 @@ impl std::fmt::Display for Unsupported {
     }
 }
 
-fn unsupported(field: String, why: &str) -> Unsupported {
+pub(super) fn unsupported(field: String, why: &str) -> Unsupported {
     Unsupported {
         field,
         why: why.to_owned(),
@@ -82,8 +83,8 @@ pub(super) enum Backend {
 
 #[derive(Clone, Debug)]
 pub(super) struct Rule {
-    /// Path prefixes, in match order.
-    pub prefixes: Vec<String>,
+    /// Its matches, in spec order: a path value and how it (and the conditions) match.
+    pub matches: Vec<(String, model::Matching)>,
     pub backends: Vec<Backend>,
 }
 
@@ -173,8 +174,8 @@ fn parent(key: &RouteKey, i: usize, reference: &ParentReference) -> Parent {
     }
 }
 
-/// The first unsupported field of `map` (filters, header matches, timeouts, ...).
-fn other_fields(
+/// The first unsupported field of `map` (filters, timeouts, ...).
+pub(super) fn other_fields(
     prefix: &str,
     map: &std::collections::BTreeMap<String, serde_json::Value>,
 ) -> Result<(), Unsupported> {
@@ -199,38 +200,21 @@ fn parse_rules(namespace: &str, rules: &[HttpRouteRule]) -> Result<Vec<Rule>, Un
     for (i, rule) in rules.iter().enumerate() {
         let field = format!("spec.rules[{i}]");
         other_fields(&field, &rule.other)?;
-        let mut prefixes = Vec::new();
+        let mut matches = Vec::new();
         for (j, m) in rule.matches.iter().enumerate() {
             let field = format!("{field}.matches[{j}]");
-            other_fields(&field, &m.other)?;
-            let path = m.path.clone().unwrap_or_default();
-            match path.type_.as_deref().unwrap_or("PathPrefix") {
-                "PathPrefix" => {}
-                other => {
-                    return Err(Unsupported {
-                        field: format!("{field}.path.type"),
-                        why: format!("{other} is not supported by Fairway yet: use PathPrefix"),
-                    });
-                }
-            }
-            let value = path.value.unwrap_or_else(|| "/".to_owned());
-            if !value.starts_with('/') {
-                return Err(unsupported(
-                    format!("{field}.path.value"),
-                    "must start with \"/\"",
-                ));
-            }
-            if !prefixes.contains(&value) {
-                prefixes.push(value);
+            let parsed = matching::parse(&field, m)?;
+            if !matches.contains(&parsed) {
+                matches.push(parsed);
             }
         }
-        if prefixes.is_empty() {
-            prefixes.push("/".to_owned());
+        if matches.is_empty() {
+            matches.push(("/".to_owned(), model::Matching::default()));
         }
         let backends = (rule.backend_refs.iter().enumerate())
             .map(|(j, b)| backend(namespace, &format!("{field}.backendRefs[{j}]"), b))
             .collect::<Result<_, _>>()?;
-        parsed.push(Rule { prefixes, backends });
+        parsed.push(Rule { matches, backends });
     }
     Ok(parsed)
 }
@@ -298,7 +282,7 @@ pub(super) fn group<'a>(
     let mut members: Vec<&HttpRouteEntry> = members.into_iter().collect();
     members.sort_by(|a, b| (&a.created, &a.key).cmp(&(&b.created, &b.key)));
     let oldest = members.first()?.created.clone();
-    let mut seen = BTreeSet::new();
+    let mut seen: Vec<(&String, &model::Matching)> = Vec::new();
     let mut rules = Vec::new();
     for member in &members {
         let Ok(member_rules) = &member.rules else {
@@ -332,10 +316,16 @@ pub(super) fn group<'a>(
                     message: format!("a rule of httproute {} has no backendRefs", member.key),
                 });
             }
-            // An earlier (older, or earlier-listed) match of the same path wins.
-            for prefix in rule.prefixes.iter().filter(|p| seen.insert((*p).clone())) {
+            // An earlier (older, or earlier-listed) identical match wins; the router
+            // keeps this order among equal ones.
+            for (path, matching) in &rule.matches {
+                if seen.contains(&(path, matching)) {
+                    continue;
+                }
+                seen.push((path, matching));
                 rules.push(RuleConfig {
-                    path_prefix: prefix.clone(),
+                    path_prefix: path.clone(),
+                    matching: matching.clone(),
                     backends: backends.clone(),
                     unresolved: unresolved.clone(),
                 });

@@ -30,6 +30,7 @@ mod gamma;
 mod health;
 mod hosts;
 mod httproutes;
+mod matching;
 mod routes;
 mod status;
 #[cfg(test)]

@@ -33,7 +33,9 @@ pub(super) struct RouteConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct RuleConfig {
+    /// The path value, read as `matching.path` says (a Route's are prefixes).
     pub path_prefix: String,
+    pub matching: model::Matching,
     pub backends: Vec<BackendConfig>,
     /// Backends known never to resolve (an HTTPRoute's backendRef of another kind, say):
     /// their share is answered `500` with the reason.
@@ -142,6 +144,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
         let backends = rule.backends.iter().map(validate_backend);
         rules.push(RuleConfig {
             path_prefix: prefix.clone(),
+            matching: model::Matching::default(),
             backends: backends.collect::<Result<_, _>>()?,
             unresolved: Vec::new(),
         });
@@ -428,7 +431,7 @@ pub(super) fn resolve(
         }
         rules.push(model::Rule {
             path_prefix: rule.path_prefix.clone(),
-            matching: Default::default(),
+            matching: rule.matching.clone(),
             backends,
             unresolved,
         });

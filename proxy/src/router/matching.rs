@@ -14,7 +14,7 @@ use regex::Regex;
 use super::path::{prefix_matches, request_path};
 
 /// What the router may ask of a request beyond its host and target.
-pub trait Headers {
+pub trait Headers: Sync {
     /// The first value of header `name` (lowercase), if any.
     fn first(&self, name: &str) -> Option<&[u8]>;
 }

@@ -20,6 +20,7 @@ use super::retry::{self, SharedBudget};
 use super::step::{self, Resend, Step};
 use super::traced;
 use super::upgrade;
+use super::view;
 use crate::balance::{Outcome, Pick};
 use crate::metrics::grpc::{self as grpc_metrics, GrpcCall};
 use crate::metrics::{Metrics, RetryReason};
@@ -188,14 +189,12 @@ async fn proxy<U: Upstream>(
     let table = shared.table.load();
     let (target, addr) = {
         let key_of = affinity::key_of(request.headers(), request.body().fields(), client);
-        pick(
-            &table,
-            Pick::Request,
-            authority,
-            request.uri().path(),
-            &key_of,
-            start,
-        )
+        let headers = view::RequestHeaders {
+            map: request.headers(),
+            fields: request.body().fields(),
+        };
+        let view = view::of(&request, &headers);
+        pick(&table, Pick::Request, authority, &view, &key_of, start)
     }
     .map_err(|e| (ProxyError::Resolve(e), None, None))?;
     let route = Arc::clone(&target.route);

@@ -219,12 +219,16 @@ fn unsupported_fields_are_named_and_other_routes_keep_serving() {
             "spec.rules[0].filters",
         ),
         (
-            json!({"matches": [{"headers": [{"name": "x", "value": "y"}]}]}),
-            "spec.rules[0].matches[0].headers",
+            json!({"matches": [{"path": {"type": "RegularExpression", "value": "/(x"}}]}),
+            "spec.rules[0].matches[0].path.value: invalid regular expression",
         ),
         (
-            json!({"matches": [{"path": {"type": "Exact", "value": "/x"}}]}),
-            "spec.rules[0].matches[0].path.type",
+            json!({"matches": [{"headers": [{"type": "RegularExpression", "name": "x", "value": "["}]}]}),
+            "spec.rules[0].matches[0].headers[0].value: invalid regular expression",
+        ),
+        (
+            json!({"matches": [{"method": "BREW"}]}),
+            "spec.rules[0].matches[0].method",
         ),
         (
             json!({"timeouts": {"request": "1s"}}),
@@ -394,4 +398,59 @@ fn gateway_parents_are_not_ours_and_relists_keep_groups() {
     index.replace_http_routes(Vec::<HTTPRoute>::new());
     assert!(!index.table().routes.contains_key(&group()));
     assert!(index.table().routes.contains_key(&route_key("r")));
+}
+
+#[test]
+fn matches_become_the_models_conditions() {
+    use fairway_proto::model::{HeaderMatch, Matching, PathKind, QueryParamMatch, StringMatch};
+    let mut index = services_index();
+    let spec = json!({
+        "parentRefs": [service_parent("orders")],
+        "rules": [{
+            "matches": [
+                {"path": {"type": "Exact", "value": "/login"}, "method": "POST"},
+                {
+                    "path": {"type": "RegularExpression", "value": "/v[0-9]+/.*"},
+                    "headers": [
+                        {"name": "X-Canary", "value": "1"},
+                        {"type": "RegularExpression", "name": "x-user", "value": "a.*"},
+                        {"name": "x-canary", "value": "ignored: the first of a name counts"},
+                    ],
+                    "queryParams": [{"name": "debug", "value": "on"}],
+                },
+            ],
+            "backendRefs": [{"name": "orders", "port": 8080}],
+        }],
+    });
+    index.apply_http_route(&http_route("shop", "matched", 1, spec));
+    let rules = &index.table().routes[&group()].rules;
+    let got: Vec<(&str, &Matching)> = rules
+        .iter()
+        .map(|r| (r.path_prefix.as_str(), &r.matching))
+        .collect();
+    let login = Matching {
+        path: PathKind::Exact,
+        method: Some("POST".into()),
+        ..Matching::default()
+    };
+    let versioned = Matching {
+        path: PathKind::RegularExpression,
+        method: None,
+        headers: vec![
+            HeaderMatch {
+                name: "x-canary".into(),
+                value: StringMatch::Exact("1".into()),
+            },
+            HeaderMatch {
+                name: "x-user".into(),
+                value: StringMatch::RegularExpression("a.*".into()),
+            },
+        ],
+        query_params: vec![QueryParamMatch {
+            name: "debug".into(),
+            value: StringMatch::Exact("on".into()),
+        }],
+    };
+    assert_eq!(got, [("/login", &login), ("/v[0-9]+/.*", &versioned)]);
+    assert_eq!(parent_status(&index, "matched")[0].1, Reason::Accepted);
 }

@@ -241,3 +241,69 @@ async fn a_request_with_conflicting_framing_is_refused_unforwarded() {
     assert_eq!(reason(&response), "ConflictingFraming");
     assert!(pods.sent().is_empty());
 }
+
+/// The request service gives the router the request's method, headers and query: a
+/// rule with conditions on them serves only the requests that meet every one.
+#[tokio::test]
+async fn rules_match_on_method_headers_and_query() {
+    use fairway_proto::model::{HeaderMatch, Matching, QueryParamMatch, StringMatch};
+    let (shared, pods) = proxy(1, |route| {
+        route.rules[0].matching = Matching {
+            method: Some("GET".into()),
+            headers: vec![HeaderMatch {
+                name: "x-canary".into(),
+                value: StringMatch::RegularExpression("on|yes".into()),
+            }],
+            query_params: vec![QueryParamMatch {
+                name: "v".into(),
+                value: StringMatch::Exact("2".into()),
+            }],
+            ..Matching::default()
+        };
+    });
+    let ask = |method: Method, target: &'static str, canary: Option<&'static str>| {
+        let mut request = request(method, "orders.shop", b"");
+        *request.uri_mut() = target.parse().unwrap();
+        if let Some(value) = canary {
+            let value = HeaderValue::from_static(value);
+            request.headers_mut().insert("x-canary", value);
+        }
+        request
+    };
+    let cases = [
+        (Method::GET, "/orders/7?v=2", Some("yes"), StatusCode::OK),
+        (Method::GET, "/orders/7?a=1&v=2", Some("on"), StatusCode::OK),
+        (Method::GET, "/orders/7?v=2", None, StatusCode::NOT_FOUND),
+        (
+            Method::GET,
+            "/orders/7?v=2",
+            Some("nope"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            "/orders/7?v=3",
+            Some("yes"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::POST,
+            "/orders/7?v=2",
+            Some("yes"),
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (method, target, canary, want) in cases {
+        let what = format!("{method} {target} x-canary {canary:?}");
+        let response = call(&shared, ask(method, target, canary)).await;
+        assert_eq!(response.status(), want, "{what}: {}", reason(&response));
+        if want == StatusCode::NOT_FOUND {
+            assert_eq!(reason(&response), "NoRule", "{what}");
+        }
+    }
+    assert_eq!(
+        pods.sent().len(),
+        2,
+        "only the two matching requests reach a pod"
+    );
+}
