@@ -73,6 +73,13 @@ pub async fn http_route_on_a_service() {
     let rules = "  - matches: [{path: {type: PathPrefix, value: /v2}}]
     backendRefs: [{name: orders-v2, port: 8080}]
   - backendRefs: [{name: orders, port: 8080}]
+  - matches:
+    - headers: [{name: X-Canary, value: \"on\"}]
+    - path: {type: Exact, value: /exact}
+      method: POST
+    - path: {type: RegularExpression, value: \"/items/[0-9]+\"}
+      queryParams: [{name: v, value: \"2\"}]
+    backendRefs: [{name: orders-v2, port: 8080}]
 ";
     apply(&w, &http_route("orders", "orders", rules));
     // Started after the CRD is installed: HTTPRoute input is on.
@@ -103,6 +110,30 @@ pub async fn http_route_on_a_service() {
                 assert_eq!(status, 200, "{} {host}{path}: {body}", p.id);
                 assert_eq!(pod.as_deref(), Some(want), "{} {host}{path}", p.id);
             }
+        }
+    }
+    // Matches beyond a prefix, in Gateway API's precedence, through real proxies.
+    let host = format!("orders.{ns}");
+    let canary = [("x-canary", "on")];
+    let cases: [(&str, &str, &[(&str, &str)], &str); 7] = [
+        ("GET", "/", &canary, "orders-v2"),
+        ("GET", "/", &[("x-canary", "off")], "orders"),
+        ("POST", "/exact", &[], "orders-v2"),
+        ("GET", "/exact", &[], "orders"),
+        ("POST", "/exact/more", &[], "orders"),
+        ("GET", "/items/42?v=2", &[], "orders-v2"),
+        ("GET", "/items/42?v=1", &[], "orders"),
+    ];
+    for p in &w.proxies {
+        let mut conn = Conn::open(p.listen).await;
+        for (method, path, headers, want) in cases {
+            let (status, pod, body) = conn.request(method, &host, path, headers).await;
+            let what = format!("{} {method} {host}{path} {headers:?}", p.id);
+            assert_eq!(
+                (status, pod.as_deref()),
+                (200, Some(want)),
+                "{what}: {body}"
+            );
         }
     }
     condition_is(&w, "orders", "Accepted", "True", "Accepted").await;
