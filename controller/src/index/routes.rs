@@ -128,23 +128,30 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
     if spec.rules.is_empty() {
         return Err(SpecError::NoRules);
     }
-    let mut rules = Vec::with_capacity(spec.rules.len());
-    let mut prefixes = BTreeSet::new();
-    for rule in &spec.rules {
+    let mut rules: Vec<RuleConfig> = Vec::with_capacity(spec.rules.len());
+    for (i, rule) in spec.rules.iter().enumerate() {
         let prefix = &rule.path_prefix;
         if !prefix.starts_with('/') {
             return Err(SpecError::PathPrefix(prefix.clone()));
         }
-        if !prefixes.insert(prefix.as_str()) {
-            return Err(SpecError::DuplicatePathPrefix(prefix.clone()));
+        let (path, matching) = match &rule.matches {
+            None => (prefix.clone(), model::Matching::default()),
+            Some(m) => rule_match(i, prefix, m)?,
+        };
+        let same = |r: &RuleConfig| r.path_prefix == path && r.matching == matching;
+        if rules.iter().any(same) {
+            return Err(match matching.is_prefix_only() {
+                true => SpecError::DuplicatePathPrefix(path),
+                false => SpecError::DuplicateMatch(path),
+            });
         }
         if rule.backends.is_empty() {
-            return Err(SpecError::NoBackends(prefix.clone()));
+            return Err(SpecError::NoBackends(path));
         }
         let backends = rule.backends.iter().map(validate_backend);
         rules.push(RuleConfig {
-            path_prefix: prefix.clone(),
-            matching: model::Matching::default(),
+            path_prefix: path,
+            matching,
             backends: backends.collect::<Result<_, _>>()?,
             unresolved: Vec::new(),
         });
@@ -252,6 +259,42 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
     })
 }
 
+/// `rules[i].match`, read as an HTTPRoute's match is (one conversion for both inputs).
+fn rule_match(
+    i: usize,
+    prefix: &str,
+    m: &crd::RuleMatchSpec,
+) -> Result<(String, model::Matching), SpecError> {
+    use crate::httproute::{HttpPathMatch, HttpRouteMatch, HttpValueMatch};
+    if m.path.is_some() && prefix != "/" {
+        return Err(SpecError::PathTwice(prefix.to_owned()));
+    }
+    let value = |v: &crd::ValueMatchSpec| HttpValueMatch {
+        type_: Some(format!("{:?}", v.type_)),
+        name: v.name.clone(),
+        value: v.value.clone(),
+    };
+    let path = m.path.as_ref().map_or_else(
+        || HttpPathMatch {
+            type_: None,
+            value: Some(prefix.to_owned()),
+        },
+        |p| HttpPathMatch {
+            type_: Some(format!("{:?}", p.type_)),
+            value: Some(p.value.clone()),
+        },
+    );
+    let gateway = HttpRouteMatch {
+        path: Some(path),
+        headers: m.headers.iter().map(value).collect(),
+        query_params: m.query_params.iter().map(value).collect(),
+        method: m.method.clone(),
+        other: Default::default(),
+    };
+    super::matching::parse(&format!("spec.rules[{i}].match"), &gateway)
+        .map_err(|e| SpecError::Match(e.to_string()))
+}
+
 /// The hosts-less, rules-less config of a Route that sets no policy: what an
 /// HTTPRoute's group gets, so both inputs share one set of defaults.
 pub(super) fn default_config() -> RouteConfig {
@@ -259,6 +302,7 @@ pub(super) fn default_config() -> RouteConfig {
         hosts: vec!["default".to_owned()],
         rules: vec![crd::RouteRule {
             path_prefix: "/".to_owned(),
+            matches: None,
             backends: vec![crd::RouteBackend {
                 service: "default".to_owned(),
                 port: IntOrString::Int(80),

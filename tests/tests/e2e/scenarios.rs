@@ -269,6 +269,7 @@ fn route_with(ns: &str, name: &str, hosts: &[&str], rules: &[(&str, &[(&str, u32
             .iter()
             .map(|(prefix, backends)| RouteRule {
                 path_prefix: (*prefix).to_owned(),
+                matches: None,
                 backends: backends
                     .iter()
                     .map(|(service, weight)| RouteBackend {

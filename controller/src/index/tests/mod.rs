@@ -61,6 +61,7 @@ pub(super) fn route(
         hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
         rules: vec![RouteRule {
             path_prefix: "/".to_owned(),
+            matches: None,
             backends: vec![backend(service, port, 1)],
         }],
         load_balancer: Default::default(),
