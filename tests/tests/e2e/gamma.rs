@@ -45,6 +45,9 @@ async fn condition_is(w: &World, route: &str, type_: &str, status: &str, reason:
     .await
 }
 
+/// A request (method, path, headers) and the pod that must answer it.
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+
 fn http_route(name: &str, parent: &str, rules: &str) -> String {
     format!(
         "apiVersion: gateway.networking.k8s.io/v1
@@ -115,7 +118,7 @@ pub async fn http_route_on_a_service() {
     // Matches beyond a prefix, in Gateway API's precedence, through real proxies.
     let host = format!("orders.{ns}");
     let canary = [("x-canary", "on")];
-    let cases: [(&str, &str, &[(&str, &str)], &str); 7] = [
+    let cases: [Case<'_>; 7] = [
         ("GET", "/", &canary, "orders-v2"),
         ("GET", "/", &[("x-canary", "off")], "orders"),
         ("POST", "/exact", &[], "orders-v2"),
