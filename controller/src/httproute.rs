@@ -82,9 +82,23 @@ pub struct HttpRouteRule {
     pub matches: Vec<HttpRouteMatch>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backend_refs: Vec<HttpBackendRef>,
-    /// `filters`, `timeouts`, `retry`, `sessionPersistence`, ...: not served yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<HttpRouteTimeouts>,
+    /// `filters`, `retry`, `sessionPersistence`, ...: not served yet.
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
+}
+
+/// A rule's timeouts: Gateway API durations (`500ms`, `30s`, `1h`), `0s` for none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteTimeouts {
+    /// Until the response starts, every try included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// One try to one backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_request: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

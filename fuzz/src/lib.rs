@@ -188,6 +188,7 @@ impl RouteSpec {
                     path_prefix: PREFIXES[usize::from(*prefix) % PREFIXES.len()].to_owned(),
                     // Prefix rules only: route_request checks the longest-prefix rule.
                     matching: Default::default(),
+                    timeouts: None,
                     backends: (backends.iter().take(4))
                         .map(|&(set, weight)| Backend {
                             endpoint_set: set_key(set),

@@ -376,6 +376,28 @@ impl TryFrom<pb::Backend> for Backend {
     }
 }
 
+impl From<&Timeouts> for pb::Timeouts {
+    fn from(t: &Timeouts) -> Self {
+        pb::Timeouts {
+            request_ms: millis(t.request),
+            connect_ms: millis(t.connect),
+            per_try_ms: t.per_try.map(millis),
+            grpc_maximum_ms: t.grpc_maximum.map(millis),
+        }
+    }
+}
+
+impl From<pb::Timeouts> for Timeouts {
+    fn from(t: pb::Timeouts) -> Self {
+        Timeouts {
+            request: Duration::from_millis(t.request_ms),
+            connect: Duration::from_millis(t.connect_ms),
+            per_try: t.per_try_ms.map(Duration::from_millis),
+            grpc_maximum: t.grpc_maximum_ms.map(Duration::from_millis),
+        }
+    }
+}
+
 impl From<&Route> for pb::Route {
     fn from(r: &Route) -> Self {
         let lb = &r.load_balancer;
@@ -402,12 +424,7 @@ impl From<&Route> for pb::Route {
                 max_upgrade_lifetime_ms: up.upgrades.max_lifetime.map(millis),
                 drain_timeout_ms: millis(up.drain_timeout),
             }),
-            timeouts: Some(pb::Timeouts {
-                request_ms: millis(r.timeouts.request),
-                connect_ms: millis(r.timeouts.connect),
-                per_try_ms: r.timeouts.per_try.map(millis),
-                grpc_maximum_ms: r.timeouts.grpc_maximum.map(millis),
-            }),
+            timeouts: Some(pb::Timeouts::from(&r.timeouts)),
             retries: Some(pb::Retries {
                 attempts: r.retries.attempts,
                 budget_percent: r.retries.budget_percent,
@@ -456,12 +473,7 @@ impl TryFrom<pb::Route> for Route {
                 },
                 drain_timeout: Duration::from_millis(up.drain_timeout_ms),
             },
-            timeouts: Timeouts {
-                request: Duration::from_millis(timeouts.request_ms),
-                connect: Duration::from_millis(timeouts.connect_ms),
-                per_try: timeouts.per_try_ms.map(Duration::from_millis),
-                grpc_maximum: timeouts.grpc_maximum_ms.map(Duration::from_millis),
-            },
+            timeouts: Timeouts::from(timeouts),
             retries: Retries {
                 attempts: retries.attempts,
                 budget_percent: retries.budget_percent,

@@ -355,6 +355,9 @@ pub struct Rule {
     /// How `path_prefix` matches, and the other conditions; the default is a plain
     /// path prefix with no condition, which every proxy release understands.
     pub matching: Matching,
+    /// The timeouts of requests this rule takes, in place of the Route's (an
+    /// HTTPRoute's per-rule `timeouts`); `None`: the Route's.
+    pub timeouts: Option<Timeouts>,
     pub backends: Vec<Backend>,
     /// Backends whose Service or port does not resolve: they keep their share of the
     /// split, and requests that land on it are answered `500` with the reason (as

@@ -56,6 +56,7 @@ pub fn route(name: &str) -> Route {
         rules: vec![Rule {
             path_prefix: "/".into(),
             matching: Default::default(),
+            timeouts: None,
             backends: vec![Backend {
                 endpoint_set: set_key(name, 8080),
                 weight: 1,

@@ -106,6 +106,7 @@ fn route() -> impl Strategy<Value = Route> {
         |(prefix, backends)| Rule {
             path_prefix: prefix.into(),
             matching: Default::default(),
+            timeouts: None,
             backends,
             unresolved: Vec::new(),
         },

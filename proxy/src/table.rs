@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use fairway_proto::load::{BackendLoad, LoadFigures};
 use fairway_proto::model::{
-    AffinityKey, AppProtocol, EndpointAddr, EndpointSetKey, Route, RouteKey, RouteTable,
+    AffinityKey, AppProtocol, EndpointAddr, EndpointSetKey, Route, RouteKey, RouteTable, Timeouts,
     UpstreamProtocol, Version,
 };
 use rand::RngCore;
@@ -155,6 +155,17 @@ pub struct Target {
     pub backend: Arc<BackendState>,
     /// The protocol to speak to the picked endpoint.
     pub protocol: AppProtocol,
+    /// The rule's own timeouts, when it has them (shared: a target is cloned per request).
+    pub rule_timeouts: Option<Arc<Timeouts>>,
+}
+
+impl Target {
+    /// The timeouts of a request through this target: its rule's, else its Route's.
+    pub fn timeouts(&self) -> &Timeouts {
+        self.rule_timeouts
+            .as_deref()
+            .unwrap_or(&self.route.timeouts)
+    }
 }
 
 /// One applied version of the route table, ready for the request path.

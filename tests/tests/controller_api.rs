@@ -238,6 +238,7 @@ async fn a_route_service_and_slices_give_the_expected_snapshot() {
     let rule = Rule {
         path_prefix: "/".to_owned(),
         matching: Default::default(),
+        timeouts: None,
         backends: vec![Backend {
             endpoint_set: key.clone(),
             weight: 1,

@@ -22,7 +22,9 @@ use super::hosts::{Age, Claim};
 use super::matching;
 use super::routes::{self, BackendConfig, PortRef, RouteConfig, RouteEntry, RuleConfig};
 use super::status::{ConditionState, ConditionStatus, Reason};
-use crate::httproute::{HTTPRoute, HttpBackendRef, HttpRouteRule, ParentReference};
+use crate::httproute::{
+    HTTPRoute, HttpBackendRef, HttpRouteRule, HttpRouteTimeouts, ParentReference,
+};
 
 /// The group's name prefix: `:` is in no Kubernetes object name, so no Route collides.
 pub(super) const GROUP_PREFIX: &str = "service:";
@@ -86,6 +88,8 @@ pub(super) struct Rule {
     /// Its matches, in spec order: a path value and how it (and the conditions) match.
     pub matches: Vec<(String, model::Matching)>,
     pub backends: Vec<Backend>,
+    /// The rule's own `timeouts` over a Route's defaults; `None`: the defaults.
+    pub timeouts: Option<model::Timeouts>,
 }
 
 /// An HTTPRoute as the index keeps it.
@@ -214,9 +218,48 @@ fn parse_rules(namespace: &str, rules: &[HttpRouteRule]) -> Result<Vec<Rule>, Un
         let backends = (rule.backend_refs.iter().enumerate())
             .map(|(j, b)| backend(namespace, &format!("{field}.backendRefs[{j}]"), b))
             .collect::<Result<_, _>>()?;
-        parsed.push(Rule { matches, backends });
+        let timeouts = match &rule.timeouts {
+            Some(t) => Some(timeouts(&format!("{field}.timeouts"), t)?),
+            None => None,
+        };
+        parsed.push(Rule {
+            matches,
+            backends,
+            timeouts,
+        });
     }
     Ok(parsed)
+}
+
+/// A rule's `timeouts` over a Route's defaults: `request` is ours (until response
+/// headers, every try), `backendRequest` our per-try limit; `0s` turns either off.
+fn timeouts(field: &str, t: &HttpRouteTimeouts) -> Result<model::Timeouts, Unsupported> {
+    let parse = |name: &str, value: &Option<String>| match value {
+        Some(v) => crate::crd::parse_duration(v)
+            .map(Some)
+            .map_err(|e| Unsupported {
+                field: format!("{field}.{name}"),
+                why: e.to_string(),
+            }),
+        None => Ok(None),
+    };
+    let request = parse("request", &t.request)?;
+    let per_try = parse("backendRequest", &t.backend_request)?.filter(|d| !d.is_zero());
+    let mut timeouts = routes::default_config().timeouts;
+    if let Some(request) = request {
+        timeouts.request = request;
+    }
+    if per_try
+        .zip(request)
+        .is_some_and(|(p, r)| !r.is_zero() && p > r)
+    {
+        return Err(unsupported(
+            format!("{field}.backendRequest"),
+            "must not be longer than request",
+        ));
+    }
+    timeouts.per_try = per_try;
+    Ok(timeouts)
 }
 
 fn backend(namespace: &str, field: &str, backend: &HttpBackendRef) -> Result<Backend, Unsupported> {
@@ -326,6 +369,7 @@ pub(super) fn group<'a>(
                 rules.push(RuleConfig {
                     path_prefix: path.clone(),
                     matching: matching.clone(),
+                    timeouts: rule.timeouts.clone(),
                     backends: backends.clone(),
                     unresolved: unresolved.clone(),
                 });

@@ -36,6 +36,8 @@ pub(super) struct RuleConfig {
     /// The path value, read as `matching.path` says (a Route's are prefixes).
     pub path_prefix: String,
     pub matching: model::Matching,
+    /// In place of the Route's (an HTTPRoute rule's own); `None` for a Route's rules.
+    pub timeouts: Option<model::Timeouts>,
     pub backends: Vec<BackendConfig>,
     /// Backends known never to resolve (an HTTPRoute's backendRef of another kind, say):
     /// their share is answered `500` with the reason.
@@ -152,6 +154,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
         rules.push(RuleConfig {
             path_prefix: path,
             matching,
+            timeouts: None,
             backends: backends.collect::<Result<_, _>>()?,
             unresolved: Vec::new(),
         });
@@ -476,6 +479,7 @@ pub(super) fn resolve(
         rules.push(model::Rule {
             path_prefix: rule.path_prefix.clone(),
             matching: rule.matching.clone(),
+            timeouts: rule.timeouts.clone(),
             backends,
             unresolved,
         });

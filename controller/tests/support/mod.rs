@@ -392,6 +392,7 @@ pub fn expected_table(endpoints: &[Ep<'_>]) -> RouteTable {
         rules: vec![Rule {
             path_prefix: "/".into(),
             matching: Default::default(),
+            timeouts: None,
             backends: vec![Backend {
                 endpoint_set: set_key(),
                 weight: 1,

@@ -2,7 +2,8 @@
 //!
 //! A Route whose rules all match by path prefix alone goes in `Route.rules`, as every
 //! proxy release reads it. A Route with any other rule (an exact or regex path, a
-//! method, header or query condition) goes whole in `Route.match_rules` instead: a
+//! method, header or query condition, timeouts of its own) goes whole in
+//! `Route.match_rules` instead: a
 //! proxy that predates matching skips that unknown field, sees a Route with no rule and
 //! answers its hosts `404`, rather than serve a header rule as the bare prefix it can
 //! read and send requests where the Route says they must not go.
@@ -13,9 +14,14 @@ use crate::model::{
 };
 use crate::pb;
 
+/// Whether a proxy that predates matching serves `rule` as meant.
+fn plain(rule: &Rule) -> bool {
+    rule.matching.is_prefix_only() && rule.timeouts.is_none()
+}
+
 /// `Route.rules`: the rules, when every one is a plain prefix rule.
 pub(super) fn rules(rules: &[Rule]) -> Vec<pb::Rule> {
-    if rules.iter().all(|r| r.matching.is_prefix_only()) {
+    if rules.iter().all(plain) {
         rules.iter().map(pb::Rule::from).collect()
     } else {
         Vec::new()
@@ -24,7 +30,7 @@ pub(super) fn rules(rules: &[Rule]) -> Vec<pb::Rule> {
 
 /// `Route.match_rules`: the rules, when any one is more than a prefix rule.
 pub(super) fn match_rules(rules: &[Rule]) -> Vec<pb::Rule> {
-    if rules.iter().all(|r| r.matching.is_prefix_only()) {
+    if rules.iter().all(plain) {
         Vec::new()
     } else {
         rules.iter().map(pb::Rule::from).collect()
@@ -93,6 +99,7 @@ impl From<&Rule> for pb::Rule {
             query_params: (m.query_params.iter())
                 .map(|q| condition(&q.name, &q.value))
                 .collect(),
+            timeouts: r.timeouts.as_ref().map(pb::Timeouts::from),
         }
     }
 }
@@ -121,6 +128,7 @@ impl TryFrom<pb::Rule> for Rule {
                 headers,
                 query_params,
             },
+            timeouts: r.timeouts.map(crate::model::Timeouts::from),
             backends: r
                 .backends
                 .into_iter()

@@ -258,6 +258,13 @@ fn match_rules_are_invisible_to_the_previous_release() {
         previous(&matched).rules.is_empty(),
         "the previous release sees no rule to misapply"
     );
+    let mut timed = plain.clone();
+    timed.rules[0].timeouts = Some(crate::model::Timeouts::default());
+    assert!(
+        previous(&timed).rules.is_empty(),
+        "a rule with its own timeouts too: an older proxy would apply the Route's"
+    );
+    assert_eq!(Route::try_from(pb::Route::from(&timed)), Ok(timed));
     let wire = pb::Route::from(&matched);
     assert_eq!(
         wire.match_rules.len(),

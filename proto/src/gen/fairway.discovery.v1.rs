@@ -418,7 +418,8 @@ pub struct Route {
     #[prost(message, optional, tag = "8")]
     pub grpc_health_check: ::core::option::Option<GrpcHealthCheck>,
     /// The rules of a Route of which any rule matches other than by path prefix alone
-    /// (path_type, method, headers, query_params); `rules` is then empty. A proxy that
+    /// (path_type, method, headers, query_params) or has its own timeouts; `rules` is
+    /// then empty. A proxy that
     /// predates these fields sees a Route with no rule and answers its hosts 404, rather
     /// than serve a header- or exact-path rule as a bare prefix, sending requests where
     /// the Route says they must not go.
@@ -447,6 +448,10 @@ pub struct Rule {
     pub headers: ::prost::alloc::vec::Vec<StringCondition>,
     #[prost(message, repeated, tag = "7")]
     pub query_params: ::prost::alloc::vec::Vec<StringCondition>,
+    /// The timeouts of requests this rule takes, in place of the Route's. A Route with
+    /// any rule that sets them travels in `match_rules`, like one with conditions.
+    #[prost(message, optional, tag = "8")]
+    pub timeouts: ::core::option::Option<Timeouts>,
 }
 /// A header (lowercase name) or query parameter whose first value must match.
 #[allow(clippy::all)]

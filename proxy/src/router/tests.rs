@@ -22,6 +22,7 @@ fn rule(prefix: &str, backends: &[(&str, u32)]) -> Rule {
     Rule {
         path_prefix: prefix.into(),
         matching: Default::default(),
+        timeouts: None,
         backends: backends
             .iter()
             .map(|&(service, weight)| Backend {

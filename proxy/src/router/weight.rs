@@ -95,6 +95,7 @@ mod tests {
         let rule = Rule {
             path_prefix: "/".into(),
             matching: Default::default(),
+            timeouts: None,
             backends: vec![backend("a", 1)],
             unresolved: vec![UnresolvedBackend {
                 service: "gone".into(),

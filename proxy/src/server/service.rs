@@ -211,7 +211,7 @@ async fn proxy<U: Upstream>(
     let guard = EndGuard::new(target, addr, start);
     shared.budget.deposit(route.retries.budget_percent);
     // HTTP: the route's request timeout; gRPC: the call's own deadline (`grpc::limit`).
-    let limit = grpc::limit(&route.timeouts, asked);
+    let limit = grpc::limit(guard.target.timeouts(), asked);
     // `checked_add`: a client's grpc-timeout may be 99999999H; past what the clock can
     // hold there is no deadline to keep.
     let deadline = limit.and_then(|limit| tokio::time::Instant::from_std(start).checked_add(limit));
@@ -293,7 +293,7 @@ async fn tries<U: Upstream>(
         // when that retry could happen, and only for HTTP/2, which consumes the request
         // (HTTP/1.1 borrows it). A per-try timeout drops the try mid-write: copy it then
         // too.
-        let per_try = route.timeouts.per_try;
+        let per_try = guard.target.timeouts().per_try;
         let consumed = settings.protocol == AppProtocol::H2c || per_try.is_some();
         let backup = (attempts_left > 0 && idempotent && consumed)
             .then(|| request.as_ref().and_then(resend::clone_request))

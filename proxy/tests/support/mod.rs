@@ -172,6 +172,7 @@ pub fn route(name: &str, hosts: &[&str], backends: &[(&str, u32)]) -> Route {
         rules: vec![Rule {
             path_prefix: "/".into(),
             matching: Default::default(),
+            timeouts: None,
             backends: backends
                 .iter()
                 .map(|(service, weight)| Backend {

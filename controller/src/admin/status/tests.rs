@@ -38,6 +38,7 @@ fn published(n: u8) -> Published {
         rules: vec![Rule {
             path_prefix: "/".into(),
             matching: Default::default(),
+            timeouts: None,
             backends: vec![Backend {
                 endpoint_set: set_key(),
                 weight: 1,

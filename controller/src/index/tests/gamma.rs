@@ -94,6 +94,7 @@ fn a_producer_route_serves_the_service_names_like_a_route() {
         vec![model::Rule {
             path_prefix: "/".to_owned(),
             matching: Default::default(),
+            timeouts: None,
             backends: vec![Backend {
                 endpoint_set: set_key("orders-v2", 8080),
                 weight: 1,
@@ -231,8 +232,12 @@ fn unsupported_fields_are_named_and_other_routes_keep_serving() {
             "spec.rules[0].matches[0].method",
         ),
         (
-            json!({"timeouts": {"request": "1s"}}),
-            "spec.rules[0].timeouts",
+            json!({"sessionPersistence": {"type": "Cookie"}}),
+            "spec.rules[0].sessionPersistence",
+        ),
+        (
+            json!({"timeouts": {"request": "1s", "backendRequest": "2s"}}),
+            "spec.rules[0].timeouts.backendRequest: must not be longer than request",
         ),
     ];
     for (rule, field) in cases {
@@ -453,4 +458,36 @@ fn matches_become_the_models_conditions() {
     };
     assert_eq!(got, [("/login", &login), ("/v[0-9]+/.*", &versioned)]);
     assert_eq!(parent_status(&index, "matched")[0].1, Reason::Accepted);
+}
+
+#[test]
+fn rule_timeouts_replace_the_defaults_for_that_rule() {
+    use std::time::Duration;
+    let mut index = services_index();
+    let spec = json!({
+        "parentRefs": [service_parent("orders")],
+        "rules": [
+            {
+                "matches": [{"path": {"value": "/slow"}}],
+                "timeouts": {"request": "1m", "backendRequest": "10s"},
+                "backendRefs": [{"name": "orders", "port": 8080}],
+            },
+            {"backendRefs": [{"name": "orders", "port": 8080}]},
+        ],
+    });
+    index.apply_http_route(&http_route("shop", "timed", 1, spec));
+    let rules = &index.table().routes[&group()].rules;
+    let slow = rules[0].timeouts.as_ref().expect("the rule's own timeouts");
+    assert_eq!(slow.request, Duration::from_secs(60));
+    assert_eq!(
+        slow.per_try,
+        Some(Duration::from_secs(10)),
+        "backendRequest: per try"
+    );
+    assert_eq!(
+        slow.connect,
+        model::Timeouts::default().connect,
+        "the rest: defaults"
+    );
+    assert_eq!(rules[1].timeouts, None, "a rule without: the Route's");
 }

@@ -26,6 +26,7 @@ fn a_valid_route_becomes_a_table_route_with_defaults() {
             rules: vec![model::Rule {
                 path_prefix: "/".to_owned(),
                 matching: Default::default(),
+                timeouts: None,
                 backends: vec![Backend {
                     endpoint_set: set_key("orders", 8080),
                     weight: 1

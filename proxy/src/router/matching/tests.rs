@@ -18,6 +18,7 @@ fn rule(name: &str, path: &str, matching: Matching) -> Rule {
     Rule {
         path_prefix: path.to_owned(),
         matching,
+        timeouts: None,
         backends: Vec::new(),
         unresolved: vec![fairway_proto::model::UnresolvedBackend {
             service: name.to_owned(),

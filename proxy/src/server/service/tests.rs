@@ -307,3 +307,28 @@ async fn rules_match_on_method_headers_and_query() {
         "only the two matching requests reach a pod"
     );
 }
+
+/// A rule's own timeouts (an HTTPRoute rule's `timeouts`) are what its requests get;
+/// a rule without them gets the Route's.
+#[test]
+fn a_rules_timeouts_replace_the_routes() {
+    use fairway_proto::model::Timeouts;
+    use rand::SeedableRng;
+    use std::time::Duration;
+    let own = Timeouts {
+        request: Duration::from_secs(3),
+        per_try: Some(Duration::from_millis(500)),
+        ..Timeouts::default()
+    };
+    let (shared, _) = proxy(1, |route| route.rules[0].timeouts = Some(own.clone()));
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+    let table = shared.table.load();
+    let (target, _) =
+        (table.resolve("orders.shop", "/", Instant::now(), &mut rng)).expect("routed");
+    assert_eq!(target.timeouts(), &own, "the rule's timeouts");
+    let (shared, _) = proxy(1, |_| {});
+    let table = shared.table.load();
+    let (target, _) =
+        (table.resolve("orders.shop", "/", Instant::now(), &mut rng)).expect("routed");
+    assert_eq!(target.timeouts(), &target.route.timeouts, "the Route's");
+}

@@ -58,6 +58,7 @@ fn table(upgrades: &[&str]) -> Table {
         rules: vec![Rule {
             path_prefix: "/".into(),
             matching: Default::default(),
+            timeouts: None,
             backends: vec![Backend {
                 endpoint_set: set.clone(),
                 weight: 1,
