@@ -6,12 +6,16 @@
 //! Collections are `BTreeMap`s keyed by identity: no duplicates by construction, and a
 //! deterministic order for diffs, snapshots and test output.
 
+mod matching;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use matching::{HeaderMatch, Matching, PathKind, QueryParamMatch, StringMatch};
 
 /// A version of the route table: `(epoch, sequence)`.
 ///
@@ -363,60 +367,6 @@ pub struct Rule {
     /// split, and requests that land on it are answered `500` with the reason (as
     /// Gateway API answers for an invalid backendRef), never moved to the others.
     pub unresolved: Vec<UnresolvedBackend>,
-}
-
-/// How a rule's path matches, and its conditions on method, headers and query.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Matching {
-    pub path: PathKind,
-    /// An HTTP method, uppercase; `None`: any.
-    pub method: Option<String>,
-    /// Every one must match (names lowercase).
-    pub headers: Vec<HeaderMatch>,
-    /// Every one must match (names exact, case-sensitive, as Gateway API says).
-    pub query_params: Vec<QueryParamMatch>,
-}
-
-impl Matching {
-    /// Whether a proxy that knows only path prefixes would serve this rule as meant.
-    pub fn is_prefix_only(&self) -> bool {
-        *self == Matching::default()
-    }
-}
-
-/// How a rule's path value matches a request's path (the query left out).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum PathKind {
-    /// Whole segments (`/api` matches `/api` and `/api/x`, not `/apix`); see the router.
-    #[default]
-    Prefix,
-    /// The whole path, exactly.
-    Exact,
-    /// A regular expression (Rust `regex` syntax) matching the whole path.
-    RegularExpression,
-}
-
-/// A value a condition compares with.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum StringMatch {
-    Exact(String),
-    /// Rust `regex` syntax, matching the whole value.
-    RegularExpression(String),
-}
-
-/// A header the request must carry with a matching (first) value.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct HeaderMatch {
-    /// Lowercase.
-    pub name: String,
-    pub value: StringMatch,
-}
-
-/// A query parameter the request must carry with a matching (first) value.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct QueryParamMatch {
-    pub name: String,
-    pub value: StringMatch,
 }
 
 /// A backend the controller could not resolve to an endpoint set.

@@ -6,7 +6,9 @@
 
 use fairway_proto::model::{self, HeaderMatch, PathKind, QueryParamMatch, StringMatch};
 
+use super::base::SpecError;
 use super::gamma::{Unsupported, other_fields, unsupported};
+use crate::crd;
 use crate::httproute::{HttpRouteMatch, HttpValueMatch};
 
 /// The methods Gateway API's `HTTPMethod` enumerates.
@@ -104,4 +106,39 @@ pub(super) fn parse(
         query_params,
     };
     Ok((path_value, matching))
+}
+
+/// `rules[i].match`, read as an HTTPRoute's match is (one conversion for both inputs).
+pub(super) fn route_rule(
+    i: usize,
+    prefix: &str,
+    m: &crd::RuleMatchSpec,
+) -> Result<(String, model::Matching), SpecError> {
+    use crate::httproute::HttpPathMatch;
+    if m.path.is_some() && prefix != "/" {
+        return Err(SpecError::PathTwice(prefix.to_owned()));
+    }
+    let value = |v: &crd::ValueMatchSpec| HttpValueMatch {
+        type_: Some(format!("{:?}", v.type_)),
+        name: v.name.clone(),
+        value: v.value.clone(),
+    };
+    let path = m.path.as_ref().map_or_else(
+        || HttpPathMatch {
+            type_: None,
+            value: Some(prefix.to_owned()),
+        },
+        |p| HttpPathMatch {
+            type_: Some(format!("{:?}", p.type_)),
+            value: Some(p.value.clone()),
+        },
+    );
+    let gateway = HttpRouteMatch {
+        path: Some(path),
+        headers: m.headers.iter().map(value).collect(),
+        query_params: m.query_params.iter().map(value).collect(),
+        method: m.method.clone(),
+        other: Default::default(),
+    };
+    parse(&format!("spec.rules[{i}].match"), &gateway).map_err(|e| SpecError::Match(e.to_string()))
 }

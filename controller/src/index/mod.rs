@@ -31,6 +31,7 @@ mod health;
 mod hosts;
 mod httproutes;
 mod matching;
+mod names;
 mod routes;
 mod status;
 #[cfg(test)]

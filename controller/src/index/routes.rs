@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::base::{DEFAULT_NAMESPACE, RefFailure, SpecError};
 use super::endpoints::{EndpointStore, ServiceRef};
 use super::hosts::{self, Age, Claim, HostClaims};
+use super::names::{is_dns_label, is_dns_subdomain, is_dns1035_label};
 use super::status::{ConditionState, Reason};
 use crate::crd;
 
@@ -138,7 +139,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
         }
         let (path, matching) = match &rule.matches {
             None => (prefix.clone(), model::Matching::default()),
-            Some(m) => rule_match(i, prefix, m)?,
+            Some(m) => super::matching::route_rule(i, prefix, m)?,
         };
         let same = |r: &RuleConfig| r.path_prefix == path && r.matching == matching;
         if rules.iter().any(same) {
@@ -262,42 +263,6 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
     })
 }
 
-/// `rules[i].match`, read as an HTTPRoute's match is (one conversion for both inputs).
-fn rule_match(
-    i: usize,
-    prefix: &str,
-    m: &crd::RuleMatchSpec,
-) -> Result<(String, model::Matching), SpecError> {
-    use crate::httproute::{HttpPathMatch, HttpRouteMatch, HttpValueMatch};
-    if m.path.is_some() && prefix != "/" {
-        return Err(SpecError::PathTwice(prefix.to_owned()));
-    }
-    let value = |v: &crd::ValueMatchSpec| HttpValueMatch {
-        type_: Some(format!("{:?}", v.type_)),
-        name: v.name.clone(),
-        value: v.value.clone(),
-    };
-    let path = m.path.as_ref().map_or_else(
-        || HttpPathMatch {
-            type_: None,
-            value: Some(prefix.to_owned()),
-        },
-        |p| HttpPathMatch {
-            type_: Some(format!("{:?}", p.type_)),
-            value: Some(p.value.clone()),
-        },
-    );
-    let gateway = HttpRouteMatch {
-        path: Some(path),
-        headers: m.headers.iter().map(value).collect(),
-        query_params: m.query_params.iter().map(value).collect(),
-        method: m.method.clone(),
-        other: Default::default(),
-    };
-    super::matching::parse(&format!("spec.rules[{i}].match"), &gateway)
-        .map_err(|e| SpecError::Match(e.to_string()))
-}
-
 /// The hosts-less, rules-less config of a Route that sets no policy: what an
 /// HTTPRoute's group gets, so both inputs share one set of defaults.
 pub(super) fn default_config() -> RouteConfig {
@@ -379,28 +344,6 @@ fn validate_backend(backend: &crd::RouteBackend) -> Result<BackendConfig, SpecEr
         port,
         weight: backend.weight,
     })
-}
-
-/// [`crd::HOST_PATTERN`] and [`crd::MAX_HOST_LEN`], without a regex engine.
-pub(super) fn is_dns_subdomain(host: &str) -> bool {
-    host.len() <= crd::MAX_HOST_LEN && host.split('.').all(is_dns_label_unbounded)
-}
-
-/// [`crd::PORT_NAME_PATTERN`] and [`crd::MAX_LABEL_LEN`].
-pub(super) fn is_dns_label(label: &str) -> bool {
-    label.len() <= crd::MAX_LABEL_LEN && is_dns_label_unbounded(label)
-}
-
-/// [`crd::SERVICE_NAME_PATTERN`] and [`crd::MAX_LABEL_LEN`]: a label starting with a letter.
-pub(super) fn is_dns1035_label(label: &str) -> bool {
-    label.starts_with(|c: char| c.is_ascii_lowercase()) && is_dns_label(label)
-}
-
-fn is_dns_label_unbounded(label: &str) -> bool {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    label.starts_with(alnum)
-        && label.ends_with(alnum)
-        && label.chars().all(|c| alnum(c) || c == '-')
 }
 
 /// What resolving one Route decided: its table entry (if it serves anything), the

@@ -6,6 +6,7 @@ mod gamma;
 mod hosts;
 mod incremental;
 mod invalid;
+mod matching;
 mod routes;
 mod status;
 
