@@ -6,6 +6,10 @@
 //! `replace_*` (a relist, swapped in at `InitDone`). Each returns the [`Changes`] it made,
 //! so readers recompute only those. Then:
 //! - `routes`: validating a Route, resolving backends;
+//! - `gamma` (and `httproutes`, its calls): HTTPRoutes attached to a Service, merged
+//!   into one synthesized Route per Service that then goes through the same claims and
+//!   resolution; `matching`: Gateway API matches into the model, for both inputs;
+//!   `names`: what a valid host and label are;
 //! - `hosts`: which Route may claim a host (a Service's names belong to its namespace)
 //!   and who wins a contest;
 //! - `endpoints`: Services, EndpointSlices, and building one endpoint set per port;

@@ -1,12 +1,14 @@
 //! The router: `(Host / :authority, path)` -> Route and rule, then a weighted backend.
 //!
-//! [`Router::new`] builds lookup structures once per table version; [`Router::route`]
-//! is then a hash lookup plus a scan of one route's rules, longest prefix first. The
-//! router never sees endpoints: a backend names an endpoint set, and the balancer for
-//! that set picks the pod.
+//! [`Router::new`] builds lookup structures once per table version;
+//! [`Router::route_request`] is then a hash lookup plus a scan of one route's rules in
+//! Gateway API's precedence (for prefix rules alone: longest prefix first). The router
+//! never sees endpoints: a backend names an endpoint set, and the balancer for that set
+//! picks the pod.
 //!
-//! Start at [`Router::route`]; host normalisation is in `host`, prefix matching (and
-//! its segment rule) in `path`, the weighted split in `weight`.
+//! Start at [`Router::route_request`]; host normalisation is in `host`, prefix matching
+//! (and its segment rule) in `path`, exact and regex paths, method, header and query
+//! conditions and the precedence in `matching`, the weighted split in `weight`.
 
 mod host;
 mod matching;
