@@ -84,9 +84,42 @@ pub struct HttpRouteRule {
     pub backend_refs: Vec<HttpBackendRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<HttpRouteTimeouts>,
-    /// `filters`, `retry`, `sessionPersistence`, ...: not served yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<HttpRouteFilter>,
+    /// `retry`, `sessionPersistence`, ...: not served yet.
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
+}
+
+/// A rule's filter. Only `RequestHeaderModifier` is typed (served); any other type is
+/// reported by the index.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteFilter {
+    #[serde(rename = "type")]
+    pub type_: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_header_modifier: Option<HeaderModifier>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+/// Header fields to set, add and remove.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderModifier {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<HeaderField>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<HeaderField>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderField {
+    pub name: String,
+    pub value: String,
 }
 
 /// A rule's timeouts: Gateway API durations (`500ms`, `30s`, `1h`), `0s` for none.

@@ -15,7 +15,7 @@ use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use matching::{HeaderMatch, Matching, PathKind, QueryParamMatch, StringMatch};
+pub use matching::{HeaderEdits, HeaderMatch, Matching, PathKind, QueryParamMatch, StringMatch};
 
 /// A version of the route table: `(epoch, sequence)`.
 ///
@@ -362,6 +362,9 @@ pub struct Rule {
     /// The timeouts of requests this rule takes, in place of the Route's (an
     /// HTTPRoute's per-rule `timeouts`); `None`: the Route's.
     pub timeouts: Option<Timeouts>,
+    /// Header edits on requests this rule takes (a `RequestHeaderModifier`); `None`:
+    /// none.
+    pub request_headers: Option<HeaderEdits>,
     pub backends: Vec<Backend>,
     /// Backends whose Service or port does not resolve: they keep their share of the
     /// split, and requests that land on it are answered `500` with the reason (as

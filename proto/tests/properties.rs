@@ -107,6 +107,7 @@ fn route() -> impl Strategy<Value = Route> {
             path_prefix: prefix.into(),
             matching: Default::default(),
             timeouts: None,
+            request_headers: None,
             backends,
             unresolved: Vec::new(),
         },

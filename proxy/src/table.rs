@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use fairway_proto::load::{BackendLoad, LoadFigures};
 use fairway_proto::model::{
-    AffinityKey, AppProtocol, EndpointAddr, EndpointSetKey, Route, RouteKey, RouteTable, Timeouts,
-    UpstreamProtocol, Version,
+    AffinityKey, AppProtocol, EndpointAddr, EndpointSetKey, HeaderEdits, Route, RouteKey,
+    RouteTable, Timeouts, UpstreamProtocol, Version,
 };
 use rand::RngCore;
 use tokio::sync::watch;
@@ -157,6 +157,8 @@ pub struct Target {
     pub protocol: AppProtocol,
     /// The rule's own timeouts, when it has them (shared: a target is cloned per request).
     pub rule_timeouts: Option<Arc<Timeouts>>,
+    /// The rule's header edits on requests, when it has them.
+    pub rule_request_headers: Option<Arc<HeaderEdits>>,
 }
 
 impl Target {

@@ -39,6 +39,8 @@ pub(super) struct RuleConfig {
     pub matching: model::Matching,
     /// In place of the Route's (an HTTPRoute rule's own); `None` for a Route's rules.
     pub timeouts: Option<model::Timeouts>,
+    /// An HTTPRoute rule's `RequestHeaderModifier`; `None` for a Route's rules.
+    pub request_headers: Option<model::HeaderEdits>,
     pub backends: Vec<BackendConfig>,
     /// Backends known never to resolve (an HTTPRoute's backendRef of another kind, say):
     /// their share is answered `500` with the reason.
@@ -156,6 +158,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
             path_prefix: path,
             matching,
             timeouts: None,
+            request_headers: None,
             backends: backends.collect::<Result<_, _>>()?,
             unresolved: Vec::new(),
         });
@@ -423,6 +426,7 @@ pub(super) fn resolve(
             path_prefix: rule.path_prefix.clone(),
             matching: rule.matching.clone(),
             timeouts: rule.timeouts.clone(),
+            request_headers: rule.request_headers.clone(),
             backends,
             unresolved,
         });

@@ -10,13 +10,14 @@
 
 use super::{ConvertError, required};
 use crate::model::{
-    Backend, HeaderMatch, Matching, PathKind, QueryParamMatch, Rule, StringMatch, UnresolvedBackend,
+    Backend, HeaderEdits, HeaderMatch, Matching, PathKind, QueryParamMatch, Rule, StringMatch,
+    UnresolvedBackend,
 };
 use crate::pb;
 
 /// Whether a proxy that predates matching serves `rule` as meant.
 fn plain(rule: &Rule) -> bool {
-    rule.matching.is_prefix_only() && rule.timeouts.is_none()
+    rule.matching.is_prefix_only() && rule.timeouts.is_none() && rule.request_headers.is_none()
 }
 
 /// `Route.rules`: the rules, when every one is a plain prefix rule.
@@ -70,6 +71,32 @@ fn string_match(c: pb::StringCondition) -> Result<(String, StringMatch), Convert
     Ok((c.name, value))
 }
 
+fn edits_to_wire(e: &HeaderEdits) -> pb::HeaderEdits {
+    let fields = |pairs: &[(String, String)]| {
+        (pairs.iter())
+            .map(|(name, value)| pb::HeaderField {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    };
+    pb::HeaderEdits {
+        set: fields(&e.set),
+        add: fields(&e.add),
+        remove: e.remove.clone(),
+    }
+}
+
+fn edits_from_wire(e: pb::HeaderEdits) -> HeaderEdits {
+    let pairs =
+        |fields: Vec<pb::HeaderField>| fields.into_iter().map(|f| (f.name, f.value)).collect();
+    HeaderEdits {
+        set: pairs(e.set),
+        add: pairs(e.add),
+        remove: e.remove,
+    }
+}
+
 impl From<&Rule> for pb::Rule {
     fn from(r: &Rule) -> Self {
         let m = &r.matching;
@@ -100,6 +127,7 @@ impl From<&Rule> for pb::Rule {
                 .map(|q| condition(&q.name, &q.value))
                 .collect(),
             timeouts: r.timeouts.as_ref().map(pb::Timeouts::from),
+            request_headers: r.request_headers.as_ref().map(edits_to_wire),
         }
     }
 }
@@ -129,6 +157,7 @@ impl TryFrom<pb::Rule> for Rule {
                 query_params,
             },
             timeouts: r.timeouts.map(crate::model::Timeouts::from),
+            request_headers: r.request_headers.map(edits_from_wire),
             backends: r
                 .backends
                 .into_iter()

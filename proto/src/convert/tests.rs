@@ -265,6 +265,17 @@ fn match_rules_are_invisible_to_the_previous_release() {
         "a rule with its own timeouts too: an older proxy would apply the Route's"
     );
     assert_eq!(Route::try_from(pb::Route::from(&timed)), Ok(timed));
+    let mut edited = plain.clone();
+    edited.rules[0].request_headers = Some(crate::model::HeaderEdits {
+        set: vec![("x-env".into(), "canary".into())],
+        add: Vec::new(),
+        remove: vec!["x-debug".into()],
+    });
+    assert!(
+        previous(&edited).rules.is_empty(),
+        "nor header edits it would skip"
+    );
+    assert_eq!(Route::try_from(pb::Route::from(&edited)), Ok(edited));
     let wire = pb::Route::from(&matched);
     assert_eq!(
         wire.match_rules.len(),

@@ -452,6 +452,28 @@ pub struct Rule {
     /// any rule that sets them travels in `match_rules`, like one with conditions.
     #[prost(message, optional, tag = "8")]
     pub timeouts: ::core::option::Option<Timeouts>,
+    /// Header edits on requests this rule takes (Gateway API's RequestHeaderModifier).
+    /// A Route with any rule that sets them travels in `match_rules` too.
+    #[prost(message, optional, tag = "9")]
+    pub request_headers: ::core::option::Option<HeaderEdits>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HeaderEdits {
+    #[prost(message, repeated, tag = "1")]
+    pub set: ::prost::alloc::vec::Vec<HeaderField>,
+    #[prost(message, repeated, tag = "2")]
+    pub add: ::prost::alloc::vec::Vec<HeaderField>,
+    #[prost(string, repeated, tag = "3")]
+    pub remove: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct HeaderField {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub value: ::prost::alloc::string::String,
 }
 /// A header (lowercase name) or query parameter whose first value must match.
 #[allow(clippy::all)]

@@ -435,7 +435,10 @@ async fn prepare(
     // something in them needs an edit, or an absolute-form target's authority replaces
     // their `Host`.
     // A traced request gets our `traceparent` per try: into the map with the rest.
+    // A rule's header edits (RequestHeaderModifier) are made in the map too.
+    let edits = guard.target.rule_request_headers.as_deref();
     let as_sent = !traced
+        && edits.is_none()
         && body
             .fields()
             .is_some_and(|f| parts.uri.authority().is_none() && headers::raw_fields_pass(f));
@@ -445,6 +448,9 @@ async fn prepare(
         let raw = body.take_raw();
         let fields = raw.as_ref().map(|raw| &raw.fields);
         headers::edit_request(&mut parts.headers, fields, Some(client));
+        if let Some(edits) = edits {
+            headers::apply_edits(&mut parts.headers, edits);
+        }
     }
     Ok(Request::from_parts(parts, body))
 }

@@ -172,6 +172,7 @@ pub(super) fn shape(
                         backend: Arc::clone(&per_set[&backend.endpoint_set]),
                         protocol: protocol(source, route, &backend.endpoint_set),
                         rule_timeouts: rule.timeouts.clone().map(Arc::new),
+                        rule_request_headers: rule.request_headers.clone().map(Arc::new),
                     })
                     .collect()
             })

@@ -95,6 +95,7 @@ fn a_producer_route_serves_the_service_names_like_a_route() {
             path_prefix: "/".to_owned(),
             matching: Default::default(),
             timeouts: None,
+            request_headers: None,
             backends: vec![Backend {
                 endpoint_set: set_key("orders-v2", 8080),
                 weight: 1,
@@ -490,4 +491,47 @@ fn rule_timeouts_replace_the_defaults_for_that_rule() {
         "the rest: defaults"
     );
     assert_eq!(rules[1].timeouts, None, "a rule without: the Route's");
+}
+
+#[test]
+fn a_request_header_modifier_becomes_the_rules_header_edits() {
+    let mut index = services_index();
+    let spec = json!({
+        "parentRefs": [service_parent("orders")],
+        "rules": [{
+            "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                "set": [{"name": "X-Env", "value": "canary"}],
+                "add": [{"name": "x-tag", "value": "a"}],
+                "remove": ["X-Debug"],
+            }}],
+            "backendRefs": [{"name": "orders", "port": 8080}],
+        }],
+    });
+    index.apply_http_route(&http_route("shop", "edited", 1, spec));
+    let edits = index.table().routes[&group()].rules[0]
+        .request_headers
+        .clone();
+    let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+    assert_eq!(
+        edits,
+        Some(model::HeaderEdits {
+            set: vec![pair("x-env", "canary")],
+            add: vec![pair("x-tag", "a")],
+            remove: vec!["x-debug".to_owned()],
+        })
+    );
+    let spec = json!({
+        "parentRefs": [service_parent("orders-v2")],
+        "rules": [{"filters": [{"type": "URLRewrite", "urlRewrite": {}}]}],
+    });
+    index.apply_http_route(&http_route("shop", "rewrite", 1, spec));
+    let [accepted, _] = parent_status(&index, "rewrite");
+    assert_eq!(accepted.1, Reason::UnsupportedValue);
+    assert!(
+        accepted
+            .2
+            .starts_with("spec.rules[0].filters[0].type: URLRewrite"),
+        "{}",
+        accepted.2
+    );
 }

@@ -332,3 +332,37 @@ fn a_rules_timeouts_replace_the_routes() {
         (table.resolve("orders.shop", "/", Instant::now(), &mut rng)).expect("routed");
     assert_eq!(target.timeouts(), &target.route.timeouts, "the Route's");
 }
+
+/// A rule's RequestHeaderModifier edits what the pod gets: set replaces, add appends,
+/// remove drops.
+#[tokio::test]
+async fn a_rules_header_edits_reach_the_pod() {
+    use fairway_proto::model::HeaderEdits;
+    let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+    let (shared, pods) = proxy(1, |route| {
+        route.rules[0].request_headers = Some(HeaderEdits {
+            set: vec![pair("x-env", "canary")],
+            add: vec![pair("x-tag", "b")],
+            remove: vec!["x-debug".to_owned()],
+        });
+    });
+    let mut asked = request(Method::GET, "orders.shop", b"");
+    for (name, value) in [("x-env", "prod"), ("x-tag", "a"), ("x-debug", "1")] {
+        let value = HeaderValue::from_static(value);
+        asked.headers_mut().append(name, value);
+    }
+    let response = call(&shared, asked).await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", reason(&response));
+    let sent = pods.sent();
+    let headers = &sent[0].headers;
+    let all = |name: &str| -> Vec<&str> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    };
+    assert_eq!(all("x-env"), ["canary"], "set replaces");
+    assert_eq!(all("x-tag"), ["a", "b"], "add appends");
+    assert!(all("x-debug").is_empty(), "remove drops");
+}
