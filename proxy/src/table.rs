@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use fairway_proto::load::{BackendLoad, LoadFigures};
 use fairway_proto::model::{
-    AffinityKey, AppProtocol, EndpointAddr, EndpointSetKey, HeaderEdits, Route, RouteKey,
-    RouteTable, Timeouts, UpstreamProtocol, Version,
+    AffinityKey, AppProtocol, EndpointAddr, EndpointSetKey, Route, RouteKey, RouteTable,
+    UpstreamProtocol, Version,
 };
 use rand::RngCore;
 use tokio::sync::watch;
@@ -145,28 +145,6 @@ impl BackendState {
             set: self.set.clone(),
             endpoints,
         })
-    }
-}
-
-/// Everything the request path needs for one matched request.
-#[derive(Clone, Debug)]
-pub struct Target {
-    pub route: Arc<Route>,
-    pub backend: Arc<BackendState>,
-    /// The protocol to speak to the picked endpoint.
-    pub protocol: AppProtocol,
-    /// The rule's own timeouts, when it has them (shared: a target is cloned per request).
-    pub rule_timeouts: Option<Arc<Timeouts>>,
-    /// The rule's header edits on requests, when it has them.
-    pub rule_request_headers: Option<Arc<HeaderEdits>>,
-}
-
-impl Target {
-    /// The timeouts of a request through this target: its rule's, else its Route's.
-    pub fn timeouts(&self) -> &Timeouts {
-        self.rule_timeouts
-            .as_deref()
-            .unwrap_or(&self.route.timeouts)
     }
 }
 
@@ -399,6 +377,9 @@ impl TableHandle {
 
 mod build;
 mod health;
+mod target;
+
+pub use target::Target;
 
 pub use health::ProbeKey;
 

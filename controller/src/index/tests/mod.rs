@@ -3,6 +3,7 @@
 
 mod endpoints;
 mod gamma;
+mod gamma_rules;
 mod hosts;
 mod incremental;
 mod invalid;
