@@ -13,6 +13,7 @@ mod affinity;
 mod duration;
 mod grpc_status;
 mod health;
+mod matching;
 
 pub use affinity::{
     AffinitySpec, DEFAULT_BALANCE_FACTOR, MAX_BALANCE_FACTOR, MAX_SPILLOVER_IN_FLIGHT,
@@ -21,6 +22,7 @@ pub use affinity::{
 pub use duration::{DurationError, parse_duration};
 pub use grpc_status::GrpcStatus;
 pub use health::{GrpcHealthCheckSpec, HealthCheckSpec, MAX_HEALTH_THRESHOLD};
+pub use matching::{PathMatchSpec, PathType, RuleMatchSpec, ValueMatchSpec, ValueType};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -122,6 +124,10 @@ pub struct RouteRule {
     #[serde(default = "default_path_prefix")]
     #[schemars(regex(pattern = PATH_PREFIX_PATTERN))]
     pub path_prefix: String,
+    /// An exact or regular-expression path, and conditions on method, headers and
+    /// query, in Gateway API's shape and precedence. Absent: `pathPrefix` alone.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<RuleMatchSpec>,
     /// Services that serve this rule, chosen by weight.
     #[schemars(length(min = 1))]
     pub backends: Vec<RouteBackend>,

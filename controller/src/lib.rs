@@ -6,6 +6,7 @@ pub mod config;
 pub mod crd;
 pub mod drain;
 pub mod grpc;
+pub mod httproute;
 pub mod index;
 pub mod inject;
 pub mod load;

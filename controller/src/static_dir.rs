@@ -2,8 +2,9 @@
 //!
 //! Every `*.yaml` / `*.yml` file in the directory (not hidden, not in subdirectories)
 //! may hold several `---`-separated documents, each a Route (`fairway.dev/v1alpha1`), a
-//! Service (`v1`) or an EndpointSlice (`discovery.k8s.io/v1`). Objects without a
-//! namespace are in `default`.
+//! Service (`v1`), an EndpointSlice (`discovery.k8s.io/v1`) or an HTTPRoute
+//! (`gateway.networking.k8s.io/v1`, its CRD defaults applied by the index). Objects
+//! without a namespace are in `default`.
 //!
 //! Where to start: [`run`] reads the directory once, replaces the index's contents and
 //! marks it synced, then looks again whenever a file-system event (inotify, through the
@@ -268,6 +269,8 @@ pub fn apply_op(index: &mut Index, op: &Op) -> Changes {
         Op::Delete(Object::Route(r)) => index.delete_route(r),
         Op::Delete(Object::Service(s)) => index.delete_service(s),
         Op::Delete(Object::Slice(s)) => index.delete_slice(s),
+        Op::Apply(Object::HttpRoute(r)) => index.apply_http_route(r),
+        Op::Delete(Object::HttpRoute(r)) => index.delete_http_route(r),
     }
 }
 
@@ -275,9 +278,11 @@ pub fn apply_op(index: &mut Index, op: &Op) -> Changes {
 /// object for a big directory).
 fn load_all(index: &IndexHandle, ops: Vec<Op>) {
     let (mut routes, mut services, mut slices) = (Vec::new(), Vec::new(), Vec::new());
+    let mut http_routes = Vec::new();
     for op in ops {
         match op {
             Op::Apply(Object::Route(r)) => routes.push(r),
+            Op::Apply(Object::HttpRoute(r)) => http_routes.push(r),
             Op::Apply(Object::Service(s)) => services.push(s),
             Op::Apply(Object::Slice(s)) => slices.push(s),
             // The first read starts from nothing: there is nothing to delete.
@@ -288,6 +293,7 @@ fn load_all(index: &IndexHandle, ops: Vec<Op>) {
         let mut changes = idx.replace_services(services);
         merge(&mut changes, idx.replace_slices(slices));
         merge(&mut changes, idx.replace_routes(routes));
+        merge(&mut changes, idx.replace_http_routes(http_routes));
         changes
     });
 }
@@ -404,9 +410,10 @@ pub async fn run(
 /// Routes whose backends do not resolve, as last logged. In `--static-dir` mode there
 /// is no Route status, so this log line is the only place a missing Service shows
 /// (requests to it get an error with no endpoint behind it): once per Route and
-/// message, not on every look.
+/// message, not on every look. HTTPRoutes the same, for any parent condition that is
+/// not `True` (an unsupported field, a missing backend).
 #[derive(Debug, Default)]
-pub struct UnresolvedLog(BTreeMap<RouteKey, String>);
+pub struct UnresolvedLog(BTreeMap<RouteKey, String>, BTreeMap<RouteKey, String>);
 
 impl UnresolvedLog {
     /// Logs each Route whose `ResolvedRefs` turned `False` or changed its message since
@@ -427,6 +434,25 @@ impl UnresolvedLog {
             now.insert(key, refs.message);
         }
         self.0 = now;
+        let mut now = BTreeMap::new();
+        for (key, status) in index.http_route_statuses() {
+            let conditions = status
+                .parents
+                .iter()
+                .flat_map(|p| [&p.accepted, &p.resolved_refs]);
+            let Some(bad) = conditions
+                .filter(|c| c.status != ConditionStatus::True)
+                .min_by_key(|c| c.status == ConditionStatus::Unknown)
+            else {
+                continue;
+            };
+            if self.1.get(&key) != Some(&bad.message) {
+                tracing::warn!(httproute = %key, reason = bad.reason.as_str(), message = %bad.message, "the HTTPRoute is not fully served");
+                logged.push((key.clone(), bad.reason.as_str(), bad.message.clone()));
+            }
+            now.insert(key, bad.message.clone());
+        }
+        self.1 = now;
         logged
     }
 }

@@ -161,7 +161,11 @@ fn spec_has_exactly_the_design_fields() {
             "upstream"
         ]
     );
-    assert_eq!(keys(&props["rules"]["items"]), ["backends", "pathPrefix"]);
+    // `match`: Gateway API's matches in our Route too (issue 20).
+    assert_eq!(
+        keys(&props["rules"]["items"]),
+        ["backends", "match", "pathPrefix"]
+    );
     assert_eq!(keys(&backend_schema()), ["port", "service", "weight"]);
     assert_eq!(
         keys(&props["loadBalancer"]),

@@ -191,6 +191,10 @@ impl RouteSpec {
             rules: (self.rules.iter().take(4))
                 .map(|(prefix, backends)| Rule {
                     path_prefix: PREFIXES[usize::from(*prefix) % PREFIXES.len()].to_owned(),
+                    // Prefix rules only: route_request checks the longest-prefix rule.
+                    matching: Default::default(),
+                    timeouts: None,
+                    request_headers: None,
                     backends: (backends.iter().take(4))
                         .map(|&(set, weight)| Backend {
                             endpoint_set: set_key(set),
@@ -298,9 +302,11 @@ impl RawDiffSpec {
                     app_protocol: c.app_protocol.map(|p| {
                         p.map(|p| APP_PROTOCOLS[usize::from(p) % APP_PROTOCOLS.len()].into())
                     }),
-                    cluster_ips: c
-                        .cluster_ip
-                        .map(|ip| ip.map(|i| std::net::IpAddr::from([10, 96, 0, i])).into_iter().collect()),
+                    cluster_ips: c.cluster_ip.map(|ip| {
+                        ip.map(|i| std::net::IpAddr::from([10, 96, 0, i]))
+                            .into_iter()
+                            .collect()
+                    }),
                     upsert: c.upsert.iter().take(8).map(EndpointSpec::build).collect(),
                     remove: c.remove.iter().take(8).map(|&a| addr(a)).collect(),
                 })

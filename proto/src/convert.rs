@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use crate::model::{
     Affinity, AffinityKey, Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey,
-    GrpcHealthCheck, LoadBalancer, Policy, Retries, Route, RouteKey, Rule, Timeouts,
-    UnresolvedBackend, Upgrades, Upstream, UpstreamProtocol, Version,
+    GrpcHealthCheck, LoadBalancer, Policy, Retries, Route, RouteKey, Timeouts, Upgrades, Upstream,
+    UpstreamProtocol, Version,
 };
 use crate::pb;
 
@@ -46,6 +46,9 @@ pub enum ConvertError {
     /// An upstream protocol that is unspecified or unknown to this build.
     #[error("unknown upstream protocol {0}")]
     UnknownUpstreamProtocol(i32),
+    /// A rule's path type unknown to this build.
+    #[error("unknown path type {0}")]
+    UnknownPathType(i32),
 }
 
 /// A required message field, or [`ConvertError::MissingField`].
@@ -374,47 +377,25 @@ impl TryFrom<pb::Backend> for Backend {
     }
 }
 
-impl From<&Rule> for pb::Rule {
-    fn from(r: &Rule) -> Self {
-        pb::Rule {
-            path_prefix: r.path_prefix.clone(),
-            backends: r.backends.iter().map(pb::Backend::from).collect(),
-            unresolved: r
-                .unresolved
-                .iter()
-                .map(|u| pb::UnresolvedBackend {
-                    service: u.service.clone(),
-                    weight: u.weight,
-                    reason: u.reason.clone(),
-                    message: u.message.clone(),
-                })
-                .collect(),
+impl From<&Timeouts> for pb::Timeouts {
+    fn from(t: &Timeouts) -> Self {
+        pb::Timeouts {
+            request_ms: millis(t.request),
+            connect_ms: millis(t.connect),
+            per_try_ms: t.per_try.map(millis),
+            grpc_maximum_ms: t.grpc_maximum.map(millis),
         }
     }
 }
 
-impl TryFrom<pb::Rule> for Rule {
-    type Error = ConvertError;
-
-    fn try_from(r: pb::Rule) -> Result<Self, ConvertError> {
-        Ok(Rule {
-            path_prefix: r.path_prefix,
-            backends: r
-                .backends
-                .into_iter()
-                .map(Backend::try_from)
-                .collect::<Result<_, _>>()?,
-            unresolved: r
-                .unresolved
-                .into_iter()
-                .map(|u| UnresolvedBackend {
-                    service: u.service,
-                    weight: u.weight,
-                    reason: u.reason,
-                    message: u.message,
-                })
-                .collect(),
-        })
+impl From<pb::Timeouts> for Timeouts {
+    fn from(t: pb::Timeouts) -> Self {
+        Timeouts {
+            request: Duration::from_millis(t.request_ms),
+            connect: Duration::from_millis(t.connect_ms),
+            per_try: t.per_try_ms.map(Duration::from_millis),
+            grpc_maximum: t.grpc_maximum_ms.map(Duration::from_millis),
+        }
     }
 }
 
@@ -425,7 +406,8 @@ impl From<&Route> for pb::Route {
         pb::Route {
             key: Some((&r.key).into()),
             hosts: r.hosts.clone(),
-            rules: r.rules.iter().map(pb::Rule::from).collect(),
+            rules: rule::rules(&r.rules),
+            match_rules: rule::match_rules(&r.rules),
             load_balancer: Some(pb::LoadBalancer {
                 policy: pb::Policy::from(lb.policy.fallback()).into(),
                 // Absent (0) unless it differs: Routes of the first three policies encode
@@ -450,12 +432,7 @@ impl From<&Route> for pb::Route {
                 max_upgrade_lifetime_ms: up.upgrades.max_lifetime.map(millis),
                 drain_timeout_ms: millis(up.drain_timeout),
             }),
-            timeouts: Some(pb::Timeouts {
-                request_ms: millis(r.timeouts.request),
-                connect_ms: millis(r.timeouts.connect),
-                per_try_ms: r.timeouts.per_try.map(millis),
-                grpc_maximum_ms: r.timeouts.grpc_maximum.map(millis),
-            }),
+            timeouts: Some(pb::Timeouts::from(&r.timeouts)),
             retries: Some(pb::Retries {
                 attempts: r.retries.attempts,
                 budget_percent: r.retries.budget_percent,
@@ -483,11 +460,7 @@ impl TryFrom<pb::Route> for Route {
         Ok(Route {
             key: required(r.key, "Route.key")?.into(),
             hosts: r.hosts,
-            rules: r
-                .rules
-                .into_iter()
-                .map(Rule::try_from)
-                .collect::<Result<_, _>>()?,
+            rules: rule::from_wire(r.rules, r.match_rules)?,
             load_balancer: LoadBalancer {
                 policy: preferred_policy(lb.preferred_policy, lb.policy)?,
                 slow_start: lb.slow_start_ms.map(Duration::from_millis),
@@ -508,12 +481,7 @@ impl TryFrom<pb::Route> for Route {
                 },
                 drain_timeout: Duration::from_millis(up.drain_timeout_ms),
             },
-            timeouts: Timeouts {
-                request: Duration::from_millis(timeouts.request_ms),
-                connect: Duration::from_millis(timeouts.connect_ms),
-                per_try: timeouts.per_try_ms.map(Duration::from_millis),
-                grpc_maximum: timeouts.grpc_maximum_ms.map(Duration::from_millis),
-            },
+            timeouts: Timeouts::from(timeouts),
             retries: Retries {
                 attempts: retries.attempts,
                 budget_percent: retries.budget_percent,
@@ -539,3 +507,5 @@ pub(crate) use ip::{ip_to_bytes, ips_from_proto, ips_to_proto};
 mod compat;
 #[cfg(test)]
 mod tests;
+
+mod rule;

@@ -6,12 +6,16 @@
 //! Collections are `BTreeMap`s keyed by identity: no duplicates by construction, and a
 //! deterministic order for diffs, snapshots and test output.
 
+mod matching;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use matching::{HeaderEdits, HeaderMatch, Matching, PathKind, QueryParamMatch, StringMatch};
 
 /// A version of the route table: `(epoch, sequence)`.
 ///
@@ -363,11 +367,23 @@ pub struct Backend {
     pub weight: u32,
 }
 
-/// Requests whose path starts with `path_prefix` go to `backends`; the longest matching
-/// prefix wins.
+/// Requests whose path matches (and, with [`Matching`] conditions, whose method,
+/// headers and query match) go to `backends`. Precedence between rules is Gateway
+/// API's: an exact path, then a regular expression, then the longest prefix; then a
+/// method condition, more header conditions, more query conditions; then rule order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
+    /// The path to match, read as [`Matching::path`] says (a prefix by default).
     pub path_prefix: String,
+    /// How `path_prefix` matches, and the other conditions; the default is a plain
+    /// path prefix with no condition, which every proxy release understands.
+    pub matching: Matching,
+    /// The timeouts of requests this rule takes, in place of the Route's (an
+    /// HTTPRoute's per-rule `timeouts`); `None`: the Route's.
+    pub timeouts: Option<Timeouts>,
+    /// Header edits on requests this rule takes (a `RequestHeaderModifier`); `None`:
+    /// none.
+    pub request_headers: Option<HeaderEdits>,
     pub backends: Vec<Backend>,
     /// Backends whose Service or port does not resolve: they keep their share of the
     /// split, and requests that land on it are answered `500` with the reason (as

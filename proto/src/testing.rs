@@ -55,6 +55,9 @@ pub fn route(name: &str) -> Route {
         hosts: vec![format!("{name}.shop")],
         rules: vec![Rule {
             path_prefix: "/".into(),
+            matching: Default::default(),
+            timeouts: None,
+            request_headers: None,
             backends: vec![Backend {
                 endpoint_set: set_key(name, 8080),
                 weight: 1,

@@ -125,6 +125,9 @@ fn route() -> impl Strategy<Value = Route> {
     let rule = (select(&["/", "/api", "/api/v2"][..]), vec(backend, 0..3)).prop_map(
         |(prefix, backends)| Rule {
             path_prefix: prefix.into(),
+            matching: Default::default(),
+            timeouts: None,
+            request_headers: None,
             backends,
             unresolved: Vec::new(),
         },

@@ -23,7 +23,7 @@ use rand::RngCore;
 use tokio::sync::watch;
 
 use crate::balance::{Balancer, EndpointStats, LoadReport, Outcome, Pick};
-use crate::router::{Landed, RouteError, Router};
+use crate::router::{Landed, RequestView, RouteError, Router};
 
 /// Reads a request's affinity key from where the Route says it is, as a hash
 /// (`balance::key_hash`); `None` when the request has no such key.
@@ -148,15 +148,6 @@ impl BackendState {
     }
 }
 
-/// Everything the request path needs for one matched request.
-#[derive(Clone, Debug)]
-pub struct Target {
-    pub route: Arc<Route>,
-    pub backend: Arc<BackendState>,
-    /// The protocol to speak to the picked endpoint.
-    pub protocol: AppProtocol,
-}
-
 /// One applied version of the route table, ready for the request path.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -231,17 +222,23 @@ impl Table {
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Result<(Target, EndpointAddr), ResolveError> {
-        self.resolve_for(Pick::Request, authority, path, &|_| None, now, rng)
+        let request = RequestView {
+            method: None,
+            path_and_query: path,
+            headers: &(),
+        };
+        self.resolve_for(Pick::Request, authority, &request, &|_| None, now, rng)
     }
 
-    /// The Route a request for `authority` and `path` matches, without picking.
-    pub fn route(&self, authority: &str, path: &str) -> Result<&Route, ResolveError> {
+    /// The Route a request for `authority` matches, without picking.
+    pub fn route(
+        &self,
+        authority: &str,
+        request: &RequestView<'_>,
+    ) -> Result<&Route, ResolveError> {
         let namespace = self.namespace.as_deref();
-        Ok(self
-            .shape
-            .router
-            .route_in(authority, path, namespace)?
-            .route)
+        let router = &self.shape.router;
+        Ok(router.route_request(authority, request, namespace)?.route)
     }
 
     /// [`resolve`](Self::resolve) for a request or an upgrade (see [`Pick`]); `key_of`
@@ -250,13 +247,13 @@ impl Table {
         &self,
         kind: Pick,
         authority: &str,
-        path: &str,
+        request: &RequestView<'_>,
         key_of: KeyOf<'_>,
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Result<(Target, EndpointAddr), ResolveError> {
         let namespace = self.namespace.as_deref();
-        let selected = self.shape.router.route_in(authority, path, namespace)?;
+        let selected = (self.shape.router).route_request(authority, request, namespace)?;
         let backend = match selected.pick_backend(rng) {
             Some(Landed::Backend(i)) => i,
             Some(Landed::Unresolved(i)) => {
@@ -397,6 +394,9 @@ impl TableHandle {
 mod build;
 mod health;
 mod services;
+mod target;
+
+pub use target::Target;
 
 pub use health::ProbeKey;
 

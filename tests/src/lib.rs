@@ -15,6 +15,7 @@ pub mod controller;
 pub mod discovery;
 pub mod error;
 pub mod faultproxy;
+pub mod gateway_api;
 pub mod gobuild;
 pub mod helm;
 pub mod kubectl;

@@ -100,6 +100,7 @@ pub fn route(namespace: &str, name: &str, hosts: &[&str], service: &str, port: i
         hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
         rules: vec![RouteRule {
             path_prefix: "/".to_owned(),
+            matches: None,
             backends: vec![RouteBackend {
                 service: service.to_owned(),
                 port: IntOrString::Int(port),

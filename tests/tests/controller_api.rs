@@ -238,6 +238,9 @@ async fn a_route_service_and_slices_give_the_expected_snapshot() {
     assert_eq!(served_hosts, ["orders", "orders.shop"]);
     let rule = Rule {
         path_prefix: "/".to_owned(),
+        matching: Default::default(),
+        timeouts: None,
+        request_headers: None,
         backends: vec![Backend {
             endpoint_set: key.clone(),
             weight: 1,

@@ -144,3 +144,50 @@ async fn a_service_name_is_served_only_by_routes_of_its_namespace() {
     accepted(cluster, &shop, "orders", "Accepted").await;
     controller.stop().await;
 }
+
+/// Most clusters lack the Gateway API CRDs (this binary's cluster never installs them):
+/// the controller must still sync, open streams and serve Routes, with HTTPRoute input
+/// off rather than a watcher failing forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_gateway_api_crds_the_controller_still_syncs() {
+    let cluster = controller::cluster_with_crd();
+    let ns = (cluster.namespace("no-gateway-api").await).unwrap_or_else(|e| panic!("{e}"));
+    let client = (cluster.client().await).unwrap_or_else(|e| panic!("{e}"));
+    let served = fairway_controller::watch::httproutes::served(&client).await;
+    assert!(
+        matches!(served, Ok(false)),
+        "this test needs a cluster without HTTPRoute: discovery said {served:?}"
+    );
+    create(&client, &ns, &service(&ns, "orders", "http", PORT)).await;
+    create(
+        &client,
+        &ns,
+        &route(&ns, "orders", &["orders.example"], "orders", PORT),
+    )
+    .await;
+    let controller: Controller = controller::start_with(
+        client.clone(),
+        vec![ns.clone()],
+        StatusConfig {
+            lease_namespace: ns.clone(),
+            identity: format!("no-gateway-api-{ns}"),
+            owner: None,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // A controller opens no stream before its first full sync: connecting is the proof.
+    let mut proxy = (TestProxy::connect(&controller.endpoint, "no-gateway-api", None, CONNECT)
+        .await)
+        .unwrap_or_else(|e| panic!("the controller must sync without the Gateway API CRDs: {e}"));
+    let key = RouteKey {
+        namespace: ns.clone(),
+        name: "orders".into(),
+    };
+    (proxy
+        .until(CHANGE, "the Route served", |t| t.routes.contains_key(&key))
+        .await)
+        .unwrap_or_else(|e| panic!("{e}"));
+    accepted(cluster, &ns, "orders", "Accepted").await;
+    controller.stop().await;
+}

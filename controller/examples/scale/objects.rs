@@ -79,6 +79,7 @@ pub fn route(i: usize) -> Route {
         ],
         rules: vec![RouteRule {
             path_prefix: "/".into(),
+            matches: None,
             backends: vec![RouteBackend {
                 service: format!("svc-{i}"),
                 port: IntOrString::Int(8080),

@@ -21,6 +21,13 @@ pub enum SpecError {
     PathPrefix(String),
     #[error("pathPrefix {0:?} appears in more than one rule")]
     DuplicatePathPrefix(String),
+    #[error("path {0:?} with the same match appears in more than one rule")]
+    DuplicateMatch(String),
+    #[error("pathPrefix {0:?} and match.path are both set: set one")]
+    PathTwice(String),
+    /// A `match` block that cannot be served (a regex that does not compile, ...).
+    #[error("{0}")]
+    Match(String),
     #[error("rule {0:?} has no backends")]
     NoBackends(String),
     #[error("backend service {0:?} is not a valid Service name")]

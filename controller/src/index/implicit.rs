@@ -66,6 +66,9 @@ pub fn routes(
                 hosts,
                 rules: vec![model::Rule {
                     path_prefix: "/".to_owned(),
+                    matching: model::Matching::default(),
+                    timeouts: None,
+                    request_headers: None,
                     backends: vec![model::Backend {
                         endpoint_set: set,
                         weight: 1,

@@ -6,6 +6,10 @@
 //! `replace_*` (a relist, swapped in at `InitDone`). Each returns the [`Changes`] it made,
 //! so readers recompute only those. Then:
 //! - `routes`: validating a Route, resolving backends;
+//! - `gamma` (and `httproutes`, its calls): HTTPRoutes attached to a Service, merged
+//!   into one synthesized Route per Service that then goes through the same claims and
+//!   resolution; `matching`: Gateway API matches into the model, for both inputs;
+//!   `names`: what a valid host and label are;
 //! - `hosts`: which Route may claim a host (a Service's names belong to its namespace)
 //!   and who wins a contest;
 //! - `endpoints`: Services, EndpointSlices, and building one endpoint set per port;
@@ -26,9 +30,13 @@
 
 mod base;
 mod endpoints;
+mod gamma;
 mod health;
 mod hosts;
+mod httproutes;
 mod implicit;
+mod matching;
+mod names;
 mod routes;
 mod status;
 #[cfg(test)]
@@ -49,6 +57,7 @@ use routes::{Resolution, RouteEntry};
 
 pub use base::{DEFAULT_NAMESPACE, SpecError};
 pub use endpoints::SERVICE_NAME_LABEL;
+pub use gamma::{HttpRouteComputed, ParentStatus};
 pub use hosts::DEFAULT_CLUSTER_DOMAIN;
 pub use implicit::IMPLICIT_LABEL;
 pub use status::{
@@ -75,7 +84,12 @@ impl Changes {
 pub struct Index {
     /// The cluster DNS domain: `*.NS.svc.<domain>` names belong to namespace `NS`.
     cluster_domain: String,
+    /// Routes, and the synthesized groups of HTTPRoutes (`gamma`), by table key.
     routes: BTreeMap<RouteKey, RouteEntry>,
+    /// HTTPRoutes by their own key; their groups live in `routes`.
+    http_routes: BTreeMap<RouteKey, gamma::HttpRouteEntry>,
+    /// The served HTTPRoutes of each Service, the members of its group.
+    gamma_members: BTreeMap<ServiceRef, BTreeSet<RouteKey>>,
     claims: HostClaims,
     /// Which Routes name which Service, so a Service event re-resolves only them.
     routes_by_service: BTreeMap<ServiceRef, BTreeSet<RouteKey>>,
@@ -108,6 +122,8 @@ impl Index {
         Index {
             cluster_domain: cluster_domain.trim_end_matches('.').to_ascii_lowercase(),
             routes: BTreeMap::new(),
+            http_routes: BTreeMap::new(),
+            gamma_members: BTreeMap::new(),
             claims: HostClaims::default(),
             routes_by_service: BTreeMap::new(),
             endpoints: EndpointStore::default(),
@@ -133,14 +149,21 @@ impl Index {
         &self.table
     }
 
-    /// The computed status of one Route, `None` if the index does not hold it.
+    /// The computed status of one Route, `None` if the index does not hold it (HTTPRoute
+    /// groups have no Route object, so none either).
     pub fn status(&self, key: &RouteKey) -> Option<ComputedStatus> {
+        if gamma::is_group_key(key) {
+            return None;
+        }
         self.resolutions.get(key).map(|r| self.computed(r))
     }
 
     /// The computed status of every Route, valid or not.
     pub fn statuses(&self) -> BTreeMap<RouteKey, ComputedStatus> {
-        let all = self.resolutions.iter();
+        let all = self
+            .resolutions
+            .iter()
+            .filter(|(k, _)| !gamma::is_group_key(k));
         all.map(|(key, r)| (key.clone(), self.computed(r)))
             .collect()
     }
@@ -191,7 +214,10 @@ impl Index {
         I::Item: Borrow<crd::Route>,
     {
         let entries = routes.into_iter().map(|r| routes::parse(r.borrow()));
-        self.routes = entries.map(|e| (e.claim.key.clone(), e)).collect();
+        // HTTPRoute groups are not Routes: a relist of Routes keeps them.
+        self.routes.retain(|key, _| gamma::is_group_key(key));
+        self.routes
+            .extend(entries.map(|e| (e.claim.key.clone(), e)));
         self.claims = HostClaims::default();
         self.routes_by_service.clear();
         for (key, entry) in &self.routes {
@@ -283,6 +309,13 @@ impl Index {
         // have gained or lost it.
         let short_name = format!("{}.{}", service.name, service.namespace);
         affected.extend(self.claims.claimants(&short_name).cloned());
+        // A group exists only while its Service does.
+        if self.gamma_members.contains_key(service) {
+            let group = self.regroup(service);
+            affected.remove(&gamma::group_key(service));
+            changes.routes.extend(group.routes);
+            changes.endpoint_sets.extend(group.endpoint_sets);
+        }
         self.resolve(affected, &mut changes);
         self.slices_changed_into(std::slice::from_ref(service), &mut changes);
         changes

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::base::{DEFAULT_NAMESPACE, RefFailure, SpecError};
 use super::endpoints::{EndpointStore, ServiceRef};
 use super::hosts::{self, Age, Claim, HostClaims};
+use super::names::{is_dns_label, is_dns_subdomain, is_dns1035_label};
 use super::status::{ConditionState, Reason};
 use crate::crd;
 
@@ -33,8 +34,17 @@ pub(super) struct RouteConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct RuleConfig {
+    /// The path value, read as `matching.path` says (a Route's are prefixes).
     pub path_prefix: String,
+    pub matching: model::Matching,
+    /// In place of the Route's (an HTTPRoute rule's own); `None` for a Route's rules.
+    pub timeouts: Option<model::Timeouts>,
+    /// An HTTPRoute rule's `RequestHeaderModifier`; `None` for a Route's rules.
+    pub request_headers: Option<model::HeaderEdits>,
     pub backends: Vec<BackendConfig>,
+    /// Backends known never to resolve (an HTTPRoute's backendRef of another kind, say):
+    /// their share is answered `500` with the reason.
+    pub unresolved: Vec<model::UnresolvedBackend>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,23 +133,34 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
     if spec.rules.is_empty() {
         return Err(SpecError::NoRules);
     }
-    let mut rules = Vec::with_capacity(spec.rules.len());
-    let mut prefixes = BTreeSet::new();
-    for rule in &spec.rules {
+    let mut rules: Vec<RuleConfig> = Vec::with_capacity(spec.rules.len());
+    for (i, rule) in spec.rules.iter().enumerate() {
         let prefix = &rule.path_prefix;
         if !prefix.starts_with('/') {
             return Err(SpecError::PathPrefix(prefix.clone()));
         }
-        if !prefixes.insert(prefix.as_str()) {
-            return Err(SpecError::DuplicatePathPrefix(prefix.clone()));
+        let (path, matching) = match &rule.matches {
+            None => (prefix.clone(), model::Matching::default()),
+            Some(m) => super::matching::route_rule(i, prefix, m)?,
+        };
+        let same = |r: &RuleConfig| r.path_prefix == path && r.matching == matching;
+        if rules.iter().any(same) {
+            return Err(match matching.is_prefix_only() {
+                true => SpecError::DuplicatePathPrefix(path),
+                false => SpecError::DuplicateMatch(path),
+            });
         }
         if rule.backends.is_empty() {
-            return Err(SpecError::NoBackends(prefix.clone()));
+            return Err(SpecError::NoBackends(path));
         }
         let backends = rule.backends.iter().map(validate_backend);
         rules.push(RuleConfig {
-            path_prefix: prefix.clone(),
+            path_prefix: path,
+            matching,
+            timeouts: None,
+            request_headers: None,
             backends: backends.collect::<Result<_, _>>()?,
+            unresolved: Vec::new(),
         });
     }
 
@@ -246,6 +267,32 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
     })
 }
 
+/// The hosts-less, rules-less config of a Route that sets no policy: what an
+/// HTTPRoute's group gets, so both inputs share one set of defaults.
+pub(super) fn default_config() -> RouteConfig {
+    let spec = crd::RouteSpec {
+        hosts: vec!["default".to_owned()],
+        rules: vec![crd::RouteRule {
+            path_prefix: "/".to_owned(),
+            matches: None,
+            backends: vec![crd::RouteBackend {
+                service: "default".to_owned(),
+                port: IntOrString::Int(80),
+                weight: 1,
+            }],
+        }],
+        load_balancer: Default::default(),
+        upstream: Default::default(),
+        timeouts: Default::default(),
+        retries: Default::default(),
+        health_check: None,
+    };
+    let mut config = validate(&spec).expect("the CRD's defaults are a valid Route");
+    config.hosts.clear();
+    config.rules.clear();
+    config
+}
+
 /// One key source, and a bound the proxy can meet (the schema checks both; objects
 /// from `--static-dir` arrive without it).
 fn affinity(spec: &crd::AffinitySpec) -> Result<model::Affinity, SpecError> {
@@ -303,28 +350,6 @@ fn validate_backend(backend: &crd::RouteBackend) -> Result<BackendConfig, SpecEr
     })
 }
 
-/// [`crd::HOST_PATTERN`] and [`crd::MAX_HOST_LEN`], without a regex engine.
-pub(super) fn is_dns_subdomain(host: &str) -> bool {
-    host.len() <= crd::MAX_HOST_LEN && host.split('.').all(is_dns_label_unbounded)
-}
-
-/// [`crd::PORT_NAME_PATTERN`] and [`crd::MAX_LABEL_LEN`].
-pub(super) fn is_dns_label(label: &str) -> bool {
-    label.len() <= crd::MAX_LABEL_LEN && is_dns_label_unbounded(label)
-}
-
-/// [`crd::SERVICE_NAME_PATTERN`] and [`crd::MAX_LABEL_LEN`]: a label starting with a letter.
-pub(super) fn is_dns1035_label(label: &str) -> bool {
-    label.starts_with(|c: char| c.is_ascii_lowercase()) && is_dns_label(label)
-}
-
-fn is_dns_label_unbounded(label: &str) -> bool {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    label.starts_with(alnum)
-        && label.ends_with(alnum)
-        && label.chars().all(|c| alnum(c) || c == '-')
-}
-
 /// What resolving one Route decided: its table entry (if it serves anything), the
 /// endpoint sets that entry uses, and the two conditions.
 #[derive(Clone, Debug)]
@@ -376,7 +401,7 @@ pub(super) fn resolve(
     let mut rules = Vec::with_capacity(config.rules.len());
     for rule in &config.rules {
         let mut backends = Vec::with_capacity(rule.backends.len());
-        let mut unresolved = Vec::new();
+        let mut unresolved = rule.unresolved.clone();
         for backend in &rule.backends {
             match resolve_backend(&key.namespace, backend, endpoints) {
                 Ok(endpoint_set) => backends.push(model::Backend {
@@ -400,6 +425,9 @@ pub(super) fn resolve(
         }
         rules.push(model::Rule {
             path_prefix: rule.path_prefix.clone(),
+            matching: rule.matching.clone(),
+            timeouts: rule.timeouts.clone(),
+            request_headers: rule.request_headers.clone(),
             backends,
             unresolved,
         });
@@ -428,7 +456,7 @@ pub(super) fn resolve(
     }
 }
 
-fn resolve_backend(
+pub(super) fn resolve_backend(
     namespace: &str,
     backend: &BackendConfig,
     endpoints: &EndpointStore,

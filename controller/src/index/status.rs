@@ -51,6 +51,20 @@ pub enum Reason {
     ServiceNotFound,
     /// `ResolvedRefs=False`: a backend's Service has no such TCP port.
     PortNotFound,
+    /// Gateway API, `Accepted=False`: a field or value Fairway does not serve (named in
+    /// the message).
+    UnsupportedValue,
+    /// Gateway API, `Accepted=False`: the parent Service does not exist.
+    NoMatchingParent,
+    /// Gateway API, `Accepted=Unknown`: not decided yet.
+    Pending,
+    /// Gateway API, `ResolvedRefs=False`: a backend's Service or port does not exist.
+    BackendNotFound,
+    /// Gateway API, `ResolvedRefs=False`: a backendRef to another namespace (Fairway
+    /// reads no ReferenceGrants).
+    RefNotPermitted,
+    /// Gateway API, `ResolvedRefs=False`: a backendRef to something other than a Service.
+    InvalidKind,
 }
 
 impl Reason {
@@ -63,6 +77,12 @@ impl Reason {
             Reason::ResolvedRefs => "ResolvedRefs",
             Reason::ServiceNotFound => "ServiceNotFound",
             Reason::PortNotFound => "PortNotFound",
+            Reason::UnsupportedValue => "UnsupportedValue",
+            Reason::NoMatchingParent => "NoMatchingParent",
+            Reason::Pending => "Pending",
+            Reason::BackendNotFound => "BackendNotFound",
+            Reason::RefNotPermitted => "RefNotPermitted",
+            Reason::InvalidKind => "InvalidKind",
         }
     }
 }

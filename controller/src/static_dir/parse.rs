@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::crd::Route;
+use crate::httproute::HTTPRoute;
 use crate::index::DEFAULT_NAMESPACE;
 
 /// The kinds a static directory may hold.
@@ -20,6 +21,7 @@ pub enum Kind {
     Route,
     Service,
     EndpointSlice,
+    HttpRoute,
 }
 
 /// One object read from a file, its namespace filled in.
@@ -30,6 +32,7 @@ pub enum Object {
     Route(Route),
     Service(Service),
     Slice(EndpointSlice),
+    HttpRoute(HTTPRoute),
 }
 
 /// Identifies an object across files: kind, namespace, name.
@@ -52,6 +55,7 @@ impl Object {
             Object::Route(r) => &r.metadata,
             Object::Service(s) => &s.metadata,
             Object::Slice(s) => &s.metadata,
+            Object::HttpRoute(r) => &r.metadata,
         }
     }
 
@@ -60,6 +64,7 @@ impl Object {
             Object::Route(_) => Kind::Route,
             Object::Service(_) => Kind::Service,
             Object::Slice(_) => Kind::EndpointSlice,
+            Object::HttpRoute(_) => Kind::HttpRoute,
         }
     }
 
@@ -169,6 +174,7 @@ fn finish(object: Object, doc: &Document<'_>) -> Result<Object, Skipped> {
         Object::Route(r) => &mut r.metadata,
         Object::Service(s) => &mut s.metadata,
         Object::Slice(s) => &mut s.metadata,
+        Object::HttpRoute(r) => &mut r.metadata,
     };
     if meta.name.as_deref().is_none_or(str::is_empty) {
         return Err(Skipped {
@@ -197,12 +203,15 @@ pub fn parse_file(path: &Path, text: &str) -> Result<(Vec<Object>, Vec<Skipped>)
             ("fairway.dev/v1alpha1", "Route") => Object::Route(typed(path, &doc)?),
             ("v1", "Service") => Object::Service(typed(path, &doc)?),
             ("discovery.k8s.io/v1", "EndpointSlice") => Object::Slice(typed(path, &doc)?),
+            // The index applies the CRD's defaults itself: no apiserver defaulted these.
+            ("gateway.networking.k8s.io/v1", "HTTPRoute") => Object::HttpRoute(typed(path, &doc)?),
             (api_version, kind) => {
                 skipped.push(Skipped {
                     line: doc.lines_before + 1,
                     reason: format!(
                         "unknown kind {kind:?} (apiVersion {api_version:?}): expected Route \
-                         (fairway.dev/v1alpha1), Service (v1) or EndpointSlice (discovery.k8s.io/v1)"
+                         (fairway.dev/v1alpha1), Service (v1), EndpointSlice (discovery.k8s.io/v1) \
+                         or HTTPRoute (gateway.networking.k8s.io/v1)"
                     ),
                 });
                 continue;

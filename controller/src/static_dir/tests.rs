@@ -275,3 +275,66 @@ fn a_poll_wakes_no_watcher_and_a_new_file_does() {
         "the poll's opens were reported and ignored"
     );
 }
+
+/// An HTTPRoute as a user writes it, leaning on the CRD's defaults (match, kind, weight)
+/// that no apiserver filled in.
+const HTTP_ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: orders-gamma, namespace: shop}
+spec:
+  parentRefs: [{group: \"\", kind: Service, name: orders}]
+  rules:
+  - backendRefs: [{name: orders, port: 8080}]
+";
+
+#[test]
+fn http_routes_are_read_with_their_crd_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        &dir.path().join("app.yaml"),
+        &format!("{SERVICE}---\n{HTTP_ROUTE}"),
+    );
+    write(&dir.path().join("slice.yaml"), &slice(&["10.0.0.1"]));
+    let mut state = DirState::new(dir.path().to_owned());
+    let mut index = Index::new();
+    for op in state.poll().expect("poll") {
+        apply_op(&mut index, &op);
+    }
+    let group = RouteKey {
+        namespace: "shop".into(),
+        name: "service:orders".into(),
+    };
+    let route = &index.table().routes[&group];
+    assert!(
+        route
+            .hosts
+            .contains(&"orders.shop.svc.cluster.local".to_owned())
+    );
+    assert_eq!(route.rules[0].path_prefix, "/", "the default match");
+    assert_eq!(route.rules[0].backends[0].weight, 1, "the default weight");
+    assert_eq!(index.table().endpoint_count(), 1);
+    let mut log = UnresolvedLog::default();
+    assert!(log.log(&index).is_empty(), "served in full: nothing to say");
+
+    // A filter Fairway does not serve: logged by name, since no status exists here.
+    let filtered = HTTP_ROUTE.replace(
+        "  - backendRefs",
+        "  - filters: [{type: RequestHeaderModifier}]\n    backendRefs",
+    );
+    write(
+        &dir.path().join("app.yaml"),
+        &format!("{SERVICE}---\n{filtered}"),
+    );
+    for op in state.poll().expect("poll") {
+        apply_op(&mut index, &op);
+    }
+    let logged = log.log(&index);
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].1, "UnsupportedValue");
+    assert!(
+        logged[0].2.starts_with("spec.rules[0].filters"),
+        "{}",
+        logged[0].2
+    );
+    assert!(!index.table().routes.contains_key(&group));
+}

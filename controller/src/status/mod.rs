@@ -1,6 +1,7 @@
 //! Route status: server-side apply of `status` (`observedGeneration`, `Accepted`,
 //! `ResolvedRefs`, endpoint counts) and Kubernetes Events for transitions, written by
-//! one replica at a time (a Lease).
+//! one replica at a time (a Lease). HTTPRoute status (`gateway`) follows the same
+//! Lease, the Gateway API way.
 //!
 //! Where to start: [`run`]. The sources mark Routes [`Dirty`] on every index change;
 //! the writer checks those against what the cluster shows ([`Observed`]) with the pure
@@ -10,6 +11,7 @@
 
 pub mod decide;
 pub mod events;
+pub mod gateway;
 pub mod lease;
 mod observed;
 mod writer;
@@ -106,6 +108,12 @@ pub async fn run(
         leader,
         stop,
     );
+    let gateway = gateway::run(
+        client.clone(),
+        index.clone(),
+        leading.clone(),
+        published.clone(),
+    );
     let writer = writer::Writer {
         recorder: writer::recorder(client.clone(), &config.identity),
         client,
@@ -119,5 +127,6 @@ pub async fn run(
     tokio::select! {
         () = election => Ok(()),
         result = writer.run(leading, published) => result,
+        result = gateway => result,
     }
 }

@@ -1,5 +1,5 @@
-//! Kubernetes sources: kube-runtime watchers for Routes, Services, EndpointSlices and
-//! Nodes feeding the [`IndexHandle`] (and [`NodeZones`]), then the status writer.
+//! Kubernetes sources: kube-runtime watchers for Routes, HTTPRoutes (where the cluster
+//! serves them, `httproutes`), Services, EndpointSlices and Nodes feeding the [`IndexHandle`] (and [`NodeZones`]), then the status writer.
 //!
 //! Where to start: [`run_sources`]. Each kind has one watcher per watched namespace (or
 //! one for all namespaces); `source` turns its events into index calls: a relist
@@ -7,6 +7,7 @@
 //! `Apply`/`Delete` is one `apply_*`/`delete_*`. Watch errors are retried with
 //! kube-runtime's default backoff, so an apiserver outage only delays updates.
 
+pub mod httproutes;
 mod nodes;
 mod source;
 
@@ -78,8 +79,9 @@ pub async fn run_sources(
             .map(Scope::Namespace)
             .collect()
     };
-    // Three kinds in every scope must finish their first listing.
-    let barrier = SyncBarrier::new(index.clone(), 3 * scopes.len());
+    // Four kinds in every scope must finish their first listing (HTTPRoutes count as
+    // listed at once where the cluster does not serve them).
+    let barrier = SyncBarrier::new(index.clone(), 4 * scopes.len());
     let sink = Sink::new(index.clone(), observed.clone(), barrier);
 
     let mut tasks = JoinSet::new();
@@ -107,6 +109,11 @@ pub async fn run_sources(
             sink.clone(),
         ));
     }
+    tasks.spawn(httproutes::run(
+        client.clone(),
+        scopes.clone(),
+        sink.clone(),
+    ));
     tasks.spawn(nodes::run(client.clone(), zones));
 
     let writer = status::run(

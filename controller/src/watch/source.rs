@@ -17,6 +17,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::crd::{Route, RouteSpec};
+use crate::httproute::HTTPRoute;
 use crate::index::{Changes, Index};
 use crate::state::IndexHandle;
 use crate::status::{Dirty, Observed};
@@ -58,8 +59,9 @@ impl SyncBarrier {
         })
     }
 
-    /// Called once per watcher, at its first `InitDone`.
-    fn listed(&self) {
+    /// Called once per watcher, at its first `InitDone` (or for a kind the cluster does
+    /// not serve, at once).
+    pub(super) fn listed(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             tracing::info!("every source listed: the index is synced");
             self.index.mark_synced();
@@ -93,6 +95,10 @@ impl Sink {
 
     pub(super) fn dirty(&self) -> Arc<Dirty> {
         self.dirty.clone()
+    }
+
+    pub(super) fn barrier(&self) -> &SyncBarrier {
+        &self.barrier
     }
 
     fn update(&self, f: impl FnOnce(&mut Index) -> Changes) {
@@ -160,6 +166,25 @@ impl Kind for Route {
     }
     fn observe_replace(observed: &Observed, objects: &[Self]) {
         observed.replace(objects);
+    }
+}
+
+impl Kind for HTTPRoute {
+    const NAME: &'static str = "HTTPRoute";
+    fn apply(index: &mut Index, object: &Self) -> Changes {
+        index.apply_http_route(object)
+    }
+    fn delete(index: &mut Index, object: &Self) -> Changes {
+        index.delete_http_route(object)
+    }
+    fn replace(index: &mut Index, objects: &[Self]) -> Changes {
+        index.replace_http_routes(objects)
+    }
+    fn stub(metadata: ObjectMeta) -> Self {
+        HTTPRoute {
+            metadata,
+            ..HTTPRoute::default()
+        }
     }
 }
 

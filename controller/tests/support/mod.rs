@@ -391,6 +391,9 @@ pub fn expected_table(endpoints: &[Ep<'_>]) -> RouteTable {
         hosts: vec!["orders.shop".into(), "orders.shop.svc.cluster.local".into()],
         rules: vec![Rule {
             path_prefix: "/".into(),
+            matching: Default::default(),
+            timeouts: None,
+            request_headers: None,
             backends: vec![Backend {
                 endpoint_set: set_key(),
                 weight: 1,

@@ -254,3 +254,83 @@ fn the_first_three_policies_encode_without_a_preference() {
         );
     }
 }
+
+/// The previous release's `Route` and `Rule`, as far as its proxy reads rules.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PreviousRoute {
+    #[prost(message, repeated, tag = "3")]
+    rules: Vec<PreviousRule>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PreviousRule {
+    #[prost(string, tag = "1")]
+    path_prefix: String,
+}
+
+/// A Route that matches by prefix alone reads as before to a proxy one release older;
+/// one with any other rule reads as a Route with no rule (its hosts answer 404), never
+/// as a bare prefix rule that would take requests its conditions exclude.
+#[test]
+fn match_rules_are_invisible_to_the_previous_release() {
+    use crate::model::{HeaderMatch, Matching, PathKind, StringMatch};
+    use prost::Message;
+
+    let plain = route("orders");
+    let previous = |route: &Route| {
+        let bytes = pb::Route::from(route).encode_to_vec();
+        PreviousRoute::decode(bytes.as_slice()).expect("decodes")
+    };
+    assert_eq!(
+        previous(&plain).rules.len(),
+        plain.rules.len(),
+        "prefix rules as before"
+    );
+
+    let mut matched = plain.clone();
+    let mut header_rule = matched.rules[0].clone();
+    header_rule.path_prefix = "/api/v[0-9]+".into();
+    header_rule.matching = Matching {
+        path: PathKind::RegularExpression,
+        method: Some("GET".into()),
+        headers: vec![HeaderMatch {
+            name: "x-canary".into(),
+            value: StringMatch::Exact("1".into()),
+        }],
+        query_params: Vec::new(),
+    };
+    matched.rules.push(header_rule);
+    assert!(
+        previous(&matched).rules.is_empty(),
+        "the previous release sees no rule to misapply"
+    );
+    let mut timed = plain.clone();
+    timed.rules[0].timeouts = Some(crate::model::Timeouts::default());
+    assert!(
+        previous(&timed).rules.is_empty(),
+        "a rule with its own timeouts too: an older proxy would apply the Route's"
+    );
+    assert_eq!(Route::try_from(pb::Route::from(&timed)), Ok(timed));
+    let mut edited = plain.clone();
+    edited.rules[0].request_headers = Some(crate::model::HeaderEdits {
+        set: vec![("x-env".into(), "canary".into())],
+        add: Vec::new(),
+        remove: vec!["x-debug".into()],
+    });
+    assert!(
+        previous(&edited).rules.is_empty(),
+        "nor header edits it would skip"
+    );
+    assert_eq!(Route::try_from(pb::Route::from(&edited)), Ok(edited));
+    let wire = pb::Route::from(&matched);
+    assert_eq!(
+        wire.match_rules.len(),
+        2,
+        "the whole Route moves, prefix rules too"
+    );
+    assert_eq!(
+        Route::try_from(wire),
+        Ok(matched),
+        "and round-trips in this release"
+    );
+}

@@ -524,10 +524,19 @@ pub struct Route {
     /// predates this field ignores it, serving as before).
     #[prost(message, optional, tag = "8")]
     pub grpc_health_check: ::core::option::Option<GrpcHealthCheck>,
+    /// The rules of a Route of which any rule matches other than by path prefix alone
+    /// (path_type, method, headers, query_params) or has its own timeouts; `rules` is
+    /// then empty. A proxy that
+    /// predates these fields sees a Route with no rule and answers its hosts 404, rather
+    /// than serve a header- or exact-path rule as a bare prefix, sending requests where
+    /// the Route says they must not go.
+    #[prost(message, repeated, tag = "9")]
+    pub match_rules: ::prost::alloc::vec::Vec<Rule>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Rule {
+    /// The path to match, read as `path_type` says (a prefix when unset).
     #[prost(string, tag = "1")]
     pub path_prefix: ::prost::alloc::string::String,
     #[prost(message, repeated, tag = "2")]
@@ -536,6 +545,62 @@ pub struct Rule {
     /// split, and requests that land on them are answered 500 with the reason.
     #[prost(message, repeated, tag = "3")]
     pub unresolved: ::prost::alloc::vec::Vec<UnresolvedBackend>,
+    #[prost(enumeration = "PathType", tag = "4")]
+    pub path_type: i32,
+    /// Uppercase; absent: any method.
+    #[prost(string, optional, tag = "5")]
+    pub method: ::core::option::Option<::prost::alloc::string::String>,
+    /// Every one must match.
+    #[prost(message, repeated, tag = "6")]
+    pub headers: ::prost::alloc::vec::Vec<StringCondition>,
+    #[prost(message, repeated, tag = "7")]
+    pub query_params: ::prost::alloc::vec::Vec<StringCondition>,
+    /// The timeouts of requests this rule takes, in place of the Route's. A Route with
+    /// any rule that sets them travels in `match_rules`, like one with conditions.
+    #[prost(message, optional, tag = "8")]
+    pub timeouts: ::core::option::Option<Timeouts>,
+    /// Header edits on requests this rule takes (Gateway API's RequestHeaderModifier).
+    /// A Route with any rule that sets them travels in `match_rules` too.
+    #[prost(message, optional, tag = "9")]
+    pub request_headers: ::core::option::Option<HeaderEdits>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HeaderEdits {
+    #[prost(message, repeated, tag = "1")]
+    pub set: ::prost::alloc::vec::Vec<HeaderField>,
+    #[prost(message, repeated, tag = "2")]
+    pub add: ::prost::alloc::vec::Vec<HeaderField>,
+    #[prost(string, repeated, tag = "3")]
+    pub remove: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct HeaderField {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub value: ::prost::alloc::string::String,
+}
+/// A header (lowercase name) or query parameter whose first value must match.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StringCondition {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(oneof = "string_condition::Value", tags = "2, 3")]
+    pub value: ::core::option::Option<string_condition::Value>,
+}
+/// Nested message and enum types in `StringCondition`.
+pub mod string_condition {
+    #[allow(clippy::all)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Value {
+        #[prost(string, tag = "2")]
+        Exact(::prost::alloc::string::String),
+        #[prost(string, tag = "3")]
+        RegularExpression(::prost::alloc::string::String),
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -695,6 +760,36 @@ pub struct GrpcHealthCheck {
     /// Passed probes in a row that bring it back.
     #[prost(uint32, tag = "5")]
     pub healthy_threshold: u32,
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum PathType {
+    Prefix = 0,
+    Exact = 1,
+    RegularExpression = 2,
+}
+impl PathType {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Prefix => "PATH_TYPE_PREFIX",
+            Self::Exact => "PATH_TYPE_EXACT",
+            Self::RegularExpression => "PATH_TYPE_REGULAR_EXPRESSION",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "PATH_TYPE_PREFIX" => Some(Self::Prefix),
+            "PATH_TYPE_EXACT" => Some(Self::Exact),
+            "PATH_TYPE_REGULAR_EXPRESSION" => Some(Self::RegularExpression),
+            _ => None,
+        }
+    }
 }
 /// How a Route picks an endpoint per request. In `LoadBalancer.policy`, UNSPECIFIED (and
 /// any value this proxy does not know) is rejected: the controller always sets a policy.

@@ -1,27 +1,31 @@
 //! The router: `(Host / :authority, path)` -> Route and rule, then a weighted backend.
 //!
-//! [`Router::new`] builds lookup structures once per table version; [`Router::route`]
-//! is then a hash lookup plus a scan of one route's rules, longest prefix first. The
-//! router never sees endpoints: a backend names an endpoint set, and the balancer for
-//! that set picks the pod.
+//! [`Router::new`] builds lookup structures once per table version;
+//! [`Router::route_request`] is then a hash lookup plus a scan of one route's rules in
+//! Gateway API's precedence (for prefix rules alone: longest prefix first). The router
+//! never sees endpoints: a backend names an endpoint set, and the balancer for that set
+//! picks the pod.
 //!
-//! Start at [`Router::route`]; host normalisation is in `host`, prefix matching (and
-//! its segment rule) in `path`, the weighted split in `weight`.
+//! Start at [`Router::route_request`]; host normalisation is in `host`, prefix matching
+//! (and its segment rule) in `path`, exact and regex paths, method, header and query
+//! conditions and the precedence in `matching`, the weighted split in `weight`.
 
 mod host;
+mod matching;
 mod path;
 #[cfg(test)]
 mod tests;
 mod weight;
 
 use foldhash::HashMap;
-use std::cmp::Reverse;
 use std::sync::Arc;
 
 use fairway_proto::model::{Route, RouteKey, RouteTable, Rule};
 use rand::RngCore;
 
 pub use host::normalize_host;
+use matching::Matcher;
+pub use matching::{Headers, RequestView};
 pub use path::{prefix_matches, request_path};
 pub use weight::Landed;
 use weight::landed;
@@ -33,7 +37,7 @@ pub enum RouteError {
     /// No Route claims this host (after port stripping and lowercasing).
     #[error("no route for host {0:?}")]
     UnknownHost(String),
-    /// The Route claims the host but none of its rules' prefixes matches the path.
+    /// The Route claims the host but none of its rules matches the request.
     #[error("route {route} has no rule matching path {path:?}")]
     NoRule { route: RouteKey, path: String },
 }
@@ -77,9 +81,11 @@ pub struct Router {
 struct RouteEntry {
     /// Shared with the table it came from: a new version copies a pointer.
     route: Arc<Route>,
-    /// Indices into `route.rules`, longest `path_prefix` first; equal lengths keep the
-    /// Route's order.
+    /// Indices into `route.rules` in the order they are tried (`matching::precedence`:
+    /// for prefix rules alone, the longest first; equal lengths keep the Route's order).
     rules_by_prefix: Vec<usize>,
+    /// Each rule's compiled match, by index into `route.rules`.
+    matchers: Vec<Matcher>,
 }
 
 impl Router {
@@ -89,12 +95,13 @@ impl Router {
     pub fn new(table: &RouteTable) -> Self {
         let mut router = Router::default();
         for route in table.routes.values() {
-            let mut rules_by_prefix: Vec<usize> = (0..route.rules.len()).collect();
-            rules_by_prefix.sort_by_key(|&i| Reverse(route.rules[i].path_prefix.len()));
+            let rules_by_prefix = matching::precedence(&route.rules);
+            let matchers = route.rules.iter().map(Matcher::compile).collect();
             let index = router.entries.len();
             router.entries.push(RouteEntry {
                 route: Arc::clone(route),
                 rules_by_prefix,
+                matchers,
             });
             for host in &route.hosts {
                 let name = normalize_host(host).into_owned();
@@ -109,18 +116,25 @@ impl Router {
 
     /// Routes a request by its `Host` / `:authority` (port, case and a trailing dot
     /// ignored; `[::1]:80` works) and its path (query ignored). The longest matching
-    /// `path_prefix` wins; see `path` for the segment rule.
+    /// `path_prefix` wins; see `path` for the segment rule. A rule with a condition on
+    /// method, headers or query never matches here: use [`Router::route_request`].
     pub fn route(&self, authority_or_host: &str, path: &str) -> Result<Selected<'_>, RouteError> {
-        self.route_in(authority_or_host, path, None)
+        let request = RequestView {
+            method: None,
+            path_and_query: path,
+            headers: &(),
+        };
+        self.route_request(authority_or_host, &request, None)
     }
 
-    /// [`route`](Self::route) for a client in `namespace` (a sidecar's pod): a bare host
-    /// (`orders`, no dot) is looked up as `orders.NAMESPACE` first, as cluster DNS
-    /// resolves it there, then as itself.
-    pub fn route_in(
+    /// Routes a request by its host and the first rule, in Gateway API's precedence
+    /// (`matching::precedence`), whose path and conditions all match it. For a client in
+    /// `namespace` (a sidecar's pod), a bare host (`orders`, no dot) is looked up as
+    /// `orders.NAMESPACE` first, as cluster DNS resolves it there, then as itself.
+    pub fn route_request(
         &self,
         authority_or_host: &str,
-        path: &str,
+        request: &RequestView<'_>,
         namespace: Option<&str>,
     ) -> Result<Selected<'_>, RouteError> {
         let host = normalize_host(authority_or_host);
@@ -134,7 +148,7 @@ impl Router {
         let Some(index) = found else {
             return Err(RouteError::UnknownHost(host.into_owned()));
         };
-        self.select(index, path)
+        self.select(index, request)
     }
 
     /// The entry for normalised `host`: a port-less claim first, then one with the
@@ -152,15 +166,15 @@ impl Router {
         found.copied()
     }
 
-    fn select(&self, index: usize, path: &str) -> Result<Selected<'_>, RouteError> {
+    fn select(&self, index: usize, request: &RequestView<'_>) -> Result<Selected<'_>, RouteError> {
         let entry = &self.entries[index];
         let route = &entry.route;
-        let path = request_path(path);
+        let path = matching::path_of(request.path_and_query);
         entry
             .rules_by_prefix
             .iter()
             .copied()
-            .find(|&i| prefix_matches(&route.rules[i].path_prefix, path))
+            .find(|&i| entry.matchers[i].matches(&route.rules[i], path, request))
             .map(|rule_index| Selected {
                 route,
                 rule: &route.rules[rule_index],

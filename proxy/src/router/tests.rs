@@ -21,6 +21,9 @@ fn key(service: &str) -> EndpointSetKey {
 fn rule(prefix: &str, backends: &[(&str, u32)]) -> Rule {
     Rule {
         path_prefix: prefix.into(),
+        matching: Default::default(),
+        timeouts: None,
+        request_headers: None,
         backends: backends
             .iter()
             .map(|&(service, weight)| Backend {
@@ -287,8 +290,13 @@ fn a_sidecar_resolves_a_bare_host_in_its_own_namespace_first() {
         ),
     ]));
     let to = |authority: &str, namespace: Option<&str>| {
+        let request = super::RequestView {
+            method: None,
+            path_and_query: "/",
+            headers: &(),
+        };
         router
-            .route_in(authority, "/", namespace)
+            .route_request(authority, &request, namespace)
             .map(|s| s.route.key.name.clone())
             .map_err(|e| e.to_string())
     };

@@ -94,6 +94,9 @@ mod tests {
         use fairway_proto::model::{Rule, UnresolvedBackend};
         let rule = Rule {
             path_prefix: "/".into(),
+            matching: Default::default(),
+            timeouts: None,
+            request_headers: None,
             backends: vec![backend("a", 1)],
             unresolved: vec![UnresolvedBackend {
                 service: "gone".into(),

@@ -243,6 +243,32 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue) {
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 }
 
+/// A rule's header edits (Gateway API's `RequestHeaderModifier`): `set` replaces every
+/// field of the name, `add` appends, `remove` drops, in that order as the spec lists
+/// them. A name or value that is not a valid field is skipped (the controller checks
+/// both, so only a hand-made table can hold one).
+pub fn apply_edits(headers: &mut HeaderMap, edits: &fairway_proto::model::HeaderEdits) {
+    let field = |name: &str, value: &str| {
+        Some((
+            HeaderName::from_bytes(name.as_bytes()).ok()?,
+            HeaderValue::from_str(value).ok()?,
+        ))
+    };
+    for (name, value) in &edits.set {
+        if let Some((name, value)) = field(name, value) {
+            headers.insert(name, value);
+        }
+    }
+    for (name, value) in &edits.add {
+        if let Some((name, value)) = field(name, value) {
+            headers.append(name, value);
+        }
+    }
+    for name in &edits.remove {
+        headers.remove(name.as_str());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

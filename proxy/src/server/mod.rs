@@ -33,6 +33,7 @@ mod step;
 mod traced;
 mod tunnel;
 mod upgrade;
+mod view;
 
 use std::future::Future;
 use std::net::SocketAddr;

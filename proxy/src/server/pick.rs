@@ -13,9 +13,11 @@ use rand::rngs::SmallRng;
 
 use super::forward::authority_of;
 use super::service::Shared;
+use super::view;
 use crate::balance::{LOAD_REPORT_HEADER, Outcome, Pick, parse_load_report};
-use crate::request::UpstreamBody;
+use crate::request::{RawFields, UpstreamBody};
 use crate::response::ProxyBody;
+use crate::router::RequestView;
 use crate::table::{KeyOf, ResolveError, Table, Target};
 
 thread_local! {
@@ -28,13 +30,13 @@ pub(super) fn pick(
     table: &Table,
     kind: Pick,
     authority: &str,
-    path: &str,
+    request: &RequestView<'_>,
     key_of: KeyOf<'_>,
     now: Instant,
 ) -> Result<(Target, EndpointAddr), ResolveError> {
     RNG.with(|rng| {
         let rng = &mut *rng.borrow_mut();
-        table.resolve_for(kind, authority, path, key_of, now, rng)
+        table.resolve_for(kind, authority, request, key_of, now, rng)
     })
 }
 
@@ -133,7 +135,11 @@ pub(super) fn repick<U>(
     tried: &[EndpointAddr],
 ) -> Option<(Target, EndpointAddr)> {
     let authority = authority_of(request)?;
-    let path = request.uri().path();
+    let headers = view::RequestHeaders {
+        map: request.headers(),
+        fields: request.body().fields(),
+    };
+    let view = view::of(request, &headers);
     let now = Instant::now();
     let table = shared.table.load();
     let table: &Table = if table.version.is_some() {
@@ -141,12 +147,12 @@ pub(super) fn repick<U>(
     } else {
         fallback
     };
-    let mut picked = pick(table, Pick::Request, authority, path, &|_| None, now).ok()?;
+    let mut picked = pick(table, Pick::Request, authority, &view, &|_| None, now).ok()?;
     for _ in 1..REPICKS {
         if !tried.contains(&picked.1) {
             break;
         }
-        let again = pick(table, Pick::Request, authority, path, &|_| None, now).ok()?;
+        let again = pick(table, Pick::Request, authority, &view, &|_| None, now).ok()?;
         // Every pick counts its endpoint in flight: end the one set aside.
         let (target, addr) = std::mem::replace(&mut picked, again);
         target

@@ -20,6 +20,7 @@ use super::retry::{self, SharedBudget};
 use super::step::{self, Resend, Step};
 use super::traced;
 use super::upgrade;
+use super::view;
 use crate::balance::{Outcome, Pick};
 use crate::metrics::grpc::{self as grpc_metrics, GrpcCall};
 use crate::metrics::{Metrics, RetryReason};
@@ -188,14 +189,12 @@ async fn proxy<U: Upstream>(
     let table = shared.table.load();
     let (target, addr) = {
         let key_of = affinity::key_of(request.headers(), request.body().fields(), client);
-        pick(
-            &table,
-            Pick::Request,
-            authority,
-            request.uri().path(),
-            &key_of,
-            start,
-        )
+        let headers = view::RequestHeaders {
+            map: request.headers(),
+            fields: request.body().fields(),
+        };
+        let view = view::of(&request, &headers);
+        pick(&table, Pick::Request, authority, &view, &key_of, start)
     }
     .map_err(|e| (ProxyError::Resolve(e), None, None))?;
     let route = Arc::clone(&target.route);
@@ -212,7 +211,7 @@ async fn proxy<U: Upstream>(
     let guard = EndGuard::new(target, addr, start);
     shared.budget.deposit(route.retries.budget_percent);
     // HTTP: the route's request timeout; gRPC: the call's own deadline (`grpc::limit`).
-    let limit = grpc::limit(&route.timeouts, asked);
+    let limit = grpc::limit(guard.target.timeouts(), asked);
     // `checked_add`: a client's grpc-timeout may be 99999999H; past what the clock can
     // hold there is no deadline to keep.
     let deadline = limit.and_then(|limit| tokio::time::Instant::from_std(start).checked_add(limit));
@@ -294,7 +293,7 @@ async fn tries<U: Upstream>(
         // when that retry could happen, and only for HTTP/2, which consumes the request
         // (HTTP/1.1 borrows it). A per-try timeout drops the try mid-write: copy it then
         // too.
-        let per_try = route.timeouts.per_try;
+        let per_try = guard.target.timeouts().per_try;
         let consumed = settings.protocol == AppProtocol::H2c || per_try.is_some();
         let backup = (attempts_left > 0 && idempotent && consumed)
             .then(|| request.as_ref().and_then(resend::clone_request))
@@ -436,7 +435,10 @@ async fn prepare(
     // something in them needs an edit, or an absolute-form target's authority replaces
     // their `Host`.
     // A traced request gets our `traceparent` per try: into the map with the rest.
+    // A rule's header edits (RequestHeaderModifier) are made in the map too.
+    let edits = guard.target.rule_request_headers.as_deref();
     let as_sent = !traced
+        && edits.is_none()
         && body
             .fields()
             .is_some_and(|f| parts.uri.authority().is_none() && headers::raw_fields_pass(f));
@@ -446,6 +448,9 @@ async fn prepare(
         let raw = body.take_raw();
         let fields = raw.as_ref().map(|raw| &raw.fields);
         headers::edit_request(&mut parts.headers, fields, Some(client));
+        if let Some(edits) = edits {
+            headers::apply_edits(&mut parts.headers, edits);
+        }
     }
     Ok(Request::from_parts(parts, body))
 }

@@ -36,9 +36,11 @@ use super::forward::{UpstreamError, authority_of};
 use super::headers;
 use super::pick::{EndGuard, pick};
 use super::service::{Answer, Failed, Shared};
+use super::view;
 use crate::balance::{Outcome, Pick};
 use crate::request::{RawFields, RequestBody};
 use crate::response::ProxyBody;
+use crate::router::RequestView;
 use crate::table::{KeyOf, Table};
 
 mod open;
@@ -120,12 +122,14 @@ pub enum Admit {
 
 /// Decides what to do with `ask`, made by `request`, with the current `table`. Pure.
 pub fn admit<B: RawFields>(table: &Table, request: &Request<B>, ask: &Ask) -> Admit {
+    let headers = view::RequestHeaders {
+        map: request.headers(),
+        fields: request.body().fields(),
+    };
     let route = authority_of(request)
         .ok_or(ProxyError::MissingHost)
         .and_then(|authority| {
-            table
-                .route(authority, request.uri().path())
-                .map_err(ProxyError::Resolve)
+            (table.route(authority, &view::of(request, &headers))).map_err(ProxyError::Resolve)
         });
     let route = match (route, ask.via) {
         (Ok(route), _) => route,
@@ -187,7 +191,17 @@ pub async fn proxy<U: Sync>(
             .ok_or((ProxyError::MissingHost, None, None))?;
     let (parts, _) = request.into_parts();
     let client_key = parts.headers.get(SEC_WEBSOCKET_KEY).cloned();
-    let path = parts.uri.path().to_owned();
+    // The route is chosen on the request as the client sent it (hyper's path: every
+    // field in the map).
+    let headers = view::RequestHeaders {
+        map: &parts.headers,
+        fields: None,
+    };
+    let request_view = RequestView {
+        method: Some(parts.method.as_str()),
+        path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        headers: &headers,
+    };
     let table = shared.table.load();
     // Only refused connections are tried again: nothing reached a pod, and an upgrade
     // has no body to replay.
@@ -205,7 +219,7 @@ pub async fn proxy<U: Sync>(
             &table,
             Pick::Upgrade,
             &authority,
-            &path,
+            &request_view,
             key_of,
             Instant::now(),
         )

@@ -171,6 +171,8 @@ pub(super) fn shape(
                         route: Arc::clone(route),
                         backend: Arc::clone(&per_set[&backend.endpoint_set]),
                         protocol: protocol(source, route, &backend.endpoint_set),
+                        rule_timeouts: rule.timeouts.clone().map(Arc::new),
+                        rule_request_headers: rule.request_headers.clone().map(Arc::new),
                     })
                     .collect()
             })

@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use fairway_proto::model::{EndpointSetKey, RouteTable};
 
 use super::Table;
+use crate::router::RequestView;
 
 /// ClusterIP:port to the endpoint set of that Service port.
 pub(super) type ServiceIndex = HashMap<SocketAddr, EndpointSetKey>;
@@ -27,9 +28,15 @@ impl Table {
     /// Whether a request for `authority` and `path` matches a Route whose matched rule
     /// sends to `set` (with any weight).
     pub fn routes_to(&self, authority: &str, path: &str, set: &EndpointSetKey) -> bool {
+        // The first request's head only: its method and fields stay with the connection.
+        let request = RequestView {
+            method: None,
+            path_and_query: path,
+            headers: &(),
+        };
         self.shape
             .router
-            .route_in(authority, path, self.namespace.as_deref())
+            .route_request(authority, &request, self.namespace.as_deref())
             .is_ok_and(|selected| {
                 selected
                     .rule

@@ -171,6 +171,9 @@ pub fn route(name: &str, hosts: &[&str], backends: &[(&str, u32)]) -> Route {
         hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
         rules: vec![Rule {
             path_prefix: "/".into(),
+            matching: Default::default(),
+            timeouts: None,
+            request_headers: None,
             backends: backends
                 .iter()
                 .map(|(service, weight)| Backend {

@@ -14,6 +14,7 @@
 //! `test NAME ... ok|FAILED` per scenario and a last line `N passed, M failed`.
 
 mod faults;
+mod gamma;
 mod rebase;
 mod scenarios;
 mod topology;
@@ -122,6 +123,11 @@ fn main() -> ExitCode {
 fn outside(args: &[String]) -> ExitCode {
     if let Err(e) = fairway_tests::gobuild::ensure_binaries() {
         eprintln!("e2e: building kube-apiserver and etcd failed: {e}");
+        return ExitCode::FAILURE;
+    }
+    // Inside the network namespace there is no module proxy: cache the CRDs' module now.
+    if let Err(e) = fairway_tests::gateway_api::httproute_crd() {
+        eprintln!("e2e: the Gateway API CRDs: {e}");
         return ExitCode::FAILURE;
     }
     for bin in [world::controller_bin(), world::proxy_bin()] {

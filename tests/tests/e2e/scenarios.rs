@@ -59,6 +59,10 @@ pub fn all() -> Vec<Scenario> {
             name: "s10_restarted_controller_rebases_proxies",
             run: || Box::pin(crate::rebase::restarted_controller_rebases_proxies()),
         },
+        Scenario {
+            name: "s11_httproute_on_a_service",
+            run: || Box::pin(crate::gamma::http_route_on_a_service()),
+        },
     ]
 }
 
@@ -265,6 +269,7 @@ fn route_with(ns: &str, name: &str, hosts: &[&str], rules: &[(&str, &[(&str, u32
             .iter()
             .map(|(prefix, backends)| RouteRule {
                 path_prefix: (*prefix).to_owned(),
+                matches: None,
                 backends: backends
                     .iter()
                     .map(|(service, weight)| RouteBackend {

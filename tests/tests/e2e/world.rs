@@ -582,8 +582,36 @@ impl Conn {
         host: &str,
         path: &str,
     ) -> Result<(u16, Option<String>, String), hyper::Error> {
-        let request = hyper::Request::get(path)
-            .header(hyper::header::HOST, host)
+        self.try_request("GET", host, path, &[]).await
+    }
+
+    /// `METHOD path` with `Host: host` and `headers`: the status and the answering pod.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Option<String>, String) {
+        (self.try_request(method, host, path, headers).await)
+            .unwrap_or_else(|e| panic!("{method} {host}{path}: {e}"))
+    }
+
+    async fn try_request(
+        &mut self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Option<String>, String), hyper::Error> {
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, host);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
             .body(Empty::new())
             .unwrap_or_else(|e| panic!("request: {e}"));
         // The connection takes the next request only once the last one is done.

@@ -292,6 +292,17 @@ fn default_render_is_hardened_and_wired() {
             "ClusterRole grants {forbidden}: {rules}"
         );
     }
+    // HTTPRoute input (issue 20): explicit verbs, status by patch only.
+    let granted = |resource: &str| -> Vec<String> {
+        let rules = role["rules"].as_array().into_iter().flatten();
+        let rule = rules
+            .filter(|r| r["apiGroups"][0] == "gateway.networking.k8s.io")
+            .find(|r| r["resources"][0] == resource);
+        let verbs = rule.map(|r| r["verbs"].clone()).unwrap_or_default();
+        serde_json::from_value(verbs).unwrap_or_default()
+    };
+    assert_eq!(granted("httproutes"), ["get", "list", "watch"], "{rules}");
+    assert_eq!(granted("httproutes/status"), ["patch"], "{rules}");
     assert!(objects.iter().all(|o| o["kind"] != "ServiceMonitor"));
     // The default ConfigMaps: the Grafana dashboard and the injection template (the
     // sidecar's needs sidecar mode).

@@ -37,6 +37,9 @@ fn published(n: u8) -> Published {
         hosts: vec!["orders.shop".into()],
         rules: vec![Rule {
             path_prefix: "/".into(),
+            matching: Default::default(),
+            timeouts: None,
+            request_headers: None,
             backends: vec![Backend {
                 endpoint_set: set_key(),
                 weight: 1,

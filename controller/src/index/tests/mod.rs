@@ -2,10 +2,13 @@
 //! split like the index itself.
 
 mod endpoints;
+mod gamma;
+mod gamma_rules;
 mod hosts;
 mod implicit;
 mod incremental;
 mod invalid;
+mod matching;
 mod routes;
 mod status;
 
@@ -61,6 +64,7 @@ pub(super) fn route(
         hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
         rules: vec![RouteRule {
             path_prefix: "/".to_owned(),
+            matches: None,
             backends: vec![backend(service, port, 1)],
         }],
         load_balancer: Default::default(),

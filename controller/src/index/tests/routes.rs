@@ -25,6 +25,9 @@ fn a_valid_route_becomes_a_table_route_with_defaults() {
             hosts: vec!["orders.shop".to_owned()],
             rules: vec![model::Rule {
                 path_prefix: "/".to_owned(),
+                matching: Default::default(),
+                timeouts: None,
+                request_headers: None,
                 backends: vec![Backend {
                     endpoint_set: set_key("orders", 8080),
                     weight: 1
@@ -421,7 +424,7 @@ fn unresolved_backends_keep_their_share_and_name_the_cause_for_both_port_forms()
 /// The hand-written validators and the CRD's regex patterns accept the same strings.
 #[test]
 fn validators_agree_with_the_schema_patterns() {
-    use crate::index::routes::{is_dns_label, is_dns_subdomain, is_dns1035_label};
+    use crate::index::names::{is_dns_label, is_dns_subdomain, is_dns1035_label};
     type Check = (&'static str, fn(&str) -> bool);
     let checks: [Check; 3] = [
         (crd::HOST_PATTERN, is_dns_subdomain),

@@ -241,3 +241,128 @@ async fn a_request_with_conflicting_framing_is_refused_unforwarded() {
     assert_eq!(reason(&response), "ConflictingFraming");
     assert!(pods.sent().is_empty());
 }
+
+/// The request service gives the router the request's method, headers and query: a
+/// rule with conditions on them serves only the requests that meet every one.
+#[tokio::test]
+async fn rules_match_on_method_headers_and_query() {
+    use fairway_proto::model::{HeaderMatch, Matching, QueryParamMatch, StringMatch};
+    let (shared, pods) = proxy(1, |route| {
+        route.rules[0].matching = Matching {
+            method: Some("GET".into()),
+            headers: vec![HeaderMatch {
+                name: "x-canary".into(),
+                value: StringMatch::RegularExpression("on|yes".into()),
+            }],
+            query_params: vec![QueryParamMatch {
+                name: "v".into(),
+                value: StringMatch::Exact("2".into()),
+            }],
+            ..Matching::default()
+        };
+    });
+    let ask = |method: Method, target: &'static str, canary: Option<&'static str>| {
+        let mut request = request(method, "orders.shop", b"");
+        *request.uri_mut() = target.parse().unwrap();
+        if let Some(value) = canary {
+            let value = HeaderValue::from_static(value);
+            request.headers_mut().insert("x-canary", value);
+        }
+        request
+    };
+    let cases = [
+        (Method::GET, "/orders/7?v=2", Some("yes"), StatusCode::OK),
+        (Method::GET, "/orders/7?a=1&v=2", Some("on"), StatusCode::OK),
+        (Method::GET, "/orders/7?v=2", None, StatusCode::NOT_FOUND),
+        (
+            Method::GET,
+            "/orders/7?v=2",
+            Some("nope"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            "/orders/7?v=3",
+            Some("yes"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::POST,
+            "/orders/7?v=2",
+            Some("yes"),
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (method, target, canary, want) in cases {
+        let what = format!("{method} {target} x-canary {canary:?}");
+        let response = call(&shared, ask(method, target, canary)).await;
+        assert_eq!(response.status(), want, "{what}: {}", reason(&response));
+        if want == StatusCode::NOT_FOUND {
+            assert_eq!(reason(&response), "NoRule", "{what}");
+        }
+    }
+    assert_eq!(
+        pods.sent().len(),
+        2,
+        "only the two matching requests reach a pod"
+    );
+}
+
+/// A rule's own timeouts (an HTTPRoute rule's `timeouts`) are what its requests get;
+/// a rule without them gets the Route's.
+#[test]
+fn a_rules_timeouts_replace_the_routes() {
+    use fairway_proto::model::Timeouts;
+    use rand::SeedableRng;
+    use std::time::Duration;
+    let own = Timeouts {
+        request: Duration::from_secs(3),
+        per_try: Some(Duration::from_millis(500)),
+        ..Timeouts::default()
+    };
+    let (shared, _) = proxy(1, |route| route.rules[0].timeouts = Some(own.clone()));
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+    let table = shared.table.load();
+    let (target, _) =
+        (table.resolve("orders.shop", "/", Instant::now(), &mut rng)).expect("routed");
+    assert_eq!(target.timeouts(), &own, "the rule's timeouts");
+    let (shared, _) = proxy(1, |_| {});
+    let table = shared.table.load();
+    let (target, _) =
+        (table.resolve("orders.shop", "/", Instant::now(), &mut rng)).expect("routed");
+    assert_eq!(target.timeouts(), &target.route.timeouts, "the Route's");
+}
+
+/// A rule's RequestHeaderModifier edits what the pod gets: set replaces, add appends,
+/// remove drops.
+#[tokio::test]
+async fn a_rules_header_edits_reach_the_pod() {
+    use fairway_proto::model::HeaderEdits;
+    let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+    let (shared, pods) = proxy(1, |route| {
+        route.rules[0].request_headers = Some(HeaderEdits {
+            set: vec![pair("x-env", "canary")],
+            add: vec![pair("x-tag", "b")],
+            remove: vec!["x-debug".to_owned()],
+        });
+    });
+    let mut asked = request(Method::GET, "orders.shop", b"");
+    for (name, value) in [("x-env", "prod"), ("x-tag", "a"), ("x-debug", "1")] {
+        let value = HeaderValue::from_static(value);
+        asked.headers_mut().append(name, value);
+    }
+    let response = call(&shared, asked).await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", reason(&response));
+    let sent = pods.sent();
+    let headers = &sent[0].headers;
+    let all = |name: &str| -> Vec<&str> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    };
+    assert_eq!(all("x-env"), ["canary"], "set replaces");
+    assert_eq!(all("x-tag"), ["a", "b"], "add appends");
+    assert!(all("x-debug").is_empty(), "remove drops");
+}

@@ -57,6 +57,9 @@ fn table(upgrades: &[&str]) -> Table {
         hosts: vec!["chat.test".into()],
         rules: vec![Rule {
             path_prefix: "/".into(),
+            matching: Default::default(),
+            timeouts: None,
+            request_headers: None,
             backends: vec![Backend {
                 endpoint_set: set.clone(),
                 weight: 1,

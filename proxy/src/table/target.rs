@@ -1,0 +1,30 @@
+//! What one matched request goes to: its Route, the backend's balancer state, the
+//! protocol, and its rule's own timeouts and header edits.
+
+use std::sync::Arc;
+
+use fairway_proto::model::{AppProtocol, HeaderEdits, Route, Timeouts};
+
+use super::BackendState;
+
+/// Everything the request path needs for one matched request.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub route: Arc<Route>,
+    pub backend: Arc<BackendState>,
+    /// The protocol to speak to the picked endpoint.
+    pub protocol: AppProtocol,
+    /// The rule's own timeouts, when it has them (shared: a target is cloned per request).
+    pub rule_timeouts: Option<Arc<Timeouts>>,
+    /// The rule's header edits on requests, when it has them.
+    pub rule_request_headers: Option<Arc<HeaderEdits>>,
+}
+
+impl Target {
+    /// The timeouts of a request through this target: its rule's, else its Route's.
+    pub fn timeouts(&self) -> &Timeouts {
+        self.rule_timeouts
+            .as_deref()
+            .unwrap_or(&self.route.timeouts)
+    }
+}

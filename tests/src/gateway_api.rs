@@ -1,0 +1,80 @@
+//! Gateway API's own CRDs, installed into a test cluster: the standard-channel
+//! `HTTPRoute` CRD of the release the controller is pinned to
+//! (`fairway_controller::httproute::PINNED_RELEASE`), taken from the Go module
+//! `sigs.k8s.io/gateway-api` (its `config/crd/standard/`), so the tests meet the real
+//! schema, defaults and CEL rules rather than a copy of ours.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use fairway_controller::httproute::PINNED_RELEASE;
+
+use crate::cluster::TestCluster;
+use crate::kubectl::kubectl;
+
+/// The Go module that ships the CRDs.
+pub const MODULE: &str = "sigs.k8s.io/gateway-api";
+/// The HTTPRoute CRD inside the module.
+const HTTPROUTE_CRD: &str = "config/crd/standard/gateway.networking.k8s.io_httproutes.yaml";
+
+/// The HTTPRoute CRD file of the pinned release, downloaded into Go's module cache
+/// first if needed (the module proxy must be reachable then). `Err` says how to get it.
+pub fn httproute_crd() -> Result<PathBuf, String> {
+    let module = format!("{MODULE}@{PINNED_RELEASE}");
+    let out = Command::new("go")
+        .args(["mod", "download", "-json", &module])
+        // Outside any module: the download must not touch a go.mod.
+        .current_dir(std::env::temp_dir())
+        .output()
+        .map_err(|e| format!("cannot run `go` ({e}): install Go and put it on PATH"))?;
+    let how = format!(
+        "run `go mod download {module}` with the module proxy reachable (GOPROXY) to cache it"
+    );
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("go mod download {module} failed: {stderr}{how}"));
+    }
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("go mod download -json {module}: {e}"))?;
+    let dir = info["Dir"]
+        .as_str()
+        .ok_or_else(|| format!("go mod download -json {module} names no Dir; {how}"))?;
+    let crd = PathBuf::from(dir).join(HTTPROUTE_CRD);
+    match crd.exists() {
+        true => Ok(crd),
+        false => Err(format!("{} is missing from {module}", crd.display())),
+    }
+}
+
+/// Installs the HTTPRoute CRD into `cluster` and waits for it to be Established, once
+/// per test binary. Panics with the reason: every caller is a test.
+pub fn install(cluster: &TestCluster) {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    let installed = INSTALLED.get_or_init(|| {
+        let crd = httproute_crd()?;
+        let crd = crd.display().to_string();
+        let run = |args: &[&str], what: &str| -> Result<(), String> {
+            let out = kubectl(cluster, args, None).map_err(|e| e.to_string())?;
+            match out.success {
+                true => Ok(()),
+                false => Err(format!("{what} failed:\n{}{}", out.stdout, out.stderr)),
+            }
+        };
+        // Server-side: the CRD is too large for client-side apply's annotation.
+        run(
+            &["apply", "--server-side", "-f", &crd],
+            "kubectl apply the HTTPRoute CRD",
+        )?;
+        let established = [
+            "wait",
+            "--for=condition=Established",
+            "crd/httproutes.gateway.networking.k8s.io",
+            "--timeout=60s",
+        ];
+        run(&established, "wait for the HTTPRoute CRD to be Established")
+    });
+    if let Err(e) = installed {
+        panic!("Gateway API CRDs: {e}");
+    }
+}
