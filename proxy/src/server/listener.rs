@@ -71,12 +71,8 @@ pub async fn accept_loop(
     phases: Phases,
     slots: Arc<Semaphore>,
 ) {
-    let Phases { draining, mut stop } = phases;
-    let builder = Arc::new(builder(config));
-    let limits = downstream::Limits {
-        max_head: config.max_header_bytes,
-        max_headers: config.max_headers,
-    };
+    let mut stop = phases.stop.clone();
+    let connections = Connections::new(config, shared, phases);
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&slots).acquire_owned() => match permit {
@@ -91,15 +87,7 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let conn = Connection {
-                    builder: Arc::clone(&builder),
-                    shared: Arc::clone(&shared),
-                    limits,
-                    header_read_timeout: config.header_read_timeout,
-                    stop: stop.clone(),
-                    draining: draining.clone(),
-                    _permit: permit,
-                };
+                let conn = connections.connection(permit);
                 tokio::spawn(conn.serve(stream, peer, BytesMut::new()));
             }
             Err(error) => {
@@ -108,6 +96,43 @@ pub async fn accept_loop(
                 tracing::warn!(%error, "accept failed");
                 tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
             }
+        }
+    }
+}
+
+/// What every connection of one loop shares, to make each [`Connection`] from.
+struct Connections {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shared: Arc<Shared>,
+    limits: downstream::Limits,
+    header_read_timeout: std::time::Duration,
+    phases: Phases,
+}
+
+impl Connections {
+    fn new(config: &ServerConfig, shared: Arc<Shared>, phases: Phases) -> Connections {
+        Connections {
+            builder: Arc::new(builder(config)),
+            shared,
+            limits: downstream::Limits {
+                max_head: config.max_header_bytes,
+                max_headers: config.max_headers,
+            },
+            header_read_timeout: config.header_read_timeout,
+            phases,
+        }
+    }
+
+    /// A connection holding `permit`, its slot under the cap.
+    fn connection(&self, permit: OwnedSemaphorePermit) -> Connection {
+        Connection {
+            builder: Arc::clone(&self.builder),
+            shared: Arc::clone(&self.shared),
+            limits: self.limits,
+            header_read_timeout: self.header_read_timeout,
+            stop: self.phases.stop.clone(),
+            draining: self.phases.draining.clone(),
+            _permit: permit,
         }
     }
 }
@@ -133,12 +158,8 @@ pub async fn captured_loop(
     phases: Phases,
     slots: Arc<Semaphore>,
 ) {
-    let Phases { draining, mut stop } = phases;
-    let builder = Arc::new(builder(config));
-    let limits = downstream::Limits {
-        max_head: config.max_header_bytes,
-        max_headers: config.max_headers,
-    };
+    let mut stop = phases.stop.clone();
+    let connections = Connections::new(config, shared, phases);
     loop {
         let next = tokio::select! {
             next = captured.recv() => next,
@@ -154,15 +175,7 @@ pub async fn captured_loop(
             },
             _ = stop.wait_for(|stop| *stop) => return,
         };
-        let conn = Connection {
-            builder: Arc::clone(&builder),
-            shared: Arc::clone(&shared),
-            limits,
-            header_read_timeout: config.header_read_timeout,
-            stop: stop.clone(),
-            draining: draining.clone(),
-            _permit: permit,
-        };
+        let conn = connections.connection(permit);
         tokio::spawn(conn.serve(stream, peer, read));
     }
 }
