@@ -74,12 +74,8 @@ pub async fn accept_loop(
     let mut stop = phases.stop.clone();
     let connections = Connections::new(config, shared, phases);
     loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-            _ = stop.wait_for(|stop| *stop) => return,
+        let Some(permit) = slot(&slots, &mut stop).await else {
+            return;
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -97,6 +93,18 @@ pub async fn accept_loop(
                 tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
             }
         }
+    }
+}
+
+/// A slot under the connection cap, or `None` once the server stops (or the cap is
+/// closed): past the cap a loop waits here, and the kernel's backlog holds new clients.
+async fn slot(
+    slots: &Arc<Semaphore>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<OwnedSemaphorePermit> {
+    tokio::select! {
+        permit = Arc::clone(slots).acquire_owned() => permit.ok(),
+        _ = stop.wait_for(|stop| *stop) => None,
     }
 }
 
@@ -168,12 +176,8 @@ pub async fn captured_loop(
         let Some(super::Captured { stream, peer, read }) = next else {
             return;
         };
-        let permit = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-            _ = stop.wait_for(|stop| *stop) => return,
+        let Some(permit) = slot(&slots, &mut stop).await else {
+            return;
         };
         let conn = connections.connection(permit);
         tokio::spawn(conn.serve(stream, peer, read));
