@@ -99,6 +99,10 @@ fi
 # --no-fail-fast: one failing test binary must not hide the results of the others.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# Every workspace binary first: tests run them as processes (the controller and proxy,
+# and `fairway` itself for inject, wait-drained and copy-hook), and `cargo test` builds
+# a package's binaries only for that package's own integration tests.
+cargo build --workspace --bins
 set +e
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

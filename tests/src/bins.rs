@@ -20,8 +20,8 @@ pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.exists(),
-        "{} is missing: run ./tests/run.sh or cargo test --workspace (or cargo build \
-         -p fairway-controller -p fairway-proxy) before this test",
+        "{} is missing: run ./tests/run.sh (or cargo build --workspace --bins) before \
+         this test",
         path.display()
     );
     path
