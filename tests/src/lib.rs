@@ -23,6 +23,7 @@ pub mod node;
 pub mod objects;
 mod pki;
 pub mod process;
+pub mod tokens;
 pub mod wait;
 
 pub use cluster::TestCluster;

@@ -19,7 +19,6 @@ use fairway_tests::cluster::SERVICE_ACCOUNT_ISSUER;
 use fairway_tests::controller::{self, Controller, Security};
 use fairway_tests::objects::{State, endpoint, route, service, slice};
 use fairway_tests::{TestCluster, eventually};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
@@ -81,20 +80,7 @@ impl Setup {
     /// A token for ServiceAccount `name` and `audience`, from the TokenRequest API (as
     /// the kubelet gets the projected one).
     pub async fn token(&self, name: &str, audience: &str) -> String {
-        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.ns);
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec {
-                audiences: Some(vec![audience.to_owned()]),
-                expiration_seconds: Some(600),
-                bound_object_ref: None,
-            }),
-            ..TokenRequest::default()
-        };
-        let answer = (api
-            .create_token_request(name, &PostParams::default(), &request)
-            .await)
-            .unwrap_or_else(|e| panic!("TokenRequest for {name} ({audience}): {e}"));
-        (answer.status.and_then(|s| s.token)).expect("a TokenRequest answer has a token")
+        fairway_tests::tokens::token(&self.client, &self.ns, name, audience, None).await
     }
 
     /// A token for ServiceAccount `name` (uid `uid`) that expired an hour ago, signed

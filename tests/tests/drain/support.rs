@@ -12,7 +12,7 @@ use fairway_controller::status::StatusConfig;
 use fairway_tests::controller::{self, Controller, Security};
 use fairway_tests::discovery::TestProxy;
 use fairway_tests::objects::{State, endpoint, route, service, slice};
-use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authentication::v1::BoundObjectReference;
 use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod, PodSpec, ServiceAccount};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
@@ -105,20 +105,7 @@ impl Setup {
 
     /// A token of the pods' ServiceAccount for `audience`, bound to `bound` if given.
     pub async fn token(&self, audience: &str, bound: Option<BoundObjectReference>) -> String {
-        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.ns);
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec {
-                audiences: Some(vec![audience.to_owned()]),
-                expiration_seconds: Some(600),
-                bound_object_ref: bound,
-            }),
-            ..TokenRequest::default()
-        };
-        let answer = (api
-            .create_token_request(SA, &PostParams::default(), &request)
-            .await)
-            .unwrap_or_else(|e| panic!("TokenRequest ({audience}): {e}"));
-        (answer.status.and_then(|s| s.token)).expect("a TokenRequest answer has a token")
+        fairway_tests::tokens::token(&self.client, &self.ns, SA, audience, bound).await
     }
 
     /// Writes `token` to a file of its own; returns the path.
