@@ -1,7 +1,7 @@
 //! Request routing from arbitrary request heads: the input is a request target (first
 //! line) and header lines (`name: value`), raw bytes. They go through `http`'s own
 //! parsers as hyper would hand them to the proxy, then the host is taken as the proxy
-//! takes it (an absolute URI's authority, else `Host`; `server::forward::authority_of`)
+//! takes it (an absolute URI's authority, else `Host`; `pod::authority_of`)
 //! and `Table::resolve` routes it over a table with overlapping hosts and prefixes,
 //! weights (0 included), an empty set and every balancer policy. Raw, unparsed strings
 //! also go straight to `Router::route`, which must cope with anything.
@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use fairway_fuzz::routing_table;
-use fairway_proxy::router::{Router, normalize_host, prefix_matches, request_path};
+use fairway_proxy::route::{Router, normalize_host, prefix_matches, request_path};
 use fairway_proxy::table::Table;
 use http::{HeaderName, HeaderValue, Request, Uri};
 use libfuzzer_sys::fuzz_target;
@@ -92,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(request) = builder.body(()) else {
         return;
     };
-    // As `server::forward::authority_of` (crate-private): the URI's authority, else Host.
+    // As `pod::authority_of` (crate-private): the URI's authority, else Host.
     let authority = match request.uri().authority() {
         Some(authority) => Some(authority.as_str()),
         None => request

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use http::Uri;
 
-use crate::outbound::{self, OutboundConfig};
+use crate::accept::ServerConfig;
+use crate::accept::captured::{self, OutboundConfig};
 use crate::trace::TraceConfig;
 
 /// The controller's in-cluster gRPC address (the chart always passes `--controller`).
@@ -21,12 +22,12 @@ pub const DEFAULT_CONTROLLER: &str = "https://fairway-controller.fairway.svc:180
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:4140";
 /// Loopback by default: admin exposes table internals; the chart opens it for probes.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:4191";
-/// The server's limits ([`crate::server`] names and explains them); durations are
+/// The server's limits ([`crate::accept`] names and explains them); durations are
 /// spelled as flag text here, checked against the server's values in a test.
-pub use crate::server::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS};
-/// [`crate::server::DEFAULT_HEADER_READ_TIMEOUT`] as flag text.
+pub use crate::accept::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS};
+/// [`crate::accept::DEFAULT_HEADER_READ_TIMEOUT`] as flag text.
 pub const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
-/// [`crate::server::DEFAULT_SHUTDOWN_GRACE`] as flag text: under Kubernetes' default
+/// [`crate::accept::DEFAULT_SHUTDOWN_GRACE`] as flag text: under Kubernetes' default
 /// 30 s `terminationGracePeriodSeconds`, so the drain ends before SIGKILL.
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "25s";
 /// One request in a hundred starts a trace: enough to see every Route at a few requests
@@ -366,8 +367,8 @@ fn outbound_config(
     }
     Ok(Some(OutboundConfig {
         listen: outbound_listen.to_vec(),
-        detect_timeout: outbound::DEFAULT_DETECT_TIMEOUT,
-        connect_timeout: outbound::DEFAULT_CONNECT_TIMEOUT,
+        detect_timeout: captured::DEFAULT_DETECT_TIMEOUT,
+        connect_timeout: captured::DEFAULT_CONNECT_TIMEOUT,
         max_connections,
     }))
 }
@@ -420,6 +421,21 @@ fn controller_tls(
             }
         }
         _ => Err(ConfigError::ControllerScheme(url.to_owned())),
+    }
+}
+
+/// The listener's part of the configuration.
+impl From<&Config> for ServerConfig {
+    fn from(config: &Config) -> Self {
+        ServerConfig {
+            max_connections: config.max_connections,
+            header_read_timeout: config.header_read_timeout,
+            max_header_bytes: config.max_header_bytes,
+            max_headers: config.max_headers,
+            shutdown_grace: config.shutdown_grace,
+            drain_delay: config.drain_delay,
+            trace: config.trace.clone(),
+        }
     }
 }
 

@@ -20,13 +20,13 @@ use tokio::sync::watch;
 use tokio::task::JoinError;
 use tracing::{info, warn};
 
+use crate::accept::{self, ServeError, ServerConfig};
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::discovery::{Client, DiscoveryConfig};
 use crate::logs::Chain;
 use crate::metrics::Metrics;
 use crate::pool::Pools;
-use crate::server::{self, ServeError, ServerConfig};
 use crate::table::TableHandle;
 
 /// Slack on top of `--shutdown-grace` for the server to close its connections after
@@ -193,7 +193,7 @@ pub async fn run_on(
                 .filter_map(|l| Some(l.local_addr().ok()?.to_string()))
                 .collect();
             info!(outbound = %addrs.join(","), "capturing outbound connections");
-            let task = tokio::spawn(crate::outbound::serve(
+            let task = tokio::spawn(crate::accept::captured::serve(
                 outbound,
                 listeners,
                 (Arc::clone(&table), Arc::clone(&metrics)),
@@ -209,7 +209,7 @@ pub async fn run_on(
     let health = crate::health::spawn(&table, Arc::clone(&metrics));
 
     let (stop_server, server_stopped) = watch::channel(false);
-    let mut server = tokio::spawn(server::serve_with_captured(
+    let mut server = tokio::spawn(accept::serve_with_captured(
         ServerConfig::from(&config),
         proxy_listeners,
         captured_rx,

@@ -23,7 +23,7 @@ use rand::RngCore;
 use tokio::sync::watch;
 
 use crate::balance::{Balancer, EndpointStats, LoadReport, Outcome, Pick};
-use crate::router::{Landed, RequestView, RouteError, Router};
+use crate::route::{Landed, RequestView, RouteError, Router};
 
 /// Reads a request's affinity key from where the Route says it is, as a hash
 /// (`balance::key_hash`); `None` when the request has no such key.

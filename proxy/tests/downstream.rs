@@ -7,7 +7,7 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use fairway_proxy::server::ServerConfig;
+use fairway_proxy::accept::ServerConfig;
 use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -158,7 +158,7 @@ async fn a_client_that_hangs_up_cancels_its_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_proxy_closes_keep_alive_connections_after_their_next_response() {
     let pod = Pod::start("orders-1", "127.0.0.72").await;
-    let config = fairway_proxy::server::ServerConfig {
+    let config = fairway_proxy::accept::ServerConfig {
         drain_delay: std::time::Duration::from_secs(2),
         ..Default::default()
     };

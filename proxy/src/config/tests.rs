@@ -35,7 +35,7 @@ fn defaults_match_the_design_contract() {
     assert_eq!(c.zone, None);
     assert!(c.endpoint_labels);
     assert_eq!(c.header_read_timeout, Duration::from_secs(10));
-    assert_eq!(c.shutdown_grace, crate::server::DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(c.shutdown_grace, crate::accept::DEFAULT_SHUTDOWN_GRACE);
     assert_eq!(
         c.drain_delay,
         Duration::ZERO,
@@ -43,7 +43,7 @@ fn defaults_match_the_design_contract() {
     );
     assert_eq!(
         c.header_read_timeout,
-        crate::server::DEFAULT_HEADER_READ_TIMEOUT
+        crate::accept::DEFAULT_HEADER_READ_TIMEOUT
     );
     assert!(
         c.id.starts_with("fairway-proxy-"),

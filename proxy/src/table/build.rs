@@ -16,7 +16,7 @@ use foldhash::HashMap;
 
 use super::{BackendState, Shape, Table, Target, protocol};
 use crate::balance::{BalanceConfig, Balancer};
-use crate::router::Router;
+use crate::route::Router;
 
 /// The proxy's zone and node, as topology hints use them.
 type Locality<'a> = (&'a Option<String>, &'a Option<String>);

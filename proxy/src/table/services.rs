@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use fairway_proto::model::{EndpointSetKey, RouteTable};
 
 use super::Table;
-use crate::router::RequestView;
+use crate::route::RequestView;
 
 /// ClusterIP:port to the endpoint set of that Service port.
 pub(super) type ServiceIndex = HashMap<SocketAddr, EndpointSetKey>;

@@ -16,9 +16,9 @@ use fairway_proto::model::{
     Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey, Route, RouteKey, RouteTable,
     Rule, Version,
 };
+use fairway_proxy::accept::{ServerConfig, serve_with_pools};
 use fairway_proxy::metrics::Metrics;
 use fairway_proxy::pool::Pools;
-use fairway_proxy::server::{ServerConfig, serve_with_pools};
 use fairway_proxy::table::{Table, TableHandle};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};

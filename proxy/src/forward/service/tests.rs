@@ -12,11 +12,11 @@ use http::header::HeaderValue;
 use http::{Method, Request, Response, StatusCode};
 
 use super::{RequestBody, Shared, handle};
+use crate::forward::fake::{FakePods, Reply};
+use crate::forward::retry::SharedBudget;
 use crate::metrics::Metrics;
 use crate::request::Replayable;
 use crate::response::ProxyBody;
-use crate::server::fake::{FakePods, Reply};
-use crate::server::retry::SharedBudget;
 use crate::table::{Table, TableHandle};
 
 const CLIENT: &str = "192.0.2.7";

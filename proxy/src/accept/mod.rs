@@ -1,39 +1,17 @@
-//! The proxy's HTTP side: one listener serving HTTP/1.1 and HTTP/2 with prior knowledge
-//! (h2c), a pod picked per request, the request forwarded over that pod's own pool.
+//! Connections in: the proxy's listener, serving HTTP/1.1 and HTTP/2 with prior
+//! knowledge (h2c) on one port, and the sidecar's captured connections.
 //!
 //! Where to start: [`serve`] runs the accept loop (`listener`); each connection starts in
 //! `downstream`, Fairway's own HTTP/1.1 loop for the common request, which hands anything
-//! else (HTTP/2, chunked uploads, malformed heads) to hyper. Each request goes through
-//! `service` (route, pick, retry loop, error responses), which hands one try to
-//! `forward` (header hygiene, a pooled connection from [`crate::pool`], the upstream
-//! call). `step` says what a finished try means (the balancer's outcome, retry or stop,
-//! the error), and `retry` whether a failed try may be repeated (safety and budget), both
-//! pure; `resend` what a retry sends (a copy, or a gRPC call's recording played back);
-//! `errors` turns every failed step into its exact status, reason and body, and `grpc`
-//! into a gRPC status for gRPC calls (with their `grpc-timeout` deadline); `traced` is
-//! where a sampled request meets `crate::trace`. Upgrades
-//! (WebSockets) leave `service` for `upgrade`, which picks and asks the pod, then hands
-//! the switched connections to `tunnel`.
+//! else (HTTP/2, chunked uploads, malformed heads) to hyper, replaying what it read
+//! (`rewind`). `captured` is the sidecar's side: a connection redirected by the capture
+//! rules, its original destination recovered, detected as HTTP (served here like any
+//! other) or passed through untouched. Every request goes on to [`crate::forward`].
 
-mod affinity;
+pub mod captured;
 mod downstream;
-mod errors;
-#[cfg(test)]
-mod fake;
-mod forward;
-mod grpc;
-mod headers;
 mod listener;
-mod pick;
-mod resend;
-mod retry;
 mod rewind;
-mod service;
-mod step;
-mod traced;
-mod tunnel;
-mod upgrade;
-mod view;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,17 +20,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};
 
+use crate::forward::{Shared, SharedBudget};
 use crate::metrics::Metrics;
 use crate::pool::{Pools, spawn_follower};
 use crate::table::TableHandle;
-
-pub use crate::request::REPLAY_BUFFER_LIMIT;
-pub use errors::{FAIRWAY_ERROR, ProxyError};
-pub use headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
-pub use retry::{
-    Failure, MAX_SAVED_RETRIES, MIN_RETRIES_PER_SECOND, RetryBudget, is_idempotent,
-    is_retryable_status, is_safe,
-};
 
 /// Default cap on concurrent downstream connections: far above what one proxy pod
 /// serves, low enough that a flood cannot exhaust file descriptors (ulimit 64k+).
@@ -98,20 +69,6 @@ impl Default for ServerConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             drain_delay: Duration::ZERO,
             trace: None,
-        }
-    }
-}
-
-impl From<&crate::config::Config> for ServerConfig {
-    fn from(config: &crate::config::Config) -> Self {
-        ServerConfig {
-            max_connections: config.max_connections,
-            header_read_timeout: config.header_read_timeout,
-            max_header_bytes: config.max_header_bytes,
-            max_headers: config.max_headers,
-            shutdown_grace: config.shutdown_grace,
-            drain_delay: config.drain_delay,
-            trace: config.trace.clone(),
         }
     }
 }
@@ -179,7 +136,7 @@ pub struct Captured {
 }
 
 /// [`serve_with_pools`], also serving the connections that arrive on `captured` (the
-/// sidecar's, see [`crate::outbound`]) until the sender is gone or the server stops.
+/// sidecar's, see [`captured`]) until the sender is gone or the server stops.
 pub async fn serve_with_captured(
     config: ServerConfig,
     listeners: Vec<tokio::net::TcpListener>,
@@ -197,11 +154,11 @@ pub async fn serve_with_captured(
         Arc::clone(&table),
         Arc::clone(&metrics),
     ));
-    let shared = Arc::new(service::Shared {
+    let shared = Arc::new(Shared {
         table,
         pools,
         metrics,
-        budget: retry::SharedBudget::new(Instant::now()),
+        budget: SharedBudget::new(Instant::now()),
         max_headers: config.max_headers,
         tracer: config.trace.clone().map(crate::trace::Tracer::spawn),
     });

@@ -12,9 +12,9 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 
 use super::{Via, name_of, tokens};
+use crate::headers;
 use crate::request::UpstreamBody;
 use crate::response::ProxyBody;
-use crate::server::headers;
 
 /// RFC 6455 section 1.3: appended to the key before hashing it into the accept value.
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

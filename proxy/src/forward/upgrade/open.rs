@@ -8,8 +8,8 @@ use fairway_proto::model::{EndpointAddr, EndpointSetKey, Route};
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
+use crate::forward::tunnel;
 use crate::metrics::Metrics;
-use crate::server::tunnel;
 use crate::table::{BackendState, Table};
 
 /// Counts an upgraded connection open in its balancer while it lives.

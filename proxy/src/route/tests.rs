@@ -181,7 +181,7 @@ fn weighted_split_is_about_90_10() {
     let mut rng = SmallRng::seed_from_u64(7);
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     for _ in 0..10_000 {
-        let Some(crate::router::Landed::Backend(i)) = selected.pick_backend(&mut rng) else {
+        let Some(crate::route::Landed::Backend(i)) = selected.pick_backend(&mut rng) else {
             panic!("non-zero weights, every backend resolved");
         };
         let backend = &selected.rule.backends[i];

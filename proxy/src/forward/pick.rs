@@ -11,13 +11,13 @@ use http::{Request, Response};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-use super::forward::authority_of;
 use super::service::Shared;
 use super::view;
 use crate::balance::{LOAD_REPORT_HEADER, Outcome, Pick, parse_load_report};
+use crate::pod::authority_of;
 use crate::request::{RawFields, UpstreamBody};
 use crate::response::ProxyBody;
-use crate::router::RequestView;
+use crate::route::RequestView;
 use crate::table::{KeyOf, ResolveError, Table, Target};
 
 thread_local! {

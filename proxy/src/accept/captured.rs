@@ -9,7 +9,7 @@
 //! the controller does not know yet must work as it would without Fairway. If so,
 //! `detect` reads its first bytes under a short deadline, and [`decide`] hands an
 //! HTTP/1 connection whose first request's Route sends to that Service port to the HTTP
-//! server ([`crate::server::Captured`]), where each request is balanced over per-pod
+//! server ([`crate::accept::Captured`]), where each request is balanced over per-pod
 //! pools; everything else (other protocols, HTTP/2 for now, a Host no Route of that
 //! Service claims) is passed through with the bytes read.
 
@@ -25,9 +25,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::accept::Captured;
 use crate::metrics::Metrics;
 use crate::metrics::outbound::Outcome;
-use crate::server::Captured;
 use crate::table::TableHandle;
 use detect::{FirstRequest, Protocol};
 

@@ -8,10 +8,10 @@ use fairway_proto::model::{EndpointAddr, RouteKey};
 use http::StatusCode;
 
 use super::errors::ProxyError;
-use super::forward::TryError;
 use super::grpc::Pushback;
 use super::retry::{self, Failure};
 use crate::balance::Outcome;
+use crate::pod::TryError;
 
 /// Which request a retry after a failed try would send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

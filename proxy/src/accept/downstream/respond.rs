@@ -20,8 +20,8 @@ use http_body::Body as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
 use crate::h1::{chunk, last_chunk, put_fields, put_framing};
+use crate::headers::ResponseHops;
 use crate::response::{BoxError, ProxyBody};
-use crate::server::headers::ResponseHops;
 
 /// Buffered response bytes past which they are written before more is taken from the
 /// pod: bounds memory per slow client (the pod waits, as with nginx's buffers).

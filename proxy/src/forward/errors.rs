@@ -9,10 +9,10 @@ use fairway_proto::model::{EndpointAddr, RouteKey};
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::forward::UpstreamError;
+use crate::pod::UpstreamError;
 use crate::pool::ConnectError;
 use crate::response::ProxyBody;
-use crate::router::RouteError;
+use crate::route::RouteError;
 use crate::table::ResolveError;
 
 /// The response header that carries [`ProxyError::reason`].

@@ -6,8 +6,8 @@ use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 
-use super::headers;
 use crate::h1;
+use crate::headers;
 use crate::pool::{ConnSettings, ConnectError, Pools, Sender};
 use crate::request::{RawFields, UpstreamBody};
 use crate::response::ProxyBody;
@@ -55,7 +55,7 @@ pub enum UpstreamError {
 }
 
 /// The pool seam: where one try goes. The proxy sends over its per-endpoint [`Pools`];
-/// the request service's unit tests send to a recording fake (`server/fake.rs`), so
+/// the request service's unit tests send to a recording fake (`forward/fake.rs`), so
 /// retries, errors and what reaches a pod are tested without sockets. Generic, not
 /// `dyn`: the request path pays no allocation or indirect call for the seam.
 pub trait Upstream: Send + Sync + 'static {

@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::h1;
+use crate::pod::UpstreamError;
 use crate::pool::ConnectError;
-use crate::server::forward::UpstreamError;
 
 fn endpoint() -> EndpointAddr {
     EndpointAddr("10.0.0.1:8080".parse().expect("addr"))

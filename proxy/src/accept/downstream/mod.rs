@@ -40,7 +40,7 @@ use tokio::time::Instant;
 
 pub use head::Limits;
 
-use super::service::{self, RequestBody, Shared};
+use crate::forward::{self, RequestBody, Shared};
 use crate::request::Replayable;
 use crate::response::ProxyBody;
 
@@ -123,7 +123,7 @@ impl Loop<'_> {
             let request = request.request.map(|()| RequestBody::Buffered(body));
             // Built in place, pinned where it stands: the request's future is kilobytes,
             // and every move of it is a copy.
-            let handled = std::pin::pin!(service::handle(
+            let handled = std::pin::pin!(forward::handle(
                 Arc::clone(self.shared),
                 self.client.clone(),
                 conflicting,

@@ -6,7 +6,7 @@
 use http::{HeaderMap, Request};
 
 use crate::fields::Fields;
-use crate::router::{Headers, RequestView};
+use crate::route::{Headers, RequestView};
 
 /// A request's header fields for the router.
 pub(super) struct RequestHeaders<'a> {

@@ -17,8 +17,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use super::service::{self, RequestBody, Shared};
-use super::{ServerConfig, downstream, headers, rewind};
+use super::{ServerConfig, downstream, rewind};
+use crate::forward::{self, RequestBody, Shared};
+use crate::headers;
 
 /// hyper's smallest allowed HTTP/1.1 read buffer (it panics below this).
 const MIN_READ_BUFFER: usize = 8192;
@@ -222,7 +223,7 @@ impl Connection {
             // (and tokio boxes futures over 16 KiB itself); inline, the whole request
             // future (kilobytes) was copied several times per call, a quarter of the
             // instructions of a gRPC call (docs/benchmarks.md).
-            let handled = Box::pin(service::handle(
+            let handled = Box::pin(forward::handle(
                 Arc::clone(&shared),
                 client.clone(),
                 false,

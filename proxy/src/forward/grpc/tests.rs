@@ -3,7 +3,7 @@ use std::num::NonZeroU16;
 use fairway_proto::model::{EndpointAddr, EndpointSetKey, RouteKey};
 
 use super::*;
-use crate::router::RouteError;
+use crate::route::RouteError;
 
 fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
@@ -101,7 +101,7 @@ fn each_proxy_error_has_its_grpc_code() {
         port: NonZeroU16::new(8080).expect("non-zero"),
     };
     let endpoint = EndpointAddr("10.0.0.1:8080".parse().expect("addr"));
-    let upstream = || super::super::forward::UpstreamError::Http1(crate::h1::Error::Closed);
+    let upstream = || crate::pod::UpstreamError::Http1(crate::h1::Error::Closed);
     let cases = [
         (
             ProxyError::Resolve(ResolveError::NoRoute(RouteError::UnknownHost(
@@ -236,7 +236,7 @@ fn a_grpc_call_that_met_an_http1_pod_says_how_to_fix_the_route() {
     let error = ProxyError::UpstreamReset {
         route: route(),
         endpoint,
-        source: super::super::forward::UpstreamError::Http1(crate::h1::Error::Closed),
+        source: crate::pod::UpstreamError::Http1(crate::h1::Error::Closed),
     };
     let response = error_response(&error);
     let message = response.headers()[GRPC_MESSAGE].to_str().expect("ascii");

@@ -15,7 +15,7 @@ use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode, Version};
 
 use super::errors::{FAIRWAY_ERROR, ProxyError};
-use super::forward::UpstreamError;
+use crate::pod::UpstreamError;
 use crate::response::ProxyBody;
 use crate::table::ResolveError;
 

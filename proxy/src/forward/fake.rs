@@ -1,4 +1,4 @@
-//! The recording fake behind the pool seam ([`super::forward::Upstream`]): pods that
+//! The recording fake behind the pool seam ([`crate::pod::Upstream`]): pods that
 //! answer as scripted, per endpoint, and a record of every try that reached one. The
 //! request service's unit tests (`service/tests.rs`) run through it without sockets.
 
@@ -9,8 +9,8 @@ use bytes::Bytes;
 use fairway_proto::model::EndpointAddr;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
-use super::forward::{TryError, Upstream, UpstreamError};
 use crate::h1;
+use crate::pod::{TryError, Upstream, UpstreamError};
 use crate::pool::{ConnSettings, ConnectError};
 use crate::request::UpstreamBody;
 use crate::response::ProxyBody;

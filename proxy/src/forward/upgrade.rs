@@ -32,15 +32,15 @@ use http::{Method, Request, StatusCode, Version};
 
 use super::affinity;
 use super::errors::ProxyError;
-use super::forward::{UpstreamError, authority_of};
-use super::headers;
 use super::pick::{EndGuard, pick};
 use super::service::{Answer, Failed, Shared};
 use super::view;
 use crate::balance::{Outcome, Pick};
+use crate::headers;
+use crate::pod::{UpstreamError, authority_of};
 use crate::request::{RawFields, RequestBody};
 use crate::response::ProxyBody;
-use crate::router::RequestView;
+use crate::route::RequestView;
 use crate::table::{KeyOf, Table};
 
 mod open;

@@ -14,10 +14,10 @@ use bytes::{Bytes, BytesMut};
 use http::header::{EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{Method, Request, Uri, Version};
 
+use crate::accept::DEFAULT_MAX_HEADERS;
 use crate::fields::{Fields, Span, offset};
 use crate::h1::has_token;
 use crate::request::REPLAY_BUFFER_LIMIT;
-use crate::server::DEFAULT_MAX_HEADERS;
 
 /// Largest request body the fast loop reads in with its head; larger bodies stream
 /// through hyper. The same bound as a retryable body: such a body is buffered anyway.

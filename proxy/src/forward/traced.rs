@@ -8,8 +8,8 @@ use fairway_proto::model::EndpointAddr;
 use http::header::HeaderValue;
 use http::{Request, Response};
 
-use super::forward::TryError;
 use super::service::{Answer, Failed, RequestBody};
+use crate::pod::TryError;
 use crate::request::{RawFields as _, UpstreamBody};
 use crate::response::ProxyBody;
 use crate::trace::{RequestTrace, TRACEPARENT, Tracer, span_id};
