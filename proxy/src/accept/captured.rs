@@ -7,13 +7,15 @@
 //! passed through to its destination at once by `opaque`, untouched: nothing is gained
 //! by detecting it, a server-speaks-first protocol would pay the deadline, and a Service
 //! the controller does not know yet must work as it would without Fairway. If so,
-//! `detect` reads its first bytes under a short deadline, and [`decide`] hands an
-//! HTTP/1 connection whose first request's Route sends to that Service port to the HTTP
-//! server ([`crate::accept::Captured`]), where each request is balanced over per-pod
-//! pools; everything else (other protocols, HTTP/2 for now, a Host no Route of that
-//! Service claims) is passed through with the bytes read.
+//! `detect` reads its first bytes under a short deadline (an HTTP/2 connection's
+//! first header block through `h2_first`), and [`decide`] hands an HTTP/1 or HTTP/2
+//! connection whose first request's Route sends to that Service port to the HTTP server
+//! ([`crate::accept::Captured`]), where each request is balanced over per-pod pools;
+//! everything else (other protocols, a Host no Route of that Service claims) is passed
+//! through with the bytes read.
 
 pub mod detect;
+pub mod h2_first;
 pub mod opaque;
 pub mod orig_dst;
 
@@ -65,18 +67,18 @@ pub enum Decision {
     PassThrough,
 }
 
-/// Balance only an HTTP/1 connection whose first request matches a Route that sends it
-/// to the destination's Service port (`routes_to(authority, path)`): then Fairway does
-/// what kube-proxy would have done, per request. Anything else goes where it was going.
+/// Balance only an HTTP/1 or HTTP/2 (prior knowledge) connection whose first request
+/// matches a Route that sends it to the destination's Service port
+/// (`routes_to(authority, path)`): then Fairway does what kube-proxy would have done,
+/// per request. Anything else goes where it was going.
 pub fn decide(
     protocol: Protocol,
     first: &FirstRequest,
     routes_to: impl FnOnce(&str, &str) -> bool,
 ) -> Decision {
-    match (protocol, first) {
-        (Protocol::Http1, FirstRequest::Routable { authority, path })
-            if routes_to(authority, path) =>
-        {
+    let http = matches!(protocol, Protocol::Http1 | Protocol::Http2);
+    match first {
+        FirstRequest::Routable { authority, path } if http && routes_to(authority, path) => {
             Decision::Balance
         }
         _ => Decision::PassThrough,
@@ -233,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn only_http1_whose_route_sends_to_the_destination_is_balanced() {
+    fn only_http_whose_route_sends_to_the_destination_is_balanced() {
         let orders = |authority: &str, _: &str| authority.starts_with("orders");
         assert_eq!(
             decide(Protocol::Http1, &routable("orders.shop:8080"), orders),
@@ -250,11 +252,18 @@ mod tests {
                 Decision::PassThrough
             );
         }
-        for protocol in [Protocol::Http2, Protocol::Opaque] {
-            assert_eq!(
-                decide(protocol, &routable("orders"), orders),
-                Decision::PassThrough
-            );
-        }
+        assert_eq!(
+            decide(Protocol::Http2, &routable("orders.shop:8080"), orders),
+            Decision::Balance,
+            "HTTP/2 with prior knowledge under the same rule"
+        );
+        assert_eq!(
+            decide(Protocol::Http2, &routable("10.96.0.10:8080"), orders),
+            Decision::PassThrough
+        );
+        assert_eq!(
+            decide(Protocol::Opaque, &routable("orders"), orders),
+            Decision::PassThrough
+        );
     }
 }

@@ -17,6 +17,7 @@
 //! also runs the seed's gateway (Go fasthttp, `tests/node/images`), built with `go`.
 
 mod balance;
+mod h2;
 mod known;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};

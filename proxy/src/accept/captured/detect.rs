@@ -117,7 +117,7 @@ pub const MAX_FIRST_HEAD: usize = 16 * 1024;
 /// Header fields parsed in a first head; more makes it [`FirstRequest::Unroutable`].
 const MAX_FIRST_FIELDS: usize = 64;
 
-/// Where the first HTTP/1 request of a connection goes, from its head.
+/// Where the first request of an HTTP connection goes, from its head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FirstRequest {
     /// The head is complete: the authority (an absolute-form target's, else `Host`) and
@@ -167,15 +167,15 @@ pub fn first_request(buf: &[u8]) -> FirstRequest {
 #[derive(Debug)]
 pub struct Sniffed {
     pub protocol: Protocol,
-    /// For [`Protocol::Http1`]: where the first request goes ([`FirstRequest::Partial`]
-    /// when the deadline or the client's end came first). For the others: `Unroutable`.
+    /// For HTTP/1 and HTTP/2: where the first request goes ([`FirstRequest::Partial`]
+    /// when the deadline or the client's end came first). For the rest: `Unroutable`.
     pub first: FirstRequest,
     /// Every byte read, which the caller must send on first.
     pub read: BytesMut,
 }
 
-/// Reads from `io` until [`detect`] decides and, for HTTP/1, until the first request's
-/// head is complete; the client ending its side or `timeout` passing ends the wait
+/// Reads from `io` until [`detect`] decides and, for HTTP/1 and HTTP/2, until the first
+/// request's head is complete; the client ending its side or `timeout` passing ends the wait
 /// (undecided bytes are [`Protocol::Opaque`]). An error is the client's connection
 /// failing before that.
 pub async fn sniff<R: AsyncRead + Unpin>(io: &mut R, timeout: Duration) -> io::Result<Sniffed> {
@@ -188,18 +188,21 @@ pub async fn sniff<R: AsyncRead + Unpin>(io: &mut R, timeout: Duration) -> io::R
         {
             protocol = Some(known);
         }
-        match protocol {
-            Some(Protocol::Http1) => match first_request(&read) {
-                FirstRequest::Partial => {}
-                first => {
-                    return Ok(Sniffed {
-                        protocol: Protocol::Http1,
-                        first,
-                        read,
-                    });
-                }
-            },
-            Some(protocol) => {
+        let first = match protocol {
+            Some(Protocol::Http1) => Some(first_request(&read)),
+            Some(Protocol::Http2) => Some(super::h2_first::first_request(&read)),
+            _ => None,
+        };
+        match (protocol, first) {
+            (Some(_), Some(FirstRequest::Partial)) => {}
+            (Some(protocol), Some(first)) => {
+                return Ok(Sniffed {
+                    protocol,
+                    first,
+                    read,
+                });
+            }
+            (Some(protocol), None) => {
                 let first = FirstRequest::Unroutable;
                 return Ok(Sniffed {
                     protocol,
@@ -207,7 +210,7 @@ pub async fn sniff<R: AsyncRead + Unpin>(io: &mut R, timeout: Duration) -> io::R
                     read,
                 });
             }
-            None => {}
+            (None, _) => {}
         }
         if read.capacity() == read.len() {
             read.reserve(READ_CHUNK);
@@ -216,8 +219,8 @@ pub async fn sniff<R: AsyncRead + Unpin>(io: &mut R, timeout: Duration) -> io::R
             Ok(Ok(0)) | Err(_) => {
                 let protocol = protocol.unwrap_or(Protocol::Opaque);
                 let first = match protocol {
-                    Protocol::Http1 => FirstRequest::Partial,
-                    _ => FirstRequest::Unroutable,
+                    Protocol::Http1 | Protocol::Http2 => FirstRequest::Partial,
+                    Protocol::Opaque => FirstRequest::Unroutable,
                 };
                 return Ok(Sniffed {
                     protocol,

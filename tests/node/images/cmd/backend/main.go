@@ -2,6 +2,8 @@
 // served it (the POD_NAME environment variable, else the hostname), so a client can
 // count the share each pod got. GET /resolve?name=N answers the addresses N resolves
 // to from inside the pod (the kubelet's resolv.conf, cluster DNS, the DNS ClusterIP).
+// It speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port, as a gRPC
+// or h2c pod would.
 package main
 
 import (
@@ -34,5 +36,9 @@ func main() {
 		fmt.Fprint(w, strings.Join(addrs, ","))
 	})
 	log.Printf("backend %s listening on %s", name, *addr)
-	log.Fatal(http.ListenAndServe(*addr, nil))
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	server := &http.Server{Addr: *addr, Protocols: &protocols}
+	log.Fatal(server.ListenAndServe())
 }
