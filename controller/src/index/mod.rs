@@ -37,6 +37,7 @@ mod httproutes;
 mod implicit;
 mod matching;
 mod names;
+mod opt_in;
 mod routes;
 mod status;
 #[cfg(test)]
@@ -103,6 +104,8 @@ pub struct Index {
     implicit_all: bool,
     /// The implicit Routes in the table, by Service, each with the set it sends to.
     implicit: BTreeMap<ServiceRef, BTreeMap<RouteKey, EndpointSetKey>>,
+    /// Namespaces labelled `fairway.dev/implicit: enabled`: all their Services implicit.
+    implicit_namespaces: BTreeSet<String>,
 }
 
 impl Default for Index {
@@ -133,6 +136,7 @@ impl Index {
             table: RouteTable::default(),
             implicit_all: false,
             implicit: BTreeMap::new(),
+            implicit_namespaces: BTreeSet::new(),
         }
     }
 
@@ -430,56 +434,6 @@ impl Index {
             self.refresh_implicit(service, &mut changes);
         }
         changes
-    }
-
-    /// Puts `service`'s implicit Routes in the table as its facts now say (none when it
-    /// is gone or not implicit), and their endpoint sets with them.
-    fn refresh_implicit(&mut self, service: &ServiceRef, changes: &mut Changes) {
-        let routes = match self.endpoints.service(service) {
-            Some(facts) if self.implicit_all || facts.implicit => {
-                implicit::routes(service, facts, &self.cluster_domain)
-            }
-            _ => Vec::new(),
-        };
-        let old = self.implicit.remove(service).unwrap_or_default();
-        // An implicit Route has one rule with one backend: its Service port's set.
-        let new: BTreeMap<RouteKey, EndpointSetKey> = routes
-            .iter()
-            .filter_map(|r| {
-                let set = &r.rules.first()?.backends.first()?.endpoint_set;
-                Some((r.key.clone(), set.clone()))
-            })
-            .collect();
-        let mut transitioned = BTreeSet::new();
-        for (key, set) in old.iter().filter(|(key, _)| !new.contains_key(*key)) {
-            self.table.routes.remove(key);
-            changes.routes.insert(key.clone());
-            if let Some(users) = self.users.get_mut(set) {
-                users.remove(key);
-                if users.is_empty() {
-                    self.users.remove(set);
-                    transitioned.insert(set.clone());
-                }
-            }
-        }
-        for route in routes {
-            let key = route.key.clone();
-            if let Some(set) = new.get(&key) {
-                let users = self.users.entry(set.clone()).or_default();
-                if users.is_empty() {
-                    transitioned.insert(set.clone());
-                }
-                users.insert(key.clone());
-            }
-            self.table.routes.insert(key.clone(), Arc::new(route));
-            changes.routes.insert(key);
-        }
-        if !new.is_empty() {
-            self.implicit.insert(service.clone(), new);
-        }
-        for set in &transitioned {
-            self.refresh_set(set, changes);
-        }
     }
 
     fn computed(&self, resolution: &Resolution) -> ComputedStatus {

@@ -1,5 +1,5 @@
 //! Kubernetes sources: kube-runtime watchers for Routes, HTTPRoutes (where the cluster
-//! serves them, `httproutes`), Services, EndpointSlices and Nodes feeding the [`IndexHandle`] (and [`NodeZones`]), then the status writer.
+//! serves them, `httproutes`), Services, EndpointSlices, opted-in Namespaces and Nodes feeding the [`IndexHandle`] (and [`NodeZones`]), then the status writer.
 //!
 //! Where to start: [`run_sources`]. Each kind has one watcher per watched namespace (or
 //! one for all namespaces); `source` turns its events into index calls: a relist
@@ -8,6 +8,7 @@
 //! kube-runtime's default backoff, so an apiserver outage only delays updates.
 
 pub mod httproutes;
+mod namespaces;
 mod nodes;
 mod source;
 
@@ -80,8 +81,9 @@ pub async fn run_sources(
             .collect()
     };
     // Four kinds in every scope must finish their first listing (HTTPRoutes count as
-    // listed at once where the cluster does not serve them).
-    let barrier = SyncBarrier::new(index.clone(), 4 * scopes.len());
+    // listed at once where the cluster does not serve them), and the opted-in
+    // Namespaces once: a proxy's first table already serves their Services.
+    let barrier = SyncBarrier::new(index.clone(), 4 * scopes.len() + 1);
     let sink = Sink::new(index.clone(), observed.clone(), barrier);
 
     let mut tasks = JoinSet::new();
@@ -114,6 +116,7 @@ pub async fn run_sources(
         scopes.clone(),
         sink.clone(),
     ));
+    tasks.spawn(namespaces::run(client.clone(), sink.clone()));
     tasks.spawn(nodes::run(client.clone(), zones));
 
     let writer = status::run(

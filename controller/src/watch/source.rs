@@ -101,7 +101,7 @@ impl Sink {
         &self.barrier
     }
 
-    fn update(&self, f: impl FnOnce(&mut Index) -> Changes) {
+    pub(super) fn update(&self, f: impl FnOnce(&mut Index) -> Changes) {
         let changes = self.index.update(f);
         self.dirty.mark(changes.routes);
     }

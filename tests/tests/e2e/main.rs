@@ -15,6 +15,7 @@
 
 mod faults;
 mod gamma;
+mod opt_in;
 mod rebase;
 mod scenarios;
 mod topology;

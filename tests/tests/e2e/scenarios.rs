@@ -63,6 +63,10 @@ pub fn all() -> Vec<Scenario> {
             name: "s11_httproute_on_a_service",
             run: || Box::pin(crate::gamma::http_route_on_a_service()),
         },
+        Scenario {
+            name: "s12_namespace_opt_in_serves_its_services",
+            run: || Box::pin(crate::opt_in::namespace_opt_in_serves_its_services()),
+        },
     ]
 }
 

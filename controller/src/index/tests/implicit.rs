@@ -149,3 +149,63 @@ fn a_relist_rebuilds_the_implicit_routes() {
     index.replace_services(Vec::<Service>::new());
     assert!(index.table().routes.is_empty());
 }
+
+#[test]
+fn a_labelled_namespace_serves_each_of_its_services_until_the_label_goes() {
+    let plain = || service("billing", &[("http", 8080)]);
+    let mut index = billing_index(false, plain());
+    let key = implicit_key("billing:8080");
+    assert!(!index.table().routes.contains_key(&key), "not opted in");
+
+    let changes = index.set_namespace_opt_in("shop", true);
+    assert!(changes.routes.contains(&key), "{changes:?}");
+    assert!(
+        changes.endpoint_sets.contains(&set_key("billing", 8080)),
+        "its set is served with it: {changes:?}"
+    );
+    assert!(index.table().routes.contains_key(&key));
+    assert!(
+        index.set_namespace_opt_in("shop", true).routes.is_empty(),
+        "the same label again changes nothing"
+    );
+    assert!(
+        index.set_namespace_opt_in("other", true).routes.is_empty(),
+        "another namespace's label leaves this one's Services alone"
+    );
+
+    // A Service created later in the namespace is implicit at once.
+    index.apply_service(&service("orders", &[("http", 8080)]));
+    let orders = implicit_key("orders:8080");
+    assert!(index.table().routes.contains_key(&orders));
+
+    let changes = index.set_namespace_opt_in("shop", false);
+    assert!(changes.routes.contains(&key) && changes.routes.contains(&orders));
+    assert!(!index.table().routes.contains_key(&key));
+    assert!(!index.table().routes.contains_key(&orders));
+}
+
+#[test]
+fn a_relist_of_namespaces_changes_only_those_that_left_or_joined() {
+    let mut index = billing_index(false, service("billing", &[("http", 8080)]));
+    let key = implicit_key("billing:8080");
+    index.replace_namespace_opt_ins(["shop".to_owned()].into());
+    assert!(index.table().routes.contains_key(&key));
+    let again = index.replace_namespace_opt_ins(["shop".to_owned(), "other".to_owned()].into());
+    assert!(again.routes.is_empty(), "{again:?}");
+    index.replace_namespace_opt_ins(["other".to_owned()].into());
+    assert!(!index.table().routes.contains_key(&key), "shop left");
+}
+
+#[test]
+fn a_labelled_service_stays_implicit_when_its_namespace_leaves() {
+    let mut index = billing_index(false, labelled(service("billing", &[("http", 8080)])));
+    index.set_namespace_opt_in("shop", true);
+    index.set_namespace_opt_in("shop", false);
+    assert!(
+        index
+            .table()
+            .routes
+            .contains_key(&implicit_key("billing:8080")),
+        "its own label still opts it in"
+    );
+}
