@@ -143,6 +143,12 @@ pub struct Args {
     /// What the webhook adds to a pod: the template the chart renders (docs/install.md).
     #[arg(long, env = "FAIRWAY_INJECT_TEMPLATE", requires = "webhook_addr")]
     pub inject_template: Option<PathBuf>,
+
+    /// PEM CA of the Discovery certificate, published by the webhook as ConfigMap
+    /// `fairway-controller-ca` in the namespace of every pod it injects (needs a
+    /// kubeconfig or in-cluster config, and `create`/`patch` on ConfigMaps).
+    #[arg(long, env = "FAIRWAY_PUBLISH_CA_FILE", requires = "webhook_addr")]
+    pub publish_ca_file: Option<PathBuf>,
 }
 
 /// The injection webhook: where it listens, its certificate, what it adds.
@@ -151,6 +157,8 @@ pub struct WebhookConfig {
     pub addr: SocketAddr,
     pub tls: TlsConfig,
     pub template: PathBuf,
+    /// The CA to publish where pods are injected; unset: none (the user provides it).
+    pub publish_ca_file: Option<PathBuf>,
 }
 
 fn parse_coalesce(s: &str) -> Result<Duration, String> {
@@ -270,6 +278,7 @@ impl Config {
                     client_ca_file: None,
                 },
                 template,
+                publish_ca_file: args.publish_ca_file.filter(|f| !f.as_os_str().is_empty()),
             }),
             // clap requires all or none.
             _ => None,

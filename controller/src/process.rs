@@ -69,6 +69,8 @@ pub enum RunError {
     WebhookTls(#[source] TlsError),
     #[error(transparent)]
     InjectTemplate(#[from] crate::inject::template::TemplateError),
+    #[error("a Kubernetes client to publish the CA with (--publish-ca-file): {0}")]
+    PublishCaClient(#[source] kube::Error),
     #[error("binding the webhook address {addr}: {source}")]
     BindWebhook {
         addr: SocketAddr,
@@ -108,12 +110,26 @@ struct Webhook {
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     reloader: Reloader,
-    template: Arc<Template>,
+    injector: Arc<inject::serve::Injector>,
 }
 
-/// Loads the webhook's template and certificate and binds its port.
+/// Loads the webhook's template and certificate and binds its port; with
+/// `--publish-ca-file`, a client to publish the CA with.
 async fn webhook(config: &WebhookConfig) -> Result<Webhook, RunError> {
-    let template = Arc::new(Template::read(&config.template)?);
+    let template = Template::read(&config.template)?;
+    let publisher = match &config.publish_ca_file {
+        Some(file) => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(RunError::PublishCaClient)?;
+            Some(inject::publish::CaPublisher::new(client, file.clone()))
+        }
+        None => None,
+    };
+    let injector = Arc::new(inject::serve::Injector {
+        template,
+        publisher,
+    });
     let (tls, reloader) = tls::server_config(&config.tls).map_err(RunError::WebhookTls)?;
     let listener =
         TcpListener::bind(config.addr)
@@ -127,7 +143,7 @@ async fn webhook(config: &WebhookConfig) -> Result<Webhook, RunError> {
         listener,
         tls: inject::serve::tls_config(&tls),
         reloader,
-        template,
+        injector,
     })
 }
 
@@ -402,7 +418,7 @@ impl Running {
         // The webhook has no state of its own to drain: aborted with the rest below.
         let webhook = webhook.map(|w| {
             let shutdown = stopped(stopping.clone());
-            let serve = inject::serve::serve(w.listener, w.tls, w.template, shutdown);
+            let serve = inject::serve::serve(w.listener, w.tls, w.injector, shutdown);
             (
                 tokio::spawn(serve),
                 tokio::spawn(w.reloader.watch(tls::RELOAD_INTERVAL)),

@@ -1,7 +1,8 @@
 //! Injection with the real apiserver: what `fairway inject` writes is a Pod the API
 //! accepts, and the controller's webhook (the real `fairway-controller` binary, HTTPS
-//! with its own certificate) injects pods as the apiserver creates them, fails open
-//! when it is down, and leaves pods that ask for nothing alone.
+//! with its own certificate) injects pods as the apiserver creates them, publishes the
+//! controller's CA in their namespace, fails open when it is down, and leaves pods that
+//! ask for nothing alone.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -162,7 +163,8 @@ fn certificates() -> (String, String, String) {
     (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
-fn start_webhook(cert: &str, key: &str) -> Webhook {
+/// The controller's webhook with its certificate, publishing `ca` where it injects.
+fn start_webhook(ca: &str, cert: &str, key: &str) -> Webhook {
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str, text: &str| {
         let path = dir.path().join(name);
@@ -178,6 +180,7 @@ fn start_webhook(cert: &str, key: &str) -> Webhook {
         &serde_saphyr::to_string(&template).unwrap(),
     );
     let (cert, key) = (file("tls.crt", cert), file("tls.key", key));
+    let ca = file("ca.crt", ca);
     let static_dir = dir.path().join("routes");
     std::fs::create_dir(&static_dir).unwrap();
     let port = free_port();
@@ -193,6 +196,8 @@ fn start_webhook(cert: &str, key: &str) -> Webhook {
         .args(["--grpc-addr", &grpc, "--admin-addr", &admin])
         .args(["--webhook-addr", &webhook, "--webhook-cert-file", &cert])
         .args(["--webhook-key-file", &key, "--inject-template", &template])
+        .args(["--publish-ca-file", &ca])
+        .env("KUBECONFIG", &cluster().kubeconfig)
         .stdout(Stdio::null())
         .spawn()
         .expect("start fairway-controller");
@@ -294,7 +299,7 @@ impl Drop for Check {
 fn the_webhook_injects_pods_that_ask_and_fails_open() {
     let ns = namespace("inject-hook");
     let (ca, cert, key) = certificates();
-    let webhook = start_webhook(&cert, &key);
+    let webhook = start_webhook(&ca, &cert, &key);
     let _registration = Registration::new(&ns, webhook.port, &ca);
     // The apiserver picks a new configuration up within a moment: create until injected.
     let started = Instant::now();
@@ -317,6 +322,21 @@ fn the_webhook_injects_pods_that_ask_and_fails_open() {
         injected,
         ["fairway-capture", "fairway-proxy"],
         "injected by the webhook"
+    );
+    // The CA its proxy mounts was published in the pod's namespace before the answer.
+    let published = ok(
+        run(
+            &["get", "configmap", "fairway-controller-ca", "-n", &ns]
+                .into_iter()
+                .chain(["-o", "jsonpath={.data.ca\\.crt}"])
+                .collect::<Vec<_>>(),
+            None,
+        ),
+        "the published CA",
+    );
+    assert_eq!(
+        published, ca,
+        "ConfigMap fairway-controller-ca holds the CA"
     );
 
     let plain = pod("plain", json!({}));

@@ -15,6 +15,7 @@
 //! then remove them.
 
 pub mod document;
+pub mod publish;
 pub mod serve;
 pub mod template;
 pub mod webhook;

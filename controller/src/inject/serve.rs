@@ -17,7 +17,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use super::Template;
-use super::webhook::review;
+use super::publish::CaPublisher;
+use super::webhook::answered;
 
 /// The path the MutatingWebhookConfiguration names.
 pub const PATH: &str = "/mutate";
@@ -32,11 +33,18 @@ pub fn tls_config(base: &rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
     Arc::new(config)
 }
 
+/// What each review needs: the template, and where to publish the CA (if anywhere).
+#[derive(Debug)]
+pub struct Injector {
+    pub template: Template,
+    pub publisher: Option<CaPublisher>,
+}
+
 /// Serves the webhook on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    template: Arc<Template>,
+    injector: Arc<Injector>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut accepted = crate::tls::incoming(listener, tls);
@@ -54,9 +62,9 @@ pub async fn serve(
                 None => return,
             },
         };
-        let (builder, template) = (Arc::clone(&builder), Arc::clone(&template));
+        let (builder, injector) = (Arc::clone(&builder), Arc::clone(&injector));
         tokio::spawn(async move {
-            let service = service_fn(move |request| handle(request, Arc::clone(&template)));
+            let service = service_fn(move |request| handle(request, Arc::clone(&injector)));
             if let Err(error) = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await
@@ -69,7 +77,7 @@ pub async fn serve(
 
 async fn handle(
     request: Request<Incoming>,
-    template: Arc<Template>,
+    injector: Arc<Injector>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if request.method() != Method::POST || request.uri().path() != PATH {
         return Ok(plain(StatusCode::NOT_FOUND, "not found: POST /mutate\n"));
@@ -81,8 +89,19 @@ async fn handle(
             return Ok(plain(StatusCode::BAD_REQUEST, &message));
         }
     };
-    match review(&body, &template) {
-        Ok(answer) => {
+    match answered(&body, &injector.template) {
+        Ok((mut answer, injected)) => {
+            if let (Some(namespace), Some(publisher)) = (injected, &injector.publisher)
+                && let Err(error) = publisher.ensure(&namespace).await
+            {
+                // The pod is still injected: its proxy waits (not ready) until the CA
+                // appears, and the warning says why.
+                tracing::warn!(%namespace, %error, "cannot publish the controller's CA");
+                if let Some(response) = answer.response.as_mut() {
+                    let warning = format!("fairway: {error}");
+                    response.warnings.get_or_insert_with(Vec::new).push(warning);
+                }
+            }
             let json = serde_json::to_vec(&answer).expect("a review serializes");
             let mut response = Response::new(Full::new(Bytes::from(json)));
             response.headers_mut().insert(

@@ -24,11 +24,26 @@ pub fn review(
     body: &[u8],
     template: &Template,
 ) -> Result<AdmissionReview<DynamicObject>, ReviewError> {
+    answered(body, template).map(|(review, _)| review)
+}
+
+/// [`review`], and the namespace of the pod when it was injected (which then needs the
+/// controller's CA there, `publish`).
+pub fn answered(
+    body: &[u8],
+    template: &Template,
+) -> Result<(AdmissionReview<DynamicObject>, Option<String>), ReviewError> {
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_slice(body).map_err(ReviewError::Parse)?;
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| ReviewError::NoRequest)?;
-    Ok(answer(&request, template).into_review())
+    let response = answer(&request, template);
+    let injected = response
+        .patch
+        .is_some()
+        .then(|| request.namespace.clone())
+        .flatten();
+    Ok((response.into_review(), injected))
 }
 
 fn answer(request: &AdmissionRequest<DynamicObject>, template: &Template) -> AdmissionResponse {

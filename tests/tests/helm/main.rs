@@ -283,15 +283,28 @@ fn default_render_is_hardened_and_wired() {
 
     discovery::assert_protected(&objects, "fairway", "fairway");
 
-    // Least privilege: no wildcard, no secrets, no pods, no configmaps.
+    // Least privilege: no wildcard, no secrets, no pods; ConfigMaps only written (the
+    // CA the injector publishes), never read.
     let role = find(&objects, "ClusterRole", "fairway-controller");
     let rules = role["rules"].to_string();
-    for forbidden in ["\"*\"", "secrets", "\"pods\"", "configmaps"] {
+    for forbidden in ["\"*\"", "secrets", "\"pods\""] {
         assert!(
             !rules.contains(forbidden),
             "ClusterRole grants {forbidden}: {rules}"
         );
     }
+    let configmaps: Vec<&Value> = role["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["resources"].to_string().contains("configmaps"))
+        .collect();
+    assert_eq!(configmaps.len(), 1, "{rules}");
+    assert_eq!(
+        configmaps[0]["verbs"],
+        serde_json::json!(["create", "patch"]),
+        "{rules}"
+    );
     // HTTPRoute input (issue 20): explicit verbs, status by patch only.
     let granted = |resource: &str| -> Vec<String> {
         let rules = role["rules"].as_array().into_iter().flatten();
