@@ -87,6 +87,16 @@ pub struct Args {
     )]
     pub allowed_service_accounts: Vec<ServiceAccount>,
 
+    /// Also admit the proxy the injection webhook added to a pod, whatever the pod's
+    /// ServiceAccount: its token must be bound to a pod that asks for injection and has
+    /// the proxy container (needs `get` on pods; docs/security.md).
+    #[arg(
+        long,
+        env = "FAIRWAY_ADMIT_INJECTED_SIDECARS",
+        conflicts_with = "no_auth"
+    )]
+    pub admit_injected_sidecars: bool,
+
     /// The audience proxies' tokens, and the drain hooks' tokens, must be minted for.
     #[arg(long, env = "FAIRWAY_TOKEN_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
     pub token_audience: String,
@@ -253,6 +263,7 @@ impl Config {
             AuthConfig::TokenReview(Policy {
                 audience: args.token_audience,
                 allowed: args.allowed_service_accounts.into_iter().collect(),
+                admit_injected: args.admit_injected_sidecars,
             })
         };
         let tls = match (args.tls_cert_file, args.tls_key_file) {

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::admin::{self, AdminState};
-use crate::auth::{AuthConfig, Authenticator, KubeReviewer, PodAuthenticator};
+use crate::auth::{AuthConfig, Authenticator, KubePods, KubeReviewer, PodAuthenticator};
 use crate::config::{Config, ConfigError, Source, WebhookConfig};
 use crate::drain::DrainService;
 use crate::drain::peers::PeerConfig;
@@ -239,10 +239,9 @@ pub async fn start_with_client(
     };
     let auth = match (&config.auth, &feed) {
         (AuthConfig::TokenReview(policy), Feed::Kubernetes(client, _)) => {
-            Arc::new(Authenticator::token_review(
-                policy.clone(),
-                Arc::new(KubeReviewer::new(client.clone())),
-            ))
+            let reviewer = Arc::new(KubeReviewer::new(client.clone()));
+            let auth = Authenticator::token_review(policy.clone(), reviewer);
+            Arc::new(auth.with_pods(Arc::new(KubePods::new(client.clone()))))
         }
         (AuthConfig::TokenReview(_), Feed::StaticDir(_)) => {
             return Err(ConfigError::TokenReviewWithoutApi.into());

@@ -67,6 +67,10 @@ impl FromStr for ServiceAccount {
 pub struct Policy {
     pub audience: String,
     pub allowed: BTreeSet<ServiceAccount>,
+    /// Also admit the proxy the webhook injected into a pod, whatever its ServiceAccount
+    /// (`--admit-injected-sidecars`): a token bound to a pod whose spec asks for
+    /// injection and has the proxy container (`injected`).
+    pub admit_injected: bool,
 }
 
 /// What the apiserver said about one token (the domain side of a TokenReview status).
@@ -140,6 +144,8 @@ pub enum Outcome {
     invalid_token,
     /// Authenticated, but not for our audience.
     wrong_audience,
+    /// A valid token bound to a pod the webhook injected (`--admit-injected-sidecars`).
+    admitted_injected,
     /// A valid token of someone who is not allowed.
     forbidden,
     /// The TokenReview itself failed (apiserver unreachable): not the client's fault.
@@ -154,6 +160,11 @@ pub enum Verdict {
     Unauthenticated(Outcome, String),
     /// gRPC `PERMISSION_DENIED`: we know who, and they may not subscribe.
     Forbidden(String),
+    /// Not allowed by name, but its token is bound to a pod that may be an injected one:
+    /// the pod decides ([`super::injected::judge`]). Never the final verdict.
+    IfInjected(ServiceAccount, Pod),
+    /// Admitted as an injected pod's proxy.
+    AdmitInjected(ServiceAccount, Pod),
 }
 
 impl Verdict {
@@ -161,7 +172,8 @@ impl Verdict {
         match self {
             Verdict::Admit(_) => Outcome::admitted,
             Verdict::Unauthenticated(outcome, _) => *outcome,
-            Verdict::Forbidden(_) => Outcome::forbidden,
+            Verdict::Forbidden(_) | Verdict::IfInjected(..) => Outcome::forbidden,
+            Verdict::AdmitInjected(..) => Outcome::admitted_injected,
         }
     }
 }
@@ -199,6 +211,15 @@ pub fn decide(review: &Review, policy: &Policy) -> Verdict {
     }
     match ServiceAccount::from_username(&review.username) {
         Some(account) if policy.allowed.contains(&account) => Verdict::Admit(account),
+        Some(account) if policy.admit_injected && review.pod.is_some() => {
+            let claims = review.pod.clone().unwrap_or_default();
+            let pod = Pod {
+                namespace: account.namespace.clone(),
+                name: claims.name,
+                uid: claims.uid,
+            };
+            Verdict::IfInjected(account, pod)
+        }
         Some(account) => Verdict::Forbidden(format!(
             "ServiceAccount {account} may not subscribe to discovery (allowed: {})",
             list(&policy.allowed)

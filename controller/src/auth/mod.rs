@@ -9,6 +9,7 @@
 //! costs one review per token, not one per attempt.
 
 pub mod decide;
+pub mod injected;
 mod pods;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ use tonic::Status;
 pub use decide::{
     Outcome, Pod, PodClaims, Policy, Review, ServiceAccount, Verdict, bearer_token, decide, pod_of,
 };
+pub use injected::{KubePods, PodFacts, PodLookup};
 pub use pods::PodAuthenticator;
 
 /// The audience proxies' tokens must be minted for (the chart's projected volume).
@@ -183,6 +185,8 @@ enum Mode {
     TokenReview {
         policy: Policy,
         reviewer: Arc<dyn TokenReviewer>,
+        /// Reads the pods of tokens `policy.admit_injected` may admit.
+        pods: Option<Arc<dyn PodLookup>>,
         cache: Cache,
         in_flight: tokio::sync::Semaphore,
     },
@@ -202,10 +206,19 @@ impl Authenticator {
             mode: Mode::TokenReview {
                 policy,
                 reviewer,
+                pods: None,
                 cache: Cache::default(),
                 in_flight: tokio::sync::Semaphore::new(MAX_CONCURRENT_REVIEWS),
             },
         }
+    }
+
+    /// Reads pods with `pods` to admit injected proxies (`Policy::admit_injected`).
+    pub fn with_pods(mut self, lookup: Arc<dyn PodLookup>) -> Self {
+        if let Mode::TokenReview { pods, .. } = &mut self.mode {
+            *pods = Some(lookup);
+        }
+        self
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -221,6 +234,7 @@ impl Authenticator {
         let Mode::TokenReview {
             policy,
             reviewer,
+            pods,
             cache,
             in_flight,
         } = &self.mode
@@ -236,7 +250,24 @@ impl Authenticator {
             Some(verdict) => verdict,
             None => match review(reviewer.as_ref(), in_flight, token, &policy.audience).await {
                 Ok(review) => {
-                    let verdict = decide(&review, policy);
+                    let verdict = match decide(&review, policy) {
+                        Verdict::IfInjected(account, pod) => {
+                            match lookup(pods.as_deref(), in_flight, &pod).await {
+                                Ok(found) => injected::judge(account, pod, found.as_ref()),
+                                Err(e) => {
+                                    tracing::warn!(%pod, error = %e, "cannot read a subscribing proxy's pod");
+                                    let message = format!(
+                                        "the controller cannot read the pod {pod} right now ({e}); retry shortly"
+                                    );
+                                    return (
+                                        Outcome::review_failed,
+                                        Err(Status::unavailable(message)),
+                                    );
+                                }
+                            }
+                        }
+                        verdict => verdict,
+                    };
                     cache.put(key, verdict.clone(), Instant::now());
                     verdict
                 }
@@ -274,9 +305,40 @@ async fn review(
         .map_err(|_| ReviewError::Timeout(REVIEW_TIMEOUT))?
 }
 
+/// A bound token's pod, read within [`REVIEW_TIMEOUT`] and the reviews' concurrency.
+async fn lookup(
+    pods: Option<&dyn PodLookup>,
+    in_flight: &tokio::sync::Semaphore,
+    pod: &Pod,
+) -> Result<Option<PodFacts>, LookupError> {
+    let pods = pods.ok_or(LookupError::Off)?;
+    let read = tokio::time::timeout(REVIEW_TIMEOUT, async {
+        let _slot = in_flight.acquire().await;
+        pods.facts(pod).await
+    });
+    match read.await {
+        Ok(found) => found.map_err(LookupError::Get),
+        Err(_) => Err(LookupError::Timeout(REVIEW_TIMEOUT)),
+    }
+}
+
+/// Why a subscribing proxy's pod could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("no pod reader configured")]
+    Off,
+    #[error("reading the pod failed: {0}")]
+    Get(#[source] kube::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
 fn to_result(verdict: Verdict) -> Result<Option<ServiceAccount>, Status> {
     match verdict {
-        Verdict::Admit(account) => Ok(Some(account)),
+        Verdict::Admit(account) | Verdict::AdmitInjected(account, _) => Ok(Some(account)),
+        Verdict::IfInjected(account, pod) => Err(Status::permission_denied(format!(
+            "ServiceAccount {account} (pod {pod}) was not judged"
+        ))),
         Verdict::Unauthenticated(_, message) => Err(Status::unauthenticated(message)),
         Verdict::Forbidden(message) => Err(Status::permission_denied(message)),
     }

@@ -80,7 +80,9 @@ impl PodAuthenticator {
 
 fn status(verdict: Verdict) -> Status {
     match verdict {
-        Verdict::Admit(_) => Status::internal("admitted without a pod"),
+        Verdict::Admit(_) | Verdict::AdmitInjected(..) | Verdict::IfInjected(..) => {
+            Status::internal("a pod's own question judged as a subscription")
+        }
         Verdict::Unauthenticated(_, message) => Status::unauthenticated(message),
         Verdict::Forbidden(message) => Status::permission_denied(message),
     }

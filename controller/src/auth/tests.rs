@@ -11,6 +11,7 @@ fn policy() -> Policy {
     Policy {
         audience: "fairway".to_owned(),
         allowed: BTreeSet::from([sa("fairway/fairway-proxy")]),
+        admit_injected: false,
     }
 }
 

@@ -36,7 +36,8 @@ fn defaults_match_the_design_contract() {
         c.auth,
         AuthConfig::TokenReview(Policy {
             audience: "fairway".into(),
-            allowed: Default::default()
+            allowed: Default::default(),
+            admit_injected: false,
         }),
         "authentication is on unless switched off"
     );

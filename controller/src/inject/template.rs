@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 /// which an app may run as too and would then silently escape capture (rules exempt the
 /// proxy's UID). The same as `fairway-capture`'s default (tests/tests/inject.rs checks).
 pub const PROXY_UID: i64 = 2140;
+/// The injected proxy's container name (an init container with `restartPolicy: Always`).
+pub const PROXY_CONTAINER: &str = "fairway-proxy";
 /// Where the injected proxy serves its admin endpoints (`/ready` gates the app's start).
 pub const ADMIN_PORT: i32 = 4191;
 /// Where capture sends the pod's outbound connections (`fairway-capture --to-port`).

@@ -7,6 +7,7 @@
 //! The cluster is tests/src/cluster.rs's (built on first use; a missing Go toolchain or
 //! kubectl fails with instructions, nothing skips).
 
+mod injected;
 mod process;
 mod support;
 mod tls;

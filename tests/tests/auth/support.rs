@@ -140,6 +140,7 @@ impl Setup {
             allowed: BTreeSet::from([format!("{}/{PROXY_SA}", self.ns)
                 .parse()
                 .expect("namespace/name")]),
+            admit_injected: false,
         };
         Arc::new(Authenticator::token_review(
             policy,

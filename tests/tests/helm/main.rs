@@ -283,11 +283,11 @@ fn default_render_is_hardened_and_wired() {
 
     discovery::assert_protected(&objects, "fairway", "fairway");
 
-    // Least privilege: no wildcard, no secrets, no pods; ConfigMaps only written (the
-    // CA the injector publishes), never read.
+    // Least privilege: no wildcard, no secrets; ConfigMaps only written (the CA the
+    // injector publishes), never read; one pod at a time (an injected proxy's).
     let role = find(&objects, "ClusterRole", "fairway-controller");
     let rules = role["rules"].to_string();
-    for forbidden in ["\"*\"", "secrets", "\"pods\""] {
+    for forbidden in ["\"*\"", "secrets"] {
         assert!(
             !rules.contains(forbidden),
             "ClusterRole grants {forbidden}: {rules}"
@@ -305,6 +305,14 @@ fn default_render_is_hardened_and_wired() {
         serde_json::json!(["create", "patch"]),
         "{rules}"
     );
+    let pods: Vec<&Value> = role["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["resources"].to_string().contains("\"pods\""))
+        .collect();
+    assert_eq!(pods.len(), 1, "{rules}");
+    assert_eq!(pods[0]["verbs"], serde_json::json!(["get"]), "{rules}");
     // HTTPRoute input (issue 20): explicit verbs, status by patch only.
     let granted = |resource: &str| -> Vec<String> {
         let rules = role["rules"].as_array().into_iter().flatten();
@@ -793,6 +801,7 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
     let policy = fairway_controller::auth::Policy {
         audience: "fairway".to_owned(),
         allowed,
+        admit_injected: false,
     };
     let reviewer = fairway_controller::auth::KubeReviewer::new(client_from(&kubeconfig).await);
     let auth = fairway_controller::auth::Authenticator::token_review(
