@@ -6,10 +6,11 @@
 #                             images/pause.tar, images/backend.tar, images/gateway.tar,
 #                             and images/curl.tar (the host's curl and its libraries: a
 #                             client that reads http_proxy and no_proxy as users set them)
-#   build.sh fairway DIR      images/fairway-controller.tar, images/fairway-proxy.tar and
+#   build.sh fairway DIR      images/fairway-controller.tar, images/fairway-proxy.tar,
 #                             images/fairway.tar (the root binary: `fairway copy-hook` for
-#                             the drain hook's init container) from the binaries in DIR
-#                             (a cargo profile directory)
+#                             the drain hook's init container) and images/fairway-capture.tar
+#                             (the injector's capture step, with the host's nft) from the
+#                             binaries in DIR (a cargo profile directory)
 #
 # Each Go output is cached under a stamp of its inputs: an unchanged module costs nothing,
 # a changed one rebuilds from Go's build cache. The first kube build takes ~10 min on 2
@@ -96,6 +97,13 @@ fairway_images() {
     "$dir/fairway-controller:$dir/kubectl-fairway" 18000 9090
   dynamic_image "$out/images/fairway-proxy.tar" "fairway.local/fairway-proxy:$TEST_TAG" \
     "$dir/fairway-proxy" 4140 4191
+  if [ -x "$dir/fairway-capture" ]; then
+    # The injector's capture init container: fairway-capture and the host's nft (with
+    # their libraries), as docker/capture.Dockerfile's Debian image has them.
+    command -v nft >/dev/null || { echo "build.sh: 'nft' not found: apt-get install -y nftables" >&2; exit 1; }
+    dynamic_image "$out/images/fairway-capture.tar" "fairway.local/fairway-capture:$TEST_TAG" \
+      "$dir/fairway-capture:$(command -v nft)"
+  fi
   if [ -x "$dir/fairway" ]; then
     # Every pod's init container copies it: symbols too are weight nobody reads there.
     STRIP=--strip-all dynamic_image "$out/images/fairway.tar" "fairway.local/fairway:$TEST_TAG" "$dir/fairway"

@@ -237,6 +237,9 @@ pub fn fairway_images() -> Result<(PathBuf, PathBuf), NodeError> {
             "fairway-proxy",
             "--bin",
             "fairway-proxy",
+            // The injector's capture init container (images/fairway-capture.tar).
+            "--bin",
+            "fairway-capture",
             // The drain hook's init container copies this one (images/fairway.tar).
             "-p",
             "fairway",

@@ -63,7 +63,7 @@ pub fn seconds(ns: &str, pod: &str) -> Vec<Value> {
 }
 
 /// Per-pod counts over the seconds that ended after `after_ms`, and failures overall.
-fn tally(lines: &[Value], after_ms: i64) -> (BTreeMap<String, u64>, u64) {
+pub fn tally(lines: &[Value], after_ms: i64) -> (BTreeMap<String, u64>, u64) {
     let mut counts = BTreeMap::new();
     let mut failed = 0;
     for line in lines {
@@ -79,7 +79,7 @@ fn tally(lines: &[Value], after_ms: i64) -> (BTreeMap<String, u64>, u64) {
     (counts, failed)
 }
 
-fn shares(counts: &BTreeMap<String, u64>) -> BTreeMap<String, f64> {
+pub fn shares(counts: &BTreeMap<String, u64>) -> BTreeMap<String, f64> {
     let total: u64 = counts.values().sum();
     counts
         .iter()
@@ -196,7 +196,7 @@ fn scale_up_under_fasthttp_load_reaches_new_pods_only_through_the_proxy() {
 }
 
 /// Ready backend pods of `ns`, by name.
-fn ready_pods(ns: &str) -> BTreeMap<String, ()> {
+pub fn ready_pods(ns: &str) -> BTreeMap<String, ()> {
     let out = kubectl(&[
         "-n",
         ns,

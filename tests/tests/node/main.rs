@@ -10,6 +10,7 @@ mod chart;
 mod drain;
 mod gateway;
 mod handover;
+mod inject;
 mod plugin;
 mod rollouts;
 mod sidecar;

@@ -109,6 +109,18 @@ pub fn curl_image() -> String {
     format!("fairway.local/curl:{TEST_TAG}")
 }
 
+/// The injector's capture image (fairway-capture and nft) imported into the node
+/// (once per test binary; built with the Fairway images).
+pub fn capture_image() -> String {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        fairway_images();
+        let archive = node::node_out().join("images/fairway-capture.tar");
+        node().import(&archive).unwrap_or_else(|e| panic!("{e}"));
+    });
+    format!("fairway.local/fairway-capture:{TEST_TAG}")
+}
+
 /// The exit code of container `container` of pod `pod`, once it has terminated.
 pub fn exit_code(ns: &str, pod: &str, container: &str) -> i64 {
     let path = format!(
