@@ -215,6 +215,9 @@ capture:
     - --service-cidr={{ join "," .Values.injector.serviceCIDRs }}
     - --proxy-uid={{ .Values.injector.proxyUID }}
     - --to-port={{ .Values.injector.outboundPort }}
+  # A failure's reason (nft's error) in the pod's status, beside the kubelet's BackOff
+  # Event: `kubectl describe pod` shows it without fetching logs.
+  terminationMessagePolicy: FallbackToLogsOnError
   # Root with NET_ADMIN only, and only while the pod starts (docs/security.md).
   securityContext:
     runAsUser: 0

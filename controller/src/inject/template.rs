@@ -156,6 +156,9 @@ capture:
   name: fairway-capture
   image: "{capture_image}"
   args: [install, "--service-cidr={cidrs}", "--proxy-uid={uid}", "--to-port={outbound}"]
+  # A failure's reason (nft's error) in the pod's status, beside the kubelet's BackOff
+  # Event: `kubectl describe pod` shows it without fetching logs.
+  terminationMessagePolicy: FallbackToLogsOnError
   # Root with NET_ADMIN only, and only while the pod starts (docs/security.md).
   securityContext:
     runAsUser: 0

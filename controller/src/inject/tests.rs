@@ -98,6 +98,10 @@ fn inject_adds_the_proxy_as_a_native_sidecar_before_the_apps_init_containers() {
     let capture = &spec["initContainers"][1];
     assert!(capture["restartPolicy"].is_null(), "capture runs once");
     assert_eq!(
+        capture["terminationMessagePolicy"], "FallbackToLogsOnError",
+        "a failed capture's reason shows in the pod's status"
+    );
+    assert_eq!(
         capture["securityContext"]["capabilities"]["add"][0],
         "NET_ADMIN"
     );
