@@ -345,7 +345,7 @@ impl Running {
             let _ = rx.wait_for(|s| *s).await;
         };
 
-        let publisher = tokio::spawn(store.clone().run(index.clone(), config.coalesce));
+        let mut publisher = tokio::spawn(store.clone().run(index.clone(), config.coalesce));
         // Only the Kubernetes source ends on `stop` (after releasing the status Lease).
         let source_stops = matches!(feed, Feed::Kubernetes(..));
         let mut source: JoinHandle<Result<(), RunError>> = match feed {
@@ -414,6 +414,10 @@ impl Running {
             result = &mut source => Some(finished("source", result)),
             result = &mut grpc => Some(finished("gRPC server", result.map(|r| r.map_err(RunError::Grpc)))),
             result = &mut admin => Some(finished::<RunError>("admin server", result.map(Ok))),
+            // A publisher that died (a panic) would leave the controller ready and
+            // serving its last version forever: its proxies' tables would stop following
+            // the cluster without a word. Stopping lets the kubelet restart it.
+            result = &mut publisher => Some(finished::<RunError>("publisher", result.map(Ok))),
         };
         if let Some(e) = &failure {
             tracing::error!(error = %e, "controller part failed; stopping");
