@@ -255,6 +255,9 @@ fn a_rollout_with_the_drain_handshake_against_one_with_sleep_under_load() {
         );
         (start, now_ms())
     };
+    // What each replica's and proxy's table did, every 2 s (docs/benchmarks.md: the
+    // tables stopped following the slices in earlier runs).
+    let sampler = crate::diagnose::Sampler::start(&fairway_ns, &ns);
     let sleep = measure("preStop sleep 5");
     // Pods with the handshake; this transition's old pods still sleep.
     apply(&backend(&ns, &handshake(&fairway_ns), true));
@@ -266,6 +269,9 @@ fn a_rollout_with_the_drain_handshake_against_one_with_sleep_under_load() {
         let pods = kubectl(&["-n", &ns, "get", "pods", "-l", "app=backend", "-o", "name"]);
         (pods.lines().count() == REPLICAS as usize).then_some(())
     });
+    drop(sampler);
+    let dumped = crate::diagnose::dump(&fairway_ns, &ns);
+    eprintln!("logs, samples and tables: {}", dumped.display());
     let lines = seconds(&ns, "gateway");
     let mut results = Vec::new();
     for (name, (from, to)) in [("sleep 5", sleep), ("handshake", hooked)] {

@@ -7,6 +7,7 @@
 //! installed the tools; needs root (namespaces, mounts, cgroups).
 
 mod chart;
+mod diagnose;
 mod drain;
 mod gateway;
 mod handover;
