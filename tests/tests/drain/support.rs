@@ -53,7 +53,7 @@ impl Setup {
         setup
     }
 
-    async fn create<K>(&self, object: &K) -> K
+    pub async fn create<K>(&self, object: &K) -> K
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
