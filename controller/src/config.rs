@@ -143,6 +143,12 @@ pub struct Args {
     /// What the webhook adds to a pod: the template the chart renders (docs/install.md).
     #[arg(long, env = "FAIRWAY_INJECT_TEMPLATE", requires = "webhook_addr")]
     pub inject_template: Option<PathBuf>,
+
+    /// Publish this PEM CA (the controller's) as ConfigMap `fairway-controller-ca` in the
+    /// namespace of every pod the webhook injects, for its hook and proxy to verify the
+    /// controller with. Needs a Kubernetes API (kubeconfig or in-cluster).
+    #[arg(long, env = "FAIRWAY_PUBLISH_CA_FILE", requires = "webhook_addr")]
+    pub publish_ca_file: Option<PathBuf>,
 }
 
 /// The injection webhook: where it listens, its certificate, what it adds.
@@ -151,6 +157,8 @@ pub struct WebhookConfig {
     pub addr: SocketAddr,
     pub tls: TlsConfig,
     pub template: PathBuf,
+    /// The CA to publish in injected pods' namespaces (`inject::ca`), if any.
+    pub publish_ca: Option<PathBuf>,
 }
 
 fn parse_coalesce(s: &str) -> Result<Duration, String> {
@@ -270,6 +278,7 @@ impl Config {
                     client_ca_file: None,
                 },
                 template,
+                publish_ca: args.publish_ca_file,
             }),
             // clap requires all or none.
             _ => None,

@@ -28,7 +28,7 @@ use crate::drain::DrainService;
 use crate::drain::peers::PeerConfig;
 use crate::grpc::{self, DiscoveryService, Proxies};
 use crate::index::Index;
-use crate::inject::{self, Template};
+use crate::inject::{self, Template, ca::CaPublisher};
 use crate::metrics::Metrics;
 use crate::state::{IndexHandle, NodeZones};
 use crate::static_dir::{self, StaticDirError};
@@ -109,6 +109,8 @@ struct Webhook {
     tls: Arc<rustls::ServerConfig>,
     reloader: Reloader,
     template: Arc<Template>,
+    /// Publishes the controller's CA where pods are injected (`--publish-ca-file`).
+    ca: Option<Arc<CaPublisher>>,
 }
 
 /// Loads the webhook's template and certificate and binds its port.
@@ -128,6 +130,7 @@ async fn webhook(config: &WebhookConfig) -> Result<Webhook, RunError> {
         tls: inject::serve::tls_config(&tls),
         reloader,
         template,
+        ca: None,
     })
 }
 
@@ -199,7 +202,7 @@ pub async fn start_with_client(
             addr: config.admin_addr,
             source,
         })?;
-    let webhook = match &config.webhook {
+    let mut webhook = match &config.webhook {
         Some(settings) => Some(webhook(settings).await?),
         None => None,
     };
@@ -221,6 +224,17 @@ pub async fn start_with_client(
             Feed::Kubernetes(client, Box::new(watch))
         }
     };
+    if let (Some(w), Some(file)) = (
+        &mut webhook,
+        config.webhook.as_ref().and_then(|c| c.publish_ca.clone()),
+    ) {
+        // The watchers' client when there is one; with --static-dir a client of its own.
+        let client = match &feed {
+            Feed::Kubernetes(client, _) => client.clone(),
+            Feed::StaticDir(_) => kube::Client::try_default().await.map_err(RunError::Kube)?,
+        };
+        w.ca = Some(Arc::new(CaPublisher::new(client, file)));
+    }
     let auth = match (&config.auth, &feed) {
         (AuthConfig::TokenReview(policy), Feed::Kubernetes(client, _)) => {
             Arc::new(Authenticator::token_review(
@@ -402,7 +416,7 @@ impl Running {
         // The webhook has no state of its own to drain: aborted with the rest below.
         let webhook = webhook.map(|w| {
             let shutdown = stopped(stopping.clone());
-            let serve = inject::serve::serve(w.listener, w.tls, w.template, shutdown);
+            let serve = inject::serve::serve(w.listener, w.tls, w.template, w.ca, shutdown);
             (
                 tokio::spawn(serve),
                 tokio::spawn(w.reloader.watch(tls::RELOAD_INTERVAL)),

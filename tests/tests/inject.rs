@@ -162,7 +162,9 @@ fn certificates() -> (String, String, String) {
     (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
-fn start_webhook(cert: &str, key: &str) -> Webhook {
+/// The webhook with `cert` and `key`; with `publish_ca`, it also publishes that CA where
+/// it injects (`--publish-ca-file`, through the test cluster's kubeconfig).
+fn start_webhook(cert: &str, key: &str, publish_ca: Option<&str>) -> Webhook {
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str, text: &str| {
         let path = dir.path().join(name);
@@ -184,7 +186,13 @@ fn start_webhook(cert: &str, key: &str) -> Webhook {
     let grpc = loopback(free_port()).to_string();
     let admin = loopback(free_port()).to_string();
     let webhook = loopback(port).to_string();
-    let child = Command::new(binary("fairway-controller"))
+    let mut command = Command::new(binary("fairway-controller"));
+    if let Some(ca) = publish_ca {
+        command
+            .args(["--publish-ca-file", &file("ca.crt", ca)])
+            .env("KUBECONFIG", &cluster().kubeconfig);
+    }
+    let child = command
         .args([
             "--static-dir",
             &static_dir.display().to_string(),
@@ -294,7 +302,7 @@ impl Drop for Check {
 fn the_webhook_injects_pods_that_ask_and_fails_open() {
     let ns = namespace("inject-hook");
     let (ca, cert, key) = certificates();
-    let webhook = start_webhook(&cert, &key);
+    let webhook = start_webhook(&cert, &key, None);
     let _registration = Registration::new(&ns, webhook.port, &ca);
     // The apiserver picks a new configuration up within a moment: create until injected.
     let started = Instant::now();
@@ -353,6 +361,58 @@ fn the_webhook_injects_pods_that_ask_and_fails_open() {
             && warned.contains("asks for fairway.dev/inject but has no proxy"),
         "the creating client is told: {warned:?}"
     );
+    ok(
+        run(&["delete", "namespace", &ns, "--wait=false"], None),
+        "delete namespace",
+    );
+}
+
+#[test]
+fn the_webhook_publishes_the_controllers_ca_where_it_injects_a_drain_hook() {
+    let ns = namespace("inject-ca");
+    let (ca, cert, key) = certificates();
+    // The CA it publishes stands for the controller's (the chart passes the Discovery
+    // certificate's ca.crt); any PEM will do.
+    let published = "-----BEGIN CERTIFICATE-----\nfairway-test\n-----END CERTIFICATE-----\n";
+    let webhook = start_webhook(&cert, &key, Some(published));
+    let _registration = Registration::new(&ns, webhook.port, &ca);
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let name = format!("backend-{attempt}");
+        let manifest = pod(&name, json!({"fairway.dev/drain": "enabled"}));
+        ok(
+            run(&["apply", "-n", &ns, "-f", "-"], Some(&manifest)),
+            "create the pod",
+        );
+        if !init_names(&ns, &name).is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < ACTIVE_WITHIN,
+            "the webhook injected a pod within {ACTIVE_WITHIN:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Written before the pod was answered: there when the pod exists.
+    let out = ok(
+        run(
+            &[
+                "get",
+                "configmap",
+                "fairway-controller-ca",
+                "-n",
+                &ns,
+                "-o",
+                "json",
+            ],
+            None,
+        ),
+        "the namespace has the controller's CA once a pod there got the hook",
+    );
+    let map: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(map["data"]["ca.crt"], published, "{map}");
     ok(
         run(&["delete", "namespace", &ns, "--wait=false"], None),
         "delete namespace",

@@ -14,6 +14,7 @@
 //! would drop fields newer than our Kubernetes version, and the webhook's patch would
 //! then remove them.
 
+pub mod ca;
 pub mod document;
 pub mod serve;
 pub mod template;

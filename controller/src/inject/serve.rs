@@ -1,6 +1,7 @@
 //! The webhook's HTTPS edge: `POST /mutate` answers an AdmissionReview (`webhook`),
 //! anything else is `404`. Its own port and certificate (the chart's, for the
 //! controller Service's names), re-read when the files change, as the Discovery port's.
+//! With a [`CaPublisher`], an injected pod's namespace gets the controller's CA first.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,6 +18,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use super::Template;
+use super::ca::{CaPublisher, WRITE_TIMEOUT};
 use super::webhook::review;
 
 /// The path the MutatingWebhookConfiguration names.
@@ -37,6 +39,7 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     template: Arc<Template>,
+    ca: Option<Arc<CaPublisher>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut accepted = crate::tls::incoming(listener, tls);
@@ -54,9 +57,10 @@ pub async fn serve(
                 None => return,
             },
         };
-        let (builder, template) = (Arc::clone(&builder), Arc::clone(&template));
+        let (builder, template, ca) = (Arc::clone(&builder), Arc::clone(&template), ca.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |request| handle(request, Arc::clone(&template)));
+            let service =
+                service_fn(move |request| handle(request, Arc::clone(&template), ca.clone()));
             if let Err(error) = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await
@@ -70,6 +74,7 @@ pub async fn serve(
 async fn handle(
     request: Request<Incoming>,
     template: Arc<Template>,
+    ca: Option<Arc<CaPublisher>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if request.method() != Method::POST || request.uri().path() != PATH {
         return Ok(plain(StatusCode::NOT_FOUND, "not found: POST /mutate\n"));
@@ -83,7 +88,14 @@ async fn handle(
     };
     match review(&body, &template) {
         Ok(answer) => {
-            let json = serde_json::to_vec(&answer).expect("a review serializes");
+            if let (Some(ca), Some(namespace)) = (&ca, &answer.injected_in) {
+                // Before the answer, so the ConfigMap exists when the kubelet mounts it;
+                // bounded by `WRITE_TIMEOUT`, and never a reason to refuse the pod.
+                if let Err(error) = ca.ensure(namespace).await {
+                    tracing::warn!(%error, timeout = ?WRITE_TIMEOUT, "the injected pod's namespace has no controller CA");
+                }
+            }
+            let json = serde_json::to_vec(&answer.review).expect("a review serializes");
             let mut response = Response::new(Full::new(Bytes::from(json)));
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,

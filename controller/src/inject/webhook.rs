@@ -19,16 +19,28 @@ pub enum ReviewError {
     NoRequest,
 }
 
+/// One review answered: the review to send back, and the namespace of a pod that was
+/// injected (it needs the controller's CA there: `ca`).
+#[derive(Debug)]
+pub struct Reviewed {
+    pub review: AdmissionReview<DynamicObject>,
+    pub injected_in: Option<String>,
+}
+
 /// Answers one AdmissionReview (the request body) with the review to send back.
-pub fn review(
-    body: &[u8],
-    template: &Template,
-) -> Result<AdmissionReview<DynamicObject>, ReviewError> {
+pub fn review(body: &[u8], template: &Template) -> Result<Reviewed, ReviewError> {
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_slice(body).map_err(ReviewError::Parse)?;
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| ReviewError::NoRequest)?;
-    Ok(answer(&request, template).into_review())
+    let response = answer(&request, template);
+    let injected_in = (response.patch.is_some())
+        .then(|| request.namespace.clone())
+        .flatten();
+    Ok(Reviewed {
+        review: response.into_review(),
+        injected_in,
+    })
 }
 
 fn answer(request: &AdmissionRequest<DynamicObject>, template: &Template) -> AdmissionResponse {

@@ -43,7 +43,7 @@ fn request(object: Value) -> Vec<u8> {
 
 fn answer(object: Value) -> Value {
     let reviewed = review(&request(object), &template()).expect("a review");
-    serde_json::to_value(reviewed).unwrap()["response"].clone()
+    serde_json::to_value(reviewed.review).unwrap()["response"].clone()
 }
 
 /// The JSON patch of a response, decoded (kube writes the bytes as a JSON array, which
