@@ -9,6 +9,7 @@
 //! machine's own address (the one it would reach the network from), each on its own
 //! port: one slice per pod, as named target ports give pods different port numbers.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -28,11 +29,11 @@ use crate::support::{Setup, WAIT};
 
 const SERVICE: &str = "streams";
 const HOST: &str = "streams.test";
-const PODS: [&str; 2] = ["pod-1", "pod-2"];
+pub const PODS: [&str; 2] = ["pod-1", "pod-2"];
 
 /// This machine's non-loopback address: the source of a route out (a UDP `connect`
 /// sends nothing). A machine without one cannot run this test, and says so.
-fn local_ip() -> std::net::IpAddr {
+pub fn local_ip() -> std::net::IpAddr {
     let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind a UDP socket");
     socket
         .connect("192.0.2.1:9")
@@ -55,7 +56,7 @@ fn peer() -> PathBuf {
 }
 
 /// Pod `i`'s slice, listing it at `ip:port`, `terminating` or ready.
-fn pod_slice(ns: &str, i: usize, ip: &str, port: u16, terminating: bool) -> EndpointSlice {
+pub fn pod_slice(ns: &str, i: usize, ip: &str, port: u16, terminating: bool) -> EndpointSlice {
     let state = if terminating {
         State::Terminating
     } else {
@@ -73,7 +74,7 @@ fn pod_slice(ns: &str, i: usize, ip: &str, port: u16, terminating: bool) -> Endp
 }
 
 /// The proxy's `/metrics`.
-async fn metrics(admin: std::net::SocketAddr) -> String {
+pub async fn metrics(admin: std::net::SocketAddr) -> String {
     let mut stream = (TcpStream::connect(admin).await)
         .unwrap_or_else(|e| panic!("connect to the proxy's admin port: {e}"));
     let request = b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n";
@@ -86,12 +87,73 @@ async fn metrics(admin: std::net::SocketAddr) -> String {
 }
 
 /// Connections pooled to `addr`, idle and busy, from `metrics`.
-fn pooled(metrics: &str, addr: &str) -> u64 {
+pub fn pooled(metrics: &str, addr: &str) -> u64 {
     (metrics.lines())
         .filter(|l| l.starts_with("fairway_proxy_pool_connections{"))
         .filter(|l| l.contains(&format!("endpoint=\"{addr}\"")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
+}
+
+/// A real `fairway-proxy` following `controller`, killed on drop.
+pub struct Proxy {
+    _process: Managed,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Proxy {
+    pub fn start(setup: &Setup, controller: &str) -> Proxy {
+        let (listen, admin) = (loopback(free_port()), loopback(free_port()));
+        let proxy_bin = binary("fairway-proxy");
+        let mut args = vec![
+            format!("--controller={controller}"),
+            format!("--listen={listen}"),
+            format!("--admin-addr={admin}"),
+            "--id=streams".to_owned(),
+            "--node=local".to_owned(),
+            "--log-format=text".to_owned(),
+        ];
+        if has_flag(&proxy_bin, "--controller-plaintext") {
+            args.push("--controller-plaintext".to_owned());
+        }
+        let log = setup.dir.path().join("proxy.log");
+        let process = Managed::spawn_with_env(
+            "fairway-proxy",
+            &proxy_bin,
+            &args,
+            &[("RUST_LOG".to_owned(), "info,fairway_proxy=debug".to_owned())],
+            log.clone(),
+        )
+        .unwrap_or_else(|e| panic!("start the proxy: {e}"));
+        Proxy {
+            _process: process,
+            listen,
+            admin,
+            log,
+        }
+    }
+
+    /// The last lines of its log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+/// Marks pod `i`'s endpoint terminating in its slice, as the EndpointSlice controller
+/// does when the pod is deleted.
+pub async fn terminate(setup: &Setup, i: usize, ip: &str, port: u16) {
+    let slices: Api<EndpointSlice> = Api::namespaced(setup.client.clone(), &setup.ns);
+    let terminating = pod_slice(&setup.ns, i, ip, port, true);
+    let name = terminating.metadata.name.clone().unwrap_or_default();
+    let patch = Patch::Apply(terminating);
+    (slices
+        .patch(&name, &PatchParams::apply("drain-test").force(), &patch)
+        .await)
+        .unwrap_or_else(|e| panic!("mark pod {i} terminating: {e}"));
 }
 
 type ClientLines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
@@ -137,33 +199,9 @@ async fn a_grpc_stream_to_a_terminating_pod_ends_unavailable_after_the_drain_tim
     setup.create(&streams).await;
     let controller = setup.controller().await;
 
-    let (listen, admin) = (loopback(free_port()), loopback(free_port()));
-    let proxy_bin = binary("fairway-proxy");
-    let mut args = vec![
-        format!("--controller={}", controller.endpoint),
-        format!("--listen={listen}"),
-        format!("--admin-addr={admin}"),
-        "--id=streams".to_owned(),
-        "--node=local".to_owned(),
-        "--log-format=text".to_owned(),
-    ];
-    if has_flag(&proxy_bin, "--controller-plaintext") {
-        args.push("--controller-plaintext".to_owned());
-    }
-    let proxy_log = setup.dir.path().join("proxy.log");
-    let _proxy = Managed::spawn_with_env(
-        "fairway-proxy",
-        &proxy_bin,
-        &args,
-        &[("RUST_LOG".to_owned(), "info,fairway_proxy=debug".to_owned())],
-        proxy_log.clone(),
-    )
-    .unwrap_or_else(|e| panic!("start the proxy: {e}"));
-    let log_tail = || {
-        let log = std::fs::read_to_string(&proxy_log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    };
+    let proxy = Proxy::start(&setup, &controller.endpoint);
+    let (listen, admin) = (proxy.listen, proxy.admin);
+    let log_tail = || proxy.log_tail();
 
     // Routable: a unary call through the proxy answers (pods and table both up).
     let until = Instant::now() + WAIT;
@@ -200,7 +238,7 @@ async fn a_grpc_stream_to_a_terminating_pod_ends_unavailable_after_the_drain_tim
         .unwrap_or_else(|e| panic!("start the streaming client: {e}"));
     let stdout = client.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let first = next(&mut lines, &proxy_log).await;
+    let first = next(&mut lines, &proxy.log).await;
     let pinned = first["first"]
         .as_str()
         .expect("the first message names its pod")
@@ -211,16 +249,9 @@ async fn a_grpc_stream_to_a_terminating_pod_ends_unavailable_after_the_drain_tim
         .expect("one of the pods");
     let pinned_addr = format!("{ip}:{}", ports[index]);
 
-    let slices: Api<EndpointSlice> = Api::namespaced(setup.client.clone(), &ns);
-    let terminating = pod_slice(&ns, index, &ip, ports[index], true);
-    let name = terminating.metadata.name.clone().unwrap_or_default();
-    let patch = Patch::Apply(terminating);
-    (slices
-        .patch(&name, &PatchParams::apply("drain-test").force(), &patch)
-        .await)
-        .unwrap_or_else(|e| panic!("mark {pinned} terminating: {e}"));
+    terminate(&setup, index, &ip, ports[index]).await;
 
-    let out = next(&mut lines, &proxy_log).await;
+    let out = next(&mut lines, &proxy.log).await;
     assert_eq!(
         out["code"],
         "UNAVAILABLE",
