@@ -389,7 +389,13 @@ impl Running {
             stopping.clone(),
         )
         .with_auth(auth)
-        .with_drain(drain);
+        .with_drain(drain)
+        .requiring_client_certs(
+            config
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_ca_file.is_some()),
+        );
         let (mut grpc, reload) = match tls {
             Some((server_config, reloader)) => (
                 tokio::spawn(grpc::serve_tls(
