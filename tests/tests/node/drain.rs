@@ -150,7 +150,7 @@ fn window(lines: &[Value], from: i64, to: i64) -> (u64, u64) {
 
 /// The controllers' answers to hooks of namespace `ns`: (outcome, waited ms), and the
 /// reasons of those that were not drained.
-fn answers(fairway_ns: &str, ns: &str) -> (Vec<(String, u64)>, Vec<String>) {
+pub fn answers(fairway_ns: &str, ns: &str) -> (Vec<(String, u64)>, Vec<String>) {
     let logs = kubectl(&[
         "-n",
         fairway_ns,

@@ -11,6 +11,7 @@ mod diagnose;
 mod drain;
 mod gateway;
 mod handover;
+mod injected;
 mod plugin;
 mod rollouts;
 mod sidecar;
