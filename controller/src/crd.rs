@@ -237,8 +237,9 @@ pub struct UpstreamSpec {
     #[serde(default = "default_max_upgrade_lifetime")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub max_upgrade_lifetime: String,
-    /// How long upgraded connections to a pod that turned terminating or left may run
-    /// on before the proxy closes them (clients reconnect to another pod).
+    /// How long upgraded connections and streamed responses (gRPC streams, server-sent
+    /// events) from a pod that turned terminating or left may run on before the proxy
+    /// ends them (clients reconnect or retry, and land on another pod).
     #[serde(default = "default_drain_timeout")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub drain_timeout: String,

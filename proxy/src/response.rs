@@ -5,10 +5,12 @@
 //! small body the proxy wrote itself (error responses).
 //!
 //! It sits above the pool (a body holds its connection's [`Lease`]) and below the
-//! service, which decides what a broken gRPC stream ends with ([`GrpcEnd`]).
+//! service, which decides what a broken gRPC stream ends with ([`GrpcEnd`]) and how long
+//! a stream from a terminating pod may run on ([`ProxyBody::end_when_drained`], `drain`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -20,19 +22,23 @@ use crate::h1::{self, Decoder};
 use crate::metrics::{self, grpc::GrpcCall};
 use crate::pool::Lease;
 
+mod drain;
 mod http1;
 
+pub use drain::{Drained, Draining};
 pub use http1::Http1Body;
 
 /// Errors of a response body: the pod's connection failed mid-body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A gRPC call a response body ends: recorded in the metrics at its trailers, and
-/// `broken` makes the trailers that end it if the pod's stream breaks off.
+/// A gRPC call a response body ends: recorded in the metrics at its trailers; `broken`
+/// makes the trailers that end it if the pod's stream breaks off, `drained` those that
+/// end it when its pod turned terminating and the Route's `drainTimeout` passed.
 #[derive(Debug)]
 pub struct GrpcEnd {
     pub call: GrpcCall,
     pub broken: fn() -> HeaderMap,
+    pub drained: fn() -> HeaderMap,
 }
 
 /// A response body on its way to the client.
@@ -51,6 +57,9 @@ pub enum ProxyBody {
     },
     /// Written by the proxy itself.
     Full(Option<Bytes>),
+    /// A pod's streamed body that ends early if its pod turns terminating
+    /// ([`ProxyBody::end_when_drained`]).
+    Draining(Box<Draining>),
 }
 
 impl ProxyBody {
@@ -84,6 +93,7 @@ impl ProxyBody {
     pub fn fields(&self) -> Option<&Fields> {
         match self {
             ProxyBody::Http1(body) if !body.fields.is_empty() => Some(&body.fields),
+            ProxyBody::Draining(draining) => draining.body.fields(),
             _ => None,
         }
     }
@@ -94,6 +104,7 @@ impl ProxyBody {
             ProxyBody::Http1(body) if !body.fields.is_empty() => {
                 Some(std::mem::take(&mut body.fields))
             }
+            ProxyBody::Draining(draining) => draining.body.take_fields(),
             _ => None,
         }
     }
@@ -106,8 +117,61 @@ impl ProxyBody {
                 *grpc = Some(Box::new(end));
                 None
             }
+            ProxyBody::Draining(draining) => draining.body.end_as_grpc(end),
             _ => Some(end),
         }
+    }
+
+    /// Lets a streamed body from a pod run at most `grace` after its pod turns
+    /// terminating (or leaves the table), then ends it (see `drain`). Bodies of known
+    /// length end on their own and are left alone: watching costs a boxed future per
+    /// response, paid only by streams.
+    pub fn end_when_drained(&mut self, grace: Duration) {
+        if self.is_end_stream() || self.size_hint().exact().is_some() {
+            return;
+        }
+        let lease = match self {
+            ProxyBody::Http1(body) => body.lease.as_ref(),
+            ProxyBody::Upstream { lease, .. } => lease.as_ref(),
+            ProxyBody::Full(_) | ProxyBody::Draining(_) => None,
+        };
+        let Some(leaving) = lease.map(|lease| lease.pool().leaving()) else {
+            return;
+        };
+        let body = std::mem::replace(self, ProxyBody::Full(None));
+        *self = ProxyBody::Draining(Box::new(Draining::new(body, leaving, grace)));
+    }
+
+    /// Ends the body now, for [`Draining`]: a gRPC call with its `drained` trailers, any
+    /// other with [`Drained`]. The pod's stream is dropped (reset, or its HTTP/1.1
+    /// connection closed); what follows is an empty body.
+    fn cut(&mut self) -> Option<Result<Frame<Bytes>, BoxError>> {
+        let ended = match std::mem::replace(self, ProxyBody::Full(None)) {
+            ProxyBody::Upstream {
+                grpc: Some(end), ..
+            } => {
+                let trailers = (end.drained)();
+                let code = metrics::grpc::status(&trailers);
+                end.call.finish(code.unwrap_or(metrics::grpc::NO_TRAILERS));
+                Ok(Frame::trailers(trailers))
+            }
+            ProxyBody::Upstream { .. } | ProxyBody::Http1(_) => Err(Box::new(Drained).into()),
+            ProxyBody::Full(None) => return None,
+            full @ ProxyBody::Full(Some(_)) => {
+                *self = full;
+                return None;
+            }
+            ProxyBody::Draining(mut draining) => {
+                let ended = draining.body.cut();
+                *self = draining.body;
+                return ended;
+            }
+        };
+        tracing::debug!(
+            grpc = ended.is_ok(),
+            "a terminating pod's stream was ended after its drainTimeout"
+        );
+        Some(ended)
     }
 
     pub fn full(bytes: impl Into<Bytes>) -> Self {
@@ -179,6 +243,7 @@ impl Body for ProxyBody {
                 polled.map_err(Into::into)
             }
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Draining(draining) => draining.poll_frame(cx),
         }
     }
 
@@ -187,6 +252,7 @@ impl Body for ProxyBody {
             ProxyBody::Http1(body) => body.decoder.is_done(),
             ProxyBody::Upstream { body, .. } => body.is_end_stream(),
             ProxyBody::Full(bytes) => bytes.is_none(),
+            ProxyBody::Draining(draining) => draining.body.is_end_stream(),
         }
     }
 
@@ -200,6 +266,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
+            ProxyBody::Draining(draining) => draining.body.size_hint(),
         }
     }
 }

@@ -16,6 +16,10 @@ project wrote). Messages are raw bytes holding JSON, so no .proto is compiled.
     peer.py call TARGET AUTHORITY METHOD JSON TIMEOUT_S
         One unary call (TIMEOUT_S 0: no deadline). Prints one JSON line: code, details,
         the reply (parsed) and the trailing metadata.
+    peer.py drained TARGET AUTHORITY JSON
+        A server-streaming call that prints {"first": POD} at its first message, then,
+        when it ends, calls once more as a client retrying UNAVAILABLE would, and prints
+        code, details, trailers, messages and the retry's code and pod.
     peer.py stream TARGET AUTHORITY JSON KILL_PID
         A server-streaming call; after the first message sends SIGKILL to KILL_PID (the
         pod), then reads on. Prints code, details and how many messages arrived.
@@ -168,6 +172,30 @@ def stream(target, authority, body, kill_pid):
         print(json.dumps(out), flush=True)
 
 
+def drained(target, authority, body):
+    with channel(target, authority) as ch:
+        rpc = ch.unary_stream(f"/{SERVICE}/Stream")
+        got, first = 0, None
+        try:
+            for message in rpc(body.encode(), timeout=600):
+                got += 1
+                if first is None:
+                    first = json.loads(message)["pod"]
+                    print(json.dumps({"first": first}), flush=True)
+            out = {"code": "OK"}
+        except grpc.RpcError as error:
+            out = outcome(error)
+        out["messages"] = got
+        retry = {}
+        try:
+            for message in rpc(json.dumps({"n": 1}).encode(), timeout=10):
+                retry = {"code": "OK", "pod": json.loads(message)["pod"]}
+        except grpc.RpcError as error:
+            retry = outcome(error)
+        out["retry"] = retry
+        print(json.dumps(out), flush=True)
+
+
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "serve":
@@ -176,6 +204,8 @@ def main():
         call(*args)
     elif mode == "stream":
         stream(*args)
+    elif mode == "drained":
+        drained(*args)
     else:
         sys.exit(f"unknown mode {mode}")
 

@@ -207,7 +207,8 @@ pub async fn start_secured(
         metrics.clone(),
         stopping.clone(),
     )
-    .with_auth(security.auth);
+    .with_auth(security.auth)
+    .requiring_client_certs((security.tls.as_ref()).is_some_and(|t| t.client_ca_file.is_some()));
     let service = match drain {
         Some(drain) => service.with_drain(drain),
         None => service,

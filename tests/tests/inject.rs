@@ -163,8 +163,9 @@ fn certificates() -> (String, String, String) {
     (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
-/// The controller's webhook with its certificate, publishing `ca` where it injects.
-fn start_webhook(ca: &str, cert: &str, key: &str) -> Webhook {
+/// The webhook with `cert` and `key`; with `publish_ca`, it also publishes that CA where
+/// it injects (`--publish-ca-file`, through the test cluster's kubeconfig).
+fn start_webhook(cert: &str, key: &str, publish_ca: Option<&str>) -> Webhook {
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str, text: &str| {
         let path = dir.path().join(name);
@@ -180,14 +181,19 @@ fn start_webhook(ca: &str, cert: &str, key: &str) -> Webhook {
         &serde_saphyr::to_string(&template).unwrap(),
     );
     let (cert, key) = (file("tls.crt", cert), file("tls.key", key));
-    let ca = file("ca.crt", ca);
     let static_dir = dir.path().join("routes");
     std::fs::create_dir(&static_dir).unwrap();
     let port = free_port();
     let grpc = loopback(free_port()).to_string();
     let admin = loopback(free_port()).to_string();
     let webhook = loopback(port).to_string();
-    let child = Command::new(binary("fairway-controller"))
+    let mut command = Command::new(binary("fairway-controller"));
+    if let Some(ca) = publish_ca {
+        command
+            .args(["--publish-ca-file", &file("ca.crt", ca)])
+            .env("KUBECONFIG", &cluster().kubeconfig);
+    }
+    let child = command
         .args([
             "--static-dir",
             &static_dir.display().to_string(),
@@ -196,8 +202,6 @@ fn start_webhook(ca: &str, cert: &str, key: &str) -> Webhook {
         .args(["--grpc-addr", &grpc, "--admin-addr", &admin])
         .args(["--webhook-addr", &webhook, "--webhook-cert-file", &cert])
         .args(["--webhook-key-file", &key, "--inject-template", &template])
-        .args(["--publish-ca-file", &ca])
-        .env("KUBECONFIG", &cluster().kubeconfig)
         .stdout(Stdio::null())
         .spawn()
         .expect("start fairway-controller");
@@ -299,7 +303,7 @@ impl Drop for Check {
 fn the_webhook_injects_pods_that_ask_and_fails_open() {
     let ns = namespace("inject-hook");
     let (ca, cert, key) = certificates();
-    let webhook = start_webhook(&ca, &cert, &key);
+    let webhook = start_webhook(&cert, &key, Some(&ca));
     let _registration = Registration::new(&ns, webhook.port, &ca);
     // The apiserver picks a new configuration up within a moment: create until injected.
     let started = Instant::now();
@@ -373,6 +377,58 @@ fn the_webhook_injects_pods_that_ask_and_fails_open() {
             && warned.contains("asks for fairway.dev/inject but has no proxy"),
         "the creating client is told: {warned:?}"
     );
+    ok(
+        run(&["delete", "namespace", &ns, "--wait=false"], None),
+        "delete namespace",
+    );
+}
+
+#[test]
+fn the_webhook_publishes_the_controllers_ca_where_it_injects_a_drain_hook() {
+    let ns = namespace("inject-ca");
+    let (ca, cert, key) = certificates();
+    // The CA it publishes stands for the controller's (the chart passes the Discovery
+    // certificate's ca.crt); any PEM will do.
+    let published = "-----BEGIN CERTIFICATE-----\nfairway-test\n-----END CERTIFICATE-----\n";
+    let webhook = start_webhook(&cert, &key, Some(published));
+    let _registration = Registration::new(&ns, webhook.port, &ca);
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let name = format!("backend-{attempt}");
+        let manifest = pod(&name, json!({"fairway.dev/drain": "enabled"}));
+        ok(
+            run(&["apply", "-n", &ns, "-f", "-"], Some(&manifest)),
+            "create the pod",
+        );
+        if !init_names(&ns, &name).is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < ACTIVE_WITHIN,
+            "the webhook injected a pod within {ACTIVE_WITHIN:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Written before the pod was answered: there when the pod exists.
+    let out = ok(
+        run(
+            &[
+                "get",
+                "configmap",
+                "fairway-controller-ca",
+                "-n",
+                &ns,
+                "-o",
+                "json",
+            ],
+            None,
+        ),
+        "the namespace has the controller's CA once a pod there got the hook",
+    );
+    let map: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(map["data"]["ca.crt"], published, "{map}");
     ok(
         run(&["delete", "namespace", &ns, "--wait=false"], None),
         "delete namespace",

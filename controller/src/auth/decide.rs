@@ -150,6 +150,8 @@ pub enum Outcome {
     forbidden,
     /// The TokenReview itself failed (apiserver unreachable): not the client's fault.
     review_failed,
+    /// Client certificates are required (`--tls-client-ca-file`) and none was sent.
+    missing_client_certificate,
 }
 
 /// The verdict on one stream.

@@ -27,7 +27,7 @@ use super::session::Session;
 use super::shared::Shared;
 use super::stream;
 use super::wire::{Encoded, FramedBody, ProxyMessageDecoder};
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Outcome};
 use crate::drain::DrainService;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -68,6 +68,8 @@ pub struct DiscoveryService {
     shared: Arc<Shared>,
     /// Served beside it on the same port, when set.
     drain: Option<DrainService>,
+    /// Streams need a client certificate (the TLS layer verified it, if sent).
+    client_certs: bool,
 }
 
 impl DiscoveryService {
@@ -89,7 +91,16 @@ impl DiscoveryService {
                 shutdown,
             )),
             drain: None,
+            client_certs: false,
         }
+    }
+
+    /// Opens streams only over connections that presented a client certificate, which
+    /// the TLS layer verified against `--tls-client-ca-file`. The handshake itself lets
+    /// a client without one through, for `Drain.WaitDrained` on the same port.
+    pub fn requiring_client_certs(mut self, required: bool) -> Self {
+        self.client_certs = required;
+        self
     }
 
     /// Also serves the drain handshake (`Drain.WaitDrained`) on the same port.
@@ -114,6 +125,7 @@ impl DiscoveryService {
                         s.shutdown.clone(),
                     )),
                     drain: self.drain.clone(),
+                    client_certs: self.client_certs,
                 };
             }
         }
@@ -230,6 +242,15 @@ impl DiscoveryService {
         request: Request<Streaming<pb::ProxyMessage>>,
     ) -> Result<Response<EncodedStream>, Status> {
         let shared = &self.shared;
+        if self.client_certs && request.peer_certs().is_none_or(|certs| certs.is_empty()) {
+            shared
+                .metrics
+                .discovery_auth(Outcome::missing_client_certificate);
+            return Err(Status::unauthenticated(
+                "Discovery needs a client certificate signed by the controller's client CA \
+                 (--tls-client-ca-file); this connection sent none",
+            ));
+        }
         // Who is asking comes first: an unauthenticated caller learns nothing, not even
         // whether the controller has synced.
         let authorization = request

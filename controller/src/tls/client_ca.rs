@@ -76,8 +76,11 @@ impl ReloadingClientCa {
 }
 
 impl ClientCertVerifier for ReloadingClientCa {
+    /// Asked for in every handshake and verified when sent, but not required there: a
+    /// drain hook (and a replica asking its peers) proves itself with a token alone.
+    /// Discovery requires it per stream (`DiscoveryService::requiring_client_certs`).
     fn client_auth_mandatory(&self) -> bool {
-        true
+        false
     }
 
     /// No hints: they would have to outlive a reload. An empty list tells the client to

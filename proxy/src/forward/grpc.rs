@@ -205,6 +205,22 @@ pub fn broken_stream_trailers() -> HeaderMap {
     trailers
 }
 
+/// The trailers that end a gRPC response whose pod turned terminating and whose Route's
+/// `drainTimeout` passed: `UNAVAILABLE`, which clients retry, and the pick sends the
+/// retry to another pod.
+pub fn drained_stream_trailers() -> HeaderMap {
+    let mut trailers = HeaderMap::new();
+    trailers.insert(GRPC_STATUS, Code::Unavailable.value());
+    trailers.insert(
+        GRPC_MESSAGE,
+        HeaderValue::from_static(
+            "Drained: the pod is terminating and the Route's drainTimeout passed",
+        ),
+    );
+    trailers.insert(FAIRWAY_ERROR, HeaderValue::from_static("Drained"));
+    trailers
+}
+
 /// gRPC's percent-encoding of `grpc-message`: bytes outside printable ASCII, and `%`
 /// itself, as `%XX`.
 pub fn percent_encode(message: &str) -> String {

@@ -105,6 +105,11 @@ pub async fn handle<U: Upstream>(
                 }
                 follow_grpc(&mut answer.response, call);
             }
+            if let Some(route) = &answer.route {
+                // After `follow_grpc`: a gRPC stream ends with its call's trailers.
+                let grace = route.upstream.drain_timeout;
+                answer.response.body_mut().end_when_drained(grace);
+            }
             Ok(answer.response)
         }
         Err((error, route, endpoint)) => {
@@ -137,8 +142,12 @@ fn follow_grpc(response: &mut Response<ProxyBody>, call: GrpcCall) {
     if let Some(code) = ended {
         return call.finish(code);
     }
-    let broken = grpc::broken_stream_trailers;
-    if let Some(end) = response.body_mut().end_as_grpc(GrpcEnd { call, broken }) {
+    let end = GrpcEnd {
+        call,
+        broken: grpc::broken_stream_trailers,
+        drained: grpc::drained_stream_trailers,
+    };
+    if let Some(end) = response.body_mut().end_as_grpc(end) {
         // Not an HTTP/2 pod's stream (a gRPC pod behind a Route on HTTP1): its status,
         // if any, is in the headers.
         let code = grpc::grpc_status(response.headers());

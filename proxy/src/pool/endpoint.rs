@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use fairway_proto::model::{AppProtocol, EndpointAddr};
 use hyper::client::conn::http2;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::connect::{self, ConnectError};
 use super::lease::{Lease, LeaseKind};
@@ -72,6 +72,10 @@ pub struct EndpointPool {
     /// Requests in flight on the HTTP/2 connection(s).
     h2_streams: AtomicU32,
     draining: AtomicBool,
+    /// True while the pod is terminating or gone from the table: its idle connections
+    /// close, and streamed responses from it follow this to end after the Route's
+    /// `drainTimeout` (`response::Draining`).
+    leaving: watch::Sender<bool>,
 }
 
 /// What checkout found under the lock.
@@ -97,6 +101,7 @@ impl EndpointPool {
             h2_connect: tokio::sync::Mutex::new(()),
             h2_streams: AtomicU32::new(0),
             draining: AtomicBool::new(false),
+            leaving: watch::Sender::new(false),
         }
     }
 
@@ -284,8 +289,16 @@ impl EndpointPool {
     /// Closes idle connections past their idle timeout or lifetime; returns whether the
     /// pool is now empty (no connection at all, none in use).
     pub(super) fn reap(&self, now: Instant) -> bool {
+        // A terminating pod's connections are idle for no reason: requests in flight
+        // end on theirs, and a pod that is still picked (the last serving one) gets a
+        // fresh connection when it needs one.
+        let leaving = *self.leaving.borrow();
         let mut state = self.state();
-        let timeout = state.idle_timeout;
+        let timeout = if leaving {
+            Duration::ZERO
+        } else {
+            state.idle_timeout
+        };
         let before = state.idle.len();
         state.idle.retain(|c| {
             now.saturating_duration_since(c.idle_since) < timeout
@@ -314,6 +327,32 @@ impl EndpointPool {
     /// connections close now.
     pub(super) fn drain(&self) {
         self.draining.store(true, Ordering::Release);
+        self.leaving.send_replace(true);
+        self.close_idle();
+    }
+
+    /// Whether the pod is terminating (or gone), as a `watch` a streamed response
+    /// follows to end in time.
+    pub fn leaving(&self) -> watch::Receiver<bool> {
+        self.leaving.subscribe()
+    }
+
+    /// The pod turned terminating (`true`) or ready again: on the turn, its idle
+    /// connections close now (HTTP/2: once the streams in flight on it end, with a
+    /// `GOAWAY`), not at their idle timeout; those in use close at the first reap after
+    /// their response ends (see [`EndpointPool::reap`]).
+    pub(super) fn set_leaving(&self, leaving: bool) {
+        let turned = self.leaving.send_if_modified(|now| {
+            let changed = *now != leaving;
+            *now = leaving;
+            changed
+        });
+        if turned && leaving {
+            self.close_idle();
+        }
+    }
+
+    fn close_idle(&self) {
         let mut state = self.state();
         let idle = std::mem::take(&mut state.idle);
         state.open = state

@@ -1,13 +1,14 @@
 //! The task that keeps the pools in step with the table: drains endpoints that left it,
-//! pre-warms endpoints that joined it, closes idle connections past their timeout, and
-//! reports pool sizes to metrics.
+//! marks those that turned terminating (their idle connections close, their streamed
+//! responses end after the Route's `drainTimeout`), pre-warms endpoints that joined it,
+//! closes idle connections past their timeout, and reports pool sizes to metrics.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fairway_proto::model::EndpointAddr;
+use fairway_proto::model::{EndpointAddr, RouteTable};
 use tokio::task::JoinHandle;
 
 use super::{ConnSettings, Pools};
@@ -34,9 +35,11 @@ pub fn spawn_follower(
         let mut reap = tokio::time::interval(REAP_INTERVAL);
         reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut live = HashSet::new();
+        let mut leaving = BTreeSet::new();
         // The current table first: it may have been stored before we subscribed.
         let mut current = changes.borrow_and_update().clone();
         apply(&pools, &current, &mut live, &metrics);
+        mark_leaving(&pools, &current, &mut leaving);
         loop {
             tokio::select! {
                 changed = changes.changed() => {
@@ -45,8 +48,12 @@ pub fn spawn_follower(
                     }
                     current = changes.borrow_and_update().clone();
                     apply(&pools, &current, &mut live, &metrics);
+                    mark_leaving(&pools, &current, &mut leaving);
                 }
                 _ = reap.tick() => {
+                    // A pool created after its pod turned terminating (a request to the
+                    // last serving pod) is marked here.
+                    mark_pools(&pools, &leaving);
                     reap_and_report(&pools, &live, &metrics);
                     report_in_flight(&current, &metrics);
                 }
@@ -74,6 +81,27 @@ fn endpoint_settings(table: &Table) -> BTreeMap<EndpointAddr, (ConnSettings, boo
         }
     }
     out
+}
+
+/// The endpoints of `table` that are terminating: a pod is terminating as a whole, so
+/// one set that says so is enough.
+fn terminating(table: &RouteTable) -> BTreeSet<EndpointAddr> {
+    (table.endpoint_sets.values())
+        .flat_map(|set| set.endpoints.values())
+        .filter(|e| e.terminating)
+        .map(|e| e.addr)
+        .collect()
+}
+
+fn mark_leaving(pools: &Pools, table: &Table, leaving: &mut BTreeSet<EndpointAddr>) {
+    *leaving = terminating(&table.source);
+    mark_pools(pools, leaving);
+}
+
+fn mark_pools(pools: &Pools, leaving: &BTreeSet<EndpointAddr>) {
+    for (addr, pool) in pools.all().iter() {
+        pool.set_leaving(leaving.contains(addr));
+    }
 }
 
 fn apply(pools: &Arc<Pools>, table: &Table, live: &mut HashSet<EndpointAddr>, metrics: &Metrics) {
@@ -137,6 +165,71 @@ fn report_in_flight(table: &Table, metrics: &Metrics) {
         let route = backend.split(" -> ").next().unwrap_or(&backend);
         for endpoint in endpoints {
             metrics.set_in_flight(route, &endpoint.addr, u64::from(endpoint.in_flight));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU16;
+    use std::sync::Arc;
+
+    use fairway_proto::model::{Endpoint, EndpointSet, EndpointSetKey};
+
+    use super::*;
+
+    fn ep(last: u8, terminating: bool) -> Endpoint {
+        let mut e = Endpoint::ready(([10, 0, 0, last], 8080).into());
+        e.ready = !terminating;
+        e.terminating = terminating;
+        e
+    }
+
+    fn table(sets: &[(&str, &[Endpoint])]) -> RouteTable {
+        let mut table = RouteTable::default();
+        for (service, endpoints) in sets {
+            let key = EndpointSetKey {
+                namespace: "shop".to_owned(),
+                service: (*service).to_owned(),
+                port: NonZeroU16::MIN,
+            };
+            let mut set = EndpointSet::new(key.clone());
+            set.endpoints = endpoints.iter().map(|e| (e.addr, e.clone())).collect();
+            table.endpoint_sets.insert(key, Arc::new(set));
+        }
+        table
+    }
+
+    fn addrs(lasts: &[u8]) -> BTreeSet<EndpointAddr> {
+        lasts
+            .iter()
+            .map(|&l| EndpointAddr(([10, 0, 0, l], 8080).into()))
+            .collect()
+    }
+
+    #[test]
+    fn the_terminating_endpoints_of_every_set_are_leaving() {
+        let cases: [(&str, RouteTable, BTreeSet<EndpointAddr>); 4] = [
+            ("no endpoints", table(&[]), addrs(&[])),
+            (
+                "all ready",
+                table(&[("orders", &[ep(1, false), ep(2, false)])]),
+                addrs(&[]),
+            ),
+            (
+                "one terminating in a rollout",
+                table(&[("orders", &[ep(1, false), ep(2, true)])]),
+                addrs(&[2]),
+            ),
+            (
+                // Still picked (KEP-1669), but going: its streams must end in time too.
+                "the last serving ones, in two sets",
+                table(&[("orders", &[ep(1, true)]), ("billing", &[ep(3, true)])]),
+                addrs(&[1, 3]),
+            ),
+        ];
+        for (name, table, expected) in cases {
+            assert_eq!(terminating(&table), expected, "{name}");
         }
     }
 }

@@ -8,6 +8,9 @@
 //! `cargo test -p fairway-tests --test drain` runs these alone (after `cargo build -p
 //! fairway --bin fairway`; a missing binary fails with how to build it).
 
+mod client_certs;
+mod events;
+mod streams;
 mod support;
 
 use std::time::Duration;

@@ -53,7 +53,7 @@ impl Setup {
         setup
     }
 
-    async fn create<K>(&self, object: &K) -> K
+    pub async fn create<K>(&self, object: &K) -> K
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -123,6 +123,16 @@ impl Setup {
 
     /// A controller replica named `name` on `addr` that asks `peers` (itself included).
     pub async fn replica(&self, name: &str, addr: SocketAddr, peers: Vec<String>) -> Controller {
+        let security = Security {
+            addr,
+            drain_peers: peers,
+            ..Security::default()
+        };
+        self.secured(name, security).await
+    }
+
+    /// A controller named `name` serving the handshake, with `security` otherwise.
+    pub async fn secured(&self, name: &str, security: Security) -> Controller {
         let status = StatusConfig {
             lease_namespace: self.ns.clone(),
             identity: format!("drain-test-{name}-{}", self.ns),
@@ -130,9 +140,7 @@ impl Setup {
         };
         let security = Security {
             drain_audience: Some(AUDIENCE.to_owned()),
-            addr,
-            drain_peers: peers,
-            ..Security::default()
+            ..security
         };
         (controller::start_secured(self.client.clone(), vec![self.ns.clone()], status, security)
             .await)

@@ -22,7 +22,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A synced controller opens streams within this.
 const CONNECT: Duration = Duration::from_secs(60);
@@ -283,8 +283,9 @@ fn default_render_is_hardened_and_wired() {
 
     discovery::assert_protected(&objects, "fairway", "fairway");
 
-    // Least privilege: no wildcard, no secrets; ConfigMaps only written (the CA the
-    // injector publishes), never read; one pod at a time (an injected proxy's).
+    // Least privilege: no wildcard, no secrets; of ConfigMaps only creating them and
+    // patching the CA's (the injector publishes it, inject/publish.rs); one pod at a
+    // time (an injected proxy's).
     let role = find(&objects, "ClusterRole", "fairway-controller");
     let rules = role["rules"].to_string();
     for forbidden in ["\"*\"", "secrets"] {
@@ -293,16 +294,16 @@ fn default_render_is_hardened_and_wired() {
             "ClusterRole grants {forbidden}: {rules}"
         );
     }
-    let configmaps: Vec<&Value> = role["rules"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["resources"].to_string().contains("configmaps"))
+    let config_maps: Vec<&Value> = (role["rules"].as_array().into_iter().flatten())
+        .filter(|r| r["resources"][0] == "configmaps")
         .collect();
-    assert_eq!(configmaps.len(), 1, "{rules}");
     assert_eq!(
-        configmaps[0]["verbs"],
-        serde_json::json!(["create", "patch"]),
+        config_maps,
+        [
+            &json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}),
+            &json!({"apiGroups": [""], "resources": ["configmaps"],
+                    "resourceNames": ["fairway-controller-ca"], "verbs": ["patch"]}),
+        ],
         "{rules}"
     );
     let pods: Vec<&Value> = role["rules"]
@@ -694,8 +695,20 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
             &ns
         ]
     ));
+    assert!(can_i(
+        cluster,
+        &token,
+        &["patch", "configmaps/fairway-controller-ca", "-n", &app]
+    ));
+    assert!(can_i(
+        cluster,
+        &token,
+        &["create", "configmaps", "-n", &app]
+    ));
     for denied in [
         &["get", "secrets", "-n", &ns][..],
+        &["patch", "configmaps/app-settings", "-n", &app],
+        &["get", "configmaps", "-n", &app],
         &["list", "secrets", "--all-namespaces"],
         &["create", "pods", "-n", &app],
         &["update", "routes.fairway.dev", "-n", &app],

@@ -7,10 +7,12 @@
 //! installed the tools; needs root (namespaces, mounts, cgroups).
 
 mod chart;
+mod diagnose;
 mod drain;
 mod gateway;
 mod handover;
 mod inject;
+mod injected;
 mod plugin;
 mod rollouts;
 mod sidecar;
