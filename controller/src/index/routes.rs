@@ -235,6 +235,8 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
                 max_lifetime: Some(lifetime).filter(|d| !d.is_zero()),
             },
             drain_timeout: duration("spec.upstream.drainTimeout", &up.drain_timeout)?,
+            // Filled in from the CA's ConfigMap when the Route resolves (`index::ca`).
+            tls: None,
         },
         timeouts: model::Timeouts {
             request: duration("spec.timeouts.request", &spec.timeouts.request)?,
