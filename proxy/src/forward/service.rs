@@ -288,7 +288,8 @@ async fn tries<U: Upstream>(
     let mut tried: Vec<EndpointAddr> = Vec::new();
     loop {
         let addr = guard.addr;
-        let settings = ConnSettings::new(&guard.target.route, guard.target.protocol);
+        let target = &guard.target;
+        let settings = ConnSettings::new(&target.route, target.protocol, target.tls.clone());
         // A copy to send again if this one fails after it was sent: only worth making
         // when that retry could happen, and only for HTTP/2, which consumes the request
         // (HTTP/1.1 borrows it). A per-try timeout drops the try mid-write: copy it then

@@ -38,10 +38,12 @@ use super::view;
 use crate::balance::{Outcome, Pick};
 use crate::headers;
 use crate::pod::{UpstreamError, authority_of};
+use crate::pool::ConnectError;
 use crate::request::{RawFields, RequestBody};
 use crate::response::ProxyBody;
 use crate::route::RequestView;
 use crate::table::{KeyOf, Table};
+use crate::tls::TlsConfigError;
 
 mod open;
 mod pod;
@@ -229,9 +231,17 @@ pub async fn proxy<U: Sync>(
         let attempts_left = attempts_left.get_or_insert(route.retries.attempts);
         let backend = Arc::clone(&target.backend);
         let pod_http2 = target.protocol == AppProtocol::H2c;
+        let tls = target.tls.is_some();
         let mut guard = EndGuard::new(target, addr, start);
         let connect = route.timeouts.connect;
         let exchange = async {
+            if tls {
+                let source = TlsConfigError::Upgrade;
+                return Err(pod::Exchange::Connect(ConnectError::TlsConfig {
+                    addr,
+                    source,
+                }));
+            }
             if pod_http2 {
                 let Some(request) = http2_request(&parts, &authority, &protocol, client) else {
                     return Err(pod::Exchange::NoExtendedConnect);

@@ -4,6 +4,8 @@
 //! its TCP window is open and the pod's caches are hot; the bottom of the stack ages out
 //! first), a cap on connections open or opening, and a wait for a free one at the cap.
 //! HTTP/2: one multiplexed connection, opened once however many requests arrive at once.
+//! Over TLS with both offered, the first connection's ALPN decides which of the two the
+//! pool keeps from then on.
 //!
 //! The state is a plain `Mutex` held for a push or a pop, never across an `.await`.
 
@@ -15,7 +17,7 @@ use fairway_proto::model::{AppProtocol, EndpointAddr};
 use hyper::client::conn::http2;
 use tokio::sync::Notify;
 
-use super::connect::{self, ConnectError};
+use super::connect::{self, ConnectError, Negotiated};
 use super::lease::{Lease, LeaseKind};
 use super::settings::{ConnLimits, ConnSettings};
 use crate::h1;
@@ -72,6 +74,8 @@ pub struct EndpointPool {
     /// Requests in flight on the HTTP/2 connection(s).
     h2_streams: AtomicU32,
     draining: AtomicBool,
+    /// A TLS pod that chose `h2` when offered both: its requests take the HTTP/2 path.
+    alpn_h2: AtomicBool,
 }
 
 /// What checkout found under the lock.
@@ -97,6 +101,7 @@ impl EndpointPool {
             h2_connect: tokio::sync::Mutex::new(()),
             h2_streams: AtomicU32::new(0),
             draining: AtomicBool::new(false),
+            alpn_h2: AtomicBool::new(false),
         }
     }
 
@@ -116,9 +121,14 @@ impl EndpointPool {
         self: &Arc<Self>,
         settings: &ConnSettings,
     ) -> Result<Lease, ConnectError> {
-        match settings.protocol {
-            AppProtocol::Http1 => self.checkout_http1(settings).await,
-            AppProtocol::H2c => self.checkout_http2(settings).await,
+        let h2 = match settings.protocol {
+            AppProtocol::H2c => true,
+            AppProtocol::Http1 => settings.tls.is_some() && self.alpn_h2.load(Ordering::Relaxed),
+        };
+        if h2 {
+            self.checkout_http2(settings).await
+        } else {
+            self.checkout_http1(settings).await
         }
     }
 
@@ -142,8 +152,19 @@ impl EndpointPool {
                     let slot = SlotGuard { pool: self };
                     // Boxed, as below: connecting is rare, and inline its future would
                     // grow every request's future (copied per HTTP/2 stream).
-                    let conn =
-                        Box::pin(connect::http1(self.addr, settings.connect_timeout)).await?;
+                    let timeout = settings.connect_timeout;
+                    let conn = match &settings.tls {
+                        None => Box::pin(connect::http1(self.addr, timeout)).await?,
+                        Some(tls) => match Box::pin(connect::tls(self.addr, timeout, tls)).await? {
+                            Negotiated::Http1(conn) => conn,
+                            Negotiated::Http2(sender) => {
+                                // The pod chose h2: no HTTP/1.1 slot is used after all.
+                                drop(slot);
+                                self.alpn_h2.store(true, Ordering::Relaxed);
+                                return Ok(self.adopt_http2(sender, settings));
+                            }
+                        },
+                    };
                     std::mem::forget(slot);
                     let conn = Box::new(Http1Conn {
                         conn,
@@ -199,7 +220,33 @@ impl EndpointPool {
         // Boxed: a TCP connect and an h2 handshake are kilobytes of future, needed once
         // per connection, and inline they would grow every request's future (moved,
         // so copied, per HTTP/2 stream).
-        let sender = Box::pin(connect::http2(self.addr, settings.connect_timeout)).await?;
+        let timeout = settings.connect_timeout;
+        let sender = match &settings.tls {
+            None => Box::pin(connect::http2(self.addr, timeout)).await?,
+            Some(tls) => match Box::pin(connect::tls(self.addr, timeout, tls)).await? {
+                Negotiated::Http2(sender) => sender,
+                Negotiated::Http1(conn) => {
+                    // The pod no longer chooses h2 (a new version at the same address).
+                    self.alpn_h2.store(false, Ordering::Relaxed);
+                    self.state().open += 1;
+                    let conn = Box::new(Http1Conn {
+                        conn,
+                        limits: ConnLimits::new(settings, Instant::now(), rand::random()),
+                        idle_since: Instant::now(),
+                    });
+                    return Ok(Lease::new(Arc::clone(self), LeaseKind::Http1(conn)));
+                }
+            },
+        };
+        Ok(self.adopt_http2(sender, settings))
+    }
+
+    /// Keeps a new HTTP/2 connection as the endpoint's and leases it for one request.
+    fn adopt_http2(
+        self: &Arc<Self>,
+        sender: http2::SendRequest<UpstreamBody>,
+        settings: &ConnSettings,
+    ) -> Lease {
         let now = Instant::now();
         let conn = H2Conn {
             sender: sender.clone(),
@@ -211,7 +258,7 @@ impl EndpointPool {
             // sender (held by those requests) is dropped.
             self.state().h2 = Some(conn);
         }
-        Ok(Lease::new(Arc::clone(self), LeaseKind::Http2(sender)))
+        Lease::new(Arc::clone(self), LeaseKind::Http2(sender))
     }
 
     fn http2_sender(
@@ -287,7 +334,7 @@ impl EndpointPool {
         let mut state = self.state();
         let timeout = state.idle_timeout;
         let before = state.idle.len();
-        state.idle.retain(|c| {
+        state.idle.retain_mut(|c| {
             now.saturating_duration_since(c.idle_since) < timeout
                 && c.limits.usable(now)
                 && !c.conn.is_closed()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fairway_proto::model::EndpointAddr;
 use tokio::task::JoinHandle;
 
-use super::{ConnSettings, Pools};
+use super::{ConnSettings, PoolKey, Pools};
 use crate::metrics::Metrics;
 use crate::table::{Table, TableHandle};
 
@@ -65,10 +65,12 @@ fn endpoint_settings(table: &Table) -> BTreeMap<EndpointAddr, (ConnSettings, boo
                 let Some(set) = table.source.endpoint_sets.get(&backend.endpoint_set) else {
                     continue;
                 };
-                let settings = ConnSettings::new(route, table.protocol(route, &set.key));
+                let protocol = table.protocol(route, &set.key);
+                let tls = table.tls(&route.key, &set.key);
+                let settings = ConnSettings::new(route, protocol, tls);
                 for endpoint in set.endpoints.values() {
                     out.entry(endpoint.addr)
-                        .or_insert((settings, endpoint.ready));
+                        .or_insert_with(|| (settings.clone(), endpoint.ready));
                 }
             }
         }
@@ -94,11 +96,12 @@ fn apply(pools: &Arc<Pools>, table: &Table, live: &mut HashSet<EndpointAddr>, me
         if warmed == PREWARM_LIMIT {
             break;
         }
-        if !ready || pools.contains(&addr) {
+        let key = PoolKey::new(addr, &settings);
+        if !ready || pools.contains(&key) {
             continue;
         }
         warmed += 1;
-        let pool = pools.endpoint(addr);
+        let pool = pools.endpoint(key);
         tokio::spawn(async move {
             if let Err(error) = pool.prewarm(&settings).await {
                 tracing::debug!(%addr, %error, "pre-warming a new endpoint failed");
@@ -111,18 +114,24 @@ fn reap_and_report(pools: &Pools, live: &HashSet<EndpointAddr>, metrics: &Metric
     let now = Instant::now();
     let mut label = String::new();
     let mut forget = Vec::new();
-    for (addr, pool) in pools.all().iter() {
+    for (key, pool) in pools.all().iter() {
         let empty = pool.reap(now);
-        label.clear();
-        let _ = write!(label, "{addr}");
-        if !live.contains(addr) && empty {
+        if !live.contains(&key.addr) && empty {
             // A request that raced a table change re-created this pool after the
             // endpoint left: forget it now that it is idle.
-            forget.push(*addr);
+            label.clear();
+            let _ = write!(label, "{}", key.addr);
+            forget.push(key.addr);
             metrics.remove_endpoint(&label);
+        }
+    }
+    // Per endpoint: its plaintext and TLS pools (if both) count together.
+    for (addr, stats) in pools.stats() {
+        if forget.contains(&addr) {
             continue;
         }
-        let stats = pool.stats();
+        label.clear();
+        let _ = write!(label, "{addr}");
         metrics.set_pool_connections(&label, u64::from(stats.idle), u64::from(stats.busy));
     }
     if !forget.is_empty() {
