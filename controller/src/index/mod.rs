@@ -13,6 +13,8 @@
 //! - `hosts`: which Route may claim a host (a Service's names belong to its namespace)
 //!   and who wins a contest;
 //! - `endpoints`: Services, EndpointSlices, and building one endpoint set per port;
+//! - `backend_tls` and `ca`: a Route's `upstream.tls`, and the CA bundles from
+//!   ConfigMaps attached to it when it resolves;
 //! - `status`: conditions and counts as plain data;
 //! - `base`: the names all of them share (below each, so none imports another's).
 //!
@@ -28,7 +30,9 @@
 //!   hosts;
 //! - an EndpointSlice event rebuilds only its Service's endpoint sets.
 
+mod backend_tls;
 mod base;
+mod ca;
 mod endpoints;
 mod gamma;
 mod health;
@@ -55,7 +59,7 @@ use endpoints::{EndpointStore, ServiceRef};
 use hosts::HostClaims;
 use routes::{Resolution, RouteEntry};
 
-pub use base::{DEFAULT_NAMESPACE, SpecError};
+pub use base::{Changes, DEFAULT_NAMESPACE, SpecError};
 pub use endpoints::SERVICE_NAME_LABEL;
 pub use gamma::{HttpRouteComputed, ParentStatus};
 pub use hosts::DEFAULT_CLUSTER_DOMAIN;
@@ -63,21 +67,6 @@ pub use implicit::IMPLICIT_LABEL;
 pub use status::{
     ACCEPTED, ComputedStatus, ConditionState, ConditionStatus, RESOLVED_REFS, Reason,
 };
-
-/// What one call changed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Changes {
-    /// Routes whose table entry or status may differ (including Routes now gone).
-    pub routes: BTreeSet<RouteKey>,
-    /// Endpoint sets that were rebuilt, added or removed: look each up in the table.
-    pub endpoint_sets: BTreeSet<EndpointSetKey>,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty() && self.endpoint_sets.is_empty()
-    }
-}
 
 /// Routes, Services and EndpointSlices, and the route table they make.
 #[derive(Debug)]
@@ -103,6 +92,8 @@ pub struct Index {
     implicit_all: bool,
     /// The implicit Routes in the table, by Service, each with the set it sends to.
     implicit: BTreeMap<ServiceRef, BTreeMap<RouteKey, EndpointSetKey>>,
+    /// CA bundles for TLS to pods, from ConfigMaps (`ca`).
+    cas: ca::CaStore,
 }
 
 impl Default for Index {
@@ -133,6 +124,7 @@ impl Index {
             table: RouteTable::default(),
             implicit_all: false,
             implicit: BTreeMap::new(),
+            cas: ca::CaStore::new(),
         }
     }
 
@@ -349,7 +341,8 @@ impl Index {
         for key in keys {
             let new = (self.routes.get(&key)).map(|entry| {
                 let domain = &self.cluster_domain;
-                routes::resolve(entry, &self.claims, domain, &self.endpoints)
+                let resolved = routes::resolve(entry, &self.claims, domain, &self.endpoints);
+                ca::attach(resolved, entry, &self.cas, domain)
             });
             let old = match new {
                 Some(new) => self.resolutions.insert(key.clone(), new),

@@ -1,5 +1,6 @@
 //! Kubernetes sources: kube-runtime watchers for Routes, HTTPRoutes (where the cluster
-//! serves them, `httproutes`), Services, EndpointSlices and Nodes feeding the [`IndexHandle`] (and [`NodeZones`]), then the status writer.
+//! serves them, `httproutes`), Services, EndpointSlices, ConfigMaps (CA bundles for TLS
+//! to pods, `configmaps`) and Nodes feeding the [`IndexHandle`] (and [`NodeZones`]), then the status writer.
 //!
 //! Where to start: [`run_sources`]. Each kind has one watcher per watched namespace (or
 //! one for all namespaces); `source` turns its events into index calls: a relist
@@ -7,13 +8,14 @@
 //! `Apply`/`Delete` is one `apply_*`/`delete_*`. Watch errors are retried with
 //! kube-runtime's default backoff, so an apiserver outage only delays updates.
 
+mod configmaps;
 pub mod httproutes;
 mod nodes;
 mod source;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use tokio::sync::watch;
@@ -79,9 +81,10 @@ pub async fn run_sources(
             .map(Scope::Namespace)
             .collect()
     };
-    // Four kinds in every scope must finish their first listing (HTTPRoutes count as
-    // listed at once where the cluster does not serve them).
-    let barrier = SyncBarrier::new(index.clone(), 4 * scopes.len());
+    // Five kinds in every scope must finish their first listing (HTTPRoutes count as
+    // listed at once where the cluster does not serve them). ConfigMaps among them: a
+    // TLS Route published before its CA would refuse every connection for a moment.
+    let barrier = SyncBarrier::new(index.clone(), 5 * scopes.len());
     let sink = Sink::new(index.clone(), observed.clone(), barrier);
 
     let mut tasks = JoinSet::new();
@@ -106,6 +109,13 @@ pub async fn run_sources(
             client.clone(),
             scope.clone(),
             slices,
+            sink.clone(),
+        ));
+        let config_maps = source::watcher_config(None);
+        tasks.spawn(source::run::<ConfigMap>(
+            client.clone(),
+            scope.clone(),
+            config_maps,
             sink.clone(),
         ));
     }

@@ -653,6 +653,14 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
             "--all-namespaces"
         ]
     ));
+    assert!(
+        can_i(
+            cluster,
+            &token,
+            &["watch", "configmaps", "--all-namespaces"]
+        ),
+        "CA bundles of Routes with TLS to pods are read from ConfigMaps"
+    );
     assert!(can_i(
         cluster,
         &token,
@@ -680,6 +688,7 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         &["update", "routes.fairway.dev", "-n", &app],
         &["create", "leases.coordination.k8s.io", "-n", &app],
         &["delete", "services", "-n", &app],
+        &["update", "configmaps", "-n", &app],
     ] {
         assert!(
             !can_i(cluster, &token, denied),
