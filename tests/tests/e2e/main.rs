@@ -17,6 +17,7 @@ mod faults;
 mod gamma;
 mod rebase;
 mod scenarios;
+mod tls;
 mod topology;
 mod world;
 

@@ -63,6 +63,10 @@ pub fn all() -> Vec<Scenario> {
             name: "s11_httproute_on_a_service",
             run: || Box::pin(crate::gamma::http_route_on_a_service()),
         },
+        Scenario {
+            name: "s13_tls_to_pods",
+            run: || Box::pin(crate::tls::tls_to_pods()),
+        },
     ]
 }
 
