@@ -55,10 +55,18 @@ pub fn spawn_follower(
     })
 }
 
-/// What each endpoint of `table` needs from its connections, in address order. An
-/// endpoint used by several routes takes the first route's settings.
-fn endpoint_settings(table: &Table) -> BTreeMap<EndpointAddr, (ConnSettings, bool)> {
+/// What each endpoint of `table` needs from its connections, in address order (an
+/// endpoint used by several routes takes the first route's settings, for pre-warming),
+/// and every pool the table uses: one per endpoint and TLS identity (a CA change
+/// leaves the old identity's pool unused, so it drains).
+fn endpoint_settings(
+    table: &Table,
+) -> (
+    BTreeMap<EndpointAddr, (ConnSettings, bool)>,
+    HashSet<PoolKey>,
+) {
     let mut out = BTreeMap::new();
+    let mut keys = HashSet::new();
     for route in table.source.routes.values() {
         for rule in &route.rules {
             for backend in &rule.backends {
@@ -69,22 +77,24 @@ fn endpoint_settings(table: &Table) -> BTreeMap<EndpointAddr, (ConnSettings, boo
                 let tls = table.tls(&route.key, &set.key);
                 let settings = ConnSettings::new(route, protocol, tls);
                 for endpoint in set.endpoints.values() {
+                    keys.insert(PoolKey::new(endpoint.addr, &settings));
                     out.entry(endpoint.addr)
                         .or_insert_with(|| (settings.clone(), endpoint.ready));
                 }
             }
         }
     }
-    out
+    (out, keys)
 }
 
-fn apply(pools: &Arc<Pools>, table: &Table, live: &mut HashSet<EndpointAddr>, metrics: &Metrics) {
-    let wanted = endpoint_settings(table);
-    live.clear();
-    live.extend(wanted.keys().copied());
-    for gone in pools.retain(&|addr| live.contains(addr)) {
-        tracing::debug!(addr = %gone.addr(), "endpoint left the table: draining its pool");
-        metrics.remove_endpoint(&gone.addr().to_string());
+fn apply(pools: &Arc<Pools>, table: &Table, live: &mut HashSet<PoolKey>, metrics: &Metrics) {
+    let (wanted, keys) = endpoint_settings(table);
+    *live = keys;
+    for gone in pools.retain(&|key| live.contains(key)) {
+        tracing::debug!(addr = %gone.addr(), "endpoint (or its TLS identity) left the table: draining its pool");
+        if !wanted.contains_key(&gone.addr()) {
+            metrics.remove_endpoint(&gone.addr().to_string());
+        }
     }
     if table.version.is_none() {
         return;
@@ -110,32 +120,32 @@ fn apply(pools: &Arc<Pools>, table: &Table, live: &mut HashSet<EndpointAddr>, me
     }
 }
 
-fn reap_and_report(pools: &Pools, live: &HashSet<EndpointAddr>, metrics: &Metrics) {
+fn reap_and_report(pools: &Pools, live: &HashSet<PoolKey>, metrics: &Metrics) {
     let now = Instant::now();
     let mut label = String::new();
     let mut forget = Vec::new();
     for (key, pool) in pools.all().iter() {
         let empty = pool.reap(now);
-        if !live.contains(&key.addr) && empty {
+        if !live.contains(key) && empty {
             // A request that raced a table change re-created this pool after the
             // endpoint left: forget it now that it is idle.
-            label.clear();
-            let _ = write!(label, "{}", key.addr);
-            forget.push(key.addr);
-            metrics.remove_endpoint(&label);
+            forget.push(key.clone());
         }
+    }
+    if !forget.is_empty() {
+        pools.retain(&|key| !forget.contains(key));
+    }
+    let live_addrs: HashSet<EndpointAddr> = live.iter().map(|key| key.addr).collect();
+    for key in forget.iter().filter(|key| !live_addrs.contains(&key.addr)) {
+        label.clear();
+        let _ = write!(label, "{}", key.addr);
+        metrics.remove_endpoint(&label);
     }
     // Per endpoint: its plaintext and TLS pools (if both) count together.
     for (addr, stats) in pools.stats() {
-        if forget.contains(&addr) {
-            continue;
-        }
         label.clear();
         let _ = write!(label, "{addr}");
         metrics.set_pool_connections(&label, u64::from(stats.idle), u64::from(stats.busy));
-    }
-    if !forget.is_empty() {
-        pools.retain(&|addr| !forget.contains(addr));
     }
 }
 

@@ -99,10 +99,10 @@ impl Pools {
             .await
     }
 
-    /// Drains and forgets every pool whose endpoint is not in `live`; returns them.
-    pub fn retain(&self, live: &dyn Fn(&EndpointAddr) -> bool) -> Vec<Arc<EndpointPool>> {
+    /// Drains and forgets every pool whose key is not `live`; returns them.
+    pub fn retain(&self, live: &dyn Fn(&PoolKey) -> bool) -> Vec<Arc<EndpointPool>> {
         let current = self.map.load_full();
-        if current.keys().all(|key| live(&key.addr)) {
+        if current.keys().all(live) {
             return Vec::new();
         }
         let mut removed = Vec::new();
@@ -110,7 +110,7 @@ impl Pools {
             removed.clear();
             let mut kept = PoolMap::with_capacity_and_hasher(map.len(), Default::default());
             for (key, pool) in map.iter() {
-                if live(&key.addr) {
+                if live(key) {
                     kept.insert(key.clone(), Arc::clone(pool));
                 } else {
                     removed.push(Arc::clone(pool));

@@ -73,7 +73,7 @@ fn each_key_has_its_own_pool_and_an_endpoint_leaving_drains_both() {
     );
     assert_eq!(pools.stats().len(), 1, "stats count per endpoint");
 
-    let removed = pools.retain(&|a| *a != addr(1));
+    let removed = pools.retain(&|key| key.addr != addr(1));
     assert_eq!(removed.len(), 2, "both pools of the pod that left drain");
     assert!(pools.stats().is_empty());
 }
