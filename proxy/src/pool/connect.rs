@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::settings::ConnSettings;
 use crate::h1::{self, PodStream};
 use crate::request::UpstreamBody;
 use crate::tls::{Alpn, PodTls, TlsConfigError};
@@ -82,6 +83,22 @@ pub async fn tcp(addr: EndpointAddr, timeout: Duration) -> Result<TcpStream, Con
         .set_nodelay(true)
         .map_err(|source| ConnectError::Tcp { addr, source })?;
     Ok(stream)
+}
+
+/// Opens a connection to `addr` as `settings` say: over TLS when they have it (ALPN
+/// then decides the protocol), else HTTP/2 with prior knowledge when `h2`, else
+/// HTTP/1.1.
+pub async fn open(
+    addr: EndpointAddr,
+    settings: &ConnSettings,
+    h2: bool,
+) -> Result<Negotiated, ConnectError> {
+    let timeout = settings.connect_timeout;
+    match &settings.tls {
+        Some(pod_tls) => tls(addr, timeout, pod_tls).await,
+        None if h2 => Ok(Negotiated::Http2(http2(addr, timeout).await?)),
+        None => Ok(Negotiated::Http1(http1(addr, timeout).await?)),
+    }
 }
 
 /// Opens an HTTP/1.1 connection to `addr` (driven by the requests that use it).

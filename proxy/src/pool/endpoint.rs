@@ -152,25 +152,18 @@ impl EndpointPool {
                     let slot = SlotGuard { pool: self };
                     // Boxed, as below: connecting is rare, and inline its future would
                     // grow every request's future (copied per HTTP/2 stream).
-                    let timeout = settings.connect_timeout;
-                    let conn = match &settings.tls {
-                        None => Box::pin(connect::http1(self.addr, timeout)).await?,
-                        Some(tls) => match Box::pin(connect::tls(self.addr, timeout, tls)).await? {
-                            Negotiated::Http1(conn) => conn,
-                            Negotiated::Http2(sender) => {
-                                // The pod chose h2: no HTTP/1.1 slot is used after all.
-                                drop(slot);
-                                self.alpn_h2.store(true, Ordering::Relaxed);
-                                return Ok(self.adopt_http2(sender, settings));
-                            }
-                        },
+                    let opened = Box::pin(connect::open(self.addr, settings, false)).await?;
+                    let conn = match opened {
+                        Negotiated::Http1(conn) => conn,
+                        Negotiated::Http2(sender) => {
+                            // The pod chose h2 by ALPN: no HTTP/1.1 slot is used after all.
+                            drop(slot);
+                            self.alpn_h2.store(true, Ordering::Relaxed);
+                            return Ok(self.adopt_http2(sender, settings));
+                        }
                     };
                     std::mem::forget(slot);
-                    let conn = Box::new(Http1Conn {
-                        conn,
-                        limits: ConnLimits::new(settings, Instant::now(), rand::random()),
-                        idle_since: Instant::now(),
-                    });
+                    let conn = http1_conn(conn, settings);
                     return Ok(Lease::new(Arc::clone(self), LeaseKind::Http1(conn)));
                 }
                 Found::Wait => notified.await,
@@ -220,23 +213,15 @@ impl EndpointPool {
         // Boxed: a TCP connect and an h2 handshake are kilobytes of future, needed once
         // per connection, and inline they would grow every request's future (moved,
         // so copied, per HTTP/2 stream).
-        let timeout = settings.connect_timeout;
-        let sender = match &settings.tls {
-            None => Box::pin(connect::http2(self.addr, timeout)).await?,
-            Some(tls) => match Box::pin(connect::tls(self.addr, timeout, tls)).await? {
-                Negotiated::Http2(sender) => sender,
-                Negotiated::Http1(conn) => {
-                    // The pod no longer chooses h2 (a new version at the same address).
-                    self.alpn_h2.store(false, Ordering::Relaxed);
-                    self.state().open += 1;
-                    let conn = Box::new(Http1Conn {
-                        conn,
-                        limits: ConnLimits::new(settings, Instant::now(), rand::random()),
-                        idle_since: Instant::now(),
-                    });
-                    return Ok(Lease::new(Arc::clone(self), LeaseKind::Http1(conn)));
-                }
-            },
+        let sender = match Box::pin(connect::open(self.addr, settings, true)).await? {
+            Negotiated::Http2(sender) => sender,
+            Negotiated::Http1(conn) => {
+                // The pod no longer chooses h2 (a new version at the same address).
+                self.alpn_h2.store(false, Ordering::Relaxed);
+                self.state().open += 1;
+                let conn = http1_conn(conn, settings);
+                return Ok(Lease::new(Arc::clone(self), LeaseKind::Http1(conn)));
+            }
         };
         Ok(self.adopt_http2(sender, settings))
     }
@@ -389,6 +374,15 @@ impl EndpointPool {
         }
         stats
     }
+}
+
+/// A new HTTP/1.1 connection as the pool keeps it, its limits fixed now.
+fn http1_conn(conn: h1::Conn, settings: &ConnSettings) -> Box<Http1Conn> {
+    Box::new(Http1Conn {
+        conn,
+        limits: ConnLimits::new(settings, Instant::now(), rand::random()),
+        idle_since: Instant::now(),
+    })
 }
 
 /// Frees a reserved HTTP/1.1 slot if the connect fails or is cancelled.
