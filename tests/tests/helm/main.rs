@@ -283,10 +283,10 @@ fn default_render_is_hardened_and_wired() {
 
     discovery::assert_protected(&objects, "fairway", "fairway");
 
-    // Least privilege: no wildcard, no secrets, no pods, no configmaps.
+    // Least privilege: no wildcard, no secrets, no pods; ConfigMaps read only.
     let role = find(&objects, "ClusterRole", "fairway-controller");
     let rules = role["rules"].to_string();
-    for forbidden in ["\"*\"", "secrets", "\"pods\"", "configmaps"] {
+    for forbidden in ["\"*\"", "secrets", "\"pods\""] {
         assert!(
             !rules.contains(forbidden),
             "ClusterRole grants {forbidden}: {rules}"
@@ -303,6 +303,15 @@ fn default_render_is_hardened_and_wired() {
     };
     assert_eq!(granted("httproutes"), ["get", "list", "watch"], "{rules}");
     assert_eq!(granted("httproutes/status"), ["patch"], "{rules}");
+    // TLS to pods: CA bundles from ConfigMaps, read only.
+    let config_maps = (role["rules"].as_array().into_iter().flatten())
+        .find(|r| r["resources"][0] == "configmaps")
+        .map(|r| (r["apiGroups"].clone(), r["verbs"].clone()));
+    let expected = (
+        serde_json::json!([""]),
+        serde_json::json!(["get", "list", "watch"]),
+    );
+    assert_eq!(config_maps, Some(expected), "{rules}");
     assert!(objects.iter().all(|o| o["kind"] != "ServiceMonitor"));
     // The default ConfigMaps: the Grafana dashboard and the injection template (the
     // sidecar's needs sidecar mode).
