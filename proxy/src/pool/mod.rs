@@ -159,3 +159,5 @@ impl Drop for Pools {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
