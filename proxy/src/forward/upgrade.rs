@@ -233,15 +233,19 @@ pub async fn proxy<U: Sync>(
         let pod_http2 = target.protocol == AppProtocol::H2c;
         let tls = target.tls.is_some();
         let mut guard = EndGuard::new(target, addr, start);
+        if tls {
+            // Refused here, not as a failed connect: the pod did nothing wrong, so no
+            // retry and no mark against it in the balancer.
+            guard.end(Outcome::Cancelled);
+            let source = ConnectError::TlsConfig {
+                addr,
+                source: TlsConfigError::Upgrade,
+            };
+            let route = route.key.clone();
+            return Err(failed(ProxyError::ConnectFailed { route, source }));
+        }
         let connect = route.timeouts.connect;
         let exchange = async {
-            if tls {
-                let source = TlsConfigError::Upgrade;
-                return Err(pod::Exchange::Connect(ConnectError::TlsConfig {
-                    addr,
-                    source,
-                }));
-            }
             if pod_http2 {
                 let Some(request) = http2_request(&parts, &authority, &protocol, client) else {
                     return Err(pod::Exchange::NoExtendedConnect);

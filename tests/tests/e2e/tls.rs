@@ -2,8 +2,8 @@
 //! made here by rcgen) behind both proxies, the CA in ConfigMaps: the right CA and name
 //! are served, over HTTP/2 where the pod chooses it by ALPN; a wrong CA or a wrong name
 //! is refused with `502 TlsHandshake`; a missing ConfigMap is that Route's
-//! `ResolvedRefs=False` while the others serve; a CA changed in its ConfigMap takes
-//! effect with no restart.
+//! `ResolvedRefs=False` while the others serve; a WebSocket upgrade is refused (not
+//! sent in plaintext); a CA changed in its ConfigMap takes effect with no restart.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -207,6 +207,20 @@ pub async fn tls_to_pods() {
             body.starts_with("TlsConfig: "),
             "no CA, no connection: {body}"
         );
+    }
+    // WebSockets do not do TLS to pods yet: refused, never sent in plaintext.
+    let upgrade = [
+        ("connection", "upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    for p in &w.proxies {
+        let mut conn = Conn::open(p.listen).await;
+        let (status, _, body) = conn.request("GET", "ok.tls.test", "/ws", &upgrade).await;
+        assert_eq!(status, 502, "{}: {body}", p.id);
+        assert!(body.starts_with("TlsConfig: "), "{}: {body}", p.id);
+        assert!(body.contains("upgrades over TLS"), "{}: {body}", p.id);
     }
     let message = eventually(CONVERGE, "no-ca: ResolvedRefs=False", || async {
         let path = "jsonpath={.status.conditions[?(@.type==\"ResolvedRefs\")]}";
