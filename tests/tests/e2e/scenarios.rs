@@ -64,7 +64,7 @@ pub fn all() -> Vec<Scenario> {
             run: || Box::pin(crate::gamma::http_route_on_a_service()),
         },
         Scenario {
-            name: "s13_tls_to_pods",
+            name: "s14_tls_to_pods",
             run: || Box::pin(crate::tls::tls_to_pods()),
         },
     ]

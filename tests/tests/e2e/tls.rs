@@ -1,4 +1,4 @@
-//! Scenario 13: TLS to pods (`spec.upstream.tls`). Real HTTPS pods (rustls, certificates
+//! Scenario 14: TLS to pods (`spec.upstream.tls`). Real HTTPS pods (rustls, certificates
 //! made here by rcgen) behind both proxies, the CA in ConfigMaps: the right CA and name
 //! are served, over HTTP/2 where the pod chooses it by ALPN; a wrong CA or a wrong name
 //! is refused with `502 TlsHandshake`; a missing ConfigMap is that Route's
