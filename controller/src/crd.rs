@@ -14,6 +14,7 @@ mod duration;
 mod grpc_status;
 mod health;
 mod matching;
+mod tls;
 
 pub use affinity::{
     AffinitySpec, DEFAULT_BALANCE_FACTOR, MAX_BALANCE_FACTOR, MAX_SPILLOVER_IN_FLIGHT,
@@ -23,6 +24,7 @@ pub use duration::{DurationError, parse_duration};
 pub use grpc_status::GrpcStatus;
 pub use health::{GrpcHealthCheckSpec, HealthCheckSpec, MAX_HEALTH_THRESHOLD};
 pub use matching::{PathMatchSpec, PathType, RuleMatchSpec, ValueMatchSpec, ValueType};
+pub use tls::{CA_KEY, CaCertificateRef, CaKind, UpstreamTlsSpec};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -243,6 +245,9 @@ pub struct UpstreamSpec {
     #[serde(default = "default_drain_timeout")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub drain_timeout: String,
+    /// TLS to the pods, verified against a CA and a hostname. Absent: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsSpec>,
 }
 
 /// An HTTP `Upgrade` protocol name (an RFC 9110 token, without a version).
@@ -260,6 +265,7 @@ impl Default for UpstreamSpec {
             upgrade_idle_timeout: default_upgrade_idle_timeout(),
             max_upgrade_lifetime: default_max_upgrade_lifetime(),
             drain_timeout: default_drain_timeout(),
+            tls: None,
         }
     }
 }

@@ -271,6 +271,8 @@ pub fn apply_op(index: &mut Index, op: &Op) -> Changes {
         Op::Delete(Object::Slice(s)) => index.delete_slice(s),
         Op::Apply(Object::HttpRoute(r)) => index.apply_http_route(r),
         Op::Delete(Object::HttpRoute(r)) => index.delete_http_route(r),
+        Op::Apply(Object::ConfigMap(c)) => index.apply_config_map(c),
+        Op::Delete(Object::ConfigMap(c)) => index.delete_config_map(c),
     }
 }
 
@@ -278,19 +280,21 @@ pub fn apply_op(index: &mut Index, op: &Op) -> Changes {
 /// object for a big directory).
 fn load_all(index: &IndexHandle, ops: Vec<Op>) {
     let (mut routes, mut services, mut slices) = (Vec::new(), Vec::new(), Vec::new());
-    let mut http_routes = Vec::new();
+    let (mut http_routes, mut config_maps) = (Vec::new(), Vec::new());
     for op in ops {
         match op {
             Op::Apply(Object::Route(r)) => routes.push(r),
             Op::Apply(Object::HttpRoute(r)) => http_routes.push(r),
             Op::Apply(Object::Service(s)) => services.push(s),
             Op::Apply(Object::Slice(s)) => slices.push(s),
+            Op::Apply(Object::ConfigMap(c)) => config_maps.push(c),
             // The first read starts from nothing: there is nothing to delete.
             Op::Delete(_) => {}
         }
     }
     index.update(|idx| {
-        let mut changes = idx.replace_services(services);
+        let mut changes = idx.replace_config_maps(config_maps);
+        merge(&mut changes, idx.replace_services(services));
         merge(&mut changes, idx.replace_slices(slices));
         merge(&mut changes, idx.replace_routes(routes));
         merge(&mut changes, idx.replace_http_routes(http_routes));

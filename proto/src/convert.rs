@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::model::{
     Affinity, AffinityKey, Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey,
     GrpcHealthCheck, LoadBalancer, Policy, Retries, Route, RouteKey, Timeouts, Upgrades, Upstream,
-    UpstreamProtocol, Version,
+    UpstreamProtocol, UpstreamTls, Version,
 };
 use crate::pb;
 
@@ -403,11 +403,13 @@ impl From<&Route> for pb::Route {
     fn from(r: &Route) -> Self {
         let lb = &r.load_balancer;
         let up = &r.upstream;
+        let (rules, match_rules, tls_rules) = tls::wire_rules(r);
         pb::Route {
             key: Some((&r.key).into()),
             hosts: r.hosts.clone(),
-            rules: rule::rules(&r.rules),
-            match_rules: rule::match_rules(&r.rules),
+            rules,
+            match_rules,
+            tls_rules,
             load_balancer: Some(pb::LoadBalancer {
                 policy: pb::Policy::from(lb.policy.fallback()).into(),
                 // Absent (0) unless it differs: Routes of the first three policies encode
@@ -431,6 +433,7 @@ impl From<&Route> for pb::Route {
                 upgrade_idle_timeout_ms: millis(up.upgrades.idle_timeout),
                 max_upgrade_lifetime_ms: up.upgrades.max_lifetime.map(millis),
                 drain_timeout_ms: millis(up.drain_timeout),
+                tls: up.tls.as_ref().map(pb::UpstreamTls::from),
             }),
             timeouts: Some(pb::Timeouts::from(&r.timeouts)),
             retries: Some(pb::Retries {
@@ -460,7 +463,7 @@ impl TryFrom<pb::Route> for Route {
         Ok(Route {
             key: required(r.key, "Route.key")?.into(),
             hosts: r.hosts,
-            rules: rule::from_wire(r.rules, r.match_rules)?,
+            rules: tls::rules_from_wire(up.tls.is_some(), r.rules, r.match_rules, r.tls_rules)?,
             load_balancer: LoadBalancer {
                 policy: preferred_policy(lb.preferred_policy, lb.policy)?,
                 slow_start: lb.slow_start_ms.map(Duration::from_millis),
@@ -480,6 +483,7 @@ impl TryFrom<pb::Route> for Route {
                     max_lifetime: up.max_upgrade_lifetime_ms.map(Duration::from_millis),
                 },
                 drain_timeout: Duration::from_millis(up.drain_timeout_ms),
+                tls: up.tls.map(UpstreamTls::from),
             },
             timeouts: Timeouts::from(timeouts),
             retries: Retries {
@@ -509,3 +513,4 @@ mod compat;
 mod tests;
 
 mod rule;
+mod tls;

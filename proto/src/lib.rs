@@ -49,5 +49,5 @@ pub mod pb {
 pub use model::{
     Affinity, AffinityKey, AppProtocol, Backend, Endpoint, EndpointAddr, EndpointSet,
     EndpointSetKey, GrpcHealthCheck, LoadBalancer, Policy, Retries, Route, RouteKey, RouteTable,
-    Rule, Timeouts, UnresolvedBackend, Upgrades, Upstream, UpstreamProtocol, Version,
+    Rule, Timeouts, UnresolvedBackend, Upgrades, Upstream, UpstreamProtocol, UpstreamTls, Version,
 };

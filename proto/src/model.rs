@@ -7,6 +7,7 @@
 //! deterministic order for diffs, snapshots and test output.
 
 mod matching;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use matching::{HeaderEdits, HeaderMatch, Matching, PathKind, QueryParamMatch, StringMatch};
+pub use tls::UpstreamTls;
 
 /// A version of the route table: `(epoch, sequence)`.
 ///
@@ -254,6 +256,8 @@ pub struct Upstream {
     /// How long a pod's long-lived connections (upgraded ones, streams) may run on once
     /// it turns terminating or leaves, before the proxy closes them.
     pub drain_timeout: Duration,
+    /// TLS to the pods; `None`: plaintext.
+    pub tls: Option<UpstreamTls>,
 }
 
 impl Default for Upstream {
@@ -266,6 +270,7 @@ impl Default for Upstream {
             max_requests_per_connection: 0,
             upgrades: Upgrades::default(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            tls: None,
         }
     }
 }

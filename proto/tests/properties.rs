@@ -19,7 +19,7 @@ use fairway_proto::snapshot::{SnapshotAssembler, snapshot_messages};
 use fairway_proto::{
     Affinity, AffinityKey, Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey,
     GrpcHealthCheck, LoadBalancer, Policy, Retries, Route, RouteKey, RouteTable, Rule, Timeouts,
-    Upgrades, Upstream, UpstreamProtocol, Version,
+    Upgrades, Upstream, UpstreamProtocol, UpstreamTls, Version,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -179,6 +179,11 @@ fn route() -> impl Strategy<Value = Route> {
         any::<u32>(),
         proptest::collection::vec("[a-z]{1,8}", 0..3),
         (millis(), option::of(millis()), millis()),
+        option::of((
+            "[a-zA-Z0-9+/=\n-]{0,40}",
+            option::of("[a-z.]{1,12}"),
+            "[a-z.]{1,12}",
+        )),
     )
         .prop_map(
             |(
@@ -189,6 +194,7 @@ fn route() -> impl Strategy<Value = Route> {
                 max_reqs,
                 protocols,
                 (upgrade_idle, lifetime, drain),
+                tls,
             )| {
                 Upstream {
                     protocol,
@@ -202,6 +208,11 @@ fn route() -> impl Strategy<Value = Route> {
                         max_lifetime: lifetime,
                     },
                     drain_timeout: drain,
+                    tls: tls.map(|(ca_pem, hostname, cluster_domain)| UpstreamTls {
+                        ca_pem,
+                        hostname,
+                        cluster_domain,
+                    }),
                 }
             },
         );

@@ -23,6 +23,7 @@ pub mod request;
 pub mod response;
 pub mod route;
 pub mod table;
+pub mod tls;
 pub mod trace;
 
 pub use config::{Args, Config};

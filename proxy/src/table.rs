@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use crate::balance::{Balancer, EndpointStats, LoadReport, Outcome, Pick};
 use crate::route::{Landed, RequestView, RouteError, Router};
+use crate::tls::PodTls;
 
 /// Reads a request's affinity key from where the Route says it is, as a hash
 /// (`balance::key_hash`); `None` when the request has no such key.
@@ -179,6 +180,8 @@ struct Shape {
     backends: HashMap<RouteKey, HashMap<EndpointSetKey, Arc<BackendState>>>,
     /// Per endpoint set, every balancer fed by it (one per Route using it).
     by_set: HashMap<EndpointSetKey, Vec<Arc<BackendState>>>,
+    /// Per (route, set) of a Route with TLS to its pods: what its connections verify.
+    tls: HashMap<(RouteKey, EndpointSetKey), Arc<PodTls>>,
 }
 
 impl Table {
@@ -287,6 +290,12 @@ impl Table {
     /// The upstream protocol: the Route's choice, or the set's `appProtocol` for `Auto`.
     pub fn protocol(&self, route: &Route, set: &EndpointSetKey) -> AppProtocol {
         protocol(&self.source, route, set)
+    }
+
+    /// The TLS of `route`'s connections to the pods of `set`; `None`: plaintext.
+    pub fn tls(&self, route: &RouteKey, set: &EndpointSetKey) -> Option<Arc<PodTls>> {
+        let key = (route.clone(), set.clone());
+        self.shape.tls.get(&key).cloned()
     }
 
     /// The controller's figures of the other proxies' requests in flight, handed to

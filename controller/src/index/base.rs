@@ -1,6 +1,11 @@
-//! The names the rest of the index builds on: the default namespace and the two ways a
-//! Route can fail (its spec, or one of its backends). They sit below `endpoints`,
-//! `routes` and `status` so that each of those imports only downwards (no import loop).
+//! The names the rest of the index builds on: the default namespace, the two ways a
+//! Route can fail (its spec, or one of its backends), and what one call changed. They
+//! sit below `endpoints`, `routes` and `status` so that each of those imports only
+//! downwards (no import loop).
+
+use std::collections::BTreeSet;
+
+use fairway_proto::model::{EndpointSetKey, RouteKey};
 
 use crate::crd::{self, DurationError};
 
@@ -13,6 +18,9 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub enum SpecError {
     #[error("spec.hosts is empty")]
     NoHosts,
+    /// Health checks speak h2c: over TLS to pods they would probe in plaintext.
+    #[error("spec.healthCheck is not supported with spec.upstream.tls yet")]
+    HealthCheckOverTls,
     #[error("host {0:?} is not a lowercase DNS name (no port, scheme or wildcard)")]
     Host(String),
     #[error("spec.rules is empty")]
@@ -92,5 +100,20 @@ impl RefFailure {
         match self {
             RefFailure::ServiceNotFound(m) | RefFailure::PortNotFound(m) => m,
         }
+    }
+}
+
+/// What one call changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Routes whose table entry or status may differ (including Routes now gone).
+    pub routes: BTreeSet<RouteKey>,
+    /// Endpoint sets that were rebuilt, added or removed: look each up in the table.
+    pub endpoint_sets: BTreeSet<EndpointSetKey>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.endpoint_sets.is_empty()
     }
 }

@@ -382,6 +382,7 @@ pub(super) fn group<'a>(
         }
     }
     let config = RouteConfig {
+        ca_refs: Vec::new(),
         hosts: service_hosts(service, cluster_domain),
         rules,
         ..routes::default_config()

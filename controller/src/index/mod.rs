@@ -13,6 +13,8 @@
 //! - `hosts`: which Route may claim a host (a Service's names belong to its namespace)
 //!   and who wins a contest;
 //! - `endpoints`: Services, EndpointSlices, and building one endpoint set per port;
+//! - `backend_tls` and `ca`: a Route's `upstream.tls`, and the CA bundles from
+//!   ConfigMaps attached to it when it resolves;
 //! - `status`: conditions and counts as plain data;
 //! - `base`: the names all of them share (below each, so none imports another's).
 //!
@@ -28,7 +30,9 @@
 //!   hosts;
 //! - an EndpointSlice event rebuilds only its Service's endpoint sets.
 
+mod backend_tls;
 mod base;
+mod ca;
 mod endpoints;
 mod gamma;
 mod health;
@@ -56,7 +60,7 @@ use endpoints::{EndpointStore, ServiceRef};
 use hosts::HostClaims;
 use routes::{Resolution, RouteEntry};
 
-pub use base::{DEFAULT_NAMESPACE, SpecError};
+pub use base::{Changes, DEFAULT_NAMESPACE, SpecError};
 pub use endpoints::SERVICE_NAME_LABEL;
 pub use gamma::{HttpRouteComputed, ParentStatus};
 pub use hosts::DEFAULT_CLUSTER_DOMAIN;
@@ -64,21 +68,6 @@ pub use implicit::IMPLICIT_LABEL;
 pub use status::{
     ACCEPTED, ComputedStatus, ConditionState, ConditionStatus, RESOLVED_REFS, Reason,
 };
-
-/// What one call changed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Changes {
-    /// Routes whose table entry or status may differ (including Routes now gone).
-    pub routes: BTreeSet<RouteKey>,
-    /// Endpoint sets that were rebuilt, added or removed: look each up in the table.
-    pub endpoint_sets: BTreeSet<EndpointSetKey>,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty() && self.endpoint_sets.is_empty()
-    }
-}
 
 /// Routes, Services and EndpointSlices, and the route table they make.
 #[derive(Debug)]
@@ -106,6 +95,8 @@ pub struct Index {
     implicit: BTreeMap<ServiceRef, BTreeMap<RouteKey, EndpointSetKey>>,
     /// Namespaces labelled `fairway.dev/implicit: enabled`: all their Services implicit.
     implicit_namespaces: BTreeSet<String>,
+    /// CA bundles for TLS to pods, from ConfigMaps (`ca`).
+    cas: ca::CaStore,
 }
 
 impl Default for Index {
@@ -137,6 +128,7 @@ impl Index {
             implicit_all: false,
             implicit: BTreeMap::new(),
             implicit_namespaces: BTreeSet::new(),
+            cas: ca::CaStore::new(),
         }
     }
 
@@ -353,7 +345,8 @@ impl Index {
         for key in keys {
             let new = (self.routes.get(&key)).map(|entry| {
                 let domain = &self.cluster_domain;
-                routes::resolve(entry, &self.claims, domain, &self.endpoints)
+                let resolved = routes::resolve(entry, &self.claims, domain, &self.endpoints);
+                ca::attach(resolved, entry, &self.cas, domain)
             });
             let old = match new {
                 Some(new) => self.resolutions.insert(key.clone(), new),

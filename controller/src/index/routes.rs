@@ -12,6 +12,7 @@ use std::num::NonZeroU16;
 use fairway_proto::model::{self, EndpointSetKey, RouteKey};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::backend_tls;
 use super::base::{DEFAULT_NAMESPACE, RefFailure, SpecError};
 use super::endpoints::{EndpointStore, ServiceRef};
 use super::hosts::{self, Age, Claim, HostClaims};
@@ -30,6 +31,8 @@ pub(super) struct RouteConfig {
     pub timeouts: model::Timeouts,
     pub retries: model::Retries,
     pub health_check: Option<model::GrpcHealthCheck>,
+    /// The ConfigMaps (in the Route's namespace) of `upstream.tls`'s CA, resolved by `ca`.
+    pub ca_refs: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,7 +203,9 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
         crd::UpstreamProtocol::Http2 => model::UpstreamProtocol::Http2,
     };
     let health_check = super::health::validate(spec.health_check.as_ref(), protocol)?;
+    let (tls, ca_refs) = backend_tls::validate(up.tls.as_ref(), health_check.is_some())?;
     Ok(RouteConfig {
+        ca_refs,
         hosts,
         rules,
         load_balancer: model::LoadBalancer {
@@ -235,6 +240,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
                 max_lifetime: Some(lifetime).filter(|d| !d.is_zero()),
             },
             drain_timeout: duration("spec.upstream.drainTimeout", &up.drain_timeout)?,
+            tls,
         },
         timeouts: model::Timeouts {
             request: duration("spec.timeouts.request", &spec.timeouts.request)?,

@@ -65,6 +65,9 @@ pub enum Reason {
     RefNotPermitted,
     /// Gateway API, `ResolvedRefs=False`: a backendRef to something other than a Service.
     InvalidKind,
+    /// `ResolvedRefs=False`: a CA ConfigMap of `upstream.tls` is missing or holds no
+    /// usable certificate (Gateway API's reason for the same fault in BackendTLSPolicy).
+    InvalidCACertificateRef,
 }
 
 impl Reason {
@@ -83,6 +86,7 @@ impl Reason {
             Reason::BackendNotFound => "BackendNotFound",
             Reason::RefNotPermitted => "RefNotPermitted",
             Reason::InvalidKind => "InvalidKind",
+            Reason::InvalidCACertificateRef => "InvalidCACertificateRef",
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
@@ -22,6 +22,8 @@ pub enum Kind {
     Service,
     EndpointSlice,
     HttpRoute,
+    /// CA bundles (`ca.crt`) of Routes with `upstream.tls`.
+    ConfigMap,
 }
 
 /// One object read from a file, its namespace filled in.
@@ -33,6 +35,7 @@ pub enum Object {
     Service(Service),
     Slice(EndpointSlice),
     HttpRoute(HTTPRoute),
+    ConfigMap(ConfigMap),
 }
 
 /// Identifies an object across files: kind, namespace, name.
@@ -56,6 +59,7 @@ impl Object {
             Object::Service(s) => &s.metadata,
             Object::Slice(s) => &s.metadata,
             Object::HttpRoute(r) => &r.metadata,
+            Object::ConfigMap(c) => &c.metadata,
         }
     }
 
@@ -65,6 +69,7 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::Slice(_) => Kind::EndpointSlice,
             Object::HttpRoute(_) => Kind::HttpRoute,
+            Object::ConfigMap(_) => Kind::ConfigMap,
         }
     }
 
@@ -175,6 +180,7 @@ fn finish(object: Object, doc: &Document<'_>) -> Result<Object, Skipped> {
         Object::Service(s) => &mut s.metadata,
         Object::Slice(s) => &mut s.metadata,
         Object::HttpRoute(r) => &mut r.metadata,
+        Object::ConfigMap(c) => &mut c.metadata,
     };
     if meta.name.as_deref().is_none_or(str::is_empty) {
         return Err(Skipped {
@@ -205,13 +211,14 @@ pub fn parse_file(path: &Path, text: &str) -> Result<(Vec<Object>, Vec<Skipped>)
             ("discovery.k8s.io/v1", "EndpointSlice") => Object::Slice(typed(path, &doc)?),
             // The index applies the CRD's defaults itself: no apiserver defaulted these.
             ("gateway.networking.k8s.io/v1", "HTTPRoute") => Object::HttpRoute(typed(path, &doc)?),
+            ("v1", "ConfigMap") => Object::ConfigMap(typed(path, &doc)?),
             (api_version, kind) => {
                 skipped.push(Skipped {
                     line: doc.lines_before + 1,
                     reason: format!(
                         "unknown kind {kind:?} (apiVersion {api_version:?}): expected Route \
-                         (fairway.dev/v1alpha1), Service (v1), EndpointSlice (discovery.k8s.io/v1) \
-                         or HTTPRoute (gateway.networking.k8s.io/v1)"
+                         (fairway.dev/v1alpha1), Service (v1), EndpointSlice (discovery.k8s.io/v1), \
+                         HTTPRoute (gateway.networking.k8s.io/v1) or ConfigMap (v1)"
                     ),
                 });
                 continue;
@@ -258,7 +265,7 @@ mod tests {
 
     #[test]
     fn unknown_kinds_and_nameless_objects_are_skipped() {
-        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: v1\nkind: Service\nmetadata: {}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n";
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: c}\n---\napiVersion: v1\nkind: Service\nmetadata: {}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n";
         let (objects, skipped) = parse_file(Path::new("x.yaml"), text).expect("parses");
         assert_eq!(objects.len(), 1);
         assert_eq!(

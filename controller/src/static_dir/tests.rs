@@ -115,7 +115,7 @@ fn an_unknown_kind_skips_only_its_document() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(
         &dir.path().join("app.yaml"),
-        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n---\n{SERVICE}"),
+        &format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: x}}\n---\n{SERVICE}"),
     );
     let mut state = DirState::new(dir.path().to_owned());
     assert_eq!(
@@ -337,4 +337,52 @@ fn http_routes_are_read_with_their_crd_defaults() {
         logged[0].2
     );
     assert!(!index.table().routes.contains_key(&group));
+}
+
+#[test]
+fn a_tls_routes_ca_is_read_from_a_config_map_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls_route = ROUTE.replace(
+        "  rules:",
+        "  upstream: {tls: {caCertificateRefs: [{name: orders-ca}]}}\n  rules:",
+    );
+    write(
+        &dir.path().join("app.yaml"),
+        &format!("{SERVICE}---\n{tls_route}"),
+    );
+    let mut state = DirState::new(dir.path().to_owned());
+    let mut index = Index::new();
+    for op in state.poll().expect("poll") {
+        apply_op(&mut index, &op);
+    }
+    let key = RouteKey {
+        namespace: "shop".into(),
+        name: "orders".into(),
+    };
+    let tls = |index: &Index| index.table().routes[&key].upstream.tls.clone();
+    assert_eq!(
+        tls(&index).map(|t| t.ca_pem),
+        Some(String::new()),
+        "no CA yet"
+    );
+
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key_pair = rcgen::KeyPair::generate().expect("key");
+    let pem = params.self_signed(&key_pair).expect("CA").pem();
+    let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
+    let config_map = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: orders-ca, namespace: shop}}\ndata:\n  ca.crt: |\n{indented}"
+    );
+    write(&dir.path().join("ca.yaml"), &config_map);
+    let ops = state.poll().expect("poll");
+    assert_eq!(kinds(&ops), vec![("apply", Kind::ConfigMap)]);
+    for op in ops {
+        apply_op(&mut index, &op);
+    }
+    assert_eq!(
+        tls(&index).map(|t| t.ca_pem),
+        Some(pem),
+        "the file's CA reaches the table"
+    );
 }

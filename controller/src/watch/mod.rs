@@ -1,5 +1,7 @@
 //! Kubernetes sources: kube-runtime watchers for Routes, HTTPRoutes (where the cluster
-//! serves them, `httproutes`), Services, EndpointSlices, opted-in Namespaces and Nodes feeding the [`IndexHandle`] (and [`NodeZones`]), then the status writer.
+//! serves them, `httproutes`), Services, EndpointSlices, ConfigMaps (CA bundles for TLS
+//! to pods, `configmaps`), opted-in Namespaces and Nodes feeding the [`IndexHandle`] (and
+//! [`NodeZones`]), then the status writer.
 //!
 //! Where to start: [`run_sources`]. Each kind has one watcher per watched namespace (or
 //! one for all namespaces); `source` turns its events into index calls: a relist
@@ -7,6 +9,7 @@
 //! `Apply`/`Delete` is one `apply_*`/`delete_*`. Watch errors are retried with
 //! kube-runtime's default backoff, so an apiserver outage only delays updates.
 
+mod configmaps;
 pub mod httproutes;
 mod namespaces;
 mod nodes;
@@ -14,7 +17,7 @@ mod source;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use tokio::sync::watch;
@@ -80,10 +83,11 @@ pub async fn run_sources(
             .map(Scope::Namespace)
             .collect()
     };
-    // Four kinds in every scope must finish their first listing (HTTPRoutes count as
-    // listed at once where the cluster does not serve them), and the opted-in
-    // Namespaces once: a proxy's first table already serves their Services.
-    let barrier = SyncBarrier::new(index.clone(), 4 * scopes.len() + 1);
+    // Five kinds in every scope must finish their first listing (HTTPRoutes count as
+    // listed at once where the cluster does not serve them; ConfigMaps among them: a TLS
+    // Route published before its CA would refuse every connection for a moment), and the
+    // opted-in Namespaces once: a proxy's first table already serves their Services.
+    let barrier = SyncBarrier::new(index.clone(), 5 * scopes.len() + 1);
     let sink = Sink::new(index.clone(), observed.clone(), barrier);
 
     let mut tasks = JoinSet::new();
@@ -108,6 +112,13 @@ pub async fn run_sources(
             client.clone(),
             scope.clone(),
             slices,
+            sink.clone(),
+        ));
+        let config_maps = source::watcher_config(None);
+        tasks.spawn(source::run::<ConfigMap>(
+            client.clone(),
+            scope.clone(),
+            config_maps,
             sink.clone(),
         ));
     }

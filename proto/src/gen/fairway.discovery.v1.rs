@@ -532,6 +532,12 @@ pub struct Route {
     /// the Route says they must not go.
     #[prost(message, repeated, tag = "9")]
     pub match_rules: ::prost::alloc::vec::Vec<Rule>,
+    /// The rules of a Route whose `upstream.tls` is set; `rules` and `match_rules` are then
+    /// empty. A proxy that predates TLS to pods sees a Route with no rule and answers its
+    /// hosts 404, rather than send its requests to the pods in plaintext. (Field numbers
+    /// from 16 on: TLS to pods, release of issue 20.)
+    #[prost(message, repeated, tag = "16")]
+    pub tls_rules: ::prost::alloc::vec::Vec<Rule>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -708,6 +714,25 @@ pub struct Upstream {
     /// How long long-lived connections to a terminating or removed pod may run on.
     #[prost(uint64, tag = "9")]
     pub drain_timeout_ms: u64,
+    /// TLS to the pods. Absent: plaintext. A Route with it travels in `Route.tls_rules`.
+    #[prost(message, optional, tag = "16")]
+    pub tls: ::core::option::Option<UpstreamTls>,
+}
+/// How the proxy verifies a Route's pods (Gateway API's BackendTLSPolicy, or a Route's
+/// upstream.tls).
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UpstreamTls {
+    /// PEM CA certificates a pod's certificate must chain to. Empty: the reference did not
+    /// resolve; nothing is trusted and every connection is refused.
+    #[prost(string, tag = "1")]
+    pub ca_pem: ::prost::alloc::string::String,
+    /// The name a pod's certificate must carry. Absent: the backend Service's DNS name,
+    /// NAME.NS.svc.\<cluster_domain>.
+    #[prost(string, optional, tag = "2")]
+    pub hostname: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, tag = "3")]
+    pub cluster_domain: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

@@ -151,6 +151,15 @@ impl ProxyError {
             ProxyError::ConflictingFraming => "ConflictingFraming",
             ProxyError::ConnectMethod => "ConnectUnsupported",
             ProxyError::TooManyHeaders { .. } => "TooManyHeaders",
+            // A certificate that does not verify is no network fault: its own reasons.
+            ProxyError::ConnectFailed {
+                source: ConnectError::TlsHandshake { .. },
+                ..
+            } => "TlsHandshake",
+            ProxyError::ConnectFailed {
+                source: ConnectError::TlsConfig { .. },
+                ..
+            } => "TlsConfig",
             ProxyError::ConnectFailed { .. } => "ConnectFailed",
             ProxyError::UpstreamReset { .. } => "UpstreamReset",
             ProxyError::Timeout { .. } => "Timeout",

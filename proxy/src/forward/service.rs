@@ -29,6 +29,7 @@ use crate::request::RawFields as _;
 use crate::request::UpstreamBody;
 use crate::response::{GrpcEnd, ProxyBody};
 use crate::table::{ResolveError, Table, TableHandle};
+use crate::tls::Alpn;
 use crate::trace::{RequestTrace, Tracer};
 
 pub use crate::request::RequestBody;
@@ -297,13 +298,16 @@ async fn tries<U: Upstream>(
     let mut tried: Vec<EndpointAddr> = Vec::new();
     loop {
         let addr = guard.addr;
-        let settings = ConnSettings::new(&guard.target.route, guard.target.protocol);
+        let target = &guard.target;
+        let settings = ConnSettings::new(&target.route, target.protocol, target.tls.clone());
         // A copy to send again if this one fails after it was sent: only worth making
         // when that retry could happen, and only for HTTP/2, which consumes the request
         // (HTTP/1.1 borrows it). A per-try timeout drops the try mid-write: copy it then
         // too.
         let per_try = guard.target.timeouts().per_try;
-        let consumed = settings.protocol == AppProtocol::H2c || per_try.is_some();
+        // Over TLS, ALPN may pick HTTP/2 for an HTTP/1.1 Route: count it as consumed.
+        let alpn_h2 = (settings.tls.as_ref()).is_some_and(|tls| tls.alpn != Alpn::Http1);
+        let consumed = settings.protocol == AppProtocol::H2c || alpn_h2 || per_try.is_some();
         let backup = (attempts_left > 0 && idempotent && consumed)
             .then(|| request.as_ref().and_then(resend::clone_request))
             .flatten();

@@ -12,6 +12,7 @@ use super::grpc::Pushback;
 use super::retry::{self, Failure};
 use crate::balance::Outcome;
 use crate::pod::TryError;
+use crate::pool::ConnectError;
 
 /// Which request a retry after a failed try would send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +38,10 @@ pub struct Classified {
 /// Classifies a try that failed with `error`.
 pub fn classify(error: &TryError) -> Classified {
     let (outcome, failure, resend) = match error {
+        // The Route has no usable CA: no pod is at fault, and no other pod can help.
+        TryError::Connect(ConnectError::TlsConfig { .. }) => {
+            (Outcome::Cancelled, None, Resend::Slot)
+        }
         TryError::Connect(_) => (
             Outcome::ConnectFailure,
             Some(Failure::NotSent),

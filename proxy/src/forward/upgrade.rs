@@ -38,10 +38,12 @@ use super::view;
 use crate::balance::{Outcome, Pick};
 use crate::headers;
 use crate::pod::{UpstreamError, authority_of};
+use crate::pool::ConnectError;
 use crate::request::{RawFields, RequestBody};
 use crate::response::ProxyBody;
 use crate::route::RequestView;
 use crate::table::{KeyOf, Table};
+use crate::tls::TlsConfigError;
 
 mod open;
 mod pod;
@@ -229,7 +231,19 @@ pub async fn proxy<U: Sync>(
         let attempts_left = attempts_left.get_or_insert(route.retries.attempts);
         let backend = Arc::clone(&target.backend);
         let pod_http2 = target.protocol == AppProtocol::H2c;
+        let tls = target.tls.is_some();
         let mut guard = EndGuard::new(target, addr, start);
+        if tls {
+            // Refused here, not as a failed connect: the pod did nothing wrong, so no
+            // retry and no mark against it in the balancer.
+            guard.end(Outcome::Cancelled);
+            let source = ConnectError::TlsConfig {
+                addr,
+                source: TlsConfigError::Upgrade,
+            };
+            let route = route.key.clone();
+            return Err(failed(ProxyError::ConnectFailed { route, source }));
+        }
         let connect = route.timeouts.connect;
         let exchange = async {
             if pod_http2 {

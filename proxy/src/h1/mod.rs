@@ -18,6 +18,7 @@
 
 mod decode;
 mod encode;
+mod stream;
 
 use std::future::poll_fn;
 use std::io;
@@ -28,13 +29,13 @@ use bytes::{BufMut as _, BytesMut};
 use http::Request;
 use http_body::Body as _;
 use tokio::io::AsyncWriteExt as _;
-use tokio::net::TcpStream;
 
 pub(crate) use decode::has_token;
 pub use decode::{
     BodyKind, Decoded, Decoder, Framing, Head, MAX_RESPONSE_HEAD, ends_in_chunked, parse_head,
 };
 pub(crate) use encode::{Framing as BodyFraming, chunk, last_chunk, put_fields, put_framing};
+pub use stream::PodStream;
 
 use crate::request::UpstreamBody;
 
@@ -72,14 +73,14 @@ pub enum SendError {
 /// request.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: PodStream,
     /// Response bytes read but not yet consumed.
     pub(crate) read: BytesMut,
     write: BytesMut,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: PodStream) -> Self {
         Conn {
             stream,
             read: BytesMut::with_capacity(READ_CHUNK),
@@ -88,11 +89,18 @@ impl Conn {
     }
 
     /// Whether the pod closed the connection (or sent something unasked) while it sat
-    /// idle. Costs a system call only when the socket became readable, which an idle
-    /// keep-alive connection never does.
-    pub fn is_closed(&self) -> bool {
-        let mut byte = [0u8; 1];
-        !matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    /// idle (see [`PodStream::is_closed`]).
+    pub fn is_closed(&mut self) -> bool {
+        self.stream.is_closed()
+    }
+
+    /// Pushes out what rustls still holds of the request. A plain socket holds nothing,
+    /// so only TLS pays for the call.
+    async fn flush_tls(&mut self) -> io::Result<()> {
+        match self.stream {
+            PodStream::Plain(_) => Ok(()),
+            PodStream::Tls(_) => self.stream.flush().await,
+        }
     }
 
     /// Reads more of the response into the buffer; `Ok(0)` is the end of the stream.
@@ -154,6 +162,9 @@ pub async fn send(
             .await
             .map_err(SendError::Sent)?;
     }
+    conn.flush_tls()
+        .await
+        .map_err(|e| SendError::Sent(Error::Write(e)))?;
     read_head(conn, request.method())
         .await
         .map_err(SendError::Sent)
@@ -173,6 +184,8 @@ async fn stream_body(conn: &mut Conn, body: &mut UpstreamBody, chunked: bool) ->
             .write_all(&conn.write)
             .await
             .map_err(Error::Write)?;
+        // The next frame may be a while: what rustls holds must reach the pod now.
+        conn.flush_tls().await.map_err(Error::Write)?;
     }
     if chunked {
         conn.write.clear();

@@ -4,6 +4,8 @@
 //! its TCP window is open and the pod's caches are hot; the bottom of the stack ages out
 //! first), a cap on connections open or opening, and a wait for a free one at the cap.
 //! HTTP/2: one multiplexed connection, opened once however many requests arrive at once.
+//! Over TLS with both offered, the first connection's ALPN decides which of the two the
+//! pool keeps from then on.
 //!
 //! The state is a plain `Mutex` held for a push or a pop, never across an `.await`.
 
@@ -15,7 +17,7 @@ use fairway_proto::model::{AppProtocol, EndpointAddr};
 use hyper::client::conn::http2;
 use tokio::sync::{Notify, watch};
 
-use super::connect::{self, ConnectError};
+use super::connect::{self, ConnectError, Negotiated};
 use super::lease::{Lease, LeaseKind};
 use super::settings::{ConnLimits, ConnSettings};
 use crate::h1;
@@ -76,6 +78,8 @@ pub struct EndpointPool {
     /// close, and streamed responses from it follow this to end after the Route's
     /// `drainTimeout` (`response::Draining`).
     leaving: watch::Sender<bool>,
+    /// A TLS pod that chose `h2` when offered both: its requests take the HTTP/2 path.
+    alpn_h2: AtomicBool,
 }
 
 /// What checkout found under the lock.
@@ -102,6 +106,7 @@ impl EndpointPool {
             h2_streams: AtomicU32::new(0),
             draining: AtomicBool::new(false),
             leaving: watch::Sender::new(false),
+            alpn_h2: AtomicBool::new(false),
         }
     }
 
@@ -121,9 +126,14 @@ impl EndpointPool {
         self: &Arc<Self>,
         settings: &ConnSettings,
     ) -> Result<Lease, ConnectError> {
-        match settings.protocol {
-            AppProtocol::Http1 => self.checkout_http1(settings).await,
-            AppProtocol::H2c => self.checkout_http2(settings).await,
+        let h2 = match settings.protocol {
+            AppProtocol::H2c => true,
+            AppProtocol::Http1 => settings.tls.is_some() && self.alpn_h2.load(Ordering::Relaxed),
+        };
+        if h2 {
+            self.checkout_http2(settings).await
+        } else {
+            self.checkout_http1(settings).await
         }
     }
 
@@ -147,14 +157,18 @@ impl EndpointPool {
                     let slot = SlotGuard { pool: self };
                     // Boxed, as below: connecting is rare, and inline its future would
                     // grow every request's future (copied per HTTP/2 stream).
-                    let conn =
-                        Box::pin(connect::http1(self.addr, settings.connect_timeout)).await?;
+                    let opened = Box::pin(connect::open(self.addr, settings, false)).await?;
+                    let conn = match opened {
+                        Negotiated::Http1(conn) => conn,
+                        Negotiated::Http2(sender) => {
+                            // The pod chose h2 by ALPN: no HTTP/1.1 slot is used after all.
+                            drop(slot);
+                            self.alpn_h2.store(true, Ordering::Relaxed);
+                            return Ok(self.adopt_http2(sender, settings));
+                        }
+                    };
                     std::mem::forget(slot);
-                    let conn = Box::new(Http1Conn {
-                        conn,
-                        limits: ConnLimits::new(settings, Instant::now(), rand::random()),
-                        idle_since: Instant::now(),
-                    });
+                    let conn = http1_conn(conn, settings);
                     return Ok(Lease::new(Arc::clone(self), LeaseKind::Http1(conn)));
                 }
                 Found::Wait => notified.await,
@@ -204,7 +218,25 @@ impl EndpointPool {
         // Boxed: a TCP connect and an h2 handshake are kilobytes of future, needed once
         // per connection, and inline they would grow every request's future (moved,
         // so copied, per HTTP/2 stream).
-        let sender = Box::pin(connect::http2(self.addr, settings.connect_timeout)).await?;
+        let sender = match Box::pin(connect::open(self.addr, settings, true)).await? {
+            Negotiated::Http2(sender) => sender,
+            Negotiated::Http1(conn) => {
+                // The pod no longer chooses h2 (a new version at the same address).
+                self.alpn_h2.store(false, Ordering::Relaxed);
+                self.state().open += 1;
+                let conn = http1_conn(conn, settings);
+                return Ok(Lease::new(Arc::clone(self), LeaseKind::Http1(conn)));
+            }
+        };
+        Ok(self.adopt_http2(sender, settings))
+    }
+
+    /// Keeps a new HTTP/2 connection as the endpoint's and leases it for one request.
+    fn adopt_http2(
+        self: &Arc<Self>,
+        sender: http2::SendRequest<UpstreamBody>,
+        settings: &ConnSettings,
+    ) -> Lease {
         let now = Instant::now();
         let conn = H2Conn {
             sender: sender.clone(),
@@ -216,7 +248,7 @@ impl EndpointPool {
             // sender (held by those requests) is dropped.
             self.state().h2 = Some(conn);
         }
-        Ok(Lease::new(Arc::clone(self), LeaseKind::Http2(sender)))
+        Lease::new(Arc::clone(self), LeaseKind::Http2(sender))
     }
 
     fn http2_sender(
@@ -300,7 +332,7 @@ impl EndpointPool {
             state.idle_timeout
         };
         let before = state.idle.len();
-        state.idle.retain(|c| {
+        state.idle.retain_mut(|c| {
             now.saturating_duration_since(c.idle_since) < timeout
                 && c.limits.usable(now)
                 && !c.conn.is_closed()
@@ -381,6 +413,15 @@ impl EndpointPool {
         }
         stats
     }
+}
+
+/// A new HTTP/1.1 connection as the pool keeps it, its limits fixed now.
+fn http1_conn(conn: h1::Conn, settings: &ConnSettings) -> Box<Http1Conn> {
+    Box::new(Http1Conn {
+        conn,
+        limits: ConnLimits::new(settings, Instant::now(), rand::random()),
+        idle_since: Instant::now(),
+    })
 }
 
 /// Frees a reserved HTTP/1.1 slot if the connect fails or is cancelled.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use fairway_proto::model::{EndpointAddr, RouteTable};
 use tokio::task::JoinHandle;
 
-use super::{ConnSettings, Pools};
+use super::{ConnSettings, PoolKey, Pools};
 use crate::metrics::Metrics;
 use crate::table::{Table, TableHandle};
 
@@ -62,25 +62,36 @@ pub fn spawn_follower(
     })
 }
 
-/// What each endpoint of `table` needs from its connections, in address order. An
-/// endpoint used by several routes takes the first route's settings.
-fn endpoint_settings(table: &Table) -> BTreeMap<EndpointAddr, (ConnSettings, bool)> {
+/// What each endpoint of `table` needs from its connections, in address order (an
+/// endpoint used by several routes takes the first route's settings, for pre-warming),
+/// and every pool the table uses: one per endpoint and TLS identity (a CA change
+/// leaves the old identity's pool unused, so it drains).
+fn endpoint_settings(
+    table: &Table,
+) -> (
+    BTreeMap<EndpointAddr, (ConnSettings, bool)>,
+    HashSet<PoolKey>,
+) {
     let mut out = BTreeMap::new();
+    let mut keys = HashSet::new();
     for route in table.source.routes.values() {
         for rule in &route.rules {
             for backend in &rule.backends {
                 let Some(set) = table.source.endpoint_sets.get(&backend.endpoint_set) else {
                     continue;
                 };
-                let settings = ConnSettings::new(route, table.protocol(route, &set.key));
+                let protocol = table.protocol(route, &set.key);
+                let tls = table.tls(&route.key, &set.key);
+                let settings = ConnSettings::new(route, protocol, tls);
                 for endpoint in set.endpoints.values() {
+                    keys.insert(PoolKey::new(endpoint.addr, &settings));
                     out.entry(endpoint.addr)
-                        .or_insert((settings, endpoint.ready));
+                        .or_insert_with(|| (settings.clone(), endpoint.ready));
                 }
             }
         }
     }
-    out
+    (out, keys)
 }
 
 /// The endpoints of `table` that are terminating: a pod is terminating as a whole, so
@@ -99,18 +110,19 @@ fn mark_leaving(pools: &Pools, table: &Table, leaving: &mut BTreeSet<EndpointAdd
 }
 
 fn mark_pools(pools: &Pools, leaving: &BTreeSet<EndpointAddr>) {
-    for (addr, pool) in pools.all().iter() {
-        pool.set_leaving(leaving.contains(addr));
+    for pool in pools.all().values() {
+        pool.set_leaving(leaving.contains(&pool.addr()));
     }
 }
 
-fn apply(pools: &Arc<Pools>, table: &Table, live: &mut HashSet<EndpointAddr>, metrics: &Metrics) {
-    let wanted = endpoint_settings(table);
-    live.clear();
-    live.extend(wanted.keys().copied());
-    for gone in pools.retain(&|addr| live.contains(addr)) {
-        tracing::debug!(addr = %gone.addr(), "endpoint left the table: draining its pool");
-        metrics.remove_endpoint(&gone.addr().to_string());
+fn apply(pools: &Arc<Pools>, table: &Table, live: &mut HashSet<PoolKey>, metrics: &Metrics) {
+    let (wanted, keys) = endpoint_settings(table);
+    *live = keys;
+    for gone in pools.retain(&|key| live.contains(key)) {
+        tracing::debug!(addr = %gone.addr(), "endpoint (or its TLS identity) left the table: draining its pool");
+        if !wanted.contains_key(&gone.addr()) {
+            metrics.remove_endpoint(&gone.addr().to_string());
+        }
     }
     if table.version.is_none() {
         return;
@@ -122,11 +134,12 @@ fn apply(pools: &Arc<Pools>, table: &Table, live: &mut HashSet<EndpointAddr>, me
         if warmed == PREWARM_LIMIT {
             break;
         }
-        if !ready || pools.contains(&addr) {
+        let key = PoolKey::new(addr, &settings);
+        if !ready || pools.contains(&key) {
             continue;
         }
         warmed += 1;
-        let pool = pools.endpoint(addr);
+        let pool = pools.endpoint(key);
         tokio::spawn(async move {
             if let Err(error) = pool.prewarm(&settings).await {
                 tracing::debug!(%addr, %error, "pre-warming a new endpoint failed");
@@ -135,26 +148,32 @@ fn apply(pools: &Arc<Pools>, table: &Table, live: &mut HashSet<EndpointAddr>, me
     }
 }
 
-fn reap_and_report(pools: &Pools, live: &HashSet<EndpointAddr>, metrics: &Metrics) {
+fn reap_and_report(pools: &Pools, live: &HashSet<PoolKey>, metrics: &Metrics) {
     let now = Instant::now();
     let mut label = String::new();
     let mut forget = Vec::new();
-    for (addr, pool) in pools.all().iter() {
+    for (key, pool) in pools.all().iter() {
         let empty = pool.reap(now);
-        label.clear();
-        let _ = write!(label, "{addr}");
-        if !live.contains(addr) && empty {
+        if !live.contains(key) && empty {
             // A request that raced a table change re-created this pool after the
             // endpoint left: forget it now that it is idle.
-            forget.push(*addr);
-            metrics.remove_endpoint(&label);
-            continue;
+            forget.push(key.clone());
         }
-        let stats = pool.stats();
-        metrics.set_pool_connections(&label, u64::from(stats.idle), u64::from(stats.busy));
     }
     if !forget.is_empty() {
-        pools.retain(&|addr| !forget.contains(addr));
+        pools.retain(&|key| !forget.contains(key));
+    }
+    let live_addrs: HashSet<EndpointAddr> = live.iter().map(|key| key.addr).collect();
+    for key in forget.iter().filter(|key| !live_addrs.contains(&key.addr)) {
+        label.clear();
+        let _ = write!(label, "{}", key.addr);
+        metrics.remove_endpoint(&label);
+    }
+    // Per endpoint: its plaintext and TLS pools (if both) count together.
+    for (addr, stats) in pools.stats() {
+        label.clear();
+        let _ = write!(label, "{addr}");
+        metrics.set_pool_connections(&label, u64::from(stats.idle), u64::from(stats.busy));
     }
 }
 

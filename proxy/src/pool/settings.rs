@@ -1,9 +1,12 @@
 //! [`ConnSettings`]: what a Route asks of the connections to one endpoint, and the
 //! jittered per-connection limits derived from it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fairway_proto::model::{AppProtocol, Route};
+
+use crate::tls::PodTls;
 
 /// Spread of the per-connection age and request limits: ±10% so connections opened
 /// together (a pre-warm, a burst) do not all expire in the same instant and reconnect
@@ -11,9 +14,13 @@ use fairway_proto::model::{AppProtocol, Route};
 pub const LIMIT_JITTER_PERCENT: u64 = 10;
 
 /// How connections to one endpoint are made and kept, from the Route that uses it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnSettings {
+    /// With `tls` offering both, what ALPN chooses wins (see `EndpointPool::checkout`).
     pub protocol: AppProtocol,
+    /// TLS to the pod; `None`: plaintext. Part of the pool's key, so a pool never
+    /// holds both kinds of connection.
+    pub tls: Option<Arc<PodTls>>,
     pub connect_timeout: Duration,
     /// HTTP/1.1 connections (idle, busy or connecting) per endpoint; at the cap a
     /// request waits for one to come back.
@@ -27,10 +34,12 @@ pub struct ConnSettings {
 }
 
 impl ConnSettings {
-    /// The settings of `route`'s `upstream` and `timeouts`, speaking `protocol`.
-    pub fn new(route: &Route, protocol: AppProtocol) -> Self {
+    /// The settings of `route`'s `upstream` and `timeouts`, speaking `protocol`, over
+    /// `tls` when given.
+    pub fn new(route: &Route, protocol: AppProtocol, tls: Option<Arc<PodTls>>) -> Self {
         ConnSettings {
             protocol,
+            tls,
             connect_timeout: route.timeouts.connect,
             // A cap of 0 would deadlock every request: treat it as 1.
             max_connections: route.upstream.max_connections_per_endpoint.max(1),
@@ -99,6 +108,7 @@ mod tests {
     fn settings(max_age: Option<Duration>, max_requests: u32) -> ConnSettings {
         ConnSettings {
             protocol: AppProtocol::Http1,
+            tls: None,
             connect_timeout: Duration::from_secs(1),
             max_connections: 4,
             idle_timeout: Duration::from_secs(90),

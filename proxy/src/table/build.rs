@@ -11,12 +11,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use fairway_proto::model::{EndpointSet, EndpointSetKey, RouteTable};
+use fairway_proto::model::{EndpointSet, EndpointSetKey, Route, RouteKey, RouteTable};
 use foldhash::HashMap;
 
 use super::{BackendState, Shape, Table, Target, protocol};
 use crate::balance::{BalanceConfig, Balancer};
 use crate::route::Router;
+use crate::tls::{Alpn, PodTls};
 
 /// The proxy's zone and node, as topology hints use them.
 type Locality<'a> = (&'a Option<String>, &'a Option<String>);
@@ -108,6 +109,7 @@ pub(super) fn shape(
     let mut backends = HashMap::default();
     let mut by_set: HashMap<EndpointSetKey, Vec<Arc<BackendState>>> = HashMap::default();
     let mut targets = Vec::new();
+    let mut tls = HashMap::default();
     // In the router's order, so `targets` lines up with `Selected::route_index`.
     for route in router.routes() {
         let config = BalanceConfig::new(&route.load_balancer, zone.clone(), node.clone());
@@ -171,6 +173,7 @@ pub(super) fn shape(
                         route: Arc::clone(route),
                         backend: Arc::clone(&per_set[&backend.endpoint_set]),
                         protocol: protocol(source, route, &backend.endpoint_set),
+                        tls: pod_tls(source, route, &backend.endpoint_set, &mut tls),
                         rule_timeouts: rule.timeouts.clone().map(Arc::new),
                         rule_request_headers: rule.request_headers.clone().map(Arc::new),
                     })
@@ -185,5 +188,26 @@ pub(super) fn shape(
         targets,
         backends,
         by_set,
+        tls,
     }
+}
+
+/// The TLS of `route`'s connections to `set`, built once per (route, set) and shape.
+fn pod_tls(
+    source: &RouteTable,
+    route: &Route,
+    set: &EndpointSetKey,
+    built: &mut HashMap<(RouteKey, EndpointSetKey), Arc<PodTls>>,
+) -> Option<Arc<PodTls>> {
+    let tls = route.upstream.tls.as_ref()?;
+    let key = (route.key.clone(), set.clone());
+    let alpn = Alpn::new(route.upstream.protocol, protocol(source, route, set));
+    let made = built.entry(key).or_insert_with(|| {
+        let made = PodTls::new(tls, set, alpn);
+        if let Err(error) = made.client() {
+            tracing::warn!(route = %route.key, %set, %error, "TLS to the pods: every connection will be refused");
+        }
+        Arc::new(made)
+    });
+    Some(Arc::clone(made))
 }

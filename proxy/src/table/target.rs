@@ -6,6 +6,7 @@ use std::sync::Arc;
 use fairway_proto::model::{AppProtocol, HeaderEdits, Route, Timeouts};
 
 use super::BackendState;
+use crate::tls::PodTls;
 
 /// Everything the request path needs for one matched request.
 #[derive(Clone, Debug)]
@@ -14,6 +15,8 @@ pub struct Target {
     pub backend: Arc<BackendState>,
     /// The protocol to speak to the picked endpoint.
     pub protocol: AppProtocol,
+    /// TLS to the pods (the Route's `upstream.tls`); `None`: plaintext.
+    pub tls: Option<Arc<PodTls>>,
     /// The rule's own timeouts, when it has them (shared: a target is cloned per request).
     pub rule_timeouts: Option<Arc<Timeouts>>,
     /// The rule's header edits on requests, when it has them.

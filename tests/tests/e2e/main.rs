@@ -18,6 +18,7 @@ mod gamma;
 mod opt_in;
 mod rebase;
 mod scenarios;
+mod tls;
 mod topology;
 mod world;
 

@@ -1,4 +1,4 @@
-//! Scenario 12: a Namespace opted in to implicit Routes (`fairway.dev/implicit: enabled`
+//! Scenario 15: a Namespace opted in to implicit Routes (`fairway.dev/implicit: enabled`
 //! on the Namespace, issue 17): every Service in it is served by its DNS names with the
 //! port, with no Route and no label on the Service, from the moment the label is set
 //! until it is removed.

@@ -64,7 +64,11 @@ pub fn all() -> Vec<Scenario> {
             run: || Box::pin(crate::gamma::http_route_on_a_service()),
         },
         Scenario {
-            name: "s12_namespace_opt_in_serves_its_services",
+            name: "s14_tls_to_pods",
+            run: || Box::pin(crate::tls::tls_to_pods()),
+        },
+        Scenario {
+            name: "s15_namespace_opt_in_serves_its_services",
             run: || Box::pin(crate::opt_in::namespace_opt_in_serves_its_services()),
         },
     ]

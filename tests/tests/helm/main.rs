@@ -283,9 +283,9 @@ fn default_render_is_hardened_and_wired() {
 
     discovery::assert_protected(&objects, "fairway", "fairway");
 
-    // Least privilege: no wildcard, no secrets; of ConfigMaps only creating them and
-    // patching the CA's (the injector publishes it, inject/publish.rs); one pod at a
-    // time (an injected proxy's).
+    // Least privilege: no wildcard, no secrets; ConfigMaps read (CA bundles of TLS
+    // Routes), created, and patched only for the CA's (the injector publishes it,
+    // inject/publish.rs); one pod at a time (an injected proxy's).
     let role = find(&objects, "ClusterRole", "fairway-controller");
     let rules = role["rules"].to_string();
     for forbidden in ["\"*\"", "secrets"] {
@@ -300,6 +300,7 @@ fn default_render_is_hardened_and_wired() {
     assert_eq!(
         config_maps,
         [
+            &json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}),
             &json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}),
             &json!({"apiGroups": [""], "resources": ["configmaps"],
                     "resourceNames": ["fairway-controller-ca"], "verbs": ["patch"]}),
@@ -325,6 +326,15 @@ fn default_render_is_hardened_and_wired() {
     };
     assert_eq!(granted("httproutes"), ["get", "list", "watch"], "{rules}");
     assert_eq!(granted("httproutes/status"), ["patch"], "{rules}");
+    // TLS to pods: CA bundles from ConfigMaps, read only.
+    let config_maps = (role["rules"].as_array().into_iter().flatten())
+        .find(|r| r["resources"][0] == "configmaps")
+        .map(|r| (r["apiGroups"].clone(), r["verbs"].clone()));
+    let expected = (
+        serde_json::json!([""]),
+        serde_json::json!(["get", "list", "watch"]),
+    );
+    assert_eq!(config_maps, Some(expected), "{rules}");
     assert!(objects.iter().all(|o| o["kind"] != "ServiceMonitor"));
     // The default ConfigMaps: the Grafana dashboard and the injection template (the
     // sidecar's needs sidecar mode).
@@ -675,6 +685,14 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
             "--all-namespaces"
         ]
     ));
+    assert!(
+        can_i(
+            cluster,
+            &token,
+            &["watch", "configmaps", "--all-namespaces"]
+        ),
+        "CA bundles of Routes with TLS to pods are read from ConfigMaps"
+    );
     assert!(can_i(
         cluster,
         &token,
@@ -708,12 +726,14 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
     for denied in [
         &["get", "secrets", "-n", &ns][..],
         &["patch", "configmaps/app-settings", "-n", &app],
-        &["get", "configmaps", "-n", &app],
+        // ConfigMaps are read (TLS Routes' CA bundles), never changed but for the CA's.
+        &["list", "pods", "--all-namespaces"],
         &["list", "secrets", "--all-namespaces"],
         &["create", "pods", "-n", &app],
         &["update", "routes.fairway.dev", "-n", &app],
         &["create", "leases.coordination.k8s.io", "-n", &app],
         &["delete", "services", "-n", &app],
+        &["update", "configmaps", "-n", &app],
     ] {
         assert!(
             !can_i(cluster, &token, denied),

@@ -11,6 +11,7 @@ mod invalid;
 mod matching;
 mod routes;
 mod status;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -38,6 +38,27 @@ fn failed_tries_classify_and_name_their_error() {
             "ConnectFailed",
         ),
         (
+            TryError::Connect(ConnectError::TlsHandshake {
+                addr: endpoint(),
+                server_name: "orders.shop.svc.cluster.local".into(),
+                source: std::io::Error::other("invalid peer certificate: UnknownIssuer"),
+            }),
+            Outcome::ConnectFailure,
+            Some(Failure::NotSent),
+            Resend::Slot,
+            "TlsHandshake",
+        ),
+        (
+            TryError::Connect(ConnectError::TlsConfig {
+                addr: endpoint(),
+                source: crate::tls::TlsConfigError::NoCa,
+            }),
+            Outcome::Cancelled,
+            None,
+            Resend::Slot,
+            "TlsConfig",
+        ),
+        (
             TryError::NotSent(closed()),
             Outcome::Cancelled,
             Some(Failure::NotSent),

@@ -1,0 +1,170 @@
+//! TLS to pods: the rustls client configuration one Route backend asks for, built from
+//! the model's [`UpstreamTls`] when the table's shape is built (so once per Route
+//! change, not per request), and the identity the pools are keyed by.
+//!
+//! Pure apart from parsing: no socket here. The handshake is `pool::connect`'s.
+//! Everything the proxy accepts from a pod follows from this config: its certificate
+//! chains to the Route's CA (rustls' webpki verifier, ring provider, TLS 1.2 and 1.3)
+//! and carries [`PodTls::server_name`]; ALPN offers what the Route may speak.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use fairway_proto::model::{AppProtocol, EndpointSetKey, UpstreamProtocol, UpstreamTls};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+
+/// What ALPN offers a pod, from the protocol the Route asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Alpn {
+    /// `http/1.1` only: the Route says `HTTP1`.
+    Http1,
+    /// `h2` only: the Route says `HTTP2`, or the port's `appProtocol` means HTTP/2.
+    Http2,
+    /// `h2`, then `http/1.1`: the pod chooses; a pod that answers no ALPN gets HTTP/1.1.
+    Either,
+}
+
+impl Alpn {
+    /// The offer for a backend whose Route asks for `asked` and resolved to `resolved`.
+    pub fn new(asked: UpstreamProtocol, resolved: AppProtocol) -> Alpn {
+        match (asked, resolved) {
+            (_, AppProtocol::H2c) => Alpn::Http2,
+            (UpstreamProtocol::Http1, _) => Alpn::Http1,
+            _ => Alpn::Either,
+        }
+    }
+
+    fn protocols(self) -> Vec<Vec<u8>> {
+        let (h2, http1) = (b"h2".to_vec(), b"http/1.1".to_vec());
+        match self {
+            Alpn::Http1 => vec![http1],
+            Alpn::Http2 => vec![h2],
+            Alpn::Either => vec![h2, http1],
+        }
+    }
+}
+
+/// Why no TLS client could be built for a backend. Every connection to its pods is then
+/// refused with this reason (never made in plaintext).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("no CA certificate to verify the pods with (see the Route's status)")]
+    NoCa,
+    #[error("reading the CA certificates: {0}")]
+    Pem(String),
+    #[error("a CA certificate was refused: {0}")]
+    Root(String),
+    #[error("{0:?} is not a valid TLS server name")]
+    ServerName(String),
+    #[error("building the TLS client: {0}")]
+    Client(String),
+    /// Upgraded connections (WebSocket) go through hyper's client on a connection of
+    /// their own, which does not do TLS to pods yet: refused rather than sent plaintext.
+    #[error("upgrades over TLS to pods are not supported yet")]
+    Upgrade,
+}
+
+/// TLS to the pods of one backend: what it verifies, and the client that does.
+#[derive(Debug)]
+pub struct PodTls {
+    /// The name the pods' certificates must carry (also sent as SNI).
+    pub server_name: String,
+    pub alpn: Alpn,
+    pub identity: TlsIdentity,
+    config: Result<(Arc<ClientConfig>, ServerName<'static>), TlsConfigError>,
+}
+
+/// What a TLS connection was verified against: the CA, the name and the ALPN offer.
+/// Equal identities verify alike, whatever table version built them: a new version
+/// with the same CA keeps its pooled connections, and a CA change opens new ones.
+/// Cheap to clone (one `Arc`), and hashed by a fingerprint, so a pool lookup hashes 8
+/// bytes, not the PEM; equality still compares the whole content.
+#[derive(Clone, Debug)]
+pub struct TlsIdentity {
+    fingerprint: u64,
+    content: Arc<(String, String, Alpn)>,
+}
+
+impl TlsIdentity {
+    fn new(ca_pem: &str, server_name: &str, alpn: Alpn) -> Self {
+        let mut hasher = DefaultHasher::new();
+        (ca_pem, server_name, alpn).hash(&mut hasher);
+        TlsIdentity {
+            fingerprint: hasher.finish(),
+            content: Arc::new((ca_pem.to_owned(), server_name.to_owned(), alpn)),
+        }
+    }
+}
+
+impl PartialEq for TlsIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint
+            && (Arc::ptr_eq(&self.content, &other.content) || self.content == other.content)
+    }
+}
+
+impl Eq for TlsIdentity {}
+
+impl Hash for TlsIdentity {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.fingerprint);
+    }
+}
+
+impl PodTls {
+    /// The TLS for the pods of `set` under `tls`, offering `alpn`.
+    pub fn new(tls: &UpstreamTls, set: &EndpointSetKey, alpn: Alpn) -> PodTls {
+        let server_name = tls.server_name(set);
+        PodTls {
+            identity: TlsIdentity::new(&tls.ca_pem, &server_name, alpn),
+            config: client_config(&tls.ca_pem, alpn).and_then(|config| {
+                let name = ServerName::try_from(server_name.clone())
+                    .map_err(|_| TlsConfigError::ServerName(server_name.clone()))?;
+                Ok((config, name))
+            }),
+            server_name,
+            alpn,
+        }
+    }
+
+    /// The client config and the name to verify, or why there is none.
+    pub fn client(&self) -> Result<(Arc<ClientConfig>, ServerName<'static>), TlsConfigError> {
+        self.config.clone()
+    }
+}
+
+impl PartialEq for PodTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity == other.identity
+    }
+}
+
+impl Eq for PodTls {}
+
+/// A rustls client trusting exactly the certificates in `ca_pem` (not the system's).
+fn client_config(ca_pem: &str, alpn: Alpn) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| TlsConfigError::Pem(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| TlsConfigError::Root(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsConfigError::NoCa);
+    }
+    // The provider named, not the process default: the tests build tables without it.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsConfigError::Client(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.protocols();
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests;
