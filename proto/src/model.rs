@@ -6,6 +6,7 @@
 //! Collections are `BTreeMap`s keyed by identity: no duplicates by construction, and a
 //! deterministic order for diffs, snapshots and test output.
 
+mod filters;
 mod matching;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,8 @@ use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use matching::{HeaderEdits, HeaderMatch, Matching, PathKind, QueryParamMatch, StringMatch};
+pub use filters::{Filters, HeaderEdits};
+pub use matching::{HeaderMatch, Matching, PathKind, QueryParamMatch, StringMatch};
 
 /// A version of the route table: `(epoch, sequence)`.
 ///
@@ -381,9 +383,9 @@ pub struct Rule {
     /// The timeouts of requests this rule takes, in place of the Route's (an
     /// HTTPRoute's per-rule `timeouts`); `None`: the Route's.
     pub timeouts: Option<Timeouts>,
-    /// Header edits on requests this rule takes (a `RequestHeaderModifier`); `None`:
-    /// none.
-    pub request_headers: Option<HeaderEdits>,
+    /// What the rule does to requests besides choosing their pod (header edits);
+    /// empty: nothing.
+    pub filters: Filters,
     pub backends: Vec<Backend>,
     /// Backends whose Service or port does not resolve: they keep their share of the
     /// split, and requests that land on it are answered `500` with the reason (as

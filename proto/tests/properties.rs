@@ -127,7 +127,7 @@ fn route() -> impl Strategy<Value = Route> {
             path_prefix: prefix.into(),
             matching: Default::default(),
             timeouts: None,
-            request_headers: None,
+            filters: Default::default(),
             backends,
             unresolved: Vec::new(),
         },

@@ -90,8 +90,8 @@ pub(super) struct Rule {
     pub backends: Vec<Backend>,
     /// The rule's own `timeouts` over a Route's defaults; `None`: the defaults.
     pub timeouts: Option<model::Timeouts>,
-    /// Its `RequestHeaderModifier` filter, if any.
-    pub request_headers: Option<model::HeaderEdits>,
+    /// Its filters.
+    pub filters: model::Filters,
 }
 
 /// An HTTPRoute as the index keeps it.
@@ -224,12 +224,14 @@ fn parse_rules(namespace: &str, rules: &[HttpRouteRule]) -> Result<Vec<Rule>, Un
             Some(t) => Some(timeouts(&format!("{field}.timeouts"), t)?),
             None => None,
         };
-        let request_headers = matching::filters(&field, &rule.filters)?;
+        let filters = model::Filters {
+            request_headers: matching::filters(&field, &rule.filters)?,
+        };
         parsed.push(Rule {
             matches,
             backends,
             timeouts,
-            request_headers,
+            filters,
         });
     }
     Ok(parsed)
@@ -374,7 +376,7 @@ pub(super) fn group<'a>(
                     path_prefix: path.clone(),
                     matching: matching.clone(),
                     timeouts: rule.timeouts.clone(),
-                    request_headers: rule.request_headers.clone(),
+                    filters: rule.filters.clone(),
                     backends: backends.clone(),
                     unresolved: unresolved.clone(),
                 });

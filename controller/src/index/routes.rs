@@ -39,8 +39,8 @@ pub(super) struct RuleConfig {
     pub matching: model::Matching,
     /// In place of the Route's (an HTTPRoute rule's own); `None` for a Route's rules.
     pub timeouts: Option<model::Timeouts>,
-    /// An HTTPRoute rule's `RequestHeaderModifier`; `None` for a Route's rules.
-    pub request_headers: Option<model::HeaderEdits>,
+    /// An HTTPRoute rule's filters; none for a Route's rules.
+    pub filters: model::Filters,
     pub backends: Vec<BackendConfig>,
     /// Backends known never to resolve (an HTTPRoute's backendRef of another kind, say):
     /// their share is answered `500` with the reason.
@@ -158,7 +158,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
             path_prefix: path,
             matching,
             timeouts: None,
-            request_headers: None,
+            filters: Default::default(),
             backends: backends.collect::<Result<_, _>>()?,
             unresolved: Vec::new(),
         });
@@ -427,7 +427,7 @@ pub(super) fn resolve(
             path_prefix: rule.path_prefix.clone(),
             matching: rule.matching.clone(),
             timeouts: rule.timeouts.clone(),
-            request_headers: rule.request_headers.clone(),
+            filters: rule.filters.clone(),
             backends,
             unresolved,
         });

@@ -10,14 +10,14 @@
 
 use super::{ConvertError, required};
 use crate::model::{
-    Backend, HeaderEdits, HeaderMatch, Matching, PathKind, QueryParamMatch, Rule, StringMatch,
-    UnresolvedBackend,
+    Backend, Filters, HeaderEdits, HeaderMatch, Matching, PathKind, QueryParamMatch, Rule,
+    StringMatch, UnresolvedBackend,
 };
 use crate::pb;
 
 /// Whether a proxy that predates matching serves `rule` as meant.
 fn plain(rule: &Rule) -> bool {
-    rule.matching.is_prefix_only() && rule.timeouts.is_none() && rule.request_headers.is_none()
+    rule.matching.is_prefix_only() && rule.timeouts.is_none() && rule.filters.is_empty()
 }
 
 /// `Route.rules`: the rules, when every one is a plain prefix rule.
@@ -127,7 +127,7 @@ impl From<&Rule> for pb::Rule {
                 .map(|q| condition(&q.name, &q.value))
                 .collect(),
             timeouts: r.timeouts.as_ref().map(pb::Timeouts::from),
-            request_headers: r.request_headers.as_ref().map(edits_to_wire),
+            request_headers: r.filters.request_headers.as_ref().map(edits_to_wire),
         }
     }
 }
@@ -157,7 +157,9 @@ impl TryFrom<pb::Rule> for Rule {
                 query_params,
             },
             timeouts: r.timeouts.map(crate::model::Timeouts::from),
-            request_headers: r.request_headers.map(edits_from_wire),
+            filters: Filters {
+                request_headers: r.request_headers.map(edits_from_wire),
+            },
             backends: r
                 .backends
                 .into_iter()

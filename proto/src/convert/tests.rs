@@ -312,7 +312,7 @@ fn match_rules_are_invisible_to_the_previous_release() {
     );
     assert_eq!(Route::try_from(pb::Route::from(&timed)), Ok(timed));
     let mut edited = plain.clone();
-    edited.rules[0].request_headers = Some(crate::model::HeaderEdits {
+    edited.rules[0].filters.request_headers = Some(crate::model::HeaderEdits {
         set: vec![("x-env".into(), "canary".into())],
         add: Vec::new(),
         remove: vec!["x-debug".into()],

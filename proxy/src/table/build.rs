@@ -172,7 +172,8 @@ pub(super) fn shape(
                         backend: Arc::clone(&per_set[&backend.endpoint_set]),
                         protocol: protocol(source, route, &backend.endpoint_set),
                         rule_timeouts: rule.timeouts.clone().map(Arc::new),
-                        rule_request_headers: rule.request_headers.clone().map(Arc::new),
+                        rule_filters: (!rule.filters.is_empty())
+                            .then(|| Arc::new(rule.filters.clone())),
                     })
                     .collect()
             })

@@ -1,9 +1,9 @@
 //! What one matched request goes to: its Route, the backend's balancer state, the
-//! protocol, and its rule's own timeouts and header edits.
+//! protocol, and its rule's own timeouts and filters.
 
 use std::sync::Arc;
 
-use fairway_proto::model::{AppProtocol, HeaderEdits, Route, Timeouts};
+use fairway_proto::model::{AppProtocol, Filters, Route, Timeouts};
 
 use super::BackendState;
 
@@ -16,8 +16,8 @@ pub struct Target {
     pub protocol: AppProtocol,
     /// The rule's own timeouts, when it has them (shared: a target is cloned per request).
     pub rule_timeouts: Option<Arc<Timeouts>>,
-    /// The rule's header edits on requests, when it has them.
-    pub rule_request_headers: Option<Arc<HeaderEdits>>,
+    /// The rule's filters, when it has any.
+    pub rule_filters: Option<Arc<Filters>>,
 }
 
 impl Target {

@@ -95,7 +95,7 @@ fn a_producer_route_serves_the_service_names_like_a_route() {
             path_prefix: "/".to_owned(),
             matching: Default::default(),
             timeouts: None,
-            request_headers: None,
+            filters: Default::default(),
             backends: vec![Backend {
                 endpoint_set: set_key("orders-v2", 8080),
                 weight: 1,

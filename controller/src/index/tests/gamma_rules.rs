@@ -110,6 +110,7 @@ fn a_request_header_modifier_becomes_the_rules_header_edits() {
     });
     index.apply_http_route(&http_route("shop", "edited", 1, spec));
     let edits = index.table().routes[&group()].rules[0]
+        .filters
         .request_headers
         .clone();
     let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());

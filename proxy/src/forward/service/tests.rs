@@ -340,7 +340,7 @@ async fn a_rules_header_edits_reach_the_pod() {
     use fairway_proto::model::HeaderEdits;
     let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
     let (shared, pods) = proxy(1, |route| {
-        route.rules[0].request_headers = Some(HeaderEdits {
+        route.rules[0].filters.request_headers = Some(HeaderEdits {
             set: vec![pair("x-env", "canary")],
             add: vec![pair("x-tag", "b")],
             remove: vec!["x-debug".to_owned()],
