@@ -11,6 +11,7 @@
 
 mod affinity;
 mod duration;
+mod filters;
 mod grpc_status;
 mod health;
 mod matching;
@@ -20,6 +21,10 @@ pub use affinity::{
     SpilloverSpec,
 };
 pub use duration::{DurationError, parse_duration};
+pub use filters::{
+    FilterType, HeaderFieldSpec, HeaderModifierSpec, PathModifierSpec, PathModifierType,
+    RequestRedirectSpec, RouteFilterSpec, UrlRewriteSpec,
+};
 pub use grpc_status::GrpcStatus;
 pub use health::{GrpcHealthCheckSpec, HealthCheckSpec, MAX_HEALTH_THRESHOLD};
 pub use matching::{PathMatchSpec, PathType, RuleMatchSpec, ValueMatchSpec, ValueType};
@@ -119,6 +124,10 @@ pub struct RouteSpec {
 /// Requests whose path starts with `pathPrefix` go to `backends`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.backends) && size(self.backends) > 0) || (has(self.filters) && self.filters.exists(f, f.type == 'RequestRedirect'))",
+    "message": "a rule needs backends unless it redirects"
+}]))]
 pub struct RouteRule {
     /// Path prefix to match, starting with "/". The longest matching prefix wins.
     #[serde(default = "default_path_prefix")]
@@ -128,9 +137,14 @@ pub struct RouteRule {
     /// query, in Gateway API's shape and precedence. Absent: `pathPrefix` alone.
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub matches: Option<RuleMatchSpec>,
-    /// Services that serve this rule, chosen by weight.
-    #[schemars(length(min = 1))]
+    /// Services that serve this rule, chosen by weight. At least one, unless the rule
+    /// redirects.
+    #[serde(default)]
     pub backends: Vec<RouteBackend>,
+    /// Header edits both ways, a URL rewrite or a redirect, in Gateway API's shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub filters: Vec<RouteFilterSpec>,
 }
 
 /// A weighted Service port.

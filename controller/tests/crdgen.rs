@@ -161,10 +161,11 @@ fn spec_has_exactly_the_design_fields() {
             "upstream"
         ]
     );
-    // `match`: Gateway API's matches in our Route too (issue 20).
+    // `match` and `filters`: Gateway API's matches and filters in our Route too
+    // (issue 20).
     assert_eq!(
         keys(&props["rules"]["items"]),
-        ["backends", "match", "pathPrefix"]
+        ["backends", "filters", "match", "pathPrefix"]
     );
     assert_eq!(keys(&backend_schema()), ["port", "service", "weight"]);
     assert_eq!(
@@ -236,7 +237,9 @@ fn schema_rejects_empty_lists() {
     assert_eq!(spec["properties"]["hosts"]["minItems"], 1);
     assert_eq!(spec["properties"]["rules"]["minItems"], 1);
     let rule = &spec["properties"]["rules"]["items"];
-    assert_eq!(rule["properties"]["backends"]["minItems"], 1);
+    // Backends may be empty only beside a redirect, which a CEL rule says.
+    let cel = &rule["x-kubernetes-validations"][0];
+    assert_eq!(cel["message"], "a rule needs backends unless it redirects");
     assert_eq!(rule["properties"]["pathPrefix"]["default"], "/");
 }
 

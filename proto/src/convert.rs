@@ -49,6 +49,9 @@ pub enum ConvertError {
     /// A rule's path type unknown to this build.
     #[error("unknown path type {0}")]
     UnknownPathType(i32),
+    /// A redirect status other than 301, 302, 303, 307 or 308.
+    #[error("redirect status {0} is not a redirect")]
+    RedirectStatus(u32),
 }
 
 /// A required message field, or [`ConvertError::MissingField`].
@@ -508,4 +511,5 @@ mod compat;
 #[cfg(test)]
 mod tests;
 
+mod filters;
 mod rule;

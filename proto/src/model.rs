@@ -16,7 +16,7 @@ use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use filters::{Filters, HeaderEdits};
+pub use filters::{Filters, HeaderEdits, PathRewrite, Redirect, UrlRewrite};
 pub use matching::{HeaderMatch, Matching, PathKind, QueryParamMatch, StringMatch};
 
 /// A version of the route table: `(epoch, sequence)`.
@@ -383,8 +383,8 @@ pub struct Rule {
     /// The timeouts of requests this rule takes, in place of the Route's (an
     /// HTTPRoute's per-rule `timeouts`); `None`: the Route's.
     pub timeouts: Option<Timeouts>,
-    /// What the rule does to requests besides choosing their pod (header edits);
-    /// empty: nothing.
+    /// What the rule does to requests besides choosing their pod (header edits, a
+    /// rewrite), or instead of it (a redirect); empty: nothing.
     pub filters: Filters,
     pub backends: Vec<Backend>,
     /// Backends whose Service or port does not resolve: they keep their share of the

@@ -28,6 +28,9 @@ pub enum SpecError {
     /// A `match` block that cannot be served (a regex that does not compile, ...).
     #[error("{0}")]
     Match(String),
+    /// `filters` that cannot be served (a rewrite beside a redirect, ...).
+    #[error("{0}")]
+    Filter(String),
     #[error("rule {0:?} has no backends")]
     NoBackends(String),
     #[error("backend service {0:?} is not a valid Service name")]

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use fairway_proto::model::{self, RouteKey};
 
 use super::endpoints::{EndpointStore, ServiceRef};
+use super::filters;
 use super::hosts::{Age, Claim};
 use super::matching;
 use super::routes::{self, BackendConfig, PortRef, RouteConfig, RouteEntry, RuleConfig};
@@ -224,9 +225,11 @@ fn parse_rules(namespace: &str, rules: &[HttpRouteRule]) -> Result<Vec<Rule>, Un
             Some(t) => Some(timeouts(&format!("{field}.timeouts"), t)?),
             None => None,
         };
-        let filters = model::Filters {
-            request_headers: matching::filters(&field, &rule.filters)?,
+        let shape = filters::RuleShape {
+            matches: &matches,
+            backends: rule.backend_refs.len(),
         };
+        let filters = filters::parse(&field, &rule.filters, &shape)?;
         parsed.push(Rule {
             matches,
             backends,
@@ -356,7 +359,8 @@ pub(super) fn group<'a>(
                     }),
                 }
             }
-            if backends.is_empty() && unresolved.is_empty() {
+            let answers_itself = rule.filters.redirect.is_some();
+            if backends.is_empty() && unresolved.is_empty() && !answers_itself {
                 // Gateway API: a rule without backendRefs is answered `500`.
                 unresolved.push(model::UnresolvedBackend {
                     service: String::new(),

@@ -30,6 +30,7 @@
 
 mod base;
 mod endpoints;
+mod filters;
 mod gamma;
 mod health;
 mod hosts;

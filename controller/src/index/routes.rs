@@ -39,7 +39,7 @@ pub(super) struct RuleConfig {
     pub matching: model::Matching,
     /// In place of the Route's (an HTTPRoute rule's own); `None` for a Route's rules.
     pub timeouts: Option<model::Timeouts>,
-    /// An HTTPRoute rule's filters; none for a Route's rules.
+    /// Header edits, a rewrite or a redirect.
     pub filters: model::Filters,
     pub backends: Vec<BackendConfig>,
     /// Backends known never to resolve (an HTTPRoute's backendRef of another kind, say):
@@ -150,7 +150,14 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
                 false => SpecError::DuplicateMatch(path),
             });
         }
-        if rule.backends.is_empty() {
+        let matches = [(path, matching)];
+        let shape = super::filters::RuleShape {
+            matches: &matches,
+            backends: rule.backends.len(),
+        };
+        let filters = super::filters::route_rule(i, &rule.filters, &shape)?;
+        let [(path, matching)] = matches;
+        if rule.backends.is_empty() && filters.redirect.is_none() {
             return Err(SpecError::NoBackends(path));
         }
         let backends = rule.backends.iter().map(validate_backend);
@@ -158,7 +165,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
             path_prefix: path,
             matching,
             timeouts: None,
-            filters: Default::default(),
+            filters,
             backends: backends.collect::<Result<_, _>>()?,
             unresolved: Vec::new(),
         });
@@ -275,6 +282,7 @@ pub(super) fn default_config() -> RouteConfig {
         rules: vec![crd::RouteRule {
             path_prefix: "/".to_owned(),
             matches: None,
+            filters: Vec::new(),
             backends: vec![crd::RouteBackend {
                 service: "default".to_owned(),
                 port: IntOrString::Int(80),

@@ -334,3 +334,48 @@ fn match_rules_are_invisible_to_the_previous_release() {
         "and round-trips in this release"
     );
 }
+
+/// Response header edits, a rewrite and a redirect round-trip, travel where a proxy
+/// that predates them sees no rule, and a redirect status that is not one is refused.
+#[test]
+fn filters_round_trip_out_of_the_previous_releases_sight() {
+    use crate::model::{Filters, HeaderEdits, PathRewrite, Redirect, UrlRewrite};
+    let mut rewritten = route("orders");
+    rewritten.rules[0].filters = Filters {
+        request_headers: None,
+        response_headers: Some(HeaderEdits {
+            set: vec![("x-served-by".into(), "fairway".into())],
+            add: Vec::new(),
+            remove: vec!["server".into()],
+        }),
+        rewrite: Some(UrlRewrite {
+            hostname: Some("backend.internal".into()),
+            path: Some(PathRewrite::ReplacePrefixMatch("/v2".into())),
+        }),
+        redirect: None,
+    };
+    let mut redirected = route("orders");
+    redirected.rules[0].filters.redirect = Some(Redirect {
+        scheme: Some("https".into()),
+        hostname: None,
+        path: Some(PathRewrite::ReplaceFullPath("/moved".into())),
+        port: Some(8443),
+        status: 301,
+    });
+    for filtered in [rewritten, redirected] {
+        let wire = pb::Route::from(&filtered);
+        assert!(wire.rules.is_empty(), "only in match_rules: {wire:?}");
+        assert_eq!(Route::try_from(wire), Ok(filtered));
+    }
+    let mut wire = pb::Route::from(&route("orders"));
+    let mut rule = wire.rules.remove(0);
+    rule.redirect = Some(pb::Redirect {
+        status_code: 200,
+        ..Default::default()
+    });
+    wire.match_rules.push(rule);
+    assert_eq!(
+        Route::try_from(wire),
+        Err(ConvertError::RedirectStatus(200))
+    );
+}

@@ -1,5 +1,5 @@
 //! A request made ready for the hop to pods: its body ready to send, its header fields
-//! edited (hop-by-hop fields, `X-Forwarded-*`, the rule's header edits).
+//! edited (hop-by-hop fields, `X-Forwarded-*`, the rule's header edits and rewrite).
 
 use std::time::Instant;
 
@@ -8,6 +8,7 @@ use http::Request;
 use http::header::HeaderValue;
 
 use super::errors::ProxyError;
+use super::filters;
 use super::pick::EndGuard;
 use crate::headers;
 use crate::request::{RawFields as _, RequestBody, UpstreamBody};
@@ -41,11 +42,14 @@ pub(super) async fn prepare(
     // something in them needs an edit, or an absolute-form target's authority replaces
     // their `Host`.
     // A traced request gets our `traceparent` per try: into the map with the rest.
-    // A rule's header edits (RequestHeaderModifier) are made in the map too.
+    // A rule's header edits (RequestHeaderModifier) and URL rewrite are made in the map
+    // too.
     let filters = guard.target.rule_filters.as_deref();
     let edits = filters.and_then(|f| f.request_headers.as_ref());
+    let rewrite = filters.and_then(|f| f.rewrite.as_ref());
     let as_sent = !traced
         && edits.is_none()
+        && rewrite.is_none()
         && body
             .fields()
             .is_some_and(|f| parts.uri.authority().is_none() && headers::raw_fields_pass(f));
@@ -57,6 +61,9 @@ pub(super) async fn prepare(
         headers::edit_request(&mut parts.headers, fields, Some(client));
         if let Some(edits) = edits {
             headers::apply_edits(&mut parts.headers, edits);
+        }
+        if let Some(rewrite) = rewrite {
+            filters::rewrite(&mut parts, guard.target.rule(), rewrite);
         }
     }
     Ok(Request::from_parts(parts, body))

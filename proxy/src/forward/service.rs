@@ -11,8 +11,9 @@ use http_body::Body as _;
 
 use super::affinity;
 use super::errors::ProxyError;
+use super::filters;
 use super::grpc;
-use super::pick::{EndGuard, TimedOut, pick, repick};
+use super::pick::{EndGuard, RoutedBy, TimedOut, Tried, pick, repick};
 use super::prepare::prepare;
 use super::resend;
 use super::retry::{self, SharedBudget};
@@ -29,7 +30,7 @@ use crate::pool::{ConnSettings, Pools};
 use crate::request::RawFields as _;
 use crate::request::UpstreamBody;
 use crate::response::{GrpcEnd, ProxyBody};
-use crate::table::{ResolveError, Table, TableHandle};
+use crate::table::{ResolveError, Resolved, Table, TableHandle};
 use crate::trace::{RequestTrace, Tracer};
 
 pub use crate::request::RequestBody;
@@ -188,7 +189,7 @@ async fn proxy<U: Upstream>(
         return Err((ProxyError::MissingHost, None, None));
     };
     let table = shared.table.load();
-    let (target, addr) = {
+    let resolved = {
         let key_of = affinity::key_of(request.headers(), request.body().fields(), client);
         let headers = view::RequestHeaders {
             map: request.headers(),
@@ -198,6 +199,12 @@ async fn proxy<U: Upstream>(
         pick(&table, Pick::Request, authority, &view, &key_of, start)
     }
     .map_err(|e| (ProxyError::Resolve(e), None, None))?;
+    let (target, addr) = match resolved {
+        Resolved::Pod(target, addr) => (target, addr),
+        Resolved::Redirect { route, rule } => {
+            return Ok(filters::redirect(request.uri(), authority, route, rule));
+        }
+    };
     let route = Arc::clone(&target.route);
     if let Some(call) = call {
         call.aim(&route.key, Some(addr));
@@ -269,6 +276,20 @@ async fn tries<U: Upstream>(
     let route = Arc::clone(&guard.target.route);
     let idempotent = retry::is_idempotent(request.method());
     let traced = trace.is_some();
+    // A request its rule rewrites is retried by what it was routed by.
+    let rewritten = guard
+        .target
+        .rule_filters
+        .as_ref()
+        .is_some_and(|f| f.rewrite.is_some());
+    let routed_by = rewritten
+        .then(|| {
+            Some(RoutedBy {
+                authority: authority_of(&request)?.to_owned(),
+                path_and_query: request.uri().path_and_query()?.as_str().to_owned(),
+            })
+        })
+        .flatten();
     let mut request = prepare(client, request, idempotent, &route, &mut guard, traced)
         .await
         .map_err(|error| (error, None))?;
@@ -284,9 +305,11 @@ async fn tries<U: Upstream>(
     // The request for the next try. HTTP/1.1 only borrows it, so after a try it is still
     // here for a retry without a copy; HTTP/2 takes it.
     let mut request = Some(request);
-    // Endpoints this request already tried, filled only when it retries (no allocation
-    // for the request that succeeds first time): a retry goes elsewhere when it can.
-    let mut tried: Vec<EndpointAddr> = Vec::new();
+    // Endpoints this request already tried: a retry goes elsewhere when it can.
+    let mut tried = Tried {
+        addrs: Vec::new(),
+        routed_by,
+    };
     loop {
         let addr = guard.addr;
         let settings = ConnSettings::new(&guard.target.route, guard.target.protocol);
@@ -331,6 +354,10 @@ async fn tries<U: Upstream>(
                 let Some(again) = again else {
                     guard.end_answered(step::response_outcome(status), &response);
                     headers::strip_response(response.headers_mut());
+                    let filters = guard.target.rule_filters.as_deref();
+                    if let Some(edits) = filters.and_then(|f| f.response_headers.as_ref()) {
+                        filters::edit_response(&mut response, edits);
+                    }
                     return Ok((response, addr));
                 };
                 guard.end(Outcome::Status5xx);
@@ -430,13 +457,13 @@ fn next_pick<U: Upstream>(
     shared: &Shared<U>,
     route: &Route,
     table: &Table,
-    tried: &mut Vec<EndpointAddr>,
+    tried: &mut Tried,
     addr: EndpointAddr,
     reason: RetryReason,
     request: &Request<UpstreamBody>,
 ) -> Option<EndGuard> {
     shared.metrics.record_retry(&route.key.to_string(), reason);
-    tried.push(addr);
+    tried.addrs.push(addr);
     let (target, addr) = repick(shared, request, table, tried)?;
     Some(EndGuard::new(target, addr, Instant::now()))
 }

@@ -164,10 +164,12 @@ pub(super) fn shape(
         let per_rule = route
             .rules
             .iter()
-            .map(|rule| {
+            .enumerate()
+            .map(|(rule_index, rule)| {
                 rule.backends
                     .iter()
                     .map(|backend| Target {
+                        rule_index,
                         route: Arc::clone(route),
                         backend: Arc::clone(&per_set[&backend.endpoint_set]),
                         protocol: protocol(source, route, &backend.endpoint_set),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use fairway_proto::model::{AppProtocol, Filters, Route, Timeouts};
+use fairway_proto::model::{AppProtocol, Filters, Route, Rule, Timeouts};
 
 use super::BackendState;
 
@@ -16,11 +16,18 @@ pub struct Target {
     pub protocol: AppProtocol,
     /// The rule's own timeouts, when it has them (shared: a target is cloned per request).
     pub rule_timeouts: Option<Arc<Timeouts>>,
+    /// The matched rule's position in `route.rules`.
+    pub rule_index: usize,
     /// The rule's filters, when it has any.
     pub rule_filters: Option<Arc<Filters>>,
 }
 
 impl Target {
+    /// The rule this target serves.
+    pub fn rule(&self) -> &Rule {
+        &self.route.rules[self.rule_index]
+    }
+
     /// The timeouts of a request through this target: its rule's, else its Route's.
     pub fn timeouts(&self) -> &Timeouts {
         self.rule_timeouts

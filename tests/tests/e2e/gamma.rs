@@ -142,9 +142,10 @@ pub async fn http_route_on_a_service() {
     condition_is(&w, "orders", "Accepted", "True", "Accepted").await;
     condition_is(&w, "orders", "ResolvedRefs", "True", "ResolvedRefs").await;
 
-    // A filter Fairway does not serve: named in the status, the route not served (a
-    // redirect takes no backendRefs: the CRD says so).
-    let filtered = "  - filters: [{type: RequestRedirect, requestRedirect: {statusCode: 301}}]
+    // A filter Fairway does not serve: named in the status, the route not served.
+    let filtered = "  - filters:
+    - {type: RequestMirror, requestMirror: {backendRef: {name: other, port: 8080}}}
+    backendRefs: [{name: other, port: 8080}]
 ";
     apply(&w, &http_route("filtered", "other", filtered));
     let message = condition_is(&w, "filtered", "Accepted", "False", "UnsupportedValue").await;

@@ -270,6 +270,7 @@ fn route_with(ns: &str, name: &str, hosts: &[&str], rules: &[(&str, &[(&str, u32
             .map(|(prefix, backends)| RouteRule {
                 path_prefix: (*prefix).to_owned(),
                 matches: None,
+                filters: Vec::new(),
                 backends: backends
                     .iter()
                     .map(|(service, weight)| RouteBackend {

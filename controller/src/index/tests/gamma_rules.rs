@@ -122,18 +122,4 @@ fn a_request_header_modifier_becomes_the_rules_header_edits() {
             remove: vec!["x-debug".to_owned()],
         })
     );
-    let spec = json!({
-        "parentRefs": [service_parent("orders-v2")],
-        "rules": [{"filters": [{"type": "URLRewrite", "urlRewrite": {}}]}],
-    });
-    index.apply_http_route(&http_route("shop", "rewrite", 1, spec));
-    let [accepted, _] = parent_status(&index, "rewrite");
-    assert_eq!(accepted.1, Reason::UnsupportedValue);
-    assert!(
-        accepted
-            .2
-            .starts_with("spec.rules[0].filters[0].type: URLRewrite"),
-        "{}",
-        accepted.2
-    );
 }
