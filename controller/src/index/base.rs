@@ -1,5 +1,6 @@
-//! The names the rest of the index builds on: the default namespace and the two ways a
-//! Route can fail (its spec, or one of its backends). They sit below `endpoints`,
+//! The names the rest of the index builds on: the default namespace and the ways a
+//! route can fail (a Route's spec, an HTTPRoute's field Fairway does not serve, or one
+//! of their backends). They sit below `endpoints`,
 //! `routes` and `status` so that each of those imports only downwards (no import loop).
 
 use crate::crd::{self, DurationError};
@@ -95,5 +96,39 @@ impl RefFailure {
         match self {
             RefFailure::ServiceNotFound(m) | RefFailure::PortNotFound(m) => m,
         }
+    }
+}
+
+/// A field Fairway does not serve (or a value it cannot), by its path in the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Unsupported {
+    pub field: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.why)
+    }
+}
+
+pub(super) fn unsupported(field: String, why: &str) -> Unsupported {
+    Unsupported {
+        field,
+        why: why.to_owned(),
+    }
+}
+
+/// The first unsupported field of `map` (filters, timeouts, ...).
+pub(super) fn other_fields(
+    prefix: &str,
+    map: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<(), Unsupported> {
+    match map.iter().find(|(_, v)| !v.is_null()) {
+        Some((name, _)) => Err(unsupported(
+            format!("{prefix}.{name}"),
+            "not supported by Fairway yet",
+        )),
+        None => Ok(()),
     }
 }

@@ -7,8 +7,7 @@
 
 use fairway_proto::model::{self, PathKind};
 
-use super::base::SpecError;
-use super::gamma::{Unsupported, unsupported};
+use super::base::{SpecError, Unsupported, unsupported};
 use super::names::is_dns_subdomain;
 use crate::crd;
 use crate::httproute::{HeaderField, HeaderModifier, HttpRouteFilter, PathModifier};

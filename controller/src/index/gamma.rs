@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 
 use fairway_proto::model::{self, RouteKey};
 
+use super::base::{Unsupported, other_fields, unsupported};
 use super::endpoints::{EndpointStore, ServiceRef};
 use super::filters;
 use super::hosts::{Age, Claim};
@@ -41,26 +42,6 @@ pub(super) fn group_key(service: &ServiceRef) -> RouteKey {
 /// Whether `key` is a group (synthesized, no object of ours to write a status to).
 pub(super) fn is_group_key(key: &RouteKey) -> bool {
     key.name.starts_with(GROUP_PREFIX)
-}
-
-/// A field Fairway does not serve (or a value it cannot), by its path in the object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Unsupported {
-    pub field: String,
-    pub why: String,
-}
-
-impl std::fmt::Display for Unsupported {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.why)
-    }
-}
-
-pub(super) fn unsupported(field: String, why: &str) -> Unsupported {
-    Unsupported {
-        field,
-        why: why.to_owned(),
-    }
 }
 
 /// One Service parent of an HTTPRoute and whether Fairway serves it.
@@ -178,20 +159,6 @@ fn parent(key: &RouteKey, i: usize, reference: &ParentReference) -> Parent {
         reference: reference.clone(),
         service: ServiceRef::new(namespace, &reference.name),
         verdict,
-    }
-}
-
-/// The first unsupported field of `map` (filters, timeouts, ...).
-pub(super) fn other_fields(
-    prefix: &str,
-    map: &std::collections::BTreeMap<String, serde_json::Value>,
-) -> Result<(), Unsupported> {
-    match map.iter().find(|(_, v)| !v.is_null()) {
-        Some((name, _)) => Err(unsupported(
-            format!("{prefix}.{name}"),
-            "not supported by Fairway yet",
-        )),
-        None => Ok(()),
     }
 }
 

@@ -6,8 +6,7 @@
 
 use fairway_proto::model::{self, HeaderMatch, PathKind, QueryParamMatch, StringMatch};
 
-use super::base::SpecError;
-use super::gamma::{Unsupported, other_fields, unsupported};
+use super::base::{SpecError, Unsupported, other_fields, unsupported};
 use crate::crd;
 use crate::httproute::{HttpRouteMatch, HttpValueMatch};
 
