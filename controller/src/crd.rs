@@ -124,10 +124,6 @@ pub struct RouteSpec {
 /// Requests whose path starts with `pathPrefix` go to `backends`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "(has(self.backends) && size(self.backends) > 0) || (has(self.filters) && self.filters.exists(f, f.type == 'RequestRedirect'))",
-    "message": "a rule needs backends unless it redirects"
-}]))]
 pub struct RouteRule {
     /// Path prefix to match, starting with "/". The longest matching prefix wins.
     #[serde(default = "default_path_prefix")]
@@ -138,7 +134,8 @@ pub struct RouteRule {
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub matches: Option<RuleMatchSpec>,
     /// Services that serve this rule, chosen by weight. At least one, unless the rule
-    /// redirects.
+    /// redirects (the controller checks it: a CEL rule over every rule's filters costs
+    /// more than the apiserver's budget).
     #[serde(default)]
     pub backends: Vec<RouteBackend>,
     /// Header edits both ways, a URL rewrite or a redirect, in Gateway API's shape.

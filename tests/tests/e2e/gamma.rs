@@ -12,7 +12,7 @@ use crate::world::{CONVERGE, Conn, POD_PORT, World, pod, pod_ip};
 const PORT: i32 = POD_PORT as i32;
 
 /// `kubectl apply -f -` of `yaml` in the scenario's namespace.
-fn apply(w: &World, yaml: &str) {
+pub fn apply(w: &World, yaml: &str) {
     let args = ["-n", w.ns.as_str(), "apply", "-f", "-"];
     let out = fairway_tests::kubectl::kubectl(w.cluster, &args, Some(yaml))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -36,7 +36,13 @@ fn parent_condition(w: &World, route: &str, type_: &str) -> Option<(String, Stri
     Some((field("status"), field("reason"), field("message")))
 }
 
-async fn condition_is(w: &World, route: &str, type_: &str, status: &str, reason: &str) -> String {
+pub async fn condition_is(
+    w: &World,
+    route: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> String {
     let what = format!("httproute {route}: {type_}={status} ({reason})");
     eventually(CONVERGE, &what, || async {
         let (s, r, message) = parent_condition(w, route, type_)?;
@@ -48,7 +54,7 @@ async fn condition_is(w: &World, route: &str, type_: &str, status: &str, reason:
 /// A request (method, path, headers) and the pod that must answer it.
 type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
 
-fn http_route(name: &str, parent: &str, rules: &str) -> String {
+pub fn http_route(name: &str, parent: &str, rules: &str) -> String {
     format!(
         "apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute

@@ -13,7 +13,9 @@
 //! runs the scenarios whose name contains `seed`; libtest flags are ignored. It prints
 //! `test NAME ... ok|FAILED` per scenario and a last line `N passed, M failed`.
 
+mod echo;
 mod faults;
+mod filters;
 mod gamma;
 mod rebase;
 mod scenarios;

@@ -63,6 +63,10 @@ pub fn all() -> Vec<Scenario> {
             name: "s11_httproute_on_a_service",
             run: || Box::pin(crate::gamma::http_route_on_a_service()),
         },
+        Scenario {
+            name: "s12_filters_rewrite_redirect_and_edit",
+            run: || Box::pin(crate::filters::filters_rewrite_redirect_and_edit()),
+        },
     ]
 }
 
@@ -548,7 +552,7 @@ async fn controller_killed() {
 }
 
 /// The status of condition `type_` and its message, read by kubectl jsonpath.
-fn condition(w: &World, route: &str, type_: &str) -> (String, String) {
+pub fn condition(w: &World, route: &str, type_: &str) -> (String, String) {
     let get = |field: &str| {
         let path = format!("jsonpath={{.status.conditions[?(@.type==\"{type_}\")].{field}}}");
         let out = w.kubectl(&["get", "route", route, "-o", &path]);
