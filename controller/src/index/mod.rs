@@ -233,7 +233,7 @@ impl Index {
         self.rebuild()
     }
 
-    /// Replaces every Service at once (a relist).
+    /// Replaces every Service at once (a relist), which may bring or end groups.
     pub fn replace_services<I>(&mut self, services: I) -> Changes
     where
         I: IntoIterator,
@@ -242,7 +242,9 @@ impl Index {
         let services: Vec<I::Item> = services.into_iter().collect();
         self.endpoints
             .replace_services(services.iter().map(Borrow::borrow));
-        self.rebuild()
+        let mut changes = self.rebuild();
+        self.regroup_all(&mut changes);
+        changes
     }
 
     /// Replaces every EndpointSlice at once (a relist).
