@@ -86,7 +86,10 @@ pub struct HttpRouteRule {
     pub timeouts: Option<HttpRouteTimeouts>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<HttpRouteFilter>,
-    /// `retry`, `sessionPersistence`, ...: not served yet.
+    /// The experimental channel's `retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<HttpRouteRetry>,
+    /// `sessionPersistence`, ...: not served yet.
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
 }
@@ -169,6 +172,19 @@ pub struct HeaderModifier {
 pub struct HeaderField {
     pub name: String,
     pub value: String,
+}
+
+/// A rule's retries (experimental channel): on which statuses, how many times, and
+/// the least wait between tries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteRetry {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
 }
 
 /// A rule's timeouts: Gateway API durations (`500ms`, `30s`, `1h`), `0s` for none.

@@ -194,6 +194,7 @@ impl RouteSpec {
                     // Prefix rules only: route_request checks the longest-prefix rule.
                     matching: Default::default(),
                     timeouts: None,
+                    retries: None,
                     filters: Default::default(),
                     backends: (backends.iter().take(4))
                         .map(|&(set, weight)| Backend {

@@ -405,11 +405,7 @@ impl From<&Route> for pb::Route {
                 drain_timeout_ms: millis(up.drain_timeout),
             }),
             timeouts: Some(pb::Timeouts::from(&r.timeouts)),
-            retries: Some(pb::Retries {
-                attempts: r.retries.attempts,
-                budget_percent: r.retries.budget_percent,
-                grpc_statuses: r.retries.grpc_statuses.clone(),
-            }),
+            retries: Some(pb::Retries::from(&r.retries)),
             grpc_health_check: r.health_check.as_ref().map(|h| pb::GrpcHealthCheck {
                 service: h.service.clone(),
                 interval_ms: millis(h.interval),
@@ -454,11 +450,7 @@ impl TryFrom<pb::Route> for Route {
                 drain_timeout: Duration::from_millis(up.drain_timeout_ms),
             },
             timeouts: Timeouts::from(timeouts),
-            retries: Retries {
-                attempts: retries.attempts,
-                budget_percent: retries.budget_percent,
-                grpc_statuses: retries.grpc_statuses,
-            },
+            retries: Retries::from(retries),
             health_check: r.grpc_health_check.map(|h| GrpcHealthCheck {
                 service: h.service,
                 interval: Duration::from_millis(h.interval_ms),
@@ -482,4 +474,5 @@ mod tests;
 
 mod error;
 mod filters;
+mod retries;
 mod rule;

@@ -347,7 +347,15 @@ pub struct Retries {
     /// call is tried again on another pod, when the pod ended it before any response
     /// message (a trailers-only response). Empty: no gRPC status is retried.
     pub grpc_statuses: Vec<u32>,
+    /// HTTP statuses (ascending, no duplicates) after which an idempotent request is
+    /// tried again on another pod. Empty: no status is retried.
+    pub http_statuses: Vec<u16>,
+    /// The least wait before each retry; zero: none.
+    pub backoff: Duration,
 }
+
+/// The statuses that say "this pod could not do it", not "the request is wrong".
+pub const DEFAULT_HTTP_RETRY_STATUSES: [u16; 3] = [502, 503, 504];
 
 /// `UNAVAILABLE`: what gRPC's own retry policies retry by default.
 pub const DEFAULT_GRPC_RETRY_STATUSES: [u32; 1] = [14];
@@ -358,6 +366,8 @@ impl Default for Retries {
             attempts: 2,
             budget_percent: 20,
             grpc_statuses: DEFAULT_GRPC_RETRY_STATUSES.to_vec(),
+            http_statuses: DEFAULT_HTTP_RETRY_STATUSES.to_vec(),
+            backoff: Duration::ZERO,
         }
     }
 }
@@ -383,6 +393,9 @@ pub struct Rule {
     /// The timeouts of requests this rule takes, in place of the Route's (an
     /// HTTPRoute's per-rule `timeouts`); `None`: the Route's.
     pub timeouts: Option<Timeouts>,
+    /// The retries of requests this rule takes, in place of the Route's (an
+    /// HTTPRoute's per-rule `retry`); `None`: the Route's.
+    pub retries: Option<Retries>,
     /// What the rule does to requests besides choosing their pod (header edits, a
     /// rewrite), or instead of it (a redirect); empty: nothing.
     pub filters: Filters,

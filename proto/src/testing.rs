@@ -57,6 +57,7 @@ pub fn route(name: &str) -> Route {
             path_prefix: "/".into(),
             matching: Default::default(),
             timeouts: None,
+            retries: None,
             filters: Default::default(),
             backends: vec![Backend {
                 endpoint_set: set_key(name, 8080),

@@ -22,11 +22,10 @@ use super::endpoints::{EndpointStore, ServiceRef};
 use super::filters;
 use super::hosts::{Age, Claim};
 use super::matching;
+use super::policies;
 use super::routes::{self, BackendConfig, PortRef, RouteConfig, RouteEntry, RuleConfig};
 use super::status::{ConditionState, ConditionStatus, Reason};
-use crate::httproute::{
-    HTTPRoute, HttpBackendRef, HttpRouteRule, HttpRouteTimeouts, ParentReference,
-};
+use crate::httproute::{HTTPRoute, HttpBackendRef, HttpRouteRule, ParentReference};
 
 /// The group's name prefix: `:` is in no Kubernetes object name, so no Route collides.
 pub(super) const GROUP_PREFIX: &str = "service:";
@@ -72,6 +71,8 @@ pub(super) struct Rule {
     pub backends: Vec<Backend>,
     /// The rule's own `timeouts` over a Route's defaults; `None`: the defaults.
     pub timeouts: Option<model::Timeouts>,
+    /// The rule's own `retry` over a Route's defaults; `None`: the defaults.
+    pub retries: Option<model::Retries>,
     /// Its filters.
     pub filters: model::Filters,
 }
@@ -189,7 +190,11 @@ fn parse_rules(namespace: &str, rules: &[HttpRouteRule]) -> Result<Vec<Rule>, Un
             .map(|(j, b)| backend(namespace, &format!("{field}.backendRefs[{j}]"), b))
             .collect::<Result<_, _>>()?;
         let timeouts = match &rule.timeouts {
-            Some(t) => Some(timeouts(&format!("{field}.timeouts"), t)?),
+            Some(t) => Some(policies::timeouts(&format!("{field}.timeouts"), t)?),
+            None => None,
+        };
+        let retries = match &rule.retry {
+            Some(r) => Some(policies::retries(&format!("{field}.retry"), r)?),
             None => None,
         };
         let shape = filters::RuleShape {
@@ -201,41 +206,11 @@ fn parse_rules(namespace: &str, rules: &[HttpRouteRule]) -> Result<Vec<Rule>, Un
             matches,
             backends,
             timeouts,
+            retries,
             filters,
         });
     }
     Ok(parsed)
-}
-
-/// A rule's `timeouts` over a Route's defaults: `request` is ours (until response
-/// headers, every try), `backendRequest` our per-try limit; `0s` turns either off.
-fn timeouts(field: &str, t: &HttpRouteTimeouts) -> Result<model::Timeouts, Unsupported> {
-    let parse = |name: &str, value: &Option<String>| match value {
-        Some(v) => crate::crd::parse_duration(v)
-            .map(Some)
-            .map_err(|e| Unsupported {
-                field: format!("{field}.{name}"),
-                why: e.to_string(),
-            }),
-        None => Ok(None),
-    };
-    let request = parse("request", &t.request)?;
-    let per_try = parse("backendRequest", &t.backend_request)?.filter(|d| !d.is_zero());
-    let mut timeouts = routes::default_config().timeouts;
-    if let Some(request) = request {
-        timeouts.request = request;
-    }
-    if per_try
-        .zip(request)
-        .is_some_and(|(p, r)| !r.is_zero() && p > r)
-    {
-        return Err(unsupported(
-            format!("{field}.backendRequest"),
-            "must not be longer than request",
-        ));
-    }
-    timeouts.per_try = per_try;
-    Ok(timeouts)
 }
 
 fn backend(namespace: &str, field: &str, backend: &HttpBackendRef) -> Result<Backend, Unsupported> {
@@ -347,6 +322,7 @@ pub(super) fn group<'a>(
                     path_prefix: path.clone(),
                     matching: matching.clone(),
                     timeouts: rule.timeouts.clone(),
+                    retries: rule.retries.clone(),
                     filters: rule.filters.clone(),
                     backends: backends.clone(),
                     unresolved: unresolved.clone(),

@@ -68,6 +68,7 @@ pub fn routes(
                     path_prefix: "/".to_owned(),
                     matching: model::Matching::default(),
                     timeouts: None,
+                    retries: None,
                     filters: Default::default(),
                     backends: vec![model::Backend {
                         endpoint_set: set,

@@ -6,12 +6,11 @@
 //! `replace_*` (a relist, swapped in at `InitDone`). Each returns the [`Changes`] it made,
 //! so readers recompute only those. Then:
 //! - `routes`: validating a Route, resolving backends;
-//! - `gamma` (and `httproutes`, its calls): HTTPRoutes attached to a Service, merged
-//!   into one synthesized Route per Service that then goes through the same claims and
-//!   resolution; `matching`: Gateway API matches into the model, for both inputs;
-//!   `names`: what a valid host and label are;
-//! - `hosts`: which Route may claim a host (a Service's names belong to its namespace)
-//!   and who wins a contest;
+//! - `gamma` (and `httproutes`, its calls): HTTPRoutes on a Service, merged into one
+//!   synthesized Route per Service, then claimed and resolved as Routes are; `matching`,
+//!   `filters`: matches and filters into the model, for both inputs; `policies`: an
+//!   HTTPRoute rule's timeouts and retries; `names`: what a valid host and label are;
+//! - `hosts`: which Route may claim a host, and who wins a contest;
 //! - `endpoints`: Services, EndpointSlices, and building one endpoint set per port;
 //! - `status`: conditions and counts as plain data;
 //! - `base`: the names all of them share (below each, so none imports another's).
@@ -24,8 +23,7 @@
 //! - a Route whose Service or port is missing stays in the table, its set absent;
 //! - a Service's namespaced names are served only by Routes of its namespace; a Route
 //!   elsewhere keeps its other hosts;
-//! - a contested host belongs to the oldest permitted Route; the others keep their other
-//!   hosts;
+//! - a contested host belongs to the oldest permitted Route; the others keep the rest;
 //! - an EndpointSlice event rebuilds only its Service's endpoint sets.
 
 mod base;
@@ -38,14 +36,13 @@ mod httproutes;
 mod implicit;
 mod matching;
 mod names;
+mod policies;
 mod routes;
 mod status;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::{borrow::Borrow, collections::BTreeMap, collections::BTreeSet, sync::Arc};
 
 use fairway_proto::model::{EndpointSetKey, RouteKey, RouteTable};
 use k8s_openapi::api::core::v1::Service;

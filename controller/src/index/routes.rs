@@ -39,6 +39,8 @@ pub(super) struct RuleConfig {
     pub matching: model::Matching,
     /// In place of the Route's (an HTTPRoute rule's own); `None` for a Route's rules.
     pub timeouts: Option<model::Timeouts>,
+    /// In place of the Route's (an HTTPRoute rule's `retry`); `None` for a Route's rules.
+    pub retries: Option<model::Retries>,
     /// Header edits, a rewrite or a redirect.
     pub filters: model::Filters,
     pub backends: Vec<BackendConfig>,
@@ -165,6 +167,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
             path_prefix: path,
             matching,
             timeouts: None,
+            retries: None,
             filters,
             backends: backends.collect::<Result<_, _>>()?,
             unresolved: Vec::new(),
@@ -269,6 +272,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
                 codes.dedup();
                 codes
             },
+            ..model::Retries::default()
         },
         health_check,
     })
@@ -435,6 +439,7 @@ pub(super) fn resolve(
             path_prefix: rule.path_prefix.clone(),
             matching: rule.matching.clone(),
             timeouts: rule.timeouts.clone(),
+            retries: rule.retries.clone(),
             filters: rule.filters.clone(),
             backends,
             unresolved,

@@ -393,6 +393,7 @@ pub fn expected_table(endpoints: &[Ep<'_>]) -> RouteTable {
             path_prefix: "/".into(),
             matching: Default::default(),
             timeouts: None,
+            retries: None,
             filters: Default::default(),
             backends: vec![Backend {
                 endpoint_set: set_key(),

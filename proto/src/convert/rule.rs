@@ -17,7 +17,10 @@ use crate::pb;
 
 /// Whether a proxy that predates matching serves `rule` as meant.
 fn plain(rule: &Rule) -> bool {
-    rule.matching.is_prefix_only() && rule.timeouts.is_none() && rule.filters.is_empty()
+    rule.matching.is_prefix_only()
+        && rule.timeouts.is_none()
+        && rule.retries.is_none()
+        && rule.filters.is_empty()
 }
 
 /// `Route.rules`: the rules, when every one is a plain prefix rule.
@@ -101,6 +104,7 @@ impl From<&Rule> for pb::Rule {
                 .map(|q| condition(&q.name, &q.value))
                 .collect(),
             timeouts: r.timeouts.as_ref().map(pb::Timeouts::from),
+            retries: r.retries.as_ref().map(pb::Retries::from),
             request_headers: (r.filters.request_headers.as_ref()).map(filters::edits_to_wire),
             response_headers: (r.filters.response_headers.as_ref()).map(filters::edits_to_wire),
             rewrite: r.filters.rewrite.as_ref().map(pb::UrlRewrite::from),
@@ -134,6 +138,7 @@ impl TryFrom<pb::Rule> for Rule {
                 query_params,
             },
             timeouts: r.timeouts.map(crate::model::Timeouts::from),
+            retries: r.retries.map(crate::model::Retries::from),
             filters: Filters {
                 request_headers: r.request_headers.map(filters::edits_from_wire),
                 response_headers: r.response_headers.map(filters::edits_from_wire),

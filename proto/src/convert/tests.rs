@@ -379,3 +379,34 @@ fn filters_round_trip_out_of_the_previous_releases_sight() {
         Err(ConvertError::RedirectStatus(200))
     );
 }
+
+/// A rule's own retries round-trip out of the previous release's sight; a Route's
+/// retries from a controller that predates the statuses retry what it retried.
+#[test]
+fn retries_carry_statuses_and_backoff() {
+    use crate::model::{DEFAULT_HTTP_RETRY_STATUSES, Retries};
+    let mut retried = route("orders");
+    retried.rules[0].retries = Some(Retries {
+        attempts: 3,
+        http_statuses: vec![500, 503],
+        backoff: std::time::Duration::from_millis(100),
+        ..Retries::default()
+    });
+    let wire = pb::Route::from(&retried);
+    assert!(wire.rules.is_empty(), "only in match_rules");
+    assert_eq!(Route::try_from(wire), Ok(retried));
+
+    let mut old = pb::Route::from(&route("orders"));
+    let retries = old.retries.as_mut().expect("retries");
+    retries.http_statuses = None;
+    retries.backoff_ms = 0;
+    let read = Route::try_from(old).expect("converts");
+    assert_eq!(read.retries.http_statuses, DEFAULT_HTTP_RETRY_STATUSES);
+    let mut none = route("orders");
+    none.retries.http_statuses.clear();
+    assert_eq!(
+        Route::try_from(pb::Route::from(&none)).map(|r| r.retries.http_statuses),
+        Ok(Vec::new()),
+        "an empty list stays empty: no status is retried"
+    );
+}

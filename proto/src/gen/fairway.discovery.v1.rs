@@ -575,6 +575,10 @@ pub struct Rule {
     /// (RequestRedirect); never together with `rewrite`, and the rule has no backends.
     #[prost(message, optional, tag = "12")]
     pub redirect: ::core::option::Option<Redirect>,
+    /// The retries of requests this rule takes, in place of the Route's (an HTTPRoute's
+    /// per-rule `retry`).
+    #[prost(message, optional, tag = "13")]
+    pub retries: ::core::option::Option<Retries>,
 }
 /// A new path: the whole of it, or the part the rule's path prefix matched.
 #[allow(clippy::all)]
@@ -799,6 +803,21 @@ pub struct Retries {
     /// response message; ascending, no duplicates. Empty: none.
     #[prost(uint32, repeated, tag = "3")]
     pub grpc_statuses: ::prost::alloc::vec::Vec<u32>,
+    /// HTTP statuses after which an idempotent request is tried again on another pod.
+    /// Absent: 502, 503 and 504 (what proxies that predate the field retry).
+    #[prost(message, optional, tag = "4")]
+    pub http_statuses: ::core::option::Option<HttpStatuses>,
+    /// The least wait before each retry, in milliseconds; 0: none.
+    #[prost(uint64, tag = "5")]
+    pub backoff_ms: u64,
+}
+/// A list of HTTP statuses, wrapped so "none" differs from "absent".
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct HttpStatuses {
+    /// Ascending, no duplicates.
+    #[prost(uint32, repeated, tag = "1")]
+    pub codes: ::prost::alloc::vec::Vec<u32>,
 }
 /// grpc.health.v1.Health/Check, asked of every endpoint of the Route's backends: a
 /// failing or NOT_SERVING endpoint takes no new requests until it passes again.

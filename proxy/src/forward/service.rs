@@ -293,10 +293,13 @@ async fn tries<U: Upstream>(
     let mut request = prepare(client, request, idempotent, &route, &mut guard, traced)
         .await
         .map_err(|error| (error, None))?;
-    let mut attempts_left = route.retries.attempts;
+    // The rule's own retries (an HTTPRoute's `retry`), else the Route's.
+    let retries = route.rules[guard.target.rule_index].retries.as_ref();
+    let retries = retries.unwrap_or(&route.retries);
+    let mut attempts_left = retries.attempts;
     // A gRPC call that may be retried on a status keeps a copy of its head and records
     // its streamed body, so it can go again although hyper's HTTP/2 takes it.
-    let recorded = (grpc && attempts_left > 0 && !route.retries.grpc_statuses.is_empty())
+    let recorded = (grpc && attempts_left > 0 && !retries.grpc_statuses.is_empty())
         .then(|| {
             let playback = request.body_mut().record()?;
             Some((resend::head_of(&request), playback))
@@ -338,17 +341,17 @@ async fn tries<U: Upstream>(
             Ok(mut response) => {
                 let status = response.status();
                 let (again, wait, reason) = if grpc {
-                    let retried = &route.retries.grpc_statuses;
                     resend::after_grpc(
                         &response,
-                        retried,
+                        &retries.grpc_statuses,
                         attempts_left,
                         backup,
                         &mut request,
                         recorded.as_ref(),
                     )
                 } else {
-                    resend::after_status(status, attempts_left, idempotent, backup, &mut request)
+                    let retried = (&retries.http_statuses[..], attempts_left, idempotent);
+                    resend::after_status(status, retried, backup, &mut request)
                 };
                 let again = again.filter(|_| shared.budget.try_withdraw(std::time::Instant::now()));
                 let Some(again) = again else {
@@ -364,8 +367,10 @@ async fn tries<U: Upstream>(
                 // A retry replaces this response; its connection goes if it is mid-body.
                 drop(response);
                 attempts_left -= 1;
+                // The pod's pushback, or the rule's backoff; the request deadline still
+                // bounds it.
+                let wait = wait.max(retries.backoff);
                 if !wait.is_zero() {
-                    // The pod's pushback; the request deadline still bounds it.
                     tokio::time::sleep(wait).await;
                 }
                 if let Some(trace) = trace.as_deref_mut() {
@@ -414,6 +419,9 @@ async fn tries<U: Upstream>(
             return Err((error, Some(addr)));
         }
         attempts_left -= 1;
+        if !retries.backoff.is_zero() {
+            tokio::time::sleep(retries.backoff).await;
+        }
         let reason = resend::retry_reason(failure);
         if let Some(trace) = trace.as_deref_mut() {
             trace.retrying(reason.as_str());

@@ -23,6 +23,7 @@ fn rule(prefix: &str, backends: &[(&str, u32)]) -> Rule {
         path_prefix: prefix.into(),
         matching: Default::default(),
         timeouts: None,
+        retries: None,
         filters: Default::default(),
         backends: backends
             .iter()

@@ -96,6 +96,7 @@ mod tests {
             path_prefix: "/".into(),
             matching: Default::default(),
             timeouts: None,
+            retries: None,
             filters: Default::default(),
             backends: vec![backend("a", 1)],
             unresolved: vec![UnresolvedBackend {

@@ -173,6 +173,7 @@ pub fn route(name: &str, hosts: &[&str], backends: &[(&str, u32)]) -> Route {
             path_prefix: "/".into(),
             matching: Default::default(),
             timeouts: None,
+            retries: None,
             filters: Default::default(),
             backends: backends
                 .iter()

@@ -1,7 +1,7 @@
 //! A pod that says what it was sent: its name in `x-fairway-pod` (as the demo's pods),
 //! and in its body the `Host` and target it got, so a test sees what a rewrite did. It
 //! also sends `x-pod-only`, a header a response edit can remove. A `fails` pod answers a
-//! request for `/status/NNN` with that status (the others answer 200 whatever the path),
+//! request for a path ending in `/status/NNN` with that status (the others answer 200 whatever the path),
 //! so a test can make one pod of a Service fail on purpose.
 
 use std::convert::Infallible;
@@ -67,7 +67,9 @@ fn answer<B>(name: &str, fails: bool, request: &Request<B>) -> Response<Full<Byt
     let host = request.headers().get(hyper::header::HOST);
     let host = host.and_then(|h| h.to_str().ok()).unwrap_or("");
     let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    let asked = target.strip_prefix("/status/").and_then(|s| s.parse().ok());
+    let asked = target
+        .split_once("/status/")
+        .and_then(|(_, s)| s.parse().ok());
     let status = match asked.and_then(|s| StatusCode::from_u16(s).ok()) {
         Some(status) if fails => status,
         _ => StatusCode::OK,

@@ -18,6 +18,7 @@ mod faults;
 mod filters;
 mod gamma;
 mod rebase;
+mod retry;
 mod scenarios;
 mod topology;
 mod world;

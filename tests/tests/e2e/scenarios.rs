@@ -67,6 +67,10 @@ pub fn all() -> Vec<Scenario> {
             name: "s12_filters_rewrite_redirect_and_edit",
             run: || Box::pin(crate::filters::filters_rewrite_redirect_and_edit()),
         },
+        Scenario {
+            name: "s13_httproute_retry_codes",
+            run: || Box::pin(crate::retry::http_route_retry_codes()),
+        },
     ]
 }
 

@@ -39,6 +39,7 @@ fn published(n: u8) -> Published {
             path_prefix: "/".into(),
             matching: Default::default(),
             timeouts: None,
+            retries: None,
             filters: Default::default(),
             backends: vec![Backend {
                 endpoint_set: set_key(),

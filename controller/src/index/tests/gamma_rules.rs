@@ -123,3 +123,42 @@ fn a_request_header_modifier_becomes_the_rules_header_edits() {
         })
     );
 }
+
+/// The experimental `retry`: listed codes become the statuses retried, attempts and
+/// backoff the rule's own; the budget stays the Route's. Bad values are named.
+#[test]
+fn a_retry_becomes_the_rules_retries() {
+    let mut index = services_index();
+    let spec = json!({
+        "parentRefs": [service_parent("orders")],
+        "rules": [{
+            "retry": {"codes": [503, 500, 503], "attempts": 3, "backoff": "100ms"},
+            "backendRefs": [{"name": "orders", "port": 8080}],
+        }],
+    });
+    index.apply_http_route(&http_route("shop", "retried", 1, spec));
+    let retries = index.table().routes[&group()].rules[0].retries.clone();
+    assert_eq!(
+        retries,
+        Some(model::Retries {
+            attempts: 3,
+            http_statuses: vec![500, 503],
+            backoff: std::time::Duration::from_millis(100),
+            ..model::Retries::default()
+        })
+    );
+    for (retry, field) in [
+        (json!({"attempts": 11}), "spec.rules[0].retry.attempts"),
+        (json!({"codes": [200]}), "spec.rules[0].retry.codes[0]"),
+        (json!({"backoff": "soon"}), "spec.rules[0].retry.backoff"),
+    ] {
+        let spec = json!({
+            "parentRefs": [service_parent("orders-v2")],
+            "rules": [{"retry": retry, "backendRefs": [{"name": "orders", "port": 8080}]}],
+        });
+        index.apply_http_route(&http_route("shop", "odd", 2, spec));
+        let [accepted, _] = parent_status(&index, "odd");
+        assert_eq!(accepted.1, Reason::UnsupportedValue, "{field}");
+        assert!(accepted.2.starts_with(field), "{field}: {}", accepted.2);
+    }
+}

@@ -27,6 +27,7 @@ fn a_valid_route_becomes_a_table_route_with_defaults() {
                 path_prefix: "/".to_owned(),
                 matching: Default::default(),
                 timeouts: None,
+                retries: None,
                 filters: Default::default(),
                 backends: vec![Backend {
                     endpoint_set: set_key("orders", 8080),

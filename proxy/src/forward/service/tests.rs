@@ -434,3 +434,35 @@ async fn response_header_edits_reach_the_client() {
     assert_eq!(response.headers()["x-served-by"], "fairway");
     assert_eq!(response.headers()["x-tag"], "b");
 }
+
+/// A rule's own retries (an HTTPRoute's `retry`): a listed status is retried on
+/// another pod after the backoff; a status it does not list (503, which a Route
+/// retries by default) is not.
+#[tokio::test(start_paused = true)]
+async fn a_rules_retry_statuses_and_backoff_decide() {
+    use fairway_proto::model::Retries;
+    use std::time::Duration;
+    let backoff = Duration::from_millis(100);
+    for (status, tries) in [(500, 2), (503, 1)] {
+        let (shared, pods) = proxy(2, |route| {
+            route.rules[0].retries = Some(Retries {
+                attempts: 1,
+                http_statuses: vec![500],
+                backoff,
+                ..Retries::default()
+            });
+        });
+        let status = StatusCode::from_u16(status).unwrap();
+        pods.script(addr(0), Reply::Status(status));
+        pods.script(addr(1), Reply::Status(status));
+        let start = tokio::time::Instant::now();
+        let response = call(&shared, request(Method::GET, "orders.shop", b"")).await;
+        assert_eq!(response.status(), status);
+        let sent = pods.sent();
+        assert_eq!(sent.len(), tries, "{status}: {sent:?}");
+        if tries == 2 {
+            assert_ne!(sent[0].addr, sent[1].addr, "the retry goes to another pod");
+            assert!(start.elapsed() >= backoff, "after the backoff");
+        }
+    }
+}

@@ -59,6 +59,7 @@ fn table(upgrades: &[&str]) -> Table {
             path_prefix: "/".into(),
             matching: Default::default(),
             timeouts: None,
+            retries: None,
             filters: Default::default(),
             backends: vec![Backend {
                 endpoint_set: set.clone(),

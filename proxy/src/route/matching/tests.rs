@@ -19,6 +19,7 @@ fn rule(name: &str, path: &str, matching: Matching) -> Rule {
         path_prefix: path.to_owned(),
         matching,
         timeouts: None,
+        retries: None,
         filters: Default::default(),
         backends: Vec::new(),
         unresolved: vec![fairway_proto::model::UnresolvedBackend {

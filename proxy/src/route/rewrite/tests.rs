@@ -10,6 +10,7 @@ fn rule(path: &str, kind: PathKind) -> Rule {
             ..Matching::default()
         },
         timeouts: None,
+        retries: None,
         filters: Default::default(),
         backends: Vec::new(),
         unresolved: Vec::new(),
