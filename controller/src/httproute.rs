@@ -45,6 +45,9 @@ pub struct HttpRouteSpec {
     pub hostnames: Vec<String>,
     #[serde(default)]
     pub rules: Vec<HttpRouteRule>,
+    /// Fields of a later release, and `useDefaultGateways` (Gateways': not ours).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
 }
 
 /// A parent the route attaches to: a Gateway, or (GAMMA) a Service.

@@ -7,7 +7,7 @@
 
 use fairway_proto::model::{self, PathKind};
 
-use super::base::{SpecError, Unsupported, unsupported};
+use super::base::{SpecError, Unsupported, other_fields, unsupported};
 use super::names::is_dns_subdomain;
 use crate::crd;
 use crate::httproute::{HeaderField, HeaderModifier, HttpRouteFilter, PathModifier};
@@ -40,6 +40,7 @@ pub(super) fn parse(
             return Err(unsupported(field, &why));
         }
         seen.push(kind);
+        blocks_match(&field, filter)?;
         let config = |present: bool, name: &str| match present {
             true => Ok(()),
             false => Err(unsupported(format!("{field}.{name}"), "is required")),
@@ -106,6 +107,40 @@ pub(super) fn parse(
         ));
     }
     Ok(parsed)
+}
+
+/// Refuses a block of another type than the filter's (the CRD's CEL rules refuse it
+/// too; a `--static-dir` file meets no CEL), and any block Fairway does not type.
+fn blocks_match(field: &str, filter: &HttpRouteFilter) -> Result<(), Unsupported> {
+    let kind = filter.type_.as_str();
+    let blocks = [
+        (
+            "requestHeaderModifier",
+            "RequestHeaderModifier",
+            filter.request_header_modifier.is_some(),
+        ),
+        (
+            "responseHeaderModifier",
+            "ResponseHeaderModifier",
+            filter.response_header_modifier.is_some(),
+        ),
+        ("urlRewrite", "URLRewrite", filter.url_rewrite.is_some()),
+        (
+            "requestRedirect",
+            "RequestRedirect",
+            filter.request_redirect.is_some(),
+        ),
+    ];
+    for (name, owner, present) in blocks {
+        if present && owner != kind {
+            let why = format!("must be unset in a filter of type {kind}");
+            return Err(unsupported(format!("{field}.{name}"), &why));
+        }
+    }
+    if blocks.iter().any(|(_, owner, _)| *owner == kind) {
+        other_fields(field, &filter.other)?;
+    }
+    Ok(())
 }
 
 /// A Route's `rules[i].filters`, read as an HTTPRoute's are (the shapes are the same in

@@ -116,7 +116,12 @@ pub(super) fn parse(route: &HTTPRoute) -> HttpRouteEntry {
         .filter(|(_, p)| p.is_service())
         .map(|(i, reference)| parent(&key, i, reference))
         .collect();
-    let rules = if route.spec.hostnames.is_empty() {
+    let mut other = route.spec.other.clone();
+    // Whether the route also attaches to default Gateways is their controller's concern.
+    other.remove("useDefaultGateways");
+    let rules = if let Err(why) = other_fields("spec", &other) {
+        Err(why)
+    } else if route.spec.hostnames.is_empty() {
         parse_rules(&key.namespace, &route.spec.rules)
     } else {
         Err(unsupported(

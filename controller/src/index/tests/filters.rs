@@ -126,6 +126,16 @@ fn forbidden_combinations_are_unsupported_on_that_route_alone() {
             json!({"filters": [{"type": "RequestMirror", "requestMirror": {}}], "backendRefs": backend}),
             "spec.rules[0].filters[0].type: RequestMirror is not supported",
         ),
+        (
+            json!({"filters": [{"type": "URLRewrite", "urlRewrite": {},
+                                "requestRedirect": {}}], "backendRefs": backend}),
+            "spec.rules[0].filters[0].requestRedirect: must be unset in a filter of type URLRewrite",
+        ),
+        (
+            json!({"filters": [{"type": "URLRewrite", "urlRewrite": {},
+                                "cors": {"allowOrigins": ["*"]}}], "backendRefs": backend}),
+            "spec.rules[0].filters[0].cors: not supported",
+        ),
     ];
     let mut index = services_index();
     let good = json!({"parentRefs": [service_parent("orders")],

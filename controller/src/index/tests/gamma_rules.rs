@@ -162,3 +162,22 @@ fn a_retry_becomes_the_rules_retries() {
         assert!(accepted.2.starts_with(field), "{field}: {}", accepted.2);
     }
 }
+
+/// A spec field of a later release is named; `useDefaultGateways` concerns Gateways,
+/// another controller's, and does not stop the route.
+#[test]
+fn spec_fields_beyond_the_pinned_release_are_named() {
+    let mut index = services_index();
+    let rules = json!([{"backendRefs": [{"name": "orders", "port": 8080}]}]);
+    let spec = json!({"parentRefs": [service_parent("orders")], "rules": rules,
+                      "useDefaultGateways": "All"});
+    index.apply_http_route(&http_route("shop", "gateways", 1, spec));
+    let [accepted, _] = parent_status(&index, "gateways");
+    assert_eq!(accepted.1, Reason::Accepted, "{}", accepted.2);
+    let spec = json!({"parentRefs": [service_parent("orders-v2")], "rules": rules,
+                      "futureField": {"on": true}});
+    index.apply_http_route(&http_route("shop", "future", 2, spec));
+    let [accepted, _] = parent_status(&index, "future");
+    assert_eq!(accepted.1, Reason::UnsupportedValue);
+    assert!(accepted.2.starts_with("spec.futureField"), "{}", accepted.2);
+}
