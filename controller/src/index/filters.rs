@@ -46,21 +46,22 @@ pub(super) fn parse(
             false => Err(unsupported(format!("{field}.{name}"), "is required")),
         };
         match kind {
-            "RequestHeaderModifier" => {
-                let name = "requestHeaderModifier";
-                config(filter.request_header_modifier.is_some(), name)?;
-                let m = filter.request_header_modifier.as_ref();
-                parsed.request_headers = m
-                    .map(|m| edits(&format!("{field}.{name}"), m))
-                    .transpose()?;
-            }
-            "ResponseHeaderModifier" => {
-                let name = "responseHeaderModifier";
-                config(filter.response_header_modifier.is_some(), name)?;
-                let m = filter.response_header_modifier.as_ref();
-                parsed.response_headers = m
-                    .map(|m| edits(&format!("{field}.{name}"), m))
-                    .transpose()?;
+            "RequestHeaderModifier" | "ResponseHeaderModifier" => {
+                let (name, block, into) = match kind {
+                    "RequestHeaderModifier" => (
+                        "requestHeaderModifier",
+                        &filter.request_header_modifier,
+                        &mut parsed.request_headers,
+                    ),
+                    _ => (
+                        "responseHeaderModifier",
+                        &filter.response_header_modifier,
+                        &mut parsed.response_headers,
+                    ),
+                };
+                config(block.is_some(), name)?;
+                let field = format!("{field}.{name}");
+                *into = block.as_ref().map(|m| edits(&field, m)).transpose()?;
             }
             "URLRewrite" => {
                 config(filter.url_rewrite.is_some(), "urlRewrite")?;

@@ -54,6 +54,16 @@ pub async fn condition_is(
 /// A request (method, path, headers) and the pod that must answer it.
 type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
 
+/// Waits until the controller publishes the HTTPRoute group of Service `service`.
+pub async fn group_published(w: &mut World, service: &str) {
+    let group = format!("{}/service:{service}", w.ns);
+    w.converged(&format!("the group {group}"), |doc| {
+        let routes = doc["routes"].as_array();
+        routes.is_some_and(|r| r.iter().any(|r| r["key"] == group.as_str()))
+    })
+    .await;
+}
+
 pub fn http_route(name: &str, parent: &str, rules: &str) -> String {
     format!(
         "apiVersion: gateway.networking.k8s.io/v1
@@ -93,12 +103,7 @@ pub async fn http_route_on_a_service() {
     apply(&w, &http_route("orders", "orders", rules));
     // Started after the CRD is installed: HTTPRoute input is on.
     w.start().await;
-    let group = format!("{}/service:orders", w.ns);
-    w.converged("the HTTPRoute's group", |doc| {
-        let routes = doc["routes"].as_array();
-        routes.is_some_and(|r| r.iter().any(|r| r["key"] == group.as_str()))
-    })
-    .await;
+    group_published(&mut w, "orders").await;
 
     let ns = w.ns.clone();
     let names = [
@@ -161,12 +166,7 @@ pub async fn http_route_on_a_service() {
     apply(&w, &http_route("missing", "orders-v2", missing));
     let message = condition_is(&w, "missing", "ResolvedRefs", "False", "BackendNotFound").await;
     assert!(message.contains("nowhere"), "{message}");
-    let v2 = format!("{ns}/service:orders-v2");
-    w.converged("the group with the missing backend", |doc| {
-        let routes = doc["routes"].as_array();
-        routes.is_some_and(|r| r.iter().any(|r| r["key"] == v2.as_str()))
-    })
-    .await;
+    group_published(&mut w, "orders-v2").await;
 
     let mut conn = Conn::open(w.proxies[0].listen).await;
     let (status, pod, body) = conn.get(&format!("orders-v2.{ns}"), "/").await;

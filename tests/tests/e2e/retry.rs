@@ -9,7 +9,7 @@
 use fairway_tests::objects::{State, endpoint};
 
 use crate::echo::Echo;
-use crate::gamma::{apply, condition_is, http_route};
+use crate::gamma::{apply, condition_is, group_published, http_route};
 use crate::world::{Conn, POD_PORT, World, pod_ip};
 
 const PORT: i32 = POD_PORT as i32;
@@ -41,12 +41,7 @@ pub async fn http_route_retry_codes() {
 ";
     apply(&w, &http_route("flaky", "flaky", rules));
     w.start().await;
-    let group = format!("{}/service:flaky", w.ns);
-    w.converged("the HTTPRoute's group", |doc| {
-        let routes = doc["routes"].as_array();
-        routes.is_some_and(|r| r.iter().any(|r| r["key"] == group.as_str()))
-    })
-    .await;
+    group_published(&mut w, "flaky").await;
     condition_is(&w, "flaky", "Accepted", "True", "Accepted").await;
 
     let host = format!("flaky.{}", w.ns);
