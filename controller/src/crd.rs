@@ -133,10 +133,11 @@ pub struct RouteRule {
     /// query, in Gateway API's shape and precedence. Absent: `pathPrefix` alone.
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub matches: Option<RuleMatchSpec>,
-    /// Services that serve this rule, chosen by weight. At least one, unless the rule
-    /// redirects (the controller checks it: a CEL rule over every rule's filters costs
-    /// more than the apiserver's budget).
-    #[serde(default)]
+    /// Services that serve this rule, chosen by weight. At least one when given; absent
+    /// only beside a redirect (the controller checks that: a CEL rule over every rule's
+    /// filters costs more than the apiserver's budget).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1))]
     pub backends: Vec<RouteBackend>,
     /// Header edits both ways, a URL rewrite or a redirect, in Gateway API's shape.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -237,11 +237,9 @@ fn schema_rejects_empty_lists() {
     assert_eq!(spec["properties"]["hosts"]["minItems"], 1);
     assert_eq!(spec["properties"]["rules"]["minItems"], 1);
     let rule = &spec["properties"]["rules"]["items"];
-    // Backends may be empty beside a redirect: the controller checks the rest.
-    assert_eq!(
-        rule["properties"]["backends"]["minItems"],
-        serde_json::Value::Null
-    );
+    // Backends may be absent (beside a redirect: the controller checks that), never [].
+    assert_eq!(rule["properties"]["backends"]["minItems"], 1);
+    assert_eq!(rule["required"], serde_json::Value::Null);
     assert_eq!(rule["properties"]["pathPrefix"]["default"], "/");
 }
 
