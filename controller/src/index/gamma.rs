@@ -23,6 +23,7 @@ use super::filters;
 use super::hosts::{Age, Claim};
 use super::matching;
 use super::policies;
+use super::resolve;
 use super::routes::{self, BackendConfig, PortRef, RouteConfig, RouteEntry, RuleConfig};
 use super::status::{ConditionState, ConditionStatus, Reason};
 use crate::httproute::{HTTPRoute, HttpBackendRef, HttpRouteRule, ParentReference};
@@ -426,7 +427,7 @@ fn resolved_refs(entry: &HttpRouteEntry, endpoints: &EndpointStore) -> Condition
                 reason, message, ..
             } => Some((*reason, message.clone())),
             Backend::Service(config) => {
-                routes::resolve_backend(&entry.key.namespace, config, endpoints)
+                resolve::resolve_backend(&entry.key.namespace, config, endpoints)
                     .err()
                     .map(|f| (Reason::BackendNotFound, f.message().to_owned()))
             }

@@ -5,7 +5,7 @@
 //! Where to start: [`Index`]'s `apply_*` / `delete_*` (one watch event each) and
 //! `replace_*` (a relist, swapped in at `InitDone`). Each returns the [`Changes`] it made,
 //! so readers recompute only those. Then:
-//! - `routes`: validating a Route, resolving backends;
+//! - `routes`: validating a Route; `resolve`: its claims and backends into the table;
 //! - `gamma` (and `httproutes`, its calls): HTTPRoutes on a Service, merged into one
 //!   synthesized Route per Service, then claimed and resolved as Routes are; `matching`,
 //!   `filters`: matches and filters into the model, for both inputs; `policies`: an
@@ -21,9 +21,8 @@
 //! - a Route with an invalid spec is out of the table and reports `InvalidSpec`; every
 //!   other Route is unaffected;
 //! - a Route whose Service or port is missing stays in the table, its set absent;
-//! - a Service's namespaced names are served only by Routes of its namespace; a Route
-//!   elsewhere keeps its other hosts;
-//! - a contested host belongs to the oldest permitted Route; the others keep the rest;
+//! - a Service's namespaced names are served only by Routes of its namespace (others
+//!   keep their other hosts); a contested host belongs to the oldest permitted Route;
 //! - an EndpointSlice event rebuilds only its Service's endpoint sets.
 
 mod base;
@@ -37,6 +36,7 @@ mod implicit;
 mod matching;
 mod names;
 mod policies;
+mod resolve;
 mod routes;
 mod status;
 #[cfg(test)]
@@ -51,7 +51,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::crd::{self, EndpointCounts};
 use endpoints::{EndpointStore, ServiceRef};
 use hosts::HostClaims;
-use routes::{Resolution, RouteEntry};
+use {resolve::Resolution, routes::RouteEntry};
 
 pub use base::{DEFAULT_NAMESPACE, SpecError};
 pub use endpoints::SERVICE_NAME_LABEL;
@@ -349,7 +349,7 @@ impl Index {
         for key in keys {
             let new = (self.routes.get(&key)).map(|entry| {
                 let domain = &self.cluster_domain;
-                routes::resolve(entry, &self.claims, domain, &self.endpoints)
+                resolve::resolve(entry, &self.claims, domain, &self.endpoints)
             });
             let old = match new {
                 Some(new) => self.resolutions.insert(key.clone(), new),
