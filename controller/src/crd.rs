@@ -330,6 +330,15 @@ pub struct RetriesSpec {
     /// honouring `grpc-retry-pushback-ms`). `[]`: none.
     #[serde(default = "default_grpc_retry_statuses")]
     pub grpc_statuses: Vec<GrpcStatus>,
+    /// HTTP statuses (400-599) after which an idempotent request is tried again on
+    /// another pod. `[]`: none.
+    #[serde(default = "default_http_retry_statuses")]
+    #[schemars(inner(range(min = 400, max = 599)))]
+    pub http_statuses: Vec<i32>,
+    /// The least wait before each retry. Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub backoff: Option<String>,
 }
 
 impl Default for RetriesSpec {
@@ -338,6 +347,8 @@ impl Default for RetriesSpec {
             attempts: default_retry_attempts(),
             budget_percent: default_retry_budget_percent(),
             grpc_statuses: default_grpc_retry_statuses(),
+            http_statuses: default_http_retry_statuses(),
+            backoff: None,
         }
     }
 }
@@ -407,6 +418,11 @@ fn default_connect_timeout() -> String {
 }
 fn default_grpc_retry_statuses() -> Vec<GrpcStatus> {
     vec![GrpcStatus::Unavailable]
+}
+fn default_http_retry_statuses() -> Vec<i32> {
+    fairway_proto::model::DEFAULT_HTTP_RETRY_STATUSES
+        .map(i32::from)
+        .to_vec()
 }
 fn default_retry_attempts() -> u32 {
     2

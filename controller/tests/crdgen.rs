@@ -200,7 +200,13 @@ fn spec_has_exactly_the_design_fields() {
     // `grpcStatuses`: gRPC status-aware retries (issue 22).
     assert_eq!(
         keys(&props["retries"]),
-        ["attempts", "budgetPercent", "grpcStatuses"]
+        [
+            "attempts",
+            "backoff",
+            "budgetPercent",
+            "grpcStatuses",
+            "httpStatuses"
+        ]
     );
     // `healthCheck`: active gRPC health checks (issue 22).
     assert_eq!(keys(&props["healthCheck"]), ["grpc"]);

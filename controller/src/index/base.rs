@@ -51,6 +51,8 @@ pub enum SpecError {
     RetryAttempts(u32),
     #[error("spec.retries.budgetPercent {0} is above 100")]
     RetryBudget(u32),
+    #[error("spec.retries.httpStatuses lists {0}: a retried status is 400-599")]
+    RetryStatus(i32),
     #[error("spec.upstream.upgrades lists h2c, which the proxy never lets through (h2c smuggling)")]
     UpgradeH2c,
     #[error("spec.healthCheck names no check: set spec.healthCheck.grpc")]

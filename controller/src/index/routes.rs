@@ -270,7 +270,11 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
                 codes.dedup();
                 codes
             },
-            ..model::Retries::default()
+            http_statuses: http_retry_statuses(&retries.http_statuses)?,
+            backoff: match &retries.backoff {
+                Some(backoff) => duration("spec.retries.backoff", backoff)?,
+                None => std::time::Duration::ZERO,
+            },
         },
         health_check,
     })
@@ -326,6 +330,21 @@ fn affinity(spec: &crd::AffinitySpec) -> Result<model::Affinity, SpecError> {
         key: keys.remove(0),
         balance_factor_percent: spec.balance_factor,
     })
+}
+
+/// Each 400-599, ascending, once.
+fn http_retry_statuses(listed: &[i32]) -> Result<Vec<u16>, SpecError> {
+    let mut codes = (listed.iter())
+        .map(|&c| {
+            u16::try_from(c)
+                .ok()
+                .filter(|c| (400..=599).contains(c))
+                .ok_or(SpecError::RetryStatus(c))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    codes.sort_unstable();
+    codes.dedup();
+    Ok(codes)
 }
 
 fn validate_backend(backend: &crd::RouteBackend) -> Result<BackendConfig, SpecError> {
