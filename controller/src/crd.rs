@@ -11,6 +11,7 @@
 
 mod affinity;
 mod duration;
+mod filters;
 mod grpc_status;
 mod health;
 mod matching;
@@ -21,6 +22,10 @@ pub use affinity::{
     SpilloverSpec,
 };
 pub use duration::{DurationError, parse_duration};
+pub use filters::{
+    FilterType, HeaderFieldSpec, HeaderModifierSpec, PathModifierSpec, PathModifierType,
+    RequestRedirectSpec, RouteFilterSpec, UrlRewriteSpec,
+};
 pub use grpc_status::GrpcStatus;
 pub use health::{GrpcHealthCheckSpec, HealthCheckSpec, MAX_HEALTH_THRESHOLD};
 pub use matching::{PathMatchSpec, PathType, RuleMatchSpec, ValueMatchSpec, ValueType};
@@ -130,9 +135,16 @@ pub struct RouteRule {
     /// query, in Gateway API's shape and precedence. Absent: `pathPrefix` alone.
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub matches: Option<RuleMatchSpec>,
-    /// Services that serve this rule, chosen by weight.
+    /// Services that serve this rule, chosen by weight. At least one when given; absent
+    /// only beside a redirect (the controller checks that: a CEL rule over every rule's
+    /// filters costs more than the apiserver's budget).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(min = 1))]
     pub backends: Vec<RouteBackend>,
+    /// Header edits both ways, a URL rewrite or a redirect, in Gateway API's shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub filters: Vec<RouteFilterSpec>,
 }
 
 /// A weighted Service port.
@@ -325,6 +337,15 @@ pub struct RetriesSpec {
     /// honouring `grpc-retry-pushback-ms`). `[]`: none.
     #[serde(default = "default_grpc_retry_statuses")]
     pub grpc_statuses: Vec<GrpcStatus>,
+    /// HTTP statuses (400-599) after which an idempotent request is tried again on
+    /// another pod. `[]`: none.
+    #[serde(default = "default_http_retry_statuses")]
+    #[schemars(inner(range(min = 400, max = 599)))]
+    pub http_statuses: Vec<i32>,
+    /// The least wait before each retry. Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub backoff: Option<String>,
 }
 
 impl Default for RetriesSpec {
@@ -333,6 +354,8 @@ impl Default for RetriesSpec {
             attempts: default_retry_attempts(),
             budget_percent: default_retry_budget_percent(),
             grpc_statuses: default_grpc_retry_statuses(),
+            http_statuses: default_http_retry_statuses(),
+            backoff: None,
         }
     }
 }
@@ -402,6 +425,11 @@ fn default_connect_timeout() -> String {
 }
 fn default_grpc_retry_statuses() -> Vec<GrpcStatus> {
     vec![GrpcStatus::Unavailable]
+}
+fn default_http_retry_statuses() -> Vec<i32> {
+    fairway_proto::model::DEFAULT_HTTP_RETRY_STATUSES
+        .map(i32::from)
+        .to_vec()
 }
 fn default_retry_attempts() -> u32 {
     2

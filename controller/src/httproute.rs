@@ -45,6 +45,9 @@ pub struct HttpRouteSpec {
     pub hostnames: Vec<String>,
     #[serde(default)]
     pub rules: Vec<HttpRouteRule>,
+    /// Fields of a later release, and `useDefaultGateways` (Gateways': not ours).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
 }
 
 /// A parent the route attaches to: a Gateway, or (GAMMA) a Service.
@@ -86,13 +89,16 @@ pub struct HttpRouteRule {
     pub timeouts: Option<HttpRouteTimeouts>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<HttpRouteFilter>,
-    /// `retry`, `sessionPersistence`, ...: not served yet.
+    /// The experimental channel's `retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<HttpRouteRetry>,
+    /// `sessionPersistence`, ...: not served yet.
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
 }
 
-/// A rule's filter. Only `RequestHeaderModifier` is typed (served); any other type is
-/// reported by the index.
+/// A rule's filter. The types Fairway serves are typed (header modifiers both ways,
+/// `URLRewrite`, `RequestRedirect`); any other type is reported by the index.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRouteFilter {
@@ -100,8 +106,57 @@ pub struct HttpRouteFilter {
     pub type_: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_header_modifier: Option<HeaderModifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_header_modifier: Option<HeaderModifier>,
+    #[serde(
+        default,
+        rename = "urlRewrite",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub url_rewrite: Option<UrlRewrite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_redirect: Option<RequestRedirect>,
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
+}
+
+/// `URLRewrite`: the host and path the backend gets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UrlRewrite {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathModifier>,
+}
+
+/// `RequestRedirect`: the parts of the `Location` that differ from the request's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRedirect {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathModifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+    /// Default 302.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<i32>,
+}
+
+/// `ReplaceFullPath` or `ReplacePrefixMatch`, with the value of that name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PathModifier {
+    #[serde(rename = "type")]
+    pub type_: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_full_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_prefix_match: Option<String>,
 }
 
 /// Header fields to set, add and remove.
@@ -120,6 +175,19 @@ pub struct HeaderModifier {
 pub struct HeaderField {
     pub name: String,
     pub value: String,
+}
+
+/// A rule's retries (experimental channel): on which statuses, how many times, and
+/// the least wait between tries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteRetry {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
 }
 
 /// A rule's timeouts: Gateway API durations (`500ms`, `30s`, `1h`), `0s` for none.

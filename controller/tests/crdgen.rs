@@ -161,10 +161,11 @@ fn spec_has_exactly_the_design_fields() {
             "upstream"
         ]
     );
-    // `match`: Gateway API's matches in our Route too (issue 20).
+    // `match` and `filters`: Gateway API's matches and filters in our Route too
+    // (issue 20).
     assert_eq!(
         keys(&props["rules"]["items"]),
-        ["backends", "match", "pathPrefix"]
+        ["backends", "filters", "match", "pathPrefix"]
     );
     assert_eq!(keys(&backend_schema()), ["port", "service", "weight"]);
     assert_eq!(
@@ -186,6 +187,7 @@ fn spec_has_exactly_the_design_fields() {
             "maxRequestsPerConnection",
             "maxUpgradeLifetime",
             "protocol",
+            "tls",
             "upgradeIdleTimeout",
             "upgrades"
         ]
@@ -199,7 +201,13 @@ fn spec_has_exactly_the_design_fields() {
     // `grpcStatuses`: gRPC status-aware retries (issue 22).
     assert_eq!(
         keys(&props["retries"]),
-        ["attempts", "budgetPercent", "grpcStatuses"]
+        [
+            "attempts",
+            "backoff",
+            "budgetPercent",
+            "grpcStatuses",
+            "httpStatuses"
+        ]
     );
     // `healthCheck`: active gRPC health checks (issue 22).
     assert_eq!(keys(&props["healthCheck"]), ["grpc"]);
@@ -236,7 +244,9 @@ fn schema_rejects_empty_lists() {
     assert_eq!(spec["properties"]["hosts"]["minItems"], 1);
     assert_eq!(spec["properties"]["rules"]["minItems"], 1);
     let rule = &spec["properties"]["rules"]["items"];
+    // Backends may be absent (beside a redirect: the controller checks that), never [].
     assert_eq!(rule["properties"]["backends"]["minItems"], 1);
+    assert_eq!(rule["required"], serde_json::Value::Null);
     assert_eq!(rule["properties"]["pathPrefix"]["default"], "/");
 }
 

@@ -194,7 +194,8 @@ impl RouteSpec {
                     // Prefix rules only: route_request checks the longest-prefix rule.
                     matching: Default::default(),
                     timeouts: None,
-                    request_headers: None,
+                    retries: None,
+                    filters: Default::default(),
                     backends: (backends.iter().take(4))
                         .map(|&(set, weight)| Backend {
                             endpoint_set: set_key(set),

@@ -21,35 +21,7 @@ use crate::model::{
 };
 use crate::pb;
 
-/// Why a wire message could not become a domain value. Variant names double as metric
-/// labels; field names in messages are `Message.field`, as in the `.proto`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ConvertError {
-    /// A message field the contract requires is absent.
-    #[error("missing field {0}")]
-    MissingField(&'static str),
-    /// An endpoint IP that is neither 4 (IPv4) nor 16 (IPv6) bytes long.
-    #[error("bad address: an IP is 4 or 16 bytes, got {0}")]
-    BadAddress(usize),
-    /// A port of 0, which can be neither dialled nor a Service port.
-    #[error("{0} is 0")]
-    ZeroPort(&'static str),
-    /// A port above 65535.
-    #[error("{field} {port} is out of range")]
-    PortOutOfRange { field: &'static str, port: u32 },
-    /// A load-balancer policy that is unspecified or unknown to this build.
-    #[error("unknown load balancer policy {0}")]
-    UnknownPolicy(i32),
-    /// An affinity bound below 100%: no endpoint could ever take a keyed request.
-    #[error("affinity balance factor {0}% is below 100%")]
-    BalanceFactor(u32),
-    /// An upstream protocol that is unspecified or unknown to this build.
-    #[error("unknown upstream protocol {0}")]
-    UnknownUpstreamProtocol(i32),
-    /// A rule's path type unknown to this build.
-    #[error("unknown path type {0}")]
-    UnknownPathType(i32),
-}
+pub use error::ConvertError;
 
 /// A required message field, or [`ConvertError::MissingField`].
 pub(crate) fn required<T>(field: Option<T>, name: &'static str) -> Result<T, ConvertError> {
@@ -436,11 +408,7 @@ impl From<&Route> for pb::Route {
                 tls: up.tls.as_ref().map(pb::UpstreamTls::from),
             }),
             timeouts: Some(pb::Timeouts::from(&r.timeouts)),
-            retries: Some(pb::Retries {
-                attempts: r.retries.attempts,
-                budget_percent: r.retries.budget_percent,
-                grpc_statuses: r.retries.grpc_statuses.clone(),
-            }),
+            retries: Some(pb::Retries::from(&r.retries)),
             grpc_health_check: r.health_check.as_ref().map(|h| pb::GrpcHealthCheck {
                 service: h.service.clone(),
                 interval_ms: millis(h.interval),
@@ -486,11 +454,7 @@ impl TryFrom<pb::Route> for Route {
                 tls: up.tls.map(UpstreamTls::from),
             },
             timeouts: Timeouts::from(timeouts),
-            retries: Retries {
-                attempts: retries.attempts,
-                budget_percent: retries.budget_percent,
-                grpc_statuses: retries.grpc_statuses,
-            },
+            retries: Retries::from(retries),
             health_check: r.grpc_health_check.map(|h| GrpcHealthCheck {
                 service: h.service,
                 interval: Duration::from_millis(h.interval_ms),
@@ -512,5 +476,8 @@ mod compat;
 #[cfg(test)]
 mod tests;
 
+mod error;
+mod filters;
+mod retries;
 mod rule;
 mod tls;

@@ -6,6 +6,7 @@
 //! Collections are `BTreeMap`s keyed by identity: no duplicates by construction, and a
 //! deterministic order for diffs, snapshots and test output.
 
+mod filters;
 mod matching;
 mod tls;
 
@@ -16,7 +17,8 @@ use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use matching::{HeaderEdits, HeaderMatch, Matching, PathKind, QueryParamMatch, StringMatch};
+pub use filters::{Filters, HeaderEdits, PathRewrite, Redirect, UrlRewrite};
+pub use matching::{HeaderMatch, Matching, PathKind, QueryParamMatch, StringMatch};
 pub use tls::UpstreamTls;
 
 /// A version of the route table: `(epoch, sequence)`.
@@ -350,7 +352,15 @@ pub struct Retries {
     /// call is tried again on another pod, when the pod ended it before any response
     /// message (a trailers-only response). Empty: no gRPC status is retried.
     pub grpc_statuses: Vec<u32>,
+    /// HTTP statuses (ascending, no duplicates) after which an idempotent request is
+    /// tried again on another pod. Empty: no status is retried.
+    pub http_statuses: Vec<u16>,
+    /// The least wait before each retry; zero: none.
+    pub backoff: Duration,
 }
+
+/// The statuses that say "this pod could not do it", not "the request is wrong".
+pub const DEFAULT_HTTP_RETRY_STATUSES: [u16; 3] = [502, 503, 504];
 
 /// `UNAVAILABLE`: what gRPC's own retry policies retry by default.
 pub const DEFAULT_GRPC_RETRY_STATUSES: [u32; 1] = [14];
@@ -361,6 +371,8 @@ impl Default for Retries {
             attempts: 2,
             budget_percent: 20,
             grpc_statuses: DEFAULT_GRPC_RETRY_STATUSES.to_vec(),
+            http_statuses: DEFAULT_HTTP_RETRY_STATUSES.to_vec(),
+            backoff: Duration::ZERO,
         }
     }
 }
@@ -386,9 +398,12 @@ pub struct Rule {
     /// The timeouts of requests this rule takes, in place of the Route's (an
     /// HTTPRoute's per-rule `timeouts`); `None`: the Route's.
     pub timeouts: Option<Timeouts>,
-    /// Header edits on requests this rule takes (a `RequestHeaderModifier`); `None`:
-    /// none.
-    pub request_headers: Option<HeaderEdits>,
+    /// The retries of requests this rule takes, in place of the Route's (an
+    /// HTTPRoute's per-rule `retry`); `None`: the Route's.
+    pub retries: Option<Retries>,
+    /// What the rule does to requests besides choosing their pod (header edits, a
+    /// rewrite), or instead of it (a redirect); empty: nothing.
+    pub filters: Filters,
     pub backends: Vec<Backend>,
     /// Backends whose Service or port does not resolve: they keep their share of the
     /// split, and requests that land on it are answered `500` with the reason (as

@@ -57,7 +57,8 @@ pub fn route(name: &str) -> Route {
             path_prefix: "/".into(),
             matching: Default::default(),
             timeouts: None,
-            request_headers: None,
+            retries: None,
+            filters: Default::default(),
             backends: vec![Backend {
                 endpoint_set: set_key(name, 8080),
                 weight: 1,

@@ -127,7 +127,8 @@ fn route() -> impl Strategy<Value = Route> {
             path_prefix: prefix.into(),
             matching: Default::default(),
             timeouts: None,
-            request_headers: None,
+            retries: None,
+            filters: Default::default(),
             backends,
             unresolved: Vec::new(),
         },
@@ -232,11 +233,15 @@ fn route() -> impl Strategy<Value = Route> {
         any::<u32>(),
         0u32..=100,
         proptest::collection::btree_set(1u32..=16, 0..4),
+        proptest::collection::btree_set(400u16..=599, 0..4),
+        millis(),
     )
-        .prop_map(|(attempts, budget_percent, codes)| Retries {
+        .prop_map(|(attempts, budget_percent, codes, http, backoff)| Retries {
             attempts,
             budget_percent,
             grpc_statuses: codes.into_iter().collect(),
+            http_statuses: http.into_iter().collect(),
+            backoff,
         });
     let health_check = option::of((name(), millis(), millis(), 1u32..=10, 1u32..=10).prop_map(
         |(service, interval, timeout, unhealthy_threshold, healthy_threshold)| GrpcHealthCheck {

@@ -74,6 +74,15 @@ impl ResolveError {
     }
 }
 
+/// Where a routed request goes.
+#[derive(Clone, Debug)]
+pub enum Resolved {
+    /// To this endpoint, counted as in flight.
+    Pod(Target, EndpointAddr),
+    /// Nowhere: its rule answers with a redirect, and no pod is contacted.
+    Redirect { route: Arc<Route>, rule: usize },
+}
+
 /// The balancer of one (route, endpoint set) pair, shared across table versions.
 #[derive(Debug)]
 pub struct BackendState {
@@ -230,7 +239,12 @@ impl Table {
             path_and_query: path,
             headers: &(),
         };
-        self.resolve_for(Pick::Request, authority, &request, &|_| None, now, rng)
+        match self.resolve_for(Pick::Request, authority, &request, &|_| None, now, rng)? {
+            Resolved::Pod(target, addr) => Ok((target, addr)),
+            Resolved::Redirect { route, .. } => Err(ResolveError::NoBackend {
+                route: route.key.clone(),
+            }),
+        }
     }
 
     /// The Route a request for `authority` matches, without picking.
@@ -241,7 +255,7 @@ impl Table {
     ) -> Result<&Route, ResolveError> {
         let namespace = self.namespace.as_deref();
         let router = &self.shape.router;
-        Ok(router.route_request(authority, request, namespace)?.route)
+        Ok(&**router.route_request(authority, request, namespace)?.route)
     }
 
     /// [`resolve`](Self::resolve) for a request or an upgrade (see [`Pick`]); `key_of`
@@ -254,9 +268,15 @@ impl Table {
         key_of: KeyOf<'_>,
         now: Instant,
         rng: &mut dyn RngCore,
-    ) -> Result<(Target, EndpointAddr), ResolveError> {
+    ) -> Result<Resolved, ResolveError> {
         let namespace = self.namespace.as_deref();
         let selected = (self.shape.router).route_request(authority, request, namespace)?;
+        if selected.rule.filters.redirect.is_some() {
+            return Ok(Resolved::Redirect {
+                route: Arc::clone(selected.route),
+                rule: selected.rule_index,
+            });
+        }
         let backend = match selected.pick_backend(rng) {
             Some(Landed::Backend(i)) => i,
             Some(Landed::Unresolved(i)) => {
@@ -284,7 +304,7 @@ impl Table {
                     route: selected.route.key.clone(),
                     set: target.backend.set.clone(),
                 })?;
-        Ok((target.clone(), addr))
+        Ok(Resolved::Pod(target.clone(), addr))
     }
 
     /// The upstream protocol: the Route's choice, or the set's `appProtocol` for `Auto`.

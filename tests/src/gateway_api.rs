@@ -1,8 +1,8 @@
-//! Gateway API's own CRDs, installed into a test cluster: the standard-channel
-//! `HTTPRoute` CRD of the release the controller is pinned to
-//! (`fairway_controller::httproute::PINNED_RELEASE`), taken from the Go module
-//! `sigs.k8s.io/gateway-api` (its `config/crd/standard/`), so the tests meet the real
-//! schema, defaults and CEL rules rather than a copy of ours.
+//! Gateway API's own CRDs, installed into a test cluster: the `HTTPRoute` CRD of the
+//! release the controller is pinned to (`fairway_controller::httproute::PINNED_RELEASE`),
+//! standard or experimental channel, taken from the Go module `sigs.k8s.io/gateway-api`
+//! (its `config/crd/standard/` and `config/crd/experimental/`), so the tests meet the
+//! real schema, defaults and CEL rules rather than a copy of ours.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,12 +15,35 @@ use crate::kubectl::kubectl;
 
 /// The Go module that ships the CRDs.
 pub const MODULE: &str = "sigs.k8s.io/gateway-api";
-/// The HTTPRoute CRD inside the module.
-const HTTPROUTE_CRD: &str = "config/crd/standard/gateway.networking.k8s.io_httproutes.yaml";
+/// The HTTPRoute CRD inside the module, in the channel's directory.
+const HTTPROUTE_CRD: &str = "gateway.networking.k8s.io_httproutes.yaml";
 
-/// The HTTPRoute CRD file of the pinned release, downloaded into Go's module cache
-/// first if needed (the module proxy must be reachable then). `Err` says how to get it.
+/// A Gateway API release channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Standard,
+    /// A superset of the standard channel (e.g. `rules[].retry`).
+    Experimental,
+}
+
+impl Channel {
+    fn dir(self) -> &'static str {
+        match self {
+            Channel::Standard => "config/crd/standard",
+            Channel::Experimental => "config/crd/experimental",
+        }
+    }
+}
+
+/// The standard HTTPRoute CRD file of the pinned release: [`crd_file`].
 pub fn httproute_crd() -> Result<PathBuf, String> {
+    crd_file(Channel::Standard)
+}
+
+/// The HTTPRoute CRD file of the pinned release in `channel`, downloaded into Go's
+/// module cache first if needed (the module proxy must be reachable then). `Err` says
+/// how to get it.
+pub fn crd_file(channel: Channel) -> Result<PathBuf, String> {
     let module = format!("{MODULE}@{PINNED_RELEASE}");
     let out = Command::new("go")
         .args(["mod", "download", "-json", &module])
@@ -40,19 +63,30 @@ pub fn httproute_crd() -> Result<PathBuf, String> {
     let dir = info["Dir"]
         .as_str()
         .ok_or_else(|| format!("go mod download -json {module} names no Dir; {how}"))?;
-    let crd = PathBuf::from(dir).join(HTTPROUTE_CRD);
+    let crd = PathBuf::from(dir).join(channel.dir()).join(HTTPROUTE_CRD);
     match crd.exists() {
         true => Ok(crd),
         false => Err(format!("{} is missing from {module}", crd.display())),
     }
 }
 
-/// Installs the HTTPRoute CRD into `cluster` and waits for it to be Established, once
-/// per test binary. Panics with the reason: every caller is a test.
+/// Installs the standard HTTPRoute CRD into `cluster` and waits for it to be
+/// Established, once per test binary. Panics with the reason: every caller is a test.
 pub fn install(cluster: &TestCluster) {
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-    let installed = INSTALLED.get_or_init(|| {
-        let crd = httproute_crd()?;
+    install_once(cluster, Channel::Standard, &INSTALLED);
+}
+
+/// [`install`] of the experimental channel's HTTPRoute CRD (a superset: scenarios that
+/// need only the standard one keep working after it).
+pub fn install_experimental(cluster: &TestCluster) {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    install_once(cluster, Channel::Experimental, &INSTALLED);
+}
+
+fn install_once(cluster: &TestCluster, channel: Channel, once: &OnceLock<Result<(), String>>) {
+    let installed = once.get_or_init(|| {
+        let crd = crd_file(channel)?;
         let crd = crd.display().to_string();
         let run = |args: &[&str], what: &str| -> Result<(), String> {
             let out = kubectl(cluster, args, None).map_err(|e| e.to_string())?;

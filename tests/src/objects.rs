@@ -101,6 +101,7 @@ pub fn route(namespace: &str, name: &str, hosts: &[&str], service: &str, port: i
         rules: vec![RouteRule {
             path_prefix: "/".to_owned(),
             matches: None,
+            filters: Vec::new(),
             backends: vec![RouteBackend {
                 service: service.to_owned(),
                 port: IntOrString::Int(port),

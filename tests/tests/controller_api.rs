@@ -240,7 +240,8 @@ async fn a_route_service_and_slices_give_the_expected_snapshot() {
         path_prefix: "/".to_owned(),
         matching: Default::default(),
         timeouts: None,
-        request_headers: None,
+        retries: None,
+        filters: Default::default(),
         backends: vec![Backend {
             endpoint_set: key.clone(),
             weight: 1,

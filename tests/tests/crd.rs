@@ -77,7 +77,8 @@ const VALID_SPEC: &str = "  hosts: [orders.shop.svc.cluster.local, orders.shop, 
   loadBalancer: {policy: PeakEwma, slowStart: 30s}
   upstream: {protocol: Auto, maxConnectionsPerEndpoint: 64, idleTimeout: 90s, maxConnectionAge: 0s, maxRequestsPerConnection: 0, upgrades: [websocket], upgradeIdleTimeout: 10m, maxUpgradeLifetime: 0s, drainTimeout: 20s}
   timeouts: {request: 15s, connect: 250ms, grpcMaximum: 30s}
-  retries: {attempts: 2, budgetPercent: 20, grpcStatuses: [UNAVAILABLE, RESOURCE_EXHAUSTED]}
+  retries: {attempts: 2, budgetPercent: 20, grpcStatuses: [UNAVAILABLE, RESOURCE_EXHAUSTED],
+            httpStatuses: [500, 503], backoff: 50ms}
 ";
 
 #[test]

@@ -80,6 +80,7 @@ pub fn route(i: usize) -> Route {
         rules: vec![RouteRule {
             path_prefix: "/".into(),
             matches: None,
+            filters: Vec::new(),
             backends: vec![RouteBackend {
                 service: format!("svc-{i}"),
                 port: IntOrString::Int(8080),

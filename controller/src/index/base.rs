@@ -1,7 +1,7 @@
-//! The names the rest of the index builds on: the default namespace, the two ways a
-//! Route can fail (its spec, or one of its backends), and what one call changed. They
-//! sit below `endpoints`, `routes` and `status` so that each of those imports only
-//! downwards (no import loop).
+//! The names the rest of the index builds on: the default namespace, the ways a route
+//! can fail (a Route's spec, an HTTPRoute's field Fairway does not serve, or one of their
+//! backends), and what one call changed. They sit below `endpoints`, `routes` and
+//! `status` so that each of those imports only downwards (no import loop).
 
 use std::collections::BTreeSet;
 
@@ -36,6 +36,9 @@ pub enum SpecError {
     /// A `match` block that cannot be served (a regex that does not compile, ...).
     #[error("{0}")]
     Match(String),
+    /// `filters` that cannot be served (a rewrite beside a redirect, ...).
+    #[error("{0}")]
+    Filter(String),
     #[error("rule {0:?} has no backends")]
     NoBackends(String),
     #[error("backend service {0:?} is not a valid Service name")]
@@ -55,6 +58,8 @@ pub enum SpecError {
     RetryAttempts(u32),
     #[error("spec.retries.budgetPercent {0} is above 100")]
     RetryBudget(u32),
+    #[error("spec.retries.httpStatuses lists {0}: a retried status is 400-599")]
+    RetryStatus(i32),
     #[error("spec.upstream.upgrades lists h2c, which the proxy never lets through (h2c smuggling)")]
     UpgradeH2c,
     #[error("spec.healthCheck names no check: set spec.healthCheck.grpc")]
@@ -115,5 +120,39 @@ pub struct Changes {
 impl Changes {
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty() && self.endpoint_sets.is_empty()
+    }
+}
+
+/// A field Fairway does not serve (or a value it cannot), by its path in the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Unsupported {
+    pub field: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.why)
+    }
+}
+
+pub(super) fn unsupported(field: String, why: &str) -> Unsupported {
+    Unsupported {
+        field,
+        why: why.to_owned(),
+    }
+}
+
+/// The first unsupported field of `map` (filters, timeouts, ...).
+pub(super) fn other_fields(
+    prefix: &str,
+    map: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<(), Unsupported> {
+    match map.iter().find(|(_, v)| !v.is_null()) {
+        Some((name, _)) => Err(unsupported(
+            format!("{prefix}.{name}"),
+            "not supported by Fairway yet",
+        )),
+        None => Ok(()),
     }
 }

@@ -17,7 +17,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use super::base::DEFAULT_NAMESPACE;
-use super::routes::{Resolution, RouteEntry};
+use super::resolve::Resolution;
+use super::routes::RouteEntry;
 use super::status::{ConditionState, ConditionStatus, Reason};
 use super::{Changes, Index};
 use crate::crd::CA_KEY;

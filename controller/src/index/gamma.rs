@@ -17,14 +17,16 @@ use std::collections::BTreeSet;
 
 use fairway_proto::model::{self, RouteKey};
 
+use super::base::{Unsupported, other_fields, unsupported};
 use super::endpoints::{EndpointStore, ServiceRef};
+use super::filters;
 use super::hosts::{Age, Claim};
 use super::matching;
+use super::policies;
+use super::resolve;
 use super::routes::{self, BackendConfig, PortRef, RouteConfig, RouteEntry, RuleConfig};
 use super::status::{ConditionState, ConditionStatus, Reason};
-use crate::httproute::{
-    HTTPRoute, HttpBackendRef, HttpRouteRule, HttpRouteTimeouts, ParentReference,
-};
+use crate::httproute::{HTTPRoute, HttpBackendRef, HttpRouteRule, ParentReference};
 
 /// The group's name prefix: `:` is in no Kubernetes object name, so no Route collides.
 pub(super) const GROUP_PREFIX: &str = "service:";
@@ -40,26 +42,6 @@ pub(super) fn group_key(service: &ServiceRef) -> RouteKey {
 /// Whether `key` is a group (synthesized, no object of ours to write a status to).
 pub(super) fn is_group_key(key: &RouteKey) -> bool {
     key.name.starts_with(GROUP_PREFIX)
-}
-
-/// A field Fairway does not serve (or a value it cannot), by its path in the object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Unsupported {
-    pub field: String,
-    pub why: String,
-}
-
-impl std::fmt::Display for Unsupported {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.why)
-    }
-}
-
-pub(super) fn unsupported(field: String, why: &str) -> Unsupported {
-    Unsupported {
-        field,
-        why: why.to_owned(),
-    }
 }
 
 /// One Service parent of an HTTPRoute and whether Fairway serves it.
@@ -90,8 +72,10 @@ pub(super) struct Rule {
     pub backends: Vec<Backend>,
     /// The rule's own `timeouts` over a Route's defaults; `None`: the defaults.
     pub timeouts: Option<model::Timeouts>,
-    /// Its `RequestHeaderModifier` filter, if any.
-    pub request_headers: Option<model::HeaderEdits>,
+    /// The rule's own `retry` over a Route's defaults; `None`: the defaults.
+    pub retries: Option<model::Retries>,
+    /// Its filters.
+    pub filters: model::Filters,
 }
 
 /// An HTTPRoute as the index keeps it.
@@ -133,7 +117,12 @@ pub(super) fn parse(route: &HTTPRoute) -> HttpRouteEntry {
         .filter(|(_, p)| p.is_service())
         .map(|(i, reference)| parent(&key, i, reference))
         .collect();
-    let rules = if route.spec.hostnames.is_empty() {
+    let mut other = route.spec.other.clone();
+    // Whether the route also attaches to default Gateways is their controller's concern.
+    other.remove("useDefaultGateways");
+    let rules = if let Err(why) = other_fields("spec", &other) {
+        Err(why)
+    } else if route.spec.hostnames.is_empty() {
         parse_rules(&key.namespace, &route.spec.rules)
     } else {
         Err(unsupported(
@@ -180,20 +169,6 @@ fn parent(key: &RouteKey, i: usize, reference: &ParentReference) -> Parent {
     }
 }
 
-/// The first unsupported field of `map` (filters, timeouts, ...).
-pub(super) fn other_fields(
-    prefix: &str,
-    map: &std::collections::BTreeMap<String, serde_json::Value>,
-) -> Result<(), Unsupported> {
-    match map.iter().find(|(_, v)| !v.is_null()) {
-        Some((name, _)) => Err(unsupported(
-            format!("{prefix}.{name}"),
-            "not supported by Fairway yet",
-        )),
-        None => Ok(()),
-    }
-}
-
 fn parse_rules(namespace: &str, rules: &[HttpRouteRule]) -> Result<Vec<Rule>, Unsupported> {
     // The CRD's default: one rule matching everything, with no backends (so `500`).
     let default = [HttpRouteRule::default()];
@@ -221,49 +196,27 @@ fn parse_rules(namespace: &str, rules: &[HttpRouteRule]) -> Result<Vec<Rule>, Un
             .map(|(j, b)| backend(namespace, &format!("{field}.backendRefs[{j}]"), b))
             .collect::<Result<_, _>>()?;
         let timeouts = match &rule.timeouts {
-            Some(t) => Some(timeouts(&format!("{field}.timeouts"), t)?),
+            Some(t) => Some(policies::timeouts(&format!("{field}.timeouts"), t)?),
             None => None,
         };
-        let request_headers = matching::filters(&field, &rule.filters)?;
+        let retries = match &rule.retry {
+            Some(r) => Some(policies::retries(&format!("{field}.retry"), r)?),
+            None => None,
+        };
+        let shape = filters::RuleShape {
+            matches: &matches,
+            backends: rule.backend_refs.len(),
+        };
+        let filters = filters::parse(&field, &rule.filters, &shape)?;
         parsed.push(Rule {
             matches,
             backends,
             timeouts,
-            request_headers,
+            retries,
+            filters,
         });
     }
     Ok(parsed)
-}
-
-/// A rule's `timeouts` over a Route's defaults: `request` is ours (until response
-/// headers, every try), `backendRequest` our per-try limit; `0s` turns either off.
-fn timeouts(field: &str, t: &HttpRouteTimeouts) -> Result<model::Timeouts, Unsupported> {
-    let parse = |name: &str, value: &Option<String>| match value {
-        Some(v) => crate::crd::parse_duration(v)
-            .map(Some)
-            .map_err(|e| Unsupported {
-                field: format!("{field}.{name}"),
-                why: e.to_string(),
-            }),
-        None => Ok(None),
-    };
-    let request = parse("request", &t.request)?;
-    let per_try = parse("backendRequest", &t.backend_request)?.filter(|d| !d.is_zero());
-    let mut timeouts = routes::default_config().timeouts;
-    if let Some(request) = request {
-        timeouts.request = request;
-    }
-    if per_try
-        .zip(request)
-        .is_some_and(|(p, r)| !r.is_zero() && p > r)
-    {
-        return Err(unsupported(
-            format!("{field}.backendRequest"),
-            "must not be longer than request",
-        ));
-    }
-    timeouts.per_try = per_try;
-    Ok(timeouts)
 }
 
 fn backend(namespace: &str, field: &str, backend: &HttpBackendRef) -> Result<Backend, Unsupported> {
@@ -354,7 +307,8 @@ pub(super) fn group<'a>(
                     }),
                 }
             }
-            if backends.is_empty() && unresolved.is_empty() {
+            let answers_itself = rule.filters.redirect.is_some();
+            if backends.is_empty() && unresolved.is_empty() && !answers_itself {
                 // Gateway API: a rule without backendRefs is answered `500`.
                 unresolved.push(model::UnresolvedBackend {
                     service: String::new(),
@@ -374,7 +328,8 @@ pub(super) fn group<'a>(
                     path_prefix: path.clone(),
                     matching: matching.clone(),
                     timeouts: rule.timeouts.clone(),
-                    request_headers: rule.request_headers.clone(),
+                    retries: rule.retries.clone(),
+                    filters: rule.filters.clone(),
                     backends: backends.clone(),
                     unresolved: unresolved.clone(),
                 });
@@ -473,7 +428,7 @@ fn resolved_refs(entry: &HttpRouteEntry, endpoints: &EndpointStore) -> Condition
                 reason, message, ..
             } => Some((*reason, message.clone())),
             Backend::Service(config) => {
-                routes::resolve_backend(&entry.key.namespace, config, endpoints)
+                resolve::resolve_backend(&entry.key.namespace, config, endpoints)
                     .err()
                     .map(|f| (Reason::BackendNotFound, f.message().to_owned()))
             }

@@ -98,6 +98,15 @@ impl Index {
         changes
     }
 
+    /// Regroups every Service with members: after a relist of Services, which may have
+    /// brought a group's Service (or taken it away).
+    pub(super) fn regroup_all(&mut self, changes: &mut Changes) {
+        let services: Vec<ServiceRef> = self.gamma_members.keys().cloned().collect();
+        for service in &services {
+            merge(changes, self.regroup(service));
+        }
+    }
+
     /// Re-synthesizes the group of `service` from its members and puts it through the
     /// claims and resolution, or takes it out (no member, or no such Service).
     pub(super) fn regroup(&mut self, service: &ServiceRef) -> Changes {

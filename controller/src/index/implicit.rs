@@ -68,7 +68,8 @@ pub fn routes(
                     path_prefix: "/".to_owned(),
                     matching: model::Matching::default(),
                     timeouts: None,
-                    request_headers: None,
+                    retries: None,
+                    filters: Default::default(),
                     backends: vec![model::Backend {
                         endpoint_set: set,
                         weight: 1,

@@ -6,10 +6,9 @@
 
 use fairway_proto::model::{self, HeaderMatch, PathKind, QueryParamMatch, StringMatch};
 
-use super::base::SpecError;
-use super::gamma::{Unsupported, other_fields, unsupported};
+use super::base::{SpecError, Unsupported, other_fields, unsupported};
 use crate::crd;
-use crate::httproute::{HeaderField, HttpRouteFilter, HttpRouteMatch, HttpValueMatch};
+use crate::httproute::{HttpRouteMatch, HttpValueMatch};
 
 /// The methods Gateway API's `HTTPMethod` enumerates.
 const METHODS: [&str; 9] = [
@@ -141,73 +140,4 @@ pub(super) fn route_rule(
         other: Default::default(),
     };
     parse(&format!("spec.rules[{i}].match"), &gateway).map_err(|e| SpecError::Match(e.to_string()))
-}
-
-/// A rule's `filters`: a `RequestHeaderModifier` becomes the rule's header edits (names
-/// lowercased, names and values checked as HTTP fields); any other filter type, or a
-/// second modifier, is the field at fault.
-pub(super) fn filters(
-    field: &str,
-    filters: &[HttpRouteFilter],
-) -> Result<Option<model::HeaderEdits>, Unsupported> {
-    let mut edits: Option<model::HeaderEdits> = None;
-    for (j, filter) in filters.iter().enumerate() {
-        let field = format!("{field}.filters[{j}]");
-        if filter.type_ != "RequestHeaderModifier" {
-            let why = format!("{} is not supported by Fairway yet", filter.type_);
-            return Err(unsupported(format!("{field}.type"), &why));
-        }
-        let Some(modifier) = &filter.request_header_modifier else {
-            return Err(unsupported(
-                format!("{field}.requestHeaderModifier"),
-                "is required",
-            ));
-        };
-        if edits.is_some() {
-            return Err(unsupported(
-                field,
-                "RequestHeaderModifier may appear once per rule",
-            ));
-        }
-        let fields = |list: &[HeaderField], name: &str| {
-            (list.iter().enumerate())
-                .map(|(k, f)| {
-                    header_field(&format!("{field}.requestHeaderModifier.{name}[{k}]"), f)
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
-        let remove = (modifier.remove.iter().enumerate())
-            .map(|(k, name)| {
-                let f = HeaderField {
-                    name: name.clone(),
-                    value: String::new(),
-                };
-                header_field(&format!("{field}.requestHeaderModifier.remove[{k}]"), &f)
-                    .map(|(name, _)| name)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        edits = Some(model::HeaderEdits {
-            set: fields(&modifier.set, "set")?,
-            add: fields(&modifier.add, "add")?,
-            remove,
-        });
-    }
-    Ok(edits)
-}
-
-fn header_field(field: &str, f: &HeaderField) -> Result<(String, String), Unsupported> {
-    let name = f.name.to_ascii_lowercase();
-    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-        return Err(unsupported(
-            format!("{field}.name"),
-            "is not an HTTP field name",
-        ));
-    }
-    if http::HeaderValue::from_str(&f.value).is_err() {
-        return Err(unsupported(
-            format!("{field}.value"),
-            "is not an HTTP field value",
-        ));
-    }
-    Ok((name, f.value.clone()))
 }

@@ -5,13 +5,12 @@
 //! Where to start: [`Index`]'s `apply_*` / `delete_*` (one watch event each) and
 //! `replace_*` (a relist, swapped in at `InitDone`). Each returns the [`Changes`] it made,
 //! so readers recompute only those. Then:
-//! - `routes`: validating a Route, resolving backends;
-//! - `gamma` (and `httproutes`, its calls): HTTPRoutes attached to a Service, merged
-//!   into one synthesized Route per Service that then goes through the same claims and
-//!   resolution; `matching`: Gateway API matches into the model, for both inputs;
-//!   `names`: what a valid host and label are;
-//! - `hosts`: which Route may claim a host (a Service's names belong to its namespace)
-//!   and who wins a contest;
+//! - `routes`: validating a Route; `resolve`: its claims and backends into the table;
+//! - `gamma` (and `httproutes`, its calls): HTTPRoutes on a Service, merged into one
+//!   synthesized Route per Service, then claimed and resolved as Routes are; `matching`,
+//!   `filters`: matches and filters into the model, for both inputs; `policies`: an
+//!   HTTPRoute rule's timeouts and retries; `names`: what a valid host and label are;
+//! - `hosts`: which Route may claim a host, and who wins a contest;
 //! - `endpoints`: Services, EndpointSlices, and building one endpoint set per port;
 //! - `backend_tls` and `ca`: a Route's `upstream.tls`, and the CA bundles from
 //!   ConfigMaps attached to it when it resolves;
@@ -24,16 +23,15 @@
 //! - a Route with an invalid spec is out of the table and reports `InvalidSpec`; every
 //!   other Route is unaffected;
 //! - a Route whose Service or port is missing stays in the table, its set absent;
-//! - a Service's namespaced names are served only by Routes of its namespace; a Route
-//!   elsewhere keeps its other hosts;
-//! - a contested host belongs to the oldest permitted Route; the others keep their other
-//!   hosts;
+//! - a Service's namespaced names are served only by Routes of its namespace (others
+//!   keep their other hosts); a contested host belongs to the oldest permitted Route;
 //! - an EndpointSlice event rebuilds only its Service's endpoint sets.
 
 mod backend_tls;
 mod base;
 mod ca;
 mod endpoints;
+mod filters;
 mod gamma;
 mod health;
 mod hosts;
@@ -42,14 +40,14 @@ mod implicit;
 mod matching;
 mod names;
 mod opt_in;
+mod policies;
+mod resolve;
 mod routes;
 mod status;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::{borrow::Borrow, collections::BTreeMap, collections::BTreeSet, sync::Arc};
 
 use fairway_proto::model::{EndpointSetKey, RouteKey, RouteTable};
 use k8s_openapi::api::core::v1::Service;
@@ -58,7 +56,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::crd::{self, EndpointCounts};
 use endpoints::{EndpointStore, ServiceRef};
 use hosts::HostClaims;
-use routes::{Resolution, RouteEntry};
+use {resolve::Resolution, routes::RouteEntry};
 
 pub use base::{Changes, DEFAULT_NAMESPACE, SpecError};
 pub use endpoints::SERVICE_NAME_LABEL;
@@ -228,7 +226,7 @@ impl Index {
         self.rebuild()
     }
 
-    /// Replaces every Service at once (a relist).
+    /// Replaces every Service at once (a relist), which may bring or end groups.
     pub fn replace_services<I>(&mut self, services: I) -> Changes
     where
         I: IntoIterator,
@@ -237,7 +235,9 @@ impl Index {
         let services: Vec<I::Item> = services.into_iter().collect();
         self.endpoints
             .replace_services(services.iter().map(Borrow::borrow));
-        self.rebuild()
+        let mut changes = self.rebuild();
+        self.regroup_all(&mut changes);
+        changes
     }
 
     /// Replaces every EndpointSlice at once (a relist).
@@ -345,7 +345,7 @@ impl Index {
         for key in keys {
             let new = (self.routes.get(&key)).map(|entry| {
                 let domain = &self.cluster_domain;
-                let resolved = routes::resolve(entry, &self.claims, domain, &self.endpoints);
+                let resolved = resolve::resolve(entry, &self.claims, domain, &self.endpoints);
                 ca::attach(resolved, entry, &self.cas, domain)
             });
             let old = match new {

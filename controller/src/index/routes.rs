@@ -1,6 +1,5 @@
-//! Routes: validating a [`crd::Route`] into a [`RouteConfig`], applying the host claims
-//! `hosts` decides, and resolving a Route's backends against Services into
-//! the `model::Route` the proxies get.
+//! Routes: validating a [`crd::Route`] into a [`RouteConfig`] (which `resolve` then
+//! turns into the `model::Route` the proxies get).
 //!
 //! Validation repeats what the CRD schema checks, because Routes read by `--static-dir`
 //! never meet an apiserver, and adds what a schema cannot say (duplicate path prefixes,
@@ -9,15 +8,14 @@
 use std::collections::BTreeSet;
 use std::num::NonZeroU16;
 
-use fairway_proto::model::{self, EndpointSetKey, RouteKey};
+use fairway_proto::model::{self, RouteKey};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::backend_tls;
-use super::base::{DEFAULT_NAMESPACE, RefFailure, SpecError};
-use super::endpoints::{EndpointStore, ServiceRef};
-use super::hosts::{self, Age, Claim, HostClaims};
+use super::base::{DEFAULT_NAMESPACE, SpecError};
+use super::endpoints::ServiceRef;
+use super::hosts::{Age, Claim};
 use super::names::{is_dns_label, is_dns_subdomain, is_dns1035_label};
-use super::status::{ConditionState, Reason};
 use crate::crd;
 
 /// A validated Route spec, not yet resolved against Services.
@@ -42,8 +40,10 @@ pub(super) struct RuleConfig {
     pub matching: model::Matching,
     /// In place of the Route's (an HTTPRoute rule's own); `None` for a Route's rules.
     pub timeouts: Option<model::Timeouts>,
-    /// An HTTPRoute rule's `RequestHeaderModifier`; `None` for a Route's rules.
-    pub request_headers: Option<model::HeaderEdits>,
+    /// In place of the Route's (an HTTPRoute rule's `retry`); `None` for a Route's rules.
+    pub retries: Option<model::Retries>,
+    /// Header edits, a rewrite or a redirect.
+    pub filters: model::Filters,
     pub backends: Vec<BackendConfig>,
     /// Backends known never to resolve (an HTTPRoute's backendRef of another kind, say):
     /// their share is answered `500` with the reason.
@@ -153,7 +153,14 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
                 false => SpecError::DuplicateMatch(path),
             });
         }
-        if rule.backends.is_empty() {
+        let matches = [(path, matching)];
+        let shape = super::filters::RuleShape {
+            matches: &matches,
+            backends: rule.backends.len(),
+        };
+        let filters = super::filters::route_rule(i, &rule.filters, &shape)?;
+        let [(path, matching)] = matches;
+        if rule.backends.is_empty() && filters.redirect.is_none() {
             return Err(SpecError::NoBackends(path));
         }
         let backends = rule.backends.iter().map(validate_backend);
@@ -161,7 +168,8 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
             path_prefix: path,
             matching,
             timeouts: None,
-            request_headers: None,
+            retries: None,
+            filters,
             backends: backends.collect::<Result<_, _>>()?,
             unresolved: Vec::new(),
         });
@@ -268,6 +276,11 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
                 codes.dedup();
                 codes
             },
+            http_statuses: http_retry_statuses(&retries.http_statuses)?,
+            backoff: match &retries.backoff {
+                Some(backoff) => duration("spec.retries.backoff", backoff)?,
+                None => std::time::Duration::ZERO,
+            },
         },
         health_check,
     })
@@ -281,6 +294,7 @@ pub(super) fn default_config() -> RouteConfig {
         rules: vec![crd::RouteRule {
             path_prefix: "/".to_owned(),
             matches: None,
+            filters: Vec::new(),
             backends: vec![crd::RouteBackend {
                 service: "default".to_owned(),
                 port: IntOrString::Int(80),
@@ -324,6 +338,21 @@ fn affinity(spec: &crd::AffinitySpec) -> Result<model::Affinity, SpecError> {
     })
 }
 
+/// Each 400-599, ascending, once.
+fn http_retry_statuses(listed: &[i32]) -> Result<Vec<u16>, SpecError> {
+    let mut codes = (listed.iter())
+        .map(|&c| {
+            u16::try_from(c)
+                .ok()
+                .filter(|c| (400..=599).contains(c))
+                .ok_or(SpecError::RetryStatus(c))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    codes.sort_unstable();
+    codes.dedup();
+    Ok(codes)
+}
+
 fn validate_backend(backend: &crd::RouteBackend) -> Result<BackendConfig, SpecError> {
     let service = &backend.service;
     if !is_dns1035_label(service) {
@@ -354,142 +383,4 @@ fn validate_backend(backend: &crd::RouteBackend) -> Result<BackendConfig, SpecEr
         port,
         weight: backend.weight,
     })
-}
-
-/// What resolving one Route decided: its table entry (if it serves anything), the
-/// endpoint sets that entry uses, and the two conditions.
-#[derive(Clone, Debug)]
-pub(super) struct Resolution {
-    pub route: Option<model::Route>,
-    pub sets: BTreeSet<EndpointSetKey>,
-    pub generation: Option<i64>,
-    pub accepted: ConditionState,
-    pub resolved_refs: ConditionState,
-}
-
-/// Resolves a Route against the current claims and Services.
-///
-/// A backend whose Service or port is missing still appears when its port is a number:
-/// its key is known and the set is simply absent from the table. A *named* port of a
-/// missing Service has no key, so that backend is left out of the rule (the condition
-/// says why). A Route that lost every host (to other Routes, or to the namespace that
-/// owns it) serves nothing and is left out of the table.
-pub(super) fn resolve(
-    entry: &RouteEntry,
-    claims: &HostClaims,
-    cluster_domain: &str,
-    endpoints: &EndpointStore,
-) -> Resolution {
-    let key = &entry.claim.key;
-    let config = match &entry.config {
-        Ok(config) => config,
-        Err(error) => {
-            return Resolution {
-                route: None,
-                sets: BTreeSet::new(),
-                generation: entry.generation,
-                accepted: ConditionState::invalid_spec(error),
-                resolved_refs: ConditionState::not_resolved_while_invalid(),
-            };
-        }
-    };
-
-    let (mut hosts, mut denied) = (Vec::new(), Vec::new());
-    for host in &config.hosts {
-        let owner = hosts::owning_namespace(host, cluster_domain, endpoints);
-        match claims.decide(host, &entry.claim, owner) {
-            Ok(()) => hosts.push(host.clone()),
-            Err(why) => denied.push(why),
-        }
-    }
-
-    let mut failures = Vec::new();
-    let mut rules = Vec::with_capacity(config.rules.len());
-    for rule in &config.rules {
-        let mut backends = Vec::with_capacity(rule.backends.len());
-        let mut unresolved = rule.unresolved.clone();
-        for backend in &rule.backends {
-            match resolve_backend(&key.namespace, backend, endpoints) {
-                Ok(endpoint_set) => backends.push(model::Backend {
-                    endpoint_set,
-                    weight: backend.weight,
-                }),
-                Err(failure) => {
-                    // Kept with its weight: its share of the split is answered `500`
-                    // with the reason, never moved onto the other backends.
-                    unresolved.push(model::UnresolvedBackend {
-                        service: backend.service.clone(),
-                        weight: backend.weight,
-                        reason: Reason::from(&failure).as_str().to_owned(),
-                        message: failure.message().to_owned(),
-                    });
-                    if !failures.contains(&failure) {
-                        failures.push(failure);
-                    }
-                }
-            }
-        }
-        rules.push(model::Rule {
-            path_prefix: rule.path_prefix.clone(),
-            matching: rule.matching.clone(),
-            timeouts: rule.timeouts.clone(),
-            request_headers: rule.request_headers.clone(),
-            backends,
-            unresolved,
-        });
-    }
-
-    let route = (!hosts.is_empty()).then(|| model::Route {
-        key: key.clone(),
-        hosts,
-        rules,
-        load_balancer: config.load_balancer.clone(),
-        upstream: config.upstream.clone(),
-        timeouts: config.timeouts.clone(),
-        retries: config.retries.clone(),
-        health_check: config.health_check.clone(),
-    });
-    let sets = route
-        .iter()
-        .flat_map(|r| &r.rules)
-        .flat_map(|r| &r.backends);
-    Resolution {
-        sets: sets.map(|b| b.endpoint_set.clone()).collect(),
-        route,
-        generation: entry.generation,
-        accepted: ConditionState::accepted(&denied),
-        resolved_refs: ConditionState::resolved_refs(&failures),
-    }
-}
-
-pub(super) fn resolve_backend(
-    namespace: &str,
-    backend: &BackendConfig,
-    endpoints: &EndpointStore,
-) -> Result<EndpointSetKey, RefFailure> {
-    let service = ServiceRef::new(namespace, &backend.service);
-    let Some(ports) = endpoints.service(&service) else {
-        return Err(RefFailure::ServiceNotFound(format!(
-            "service {service} not found"
-        )));
-    };
-    let found = match &backend.port {
-        PortRef::Number(n) => ports.by_number(*n),
-        PortRef::Name(name) => ports.by_name(name),
-    };
-    match found {
-        Some(port) => Ok(EndpointSetKey {
-            namespace: namespace.to_owned(),
-            service: backend.service.clone(),
-            port: port.port,
-        }),
-        None => Err(match &backend.port {
-            PortRef::Number(n) => {
-                RefFailure::PortNotFound(format!("service {service} has no TCP port {n}"))
-            }
-            PortRef::Name(name) => {
-                RefFailure::PortNotFound(format!("service {service} has no TCP port named {name}"))
-            }
-        }),
-    }
 }

@@ -2,9 +2,12 @@
 //!
 //! Most clusters lack the Gateway API CRDs. A watcher of a kind the apiserver does not
 //! serve would fail and retry forever, and the index would never count as synced, so
-//! the controller would never turn Ready. Instead the source asks API discovery once at
+//! the controller would never turn Ready. Instead the source asks API discovery at
 //! start: without `gateway.networking.k8s.io/v1` `httproutes` it logs once that HTTPRoute
-//! input is off and counts as listed. CRDs installed later are read after a restart.
+//! input is off and counts as listed, then asks again on a bounded backoff (one
+//! discovery call at most every [`MAX_RECHECK`], which any authenticated client may make:
+//! no RBAC beyond HTTPRoute's own) and starts the watchers when the CRDs appear, with no
+//! restart.
 
 use std::time::Duration;
 
@@ -17,6 +20,16 @@ use crate::httproute::{GROUP, HTTPRoute, PINNED_RELEASE};
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// Discovery retries settle here: an apiserver outage must not become a tight loop.
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// The first re-check for CRDs installed after start, doubled up to [`MAX_RECHECK`].
+const FIRST_RECHECK: Duration = Duration::from_secs(1);
+/// How late HTTPRoute input may start after the CRDs are installed: a discovery call
+/// every 10 s costs the apiserver nothing it notices.
+const MAX_RECHECK: Duration = Duration::from_secs(10);
+
+/// The wait after `wait`: doubled, at most `max`.
+fn next_wait(wait: Duration, max: Duration) -> Duration {
+    wait.saturating_mul(2).min(max)
+}
 
 /// Whether the apiserver serves HTTPRoute v1. `Err` only for failures that say nothing
 /// (apiserver unreachable, 5xx); a 404 is a definite "not installed".
@@ -31,8 +44,9 @@ pub async fn served(client: &Client) -> Result<bool, kube::Error> {
     }
 }
 
-/// Asks discovery until it answers, then watches HTTPRoutes in every scope, or marks
-/// them listed and idles. Returns the kind's name if a watcher ends (it does not).
+/// Asks discovery until it answers, then watches HTTPRoutes in every scope; without
+/// them, marks them listed and asks again until they appear. Returns the kind's name if
+/// a watcher ends (it does not).
 pub(super) async fn run(client: Client, scopes: Vec<Scope>, sink: Sink) -> &'static str {
     let mut wait = FIRST_RETRY;
     let on = loop {
@@ -41,27 +55,63 @@ pub(super) async fn run(client: Client, scopes: Vec<Scope>, sink: Sink) -> &'sta
             Err(error) => {
                 tracing::warn!(%error, "cannot ask API discovery for HTTPRoute; retrying");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(MAX_RETRY);
+                wait = next_wait(wait, MAX_RETRY);
             }
         }
     };
+    // Counted as listed already when it starts late: the controller turned Ready then.
+    let counted = !on;
     if !on {
         tracing::info!(
             group = GROUP,
             release = PINNED_RELEASE,
             "HTTPRoute input is off: the cluster does not serve gateway.networking.k8s.io/v1 \
-             httproutes (install the Gateway API CRDs and restart the controller to turn it on)"
+             httproutes (it turns on by itself once the Gateway API CRDs are installed)"
         );
         for _ in &scopes {
             sink.barrier().listed();
         }
-        return std::future::pending().await;
+        let mut wait = FIRST_RECHECK;
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = next_wait(wait, MAX_RECHECK);
+            match served(&client).await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(error) => tracing::debug!(%error, "cannot ask API discovery for HTTPRoute"),
+            }
+        }
     }
     tracing::info!(group = GROUP, "HTTPRoute input is on");
     let watchers = scopes.into_iter().map(|scope| {
         let config = source::watcher_config(None);
-        source::run::<HTTPRoute>(client.clone(), scope, config, sink.clone())
+        source::run_counted::<HTTPRoute>(client.clone(), scope, config, sink.clone(), counted)
     });
     let (name, _, _) = futures::future::select_all(watchers.map(Box::pin)).await;
     name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_up_to_their_bound() {
+        let mut wait = FIRST_RECHECK;
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            waits.push(wait.as_secs());
+            wait = next_wait(wait, MAX_RECHECK);
+        }
+        assert_eq!(
+            waits,
+            [1, 2, 4, 8, 10, 10],
+            "bounded: never longer than 10 s"
+        );
+        assert_eq!(
+            next_wait(Duration::MAX, MAX_RETRY),
+            MAX_RETRY,
+            "no overflow"
+        );
+    }
 }

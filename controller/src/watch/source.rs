@@ -234,12 +234,26 @@ pub(super) async fn run<K: Kind>(
     config: watcher::Config,
     sink: Sink,
 ) -> &'static str {
+    run_counted::<K>(client, scope, config, sink, false).await
+}
+
+/// [`run`] for a watcher started after the sync barrier already counted its kind
+/// (`counted`: HTTPRoutes whose CRD came after the controller started), so its first
+/// listing does not count again.
+pub(super) async fn run_counted<K: Kind>(
+    client: Client,
+    scope: Scope,
+    config: watcher::Config,
+    sink: Sink,
+    counted: bool,
+) -> &'static str {
     let api: Api<K> = match &scope {
         Scope::All => Api::all(client),
         Scope::Namespace(namespace) => Api::namespaced(client, namespace),
     };
     let mut events = watcher(api, config).default_backoff().boxed();
     let mut state = SourceState::<K>::new(scope);
+    state.listed = counted;
     while let Some(event) = events.next().await {
         match event {
             // Managed fields are bulky and never read.

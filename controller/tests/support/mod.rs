@@ -393,7 +393,8 @@ pub fn expected_table(endpoints: &[Ep<'_>]) -> RouteTable {
             path_prefix: "/".into(),
             matching: Default::default(),
             timeouts: None,
-            request_headers: None,
+            retries: None,
+            filters: Default::default(),
             backends: vec![Backend {
                 endpoint_set: set_key(),
                 weight: 1,

@@ -8,16 +8,19 @@
 //! answers its hosts `404`, rather than serve a header rule as the bare prefix it can
 //! read and send requests where the Route says they must not go.
 
-use super::{ConvertError, required};
+use super::{ConvertError, filters, required};
 use crate::model::{
-    Backend, HeaderEdits, HeaderMatch, Matching, PathKind, QueryParamMatch, Rule, StringMatch,
-    UnresolvedBackend,
+    Backend, Filters, HeaderMatch, Matching, PathKind, QueryParamMatch, Redirect, Rule,
+    StringMatch, UnresolvedBackend, UrlRewrite,
 };
 use crate::pb;
 
 /// Whether a proxy that predates matching serves `rule` as meant.
 fn plain(rule: &Rule) -> bool {
-    rule.matching.is_prefix_only() && rule.timeouts.is_none() && rule.request_headers.is_none()
+    rule.matching.is_prefix_only()
+        && rule.timeouts.is_none()
+        && rule.retries.is_none()
+        && rule.filters.is_empty()
 }
 
 /// `Route.rules`: the rules, when every one is a plain prefix rule.
@@ -71,32 +74,6 @@ fn string_match(c: pb::StringCondition) -> Result<(String, StringMatch), Convert
     Ok((c.name, value))
 }
 
-fn edits_to_wire(e: &HeaderEdits) -> pb::HeaderEdits {
-    let fields = |pairs: &[(String, String)]| {
-        (pairs.iter())
-            .map(|(name, value)| pb::HeaderField {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect()
-    };
-    pb::HeaderEdits {
-        set: fields(&e.set),
-        add: fields(&e.add),
-        remove: e.remove.clone(),
-    }
-}
-
-fn edits_from_wire(e: pb::HeaderEdits) -> HeaderEdits {
-    let pairs =
-        |fields: Vec<pb::HeaderField>| fields.into_iter().map(|f| (f.name, f.value)).collect();
-    HeaderEdits {
-        set: pairs(e.set),
-        add: pairs(e.add),
-        remove: e.remove,
-    }
-}
-
 impl From<&Rule> for pb::Rule {
     fn from(r: &Rule) -> Self {
         let m = &r.matching;
@@ -127,7 +104,11 @@ impl From<&Rule> for pb::Rule {
                 .map(|q| condition(&q.name, &q.value))
                 .collect(),
             timeouts: r.timeouts.as_ref().map(pb::Timeouts::from),
-            request_headers: r.request_headers.as_ref().map(edits_to_wire),
+            retries: r.retries.as_ref().map(pb::Retries::from),
+            request_headers: (r.filters.request_headers.as_ref()).map(filters::edits_to_wire),
+            response_headers: (r.filters.response_headers.as_ref()).map(filters::edits_to_wire),
+            rewrite: r.filters.rewrite.as_ref().map(pb::UrlRewrite::from),
+            redirect: r.filters.redirect.as_ref().map(pb::Redirect::from),
         }
     }
 }
@@ -157,7 +138,13 @@ impl TryFrom<pb::Rule> for Rule {
                 query_params,
             },
             timeouts: r.timeouts.map(crate::model::Timeouts::from),
-            request_headers: r.request_headers.map(edits_from_wire),
+            retries: r.retries.map(crate::model::Retries::from),
+            filters: Filters {
+                request_headers: r.request_headers.map(filters::edits_from_wire),
+                response_headers: r.response_headers.map(filters::edits_from_wire),
+                rewrite: r.rewrite.map(UrlRewrite::try_from).transpose()?,
+                redirect: r.redirect.map(Redirect::try_from).transpose()?,
+            },
             backends: r
                 .backends
                 .into_iter()

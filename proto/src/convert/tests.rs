@@ -312,7 +312,7 @@ fn match_rules_are_invisible_to_the_previous_release() {
     );
     assert_eq!(Route::try_from(pb::Route::from(&timed)), Ok(timed));
     let mut edited = plain.clone();
-    edited.rules[0].request_headers = Some(crate::model::HeaderEdits {
+    edited.rules[0].filters.request_headers = Some(crate::model::HeaderEdits {
         set: vec![("x-env".into(), "canary".into())],
         add: Vec::new(),
         remove: vec!["x-debug".into()],
@@ -332,5 +332,81 @@ fn match_rules_are_invisible_to_the_previous_release() {
         Route::try_from(wire),
         Ok(matched),
         "and round-trips in this release"
+    );
+}
+
+/// Response header edits, a rewrite and a redirect round-trip, travel where a proxy
+/// that predates them sees no rule, and a redirect status that is not one is refused.
+#[test]
+fn filters_round_trip_out_of_the_previous_releases_sight() {
+    use crate::model::{Filters, HeaderEdits, PathRewrite, Redirect, UrlRewrite};
+    let mut rewritten = route("orders");
+    rewritten.rules[0].filters = Filters {
+        request_headers: None,
+        response_headers: Some(HeaderEdits {
+            set: vec![("x-served-by".into(), "fairway".into())],
+            add: Vec::new(),
+            remove: vec!["server".into()],
+        }),
+        rewrite: Some(UrlRewrite {
+            hostname: Some("backend.internal".into()),
+            path: Some(PathRewrite::ReplacePrefixMatch("/v2".into())),
+        }),
+        redirect: None,
+    };
+    let mut redirected = route("orders");
+    redirected.rules[0].filters.redirect = Some(Redirect {
+        scheme: Some("https".into()),
+        hostname: None,
+        path: Some(PathRewrite::ReplaceFullPath("/moved".into())),
+        port: Some(8443),
+        status: 301,
+    });
+    for filtered in [rewritten, redirected] {
+        let wire = pb::Route::from(&filtered);
+        assert!(wire.rules.is_empty(), "only in match_rules: {wire:?}");
+        assert_eq!(Route::try_from(wire), Ok(filtered));
+    }
+    let mut wire = pb::Route::from(&route("orders"));
+    let mut rule = wire.rules.remove(0);
+    rule.redirect = Some(pb::Redirect {
+        status_code: 200,
+        ..Default::default()
+    });
+    wire.match_rules.push(rule);
+    assert_eq!(
+        Route::try_from(wire),
+        Err(ConvertError::RedirectStatus(200))
+    );
+}
+
+/// A rule's own retries round-trip out of the previous release's sight; a Route's
+/// retries from a controller that predates the statuses retry what it retried.
+#[test]
+fn retries_carry_statuses_and_backoff() {
+    use crate::model::{DEFAULT_HTTP_RETRY_STATUSES, Retries};
+    let mut retried = route("orders");
+    retried.rules[0].retries = Some(Retries {
+        attempts: 3,
+        http_statuses: vec![500, 503],
+        backoff: std::time::Duration::from_millis(100),
+        ..Retries::default()
+    });
+    let wire = pb::Route::from(&retried);
+    assert!(wire.rules.is_empty(), "only in match_rules");
+    assert_eq!(Route::try_from(wire), Ok(retried));
+
+    let mut old = pb::Route::from(&route("orders"));
+    let retries = old.retries.as_mut().expect("retries");
+    retries.http_statuses = None;
+    retries.backoff_ms = 0;
+    let read = Route::try_from(old).expect("converts");
+    assert_eq!(read.retries.http_statuses, DEFAULT_HTTP_RETRY_STATUSES);
+    let mut none = route("orders");
+    none.retries.http_statuses.clear();
+    assert_eq!(
+        Route::try_from(pb::Route::from(&none)).map(|r| r.retries.http_statuses),
+        Ok(Vec::new()),
+        "an empty list stays empty: no status is retried"
     );
 }

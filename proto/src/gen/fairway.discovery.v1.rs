@@ -569,6 +569,70 @@ pub struct Rule {
     /// A Route with any rule that sets them travels in `match_rules` too.
     #[prost(message, optional, tag = "9")]
     pub request_headers: ::core::option::Option<HeaderEdits>,
+    /// Header edits on the responses to them (ResponseHeaderModifier). Like every field
+    /// below, set only in `match_rules`, so a proxy that predates it serves none of the
+    /// Route rather than serve it without.
+    #[prost(message, optional, tag = "10")]
+    pub response_headers: ::core::option::Option<HeaderEdits>,
+    /// The host and path the pod gets instead of the client's (URLRewrite).
+    #[prost(message, optional, tag = "11")]
+    pub rewrite: ::core::option::Option<UrlRewrite>,
+    /// The proxy answers with this redirect itself, and no pod is contacted
+    /// (RequestRedirect); never together with `rewrite`, and the rule has no backends.
+    #[prost(message, optional, tag = "12")]
+    pub redirect: ::core::option::Option<Redirect>,
+    /// The retries of requests this rule takes, in place of the Route's (an HTTPRoute's
+    /// per-rule `retry`).
+    #[prost(message, optional, tag = "13")]
+    pub retries: ::core::option::Option<Retries>,
+}
+/// A new path: the whole of it, or the part the rule's path prefix matched.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PathRewrite {
+    #[prost(oneof = "path_rewrite::Kind", tags = "1, 2")]
+    pub kind: ::core::option::Option<path_rewrite::Kind>,
+}
+/// Nested message and enum types in `PathRewrite`.
+pub mod path_rewrite {
+    #[allow(clippy::all)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Kind {
+        #[prost(string, tag = "1")]
+        ReplaceFullPath(::prost::alloc::string::String),
+        /// Only on a rule whose path_type is PATH_TYPE_PREFIX.
+        #[prost(string, tag = "2")]
+        ReplacePrefixMatch(::prost::alloc::string::String),
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UrlRewrite {
+    /// The Host (or :authority) the pod gets; absent: the client's.
+    #[prost(string, optional, tag = "1")]
+    pub hostname: ::core::option::Option<::prost::alloc::string::String>,
+    /// Absent: the client's path.
+    #[prost(message, optional, tag = "2")]
+    pub path: ::core::option::Option<PathRewrite>,
+}
+/// Each part of the Location answered; an absent part is the request's own.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Redirect {
+    /// http or https.
+    #[prost(string, optional, tag = "1")]
+    pub scheme: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "2")]
+    pub hostname: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "3")]
+    pub path: ::core::option::Option<PathRewrite>,
+    /// Absent: the scheme's well-known port when `scheme` is set, else the port the
+    /// request was sent to.
+    #[prost(uint32, optional, tag = "4")]
+    pub port: ::core::option::Option<u32>,
+    /// 301, 302, 303, 307 or 308.
+    #[prost(uint32, tag = "5")]
+    pub status_code: u32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -764,6 +828,21 @@ pub struct Retries {
     /// response message; ascending, no duplicates. Empty: none.
     #[prost(uint32, repeated, tag = "3")]
     pub grpc_statuses: ::prost::alloc::vec::Vec<u32>,
+    /// HTTP statuses after which an idempotent request is tried again on another pod.
+    /// Absent: 502, 503 and 504 (what proxies that predate the field retry).
+    #[prost(message, optional, tag = "4")]
+    pub http_statuses: ::core::option::Option<HttpStatuses>,
+    /// The least wait before each retry, in milliseconds; 0: none.
+    #[prost(uint64, tag = "5")]
+    pub backoff_ms: u64,
+}
+/// A list of HTTP statuses, wrapped so "none" differs from "absent".
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct HttpStatuses {
+    /// Ascending, no duplicates.
+    #[prost(uint32, repeated, tag = "1")]
+    pub codes: ::prost::alloc::vec::Vec<u32>,
 }
 /// grpc.health.v1.Health/Check, asked of every endpoint of the Route's backends: a
 /// failing or NOT_SERVING endpoint takes no new requests until it passes again.

@@ -54,15 +54,3 @@ pub struct QueryParamMatch {
     pub name: String,
     pub value: StringMatch,
 }
-
-/// Gateway API's `RequestHeaderModifier` (and `ResponseHeaderModifier`): header fields
-/// the proxy sets, adds and removes on a request (or a response) before passing it on.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct HeaderEdits {
-    /// Replace any field of the name (lowercase), or add it.
-    pub set: Vec<(String, String)>,
-    /// Append a field, keeping those already there.
-    pub add: Vec<(String, String)>,
-    /// Lowercase names removed.
-    pub remove: Vec<String>,
-}

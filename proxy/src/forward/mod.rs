@@ -4,7 +4,8 @@
 //! hands each try to [`crate::pod`] (one exchange with the picked pod over its pool).
 //! `step` says what a finished try means (the balancer's outcome, retry or stop, the
 //! error), and `retry` whether a failed try may be repeated (safety and budget), both
-//! pure; `resend` what a retry sends (a copy, or a gRPC call's recording played back);
+//! pure; `prepare` edits a request for the hop (with `filters`, which also
+//! answers a redirect rule and edits response headers), `resend` what a retry sends (a copy, or a gRPC call's recording played back);
 //! `errors` turns every failed step into its exact status, reason and body, and `grpc`
 //! into a gRPC status for gRPC calls (with their `grpc-timeout` deadline); `pick` asks
 //! the balancer (with `affinity`'s key), `view` is what the router sees of a request,
@@ -16,8 +17,10 @@ mod affinity;
 mod errors;
 #[cfg(test)]
 mod fake;
+mod filters;
 mod grpc;
 mod pick;
+mod prepare;
 mod resend;
 mod retry;
 mod service;

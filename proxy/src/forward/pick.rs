@@ -18,7 +18,7 @@ use crate::pod::authority_of;
 use crate::request::{RawFields, UpstreamBody};
 use crate::response::ProxyBody;
 use crate::route::RequestView;
-use crate::table::{KeyOf, ResolveError, Table, Target};
+use crate::table::{KeyOf, ResolveError, Resolved, Table, Target};
 
 thread_local! {
     /// Per-thread randomness for the balancers: no lock, no allocation per request.
@@ -33,7 +33,7 @@ pub(super) fn pick(
     request: &RequestView<'_>,
     key_of: KeyOf<'_>,
     now: Instant,
-) -> Result<(Target, EndpointAddr), ResolveError> {
+) -> Result<Resolved, ResolveError> {
     RNG.with(|rng| {
         let rng = &mut *rng.borrow_mut();
         table.resolve_for(kind, authority, request, key_of, now, rng)
@@ -125,21 +125,46 @@ impl Drop for TimedOut<'_> {
     }
 }
 
+/// The host and target a request was routed by, kept when its rule rewrites them: a
+/// retry must route as the first try did, not by what the pod was sent.
+#[derive(Clone, Debug)]
+pub(super) struct RoutedBy {
+    pub authority: String,
+    pub path_and_query: String,
+}
+
+/// What a request's retries pick by.
+#[derive(Debug, Default)]
+pub(super) struct Tried {
+    /// The endpoints tried, filled only when the request retries (no allocation for
+    /// the request that succeeds first time).
+    pub addrs: Vec<EndpointAddr>,
+    /// What the request was routed by, when its rule rewrote it.
+    pub routed_by: Option<RoutedBy>,
+}
+
 /// Picks again for a retry, from the newest table (an endpoint may have left), avoiding
-/// the endpoints in `tried` when a few picks find another. A retry has no affinity: its
-/// key's endpoint just failed it, so the Route's policy picks.
+/// the endpoints already tried when a few picks find another. A retry has no affinity:
+/// its key's endpoint just failed it, so the Route's policy picks.
 pub(super) fn repick<U>(
     shared: &Shared<U>,
     request: &Request<UpstreamBody>,
     fallback: &Table,
-    tried: &[EndpointAddr],
+    tried: &Tried,
 ) -> Option<(Target, EndpointAddr)> {
-    let authority = authority_of(request)?;
+    let routed_by = tried.routed_by.as_ref();
+    let authority = match routed_by {
+        Some(routed) => routed.authority.as_str(),
+        None => authority_of(request)?,
+    };
     let headers = view::RequestHeaders {
         map: request.headers(),
         fields: request.body().fields(),
     };
-    let view = view::of(request, &headers);
+    let mut view = view::of(request, &headers);
+    if let Some(routed) = routed_by {
+        view.path_and_query = &routed.path_and_query;
+    }
     let now = Instant::now();
     let table = shared.table.load();
     let table: &Table = if table.version.is_some() {
@@ -147,12 +172,17 @@ pub(super) fn repick<U>(
     } else {
         fallback
     };
-    let mut picked = pick(table, Pick::Request, authority, &view, &|_| None, now).ok()?;
+    // A rule that turned into a redirect since the first try has no pod to retry on.
+    let pick = || match pick(table, Pick::Request, authority, &view, &|_| None, now) {
+        Ok(Resolved::Pod(target, addr)) => Some((target, addr)),
+        Ok(Resolved::Redirect { .. }) | Err(_) => None,
+    };
+    let mut picked = pick()?;
     for _ in 1..REPICKS {
-        if !tried.contains(&picked.1) {
+        if !tried.addrs.contains(&picked.1) {
             break;
         }
-        let again = pick(table, Pick::Request, authority, &view, &|_| None, now).ok()?;
+        let again = pick()?;
         // Every pick counts its endpoint in flight: end the one set aside.
         let (target, addr) = std::mem::replace(&mut picked, again);
         target

@@ -20,17 +20,16 @@ pub type Recorded = (Request<()>, Playback);
 /// What replaces a response: the request to send, the wait before it, and why.
 pub type Again = (Option<Request<UpstreamBody>>, Duration, RetryReason);
 
-/// After an HTTP response with `status`: a retryable status, attempts left, an
-/// idempotent method and a replayable request. The status is looked at first: a
-/// request is only moved about when it may go again.
+/// After an HTTP response with `status`: a status the rule retries, attempts left, an
+/// idempotent method (`retried`: those three) and a replayable request. The status is
+/// looked at first: a request is only moved about when it may go again.
 pub fn after_status(
     status: StatusCode,
-    attempts_left: u32,
-    idempotent: bool,
+    (retried, attempts_left, idempotent): (&[u16], u32, bool),
     backup: Option<Request<UpstreamBody>>,
     slot: &mut Option<Request<UpstreamBody>>,
 ) -> Again {
-    let again = step::response_retryable(status, attempts_left, idempotent)
+    let again = step::response_retryable(status, retried, attempts_left, idempotent)
         .then(|| backup.or_else(|| slot.take()))
         .flatten()
         .filter(|r| r.body().is_replayable());

@@ -12,6 +12,7 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
+use fairway_proto::model::DEFAULT_HTTP_RETRY_STATUSES;
 use http::{Method, StatusCode};
 
 /// Retries allowed per second whatever the traffic, so a service with a few requests
@@ -45,12 +46,10 @@ pub fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Statuses that say "this pod could not do it", not "the request is wrong".
+/// Statuses that say "this pod could not do it", not "the request is wrong": what a
+/// Route retries unless a rule lists others.
 pub fn is_retryable_status(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
-    )
+    DEFAULT_HTTP_RETRY_STATUSES.contains(&status.as_u16())
 }
 
 /// Whether repeating a try that failed with `failure` is safe.

@@ -11,8 +11,10 @@ use http_body::Body as _;
 
 use super::affinity;
 use super::errors::ProxyError;
+use super::filters;
 use super::grpc;
-use super::pick::{EndGuard, TimedOut, pick, repick};
+use super::pick::{EndGuard, RoutedBy, TimedOut, Tried, pick, repick};
+use super::prepare::prepare;
 use super::resend;
 use super::retry::{self, SharedBudget};
 use super::step::{self, Resend, Step};
@@ -28,7 +30,7 @@ use crate::pool::{ConnSettings, Pools};
 use crate::request::RawFields as _;
 use crate::request::UpstreamBody;
 use crate::response::{GrpcEnd, ProxyBody};
-use crate::table::{ResolveError, Table, TableHandle};
+use crate::table::{ResolveError, Resolved, Table, TableHandle};
 use crate::tls::Alpn;
 use crate::trace::{RequestTrace, Tracer};
 
@@ -197,7 +199,7 @@ async fn proxy<U: Upstream>(
         return Err((ProxyError::MissingHost, None, None));
     };
     let table = shared.table.load();
-    let (target, addr) = {
+    let resolved = {
         let key_of = affinity::key_of(request.headers(), request.body().fields(), client);
         let headers = view::RequestHeaders {
             map: request.headers(),
@@ -207,6 +209,12 @@ async fn proxy<U: Upstream>(
         pick(&table, Pick::Request, authority, &view, &key_of, start)
     }
     .map_err(|e| (ProxyError::Resolve(e), None, None))?;
+    let (target, addr) = match resolved {
+        Resolved::Pod(target, addr) => (target, addr),
+        Resolved::Redirect { route, rule } => {
+            return Ok(filters::redirect(request.uri(), authority, route, rule));
+        }
+    };
     let route = Arc::clone(&target.route);
     if let Some(call) = call {
         call.aim(&route.key, Some(addr));
@@ -278,13 +286,30 @@ async fn tries<U: Upstream>(
     let route = Arc::clone(&guard.target.route);
     let idempotent = retry::is_idempotent(request.method());
     let traced = trace.is_some();
+    // A request its rule rewrites is retried by what it was routed by.
+    let rewritten = guard
+        .target
+        .rule_filters
+        .as_ref()
+        .is_some_and(|f| f.rewrite.is_some());
+    let routed_by = rewritten
+        .then(|| {
+            Some(RoutedBy {
+                authority: authority_of(&request)?.to_owned(),
+                path_and_query: request.uri().path_and_query()?.as_str().to_owned(),
+            })
+        })
+        .flatten();
     let mut request = prepare(client, request, idempotent, &route, &mut guard, traced)
         .await
         .map_err(|error| (error, None))?;
-    let mut attempts_left = route.retries.attempts;
+    // The rule's own retries (an HTTPRoute's `retry`), else the Route's.
+    let retries = route.rules[guard.target.rule_index].retries.as_ref();
+    let retries = retries.unwrap_or(&route.retries);
+    let mut attempts_left = retries.attempts;
     // A gRPC call that may be retried on a status keeps a copy of its head and records
     // its streamed body, so it can go again although hyper's HTTP/2 takes it.
-    let recorded = (grpc && attempts_left > 0 && !route.retries.grpc_statuses.is_empty())
+    let recorded = (grpc && attempts_left > 0 && !retries.grpc_statuses.is_empty())
         .then(|| {
             let playback = request.body_mut().record()?;
             Some((resend::head_of(&request), playback))
@@ -293,9 +318,11 @@ async fn tries<U: Upstream>(
     // The request for the next try. HTTP/1.1 only borrows it, so after a try it is still
     // here for a retry without a copy; HTTP/2 takes it.
     let mut request = Some(request);
-    // Endpoints this request already tried, filled only when it retries (no allocation
-    // for the request that succeeds first time): a retry goes elsewhere when it can.
-    let mut tried: Vec<EndpointAddr> = Vec::new();
+    // Endpoints this request already tried: a retry goes elsewhere when it can.
+    let mut tried = Tried {
+        addrs: Vec::new(),
+        routed_by,
+    };
     loop {
         let addr = guard.addr;
         let target = &guard.target;
@@ -327,30 +354,36 @@ async fn tries<U: Upstream>(
             Ok(mut response) => {
                 let status = response.status();
                 let (again, wait, reason) = if grpc {
-                    let retried = &route.retries.grpc_statuses;
                     resend::after_grpc(
                         &response,
-                        retried,
+                        &retries.grpc_statuses,
                         attempts_left,
                         backup,
                         &mut request,
                         recorded.as_ref(),
                     )
                 } else {
-                    resend::after_status(status, attempts_left, idempotent, backup, &mut request)
+                    let retried = (&retries.http_statuses[..], attempts_left, idempotent);
+                    resend::after_status(status, retried, backup, &mut request)
                 };
                 let again = again.filter(|_| shared.budget.try_withdraw(std::time::Instant::now()));
                 let Some(again) = again else {
                     guard.end_answered(step::response_outcome(status), &response);
                     headers::strip_response(response.headers_mut());
+                    let filters = guard.target.rule_filters.as_deref();
+                    if let Some(edits) = filters.and_then(|f| f.response_headers.as_ref()) {
+                        filters::edit_response(&mut response, edits);
+                    }
                     return Ok((response, addr));
                 };
                 guard.end(Outcome::Status5xx);
                 // A retry replaces this response; its connection goes if it is mid-body.
                 drop(response);
                 attempts_left -= 1;
+                // The pod's pushback, or the rule's backoff; the request deadline still
+                // bounds it.
+                let wait = wait.max(retries.backoff);
                 if !wait.is_zero() {
-                    // The pod's pushback; the request deadline still bounds it.
                     tokio::time::sleep(wait).await;
                 }
                 if let Some(trace) = trace.as_deref_mut() {
@@ -399,6 +432,9 @@ async fn tries<U: Upstream>(
             return Err((error, Some(addr)));
         }
         attempts_left -= 1;
+        if !retries.backoff.is_zero() {
+            tokio::time::sleep(retries.backoff).await;
+        }
         let reason = resend::retry_reason(failure);
         if let Some(trace) = trace.as_deref_mut() {
             trace.retrying(reason.as_str());
@@ -417,55 +453,6 @@ async fn tries<U: Upstream>(
         }
         request = Some(next_request);
     }
-}
-
-/// The request as it goes to pods: its body ready to send (buffered when small and
-/// idempotent, so it may be retried), its headers edited for the hop.
-async fn prepare(
-    client: &HeaderValue,
-    request: Request<RequestBody>,
-    idempotent: bool,
-    route: &Route,
-    guard: &mut EndGuard,
-    traced: bool,
-) -> Result<Request<UpstreamBody>, ProxyError> {
-    let (mut parts, body) = request.into_parts();
-    // Extensions belong to the downstream connection (upgrades, header case).
-    parts.extensions.clear();
-    // A body still to be read (hyper's path) is the client's upload, not the pod's time.
-    let uploading = matches!(body, RequestBody::Hyper(_));
-    let mut body =
-        body.into_upstream(idempotent)
-            .await
-            .map_err(|source| ProxyError::ClientBody {
-                route: route.key.clone(),
-                source,
-            })?;
-    if uploading {
-        guard.started = Instant::now();
-    }
-    // The fast loop's raw fields go to the pod as they are (its map is empty) unless
-    // something in them needs an edit, or an absolute-form target's authority replaces
-    // their `Host`.
-    // A traced request gets our `traceparent` per try: into the map with the rest.
-    // A rule's header edits (RequestHeaderModifier) are made in the map too.
-    let edits = guard.target.rule_request_headers.as_deref();
-    let as_sent = !traced
-        && edits.is_none()
-        && body
-            .fields()
-            .is_some_and(|f| parts.uri.authority().is_none() && headers::raw_fields_pass(f));
-    if as_sent {
-        body.forward_raw_for(client.clone());
-    } else {
-        let raw = body.take_raw();
-        let fields = raw.as_ref().map(|raw| &raw.fields);
-        headers::edit_request(&mut parts.headers, fields, Some(client));
-        if let Some(edits) = edits {
-            headers::apply_edits(&mut parts.headers, edits);
-        }
-    }
-    Ok(Request::from_parts(parts, body))
 }
 
 /// One try, within the route's per-try timeout when it has one.
@@ -491,13 +478,13 @@ fn next_pick<U: Upstream>(
     shared: &Shared<U>,
     route: &Route,
     table: &Table,
-    tried: &mut Vec<EndpointAddr>,
+    tried: &mut Tried,
     addr: EndpointAddr,
     reason: RetryReason,
     request: &Request<UpstreamBody>,
 ) -> Option<EndGuard> {
     shared.metrics.record_retry(&route.key.to_string(), reason);
-    tried.push(addr);
+    tried.addrs.push(addr);
     let (target, addr) = repick(shared, request, table, tried)?;
     Some(EndGuard::new(target, addr, Instant::now()))
 }

@@ -9,7 +9,7 @@ use http::StatusCode;
 
 use super::errors::ProxyError;
 use super::grpc::Pushback;
-use super::retry::{self, Failure};
+use super::retry::Failure;
 use crate::balance::Outcome;
 use crate::pod::TryError;
 use crate::pool::ConnectError;
@@ -93,9 +93,14 @@ pub fn response_outcome(status: StatusCode) -> Outcome {
 }
 
 /// Whether a response with `status` may be replaced by a retry, before looking at the
-/// body or the budget: a retryable status, attempts left, an idempotent method.
-pub fn response_retryable(status: StatusCode, attempts_left: u32, idempotent: bool) -> bool {
-    retry::is_retryable_status(status) && attempts_left > 0 && idempotent
+/// body or the budget: a status in `retried`, attempts left, an idempotent method.
+pub fn response_retryable(
+    status: StatusCode,
+    retried: &[u16],
+    attempts_left: u32,
+    idempotent: bool,
+) -> bool {
+    retried.contains(&status.as_u16()) && attempts_left > 0 && idempotent
 }
 
 /// What to do with a gRPC response (see [`grpc_response`]).

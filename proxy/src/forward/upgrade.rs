@@ -32,6 +32,7 @@ use http::{Method, Request, StatusCode, Version};
 
 use super::affinity;
 use super::errors::ProxyError;
+use super::filters;
 use super::pick::{EndGuard, pick};
 use super::service::{Answer, Failed, Shared};
 use super::view;
@@ -42,7 +43,7 @@ use crate::pool::ConnectError;
 use crate::request::{RawFields, RequestBody};
 use crate::response::ProxyBody;
 use crate::route::RequestView;
-use crate::table::{KeyOf, Table};
+use crate::table::{KeyOf, Resolved, Table};
 use crate::tls::TlsConfigError;
 
 mod open;
@@ -217,7 +218,7 @@ pub async fn proxy<U: Sync>(
         } else {
             &|_| None
         };
-        let (target, addr) = pick(
+        let resolved = pick(
             &table,
             Pick::Upgrade,
             &authority,
@@ -226,6 +227,12 @@ pub async fn proxy<U: Sync>(
             Instant::now(),
         )
         .map_err(|e| (ProxyError::Resolve(e), None, None))?;
+        let (target, addr) = match resolved {
+            Resolved::Pod(target, addr) => (target, addr),
+            Resolved::Redirect { route, rule } => {
+                return Ok(filters::redirect(&parts.uri, &authority, route, rule));
+            }
+        };
         let route = Arc::clone(&target.route);
         let failed = |error| (error, Some(Arc::clone(&route)), Some(addr));
         let attempts_left = attempts_left.get_or_insert(route.retries.attempts);

@@ -8,11 +8,13 @@
 //!
 //! Start at [`Router::route_request`]; host normalisation is in `host`, prefix matching
 //! (and its segment rule) in `path`, exact and regex paths, method, header and query
-//! conditions and the precedence in `matching`, the weighted split in `weight`.
+//! conditions and the precedence in `matching`, the weighted split in `weight`, what a
+//! rule's rewrite or redirect makes of a request in `rewrite`.
 
 mod host;
 mod matching;
 mod path;
+mod rewrite;
 #[cfg(test)]
 mod tests;
 mod weight;
@@ -27,6 +29,7 @@ pub use host::normalize_host;
 use matching::Matcher;
 pub use matching::{Headers, RequestView};
 pub use path::{prefix_matches, request_path};
+pub use rewrite::{Origin, location, rewritten_path};
 pub use weight::Landed;
 use weight::landed;
 
@@ -45,7 +48,8 @@ pub enum RouteError {
 /// The outcome of routing: the Route and the rule whose prefix won.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Selected<'a> {
-    pub route: &'a Route,
+    /// Shared with the table: a redirect's answer keeps it past the lookup.
+    pub route: &'a Arc<Route>,
     pub rule: &'a Rule,
     /// The route's position in [`Router::routes`], so a caller can keep per-route data
     /// in a `Vec` built from that order (the table's resolved targets) instead of a map.

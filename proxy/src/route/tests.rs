@@ -23,7 +23,8 @@ fn rule(prefix: &str, backends: &[(&str, u32)]) -> Rule {
         path_prefix: prefix.into(),
         matching: Default::default(),
         timeouts: None,
-        request_headers: None,
+        retries: None,
+        filters: Default::default(),
         backends: backends
             .iter()
             .map(|&(service, weight)| Backend {

@@ -96,7 +96,8 @@ mod tests {
             path_prefix: "/".into(),
             matching: Default::default(),
             timeouts: None,
-            request_headers: None,
+            retries: None,
+            filters: Default::default(),
             backends: vec![backend("a", 1)],
             unresolved: vec![UnresolvedBackend {
                 service: "gone".into(),

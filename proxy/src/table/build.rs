@@ -166,16 +166,19 @@ pub(super) fn shape(
         let per_rule = route
             .rules
             .iter()
-            .map(|rule| {
+            .enumerate()
+            .map(|(rule_index, rule)| {
                 rule.backends
                     .iter()
                     .map(|backend| Target {
+                        rule_index,
                         route: Arc::clone(route),
                         backend: Arc::clone(&per_set[&backend.endpoint_set]),
                         protocol: protocol(source, route, &backend.endpoint_set),
                         tls: pod_tls(source, route, &backend.endpoint_set, &mut tls),
                         rule_timeouts: rule.timeouts.clone().map(Arc::new),
-                        rule_request_headers: rule.request_headers.clone().map(Arc::new),
+                        rule_filters: (!rule.filters.is_empty())
+                            .then(|| Arc::new(rule.filters.clone())),
                     })
                     .collect()
             })

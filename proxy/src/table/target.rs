@@ -1,9 +1,9 @@
 //! What one matched request goes to: its Route, the backend's balancer state, the
-//! protocol, and its rule's own timeouts and header edits.
+//! protocol, and its rule's own timeouts and filters.
 
 use std::sync::Arc;
 
-use fairway_proto::model::{AppProtocol, HeaderEdits, Route, Timeouts};
+use fairway_proto::model::{AppProtocol, Filters, Route, Rule, Timeouts};
 
 use super::BackendState;
 use crate::tls::PodTls;
@@ -19,11 +19,18 @@ pub struct Target {
     pub tls: Option<Arc<PodTls>>,
     /// The rule's own timeouts, when it has them (shared: a target is cloned per request).
     pub rule_timeouts: Option<Arc<Timeouts>>,
-    /// The rule's header edits on requests, when it has them.
-    pub rule_request_headers: Option<Arc<HeaderEdits>>,
+    /// The matched rule's position in `route.rules`.
+    pub rule_index: usize,
+    /// The rule's filters, when it has any.
+    pub rule_filters: Option<Arc<Filters>>,
 }
 
 impl Target {
+    /// The rule this target serves.
+    pub fn rule(&self) -> &Rule {
+        &self.route.rules[self.rule_index]
+    }
+
     /// The timeouts of a request through this target: its rule's, else its Route's.
     pub fn timeouts(&self) -> &Timeouts {
         self.rule_timeouts

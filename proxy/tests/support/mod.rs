@@ -173,7 +173,8 @@ pub fn route(name: &str, hosts: &[&str], backends: &[(&str, u32)]) -> Route {
             path_prefix: "/".into(),
             matching: Default::default(),
             timeouts: None,
-            request_headers: None,
+            retries: None,
+            filters: Default::default(),
             backends: backends
                 .iter()
                 .map(|(service, weight)| Backend {

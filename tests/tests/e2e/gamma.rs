@@ -12,7 +12,7 @@ use crate::world::{CONVERGE, Conn, POD_PORT, World, pod, pod_ip};
 const PORT: i32 = POD_PORT as i32;
 
 /// `kubectl apply -f -` of `yaml` in the scenario's namespace.
-fn apply(w: &World, yaml: &str) {
+pub fn apply(w: &World, yaml: &str) {
     let args = ["-n", w.ns.as_str(), "apply", "-f", "-"];
     let out = fairway_tests::kubectl::kubectl(w.cluster, &args, Some(yaml))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -36,7 +36,13 @@ fn parent_condition(w: &World, route: &str, type_: &str) -> Option<(String, Stri
     Some((field("status"), field("reason"), field("message")))
 }
 
-async fn condition_is(w: &World, route: &str, type_: &str, status: &str, reason: &str) -> String {
+pub async fn condition_is(
+    w: &World,
+    route: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> String {
     let what = format!("httproute {route}: {type_}={status} ({reason})");
     eventually(CONVERGE, &what, || async {
         let (s, r, message) = parent_condition(w, route, type_)?;
@@ -48,7 +54,17 @@ async fn condition_is(w: &World, route: &str, type_: &str, status: &str, reason:
 /// A request (method, path, headers) and the pod that must answer it.
 type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
 
-fn http_route(name: &str, parent: &str, rules: &str) -> String {
+/// Waits until the controller publishes the HTTPRoute group of Service `service`.
+pub async fn group_published(w: &mut World, service: &str) {
+    let group = format!("{}/service:{service}", w.ns);
+    w.converged(&format!("the group {group}"), |doc| {
+        let routes = doc["routes"].as_array();
+        routes.is_some_and(|r| r.iter().any(|r| r["key"] == group.as_str()))
+    })
+    .await;
+}
+
+pub fn http_route(name: &str, parent: &str, rules: &str) -> String {
     format!(
         "apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -87,12 +103,7 @@ pub async fn http_route_on_a_service() {
     apply(&w, &http_route("orders", "orders", rules));
     // Started after the CRD is installed: HTTPRoute input is on.
     w.start().await;
-    let group = format!("{}/service:orders", w.ns);
-    w.converged("the HTTPRoute's group", |doc| {
-        let routes = doc["routes"].as_array();
-        routes.is_some_and(|r| r.iter().any(|r| r["key"] == group.as_str()))
-    })
-    .await;
+    group_published(&mut w, "orders").await;
 
     let ns = w.ns.clone();
     let names = [
@@ -142,9 +153,10 @@ pub async fn http_route_on_a_service() {
     condition_is(&w, "orders", "Accepted", "True", "Accepted").await;
     condition_is(&w, "orders", "ResolvedRefs", "True", "ResolvedRefs").await;
 
-    // A filter Fairway does not serve: named in the status, the route not served (a
-    // redirect takes no backendRefs: the CRD says so).
-    let filtered = "  - filters: [{type: RequestRedirect, requestRedirect: {statusCode: 301}}]
+    // A filter Fairway does not serve: named in the status, the route not served.
+    let filtered = "  - filters:
+    - {type: RequestMirror, requestMirror: {backendRef: {name: other, port: 8080}}}
+    backendRefs: [{name: other, port: 8080}]
 ";
     apply(&w, &http_route("filtered", "other", filtered));
     let message = condition_is(&w, "filtered", "Accepted", "False", "UnsupportedValue").await;
@@ -154,12 +166,7 @@ pub async fn http_route_on_a_service() {
     apply(&w, &http_route("missing", "orders-v2", missing));
     let message = condition_is(&w, "missing", "ResolvedRefs", "False", "BackendNotFound").await;
     assert!(message.contains("nowhere"), "{message}");
-    let v2 = format!("{ns}/service:orders-v2");
-    w.converged("the group with the missing backend", |doc| {
-        let routes = doc["routes"].as_array();
-        routes.is_some_and(|r| r.iter().any(|r| r["key"] == v2.as_str()))
-    })
-    .await;
+    group_published(&mut w, "orders-v2").await;
 
     let mut conn = Conn::open(w.proxies[0].listen).await;
     let (status, pod, body) = conn.get(&format!("orders-v2.{ns}"), "/").await;

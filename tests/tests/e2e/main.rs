@@ -13,10 +13,13 @@
 //! runs the scenarios whose name contains `seed`; libtest flags are ignored. It prints
 //! `test NAME ... ok|FAILED` per scenario and a last line `N passed, M failed`.
 
+mod echo;
 mod faults;
+mod filters;
 mod gamma;
 mod opt_in;
 mod rebase;
+mod retry;
 mod scenarios;
 mod tls;
 mod topology;

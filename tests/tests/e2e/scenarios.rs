@@ -64,6 +64,14 @@ pub fn all() -> Vec<Scenario> {
             run: || Box::pin(crate::gamma::http_route_on_a_service()),
         },
         Scenario {
+            name: "s12_filters_rewrite_redirect_and_edit",
+            run: || Box::pin(crate::filters::filters_rewrite_redirect_and_edit()),
+        },
+        Scenario {
+            name: "s13_httproute_retry_codes",
+            run: || Box::pin(crate::retry::http_route_retry_codes()),
+        },
+        Scenario {
             name: "s14_tls_to_pods",
             run: || Box::pin(crate::tls::tls_to_pods()),
         },
@@ -278,6 +286,7 @@ fn route_with(ns: &str, name: &str, hosts: &[&str], rules: &[(&str, &[(&str, u32
             .map(|(prefix, backends)| RouteRule {
                 path_prefix: (*prefix).to_owned(),
                 matches: None,
+                filters: Vec::new(),
                 backends: backends
                     .iter()
                     .map(|(service, weight)| RouteBackend {
@@ -555,7 +564,7 @@ async fn controller_killed() {
 }
 
 /// The status of condition `type_` and its message, read by kubectl jsonpath.
-fn condition(w: &World, route: &str, type_: &str) -> (String, String) {
+pub fn condition(w: &World, route: &str, type_: &str) -> (String, String) {
     let get = |field: &str| {
         let path = format!("jsonpath={{.status.conditions[?(@.type==\"{type_}\")].{field}}}");
         let out = w.kubectl(&["get", "route", route, "-o", &path]);

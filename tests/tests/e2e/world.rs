@@ -604,6 +604,30 @@ impl Conn {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<(u16, Option<String>, String), hyper::Error> {
+        let (status, head, body) = self.try_exchange(method, host, path, headers).await?;
+        let pod = head.get(POD_HEADER).and_then(|v| v.to_str().ok());
+        Ok((status, pod.map(str::to_owned), body))
+    }
+
+    /// One request: the status, every response header, and the body.
+    pub async fn exchange(
+        &mut self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, hyper::HeaderMap, String) {
+        (self.try_exchange(method, host, path, headers).await)
+            .unwrap_or_else(|e| panic!("{method} {host}{path}: {e}"))
+    }
+
+    async fn try_exchange(
+        &mut self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, hyper::HeaderMap, String), hyper::Error> {
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -618,18 +642,17 @@ impl Conn {
         self.sender.ready().await?;
         let response = self.sender.send_request(request).await?;
         let status = response.status().as_u16();
-        let pod = response
-            .headers()
-            .get(POD_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response
-            .into_body()
+        let (head, body) = response.into_parts();
+        let body = body
             .collect()
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        Ok((status, pod, String::from_utf8_lossy(&body).into_owned()))
+        Ok((
+            status,
+            head.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        ))
     }
 }
 

@@ -39,7 +39,8 @@ fn published(n: u8) -> Published {
             path_prefix: "/".into(),
             matching: Default::default(),
             timeouts: None,
-            request_headers: None,
+            retries: None,
+            filters: Default::default(),
             backends: vec![Backend {
                 endpoint_set: set_key(),
                 weight: 1,

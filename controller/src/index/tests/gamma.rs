@@ -95,7 +95,8 @@ fn a_producer_route_serves_the_service_names_like_a_route() {
             path_prefix: "/".to_owned(),
             matching: Default::default(),
             timeouts: None,
-            request_headers: None,
+            retries: None,
+            filters: Default::default(),
             backends: vec![Backend {
                 endpoint_set: set_key("orders-v2", 8080),
                 weight: 1,
@@ -404,4 +405,56 @@ fn gateway_parents_are_not_ours_and_relists_keep_groups() {
     index.replace_http_routes(Vec::<HTTPRoute>::new());
     assert!(!index.table().routes.contains_key(&group()));
     assert!(index.table().routes.contains_key(&route_key("r")));
+}
+
+/// A backend Service that is not a parent, arriving after the group (by watch event or
+/// relist), resolves: the group is re-resolved like any Route using that Service.
+#[test]
+fn a_backend_service_arriving_later_resolves() {
+    let spec = || {
+        json!({"parentRefs": [service_parent("orders")],
+               "rules": [{"backendRefs": [{"name": "later", "port": 8080}]}]})
+    };
+    let unresolved = |index: &Index| {
+        let rules = &index.table().routes[&group()].rules;
+        rules[0]
+            .unresolved
+            .iter()
+            .map(|u| u.reason.clone())
+            .collect::<Vec<_>>()
+    };
+    // Watch events: route, parent, then the backend's Service.
+    let mut index = Index::new();
+    index.apply_http_route(&http_route("shop", "r", 1, spec()));
+    index.apply_service(&service("orders", &[("http", 8080)]));
+    assert_eq!(unresolved(&index), ["ServiceNotFound"]);
+    index.apply_service(&service("later", &[("http", 8080)]));
+    assert!(
+        unresolved(&index).is_empty(),
+        "watch: {:?}",
+        unresolved(&index)
+    );
+    // Relists, in the order a controller's watchers may finish them.
+    let mut index = Index::new();
+    index.replace_http_routes([http_route("shop", "r", 1, spec())]);
+    index.replace_services([
+        service("orders", &[("http", 8080)]),
+        service("later", &[("http", 8080)]),
+    ]);
+    assert!(
+        unresolved(&index).is_empty(),
+        "relist: {:?}",
+        unresolved(&index)
+    );
+    let mut index = Index::new();
+    index.replace_services([
+        service("orders", &[("http", 8080)]),
+        service("later", &[("http", 8080)]),
+    ]);
+    index.replace_http_routes([http_route("shop", "r", 1, spec())]);
+    assert!(
+        unresolved(&index).is_empty(),
+        "services first: {:?}",
+        unresolved(&index)
+    );
 }

@@ -110,6 +110,7 @@ fn a_request_header_modifier_becomes_the_rules_header_edits() {
     });
     index.apply_http_route(&http_route("shop", "edited", 1, spec));
     let edits = index.table().routes[&group()].rules[0]
+        .filters
         .request_headers
         .clone();
     let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
@@ -121,18 +122,62 @@ fn a_request_header_modifier_becomes_the_rules_header_edits() {
             remove: vec!["x-debug".to_owned()],
         })
     );
+}
+
+/// The experimental `retry`: listed codes become the statuses retried, attempts and
+/// backoff the rule's own; the budget stays the Route's. Bad values are named.
+#[test]
+fn a_retry_becomes_the_rules_retries() {
+    let mut index = services_index();
     let spec = json!({
-        "parentRefs": [service_parent("orders-v2")],
-        "rules": [{"filters": [{"type": "URLRewrite", "urlRewrite": {}}]}],
+        "parentRefs": [service_parent("orders")],
+        "rules": [{
+            "retry": {"codes": [503, 500, 503], "attempts": 3, "backoff": "100ms"},
+            "backendRefs": [{"name": "orders", "port": 8080}],
+        }],
     });
-    index.apply_http_route(&http_route("shop", "rewrite", 1, spec));
-    let [accepted, _] = parent_status(&index, "rewrite");
-    assert_eq!(accepted.1, Reason::UnsupportedValue);
-    assert!(
-        accepted
-            .2
-            .starts_with("spec.rules[0].filters[0].type: URLRewrite"),
-        "{}",
-        accepted.2
+    index.apply_http_route(&http_route("shop", "retried", 1, spec));
+    let retries = index.table().routes[&group()].rules[0].retries.clone();
+    assert_eq!(
+        retries,
+        Some(model::Retries {
+            attempts: 3,
+            http_statuses: vec![500, 503],
+            backoff: std::time::Duration::from_millis(100),
+            ..model::Retries::default()
+        })
     );
+    for (retry, field) in [
+        (json!({"attempts": 11}), "spec.rules[0].retry.attempts"),
+        (json!({"codes": [200]}), "spec.rules[0].retry.codes[0]"),
+        (json!({"backoff": "soon"}), "spec.rules[0].retry.backoff"),
+    ] {
+        let spec = json!({
+            "parentRefs": [service_parent("orders-v2")],
+            "rules": [{"retry": retry, "backendRefs": [{"name": "orders", "port": 8080}]}],
+        });
+        index.apply_http_route(&http_route("shop", "odd", 2, spec));
+        let [accepted, _] = parent_status(&index, "odd");
+        assert_eq!(accepted.1, Reason::UnsupportedValue, "{field}");
+        assert!(accepted.2.starts_with(field), "{field}: {}", accepted.2);
+    }
+}
+
+/// A spec field of a later release is named; `useDefaultGateways` concerns Gateways,
+/// another controller's, and does not stop the route.
+#[test]
+fn spec_fields_beyond_the_pinned_release_are_named() {
+    let mut index = services_index();
+    let rules = json!([{"backendRefs": [{"name": "orders", "port": 8080}]}]);
+    let spec = json!({"parentRefs": [service_parent("orders")], "rules": rules,
+                      "useDefaultGateways": "All"});
+    index.apply_http_route(&http_route("shop", "gateways", 1, spec));
+    let [accepted, _] = parent_status(&index, "gateways");
+    assert_eq!(accepted.1, Reason::Accepted, "{}", accepted.2);
+    let spec = json!({"parentRefs": [service_parent("orders-v2")], "rules": rules,
+                      "futureField": {"on": true}});
+    index.apply_http_route(&http_route("shop", "future", 2, spec));
+    let [accepted, _] = parent_status(&index, "future");
+    assert_eq!(accepted.1, Reason::UnsupportedValue);
+    assert!(accepted.2.starts_with("spec.futureField"), "{}", accepted.2);
 }

@@ -9,7 +9,7 @@ fn invalid_specs_are_excluded_and_reported_without_affecting_others() {
     let mut index = orders_index();
     /// A Route name, how to break it, and what the message must mention.
     type Case = (&'static str, fn(&mut crd::Route), &'static str);
-    let cases: [Case; 11] = [
+    let cases: [Case; 12] = [
         (
             "bad-duration",
             |r| r.spec.timeouts.request = "15 seconds".to_owned(),
@@ -76,6 +76,11 @@ fn invalid_specs_are_excluded_and_reported_without_affecting_others() {
                 })
             },
             "balanceFactor 90",
+        ),
+        (
+            "retry-200",
+            |r| r.spec.retries.http_statuses = vec![503, 200],
+            "httpStatuses lists 200",
         ),
         (
             "spillover-zero",

@@ -2,6 +2,7 @@
 //! split like the index itself.
 
 mod endpoints;
+mod filters;
 mod gamma;
 mod gamma_rules;
 mod hosts;
@@ -66,6 +67,7 @@ pub(super) fn route(
         rules: vec![RouteRule {
             path_prefix: "/".to_owned(),
             matches: None,
+            filters: Vec::new(),
             backends: vec![backend(service, port, 1)],
         }],
         load_balancer: Default::default(),

@@ -27,7 +27,8 @@ fn a_valid_route_becomes_a_table_route_with_defaults() {
                 path_prefix: "/".to_owned(),
                 matching: Default::default(),
                 timeouts: None,
-                request_headers: None,
+                retries: None,
+                filters: Default::default(),
                 backends: vec![Backend {
                     endpoint_set: set_key("orders", 8080),
                     weight: 1
@@ -451,4 +452,20 @@ fn validators_agree_with_the_schema_patterns() {
     assert_eq!(long.len(), 254);
     assert!(!is_dns_subdomain(&long), "names stop at 253");
     assert!(is_dns_subdomain(&long[2..]), "252 is fine");
+}
+
+/// A Route's `retries.httpStatuses` and `backoff` become its retries, as an HTTPRoute
+/// rule's `retry` does; the default lists 502, 503 and 504.
+#[test]
+fn route_retry_statuses_and_backoff() {
+    let mut index = orders_index();
+    let table_route = &index.table().routes[&route_key("orders")];
+    assert_eq!(table_route.retries.http_statuses, [502, 503, 504]);
+    let mut retried = route("retried", &["retried.shop"], "orders", num(8080), 1);
+    retried.spec.retries.http_statuses = vec![503, 500, 503];
+    retried.spec.retries.backoff = Some("250ms".to_owned());
+    index.apply_route(&retried);
+    let retries = &index.table().routes[&route_key("retried")].retries;
+    assert_eq!(retries.http_statuses, [500, 503], "ascending, once");
+    assert_eq!(retries.backoff, std::time::Duration::from_millis(250));
 }

@@ -340,7 +340,7 @@ async fn a_rules_header_edits_reach_the_pod() {
     use fairway_proto::model::HeaderEdits;
     let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
     let (shared, pods) = proxy(1, |route| {
-        route.rules[0].request_headers = Some(HeaderEdits {
+        route.rules[0].filters.request_headers = Some(HeaderEdits {
             set: vec![pair("x-env", "canary")],
             add: vec![pair("x-tag", "b")],
             remove: vec!["x-debug".to_owned()],
@@ -365,4 +365,104 @@ async fn a_rules_header_edits_reach_the_pod() {
     assert_eq!(all("x-env"), ["canary"], "set replaces");
     assert_eq!(all("x-tag"), ["a", "b"], "add appends");
     assert!(all("x-debug").is_empty(), "remove drops");
+}
+
+/// A rule's URLRewrite: the pod gets the new host and the matched prefix replaced, and
+/// a retry is routed as the first try was (by the client's host and path), sending the
+/// same rewritten request again, not a rewrite of the rewrite.
+#[tokio::test]
+async fn a_rewrite_reaches_the_pod_and_its_retries() {
+    use fairway_proto::model::{PathRewrite, UrlRewrite};
+    let (shared, pods) = proxy(2, |route| {
+        route.rules[0].path_prefix = "/orders".to_owned();
+        route.rules[0].filters.rewrite = Some(UrlRewrite {
+            hostname: Some("backend.internal".to_owned()),
+            path: Some(PathRewrite::ReplacePrefixMatch("/v2/orders".to_owned())),
+        });
+    });
+    pods.script(addr(0), Reply::Status(StatusCode::SERVICE_UNAVAILABLE));
+    pods.script(addr(1), Reply::Status(StatusCode::SERVICE_UNAVAILABLE));
+    let response = call(&shared, request(Method::GET, "orders.shop", b"")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let sent = pods.sent();
+    assert_eq!(sent.len(), 3, "the first try and two retries: {sent:?}");
+    for try_ in &sent {
+        assert_eq!(try_.path, "/v2/orders/7", "{sent:?}");
+        assert_eq!(try_.headers[http::header::HOST], "backend.internal");
+    }
+}
+
+/// A redirect rule answers itself: the status and Location it says, no pod asked.
+#[tokio::test]
+async fn a_redirect_rule_answers_without_a_pod() {
+    use fairway_proto::model::{PathRewrite, Redirect};
+    let (shared, pods) = proxy(1, |route| {
+        route.rules[0].path_prefix = "/orders".to_owned();
+        route.rules[0].backends.clear();
+        route.rules[0].filters.redirect = Some(Redirect {
+            scheme: Some("https".to_owned()),
+            hostname: None,
+            path: Some(PathRewrite::ReplacePrefixMatch("/shop".to_owned())),
+            port: None,
+            status: 301,
+        });
+    });
+    let mut asked = request(Method::GET, "orders.shop:8080", b"");
+    *asked.uri_mut() = "/orders/7?x=1".parse().unwrap();
+    let response = call(&shared, asked).await;
+    assert_eq!(response.status(), StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(
+        response.headers()[http::header::LOCATION],
+        "https://orders.shop/shop/7?x=1"
+    );
+    assert!(pods.sent().is_empty(), "no pod is contacted");
+}
+
+/// A rule's ResponseHeaderModifier edits what the client gets from the pod.
+#[tokio::test]
+async fn response_header_edits_reach_the_client() {
+    use fairway_proto::model::HeaderEdits;
+    let (shared, _pods) = proxy(1, |route| {
+        route.rules[0].filters.response_headers = Some(HeaderEdits {
+            set: vec![("x-served-by".to_owned(), "fairway".to_owned())],
+            add: vec![("x-tag".to_owned(), "b".to_owned())],
+            remove: Vec::new(),
+        });
+    });
+    let response = call(&shared, request(Method::GET, "orders.shop", b"")).await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", reason(&response));
+    assert_eq!(response.headers()["x-served-by"], "fairway");
+    assert_eq!(response.headers()["x-tag"], "b");
+}
+
+/// A rule's own retries (an HTTPRoute's `retry`): a listed status is retried on
+/// another pod after the backoff; a status it does not list (503, which a Route
+/// retries by default) is not.
+#[tokio::test(start_paused = true)]
+async fn a_rules_retry_statuses_and_backoff_decide() {
+    use fairway_proto::model::Retries;
+    use std::time::Duration;
+    let backoff = Duration::from_millis(100);
+    for (status, tries) in [(500, 2), (503, 1)] {
+        let (shared, pods) = proxy(2, |route| {
+            route.rules[0].retries = Some(Retries {
+                attempts: 1,
+                http_statuses: vec![500],
+                backoff,
+                ..Retries::default()
+            });
+        });
+        let status = StatusCode::from_u16(status).unwrap();
+        pods.script(addr(0), Reply::Status(status));
+        pods.script(addr(1), Reply::Status(status));
+        let start = tokio::time::Instant::now();
+        let response = call(&shared, request(Method::GET, "orders.shop", b"")).await;
+        assert_eq!(response.status(), status);
+        let sent = pods.sent();
+        assert_eq!(sent.len(), tries, "{status}: {sent:?}");
+        if tries == 2 {
+            assert_ne!(sent[0].addr, sent[1].addr, "the retry goes to another pod");
+            assert!(start.elapsed() >= backoff, "after the backoff");
+        }
+    }
 }

@@ -109,20 +109,25 @@ fn responses_count_as_success_unless_5xx_and_retry_only_gateway_statuses() {
         response_outcome(StatusCode::INTERNAL_SERVER_ERROR),
         Outcome::Status5xx
     );
-    // (status, attempts left, idempotent, retryable)
+    let defaults = &fairway_proto::model::DEFAULT_HTTP_RETRY_STATUSES[..];
+    let listed = &[500, 503][..];
+    // (status, statuses retried, attempts left, idempotent, retryable)
     let cases = [
-        (StatusCode::SERVICE_UNAVAILABLE, 1, true, true),
-        (StatusCode::BAD_GATEWAY, 2, true, true),
-        (StatusCode::SERVICE_UNAVAILABLE, 0, true, false),
-        (StatusCode::SERVICE_UNAVAILABLE, 1, false, false),
-        (StatusCode::INTERNAL_SERVER_ERROR, 1, true, false),
-        (StatusCode::OK, 1, true, false),
+        (StatusCode::SERVICE_UNAVAILABLE, defaults, 1, true, true),
+        (StatusCode::BAD_GATEWAY, defaults, 2, true, true),
+        (StatusCode::SERVICE_UNAVAILABLE, defaults, 0, true, false),
+        (StatusCode::SERVICE_UNAVAILABLE, defaults, 1, false, false),
+        (StatusCode::INTERNAL_SERVER_ERROR, defaults, 1, true, false),
+        (StatusCode::OK, defaults, 1, true, false),
+        (StatusCode::INTERNAL_SERVER_ERROR, listed, 1, true, true),
+        (StatusCode::BAD_GATEWAY, listed, 1, true, false),
+        (StatusCode::SERVICE_UNAVAILABLE, &[][..], 1, true, false),
     ];
-    for (status, left, idempotent, want) in cases {
+    for (status, retried, left, idempotent, want) in cases {
         assert_eq!(
-            response_retryable(status, left, idempotent),
+            response_retryable(status, retried, left, idempotent),
             want,
-            "{status} with {left} left, idempotent {idempotent}"
+            "{status} retried on {retried:?} with {left} left, idempotent {idempotent}"
         );
     }
 }

@@ -59,7 +59,8 @@ fn table(upgrades: &[&str]) -> Table {
             path_prefix: "/".into(),
             matching: Default::default(),
             timeouts: None,
-            request_headers: None,
+            retries: None,
+            filters: Default::default(),
             backends: vec![Backend {
                 endpoint_set: set.clone(),
                 weight: 1,

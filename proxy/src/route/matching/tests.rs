@@ -19,7 +19,8 @@ fn rule(name: &str, path: &str, matching: Matching) -> Rule {
         path_prefix: path.to_owned(),
         matching,
         timeouts: None,
-        request_headers: None,
+        retries: None,
+        filters: Default::default(),
         backends: Vec::new(),
         unresolved: vec![fairway_proto::model::UnresolvedBackend {
             service: name.to_owned(),
