@@ -54,6 +54,15 @@ spec:
     )
 }
 
+/// `pod` (a [`gateway_pod`]) annotated for injection: the webhook gives it the capture
+/// step and its own sidecar proxy, and it dials the Service as it is.
+pub fn injected(pod: &str) -> String {
+    let (head, rest) = pod
+        .split_once("}\nspec:")
+        .expect("a gateway pod's metadata");
+    format!("{head}, annotations: {{fairway.dev/inject: enabled}}}}\nspec:{rest}")
+}
+
 /// The gateway's per-second lines.
 pub fn seconds(ns: &str, pod: &str) -> Vec<Value> {
     kubectl(&["-n", ns, "logs", pod])

@@ -9,10 +9,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use fairway_tests::node::TEST_TAG;
-
 use crate::chart::install_with;
-use crate::gateway::{now_ms, ready_pods, seconds, shares, tally};
+use crate::gateway::{gateway_pod, injected, now_ms, ready_pods, seconds, shares, tally};
 use crate::support::{
     POD_READY, apply, backend, capture_image, gateway_image, helm_lock, jsonpath, kubectl,
     namespace, rollout, wait_for,
@@ -20,28 +18,6 @@ use crate::support::{
 
 /// RoundRobin after all four pods are Ready: 25% each, ± 2 points.
 const SHARE_TOLERANCE: f64 = 2.0;
-
-/// The seed's gateway, as its owner runs it: no proxy address, one annotation.
-fn annotated_gateway(ns: &str) -> String {
-    let url = format!("-url=http://backend.{ns}.svc.cluster.local:8080/");
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: gateway
-  namespace: {ns}
-  annotations: {{fairway.dev/inject: enabled}}
-spec:
-  restartPolicy: Never
-  securityContext: {{runAsNonRoot: true, runAsUser: 65532}}
-  containers:
-  - name: gateway
-    image: fairway.local/gateway:{TEST_TAG}
-    imagePullPolicy: Never
-    args: [\"{url}\", -rate=200, -workers=8, -duration=45s]
-"
-    )
-}
 
 #[test]
 fn one_annotation_balances_the_unchanged_gateway_after_a_scale_up() {
@@ -59,7 +35,8 @@ fn one_annotation_balances_the_unchanged_gateway_after_a_scale_up() {
     rollout(&ns, "deployment/backend");
     let first: BTreeSet<String> = ready_pods(&ns).into_keys().collect();
 
-    apply(&annotated_gateway(&ns));
+    // The seed's gateway, as its owner runs it: no proxy address, one annotation.
+    apply(&injected(&gateway_pod(&ns, "gateway", "45s", &[])));
     let init = jsonpath(&ns, "pod/gateway", "{.spec.initContainers[*].name}");
     assert_eq!(
         init, "fairway-capture fairway-proxy",
