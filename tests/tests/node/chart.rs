@@ -121,6 +121,17 @@ pub fn install_with(extra: &[String]) -> (Release, String) {
     (Release(ns), notes)
 }
 
+/// [`install`] with the injector's capture image (imported into the node): the webhook
+/// can then inject pods that really run.
+pub fn install_injecting() -> (Release, String) {
+    let capture = crate::support::capture_image();
+    let (repository, tag) = capture.rsplit_once(':').expect("image:tag");
+    install_with(&[
+        format!("--set=injector.captureImage.repository={repository}"),
+        format!("--set=injector.captureImage.tag={tag}"),
+    ])
+}
+
 /// Uninstalls the release when dropped, also when a test fails half-way: the chart's
 /// ClusterRoles are cluster-wide, so a release left behind fails the next install.
 pub struct Release(pub String);

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::chart::{install_with, route};
+use crate::chart::{install_injecting, route};
 use crate::gateway::{gateway_pod, injected, now_ms, seconds};
 use crate::support::{
-    POD_READY, apply, backend_image, capture_image, gateway_image, helm_lock, kubectl, kubectl_out,
-    namespace, node, wait_for,
+    POD_READY, apply, backend_image, gateway_image, helm_lock, kubectl, kubectl_out, namespace,
+    node, wait_for,
 };
 use fairway_tests::node::{TEST_TAG, node_out};
 
@@ -191,12 +191,7 @@ pub fn answers(fairway_ns: &str, ns: &str) -> (Vec<(String, u64)>, Vec<String>) 
 fn a_rollout_with_the_drain_handshake_against_one_with_sleep_under_load() {
     let _one_release = helm_lock();
     gateway_image();
-    let capture = capture_image();
-    let (repository, tag) = capture.rsplit_once(':').expect("image:tag");
-    let (release, _) = install_with(&[
-        format!("--set=injector.captureImage.repository={repository}"),
-        format!("--set=injector.captureImage.tag={tag}"),
-    ]);
+    let (release, _) = install_injecting();
     let hook_image = node_out().join("images/fairway.tar");
     node().import(&hook_image).unwrap_or_else(|e| panic!("{e}"));
     let fairway_ns = release.0.clone();

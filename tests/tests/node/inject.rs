@@ -9,11 +9,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::chart::install_with;
+use crate::chart::install_injecting;
 use crate::gateway::{gateway_pod, injected, now_ms, ready_pods, seconds, shares, tally};
 use crate::support::{
-    POD_READY, apply, backend, capture_image, gateway_image, helm_lock, jsonpath, kubectl,
-    namespace, rollout, wait_for,
+    POD_READY, apply, backend, gateway_image, helm_lock, jsonpath, kubectl, namespace, rollout,
+    wait_for,
 };
 
 /// RoundRobin after all four pods are Ready: 25% each, ± 2 points.
@@ -23,12 +23,7 @@ const SHARE_TOLERANCE: f64 = 2.0;
 fn one_annotation_balances_the_unchanged_gateway_after_a_scale_up() {
     let _one_release = helm_lock();
     gateway_image();
-    let capture = capture_image();
-    let (repository, tag) = capture.rsplit_once(':').expect("image:tag");
-    let (release, _) = install_with(&[
-        format!("--set=injector.captureImage.repository={repository}"),
-        format!("--set=injector.captureImage.tag={tag}"),
-    ]);
+    let (release, _) = install_injecting();
     let ns = namespace("inject");
     kubectl(&["label", "namespace", &ns, "fairway.dev/implicit=enabled"]);
     apply(&backend(&ns, 1));

@@ -163,6 +163,38 @@ fn admin_get(path: &str) -> String {
     answer
 }
 
+/// The controller on `statics_dir` (its log in `dir`), the capture rules, and the
+/// proxy of namespace `shop`, once it has a table. The controller dies with its guard.
+pub(crate) fn controller_and_captured_proxy(dir: &Path, statics_dir: &Path) -> (Killed, Proxy) {
+    let controller_log = dir.join("controller.log");
+    let controller = spawn(
+        &bins::binary("fairway-controller"),
+        &[
+            &format!("--static-dir={}", statics_dir.display()),
+            &format!("--grpc-addr={CONTROLLER_GRPC}"),
+            "--admin-addr=127.0.0.1:19090",
+            "--no-auth",
+            "--log-format=text",
+        ],
+        &[],
+        &controller_log,
+    );
+    capture("install");
+    let url = format!("http://{CONTROLLER_GRPC}");
+    let proxy = Proxy::start_with(&["--controller", &url, "--namespace", "shop"]);
+    let deadline = Instant::now() + IO_LIMIT;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy got no table:\n{}\ncontroller:\n{}",
+            proxy.log_text(),
+            std::fs::read_to_string(&controller_log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    (controller, proxy)
+}
+
 /// Whether `GET /ready` on the proxy's admin port answers 200 (a first table applied).
 pub(crate) fn ready() -> bool {
     admin_get("/ready").starts_with("HTTP/1.1 200")
@@ -249,32 +281,7 @@ fn gateway_through_capture(name: &str, served: Served, host: &str) {
         std::fs::create_dir(&statics_dir).expect("statics dir");
         let objects = statics_dir.join("orders.yaml");
         write_atomically(&objects, &statics(&PODS[..1], served));
-        let controller_log = dir.path().join("controller.log");
-        let _controller = spawn(
-            &bins::binary("fairway-controller"),
-            &[
-                &format!("--static-dir={}", statics_dir.display()),
-                &format!("--grpc-addr={CONTROLLER_GRPC}"),
-                "--admin-addr=127.0.0.1:19090",
-                "--no-auth",
-                "--log-format=text",
-            ],
-            &[],
-            &controller_log,
-        );
-        capture("install");
-        let controller = format!("http://{CONTROLLER_GRPC}");
-        let proxy = Proxy::start_with(&["--controller", &controller, "--namespace", "shop"]);
-        let deadline = Instant::now() + IO_LIMIT;
-        while !ready() {
-            assert!(
-                Instant::now() < deadline,
-                "the proxy got no table:\n{}\ncontroller:\n{}",
-                proxy.log_text(),
-                std::fs::read_to_string(&controller_log).unwrap_or_default()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        let (_controller, proxy) = controller_and_captured_proxy(dir.path(), &statics_dir);
 
         // The seed's gateway, unchanged: it dials the Service's name, as in production.
         let mut gateway = Killed(

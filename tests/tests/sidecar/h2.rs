@@ -10,18 +10,16 @@
 //! would have picked for a passed-through connection.
 
 use std::collections::BTreeMap;
-use std::thread;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fairway_tests::bins;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::balance::{
-    CONTROLLER_GRPC, Killed, go_binaries, outbound_connections, ready, spawn, write_atomically,
+    Killed, controller_and_captured_proxy, go_binaries, outbound_connections, spawn,
+    write_atomically,
 };
-use super::{IO_LIMIT, Proxy, capture, in_netns, run};
+use super::{IO_LIMIT, in_netns, run};
 
 const CLUSTER_IP: &str = "10.96.0.40";
 const HOST: &str = "orders.shop.svc.cluster.local:8080";
@@ -135,32 +133,7 @@ fn an_h2c_connection_is_balanced_per_request_and_an_unclaimed_one_passes_through
             let statics_dir = dir.path().join("statics");
             std::fs::create_dir(&statics_dir).expect("statics dir");
             write_atomically(&statics_dir.join("orders.yaml"), &statics());
-            let controller_log = dir.path().join("controller.log");
-            let _controller = spawn(
-                &bins::binary("fairway-controller"),
-                &[
-                    &format!("--static-dir={}", statics_dir.display()),
-                    &format!("--grpc-addr={CONTROLLER_GRPC}"),
-                    "--admin-addr=127.0.0.1:19090",
-                    "--no-auth",
-                    "--log-format=text",
-                ],
-                &[],
-                &controller_log,
-            );
-            capture("install");
-            let controller = format!("http://{CONTROLLER_GRPC}");
-            let proxy = Proxy::start_with(&["--controller", &controller, "--namespace", "shop"]);
-            let deadline = Instant::now() + IO_LIMIT;
-            while !ready() {
-                assert!(
-                    Instant::now() < deadline,
-                    "the proxy got no table:\n{}\ncontroller:\n{}",
-                    proxy.log_text(),
-                    std::fs::read_to_string(&controller_log).unwrap_or_default()
-                );
-                thread::sleep(Duration::from_millis(50));
-            }
+            let (_controller, proxy) = controller_and_captured_proxy(dir.path(), &statics_dir);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
