@@ -17,10 +17,10 @@ use serde_json::Value;
 use crate::chart::{install_injecting, route};
 use crate::gateway::{gateway_pod, injected, now_ms, seconds};
 use crate::support::{
-    POD_READY, apply, backend_image, gateway_image, helm_lock, kubectl, kubectl_out, namespace,
-    node, wait_for,
+    POD_READY, apply, backend_image, controller_ca, gateway_image, helm_lock, hook_image, kubectl,
+    kubectl_out, namespace, wait_for,
 };
-use fairway_tests::node::{TEST_TAG, node_out};
+use fairway_tests::node::TEST_TAG;
 
 const REPLICAS: u32 = 20;
 /// The gateway through the node's proxy, and the one with its own injected sidecar.
@@ -192,24 +192,12 @@ fn a_rollout_with_the_drain_handshake_against_one_with_sleep_under_load() {
     let _one_release = helm_lock();
     gateway_image();
     let (release, _) = install_injecting();
-    let hook_image = node_out().join("images/fairway.tar");
-    node().import(&hook_image).unwrap_or_else(|e| panic!("{e}"));
+    hook_image();
     let fairway_ns = release.0.clone();
     let ns = namespace("drain");
 
     // Manual setup (docs/operations.md): the controller's CA where the hook can read it.
-    let ca = kubectl(&[
-        "-n",
-        &fairway_ns,
-        "get",
-        "secret",
-        "fairway-controller-tls",
-        "-o",
-        "jsonpath={.data.ca\\.crt}",
-    ]);
-    let ca = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ca.trim())
-        .unwrap_or_else(|e| panic!("the CA is base64: {e}"));
-    let ca = String::from_utf8(ca).expect("a PEM CA");
+    let ca = controller_ca(&fairway_ns);
     let dir = tempfile::tempdir().expect("tempdir");
     let ca_file = dir.path().join("ca.crt");
     std::fs::write(&ca_file, &ca).expect("write the CA");

@@ -6,8 +6,10 @@
 
 use crate::chart::{install_with, route};
 use crate::drain::answers;
-use crate::support::{apply, backend_image, helm_lock, kubectl, namespace, node, rollout};
-use fairway_tests::node::{TEST_TAG, node_out};
+use crate::support::{
+    apply, backend_image, controller_ca, helm_lock, hook_image, kubectl, namespace, rollout,
+};
+use fairway_tests::node::TEST_TAG;
 
 const REPLICAS: usize = 3;
 
@@ -56,8 +58,7 @@ fn the_injected_drain_hook_finds_the_published_ca_and_is_answered_drained() {
         "--set=drain.hookImage.repository=fairway.local/fairway".to_owned(),
         format!("--set=drain.hookImage.tag={TEST_TAG}"),
     ]);
-    let hook_image = node_out().join("images/fairway.tar");
-    node().import(&hook_image).unwrap_or_else(|e| panic!("{e}"));
+    hook_image();
     let fairway_ns = release.0.clone();
     let ns = namespace("injected");
     apply(&backend(&ns));
@@ -87,20 +88,9 @@ fn the_injected_drain_hook_finds_the_published_ca_and_is_answered_drained() {
         "-o",
         "jsonpath={.data.ca\\.crt}",
     ]);
-    let ca = kubectl(&[
-        "-n",
-        &fairway_ns,
-        "get",
-        "secret",
-        "fairway-controller-tls",
-        "-o",
-        "jsonpath={.data.ca\\.crt}",
-    ]);
-    let ca = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ca.trim())
-        .unwrap_or_else(|e| panic!("the CA is base64: {e}"));
+    let ca = controller_ca(&fairway_ns);
     assert_eq!(
-        published.as_bytes(),
-        ca.as_slice(),
+        published, ca,
         "the namespace has the controller's CA, written by the webhook"
     );
 

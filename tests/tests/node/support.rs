@@ -121,6 +121,34 @@ pub fn capture_image() -> String {
     format!("fairway.local/fairway-capture:{TEST_TAG}")
 }
 
+/// The drain hook's image (`fairway copy-hook`) imported into the node (once per test
+/// binary; built with the Fairway images).
+pub fn hook_image() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        fairway_images();
+        let archive = node::node_out().join("images/fairway.tar");
+        node().import(&archive).unwrap_or_else(|e| panic!("{e}"));
+    });
+}
+
+/// The controller's CA (PEM) of the release in `fairway_ns`, from the Secret the chart
+/// generates.
+pub fn controller_ca(fairway_ns: &str) -> String {
+    let ca = kubectl(&[
+        "-n",
+        fairway_ns,
+        "get",
+        "secret",
+        "fairway-controller-tls",
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ]);
+    let ca = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ca.trim())
+        .unwrap_or_else(|e| panic!("the CA is base64: {e}"));
+    String::from_utf8(ca).expect("a PEM CA")
+}
+
 /// The exit code of container `container` of pod `pod`, once it has terminated.
 pub fn exit_code(ns: &str, pod: &str, container: &str) -> i64 {
     let path = format!(
