@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 
 use super::Template;
 use super::publish::CaPublisher;
-use super::webhook::answered;
+use super::webhook::review;
 
 /// The path the MutatingWebhookConfiguration names.
 pub const PATH: &str = "/mutate";
@@ -89,7 +89,7 @@ async fn handle(
             return Ok(plain(StatusCode::BAD_REQUEST, &message));
         }
     };
-    match answered(&body, &injector.template) {
+    match review(&body, &injector.template) {
         Ok((mut answer, injected)) => {
             if let (Some(namespace), Some(publisher)) = (injected, &injector.publisher)
                 && let Err(error) = publisher.ensure(&namespace).await

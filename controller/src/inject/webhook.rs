@@ -19,17 +19,10 @@ pub enum ReviewError {
     NoRequest,
 }
 
-/// Answers one AdmissionReview (the request body) with the review to send back.
+/// Answers one AdmissionReview (the request body) with the review to send back, and the
+/// namespace of the pod when it was injected (which then needs the controller's CA there,
+/// `publish`).
 pub fn review(
-    body: &[u8],
-    template: &Template,
-) -> Result<AdmissionReview<DynamicObject>, ReviewError> {
-    answered(body, template).map(|(review, _)| review)
-}
-
-/// [`review`], and the namespace of the pod when it was injected (which then needs the
-/// controller's CA there, `publish`).
-pub fn answered(
     body: &[u8],
     template: &Template,
 ) -> Result<(AdmissionReview<DynamicObject>, Option<String>), ReviewError> {
