@@ -57,11 +57,11 @@ impl TlsSources<'_> {
     /// The TLS a BackendTLSPolicy gives `set`, if one applies.
     pub fn policy_tls(&self, set: &EndpointSetKey) -> Option<model::UpstreamTls> {
         let policy = self.policies.for_set(set, self.endpoints)?;
-        Some(self.from_policy(policy))
+        Some(self.tls_of_policy(policy))
     }
 
     /// A policy that cannot be honoured still makes its sets TLS, with no CA: refused.
-    fn from_policy(&self, policy: &PolicyEntry) -> model::UpstreamTls {
+    fn tls_of_policy(&self, policy: &PolicyEntry) -> model::UpstreamTls {
         let refused = model::UpstreamTls {
             ca_pem: String::new(),
             hostname: None,
