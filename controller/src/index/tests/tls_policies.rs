@@ -439,3 +439,65 @@ fn a_relist_replaces_every_policy() {
     assert!(changes.routes.contains(&route_key("orders")));
     assert_eq!(tls(&index, &route_key("orders"), 8080), None);
 }
+
+#[test]
+fn an_implicit_route_follows_the_policy_on_its_port() {
+    let mut index = Index::new().with_implicit_services(true);
+    index.apply_service(&service("orders", &[("http", 8080), ("admin", 9000)]));
+    let key = |port: &str| route_key(&format!("orders:{port}"));
+    let tls_on = |index: &Index, port: &str, number: u16| {
+        let route = &index.table().routes[&key(port)];
+        route.upstream.tls.get(&set_key("orders", number)).cloned()
+    };
+    let p = policy(
+        "orders-tls",
+        10,
+        json!([target("orders", Some("http"))]),
+        validation("ca", "orders.example"),
+    );
+    let changes = index.apply_backend_tls_policy(&p);
+    assert!(changes.routes.contains(&key("8080")), "{changes:?}");
+    let got = tls_on(&index, "8080", 8080).expect("the named port is TLS");
+    assert_eq!(got.hostname.as_deref(), Some("orders.example"));
+    assert_eq!(
+        tls_on(&index, "9000", 9000),
+        None,
+        "the other port is not targeted"
+    );
+    index.delete_backend_tls_policy(&p);
+    assert_eq!(tls_on(&index, "8080", 8080), None);
+}
+
+#[test]
+fn health_checks_stop_where_a_policy_makes_the_backend_tls_and_the_route_says_so() {
+    let mut index = index_with(&ca_pem());
+    let mut checked = route("checked", &["checked.shop"], "orders", num(8080), 3);
+    checked.spec.health_check = Some(crd::HealthCheckSpec {
+        grpc: Some(Default::default()),
+    });
+    checked.spec.upstream.protocol = crd::UpstreamProtocol::Http2;
+    index.apply_route(&checked);
+    let entry = |index: &Index| index.table().routes[&route_key("checked")].clone();
+    assert!(entry(&index).health_check.is_some(), "plaintext: probed");
+    index.apply_backend_tls_policy(&policy(
+        "orders-tls",
+        10,
+        json!([target("orders", None)]),
+        validation("orders-ca", "orders.example"),
+    ));
+    assert!(
+        entry(&index).health_check.is_none(),
+        "probes do not speak TLS yet"
+    );
+    assert!(!entry(&index).upstream.tls.is_empty(), "the requests do");
+    let refs = index
+        .status(&route_key("checked"))
+        .expect("a status")
+        .resolved_refs;
+    assert_eq!(refs.status, ConditionStatus::True, "its refs resolve");
+    assert!(
+        refs.message.contains("healthCheck is off"),
+        "{}",
+        refs.message
+    );
+}
