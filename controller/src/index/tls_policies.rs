@@ -210,8 +210,15 @@ impl Policies {
     /// The policies naming `service` as a target with `section` (`None`: the whole
     /// Service), best first.
     fn on(&self, service: &ServiceRef, section: Option<&str>) -> Vec<&PolicyEntry> {
-        let mut found: Vec<&PolicyEntry> = (self.entries.values())
-            .filter(|p| p.key.namespace == service.namespace)
+        // Keys sort by namespace first: only the Service's namespace is scanned, since
+        // a policy targets only its own.
+        let first = RouteKey {
+            namespace: service.namespace.clone(),
+            name: String::new(),
+        };
+        let mut found: Vec<&PolicyEntry> = (self.entries.range(first..))
+            .take_while(|(key, _)| key.namespace == service.namespace)
+            .map(|(_, p)| p)
             .filter(|p| {
                 (p.targets.iter()).any(|t| {
                     t.is_service() && t.name == service.name && t.section.as_deref() == section
