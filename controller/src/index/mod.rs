@@ -27,7 +27,9 @@
 //! - a Route whose Service or port is missing stays in the table, its set absent;
 //! - a Service's namespaced names are served only by Routes of its namespace (others
 //!   keep their other hosts); a contested host belongs to the oldest permitted Route;
-//! - an EndpointSlice event rebuilds only its Service's endpoint sets.
+//! - an EndpointSlice event rebuilds only its Service's endpoint sets;
+//! - a route speaks TLS to a set iff its own `upstream.tls` or a BackendTLSPolicy on
+//!   the set's Service port applies; a policy's faults are that policy's status only.
 
 mod backend_tls;
 mod base;
