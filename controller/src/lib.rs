@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backendtlspolicy;
 pub mod config;
 pub mod crd;
 pub mod drain;

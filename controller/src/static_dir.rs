@@ -2,9 +2,9 @@
 //!
 //! Every `*.yaml` / `*.yml` file in the directory (not hidden, not in subdirectories)
 //! may hold several `---`-separated documents, each a Route (`fairway.dev/v1alpha1`), a
-//! Service (`v1`), an EndpointSlice (`discovery.k8s.io/v1`) or an HTTPRoute
-//! (`gateway.networking.k8s.io/v1`, its CRD defaults applied by the index). Objects
-//! without a namespace are in `default`.
+//! Service (`v1`), an EndpointSlice (`discovery.k8s.io/v1`), a ConfigMap (`v1`), or an
+//! HTTPRoute or BackendTLSPolicy (`gateway.networking.k8s.io/v1`, the CRD defaults
+//! applied by the index). Objects without a namespace are in `default`.
 //!
 //! Where to start: [`run`] reads the directory once, replaces the index's contents and
 //! marks it synced, then looks again whenever a file-system event (inotify, through the
@@ -273,6 +273,8 @@ pub fn apply_op(index: &mut Index, op: &Op) -> Changes {
         Op::Delete(Object::HttpRoute(r)) => index.delete_http_route(r),
         Op::Apply(Object::ConfigMap(c)) => index.apply_config_map(c),
         Op::Delete(Object::ConfigMap(c)) => index.delete_config_map(c),
+        Op::Apply(Object::BackendTlsPolicy(p)) => index.apply_backend_tls_policy(p),
+        Op::Delete(Object::BackendTlsPolicy(p)) => index.delete_backend_tls_policy(p),
     }
 }
 
@@ -280,7 +282,7 @@ pub fn apply_op(index: &mut Index, op: &Op) -> Changes {
 /// object for a big directory).
 fn load_all(index: &IndexHandle, ops: Vec<Op>) {
     let (mut routes, mut services, mut slices) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut http_routes, mut config_maps) = (Vec::new(), Vec::new());
+    let (mut http_routes, mut config_maps, mut policies) = (Vec::new(), Vec::new(), Vec::new());
     for op in ops {
         match op {
             Op::Apply(Object::Route(r)) => routes.push(r),
@@ -288,12 +290,14 @@ fn load_all(index: &IndexHandle, ops: Vec<Op>) {
             Op::Apply(Object::Service(s)) => services.push(s),
             Op::Apply(Object::Slice(s)) => slices.push(s),
             Op::Apply(Object::ConfigMap(c)) => config_maps.push(c),
+            Op::Apply(Object::BackendTlsPolicy(p)) => policies.push(p),
             // The first read starts from nothing: there is nothing to delete.
             Op::Delete(_) => {}
         }
     }
     index.update(|idx| {
         let mut changes = idx.replace_config_maps(config_maps);
+        merge(&mut changes, idx.replace_backend_tls_policies(policies));
         merge(&mut changes, idx.replace_services(services));
         merge(&mut changes, idx.replace_slices(slices));
         merge(&mut changes, idx.replace_routes(routes));
@@ -415,9 +419,14 @@ pub async fn run(
 /// is no Route status, so this log line is the only place a missing Service shows
 /// (requests to it get an error with no endpoint behind it): once per Route and
 /// message, not on every look. HTTPRoutes the same, for any parent condition that is
-/// not `True` (an unsupported field, a missing backend).
+/// not `True` (an unsupported field, a missing backend), and BackendTLSPolicies for any
+/// ancestor condition that is not (a missing CA, a conflict).
 #[derive(Debug, Default)]
-pub struct UnresolvedLog(BTreeMap<RouteKey, String>, BTreeMap<RouteKey, String>);
+pub struct UnresolvedLog(
+    BTreeMap<RouteKey, String>,
+    BTreeMap<RouteKey, String>,
+    BTreeMap<RouteKey, String>,
+);
 
 impl UnresolvedLog {
     /// Logs each Route whose `ResolvedRefs` turned `False` or changed its message since
@@ -457,6 +466,23 @@ impl UnresolvedLog {
             now.insert(key, bad.message.clone());
         }
         self.1 = now;
+        let mut now = BTreeMap::new();
+        for (key, status) in index.backend_tls_policy_statuses() {
+            let conditions =
+                (status.ancestors.iter()).flat_map(|a| [&a.accepted, &a.resolved_refs]);
+            let Some(bad) = conditions
+                .filter(|c| c.status != ConditionStatus::True)
+                .min_by_key(|c| c.status == ConditionStatus::Unknown)
+            else {
+                continue;
+            };
+            if self.2.get(&key) != Some(&bad.message) {
+                tracing::warn!(backendtlspolicy = %key, reason = bad.reason.as_str(), message = %bad.message, "the BackendTLSPolicy is not fully served");
+                logged.push((key.clone(), bad.reason.as_str(), bad.message.clone()));
+            }
+            now.insert(key, bad.message.clone());
+        }
+        self.2 = now;
         logged
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::model::{
     Affinity, AffinityKey, Backend, Endpoint, EndpointAddr, EndpointSet, EndpointSetKey,
     GrpcHealthCheck, LoadBalancer, Policy, Retries, Route, RouteKey, Timeouts, Upgrades, Upstream,
-    UpstreamProtocol, UpstreamTls, Version,
+    UpstreamProtocol, Version,
 };
 use crate::pb;
 
@@ -405,7 +405,7 @@ impl From<&Route> for pb::Route {
                 upgrade_idle_timeout_ms: millis(up.upgrades.idle_timeout),
                 max_upgrade_lifetime_ms: up.upgrades.max_lifetime.map(millis),
                 drain_timeout_ms: millis(up.drain_timeout),
-                tls: up.tls.as_ref().map(pb::UpstreamTls::from),
+                set_tls: tls::set_tls(&up.tls),
             }),
             timeouts: Some(pb::Timeouts::from(&r.timeouts)),
             retries: Some(pb::Retries::from(&r.retries)),
@@ -431,7 +431,12 @@ impl TryFrom<pb::Route> for Route {
         Ok(Route {
             key: required(r.key, "Route.key")?.into(),
             hosts: r.hosts,
-            rules: tls::rules_from_wire(up.tls.is_some(), r.rules, r.match_rules, r.tls_rules)?,
+            rules: tls::rules_from_wire(
+                !up.set_tls.is_empty(),
+                r.rules,
+                r.match_rules,
+                r.tls_rules,
+            )?,
             load_balancer: LoadBalancer {
                 policy: preferred_policy(lb.preferred_policy, lb.policy)?,
                 slow_start: lb.slow_start_ms.map(Duration::from_millis),
@@ -451,7 +456,7 @@ impl TryFrom<pb::Route> for Route {
                     max_lifetime: up.max_upgrade_lifetime_ms.map(Duration::from_millis),
                 },
                 drain_timeout: Duration::from_millis(up.drain_timeout_ms),
-                tls: up.tls.map(UpstreamTls::from),
+                tls: tls::set_tls_from_wire(up.set_tls)?,
             },
             timeouts: Timeouts::from(timeouts),
             retries: Retries::from(retries),

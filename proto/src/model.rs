@@ -258,8 +258,10 @@ pub struct Upstream {
     /// How long a pod's long-lived connections (upgraded ones, streams) may run on once
     /// it turns terminating or leaves, before the proxy closes them.
     pub drain_timeout: Duration,
-    /// TLS to the pods; `None`: plaintext.
-    pub tls: Option<UpstreamTls>,
+    /// TLS to the pods, per endpoint set the Route sends to (from a Route's
+    /// `upstream.tls` or a Gateway API `BackendTLSPolicy` on the set's Service port); a
+    /// set absent here is spoken to in plaintext.
+    pub tls: BTreeMap<EndpointSetKey, UpstreamTls>,
 }
 
 impl Default for Upstream {
@@ -272,7 +274,7 @@ impl Default for Upstream {
             max_requests_per_connection: 0,
             upgrades: Upgrades::default(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            tls: None,
+            tls: BTreeMap::new(),
         }
     }
 }

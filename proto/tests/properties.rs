@@ -180,11 +180,16 @@ fn route() -> impl Strategy<Value = Route> {
         any::<u32>(),
         proptest::collection::vec("[a-z]{1,8}", 0..3),
         (millis(), option::of(millis()), millis()),
-        option::of((
-            "[a-zA-Z0-9+/=\n-]{0,40}",
-            option::of("[a-z.]{1,12}"),
-            "[a-z.]{1,12}",
-        )),
+        proptest::collection::btree_map(
+            set_key(),
+            (
+                "[a-zA-Z0-9+/=\n-]{0,40}",
+                option::of("[a-z.]{1,12}"),
+                "[a-z.]{1,12}",
+                proptest::collection::vec("[a-z.]{1,12}", 0..3),
+            ),
+            0..3,
+        ),
     )
         .prop_map(
             |(
@@ -209,11 +214,17 @@ fn route() -> impl Strategy<Value = Route> {
                         max_lifetime: lifetime,
                     },
                     drain_timeout: drain,
-                    tls: tls.map(|(ca_pem, hostname, cluster_domain)| UpstreamTls {
-                        ca_pem,
-                        hostname,
-                        cluster_domain,
-                    }),
+                    tls: (tls.into_iter())
+                        .map(|(set, (ca_pem, hostname, cluster_domain, sans))| {
+                            let tls = UpstreamTls {
+                                ca_pem,
+                                hostname,
+                                cluster_domain,
+                                subject_alt_names: sans,
+                            };
+                            (set, tls)
+                        })
+                        .collect(),
                 }
             },
         );

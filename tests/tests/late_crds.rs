@@ -1,8 +1,10 @@
-//! Gateway API's CRDs installed after the controller started: HTTPRoute input turns on
-//! by itself, with no restart. A real apiserver without the CRDs, a controller that
-//! starts there (and turns Ready with HTTPRoute input off), then the HTTPRoute CRD of the
-//! pinned release, then an HTTPRoute: the controller serves it (its group is in the
-//! published table) and writes its status.
+//! Gateway API's CRDs installed after the controller started: HTTPRoute and
+//! BackendTLSPolicy input turn on by themselves, with no restart. A real apiserver
+//! without the CRDs, a controller that starts there (and turns Ready with both inputs
+//! off), then the HTTPRoute CRD of the pinned release, then an HTTPRoute: the
+//! controller serves it (its group is in the published table) and writes its status;
+//! then the BackendTLSPolicy CRD and a policy on the route's Service: the group's
+//! backend turns TLS and the policy gets its status.
 //!
 //! Its own test binary on purpose: the cluster is shared per binary, and any test that
 //! installed the CRDs first would hide what this one proves.
@@ -26,7 +28,10 @@ async fn http_route_input_turns_on_when_the_crds_arrive() {
     let cluster = cluster_with_crd();
     let crds = kubectl(cluster, &["get", "crd", "-o", "name"], None).expect("kubectl");
     assert!(
-        !crds.stdout.contains("httproutes.gateway.networking.k8s.io"),
+        !crds.stdout.contains("httproutes.gateway.networking.k8s.io")
+            && !crds
+                .stdout
+                .contains("backendtlspolicies.gateway.networking.k8s.io"),
         "this binary's cluster must start without Gateway API: {}",
         crds.stdout
     );
@@ -95,5 +100,66 @@ spec:
     )
     .await;
     assert_eq!(accepted["status"], "True", "{accepted}");
+
+    fairway_tests::gateway_api::install_backend_tls_policy(cluster);
+    let policy = format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: orders-tls, namespace: {ns}}}
+spec:
+  targetRefs: [{{group: \"\", kind: Service, name: orders}}]
+  validation:
+    caCertificateRefs: [{{group: \"\", kind: ConfigMap, name: orders-ca}}]
+    hostname: orders.example
+"
+    );
+    let applied = kubectl(cluster, &["apply", "-f", "-"], Some(&policy)).expect("kubectl");
+    assert!(
+        applied.success,
+        "kubectl apply the policy: {}",
+        applied.stderr
+    );
+    eventually(PICKED_UP, "the group's backend turned TLS", || async {
+        let published = controller.store.latest();
+        let route = published
+            .table
+            .routes
+            .iter()
+            .find(|(k, _)| k.to_string() == group)?;
+        let tls = route.1.upstream.tls.values().next()?;
+        (tls.hostname.as_deref() == Some("orders.example")).then_some(())
+    })
+    .await;
+    let refs = eventually(
+        PICKED_UP,
+        "our ResolvedRefs condition on the policy",
+        || async {
+            let args = [
+                "get",
+                "backendtlspolicy",
+                "orders-tls",
+                "-n",
+                &ns,
+                "-o",
+                "json",
+            ];
+            let out = kubectl(cluster, &args, None).ok()?;
+            let doc: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+            let ancestors = doc["status"]["ancestors"].as_array()?;
+            let ours = ancestors
+                .iter()
+                .find(|a| a["controllerName"] == "fairway.dev/controller")?;
+            let conditions = ours["conditions"].as_array()?;
+            conditions
+                .iter()
+                .find(|c| c["type"] == "ResolvedRefs")
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(
+        refs["reason"], "InvalidCACertificateRef",
+        "no such ConfigMap: {refs}"
+    );
     controller.stop().await;
 }

@@ -1,11 +1,13 @@
 //! CA bundles for TLS to pods: the `ca.crt` of ConfigMaps, checked once as they arrive,
-//! and attached to the Routes that name them when they resolve.
+//! and attached (`backend_tls::attach`) to the Routes that name them, or that send to a
+//! Service port whose BackendTLSPolicy names them, when they resolve.
 //!
-//! A Route with `upstream.tls` whose CA is missing or unreadable stays in the table with
-//! no CA, so every proxy refuses its connections (`502 TlsConfig`) instead of speaking
-//! plaintext or trusting anything, and its `ResolvedRefs` says which ConfigMap and why.
-//! Every other Route is unaffected. A change to a bundle re-resolves only the Routes
-//! naming it: the new CA reaches the proxies as a Route update, without a restart.
+//! A set whose CA is missing or unreadable stays TLS with no CA, so every proxy refuses
+//! its connections (`502 TlsConfig`) instead of speaking plaintext or trusting
+//! anything; the Route's `ResolvedRefs` (for `upstream.tls`) or the policy's says which
+//! ConfigMap and why. Every other Route is unaffected. A change to a bundle re-resolves
+//! only the Routes it reaches: the new CA gets to the proxies as a Route update, without
+//! a restart.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,9 +19,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use super::base::DEFAULT_NAMESPACE;
-use super::resolve::Resolution;
-use super::routes::RouteEntry;
-use super::status::{ConditionState, ConditionStatus, Reason};
+use super::endpoints::ServiceRef;
 use super::{Changes, Index};
 use crate::crd::CA_KEY;
 
@@ -51,26 +51,18 @@ pub(super) fn check(pem: &str) -> Result<String, String> {
     Ok(pem.to_owned())
 }
 
-/// Completes `resolution` of `entry`: its table entry gets the CA of its
-/// `upstream.tls` (all named bundles, concatenated) and the cluster domain; a missing
-/// or unusable bundle is `ResolvedRefs=False`, `InvalidCACertificateRef`.
-pub(super) fn attach(
-    mut resolution: Resolution,
-    entry: &RouteEntry,
+/// The CA of the ConfigMaps `names` in `namespace`, all bundles concatenated, or every
+/// reason one of them cannot be used (one bad reference voids the bundle: a partial CA
+/// set is not what the object said).
+pub(super) fn bundle(
     store: &CaStore,
-    cluster_domain: &str,
-) -> Resolution {
-    let Ok(config) = &entry.config else {
-        return resolution;
-    };
-    let Some(tls) = (resolution.route.as_mut()).and_then(|r| r.upstream.tls.as_mut()) else {
-        return resolution;
-    };
-    let namespace = &entry.claim.key.namespace;
+    namespace: &str,
+    names: &[&str],
+) -> Result<String, Vec<String>> {
     let mut pem = String::new();
     let mut failures = Vec::new();
-    for name in &config.ca_refs {
-        match store.get(&(namespace.clone(), name.clone())) {
+    for name in names {
+        match store.get(&(namespace.to_owned(), (*name).to_owned())) {
             Some(Ok(bundle)) => pem.push_str(bundle),
             Some(Err(why)) => failures.push(format!("ConfigMap {namespace}/{name}: {why}")),
             None => failures.push(format!(
@@ -78,26 +70,10 @@ pub(super) fn attach(
             )),
         }
     }
-    tls.cluster_domain = cluster_domain.to_owned();
-    // One bad reference voids the bundle: a partial CA set is not what the Route said.
-    tls.ca_pem = if failures.is_empty() {
-        pem
-    } else {
-        String::new()
-    };
-    if !failures.is_empty() {
-        let refs = &mut resolution.resolved_refs;
-        let mut message = failures.join("; ");
-        if refs.status == ConditionStatus::False {
-            message = format!("{}; {message}", refs.message);
-        }
-        *refs = ConditionState {
-            status: ConditionStatus::False,
-            reason: Reason::InvalidCACertificateRef,
-            message,
-        };
+    match failures.is_empty() {
+        true => Ok(pem),
+        false => Err(failures),
     }
-    resolution
 }
 
 impl Index {
@@ -158,7 +134,12 @@ impl Index {
             })
             .map(|(key, _)| key.clone())
             .collect();
+        // And every route to a Service whose policy names one of them.
+        let services: BTreeSet<ServiceRef> = (self.tls_policies.naming_config_maps(&keys))
+            .flat_map(|p| p.services())
+            .collect();
         self.resolve(affected, &mut changes);
+        self.tls_targets_changed(&services, &mut changes);
         changes
     }
 }

@@ -337,6 +337,7 @@ pub(super) fn group<'a>(
         }
     }
     let config = RouteConfig {
+        tls: None,
         ca_refs: Vec::new(),
         hosts: service_hosts(service, cluster_domain),
         rules,

@@ -12,8 +12,10 @@
 //!   HTTPRoute rule's timeouts and retries; `names`: what a valid host and label are;
 //! - `hosts`: which Route may claim a host, and who wins a contest;
 //! - `endpoints`: Services, EndpointSlices, and building one endpoint set per port;
-//! - `backend_tls` and `ca`: a Route's `upstream.tls`, and the CA bundles from
-//!   ConfigMaps attached to it when it resolves;
+//! - `backend_tls`, `tls_policies` and `ca`: the TLS each set of a route gets (the
+//!   Route's `upstream.tls`, else a BackendTLSPolicy on the Service port), with CA
+//!   bundles from ConfigMaps, attached when the route resolves; `tls_policy_status`:
+//!   each policy's status;
 //! - `status`: conditions and counts as plain data;
 //! - `base`: the names all of them share (below each, so none imports another's).
 //!
@@ -25,7 +27,9 @@
 //! - a Route whose Service or port is missing stays in the table, its set absent;
 //! - a Service's namespaced names are served only by Routes of its namespace (others
 //!   keep their other hosts); a contested host belongs to the oldest permitted Route;
-//! - an EndpointSlice event rebuilds only its Service's endpoint sets.
+//! - an EndpointSlice event rebuilds only its Service's endpoint sets;
+//! - a route speaks TLS to a set iff its own `upstream.tls` or a BackendTLSPolicy on
+//!   the set's Service port applies; a policy's faults are that policy's status only.
 
 mod backend_tls;
 mod base;
@@ -46,6 +50,8 @@ mod routes;
 mod status;
 #[cfg(test)]
 mod tests;
+mod tls_policies;
+mod tls_policy_status;
 
 use std::{borrow::Borrow, collections::BTreeMap, collections::BTreeSet, sync::Arc};
 
@@ -66,6 +72,7 @@ pub use implicit::IMPLICIT_LABEL;
 pub use status::{
     ACCEPTED, ComputedStatus, ConditionState, ConditionStatus, RESOLVED_REFS, Reason,
 };
+pub use tls_policy_status::{AncestorStatus, PolicyComputed};
 
 /// Routes, Services and EndpointSlices, and the route table they make.
 #[derive(Debug)]
@@ -95,6 +102,8 @@ pub struct Index {
     implicit_namespaces: BTreeSet<String>,
     /// CA bundles for TLS to pods, from ConfigMaps (`ca`).
     cas: ca::CaStore,
+    /// Gateway API BackendTLSPolicies: TLS to the pods of Service ports (`tls_policies`).
+    tls_policies: tls_policies::Policies,
 }
 
 impl Default for Index {
@@ -127,6 +136,7 @@ impl Index {
             implicit: BTreeMap::new(),
             implicit_namespaces: BTreeSet::new(),
             cas: ca::CaStore::new(),
+            tls_policies: tls_policies::Policies::default(),
         }
     }
 
@@ -346,7 +356,7 @@ impl Index {
             let new = (self.routes.get(&key)).map(|entry| {
                 let domain = &self.cluster_domain;
                 let resolved = resolve::resolve(entry, &self.claims, domain, &self.endpoints);
-                ca::attach(resolved, entry, &self.cas, domain)
+                backend_tls::attach(resolved, entry, &self.tls_sources())
             });
             let old = match new {
                 Some(new) => self.resolutions.insert(key.clone(), new),

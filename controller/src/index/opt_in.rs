@@ -62,7 +62,19 @@ impl Index {
                     || facts.implicit
                     || self.implicit_namespaces.contains(&service.namespace) =>
             {
-                implicit::routes(service, facts, &self.cluster_domain)
+                let mut routes = implicit::routes(service, facts, &self.cluster_domain);
+                // An implicit Route has no TLS of its own: a BackendTLSPolicy's applies.
+                let sources = self.tls_sources();
+                for route in &mut routes {
+                    let sets = route.rules.iter().flat_map(|r| &r.backends);
+                    let sets: Vec<_> = sets.map(|b| b.endpoint_set.clone()).collect();
+                    for set in sets {
+                        if let Some(tls) = sources.policy_tls(&set) {
+                            route.upstream.tls.insert(set, tls);
+                        }
+                    }
+                }
+                routes
             }
             _ => Vec::new(),
         };

@@ -29,6 +29,9 @@ pub(super) struct RouteConfig {
     pub timeouts: model::Timeouts,
     pub retries: model::Retries,
     pub health_check: Option<model::GrpcHealthCheck>,
+    /// The Route's own `upstream.tls`, without its CA: it applies to every set the
+    /// Route sends to (`backend_tls::attach`), before any BackendTLSPolicy.
+    pub tls: Option<model::UpstreamTls>,
     /// The ConfigMaps (in the Route's namespace) of `upstream.tls`'s CA, resolved by `ca`.
     pub ca_refs: Vec<String>,
 }
@@ -213,6 +216,7 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
     let health_check = super::health::validate(spec.health_check.as_ref(), protocol)?;
     let (tls, ca_refs) = backend_tls::validate(up.tls.as_ref(), health_check.is_some())?;
     Ok(RouteConfig {
+        tls,
         ca_refs,
         hosts,
         rules,
@@ -248,7 +252,8 @@ fn validate(spec: &crd::RouteSpec) -> Result<RouteConfig, SpecError> {
                 max_lifetime: Some(lifetime).filter(|d| !d.is_zero()),
             },
             drain_timeout: duration("spec.upstream.drainTimeout", &up.drain_timeout)?,
-            tls,
+            // Per set, filled when the Route resolves (`backend_tls::attach`).
+            tls: Default::default(),
         },
         timeouts: model::Timeouts {
             request: duration("spec.timeouts.request", &spec.timeouts.request)?,

@@ -68,6 +68,14 @@ pub enum Reason {
     /// `ResolvedRefs=False`: a CA ConfigMap of `upstream.tls` is missing or holds no
     /// usable certificate (Gateway API's reason for the same fault in BackendTLSPolicy).
     InvalidCACertificateRef,
+    /// BackendTLSPolicy, `Accepted=False`: an older policy applies to the same target.
+    Conflicted,
+    /// BackendTLSPolicy, `Accepted=False`: a field or value Fairway does not serve.
+    Invalid,
+    /// BackendTLSPolicy, `Accepted=False`: the target Service (or its port) is missing.
+    TargetNotFound,
+    /// BackendTLSPolicy, `Accepted=False`: not one CA reference resolves.
+    NoValidCACertificate,
 }
 
 impl Reason {
@@ -87,6 +95,10 @@ impl Reason {
             Reason::RefNotPermitted => "RefNotPermitted",
             Reason::InvalidKind => "InvalidKind",
             Reason::InvalidCACertificateRef => "InvalidCACertificateRef",
+            Reason::Conflicted => "Conflicted",
+            Reason::Invalid => "Invalid",
+            Reason::TargetNotFound => "TargetNotFound",
+            Reason::NoValidCACertificate => "NoValidCACertificate",
         }
     }
 }

@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::backendtlspolicy::BackendTLSPolicy;
 use crate::crd::Route;
 use crate::httproute::HTTPRoute;
 use crate::index::DEFAULT_NAMESPACE;
@@ -22,8 +23,9 @@ pub enum Kind {
     Service,
     EndpointSlice,
     HttpRoute,
-    /// CA bundles (`ca.crt`) of Routes with `upstream.tls`.
+    /// CA bundles (`ca.crt`) of Routes with `upstream.tls` and of BackendTLSPolicies.
     ConfigMap,
+    BackendTlsPolicy,
 }
 
 /// One object read from a file, its namespace filled in.
@@ -36,6 +38,7 @@ pub enum Object {
     Slice(EndpointSlice),
     HttpRoute(HTTPRoute),
     ConfigMap(ConfigMap),
+    BackendTlsPolicy(BackendTLSPolicy),
 }
 
 /// Identifies an object across files: kind, namespace, name.
@@ -60,6 +63,7 @@ impl Object {
             Object::Slice(s) => &s.metadata,
             Object::HttpRoute(r) => &r.metadata,
             Object::ConfigMap(c) => &c.metadata,
+            Object::BackendTlsPolicy(p) => &p.metadata,
         }
     }
 
@@ -70,6 +74,7 @@ impl Object {
             Object::Slice(_) => Kind::EndpointSlice,
             Object::HttpRoute(_) => Kind::HttpRoute,
             Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::BackendTlsPolicy(_) => Kind::BackendTlsPolicy,
         }
     }
 
@@ -181,6 +186,7 @@ fn finish(object: Object, doc: &Document<'_>) -> Result<Object, Skipped> {
         Object::Slice(s) => &mut s.metadata,
         Object::HttpRoute(r) => &mut r.metadata,
         Object::ConfigMap(c) => &mut c.metadata,
+        Object::BackendTlsPolicy(p) => &mut p.metadata,
     };
     if meta.name.as_deref().is_none_or(str::is_empty) {
         return Err(Skipped {
@@ -212,13 +218,17 @@ pub fn parse_file(path: &Path, text: &str) -> Result<(Vec<Object>, Vec<Skipped>)
             // The index applies the CRD's defaults itself: no apiserver defaulted these.
             ("gateway.networking.k8s.io/v1", "HTTPRoute") => Object::HttpRoute(typed(path, &doc)?),
             ("v1", "ConfigMap") => Object::ConfigMap(typed(path, &doc)?),
+            ("gateway.networking.k8s.io/v1", "BackendTLSPolicy") => {
+                Object::BackendTlsPolicy(typed(path, &doc)?)
+            }
             (api_version, kind) => {
                 skipped.push(Skipped {
                     line: doc.lines_before + 1,
                     reason: format!(
                         "unknown kind {kind:?} (apiVersion {api_version:?}): expected Route \
                          (fairway.dev/v1alpha1), Service (v1), EndpointSlice (discovery.k8s.io/v1), \
-                         HTTPRoute (gateway.networking.k8s.io/v1) or ConfigMap (v1)"
+                         HTTPRoute or BackendTLSPolicy (gateway.networking.k8s.io/v1) or \
+                         ConfigMap (v1)"
                     ),
                 });
                 continue;

@@ -359,7 +359,10 @@ fn a_tls_routes_ca_is_read_from_a_config_map_file() {
         namespace: "shop".into(),
         name: "orders".into(),
     };
-    let tls = |index: &Index| index.table().routes[&key].upstream.tls.clone();
+    let tls = |index: &Index| {
+        let route = &index.table().routes[&key];
+        route.upstream.tls.values().next().cloned()
+    };
     assert_eq!(
         tls(&index).map(|t| t.ca_pem),
         Some(String::new()),
@@ -385,4 +388,55 @@ fn a_tls_routes_ca_is_read_from_a_config_map_file() {
         Some(pem),
         "the file's CA reaches the table"
     );
+}
+
+#[test]
+fn a_backend_tls_policy_file_makes_the_routes_backend_tls_until_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        &dir.path().join("app.yaml"),
+        &format!("{SERVICE}---\n{ROUTE}"),
+    );
+    let policy = "apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: orders-tls, namespace: shop}
+spec:
+  targetRefs: [{group: \"\", kind: Service, name: orders}]
+  validation:
+    caCertificateRefs: [{group: \"\", kind: ConfigMap, name: orders-ca}]
+    hostname: orders.example
+";
+    write(&dir.path().join("tls.yaml"), policy);
+    let mut state = DirState::new(dir.path().to_owned());
+    let mut index = Index::new();
+    for op in state.poll().expect("poll") {
+        apply_op(&mut index, &op);
+    }
+    let key = RouteKey {
+        namespace: "shop".into(),
+        name: "orders".into(),
+    };
+    let tls = |index: &Index| {
+        let route = &index.table().routes[&key];
+        route.upstream.tls.values().next().cloned()
+    };
+    let got = tls(&index).expect("the policy's Service is spoken to in TLS");
+    assert_eq!(got.hostname.as_deref(), Some("orders.example"));
+    assert_eq!(got.ca_pem, "", "its CA is not there: nothing trusted");
+    let mut log = UnresolvedLog::default();
+    let logged = log.log(&index);
+    assert!(
+        logged
+            .iter()
+            .any(|(k, reason, _)| k.name == "orders-tls" && *reason == "NoValidCACertificate"),
+        "the policy's fault is logged, as there is no status: {logged:?}"
+    );
+
+    std::fs::remove_file(dir.path().join("tls.yaml")).expect("remove");
+    let ops = state.poll().expect("poll");
+    assert_eq!(kinds(&ops), vec![("delete", Kind::BackendTlsPolicy)]);
+    for op in ops {
+        apply_op(&mut index, &op);
+    }
+    assert_eq!(tls(&index), None, "back to plaintext");
 }

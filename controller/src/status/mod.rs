@@ -1,7 +1,7 @@
 //! Route status: server-side apply of `status` (`observedGeneration`, `Accepted`,
 //! `ResolvedRefs`, endpoint counts) and Kubernetes Events for transitions, written by
-//! one replica at a time (a Lease). HTTPRoute status (`gateway`) follows the same
-//! Lease, the Gateway API way.
+//! one replica at a time (a Lease). HTTPRoute status (`gateway`) and BackendTLSPolicy
+//! status (`policy`) follow the same Lease, the Gateway API way.
 //!
 //! Where to start: [`run`]. The sources mark Routes [`Dirty`] on every index change;
 //! the writer checks those against what the cluster shows ([`Observed`]) with the pure
@@ -14,6 +14,7 @@ pub mod events;
 pub mod gateway;
 pub mod lease;
 mod observed;
+pub mod policy;
 mod writer;
 
 use std::collections::HashMap;
@@ -114,6 +115,12 @@ pub async fn run(
         leading.clone(),
         published.clone(),
     );
+    let policies = policy::run(
+        client.clone(),
+        index.clone(),
+        leading.clone(),
+        published.clone(),
+    );
     let writer = writer::Writer {
         recorder: writer::recorder(client.clone(), &config.identity),
         client,
@@ -128,5 +135,6 @@ pub async fn run(
         () = election => Ok(()),
         result = writer.run(leading, published) => result,
         result = gateway => result,
+        result = policies => result,
     }
 }

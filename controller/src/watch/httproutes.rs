@@ -1,4 +1,5 @@
-//! The HTTPRoute source, on only where the cluster serves Gateway API's HTTPRoute.
+//! The Gateway API sources (HTTPRoute, BackendTLSPolicy), each on only where the
+//! cluster serves its kind.
 //!
 //! Most clusters lack the Gateway API CRDs. A watcher of a kind the apiserver does not
 //! serve would fail and retry forever, and the index would never count as synced, so
@@ -7,14 +8,15 @@
 //! input is off and counts as listed, then asks again on a bounded backoff (one
 //! discovery call at most every [`MAX_RECHECK`], which any authenticated client may make:
 //! no RBAC beyond HTTPRoute's own) and starts the watchers when the CRDs appear, with no
-//! restart.
+//! restart. BackendTLSPolicy, whose CRD may come with or after HTTPRoute's, is watched
+//! the same way on its own.
 
 use std::time::Duration;
 
 use kube::Client;
 
-use super::source::{self, Scope, Sink};
-use crate::httproute::{GROUP, HTTPRoute, PINNED_RELEASE};
+use super::source::{self, Kind, Scope, Sink};
+use crate::httproute::{GROUP, PINNED_RELEASE};
 
 /// The first wait after a failed discovery call, doubled up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -34,26 +36,37 @@ fn next_wait(wait: Duration, max: Duration) -> Duration {
 /// Whether the apiserver serves HTTPRoute v1. `Err` only for failures that say nothing
 /// (apiserver unreachable, 5xx); a 404 is a definite "not installed".
 pub async fn served(client: &Client) -> Result<bool, kube::Error> {
+    served_kind(client, "httproutes").await
+}
+
+/// Whether the apiserver serves the Gateway API v1 resource `plural`, as [`served`].
+pub async fn served_kind(client: &Client, plural: &str) -> Result<bool, kube::Error> {
     match client
         .list_api_group_resources(&format!("{GROUP}/v1"))
         .await
     {
-        Ok(list) => Ok(list.resources.iter().any(|r| r.name == "httproutes")),
+        Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
         Err(error) => Err(error),
     }
 }
 
-/// Asks discovery until it answers, then watches HTTPRoutes in every scope; without
-/// them, marks them listed and asks again until they appear. Returns the kind's name if
-/// a watcher ends (it does not).
-pub(super) async fn run(client: Client, scopes: Vec<Scope>, sink: Sink) -> &'static str {
+/// Asks discovery until it answers, then watches `K` (Gateway API resource `plural`)
+/// in every scope; without it, marks it listed and asks again until it appears. Returns
+/// the kind's name if a watcher ends (it does not).
+pub(super) async fn run<K: Kind>(
+    client: Client,
+    scopes: Vec<Scope>,
+    sink: Sink,
+    plural: &'static str,
+) -> &'static str {
+    let kind = K::NAME;
     let mut wait = FIRST_RETRY;
     let on = loop {
-        match served(&client).await {
+        match served_kind(&client, plural).await {
             Ok(on) => break on,
             Err(error) => {
-                tracing::warn!(%error, "cannot ask API discovery for HTTPRoute; retrying");
+                tracing::warn!(%error, kind, "cannot ask API discovery for a Gateway API kind; retrying");
                 tokio::time::sleep(wait).await;
                 wait = next_wait(wait, MAX_RETRY);
             }
@@ -65,8 +78,8 @@ pub(super) async fn run(client: Client, scopes: Vec<Scope>, sink: Sink) -> &'sta
         tracing::info!(
             group = GROUP,
             release = PINNED_RELEASE,
-            "HTTPRoute input is off: the cluster does not serve gateway.networking.k8s.io/v1 \
-             httproutes (it turns on by itself once the Gateway API CRDs are installed)"
+            "{kind} input is off: the cluster does not serve gateway.networking.k8s.io/v1 \
+             {plural} (it turns on by itself once the Gateway API CRDs are installed)"
         );
         for _ in &scopes {
             sink.barrier().listed();
@@ -75,17 +88,17 @@ pub(super) async fn run(client: Client, scopes: Vec<Scope>, sink: Sink) -> &'sta
         loop {
             tokio::time::sleep(wait).await;
             wait = next_wait(wait, MAX_RECHECK);
-            match served(&client).await {
+            match served_kind(&client, plural).await {
                 Ok(true) => break,
                 Ok(false) => {}
-                Err(error) => tracing::debug!(%error, "cannot ask API discovery for HTTPRoute"),
+                Err(error) => tracing::debug!(%error, kind, "cannot ask API discovery"),
             }
         }
     }
-    tracing::info!(group = GROUP, "HTTPRoute input is on");
+    tracing::info!(group = GROUP, "{kind} input is on");
     let watchers = scopes.into_iter().map(|scope| {
         let config = source::watcher_config(None);
-        source::run_counted::<HTTPRoute>(client.clone(), scope, config, sink.clone(), counted)
+        source::run_counted::<K>(client.clone(), scope, config, sink.clone(), counted)
     });
     let (name, _, _) = futures::future::select_all(watchers.map(Box::pin)).await;
     name

@@ -1,5 +1,5 @@
-//! Kubernetes sources: kube-runtime watchers for Routes, HTTPRoutes (where the cluster
-//! serves them, `httproutes`), Services, EndpointSlices, ConfigMaps (CA bundles for TLS
+//! Kubernetes sources: kube-runtime watchers for Routes, HTTPRoutes and
+//! BackendTLSPolicies (where the cluster serves them, `httproutes`), Services, EndpointSlices, ConfigMaps (CA bundles for TLS
 //! to pods, `configmaps`), opted-in Namespaces and Nodes feeding the [`IndexHandle`] (and
 //! [`NodeZones`]), then the status writer.
 //!
@@ -23,7 +23,9 @@ use kube::Client;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::backendtlspolicy::{self, BackendTLSPolicy};
 use crate::crd::Route;
+use crate::httproute::HTTPRoute;
 use crate::index::SERVICE_NAME_LABEL;
 use crate::state::{IndexHandle, NodeZones};
 use crate::status::{self, Observed, StatusConfig, StatusError};
@@ -83,11 +85,12 @@ pub async fn run_sources(
             .map(Scope::Namespace)
             .collect()
     };
-    // Five kinds in every scope must finish their first listing (HTTPRoutes count as
-    // listed at once where the cluster does not serve them; ConfigMaps among them: a TLS
-    // Route published before its CA would refuse every connection for a moment), and the
-    // opted-in Namespaces once: a proxy's first table already serves their Services.
-    let barrier = SyncBarrier::new(index.clone(), 5 * scopes.len() + 1);
+    // Six kinds in every scope must finish their first listing (HTTPRoutes and
+    // BackendTLSPolicies count as listed at once where the cluster does not serve them;
+    // ConfigMaps and policies among them: a TLS backend published before its CA or its
+    // policy would refuse, or speak plaintext, for a moment), and the opted-in
+    // Namespaces once: a proxy's first table already serves their Services.
+    let barrier = SyncBarrier::new(index.clone(), 6 * scopes.len() + 1);
     let sink = Sink::new(index.clone(), observed.clone(), barrier);
 
     let mut tasks = JoinSet::new();
@@ -122,10 +125,17 @@ pub async fn run_sources(
             sink.clone(),
         ));
     }
-    tasks.spawn(httproutes::run(
+    tasks.spawn(httproutes::run::<HTTPRoute>(
         client.clone(),
         scopes.clone(),
         sink.clone(),
+        "httproutes",
+    ));
+    tasks.spawn(httproutes::run::<BackendTLSPolicy>(
+        client.clone(),
+        scopes.clone(),
+        sink.clone(),
+        backendtlspolicy::PLURAL,
     ));
     tasks.spawn(namespaces::run(client.clone(), sink.clone()));
     tasks.spawn(nodes::run(client.clone(), zones));

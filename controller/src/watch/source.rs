@@ -16,6 +16,7 @@ use kube::runtime::{WatchStreamExt, watcher::watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::backendtlspolicy::BackendTLSPolicy;
 use crate::crd::{Route, RouteSpec};
 use crate::httproute::HTTPRoute;
 use crate::index::{Changes, Index};
@@ -184,6 +185,25 @@ impl Kind for HTTPRoute {
         HTTPRoute {
             metadata,
             ..HTTPRoute::default()
+        }
+    }
+}
+
+impl Kind for BackendTLSPolicy {
+    const NAME: &'static str = "BackendTLSPolicy";
+    fn apply(index: &mut Index, object: &Self) -> Changes {
+        index.apply_backend_tls_policy(object)
+    }
+    fn delete(index: &mut Index, object: &Self) -> Changes {
+        index.delete_backend_tls_policy(object)
+    }
+    fn replace(index: &mut Index, objects: &[Self]) -> Changes {
+        index.replace_backend_tls_policies(objects)
+    }
+    fn stub(metadata: ObjectMeta) -> Self {
+        BackendTLSPolicy {
+            metadata,
+            ..BackendTLSPolicy::default()
         }
     }
 }

@@ -1,13 +1,16 @@
 //! TLS to pods on the wire, and the compatibility rule that keeps older proxies from
 //! speaking plaintext to pods that expect TLS.
 //!
-//! A Route with `upstream.tls` sends its rules in `Route.tls_rules` and leaves `rules`
+//! A Route that speaks TLS to any endpoint set sends its rules in `Route.tls_rules`
+//! and leaves `rules`
 //! and `match_rules` empty: a proxy that predates TLS to pods skips both unknown
 //! fields, sees a Route with no rule and answers its hosts `404`, where reading the
 //! rules would have sent every request to the pods in plaintext.
 
-use super::rule;
-use crate::model::{Route, Rule, UpstreamTls};
+use std::collections::BTreeMap;
+
+use super::{ConvertError, required, rule};
+use crate::model::{EndpointSetKey, Route, Rule, UpstreamTls};
 use crate::pb;
 
 impl From<&UpstreamTls> for pb::UpstreamTls {
@@ -16,6 +19,7 @@ impl From<&UpstreamTls> for pb::UpstreamTls {
             ca_pem: t.ca_pem.clone(),
             hostname: t.hostname.clone(),
             cluster_domain: t.cluster_domain.clone(),
+            subject_alt_names: t.subject_alt_names.clone(),
         }
     }
 }
@@ -26,13 +30,38 @@ impl From<pb::UpstreamTls> for UpstreamTls {
             ca_pem: t.ca_pem,
             hostname: t.hostname,
             cluster_domain: t.cluster_domain,
+            subject_alt_names: t.subject_alt_names,
         }
     }
 }
 
+/// The per-set TLS of an `Upstream` on the wire, in key order.
+pub(super) fn set_tls(tls: &BTreeMap<EndpointSetKey, UpstreamTls>) -> Vec<pb::SetTls> {
+    (tls.iter())
+        .map(|(set, tls)| pb::SetTls {
+            endpoint_set: Some(set.into()),
+            tls: Some(tls.into()),
+        })
+        .collect()
+}
+
+/// The per-set TLS from the wire; an entry without its set or its TLS is refused
+/// rather than read as plaintext.
+pub(super) fn set_tls_from_wire(
+    wire: Vec<pb::SetTls>,
+) -> Result<BTreeMap<EndpointSetKey, UpstreamTls>, ConvertError> {
+    (wire.into_iter())
+        .map(|entry| {
+            let set = required(entry.endpoint_set, "SetTls.endpoint_set")?;
+            let tls = required(entry.tls, "SetTls.tls")?;
+            Ok((EndpointSetKey::try_from(set)?, UpstreamTls::from(tls)))
+        })
+        .collect()
+}
+
 /// `(rules, match_rules, tls_rules)` of `route` on the wire.
 pub(super) fn wire_rules(route: &Route) -> (Vec<pb::Rule>, Vec<pb::Rule>, Vec<pb::Rule>) {
-    if route.upstream.tls.is_some() {
+    if !route.upstream.tls.is_empty() {
         let all = route.rules.iter().map(pb::Rule::from).collect();
         return (Vec::new(), Vec::new(), all);
     }
@@ -49,7 +78,7 @@ pub(super) fn rules_from_wire(
     rules: Vec<pb::Rule>,
     match_rules: Vec<pb::Rule>,
     tls_rules: Vec<pb::Rule>,
-) -> Result<Vec<Rule>, super::ConvertError> {
+) -> Result<Vec<Rule>, ConvertError> {
     if tls {
         return tls_rules.into_iter().map(Rule::try_from).collect();
     }
@@ -74,11 +103,14 @@ mod tests {
 
     fn with_tls(hostname: Option<&str>) -> Route {
         let mut r = route("orders");
-        r.upstream.tls = Some(UpstreamTls {
+        let set = r.rules[0].backends[0].endpoint_set.clone();
+        let tls = UpstreamTls {
             ca_pem: "-----BEGIN CERTIFICATE-----\n...".into(),
             hostname: hostname.map(str::to_owned),
             cluster_domain: "cluster.local".into(),
-        });
+            subject_alt_names: vec!["api.example".into()],
+        };
+        r.upstream.tls = BTreeMap::from([(set, tls)]);
         r
     }
 
@@ -106,7 +138,7 @@ mod tests {
         let r = route("orders");
         let wire = pb::Route::from(&r);
         assert!(wire.tls_rules.is_empty());
-        assert_eq!(wire.upstream.as_ref().and_then(|u| u.tls.as_ref()), None);
+        assert_eq!(wire.upstream.as_ref().map(|u| u.set_tls.len()), Some(0));
         assert_eq!(wire.rules.len(), 1);
     }
 }

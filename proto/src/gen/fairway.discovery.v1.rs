@@ -532,7 +532,8 @@ pub struct Route {
     /// the Route says they must not go.
     #[prost(message, repeated, tag = "9")]
     pub match_rules: ::prost::alloc::vec::Vec<Rule>,
-    /// The rules of a Route whose `upstream.tls` is set; `rules` and `match_rules` are then
+    /// The rules of a Route that speaks TLS to any endpoint set (`Upstream.set_tls`);
+    /// `rules` and `match_rules` are then
     /// empty. A proxy that predates TLS to pods sees a Route with no rule and answers its
     /// hosts 404, rather than send its requests to the pods in plaintext. (Field numbers
     /// from 16 on: TLS to pods, release of issue 20.)
@@ -752,7 +753,7 @@ pub mod affinity {
     }
 }
 #[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Upstream {
     #[prost(enumeration = "UpstreamProtocol", tag = "1")]
     pub protocol: i32,
@@ -778,12 +779,23 @@ pub struct Upstream {
     /// How long long-lived connections to a terminating or removed pod may run on.
     #[prost(uint64, tag = "9")]
     pub drain_timeout_ms: u64,
-    /// TLS to the pods. Absent: plaintext. A Route with it travels in `Route.tls_rules`.
-    #[prost(message, optional, tag = "16")]
+    /// TLS to the pods of the listed endpoint sets (a Route's upstream.tls, or a
+    /// BackendTLSPolicy on the set's Service port), one entry per set; a set not listed:
+    /// plaintext. A Route with any entry travels in `Route.tls_rules`.
+    #[prost(message, repeated, tag = "17")]
+    pub set_tls: ::prost::alloc::vec::Vec<SetTls>,
+}
+/// TLS to the pods of one endpoint set.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SetTls {
+    #[prost(message, optional, tag = "1")]
+    pub endpoint_set: ::core::option::Option<EndpointSetKey>,
+    #[prost(message, optional, tag = "2")]
     pub tls: ::core::option::Option<UpstreamTls>,
 }
-/// How the proxy verifies a Route's pods (Gateway API's BackendTLSPolicy, or a Route's
-/// upstream.tls).
+/// How the proxy verifies the pods of one endpoint set (Gateway API's
+/// BackendTLSPolicy, or a Route's upstream.tls).
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct UpstreamTls {
@@ -791,12 +803,17 @@ pub struct UpstreamTls {
     /// resolve; nothing is trusted and every connection is refused.
     #[prost(string, tag = "1")]
     pub ca_pem: ::prost::alloc::string::String,
-    /// The name a pod's certificate must carry. Absent: the backend Service's DNS name,
+    /// The name sent as SNI, and the name a pod's certificate must carry unless
+    /// `subject_alt_names` is set. Absent: the backend Service's DNS name,
     /// NAME.NS.svc.\<cluster_domain>.
     #[prost(string, optional, tag = "2")]
     pub hostname: ::core::option::Option<::prost::alloc::string::String>,
     #[prost(string, tag = "3")]
     pub cluster_domain: ::prost::alloc::string::String,
+    /// DNS names of which a pod's certificate must carry one, in place of the hostname
+    /// (BackendTLSPolicy's subjectAltNames of type Hostname). Empty: the hostname.
+    #[prost(string, repeated, tag = "4")]
+    pub subject_alt_names: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

@@ -17,6 +17,7 @@ fn tls(ca: &str, hostname: Option<&str>) -> Option<Arc<PodTls>> {
         ca_pem: ca.into(),
         hostname: hostname.map(str::to_owned),
         cluster_domain: "cluster.local".into(),
+        subject_alt_names: Vec::new(),
     };
     let set = EndpointSetKey {
         namespace: "shop".into(),

@@ -80,10 +80,16 @@ async fn pod_with(ca: &CertifiedIssuer<'static, KeyPair>) -> (EndpointAddr, Arc<
 }
 
 fn settings(ca_pem: &str) -> ConnSettings {
+    settings_named(ca_pem, None, &[])
+}
+
+/// TLS to the pod sending `hostname` as SNI (default: [`NAME`]), verifying `sans`.
+fn settings_named(ca_pem: &str, hostname: Option<&str>, sans: &[&str]) -> ConnSettings {
     let model = UpstreamTls {
         ca_pem: ca_pem.into(),
-        hostname: None,
+        hostname: hostname.map(str::to_owned),
         cluster_domain: "cluster.local".into(),
+        subject_alt_names: sans.iter().map(|s| (*s).to_owned()).collect(),
     };
     let set = EndpointSetKey {
         namespace: "shop".into(),
@@ -151,5 +157,26 @@ async fn a_pod_of_another_ca_is_refused_before_anything_is_sent() {
             assert_eq!(server_name, NAME);
         }
         got => panic!("expected a refused handshake, got {got:?}"),
+    }
+}
+
+#[tokio::test]
+async fn subject_alt_names_replace_the_hostname_in_verification() {
+    let ca = ca();
+    let (addr, _) = pod_with(&ca).await;
+    let pools = Pools::new();
+    // SNI names another host; the certificate carries NAME, one of the listed SANs.
+    let listed = settings_named(&ca.pem(), Some("sni.example"), &["other.example", NAME]);
+    assert_eq!(
+        get(&pools, addr, &listed)
+            .await
+            .expect("a listed SAN verifies"),
+        "ok"
+    );
+    // The hostname matches the certificate, but SANs are set and none is carried.
+    let unlisted = settings_named(&ca.pem(), Some(NAME), &["other.example"]);
+    match get(&pools, addr, &unlisted).await {
+        Err(TryError::Connect(ConnectError::TlsHandshake { .. })) => {}
+        got => panic!("the hostname must not verify once SANs are set, got {got:?}"),
     }
 }

@@ -202,7 +202,7 @@ fn pod_tls(
     set: &EndpointSetKey,
     built: &mut HashMap<(RouteKey, EndpointSetKey), Arc<PodTls>>,
 ) -> Option<Arc<PodTls>> {
-    let tls = route.upstream.tls.as_ref()?;
+    let tls = route.upstream.tls.get(set)?;
     let key = (route.key.clone(), set.clone());
     let alpn = Alpn::new(route.upstream.protocol, protocol(source, route, set));
     let made = built.entry(key).or_insert_with(|| {

@@ -15,7 +15,8 @@ pub struct Target {
     pub backend: Arc<BackendState>,
     /// The protocol to speak to the picked endpoint.
     pub protocol: AppProtocol,
-    /// TLS to the pods (the Route's `upstream.tls`); `None`: plaintext.
+    /// TLS to the pods of this backend's set (the Route's `upstream.tls` for that set);
+    /// `None`: plaintext.
     pub tls: Option<Arc<PodTls>>,
     /// The rule's own timeouts, when it has them (shared: a target is cloned per request).
     pub rule_timeouts: Option<Arc<Timeouts>>,

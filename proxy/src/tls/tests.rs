@@ -24,6 +24,7 @@ fn model(ca_pem: &str, hostname: Option<&str>) -> UpstreamTls {
         ca_pem: ca_pem.into(),
         hostname: hostname.map(str::to_owned),
         cluster_domain: "cluster.local".into(),
+        subject_alt_names: Vec::new(),
     }
 }
 

@@ -13,6 +13,7 @@
 //! runs the scenarios whose name contains `seed`; libtest flags are ignored. It prints
 //! `test NAME ... ok|FAILED` per scenario and a last line `N passed, M failed`.
 
+mod backend_tls;
 mod echo;
 mod faults;
 mod filters;

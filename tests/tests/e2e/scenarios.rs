@@ -79,6 +79,10 @@ pub fn all() -> Vec<Scenario> {
             name: "s15_namespace_opt_in_serves_its_services",
             run: || Box::pin(crate::opt_in::namespace_opt_in_serves_its_services()),
         },
+        Scenario {
+            name: "s16_backend_tls_policy",
+            run: || Box::pin(crate::backend_tls::backend_tls_policy()),
+        },
     ]
 }
 

@@ -32,12 +32,12 @@ use crate::world::{CONVERGE, Conn, POD_PORT, World, pod_ip};
 const PORT: i32 = POD_PORT as i32;
 
 /// A CA: its PEM, and the issuer that signs pod certificates.
-struct Ca {
-    pem: String,
+pub(crate) struct Ca {
+    pub(crate) pem: String,
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
-fn ca(name: &str) -> Ca {
+pub(crate) fn ca(name: &str) -> Ca {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params
@@ -54,7 +54,7 @@ fn ca(name: &str) -> Ca {
 /// An HTTPS pod on `ip:8080` with a certificate for `names` from `ca`, offering `alpn`.
 /// It answers every request with its name in the pod header and the HTTP version it
 /// spoke as the body. The accept loop ends when the pod is dropped.
-struct TlsPod(JoinHandle<()>);
+pub(crate) struct TlsPod(JoinHandle<()>);
 
 impl Drop for TlsPod {
     fn drop(&mut self) {
@@ -62,7 +62,13 @@ impl Drop for TlsPod {
     }
 }
 
-async fn tls_pod(name: &'static str, ip: &str, ca: &Ca, names: &[String], alpn: &[&str]) -> TlsPod {
+pub(crate) async fn tls_pod(
+    name: &'static str,
+    ip: &str,
+    ca: &Ca,
+    names: &[String],
+    alpn: &[&str],
+) -> TlsPod {
     let key = KeyPair::generate().expect("key");
     let params = CertificateParams::new(names.to_vec()).expect("params");
     let cert = params.signed_by(&key, &ca.issuer).expect("signed");
@@ -100,7 +106,7 @@ async fn tls_pod(name: &'static str, ip: &str, ca: &Ca, names: &[String], alpn: 
     }))
 }
 
-async fn put_config_map(w: &World, name: &str, pem: &str) {
+pub(crate) async fn put_config_map(w: &World, name: &str, pem: &str) {
     let api: Api<ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
     let map = ConfigMap {
         metadata: ObjectMeta {

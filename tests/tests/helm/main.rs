@@ -326,6 +326,12 @@ fn default_render_is_hardened_and_wired() {
     };
     assert_eq!(granted("httproutes"), ["get", "list", "watch"], "{rules}");
     assert_eq!(granted("httproutes/status"), ["patch"], "{rules}");
+    assert_eq!(
+        granted("backendtlspolicies"),
+        ["get", "list", "watch"],
+        "{rules}"
+    );
+    assert_eq!(granted("backendtlspolicies/status"), ["patch"], "{rules}");
     // TLS to pods: CA bundles from ConfigMaps, read only.
     let config_maps = (role["rules"].as_array().into_iter().flatten())
         .find(|r| r["resources"][0] == "configmaps")

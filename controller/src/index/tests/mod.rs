@@ -13,6 +13,7 @@ mod matching;
 mod routes;
 mod status;
 mod tls;
+mod tls_policies;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -11,14 +11,14 @@ use super::*;
 use crate::crd::{CaCertificateRef, CaKind, UpstreamTlsSpec};
 use crate::index::{ConditionStatus, Reason};
 
-fn ca_pem() -> String {
+pub(super) fn ca_pem() -> String {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let key = KeyPair::generate().expect("key");
     params.self_signed(&key).expect("self-signed").pem()
 }
 
-fn config_map(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+pub(super) fn config_map(name: &str, data: &[(&str, &str)]) -> ConfigMap {
     let data: BTreeMap<String, String> = (data.iter())
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
@@ -46,7 +46,7 @@ fn index_with_tls_route(hostname: Option<&str>) -> Index {
 
 fn tls_of(index: &Index) -> UpstreamTls {
     let route = index.table().routes.get(&route_key("secure"));
-    let tls = route.and_then(|r| r.upstream.tls.clone());
+    let tls = route.and_then(|r| r.upstream.tls.get(&set_key("orders", 8080)).cloned());
     tls.expect("a TLS Route stays in the table, CA or not")
 }
 
@@ -77,7 +77,7 @@ fn a_missing_ca_refuses_connections_and_is_this_routes_condition_only() {
         "the other Route is unaffected"
     );
     let orders = &index.table().routes[&route_key("orders")];
-    assert_eq!(orders.upstream.tls, None);
+    assert!(orders.upstream.tls.is_empty());
 }
 
 #[test]
@@ -97,6 +97,7 @@ fn the_ca_arrives_and_changes_as_a_route_update() {
             ca_pem: first.clone(),
             hostname: None,
             cluster_domain: "cluster.local".into(),
+            subject_alt_names: Vec::new(),
         }
     );
     assert_eq!(refs(&index, "secure").0, ConditionStatus::True);
