@@ -158,6 +158,9 @@ fn pod_events(config: Option<&WebhookConfig>, webhook: Option<&Webhook>) -> Opti
         drain: template.drain.is_some(),
         capture: (template.capture.as_ref())
             .map_or_else(|| CAPTURE_CONTAINER.to_owned(), |c| c.name.clone()),
+        containers: std::iter::once(template.proxy.name.clone())
+            .chain(template.drain.as_ref().map(|d| d.copy.name.clone()))
+            .collect(),
     })
 }
 

@@ -69,6 +69,9 @@ pub struct Injector {
     pub drain: bool,
     /// The capture init container's name (the template's).
     pub capture: String,
+    /// The names of the containers the injector adds (the proxy, the drain hook's copy
+    /// step): a pod that has one was injected, marked or not.
+    pub containers: Vec<String>,
 }
 
 /// `NotInjected` for a pod (its metadata) that asks for what `injector` adds and was
@@ -120,6 +123,19 @@ pub fn not_injected(meta: &ObjectMeta, injector: &Injector) -> Option<PodWarning
         reason: Reason::NotInjected,
         note: bounded(note),
     })
+}
+
+/// Whether `pod` has a container the injector adds: then it was injected after all, by
+/// a release before the marks, by an older `fairway inject`, or by hand. Asked of the
+/// whole pod, once, for a pod [`not_injected`] picked from its metadata.
+pub fn has_injection(pod: &Pod, injector: &Injector) -> bool {
+    let Some(spec) = &pod.spec else {
+        return false;
+    };
+    let inits = spec.init_containers.iter().flatten();
+    inits
+        .chain(&spec.containers)
+        .any(|c| injector.containers.contains(&c.name))
 }
 
 /// `CaptureFailed` for an injected `pod` whose capture init container (`capture`)

@@ -11,6 +11,7 @@ fn injector() -> Injector {
         excluded_namespaces: ["kube-system".to_owned(), "fairway".to_owned()].into(),
         drain: true,
         capture: "fairway-capture".to_owned(),
+        containers: vec!["fairway-proxy".to_owned(), "fairway-drain-copy".to_owned()],
     }
 }
 
@@ -237,4 +238,35 @@ fn the_memory_of_warned_pods_is_bounded() {
     assert!(warned.contains("d", Reason::NotInjected));
     warned.insert("d", Reason::NotInjected);
     assert_eq!(warned.len(), 3, "inserting twice keeps one");
+}
+
+#[test]
+fn a_pod_without_the_mark_but_with_the_injected_containers_was_injected() {
+    use k8s_openapi::api::core::v1::{Container, PodSpec};
+    let with = |inits: &[&str]| Pod {
+        spec: Some(PodSpec {
+            init_containers: Some(
+                inits
+                    .iter()
+                    .map(|name| Container {
+                        name: (*name).to_owned(),
+                        ..Container::default()
+                    })
+                    .collect(),
+            ),
+            containers: vec![Container {
+                name: "app".to_owned(),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    assert!(has_injection(
+        &with(&["fairway-capture", "fairway-proxy"]),
+        &injector()
+    ));
+    assert!(has_injection(&with(&["fairway-drain-copy"]), &injector()));
+    assert!(!has_injection(&with(&["migrate"]), &injector()));
+    assert!(!has_injection(&with(&[]), &injector()), "missed");
 }

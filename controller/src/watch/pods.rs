@@ -4,7 +4,8 @@
 //!
 //! - Pods without the injector's label, metadata only (annotations are all
 //!   `NotInjected` needs): the webhook fails open, so a pod that asks for Fairway and
-//!   has no mark was created while it was down. Its relist after a controller start is
+//!   has no mark was created while it was down. Such a pod (rare) is read whole once,
+//!   to spare one injected before the marks existed. Its relist after a controller start is
 //!   what finds the pods created while the controller (and so its webhook) was away.
 //! - Pods the injector gave a capture step (label `fairway.dev/injected` in `proxy`,
 //!   `proxy-drain`), whole, for their init containers' status: `CaptureFailed`.
@@ -16,6 +17,7 @@
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
@@ -24,7 +26,9 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 
 use super::source;
-use crate::inject::events::{Injector, PodWarning, Warned, capture_failed, decide, not_injected};
+use crate::inject::events::{
+    Injector, PodWarning, Warned, capture_failed, decide, has_injection, not_injected,
+};
 use crate::inject::{INJECTED_LABEL, Wanted};
 
 /// A step of reporting on pods that failed; logged, never fatal.
@@ -88,6 +92,7 @@ pub(super) async fn run(
                         let meta = pod.metadata;
                         if exists {
                             let warning = not_injected(&meta, &injector);
+                            let warning = confirm(&client, &injector, &mut warned, &meta, warning).await;
                             record(&recorder, &mut warned, &meta, warning).await;
                         } else if let Some(uid) = &meta.uid {
                             warned.forget(uid);
@@ -121,6 +126,41 @@ fn seen<K>(event: Result<Event<K>, watcher::Error>) -> Vec<(K, bool)> {
             Vec::new()
         }
     }
+}
+
+/// `warning` (a `NotInjected` decided from metadata) if the whole pod confirms it: a pod
+/// with the injector's containers and no mark was injected before the marks existed, and
+/// is remembered as decided. Read with `list` by name (the grant the watch needs; no
+/// `get`), once per pod. A failed read keeps the warning: the metadata says as much.
+async fn confirm(
+    client: &Client,
+    injector: &Injector,
+    warned: &mut Warned,
+    meta: &ObjectMeta,
+    warning: Option<PodWarning>,
+) -> Option<PodWarning> {
+    let (Some(uid), Some(name), Some(namespace)) = (&meta.uid, &meta.name, &meta.namespace) else {
+        return warning;
+    };
+    let warning = decide(warned, uid, warning)?;
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+    match api.list(&by_name).await {
+        Ok(list) => {
+            let same = list
+                .items
+                .iter()
+                .find(|p| p.metadata.uid.as_ref() == Some(uid));
+            if same.is_some_and(|pod| has_injection(pod, injector)) {
+                warned.insert(uid, warning.reason);
+                return None;
+            }
+        }
+        Err(error) => {
+            tracing::debug!(%namespace, %name, %error, "reading the pod to confirm it was missed");
+        }
+    }
+    Some(warning)
 }
 
 /// Records `warning` on the pod of `meta` unless it had it already.
