@@ -285,7 +285,7 @@ fn default_render_is_hardened_and_wired() {
 
     // Least privilege: no wildcard, no secrets; ConfigMaps read (CA bundles of TLS
     // Routes), created, and patched only for the CA's (the injector publishes it,
-    // inject/publish.rs); one pod at a time (an injected proxy's).
+    // inject/publish.rs).
     let role = find(&objects, "ClusterRole", "fairway-controller");
     let rules = role["rules"].to_string();
     for forbidden in ["\"*\"", "secrets"] {
@@ -313,8 +313,14 @@ fn default_render_is_hardened_and_wired() {
         .flatten()
         .filter(|r| r["resources"].to_string().contains("\"pods\""))
         .collect();
-    assert_eq!(pods.len(), 1, "{rules}");
-    assert_eq!(pods[0]["verbs"], serde_json::json!(["get"]), "{rules}");
+    // One named pod at a time (an injected proxy's), and list/watch for the injector's
+    // pod Events (injector.podEvents); nothing that changes a pod.
+    let verbs: Vec<&Value> = pods.iter().map(|r| &r["verbs"]).collect();
+    assert_eq!(
+        verbs,
+        [&json!(["list", "watch"]), &json!(["get"])],
+        "{rules}"
+    );
     // HTTPRoute input (issue 20): explicit verbs, status by patch only.
     let granted = |resource: &str| -> Vec<String> {
         let rules = role["rules"].as_array().into_iter().flatten();
