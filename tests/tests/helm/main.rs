@@ -318,7 +318,7 @@ fn default_render_is_hardened_and_wired() {
     let verbs: Vec<&Value> = pods.iter().map(|r| &r["verbs"]).collect();
     assert_eq!(
         verbs,
-        [&json!(["list", "watch"]), &json!(["get"])],
+        [&json!(["get"]), &json!(["list", "watch"])],
         "{rules}"
     );
     // HTTPRoute input (issue 20): explicit verbs, status by patch only.
