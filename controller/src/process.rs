@@ -28,7 +28,7 @@ use crate::drain::DrainService;
 use crate::drain::peers::PeerConfig;
 use crate::grpc::{self, DiscoveryService, Proxies};
 use crate::index::Index;
-use crate::inject::events::Injector;
+use crate::inject::events::PodEvents;
 use crate::inject::template::CAPTURE_CONTAINER;
 use crate::inject::{self, Template};
 use crate::metrics::Metrics;
@@ -150,10 +150,10 @@ async fn webhook(config: &WebhookConfig) -> Result<Webhook, RunError> {
 }
 
 /// What the pod watch needs to know about the injector, with `--pod-events`.
-fn pod_events(config: Option<&WebhookConfig>, webhook: Option<&Webhook>) -> Option<Injector> {
+fn pod_events(config: Option<&WebhookConfig>, webhook: Option<&Webhook>) -> Option<PodEvents> {
     let (config, webhook) = (config.filter(|c| c.pod_events)?, webhook?);
     let template = &webhook.injector.template;
-    Some(Injector {
+    Some(PodEvents {
         excluded_namespaces: config.excluded_namespaces.iter().cloned().collect(),
         drain: template.drain.is_some(),
         capture: (template.capture.as_ref())

@@ -60,7 +60,7 @@ pub struct PodWarning {
 
 /// What the controller knows about the injector it serves.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Injector {
+pub struct PodEvents {
     /// Namespaces the webhook never sees (the chart's: kube-system, kube-node-lease, its
     /// own): a pod there is reported as excluded, not as missed.
     pub excluded_namespaces: BTreeSet<String>,
@@ -76,7 +76,7 @@ pub struct Injector {
 
 /// `NotInjected` for a pod (its metadata) that asks for what `injector` adds and was
 /// not marked as injected.
-pub fn not_injected(meta: &ObjectMeta, injector: &Injector) -> Option<PodWarning> {
+pub fn not_injected(meta: &ObjectMeta, injector: &PodEvents) -> Option<PodWarning> {
     let annotations = meta.annotations.as_ref();
     let as_json: Map<String, Value> = annotations
         .into_iter()
@@ -128,7 +128,7 @@ pub fn not_injected(meta: &ObjectMeta, injector: &Injector) -> Option<PodWarning
 /// Whether `pod` has a container the injector adds: then it was injected after all, by
 /// a release before the marks, by an older `fairway inject`, or by hand. Asked of the
 /// whole pod, once, for a pod [`not_injected`] picked from its metadata.
-pub fn has_injection(pod: &Pod, injector: &Injector) -> bool {
+pub fn has_injection(pod: &Pod, injector: &PodEvents) -> bool {
     let Some(spec) = &pod.spec else {
         return false;
     };

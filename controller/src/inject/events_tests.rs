@@ -6,8 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
 
-fn injector() -> Injector {
-    Injector {
+fn injector() -> PodEvents {
+    PodEvents {
         excluded_namespaces: ["kube-system".to_owned(), "fairway".to_owned()].into(),
         drain: true,
         capture: "fairway-capture".to_owned(),
@@ -78,7 +78,7 @@ fn the_drain_annotation_counts_only_when_the_injector_adds_the_hook() {
         "{}",
         warning.note
     );
-    let without = Injector {
+    let without = PodEvents {
         drain: false,
         ..injector()
     };

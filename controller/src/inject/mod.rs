@@ -10,6 +10,9 @@
 //!   proxy or alone (backend pods: no capture, no proxy). Asked for by its own
 //!   annotation for now, see [`Wanted::of`].
 //!
+//! What it injects it marks (`fairway.dev/injected`, [`mark`]); `events` decides the
+//! Warning Events the controller records on pods it missed or whose capture failed.
+//!
 //! The pod is edited as JSON, not through typed `PodSpec`s: a round trip through types
 //! would drop fields newer than our Kubernetes version, and the webhook's patch would
 //! then remove them.

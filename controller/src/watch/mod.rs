@@ -44,7 +44,7 @@ pub struct WatchConfig {
     pub status: StatusConfig,
     /// Warning Events on pods the injector missed or whose capture failed (`pods`),
     /// recorded by the status writer's leader; `None`: off.
-    pub pod_events: Option<crate::inject::events::Injector>,
+    pub pod_events: Option<crate::inject::events::PodEvents>,
 }
 
 /// Why the sources stopped.

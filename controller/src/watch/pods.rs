@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use super::source;
 use crate::inject::events::{
-    Injector, PodWarning, Warned, capture_failed, decide, has_injection, not_injected,
+    PodEvents, PodWarning, Warned, capture_failed, decide, has_injection, not_injected,
 };
 use crate::inject::{INJECTED_LABEL, Wanted};
 
@@ -59,7 +59,7 @@ fn captured() -> String {
 /// kind's name when `leading`'s sender is gone (the status writer stopped).
 pub(super) async fn run(
     client: Client,
-    injector: Injector,
+    injector: PodEvents,
     recorder: Recorder,
     mut leading: watch::Receiver<bool>,
 ) -> &'static str {
@@ -134,7 +134,7 @@ fn seen<K>(event: Result<Event<K>, watcher::Error>) -> Vec<(K, bool)> {
 /// `get`), once per pod. A failed read keeps the warning: the metadata says as much.
 async fn confirm(
     client: &Client,
-    injector: &Injector,
+    injector: &PodEvents,
     warned: &mut Warned,
     meta: &ObjectMeta,
     warning: Option<PodWarning>,
