@@ -236,11 +236,11 @@ impl Warned {
 
     /// Forgets a deleted pod.
     pub fn forget(&mut self, uid: &str) {
-        let had = [Reason::NotInjected, Reason::CaptureFailed]
-            .into_iter()
-            .fold(false, |had, r| {
-                self.seen.remove(&(uid.to_owned(), r)) || had
-            });
+        // Both reasons, so no short-circuit.
+        let mut had = false;
+        for reason in [Reason::NotInjected, Reason::CaptureFailed] {
+            had |= self.seen.remove(&(uid.to_owned(), reason));
+        }
         if had {
             self.order.retain(|(u, _)| u != uid);
         }
