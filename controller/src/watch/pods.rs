@@ -55,8 +55,9 @@ fn captured() -> String {
     format!("{INJECTED_LABEL} in ({})", values.join(","))
 }
 
-/// Watches pods while `leading`, recording each pod's Warning at most once. Returns the
-/// kind's name when `leading`'s sender is gone (the status writer stopped).
+/// Watches pods while `leading`, recording each pod's Warning at most once. Never
+/// returns (the kind's name is for the sources' join): once `leading`'s sender is gone
+/// the status writer stopped, the sources end with it and abort this task.
 pub(super) async fn run(
     client: Client,
     injector: PodEvents,
@@ -66,7 +67,7 @@ pub(super) async fn run(
     let mut warned = Warned::default();
     loop {
         if leading.wait_for(|leads| *leads).await.is_err() {
-            return "Pod";
+            return std::future::pending().await;
         }
         tracing::info!("leading: watching pods for injection failures");
         let api: Api<PartialObjectMeta<Pod>> = Api::all(client.clone());
@@ -80,7 +81,7 @@ pub(super) async fn run(
             tokio::select! {
                 changed = leading.changed() => {
                     if changed.is_err() {
-                        return "Pod";
+                        return std::future::pending().await;
                     }
                     if !*leading.borrow_and_update() {
                         tracing::info!("no longer leading: pod watches stop");
