@@ -709,6 +709,10 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         &token,
         &["create", "tokenreviews.authentication.k8s.io"]
     ));
+    assert!(
+        can_i(cluster, &token, &["watch", "pods", "--all-namespaces"]),
+        "pods are watched for the injector's Warning Events (injector.podEvents)"
+    );
     assert!(can_i(
         cluster,
         &token,
@@ -733,9 +737,12 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         &["get", "secrets", "-n", &ns][..],
         &["patch", "configmaps/app-settings", "-n", &app],
         // ConfigMaps are read (TLS Routes' CA bundles), never changed but for the CA's.
-        &["list", "pods", "--all-namespaces"],
         &["list", "secrets", "--all-namespaces"],
         &["create", "pods", "-n", &app],
+        // Pods are read (the injector's Warning Events), never changed.
+        &["patch", "pods", "-n", &app],
+        &["update", "pods", "-n", &app],
+        &["delete", "pods", "-n", &app],
         &["update", "routes.fairway.dev", "-n", &app],
         &["create", "leases.coordination.k8s.io", "-n", &app],
         &["delete", "services", "-n", &app],
