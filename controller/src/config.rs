@@ -159,6 +159,22 @@ pub struct Args {
     /// kubeconfig or in-cluster config, and `create`/`patch` on ConfigMaps).
     #[arg(long, env = "FAIRWAY_PUBLISH_CA_FILE", requires = "webhook_addr")]
     pub publish_ca_file: Option<PathBuf>,
+
+    /// Record Warning Events on pods that ask for injection and were created without it
+    /// (`NotInjected`), or whose capture step failed (`CaptureFailed`). Watches pods
+    /// (needs `list`/`watch` on pods; docs/security.md) from the status writer's leader.
+    #[arg(long, env = "FAIRWAY_POD_EVENTS", requires = "webhook_addr")]
+    pub pod_events: bool,
+
+    /// Namespaces the webhook's registration leaves out (repeat the flag, or
+    /// comma-separate): their pods are reported as excluded, not as missed.
+    #[arg(
+        long = "webhook-excluded-namespace",
+        env = "FAIRWAY_WEBHOOK_EXCLUDED_NAMESPACE",
+        value_delimiter = ',',
+        requires = "webhook_addr"
+    )]
+    pub webhook_excluded_namespaces: Vec<String>,
 }
 
 /// The injection webhook: where it listens, its certificate, what it adds.
@@ -169,6 +185,10 @@ pub struct WebhookConfig {
     pub template: PathBuf,
     /// The CA to publish where pods are injected; unset: none (the user provides it).
     pub publish_ca_file: Option<PathBuf>,
+    /// Record Warning Events on pods the webhook missed or whose capture failed.
+    pub pod_events: bool,
+    /// Namespaces the registration leaves out.
+    pub excluded_namespaces: Vec<String>,
 }
 
 fn parse_coalesce(s: &str) -> Result<Duration, String> {
@@ -212,6 +232,8 @@ pub enum ConfigError {
          speak TLS to each other"
     )]
     DrainPeersWithoutCa,
+    #[error("--pod-events watches pods through the Kubernetes API: not with --static-dir")]
+    PodEventsWithoutApi,
 }
 
 /// The controller's whole configuration.
@@ -290,6 +312,10 @@ impl Config {
                 },
                 template,
                 publish_ca_file: args.publish_ca_file.filter(|f| !f.as_os_str().is_empty()),
+                pod_events: args.pod_events,
+                excluded_namespaces: (args.webhook_excluded_namespaces.into_iter())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
             }),
             // clap requires all or none.
             _ => None,
@@ -320,6 +346,10 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.tls.is_some() && !self.drain_peers.is_empty() && self.drain_peer_ca_file.is_none() {
             return Err(ConfigError::DrainPeersWithoutCa);
+        }
+        let pod_events = self.webhook.as_ref().is_some_and(|w| w.pod_events);
+        if pod_events && matches!(self.source, Source::StaticDir(_)) {
+            return Err(ConfigError::PodEventsWithoutApi);
         }
         let AuthConfig::TokenReview(policy) = &self.auth else {
             return Ok(());

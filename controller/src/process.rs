@@ -28,6 +28,8 @@ use crate::drain::DrainService;
 use crate::drain::peers::PeerConfig;
 use crate::grpc::{self, DiscoveryService, Proxies};
 use crate::index::Index;
+use crate::inject::events::PodEvents;
+use crate::inject::template::CAPTURE_CONTAINER;
 use crate::inject::{self, Template};
 use crate::metrics::Metrics;
 use crate::state::{IndexHandle, NodeZones};
@@ -147,6 +149,21 @@ async fn webhook(config: &WebhookConfig) -> Result<Webhook, RunError> {
     })
 }
 
+/// What the pod watch needs to know about the injector, with `--pod-events`.
+fn pod_events(config: Option<&WebhookConfig>, webhook: Option<&Webhook>) -> Option<PodEvents> {
+    let (config, webhook) = (config.filter(|c| c.pod_events)?, webhook?);
+    let template = &webhook.injector.template;
+    Some(PodEvents {
+        excluded_namespaces: config.excluded_namespaces.iter().cloned().collect(),
+        drain: template.drain.is_some(),
+        capture: (template.capture.as_ref())
+            .map_or_else(|| CAPTURE_CONTAINER.to_owned(), |c| c.name.clone()),
+        containers: std::iter::once(template.proxy.name.clone())
+            .chain(template.drain.as_ref().map(|d| d.copy.name.clone()))
+            .collect(),
+    })
+}
+
 /// A started controller: listeners bound, shared state built, nothing running yet.
 pub struct Running {
     config: Config,
@@ -232,6 +249,7 @@ pub async fn start_with_client(
             let watch = WatchConfig {
                 namespaces: namespaces.clone(),
                 selector: selector.clone(),
+                pod_events: pod_events(config.webhook.as_ref(), webhook.as_ref()),
                 ..WatchConfig::default()
             };
             Feed::Kubernetes(client, Box::new(watch))

@@ -172,6 +172,7 @@ pub async fn start_secured(
         namespaces,
         selector: None,
         status,
+        pod_events: None,
     };
 
     let mut tasks = JoinSet::new();

@@ -166,6 +166,17 @@ fn certificates() -> (String, String, String) {
 /// The webhook with `cert` and `key`; with `publish_ca`, it also publishes that CA where
 /// it injects (`--publish-ca-file`, through the test cluster's kubeconfig).
 fn start_webhook(cert: &str, key: &str, publish_ca: Option<&str>) -> Webhook {
+    start_controller(cert, key, publish_ca, None)
+}
+
+/// [`start_webhook`]; with `api`, the controller follows the API (not a static
+/// directory) with these settings.
+fn start_controller(
+    cert: &str,
+    key: &str,
+    publish_ca: Option<&str>,
+    api: Option<Api<'_>>,
+) -> Webhook {
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str, text: &str| {
         let path = dir.path().join(name);
@@ -193,12 +204,22 @@ fn start_webhook(cert: &str, key: &str, publish_ca: Option<&str>) -> Webhook {
             .args(["--publish-ca-file", &file("ca.crt", ca)])
             .env("KUBECONFIG", &cluster().kubeconfig);
     }
+    match &api {
+        Some(api) => {
+            // Routes and Services of the test's namespace only; its status Lease there.
+            command
+                .env("KUBECONFIG", &cluster().kubeconfig)
+                .env("POD_NAMESPACE", api.namespace)
+                .env("POD_NAME", format!("fairway-controller-{}", api.namespace))
+                .args(["--namespace", api.namespace])
+                .args(api.args);
+        }
+        None => {
+            command.args(["--static-dir", &static_dir.display().to_string()]);
+        }
+    }
     let child = command
-        .args([
-            "--static-dir",
-            &static_dir.display().to_string(),
-            "--no-auth",
-        ])
+        .arg("--no-auth")
         .args(["--grpc-addr", &grpc, "--admin-addr", &admin])
         .args(["--webhook-addr", &webhook, "--webhook-cert-file", &cert])
         .args(["--webhook-key-file", &key, "--inject-template", &template])
@@ -218,6 +239,12 @@ fn start_webhook(cert: &str, key: &str, publish_ca: Option<&str>) -> Webhook {
         port,
         _dir: dir,
     }
+}
+
+/// A controller following the API: watching `namespace`, with `args`.
+struct Api<'a> {
+    namespace: &'a str,
+    args: &'a [&'a str],
 }
 
 /// The MutatingWebhookConfiguration for `ns` only (the cluster is shared with other
@@ -431,6 +458,206 @@ fn the_webhook_publishes_the_controllers_ca_where_it_injects_a_drain_hook() {
     assert_eq!(map["data"]["ca.crt"], published, "{map}");
     ok(
         run(&["delete", "namespace", &ns, "--wait=false"], None),
+        "delete namespace",
+    );
+}
+
+/// Bound for the controller to record an Event after the pod's change.
+const EVENT_WITHIN: Duration = Duration::from_secs(30);
+
+/// fairway-controller's Events of `reason` about pod `ns/pod`.
+fn events(ns: &str, pod: &str, reason: &str) -> Vec<Value> {
+    let args = ["get", "events.events.k8s.io", "-n", ns, "-o", "json"];
+    let list: Value = serde_json::from_str(&ok(run(&args, None), "list Events")).unwrap();
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    items
+        .into_iter()
+        .filter(|e| {
+            e["regarding"]["kind"] == "Pod"
+                && e["regarding"]["name"] == pod
+                && e["reason"] == reason
+                && e["reportingController"] == "fairway-controller"
+        })
+        .collect()
+}
+
+/// The note of the first Warning Event of `reason` on pod `ns/pod`, once there.
+fn wait_for_event(ns: &str, pod: &str, reason: &str) -> String {
+    let started = Instant::now();
+    loop {
+        if let Some(event) = events(ns, pod, reason).first() {
+            assert_eq!(event["type"], "Warning", "{event}");
+            return event["note"].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(
+            started.elapsed() < EVENT_WITHIN,
+            "no {reason} Event on pod {ns}/{pod} within {EVENT_WITHIN:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// What nft says without NET_ADMIN, as fairway-capture reports it (proxy/src/capture).
+const NO_NET_ADMIN: &str = "Error: nft refused the rules (exit status: 1): netlink: Error: \
+    cannot open Netlink socket: Operation not permitted\nThe init container needs the \
+    NET_ADMIN capability to change the pod's netfilter rules (docs/security.md).\n";
+
+/// Writes the capture container's status as a kubelet would after running it: exited 1
+/// with `message`, `restarts` times before (then it waits in back-off, the failure in
+/// lastState). There is no kubelet here: the status subresource is how one reports.
+fn capture_exited(ns: &str, pod: &str, restarts: u32, message: &str) {
+    let failed = json!({"terminated": {"exitCode": 1, "reason": "Error", "message": message}});
+    let status = if restarts == 0 {
+        json!({"name": "fairway-capture", "image": "capture:1", "imageID": "", "ready": false,
+               "restartCount": 0, "state": failed})
+    } else {
+        json!({"name": "fairway-capture", "image": "capture:1", "imageID": "", "ready": false,
+               "restartCount": restarts,
+               "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": failed})
+    };
+    let patch = json!({"status": {"initContainerStatuses": [status]}}).to_string();
+    let args = [
+        "patch",
+        "pod",
+        pod,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ];
+    ok(
+        run(&args, None),
+        "write the pod's status as the kubelet would",
+    );
+}
+
+/// One Event, recorded once: a repeat would be a second Event or, within minutes, the
+/// same one patched with a `series` (kube's recorder counts repeats so).
+fn assert_once(events: &[Value]) {
+    assert_eq!(events.len(), 1, "one Event: {events:?}");
+    assert!(
+        events[0]["series"].is_null(),
+        "recorded once: {}",
+        events[0]
+    );
+}
+
+fn create(ns: &str, name: &str, annotations: Value) {
+    let manifest = pod(name, annotations);
+    ok(
+        run(&["apply", "-n", ns, "-f", "-"], Some(&manifest)),
+        "create the pod",
+    );
+}
+
+#[test]
+fn the_controller_warns_on_pods_the_webhook_missed_and_on_a_failed_capture() {
+    fairway_tests::controller::cluster_with_crd();
+    let ns = namespace("inject-events");
+    let excluded = namespace("inject-excluded");
+    let (ca, cert, key) = certificates();
+    let told = format!("--webhook-excluded-namespace={excluded}");
+    let args = ["--pod-events", told.as_str()];
+    let api = Api {
+        namespace: &ns,
+        args: &args,
+    };
+    let controller = start_controller(&cert, &key, None, Some(api));
+    let asks = || json!({"fairway.dev/inject": "enabled"});
+
+    // No webhook registered yet: the apiserver creates the pods as they are, as it does
+    // when the webhook is down (failurePolicy: Ignore).
+    create(&ns, "missed", asks());
+    create(&excluded, "kept-out", asks());
+    let note = wait_for_event(&ns, "missed", "NotInjected");
+    assert!(
+        note.contains("webhook was unavailable") && note.contains("Recreate the pod"),
+        "why, and what to do: {note}"
+    );
+    let note = wait_for_event(&excluded, "kept-out", "NotInjected");
+    assert!(
+        note.contains(&format!("namespace {excluded} is excluded")),
+        "an excluded namespace is not an outage: {note}"
+    );
+    // Another change of the pod is another watch event, and no second Event. The next
+    // pod's Event comes through the same watch after it, so the first was decided by then.
+    ok(
+        run(&["label", "pod", "missed", "-n", &ns, "seen=again"], None),
+        "relabel",
+    );
+    // Injected before the marks existed (or by hand): the proxy is there, no label.
+    let mut old = serde_json::from_str::<Value>(&pod("old-injected", asks())).unwrap();
+    old["spec"]["initContainers"] =
+        json!([{"name": "fairway-proxy", "image": IMAGE, "restartPolicy": "Always"}]);
+    ok(
+        run(&["apply", "-n", &ns, "-f", "-"], Some(&old.to_string())),
+        "create the pod",
+    );
+    create(&ns, "missed-2", asks());
+    wait_for_event(&ns, "missed-2", "NotInjected");
+    assert_once(&events(&ns, "missed", "NotInjected"));
+    assert!(
+        events(&ns, "old-injected", "NotInjected").is_empty(),
+        "a pod with the proxy was injected, mark or not"
+    );
+
+    // Registered: the real webhook injects and marks the pod.
+    let _registration = Registration::new(&ns, controller.port, &ca);
+    let started = Instant::now();
+    let mut attempt = 0;
+    let gateway = loop {
+        attempt += 1;
+        let name = format!("gateway-{attempt}");
+        create(&ns, &name, asks());
+        if !init_names(&ns, &name).is_empty() {
+            break name;
+        }
+        assert!(
+            started.elapsed() < ACTIVE_WITHIN,
+            "the webhook injected a pod within {ACTIVE_WITHIN:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let label = ["get", "pod", &gateway, "-n", &ns, "-o"]
+        .into_iter()
+        .chain(["jsonpath={.metadata.labels.fairway\\.dev/injected}"])
+        .collect::<Vec<_>>();
+    assert_eq!(
+        ok(run(&label, None), "the mark"),
+        "proxy",
+        "marked as injected"
+    );
+
+    // Its capture step fails for want of NET_ADMIN: one CaptureFailed with the message.
+    capture_exited(&ns, &gateway, 0, NO_NET_ADMIN);
+    let note = wait_for_event(&ns, &gateway, "CaptureFailed");
+    assert!(
+        note.contains("exited with code 1")
+            && note.contains("cannot open Netlink socket: Operation not permitted")
+            && note.ends_with("(docs/security.md)."),
+        "the trimmed termination message: {note:?}"
+    );
+    // The kubelet restarts it and it fails again: still one Event. A second injected
+    // pod's failure, through the same watch, is the point by which it was decided.
+    capture_exited(&ns, &gateway, 1, NO_NET_ADMIN);
+    create(&ns, "second", asks());
+    assert!(!init_names(&ns, "second").is_empty(), "injected");
+    capture_exited(&ns, "second", 0, "nft: no such file");
+    wait_for_event(&ns, "second", "CaptureFailed");
+    assert_once(&events(&ns, &gateway, "CaptureFailed"));
+    assert!(
+        events(&ns, &gateway, "NotInjected").is_empty(),
+        "an injected pod was not missed"
+    );
+    drop(controller);
+    ok(
+        run(&["delete", "namespace", &ns, "--wait=false"], None),
+        "delete namespace",
+    );
+    ok(
+        run(&["delete", "namespace", &excluded, "--wait=false"], None),
         "delete namespace",
     );
 }

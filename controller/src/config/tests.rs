@@ -133,3 +133,31 @@ fn nonsense_is_rejected() {
     );
     assert!(parse(&["--grpc-addr=nowhere"]).is_err());
 }
+
+#[test]
+fn pod_events_come_with_the_webhook_and_the_api() {
+    let webhook = [
+        "--webhook-addr=127.0.0.1:9443",
+        "--webhook-cert-file=c",
+        "--webhook-key-file=k",
+        "--inject-template=t",
+        "--no-auth",
+    ];
+    let with = |extra: &[&str]| parse(&[&webhook[..], extra].concat());
+    let config = with(&[
+        "--pod-events",
+        "--webhook-excluded-namespace=kube-system,fairway",
+    ]);
+    let hook = config.webhook.clone().expect("webhook");
+    assert!(hook.pod_events);
+    assert_eq!(hook.excluded_namespaces, ["kube-system", "fairway"]);
+    assert_eq!(config.check(), Ok(()));
+    assert!(
+        !with(&[]).webhook.expect("webhook").pod_events,
+        "off by default"
+    );
+    let static_dir = with(&["--pod-events", "--static-dir=/tmp/routes"]);
+    assert_eq!(static_dir.check(), Err(ConfigError::PodEventsWithoutApi));
+    let alone = Args::try_parse_from(["x", "--pod-events", "--no-auth"]);
+    assert!(alone.is_err(), "pod Events belong to the injector");
+}

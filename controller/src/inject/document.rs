@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::{Asked, InjectError, Injected, Template, inject};
+use super::{Asked, InjectError, Injected, Template, inject, mark};
 use crate::static_dir::{documents, is_empty};
 
 /// What happened to one object, for stderr.
@@ -106,6 +106,12 @@ pub fn inject_object(
         source,
     })?;
     if !injected.added.is_empty() {
+        // Marked as the webhook marks pods, so its output reads the same.
+        let (parent, key) = meta.rsplit_once('/').unwrap_or(("", meta));
+        if let Some(Value::Object(parent)) = object.pointer_mut(parent) {
+            let meta = parent.entry(key).or_insert_with(|| Value::Null);
+            mark(meta, asked.wanted, &injected);
+        }
         reports.push(Report {
             object: name,
             injected,

@@ -78,6 +78,18 @@ fn every_pod_template_that_asks_is_injected_and_the_rest_kept() {
     let gateway = &docs[1]["spec"]["template"]["spec"];
     assert_eq!(gateway["initContainers"][1]["name"], "fairway-proxy");
     assert_eq!(gateway["initContainers"][1]["restartPolicy"], "Always");
+    let marks = &docs[1]["spec"]["template"]["metadata"];
+    assert_eq!(marks["labels"]["fairway.dev/injected"], "proxy", "{out}");
+    assert_eq!(
+        marks["labels"]["app"], "gateway",
+        "the selector's label kept"
+    );
+    assert_eq!(
+        marks["annotations"]["fairway.dev/injected"], "fairway-capture,fairway-proxy",
+        "marked as the webhook marks pods"
+    );
+    let marks = &docs[3]["spec"]["jobTemplate"]["spec"]["template"]["metadata"];
+    assert_eq!(marks["labels"]["fairway.dev/injected"], "drain", "{out}");
     let report = &docs[3]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
     assert_eq!(report["initContainers"][0]["name"], "fairway-drain-copy");
     assert_eq!(

@@ -10,11 +10,15 @@
 //!   proxy or alone (backend pods: no capture, no proxy). Asked for by its own
 //!   annotation for now, see [`Wanted::of`].
 //!
+//! What it injects it marks (`fairway.dev/injected`, [`mark`]); `events` decides the
+//! Warning Events the controller records on pods it missed or whose capture failed.
+//!
 //! The pod is edited as JSON, not through typed `PodSpec`s: a round trip through types
 //! would drop fields newer than our Kubernetes version, and the webhook's patch would
 //! then remove them.
 
 pub mod document;
+pub mod events;
 pub mod publish;
 pub mod serve;
 pub mod template;
@@ -30,6 +34,16 @@ pub const INJECT_ANNOTATION: &str = "fairway.dev/inject";
 pub const DRAIN_ANNOTATION: &str = "fairway.dev/drain";
 /// The one value that turns either on.
 pub const ENABLED: &str = "enabled";
+
+/// Set by the injector on what it changed: the label (`proxy`, `drain` or `proxy-drain`,
+/// what the pod asked for and got) selects injected pods on the server (the controller
+/// watches those with capture for a failed capture step, `events`); the annotation lists
+/// the containers added, for people.
+pub const INJECTED_LABEL: &str = "fairway.dev/injected";
+pub const INJECTED_ANNOTATION: &str = "fairway.dev/injected";
+/// Set by the webhook on a pod it was asked to inject and could not: why (the
+/// controller's `NotInjected` Event then says so instead of blaming an outage).
+pub const INJECT_ERROR_ANNOTATION: &str = "fairway.dev/inject-error";
 
 /// Destination ports a pod's capture leaves alone, comma-separated (`5432,6379`).
 pub const EXCLUDE_PORTS_ANNOTATION: &str = "fairway.dev/capture-exclude-ports";
@@ -93,6 +107,16 @@ impl Wanted {
             (true, false) => Wanted::Proxy,
             (false, true) => Wanted::Drain,
             (false, false) => Wanted::Nothing,
+        }
+    }
+
+    /// The value of [`INJECTED_LABEL`] on a pod that got what it asked for.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            Wanted::Nothing => None,
+            Wanted::Proxy => Some("proxy"),
+            Wanted::Drain => Some("drain"),
+            Wanted::All => Some("proxy-drain"),
         }
     }
 
@@ -204,6 +228,42 @@ pub fn inject(
         inits.splice(0..0, front);
     }
     Ok(done)
+}
+
+/// Marks pod metadata `meta` (created if missing) as injected: [`INJECTED_LABEL`] and
+/// [`INJECTED_ANNOTATION`]. Nothing when nothing was added (a pod injected before keeps
+/// its marks).
+pub fn mark(meta: &mut Value, wanted: Wanted, done: &Injected) {
+    let Some(label) = wanted.label().filter(|_| !done.added.is_empty()) else {
+        return;
+    };
+    set(meta, "labels", INJECTED_LABEL, label.to_owned());
+    set(
+        meta,
+        "annotations",
+        INJECTED_ANNOTATION,
+        done.added.join(","),
+    );
+}
+
+/// Marks pod metadata `meta` as asking for injection and refused, with the reason.
+pub fn mark_refused(meta: &mut Value, error: &InjectError) {
+    set(
+        meta,
+        "annotations",
+        INJECT_ERROR_ANNOTATION,
+        error.to_string(),
+    );
+}
+
+fn set(meta: &mut Value, map: &str, key: &str, value: String) {
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    if !meta[map].is_object() {
+        meta[map] = json!({});
+    }
+    meta[map][key] = Value::String(value);
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Value {

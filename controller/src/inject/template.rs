@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub const PROXY_UID: i64 = 2140;
 /// The injected proxy's container name (an init container with `restartPolicy: Always`).
 pub const PROXY_CONTAINER: &str = "fairway-proxy";
+/// The capture init container's name in the built-in template (and the chart's).
+pub const CAPTURE_CONTAINER: &str = "fairway-capture";
 /// Where the injected proxy serves its admin endpoints (`/ready` gates the app's start).
 pub const ADMIN_PORT: i32 = 4191;
 /// Where capture sends the pod's outbound connections (`fairway-capture --to-port`).

@@ -1,15 +1,18 @@
 //! The mutating admission webhook: an `AdmissionReview` for a Pod in, the same review
 //! answered with a JSON patch out. Pure here; `serve` (below) is the HTTPS edge.
 //!
-//! It never refuses a pod: an object it cannot read or inject is allowed unchanged with
-//! a warning, as `failurePolicy: Ignore` does when the webhook is down. Fairway must
-//! never be the reason a pod cannot start.
+//! It never refuses a pod: an object it cannot read is allowed unchanged, one it cannot
+//! inject is allowed with a warning and only the reason added (annotation
+//! `fairway.dev/inject-error`), as `failurePolicy: Ignore` lets pods through when the
+//! webhook is down. Fairway must never be the reason a pod cannot start. What it injects
+//! it marks (`fairway.dev/injected`, label and annotation), so the controller can tell
+//! a pod the webhook missed (`events`).
 
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::Value;
 
-use super::{Asked, Template, inject};
+use super::{Asked, Template, inject, mark, mark_refused};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -58,14 +61,11 @@ fn answer(request: &AdmissionRequest<DynamicObject>, template: &Template) -> Adm
         Ok(done) if done.added.is_empty() => response,
         Ok(done) => {
             tracing::info!(pod = %name, added = ?done.added, "injected");
-            let patch = json_patch::diff(&pod, &patched);
+            mark(&mut patched["metadata"], asked.wanted, &done);
             let warnings = done.warnings;
-            response = match response.with_patch(patch) {
-                Ok(patched) => patched,
-                Err(error) => {
-                    tracing::warn!(pod = %name, %error, "serializing the injection patch");
-                    return AdmissionResponse::from(request);
-                }
+            response = match with_patch(response, &pod, &patched, &name) {
+                Some(patched) => patched,
+                None => return AdmissionResponse::from(request),
             };
             if !warnings.is_empty() {
                 response.warnings = Some(warnings.into_iter().map(with_prefix).collect());
@@ -74,8 +74,31 @@ fn answer(request: &AdmissionRequest<DynamicObject>, template: &Template) -> Adm
         }
         Err(error) => {
             tracing::warn!(pod = %name, %error, "not injected");
+            // Only the reason, on the pod as it came (the spec above may be half
+            // edited): the controller's NotInjected Event quotes it.
+            let mut refused = pod.clone();
+            mark_refused(&mut refused["metadata"], &error);
+            let mut response = with_patch(response, &pod, &refused, &name)
+                .unwrap_or_else(|| AdmissionResponse::from(request));
             response.warnings = Some(vec![with_prefix(format!("not injected: {error}"))]);
             response
+        }
+    }
+}
+
+/// `response` with the patch from `pod` to `patched`; `None` if it cannot be written.
+fn with_patch(
+    response: AdmissionResponse,
+    pod: &Value,
+    patched: &Value,
+    name: &str,
+) -> Option<AdmissionResponse> {
+    let patch = json_patch::diff(pod, patched);
+    match response.with_patch(patch) {
+        Ok(patched) => Some(patched),
+        Err(error) => {
+            tracing::warn!(pod = %name, %error, "serializing the injection patch");
+            None
         }
     }
 }

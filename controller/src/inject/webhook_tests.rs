@@ -2,7 +2,7 @@ use serde_json::{Value, json};
 
 use super::review;
 use crate::inject::template::Defaults;
-use crate::inject::{Template, Wanted, inject};
+use crate::inject::{Template, Wanted, inject, mark};
 
 fn template() -> Template {
     Template::default_for(&Defaults {
@@ -64,8 +64,20 @@ fn an_annotated_pod_is_allowed_with_the_patch_that_injects_it() {
     let mut patched = pod.clone();
     json_patch::patch(&mut patched, &patch).unwrap();
     let mut expected = pod;
-    inject(&mut expected["spec"], &Wanted::Proxy.into(), &template()).unwrap();
-    assert_eq!(patched, expected, "the patch is exactly the injection");
+    let done = inject(&mut expected["spec"], &Wanted::Proxy.into(), &template()).unwrap();
+    mark(&mut expected["metadata"], Wanted::Proxy, &done);
+    assert_eq!(
+        patched, expected,
+        "the patch is exactly the injection and its marks"
+    );
+    assert_eq!(
+        patched["metadata"]["labels"]["fairway.dev/injected"],
+        "proxy"
+    );
+    assert_eq!(
+        patched["metadata"]["annotations"]["fairway.dev/injected"],
+        "fairway-capture,fairway-proxy"
+    );
 }
 
 #[test]
@@ -81,12 +93,22 @@ fn other_pods_are_allowed_untouched() {
 fn a_pod_that_cannot_be_injected_is_still_allowed_with_a_warning() {
     let mut pod = pod(json!({"fairway.dev/inject": "enabled"}));
     pod["spec"]["volumes"] = json!([{"name": "fairway-token", "emptyDir": {}}]);
-    let response = answer(pod);
+    let response = answer(pod.clone());
     assert_eq!(
         response["allowed"], true,
         "Fairway never stops a pod from starting"
     );
-    assert!(response["patch"].is_null());
+    let mut patched = pod.clone();
+    json_patch::patch(&mut patched, &patch_of(&response).expect("a patch")).unwrap();
+    let annotations = patched["metadata"]["annotations"].as_object_mut().unwrap();
+    let reason = annotations
+        .remove("fairway.dev/inject-error")
+        .unwrap_or_default();
+    assert!(
+        reason.as_str().is_some_and(|r| r.contains("fairway-token")),
+        "the reason, on the pod: {reason}"
+    );
+    assert_eq!(patched, pod, "and nothing else");
     let warning = response["warnings"][0].as_str().unwrap();
     assert!(
         warning.starts_with("fairway: not injected") && warning.contains("fairway-token"),

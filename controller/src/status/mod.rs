@@ -16,6 +16,7 @@ pub mod lease;
 mod observed;
 pub mod policy;
 mod writer;
+pub(crate) use writer::recorder;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -90,7 +91,9 @@ pub enum StatusError {
 }
 
 /// Runs the election and the writer until `stop` turns true (then the Lease is
-/// released, see [`lease::run`]) or `published` closes.
+/// released, see [`lease::run`]) or `published` closes. `leader` says whether this
+/// replica leads (others that record Events subscribe to it).
+#[allow(clippy::too_many_arguments)] // each is one part the sources wire in
 pub async fn run(
     client: Client,
     index: Arc<IndexHandle>,
@@ -99,8 +102,9 @@ pub async fn run(
     config: StatusConfig,
     published: watch::Receiver<Arc<Published>>,
     stop: watch::Receiver<bool>,
+    leader: watch::Sender<bool>,
 ) -> Result<(), StatusError> {
-    let (leader, leading) = watch::channel(false);
+    let leading = leader.subscribe();
     let election = lease::run(
         client.clone(),
         config.lease_namespace.clone(),

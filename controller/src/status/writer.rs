@@ -272,7 +272,7 @@ async fn closed<T>(published: &mut watch::Receiver<T>) {
 }
 
 /// The Event reporter: this controller, this replica.
-pub(super) fn recorder(client: Client, identity: &str) -> Recorder {
+pub(crate) fn recorder(client: Client, identity: &str) -> Recorder {
     let reporter = Reporter {
         controller: FIELD_MANAGER.to_owned(),
         instance: Some(identity.to_owned()),

@@ -13,6 +13,7 @@ mod configmaps;
 pub mod httproutes;
 mod namespaces;
 mod nodes;
+pub mod pods;
 mod source;
 
 use std::sync::Arc;
@@ -43,6 +44,9 @@ pub struct WatchConfig {
     /// Who writes Route status (leader election); defaults from `POD_NAMESPACE` and
     /// `POD_NAME`. Build a `WatchConfig` with `..WatchConfig::default()` to keep it.
     pub status: StatusConfig,
+    /// Warning Events on pods the injector missed or whose capture failed (`pods`),
+    /// recorded by the status writer's leader; `None`: off.
+    pub pod_events: Option<crate::inject::events::PodEvents>,
 }
 
 /// Why the sources stopped.
@@ -139,6 +143,11 @@ pub async fn run_sources(
     ));
     tasks.spawn(namespaces::run(client.clone(), sink.clone()));
     tasks.spawn(nodes::run(client.clone(), zones));
+    let (leader, leading) = watch::channel(false);
+    if let Some(injector) = config.pod_events {
+        let recorder = status::recorder(client.clone(), &config.status.identity);
+        tasks.spawn(pods::run(client.clone(), injector, recorder, leading));
+    }
 
     let writer = status::run(
         client,
@@ -148,6 +157,7 @@ pub async fn run_sources(
         config.status,
         published,
         stop,
+        leader,
     );
     tokio::select! {
         result = writer => result.map_err(WatchError::from),

@@ -107,6 +107,16 @@ fn default_render_serves_and_registers_the_webhook_with_the_discovery_ca() {
     );
     let excluded = strings(&hook["namespaceSelector"]["matchExpressions"][0]["values"]);
     assert_eq!(excluded, ["kube-system", "kube-node-lease", "fairway"]);
+    // The pod Events (injector.podEvents, on by default) know the same namespaces as
+    // excluded, so a pod there is not blamed on an outage.
+    let told = format!("--webhook-excluded-namespace={}", excluded.join(","));
+    for arg in ["--pod-events", told.as_str()] {
+        assert!(args.contains(&arg.to_owned()), "{arg} missing: {args:?}");
+    }
+    let off = template_objects(&["--set", "injector.podEvents=false"]);
+    let deploy = find(&off, "Deployment", "fairway-controller");
+    let args = strings(&deploy["spec"]["template"]["spec"]["containers"][0]["args"]);
+    assert!(!args.contains(&"--pod-events".to_owned()), "{args:?}");
 }
 
 #[test]

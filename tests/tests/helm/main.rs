@@ -285,7 +285,7 @@ fn default_render_is_hardened_and_wired() {
 
     // Least privilege: no wildcard, no secrets; ConfigMaps read (CA bundles of TLS
     // Routes), created, and patched only for the CA's (the injector publishes it,
-    // inject/publish.rs); one pod at a time (an injected proxy's).
+    // inject/publish.rs).
     let role = find(&objects, "ClusterRole", "fairway-controller");
     let rules = role["rules"].to_string();
     for forbidden in ["\"*\"", "secrets"] {
@@ -313,8 +313,14 @@ fn default_render_is_hardened_and_wired() {
         .flatten()
         .filter(|r| r["resources"].to_string().contains("\"pods\""))
         .collect();
-    assert_eq!(pods.len(), 1, "{rules}");
-    assert_eq!(pods[0]["verbs"], serde_json::json!(["get"]), "{rules}");
+    // One named pod at a time (an injected proxy's), and list/watch for the injector's
+    // pod Events (injector.podEvents); nothing that changes a pod.
+    let verbs: Vec<&Value> = pods.iter().map(|r| &r["verbs"]).collect();
+    assert_eq!(
+        verbs,
+        [&json!(["get"]), &json!(["list", "watch"])],
+        "{rules}"
+    );
     // HTTPRoute input (issue 20): explicit verbs, status by patch only.
     let granted = |resource: &str| -> Vec<String> {
         let rules = role["rules"].as_array().into_iter().flatten();
@@ -709,6 +715,10 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         &token,
         &["create", "tokenreviews.authentication.k8s.io"]
     ));
+    assert!(
+        can_i(cluster, &token, &["watch", "pods", "--all-namespaces"]),
+        "pods are watched for the injector's Warning Events (injector.podEvents)"
+    );
     assert!(can_i(
         cluster,
         &token,
@@ -733,9 +743,12 @@ async fn install_grants_the_controller_enough_and_uninstall_removes_it() {
         &["get", "secrets", "-n", &ns][..],
         &["patch", "configmaps/app-settings", "-n", &app],
         // ConfigMaps are read (TLS Routes' CA bundles), never changed but for the CA's.
-        &["list", "pods", "--all-namespaces"],
         &["list", "secrets", "--all-namespaces"],
         &["create", "pods", "-n", &app],
+        // Pods are read (the injector's Warning Events), never changed.
+        &["patch", "pods", "-n", &app],
+        &["update", "pods", "-n", &app],
+        &["delete", "pods", "-n", &app],
         &["update", "routes.fairway.dev", "-n", &app],
         &["create", "leases.coordination.k8s.io", "-n", &app],
         &["delete", "services", "-n", &app],

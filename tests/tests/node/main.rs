@@ -14,6 +14,7 @@ mod handover;
 mod inject;
 mod injected;
 mod plugin;
+mod pod_events;
 mod rollouts;
 mod sidecar;
 mod support;
