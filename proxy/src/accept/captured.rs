@@ -13,6 +13,12 @@
 //! ([`crate::accept::Captured`]), where each request is balanced over per-pod pools;
 //! everything else (other protocols, a Host no Route of that Service claims) is passed
 //! through with the bytes read.
+//!
+//! A sidecar's table holds an implicit Service (one served without a Route) only once
+//! it subscribed to it: a connection whose destination maps to no set, or HTTP that no
+//! Route of its set claims, asks the controller for that destination's Service once
+//! ([`crate::table::Wanted`]) and is passed through; later connections are balanced
+//! once the set has arrived.
 
 pub mod detect;
 pub mod h2_first;
@@ -30,8 +36,9 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::accept::Captured;
 use crate::metrics::Metrics;
 use crate::metrics::outbound::Outcome;
-use crate::table::TableHandle;
+use crate::table::{TableHandle, Want};
 use detect::{FirstRequest, Protocol};
+use fairway_proto::scope::ServiceDestination;
 
 /// How long detection waits for a client's first bytes before passing its connection
 /// through: a server-speaks-first protocol's client sends nothing until the greeting,
@@ -82,6 +89,28 @@ pub fn decide(
             Decision::Balance
         }
         _ => Decision::PassThrough,
+    }
+}
+
+/// Whether an HTTP connection to a known set, passed through because no Route claims
+/// its first request, should subscribe to its Service: a sidecar holds only the
+/// implicit Routes it subscribed to, and the Service's may claim that Host.
+pub fn wants_implicit_route(protocol: Protocol, first: &FirstRequest) -> bool {
+    matches!(protocol, Protocol::Http1 | Protocol::Http2)
+        && matches!(first, FirstRequest::Routable { .. })
+}
+
+/// Asks the controller, once per destination, for the Service at `dest`.
+fn subscribe(parts: &Parts, dest: SocketAddr) {
+    let destination = ServiceDestination::new(dest);
+    match parts.table.wanted().want(destination) {
+        Want::New => {
+            tracing::debug!(%destination, "subscribing to the Service at a captured destination")
+        }
+        Want::Known => {}
+        Want::Full => {
+            tracing::debug!(%destination, "subscriptions full; passing this destination through")
+        }
     }
 }
 
@@ -175,6 +204,11 @@ async fn handle(parts: &Parts, mut client: TcpStream, peer: SocketAddr) {
     };
     let mut read = bytes::BytesMut::new();
     let set = parts.table.load().service_at(dest).cloned();
+    if set.is_none() {
+        // Maybe an implicit Service this sidecar has not subscribed to yet: ask once,
+        // and pass this connection through meanwhile (never a 503 for it).
+        subscribe(parts, dest);
+    }
     if let Some(set) = set {
         let sniffed = match detect::sniff(&mut client, config.detect_timeout).await {
             Ok(sniffed) => sniffed,
@@ -201,6 +235,11 @@ async fn handle(parts: &Parts, mut client: TcpStream, peer: SocketAddr) {
                 tracing::debug!(%peer, %dest, "HTTP server stopped; captured connection closed");
             }
             return;
+        }
+        if wants_implicit_route(sniffed.protocol, &sniffed.first) {
+            // HTTP to a set this sidecar holds (a declared Route uses it) with a Host
+            // no Route claims: the Service's implicit Route, if any, claims it.
+            subscribe(parts, dest);
         }
         read = sniffed.read;
         parts
@@ -231,6 +270,19 @@ mod tests {
         FirstRequest::Routable {
             authority: authority.into(),
             path: "/".into(),
+        }
+    }
+
+    #[test]
+    fn http_passed_through_at_a_known_set_subscribes_and_nothing_else_does() {
+        assert!(wants_implicit_route(
+            Protocol::Http1,
+            &routable("10.96.0.10:8080")
+        ));
+        assert!(wants_implicit_route(Protocol::Http2, &routable("orders")));
+        assert!(!wants_implicit_route(Protocol::Opaque, &routable("orders")));
+        for first in [FirstRequest::Partial, FirstRequest::Unroutable] {
+            assert!(!wants_implicit_route(Protocol::Http1, &first));
         }
     }
 

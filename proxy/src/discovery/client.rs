@@ -12,6 +12,11 @@
 //! from before reports end a stream on a message kind they do not know, so without the
 //! header nothing is sent.
 //!
+//! A sidecar (`--outbound-listen`) says so in its hello, listing the destinations it
+//! subscribed to; on a stream to a controller that answers with [`SUBSCRIBE_HEADER`] it
+//! sends each destination the captured path newly wants
+//! ([`crate::table::Wanted`]), and the controller adds that Service to its table.
+//!
 //! Every (re)connect re-reads the key material from disk: the CA and client certificate
 //! (rotated Secrets) and the ServiceAccount token (kubelet rotates projected tokens well
 //! before they expire). A missing or unreadable file, or a controller refusing the token
@@ -27,6 +32,7 @@ use fairway_proto::digest::TableDigest;
 use fairway_proto::load::{self, LoadReport};
 use fairway_proto::model::{RouteTable, Version};
 use fairway_proto::pb::{self, discovery_client::DiscoveryClient};
+use fairway_proto::scope::{HelloScope, ProxyMode};
 use http::Uri;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -56,6 +62,9 @@ pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// The controller's response header asking for load reports, and how often (ms).
 pub const LOAD_REPORT_HEADER: &str = "fairway-load-report-ms";
+/// The controller's response header saying it scopes a sidecar's table and takes its
+/// subscriptions.
+pub const SUBSCRIBE_HEADER: &str = "fairway-subscribe";
 /// The shortest report interval honoured, whatever the controller asks: reports are
 /// summaries, not a stream of events.
 pub const MIN_REPORT_INTERVAL: Duration = Duration::from_millis(250);
@@ -76,6 +85,9 @@ pub struct DiscoveryConfig {
     pub zone: Option<String>,
     /// A sidecar's own namespace, for bare hosts in the tables it builds.
     pub namespace: Option<String>,
+    /// Sidecar (it captures connections, `--outbound-listen`): its table holds
+    /// implicit Services only once it subscribed to them (discovery.proto, "Scope").
+    pub mode: ProxyMode,
     pub backoff: Backoff,
 }
 
@@ -89,6 +101,11 @@ impl From<&Config> for DiscoveryConfig {
             node: config.node.clone(),
             zone: config.zone.clone(),
             namespace: config.namespace.clone(),
+            mode: if config.outbound.is_some() {
+                ProxyMode::Sidecar
+            } else {
+                ProxyMode::Explicit
+            },
             backoff: Backoff::default(),
         }
     }
@@ -233,6 +250,17 @@ impl Client {
         if let Some(table) = self.applier.current() {
             hello = hello.with_digest(&TableDigest::of(table));
         }
+        // A sidecar says so, with every destination it subscribed to: a reconnect (or a
+        // restarted controller) keeps them.
+        let mut subscribed = 0;
+        if self.config.mode == ProxyMode::Sidecar {
+            let subscriptions = self.table.wanted().all();
+            subscribed = subscriptions.len();
+            hello = hello.with_scope(&HelloScope {
+                mode: ProxyMode::Sidecar,
+                subscriptions,
+            });
+        }
         tx.send(hello).map_err(|_| SessionError::Send)?;
         let token = move |mut request: tonic::Request<()>| {
             if let Some(value) = &authorization {
@@ -251,6 +279,10 @@ impl Client {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks
         });
+        // Only a controller that says it takes subscriptions gets them (older ones end
+        // a stream on a kind they do not know, and send the whole table anyway).
+        let subscribing = self.config.mode == ProxyMode::Sidecar
+            && response.metadata().contains_key(SUBSCRIBE_HEADER);
         let mut inbound = response.into_inner();
         self.metrics.set_discovery_connected(true);
         info!(
@@ -265,6 +297,15 @@ impl Client {
                     if let Some(report) = self.report() {
                         tx.send(pb::ProxyMessage::report(&report))
                             .map_err(|_| SessionError::Send)?;
+                    }
+                    continue;
+                }
+                () = self.table.wanted().added(), if subscribing => {
+                    for destination in self.table.wanted().after(subscribed) {
+                        debug!(%destination, "subscribing");
+                        tx.send(pb::ProxyMessage::subscribe(destination))
+                            .map_err(|_| SessionError::Send)?;
+                        subscribed += 1;
                     }
                     continue;
                 }

@@ -46,6 +46,7 @@ impl Proxy {
             node: "node-a".into(),
             zone: zone.map(str::to_owned),
             namespace: None,
+            mode: fairway_proto::scope::ProxyMode::Explicit,
             backoff: TEST_BACKOFF,
         };
         let (stop, stopped) = oneshot::channel::<()>();
