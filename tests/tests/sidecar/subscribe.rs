@@ -225,7 +225,7 @@ fn a_sidecar_gets_an_implicit_service_on_its_first_captured_connection() {
             assert_eq!(outbound_connections("unknown_pass_through"), 1);
             wait_for(
                 "the subscribed Service arrives in the sidecar's table",
-                &logs,
+                logs,
                 || table().1 == ["shop/billing:8080", "shop/orders:8080"],
             );
             let (routes, _) = table();
@@ -269,15 +269,15 @@ fn a_sidecar_gets_an_implicit_service_on_its_first_captured_connection() {
                     })
                     .unwrap_or(0)
             };
-            wait_for("the sidecar is on the latest version", &logs, || {
+            wait_for("the sidecar is on the latest version", logs, || {
                 lag() == Some(0)
             });
             let before = version();
             write_atomically(&other, &service("other", OTHER_IP, &PODS));
-            wait_for("a new version for `other`", &logs, || version() > before);
+            wait_for("a new version for `other`", logs, || version() > before);
             wait_for(
                 "the sidecar acks the version that changed only `other` (an empty delta)",
-                &logs,
+                logs,
                 || lag() == Some(0),
             );
             let (routes, sets) = table();
