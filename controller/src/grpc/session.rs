@@ -11,6 +11,8 @@
 //! - then every new version goes out as the deltas since the last one planned, each
 //!   based on the previous version; a subscriber that fell out of history, or a delta
 //!   bigger than a snapshot chunk may be, gets a snapshot instead;
+//! - a sidecar's scope that grew (a subscription, [`Session::rescope`]) is sent as a
+//!   delta even at the version the proxy already serves;
 //! - after a nack the next message is a snapshot; nacks for messages sent before that
 //!   snapshot are already answered by it;
 //! - at most [`MAX_UNACKED`] versions are outstanding: a proxy that stops acking stops
@@ -40,8 +42,9 @@ pub enum Plan {
     Idle,
     /// The whole table at this version.
     Snapshot(Arc<Published>),
-    /// These delta messages, in order, encoded (every stream sends the same bytes for
-    /// a version: bases are always the previous version).
+    /// These delta messages, in order, encoded: for a proxy of the whole table one per
+    /// version, the same bytes on every stream (bases are always the previous version);
+    /// for a sidecar one message of its scoped table from the version planned.
     Deltas(Vec<Encoded>),
     /// This rebase: the proxy's table, told apart by its digest, made the latest one.
     Rebase(Encoded),
