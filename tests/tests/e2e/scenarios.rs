@@ -79,6 +79,10 @@ pub fn all() -> Vec<Scenario> {
             name: "s15_namespace_opt_in_serves_its_services",
             run: || Box::pin(crate::opt_in::namespace_opt_in_serves_its_services()),
         },
+        Scenario {
+            name: "s16_a_sidecar_gets_implicit_services_it_subscribes_to",
+            run: || Box::pin(crate::scope::a_sidecar_gets_implicit_services_it_subscribes_to()),
+        },
     ]
 }
 
