@@ -436,7 +436,7 @@ mod target;
 mod wanted;
 
 pub use target::Target;
-pub use wanted::{Want, Wanted};
+pub use wanted::{SUBSCRIBE_WAIT, Want, Wanted};
 
 pub use health::ProbeKey;
 

@@ -17,8 +17,10 @@
 //! A sidecar's table holds an implicit Service (one served without a Route) only once
 //! it subscribed to it: a connection whose destination maps to no set, or HTTP that no
 //! Route of its set claims, asks the controller for that destination's Service once
-//! ([`crate::table::Wanted`]) and is passed through; later connections are balanced
-//! once the set has arrived.
+//! ([`crate::table::Wanted`]). Connections to a destination just subscribed to wait up
+//! to [`crate::table::SUBSCRIBE_WAIT`] for its set (so an app's burst of keep-alive
+//! connections at start is balanced, not pinned), then are passed through; later
+//! connections are balanced once the set has arrived.
 
 pub mod detect;
 pub mod h2_first;
@@ -28,7 +30,9 @@ pub mod orig_dst;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use fairway_proto::EndpointSetKey;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -100,10 +104,31 @@ pub fn wants_implicit_route(protocol: Protocol, first: &FirstRequest) -> bool {
         && matches!(first, FirstRequest::Routable { .. })
 }
 
+/// The set at `dest` once the table has it, waiting while a fresh subscription to it
+/// may bring it ([`crate::table::SUBSCRIBE_WAIT`]); `None`: pass the connection through.
+async fn wait_for_set(parts: &Parts, dest: SocketAddr) -> Option<EndpointSetKey> {
+    let destination = ServiceDestination::new(dest);
+    let deadline = parts
+        .table
+        .wanted()
+        .wait_until(&destination, Instant::now())?;
+    // Watch before looking: a table published in between is not missed.
+    let mut tables = parts.table.subscribe();
+    loop {
+        if let Some(set) = parts.table.load().service_at(dest) {
+            return Some(set.clone());
+        }
+        tokio::select! {
+            changed = tables.changed() => if changed.is_err() { return None },
+            () = tokio::time::sleep_until(deadline.into()) => return None,
+        }
+    }
+}
+
 /// Asks the controller, once per destination, for the Service at `dest`.
 fn subscribe(parts: &Parts, dest: SocketAddr) {
     let destination = ServiceDestination::new(dest);
-    match parts.table.wanted().want(destination) {
+    match parts.table.wanted().want(destination, Instant::now()) {
         Want::New => {
             tracing::debug!(%destination, "subscribing to the Service at a captured destination")
         }
@@ -203,11 +228,12 @@ async fn handle(parts: &Parts, mut client: TcpStream, peer: SocketAddr) {
         }
     };
     let mut read = bytes::BytesMut::new();
-    let set = parts.table.load().service_at(dest).cloned();
+    let mut set = parts.table.load().service_at(dest).cloned();
     if set.is_none() {
         // Maybe an implicit Service this sidecar has not subscribed to yet: ask once,
-        // and pass this connection through meanwhile (never a 503 for it).
+        // and wait a moment for it; past that, pass through (never a 503 for it).
         subscribe(parts, dest);
+        set = wait_for_set(parts, dest).await;
     }
     if let Some(set) = set {
         let sniffed = match detect::sniff(&mut client, config.detect_timeout).await {

@@ -283,6 +283,7 @@ impl Client {
         // a stream on a kind they do not know, and send the whole table anyway).
         let subscribing = self.config.mode == ProxyMode::Sidecar
             && response.metadata().contains_key(SUBSCRIBE_HEADER);
+        self.table.wanted().set_accepting(subscribing);
         let mut inbound = response.into_inner();
         self.metrics.set_discovery_connected(true);
         info!(

@@ -334,7 +334,7 @@ async fn a_sidecar_subscribes_once_per_destination_and_again_in_each_hello() {
     let mut controller = Controller::start(loopback()).await;
     let handle = TableHandle::default();
     let (a, b) = (destination("10.96.0.10:8080"), destination("10.96.0.11:80"));
-    handle.wanted().want(a);
+    handle.wanted().want(a, std::time::Instant::now());
     let proxy = Proxy::start_as(controller.addr, None, ProxyMode::Sidecar, handle);
     let mut stream = controller.accept().await;
     assert_eq!(
@@ -348,8 +348,8 @@ async fn a_sidecar_subscribes_once_per_destination_and_again_in_each_hello() {
     stream.send(snapshot(&t1, v(1))).await;
     assert_eq!(stream.answer().await, Ok(v(1)));
 
-    proxy.table.wanted().want(b);
-    proxy.table.wanted().want(b);
+    proxy.table.wanted().want(b, std::time::Instant::now());
+    proxy.table.wanted().want(b, std::time::Instant::now());
     match stream.next_kind().await {
         pb::proxy_message::Kind::Subscribe(s) => assert_eq!(s.destination(), Ok(b)),
         other => panic!("a subscription, got {other:?}"),
@@ -370,7 +370,7 @@ async fn a_sidecar_subscribes_once_per_destination_and_again_in_each_hello() {
 
     let mut controller = Controller::start(loopback()).await;
     let explicit = Proxy::start(controller.addr);
-    explicit.table.wanted().want(a);
+    explicit.table.wanted().want(a, std::time::Instant::now());
     let stream = controller.accept().await;
     assert_eq!(
         stream.hello.scope(),

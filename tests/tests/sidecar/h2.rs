@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::balance::{
     Killed, controller_and_captured_proxy, go_binaries, outbound_connections, spawn,
-    subscribe_first, write_atomically,
+    write_atomically,
 };
 use super::{IO_LIMIT, in_netns, run};
 
@@ -134,8 +134,6 @@ fn an_h2c_connection_is_balanced_per_request_and_an_unclaimed_one_passes_through
             std::fs::create_dir(&statics_dir).expect("statics dir");
             write_atomically(&statics_dir.join("orders.yaml"), &statics());
             let (_controller, proxy) = controller_and_captured_proxy(dir.path(), &statics_dir, &[]);
-            // The Service is implicit: the sidecar gets it on a first connection.
-            subscribe_first(&format!("{CLUSTER_IP}:8080"), "shop/orders:8080", &proxy);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

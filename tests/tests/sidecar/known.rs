@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use fairway_tests::bins;
 
 use super::balance::{
-    CONTROLLER_GRPC, Killed, outbound_connections, ready, spawn, wait_for_set, write_atomically,
+    CONTROLLER_GRPC, Killed, outbound_connections, ready, spawn, write_atomically,
 };
 use super::{
     IO_LIMIT, Proxy, capture, connect, echo_exchange, greeter, in_netns, line_echo, server,
@@ -84,20 +84,6 @@ fn non_http_on_a_known_services_ports_passes_through_after_detection() {
                 thread::sleep(Duration::from_millis(50));
             }
 
-            // The Service is implicit: the sidecar gets each port's set on a first
-            // connection to it (passed through without detection, and it works).
-            let client = echo_exchange(&echo)
-                .unwrap_or_else(|e| panic!("first echo: {e}\n{}", proxy.log_text()));
-            let peer = peers
-                .recv_timeout(IO_LIMIT)
-                .expect("the first echo connection");
-            assert_ne!(peer, client, "passed through by the proxy");
-            wait_for_set("shop/legacy:7000", &proxy);
-            greet(&smtp, &proxy);
-            wait_for_set("shop/legacy:2525", &proxy);
-            assert_eq!(outbound_connections("unknown_pass_through"), 2);
-            assert_eq!(outbound_connections("detected_pass_through"), 0);
-
             let client =
                 echo_exchange(&echo).unwrap_or_else(|e| panic!("echo: {e}\n{}", proxy.log_text()));
             let peer = peers
@@ -107,7 +93,19 @@ fn non_http_on_a_known_services_ports_passes_through_after_detection() {
 
             // The server speaks first: detection waits for client bytes that never come,
             // gives up at its deadline, and the greeting flows.
-            greet(&smtp, &proxy);
+            let conn = connect(&smtp).expect("connect");
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut greeting = String::new();
+            reader
+                .read_line(&mut greeting)
+                .unwrap_or_else(|e| panic!("the greeting arrives: {e}\n{}", proxy.log_text()));
+            assert_eq!(greeting, "220 fairway-test ready\r\n");
+            (&conn).write_all(b"QUIT\r\n").expect("QUIT");
+            let mut rest = String::new();
+            reader
+                .read_to_string(&mut rest)
+                .expect("the answer and the close");
+            assert_eq!(rest, "221 bye\r\n");
 
             // HTTP whose Host no Route claims: passed through (here, echoed), never a 404.
             let mut conn = connect(&echo).expect("connect");
@@ -130,25 +128,8 @@ fn non_http_on_a_known_services_ports_passes_through_after_detection() {
                 "{}",
                 proxy.log_text()
             );
-            assert_eq!(outbound_connections("unknown_pass_through"), 2);
+            assert_eq!(outbound_connections("unknown_pass_through"), 0);
             assert_eq!(outbound_connections("balanced"), 0);
         },
     );
-}
-
-/// The greeter's exchange through capture: its greeting, `QUIT`, its answer and close.
-fn greet(smtp: &str, proxy: &Proxy) {
-    let conn = connect(smtp).expect("connect");
-    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-    let mut greeting = String::new();
-    reader
-        .read_line(&mut greeting)
-        .unwrap_or_else(|e| panic!("the greeting arrives: {e}\n{}", proxy.log_text()));
-    assert_eq!(greeting, "220 fairway-test ready\r\n");
-    (&conn).write_all(b"QUIT\r\n").expect("QUIT");
-    let mut rest = String::new();
-    reader
-        .read_to_string(&mut rest)
-        .expect("the answer and the close");
-    assert_eq!(rest, "221 bye\r\n");
 }

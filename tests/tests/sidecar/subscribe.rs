@@ -1,8 +1,10 @@
 //! A sidecar subscribes to implicit Services on demand (issue 17): its table holds the
 //! Routes users declared, but an implicit Service (served without a Route) only once a
-//! captured connection went to its ClusterIP. That first connection is passed through
-//! to the ClusterIP, as without Fairway; once the set has arrived, later requests are
-//! balanced over the Service's pods. A Service the sidecar never called stays out of
+//! captured connection went to its ClusterIP. That connection waits a moment for the
+//! set (the controller answers at once) and is balanced; one to a Service the
+//! controller does not know yet is passed through to the ClusterIP after the wait, as
+//! without Fairway, and the subscription is remembered: once the Service appears, later
+//! requests are balanced over its pods. A Service the sidecar never called stays out of
 //! its table, and a change to it still moves the sidecar's acked version (an empty
 //! delta), so the controller sees no lag.
 //!
@@ -22,6 +24,7 @@ use super::{IO_LIMIT, in_netns, run};
 
 const ORDERS_IP: &str = "10.96.0.40";
 const OTHER_IP: &str = "10.96.0.41";
+const PAYMENTS_IP: &str = "10.96.0.43";
 const PODS: [&str; 4] = ["10.244.0.1", "10.244.0.2", "10.244.0.3", "10.244.0.4"];
 const HOST: &str = "orders.shop.svc.cluster.local:8080";
 const PROXY_ID: &str = "sidecar-test";
@@ -184,15 +187,14 @@ fn a_sidecar_gets_an_implicit_service_on_its_first_captured_connection() {
                 http_server(&format!("{ip}:8080"), name);
             }
             http_server(&format!("{ORDERS_IP}:8080"), "via-clusterip");
+            http_server(&format!("{PAYMENTS_IP}:8080"), "via-clusterip");
             let dir = tempfile::tempdir().expect("tempdir");
             let statics = dir.path().join("statics");
             std::fs::create_dir(&statics).expect("statics dir");
-            write_atomically(
-                &statics.join("orders.yaml"),
-                &service("orders", ORDERS_IP, &PODS),
-            );
             let other = statics.join("other.yaml");
             write_atomically(&other, &service("other", OTHER_IP, &PODS[..1]));
+            let payments = service("payments", PAYMENTS_IP, &PODS[..1]);
+            write_atomically(&statics.join("payments.yaml"), &payments);
             write_atomically(&statics.join("billing.yaml"), BILLING);
             let (_controller, proxy) =
                 controller_and_captured_proxy(dir.path(), &statics, &["--id", PROXY_ID]);
@@ -219,20 +221,39 @@ fn a_sidecar_gets_an_implicit_service_on_its_first_captured_connection() {
                 Some(0)
             );
 
-            // The first connection: unknown to the sidecar, passed through to the
-            // ClusterIP (kube-proxy's job), and it works.
+            // A Service the controller knows: the first connection subscribes, waits
+            // for the set and is balanced (nothing is pinned to the ClusterIP).
+            assert_eq!(
+                get(PAYMENTS_IP, "payments.shop:8080"),
+                "pod-1",
+                "{}",
+                logs()
+            );
+            assert_eq!(outbound_connections("balanced"), 1);
+
+            // One it does not know yet: passed through to the ClusterIP (kube-proxy's
+            // job) after the wait, and it works; the subscription is remembered.
             assert_eq!(get(ORDERS_IP, HOST), "via-clusterip");
             assert_eq!(outbound_connections("unknown_pass_through"), 1);
+            write_atomically(
+                &statics.join("orders.yaml"),
+                &service("orders", ORDERS_IP, &PODS),
+            );
             wait_for(
-                "the subscribed Service arrives in the sidecar's table",
+                "the Service arrives in the sidecar's table once it exists",
                 logs,
-                || table().1 == ["shop/billing:8080", "shop/orders:8080"],
+                || table().1.contains(&"shop/orders:8080".to_owned()),
             );
             let (routes, _) = table();
-            assert_eq!(routes, ["shop/billing", "shop/orders:8080"], "{}", logs());
+            assert_eq!(
+                routes,
+                ["shop/billing", "shop/orders:8080", "shop/payments:8080"],
+                "{}",
+                logs()
+            );
             assert_eq!(
                 controller_metric("fairway_controller_proxy_subscriptions"),
-                Some(1)
+                Some(2)
             );
 
             // Then every request is balanced over the pods, none through the ClusterIP.
@@ -248,7 +269,7 @@ fn a_sidecar_gets_an_implicit_service_on_its_first_captured_connection() {
                     "{pod} got {share}% of 80 requests: {counts:?}"
                 );
             }
-            assert_eq!(outbound_connections("balanced"), 80);
+            assert_eq!(outbound_connections("balanced"), 81);
             assert_eq!(
                 outbound_connections("unknown_pass_through"),
                 1,
