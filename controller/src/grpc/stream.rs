@@ -446,4 +446,46 @@ mod tests {
         let unknown: Vec<_> = with_zone(&shared, None).collect();
         assert_eq!(unknown, shared);
     }
+
+    /// A sidecar back after a restart sends the digest of its scoped table: one that
+    /// holds it already gets a rebase listing no bucket; one whose table differs (a
+    /// Service it held is gone, one it subscribed to is new) gets exactly the scoped
+    /// table back.
+    #[test]
+    fn a_scoped_rebase_brings_the_sidecars_table_to_its_scoped_view() {
+        use fairway_proto::digest::apply_rebase;
+        use fairway_proto::testing::{route, set};
+
+        let version = Version {
+            epoch: 2,
+            sequence: 9,
+        };
+        let mut view = RouteTable::default();
+        let declared = route("orders");
+        view.routes.insert(declared.key.clone(), declared.into());
+        let orders = set("orders", 3);
+        view.endpoint_sets.insert(orders.key.clone(), orders.into());
+
+        let same = TableDigest::of(&view);
+        let rebase = scoped_rebase(&view, &same, version).expect("a small rebase");
+        let Some(controller_message::Kind::Rebase(r)) = rebase.decode().expect("decodes").kind
+        else {
+            panic!("a rebase");
+        };
+        assert!(r.buckets.is_empty(), "nothing differs: {r:?}");
+
+        let mut held = view.clone();
+        let gone = set("gone", 2);
+        held.endpoint_sets.insert(gone.key.clone(), gone.into());
+        held.endpoint_sets
+            .remove(&fairway_proto::testing::set_key("orders", 8080));
+        let theirs = TableDigest::with_bits(&held, same.bits());
+        let rebase = scoped_rebase(&view, &theirs, version).expect("a small rebase");
+        let Some(controller_message::Kind::Rebase(r)) = rebase.decode().expect("decodes").kind
+        else {
+            panic!("a rebase");
+        };
+        assert_eq!(apply_rebase(&held, r).expect("applies"), view);
+        assert_eq!(rebase.version(), Some(version));
+    }
 }
