@@ -8,7 +8,9 @@
 //!
 //! An implicit Route (a Service served without one, `index::implicit`) is keyed
 //! `NAMESPACE/NAME:PORT` (a `:` no Route's name can hold) and sends to its Service
-//! port's set `NAMESPACE/NAME:PORT`; every other Route is one users declared. Pure.
+//! port's set `NAMESPACE/NAME:PORT`; every other Route (a Route, an HTTPRoute, a
+//! Service's group of GAMMA HTTPRoutes keyed `service:NAME`) is one users declared.
+//! Pure.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -23,9 +25,11 @@ use fairway_proto::{EndpointSetKey, Route, RouteKey, RouteTable, Version};
 pub const SCOPE_HISTORY_VERSIONS: u64 = crate::store::HISTORY_VERSIONS as u64;
 pub const SCOPE_HISTORY_CHANGES: usize = 100_000;
 
-/// Whether `key` is an implicit Route's (`NAME:PORT`).
+/// Whether `key` is an implicit Route's (`NAME:PORT`). Other synthesized keys hold a
+/// `:` too (a Service's GAMMA HTTPRoutes, `service:NAME`), but never a port after it:
+/// a Service name starts with a letter.
 pub fn is_implicit(key: &RouteKey) -> bool {
-    key.name.contains(':')
+    implicit_set(key).is_some()
 }
 
 /// The implicit Route of a Service port's set.
@@ -39,7 +43,7 @@ pub fn implicit_route(set: &EndpointSetKey) -> RouteKey {
 /// The set an implicit Route sends to, from its key alone; `None` for a Route users
 /// declared (or a key that does not parse).
 pub fn implicit_set(key: &RouteKey) -> Option<EndpointSetKey> {
-    let (service, port) = key.name.rsplit_once(':')?;
+    let (service, port) = key.name.split_once(':')?;
     Some(EndpointSetKey {
         namespace: key.namespace.clone(),
         service: service.to_owned(),

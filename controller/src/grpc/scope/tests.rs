@@ -38,11 +38,16 @@ fn implicit_keys_name_their_set() {
         route.name, "orders:8080",
         "as `index::implicit::route_key` names it"
     );
-    let declared = RouteKey {
-        namespace: "shop".into(),
-        name: "orders".into(),
-    };
-    assert!(!is_implicit(&declared));
+    for declared in ["orders", "service:orders", "service:a8080"] {
+        let key = RouteKey {
+            namespace: "shop".into(),
+            name: declared.into(),
+        };
+        assert!(
+            !is_implicit(&key),
+            "{declared}: a Route, or a Service's GAMMA HTTPRoutes (index::gamma)"
+        );
+    }
 }
 
 #[test]

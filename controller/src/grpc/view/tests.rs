@@ -93,6 +93,16 @@ fn an_unsubscribed_implicit_service_stays_out_and_declared_routes_go_in() {
     let routes: Vec<&str> = view.routes.keys().map(|k| k.name.as_str()).collect();
     assert_eq!(routes, ["s0:8080", "s1", "s2", "s2:8080"]);
     assert_eq!(view.endpoint_sets.len(), 3);
+
+    // A Service's GAMMA HTTPRoutes (`service:NAME`, index::gamma) are declared too.
+    let mut t = world(&[svc(true, false, 3)]);
+    let mut gamma = route("s0");
+    gamma.key.name = "service:s0".into();
+    t.routes.insert(gamma.key.clone(), gamma.into());
+    let view = fresh(&t, v(1), &[]);
+    let routes: Vec<&str> = view.routes.keys().map(|k| k.name.as_str()).collect();
+    assert_eq!(routes, ["service:s0"]);
+    assert_eq!(view.endpoint_sets.len(), 1, "and the set it sends to");
 }
 
 #[test]
