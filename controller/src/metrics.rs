@@ -90,6 +90,8 @@ pub struct Metrics {
     discovery_auth: Family<AuthLabels, Counter>,
     route_skew: Family<RouteLabels, Gauge<f64, AtomicU64>>,
     load_reports: Family<ReportLabels, Counter>,
+    proxy_subscriptions: Family<ProxyLabels, Gauge>,
+    subscriptions_ignored: Counter,
 }
 
 impl Default for Metrics {
@@ -118,6 +120,18 @@ impl Metrics {
             "proxies_connected",
             "Proxies with an open discovery stream",
             proxies_connected.clone(),
+        );
+        let proxy_subscriptions = Family::<ProxyLabels, Gauge>::default();
+        registry.register(
+            "proxy_subscriptions",
+            "Per sidecar: destinations it subscribed to (implicit Services in its scoped table, or remembered until one appears)",
+            proxy_subscriptions.clone(),
+        );
+        let subscriptions_ignored = Counter::default();
+        registry.register(
+            "subscriptions_ignored",
+            "Sidecar subscriptions ignored past the per-stream limit (those Services stay passed through)",
+            subscriptions_ignored.clone(),
         );
         registry.register(
             "proxy_lag_versions",
@@ -175,6 +189,8 @@ impl Metrics {
             load_reports.clone(),
         );
         Metrics {
+            proxy_subscriptions,
+            subscriptions_ignored,
             route_skew,
             load_reports,
             registry,
@@ -207,6 +223,11 @@ impl Metrics {
     /// One version (a whole snapshot, or one delta) handed to a stream.
     pub fn version_sent(&self, kind: MessageKind) {
         self.versions_sent.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// A sidecar's subscription past the per-stream limit was ignored.
+    pub fn subscription_ignored(&self) {
+        self.subscriptions_ignored.inc();
     }
 
     pub fn nack(&self) {
@@ -249,6 +270,17 @@ impl Metrics {
                     proxy: proxy.id.clone(),
                 })
                 .set(saturating_i64(lag));
+        }
+
+        self.proxy_subscriptions.clear();
+        for proxy in &connected {
+            if let Some(count) = proxy.subscriptions {
+                self.proxy_subscriptions
+                    .get_or_create(&ProxyLabels {
+                        proxy: proxy.id.clone(),
+                    })
+                    .set(saturating_i64(count as u64));
+            }
         }
 
         self.route_skew.clear();

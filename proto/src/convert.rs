@@ -22,6 +22,7 @@ use crate::model::{
 use crate::pb;
 
 pub use error::ConvertError;
+pub use scope::mode_from_proto;
 
 /// A required message field, or [`ConvertError::MissingField`].
 pub(crate) fn required<T>(field: Option<T>, name: &'static str) -> Result<T, ConvertError> {
@@ -80,6 +81,8 @@ impl pb::ProxyMessage {
             zone,
             last_applied: last_applied.map(pb::Version::from),
             digest: None,
+            mode: pb::ProxyMode::Unspecified.into(),
+            subscriptions: Vec::new(),
         };
         pb::ProxyMessage {
             kind: Some(pb::proxy_message::Kind::Hello(hello)),
@@ -485,4 +488,5 @@ mod error;
 mod filters;
 mod retries;
 mod rule;
+mod scope;
 mod tls;

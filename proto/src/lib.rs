@@ -19,12 +19,16 @@
 //!   [`snapshot::SnapshotAssembler`] that rebuilds it atomically (proxy side).
 //! - [`digest`]: a table's content in buckets, and the `Rebase` that resends only the
 //!   buckets that differ (a proxy reconnecting to a restarted controller).
+//! - [`scope`]: a proxy's mode and a sidecar's subscriptions (which implicit Services
+//!   its table holds).
 
 pub mod convert;
 pub mod diff;
 pub mod digest;
 pub mod load;
 pub mod model;
+pub mod scope;
+
 pub mod snapshot;
 
 /// Builders for tests, here and in the crates that use the model (feature `testing`).

@@ -385,6 +385,8 @@ fn protocol(source: &RouteTable, route: &Route, set: &EndpointSetKey) -> AppProt
 pub struct TableHandle {
     current: ArcSwap<Table>,
     changes: watch::Sender<Arc<Table>>,
+    /// A sidecar's asks for more (implicit Services by destination).
+    wanted: Wanted,
 }
 
 impl Default for TableHandle {
@@ -393,6 +395,7 @@ impl Default for TableHandle {
         TableHandle {
             current: ArcSwap::new(Arc::clone(&empty)),
             changes: watch::Sender::new(empty),
+            wanted: Wanted::default(),
         }
     }
 }
@@ -414,6 +417,12 @@ impl TableHandle {
         self.changes.subscribe()
     }
 
+    /// What a sidecar asked the controller to add to its table: the captured path adds
+    /// to it, the discovery client sends it.
+    pub fn wanted(&self) -> &Wanted {
+        &self.wanted
+    }
+
     /// Whether a first table has been applied (`/ready`).
     pub fn is_ready(&self) -> bool {
         self.current.load().version.is_some()
@@ -424,8 +433,10 @@ mod build;
 mod health;
 mod services;
 mod target;
+mod wanted;
 
 pub use target::Target;
+pub use wanted::{SUBSCRIBE_WAIT, Want, Wanted};
 
 pub use health::ProbeKey;
 

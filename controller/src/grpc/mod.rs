@@ -9,13 +9,17 @@
 //! `shared` is what every stream shares (store, registry, the per-version message caches);
 //! [`wire`] is those messages encoded once and the codec that writes them as they are;
 //! [`proxies`] is the registry of connected proxies that `/metrics` and `/debug/routes`
-//! read.
+//! read. A sidecar (`Hello.mode`) sees a scoped table: [`scope`] is what every sidecar
+//! stream shares about it (advanced once per version), [`view`] one stream's
+//! subscriptions and the scoped snapshot or delta they give.
 
 pub mod proxies;
+pub mod scope;
 pub mod server;
 pub mod session;
 mod shared;
 mod stream;
+pub mod view;
 pub mod wire;
 
 pub use proxies::{Proxies, ProxyInfo, Registration};

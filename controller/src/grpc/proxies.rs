@@ -38,6 +38,9 @@ pub struct ProxyInfo {
     pub last_acked: Option<Version>,
     /// The last nack: its version and reason.
     pub last_nack: Option<(Version, String)>,
+    /// A sidecar's subscriptions (destinations, resolved or not); `None`: a proxy of
+    /// the whole table.
+    pub subscriptions: Option<usize>,
 }
 
 impl ProxyInfo {
@@ -226,6 +229,7 @@ impl Proxies {
             last_sent: None,
             last_acked: None,
             last_nack: None,
+            subscriptions: None,
         };
         let entry = Entry {
             info,
@@ -300,6 +304,11 @@ impl Registration {
 
     pub fn sent(&self, version: Version) {
         self.update(|p| p.last_sent = Some(version));
+    }
+
+    /// A sidecar's subscriptions now number `count`.
+    pub fn subscriptions(&self, count: usize) {
+        self.update(|info| info.subscriptions = Some(count));
     }
 
     pub fn acked(&self, version: Version) {

@@ -26,11 +26,13 @@ use super::proxies::Proxies;
 use super::session::Session;
 use super::shared::Shared;
 use super::stream;
+use super::view::Subscriptions;
 use super::wire::{Encoded, FramedBody, ProxyMessageDecoder};
 use crate::auth::{Authenticator, Outcome};
 use crate::drain::DrainService;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use fairway_proto::scope::ProxyMode;
 
 /// HTTP/2 PING interval: a proxy that vanished without a FIN (node lost, network
 /// partition) is noticed within interval + timeout, and its registry entry goes.
@@ -49,6 +51,9 @@ pub use super::shared::SNAPSHOT_CHUNK_BYTES;
 /// The response header asking proxies for load reports, valued with the interval in
 /// milliseconds (`LoadReport` in the .proto).
 pub const LOAD_REPORT_HEADER: &str = "fairway-load-report-ms";
+/// The response header saying this controller scopes a sidecar's table and takes its
+/// `Subscribe` messages.
+pub const SUBSCRIBE_HEADER: &str = "fairway-subscribe";
 /// How often each proxy reports: fairness is judged over 5 s windows, so every 2 s
 /// follows it closely at one small message per proxy.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(2);
@@ -59,7 +64,8 @@ pub const REPORT_MIN_GAP: Duration = Duration::from_millis(REPORT_INTERVAL.as_mi
 pub const REPORT_MAX_AGE: Duration = Duration::from_millis(REPORT_INTERVAL.as_millis() as u64 * 3);
 
 /// The largest proxy message accepted: acks and nacks are tiny; a load report holds at
-/// most `MAX_REPORT_ENDPOINTS` endpoints (~40 bytes each).
+/// most `MAX_REPORT_ENDPOINTS` endpoints (~40 bytes each); a hello at most a 4,096-bucket
+/// digest and 1,024 subscriptions.
 const MAX_PROXY_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The Discovery service. Cheap to clone.
@@ -278,11 +284,18 @@ impl DiscoveryService {
         let hello = read_hello(&mut inbound).await?;
         let resume_from = hello.last_applied.map(Version::from);
         let resumable = resume_from.is_some_and(|v| shared.store.deltas_since(v).is_some());
+        // A sidecar's table is scoped to the implicit Services it subscribed to.
+        let scope = hello.scope();
         // A digest that does not decode only costs the proxy a snapshot.
         let digest = hello.digest.and_then(|d| TableDigest::try_from(d).ok());
         let session = Session::new(resume_from, resumable).with_digest(digest);
+        let scoped = (scope.mode == ProxyMode::Sidecar)
+            .then(|| Subscriptions::new(scope.subscriptions.iter().copied()));
         let registration =
             (shared.proxies).register(hello.proxy_id.clone(), hello.node.clone(), hello.zone);
+        if let Some(subscriptions) = &scoped {
+            registration.subscriptions(subscriptions.len());
+        }
         if let Some(version) = session.acked() {
             registration.acked(version);
         }
@@ -292,6 +305,8 @@ impl DiscoveryService {
             service_account = %account.map_or_else(|| "-".to_owned(), |a| a.to_string()),
             resume_from = ?resume_from.map(|v| v.to_string()),
             resumed = resumable,
+            mode = ?scope.mode,
+            subscriptions = scope.subscriptions.len(),
             "proxy connected"
         );
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -299,6 +314,7 @@ impl DiscoveryService {
             shared.clone(),
             hello.proxy_id,
             session,
+            scoped,
             registration,
             inbound,
             tx,
@@ -310,6 +326,12 @@ impl DiscoveryService {
             tonic::metadata::AsciiMetadataValue::from(
                 u64::try_from(REPORT_INTERVAL.as_millis()).unwrap_or(u64::MAX),
             ),
+        );
+        // Says that subscriptions are understood: a sidecar sends none to a controller
+        // without it (older controllers end a stream on a kind they do not know).
+        response.metadata_mut().insert(
+            SUBSCRIBE_HEADER,
+            tonic::metadata::AsciiMetadataValue::from_static("1"),
         );
         Ok(response)
     }
@@ -359,14 +381,15 @@ fn builder() -> tonic::transport::Server {
 
 #[cfg(test)]
 mod tests {
+    use fairway_proto::scope::{HelloScope, MAX_SUBSCRIPTIONS, ServiceDestination};
     use fairway_proto::testing::{set, table};
     use prost::Message;
 
     use super::*;
 
-    /// A proxy of a big table names its digest in its hello: the hello must still pass
-    /// this limit (which the previous release has too), or that proxy could never
-    /// connect.
+    /// A proxy of a big table names its digest in its hello, and a sidecar its
+    /// subscriptions: the hello must still pass this limit (which the previous release
+    /// has too), or that proxy could never connect.
     #[test]
     fn the_largest_hello_fits_what_a_controller_accepts() {
         let big = table((0..20_000).map(|i| set(&format!("s{i}"), 0)));
@@ -377,7 +400,16 @@ mod tests {
         };
         let hello =
             pb::ProxyMessage::hello(&longest, &longest, Some(longest.clone()), Some(version))
-                .with_digest(&TableDigest::of(&big));
+                .with_digest(&TableDigest::of(&big))
+                .with_scope(&HelloScope {
+                    mode: ProxyMode::Sidecar,
+                    subscriptions: (0..MAX_SUBSCRIPTIONS as u128)
+                        .map(|i| {
+                            let ip = std::net::Ipv6Addr::from(u128::MAX - i);
+                            ServiceDestination::new((ip, u16::MAX).into())
+                        })
+                        .collect(),
+                });
         let len = hello.encoded_len();
         assert!(
             len < MAX_PROXY_MESSAGE_BYTES,

@@ -11,6 +11,8 @@
 //! - then every new version goes out as the deltas since the last one planned, each
 //!   based on the previous version; a subscriber that fell out of history, or a delta
 //!   bigger than a snapshot chunk may be, gets a snapshot instead;
+//! - a sidecar's scope that grew (a subscription, [`Session::rescope`]) is sent as a
+//!   delta even at the version the proxy already serves;
 //! - after a nack the next message is a snapshot; nacks for messages sent before that
 //!   snapshot are already answered by it;
 //! - at most [`MAX_UNACKED`] versions are outstanding: a proxy that stops acking stops
@@ -40,8 +42,9 @@ pub enum Plan {
     Idle,
     /// The whole table at this version.
     Snapshot(Arc<Published>),
-    /// These delta messages, in order, encoded (every stream sends the same bytes for
-    /// a version: bases are always the previous version).
+    /// These delta messages, in order, encoded: for a proxy of the whole table one per
+    /// version, the same bytes on every stream (bases are always the previous version);
+    /// for a sidecar one message of its scoped table from the version planned.
     Deltas(Vec<Encoded>),
     /// This rebase: the proxy's table, told apart by its digest, made the latest one.
     Rebase(Encoded),
@@ -99,6 +102,8 @@ pub struct Session {
     max_delta_bytes: usize,
     /// The hello's digest of the proxy's table, until the first message is planned.
     digest: Option<TableDigest>,
+    /// A sidecar's scope grew since the last plan ([`Session::rescope`]).
+    rescope: bool,
 }
 
 impl Session {
@@ -117,6 +122,7 @@ impl Session {
             acked: resume,
             max_delta_bytes: DEFAULT_MAX_CHUNK_BYTES,
             digest: None,
+            rescope: false,
         }
     }
 
@@ -148,15 +154,23 @@ impl Session {
         self.planned
     }
 
+    /// A sidecar's scope grew (a subscription) without a new version: the next plan
+    /// sends a delta even when the proxy is on the latest version.
+    pub fn rescope(&mut self) {
+        self.rescope = true;
+    }
+
     /// Decides what to send to bring the proxy to `latest`, and records it as sent.
     /// `deltas_since` is [`crate::store::Store::deltas_since`]; `encode` builds (or
-    /// looks up) the encoded message of one delta, `(base, version, diff)`; `rebase`
-    /// the rebase from the proxy's digest to `latest`, `None` if it is too big.
+    /// looks up) the encoded delta messages from the version planned, given the deltas
+    /// from it (one message per delta for a proxy of the whole table, one for a
+    /// sidecar's scope; `None`: send a snapshot); `rebase` the rebase from the proxy's
+    /// digest to `latest`, `None` if it is too big.
     pub fn plan(
         &mut self,
         latest: &Arc<Published>,
         deltas_since: impl FnOnce(Version) -> Option<Deltas>,
-        mut encode: impl FnMut(Version, Version, &TableDiff) -> Encoded,
+        encode: impl FnOnce(Version, &Deltas) -> Option<Vec<Encoded>>,
         rebase: impl FnOnce(&TableDigest) -> Option<Encoded>,
     ) -> Plan {
         if latest.is_initial() || self.outstanding.len() >= MAX_UNACKED {
@@ -167,26 +181,37 @@ impl Session {
             None => return self.plan_first(latest, rebase),
             Some(_) => return self.plan_snapshot(latest),
         };
-        if from == latest.version {
+        if from == latest.version && !self.rescope {
             return Plan::Idle;
         }
         let Some(deltas) = deltas_since(from) else {
             return self.plan_snapshot(latest);
         };
-        let messages: Vec<Encoded> = deltas
-            .iter()
-            .map(|(base, version, diff)| encode(*base, *version, diff))
-            .collect();
+        let Some(messages) = encode(from, &deltas) else {
+            return self.plan_snapshot(latest);
+        };
         // A huge delta (a relist that changed most of the table) could pass the proxy's
         // decode limit; a chunked snapshot cannot.
         if messages.is_empty() || messages.iter().any(|m| m.len() > self.max_delta_bytes) {
             return self.plan_snapshot(latest);
         }
-        for (_, version, _) in &deltas {
-            self.record(*version, Sent::Delta);
+        for message in &messages {
+            self.record(message.version().unwrap_or(latest.version), Sent::Delta);
         }
-        self.planned = deltas.last().map(|(_, version, _)| *version);
+        self.planned = messages.last().and_then(Encoded::version);
+        self.rescope = false;
         Plan::Deltas(messages)
+    }
+
+    /// The encoded deltas for a proxy of the whole table: the store's, one per version,
+    /// each encoded once for every stream (`encode` builds or looks one up).
+    pub fn each_delta(
+        deltas: &Deltas,
+        mut encode: impl FnMut(Version, Version, &TableDiff) -> Encoded,
+    ) -> Vec<Encoded> {
+        (deltas.iter())
+            .map(|(base, version, diff)| encode(*base, *version, diff))
+            .collect()
     }
 
     /// The first message for a proxy that does not resume: a rebase if it sent a
@@ -217,6 +242,7 @@ impl Session {
         self.last_snapshot = Some(self.next_index);
         self.record(version, sent);
         self.snapshot_needed = false;
+        self.rescope = false;
         self.planned = Some(version);
     }
 

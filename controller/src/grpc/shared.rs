@@ -14,6 +14,7 @@ use prost::Message;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, watch};
 
 use super::proxies::Proxies;
+use super::scope::Scope;
 use super::wire::Encoded;
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
@@ -155,6 +156,8 @@ pub(super) struct Shared {
     deltas: DeltaCache,
     rebases: RebaseCache,
     snapshot_sends: Arc<Semaphore>,
+    /// Sidecars' scope facts, advanced once per version for all of them.
+    scope: std::sync::Mutex<Scope>,
     /// Flips to `true` at shutdown: every stream ends cleanly (status OK).
     pub(super) shutdown: watch::Receiver<bool>,
 }
@@ -177,6 +180,7 @@ impl Shared {
             deltas: DeltaCache::default(),
             rebases: RebaseCache::default(),
             snapshot_sends: Arc::new(Semaphore::new(SNAPSHOT_SENDS)),
+            scope: std::sync::Mutex::default(),
             shutdown,
         }
     }
@@ -203,6 +207,42 @@ impl Shared {
         let bits = theirs.bits();
         let differing = self.rebases.ours(published, bits).await.differing(theirs)?;
         self.rebases.get(published, bits, differing)
+    }
+
+    /// The sidecars' scope at exactly `published`'s version, advanced to it from the
+    /// store's history (or rebuilt from its table when the history no longer reaches
+    /// back). `None` when another stream already advanced it past `published`: the
+    /// caller's watch is about to show that newer version (history is written first),
+    /// so it plans then. Held briefly, without `.await`.
+    pub(super) fn scope_at(
+        &self,
+        published: &Published,
+    ) -> Option<std::sync::MutexGuard<'_, Scope>> {
+        // The scope is plain data advanced whole: still valid after a panic elsewhere.
+        let mut scope = (self.scope.lock()).unwrap_or_else(PoisonError::into_inner);
+        let at = scope.version();
+        if at == published.version {
+            return Some(scope);
+        }
+        if at.epoch == published.version.epoch && at > published.version {
+            return None;
+        }
+        let steps = self.store.deltas_since(at).filter(|steps| {
+            steps
+                .iter()
+                .any(|(_, version, _)| *version == published.version)
+        });
+        match steps {
+            Some(steps) => {
+                for (_, version, diff) in
+                    steps.iter().take_while(|(_, v, _)| *v <= published.version)
+                {
+                    scope.advance(*version, diff);
+                }
+            }
+            None => *scope = Scope::of(&published.table, published.version),
+        }
+        Some(scope)
     }
 
     /// The shared message for the delta from `base` to `version`. Bases are always the

@@ -18,11 +18,19 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
 
+use fairway_proto::RouteTable;
+use fairway_proto::digest::{TableDigest, rebase};
+use fairway_proto::scope::MAX_SUBSCRIPTIONS;
+use fairway_proto::snapshot::{DEFAULT_MAX_CHUNK_BYTES, snapshot_messages};
+use prost::Message;
+
 use super::proxies::Registration;
 use super::session::{Answer, Plan, Session};
 use super::shared::{SNAPSHOT_CHUNK_BYTES, Shared};
+use super::view::{Subscribed, Subscriptions};
 use super::wire::{Encoded, Shape};
 use crate::metrics::MessageKind;
+use crate::store::{Deltas, Published};
 
 /// How the stream ended, for the log.
 #[derive(Debug)]
@@ -40,6 +48,7 @@ pub(super) async fn drive(
     shared: Arc<Shared>,
     proxy: String,
     mut session: Session,
+    mut scoped: Option<Subscriptions>,
     registration: Registration,
     mut inbound: Streaming<pb::ProxyMessage>,
     tx: mpsc::Sender<Result<Encoded, Status>>,
@@ -60,15 +69,29 @@ pub(super) async fn drive(
             // The whole snapshot is handed to tonic: another stream may start its own.
             drop(snapshot_turn.take());
             let latest = published.borrow_and_update().clone();
-            let deltas = |from| shared.store.deltas_since(from);
-            // Built before planning (it may compute the table's digest, which waits
-            // for other streams doing the same); used only if the session wants it.
-            let rebase = match session.digest() {
-                Some(theirs) if !latest.is_initial() => shared.rebase(&latest, theirs).await,
-                _ => None,
+            let (plan, mut view) = match &mut scoped {
+                None => {
+                    let deltas = |from| shared.store.deltas_since(from);
+                    // Built before planning (it may compute the table's digest, which
+                    // waits for other streams doing the same); used only if the
+                    // session wants it.
+                    let rebase = match session.digest() {
+                        Some(theirs) if !latest.is_initial() => {
+                            shared.rebase(&latest, theirs).await
+                        }
+                        _ => None,
+                    };
+                    // Every proxy of the whole table sends the same bytes: encoded once.
+                    let encode = |_, deltas: &_| {
+                        Some(Session::each_delta(deltas, |base, version, diff| {
+                            shared.delta(base, version, diff)
+                        }))
+                    };
+                    (session.plan(&latest, deltas, encode, |_| rebase), None)
+                }
+                Some(subscriptions) => plan_scoped(&shared, &mut session, subscriptions, &latest),
             };
-            let encode = |base, version, diff: &_| shared.delta(base, version, diff);
-            match session.plan(&latest, deltas, encode, |_| rebase) {
+            match plan {
                 Plan::Idle => {}
                 Plan::Rebase(message) => {
                     // A large rebase (many changes while the controller was away) waits
@@ -94,7 +117,16 @@ pub(super) async fn drive(
                         () = tx.closed() => break End::ProxyGone,
                         turn = shared.snapshot_turn() => turn,
                     };
-                    let messages = shared.snapshot(&published).await;
+                    let messages: Arc<[Encoded]> = match view.take() {
+                        // A sidecar's scoped table: its own bytes.
+                        Some(view) => {
+                            snapshot_messages(&view, published.version, SNAPSHOT_CHUNK_BYTES)
+                                .iter()
+                                .map(Encoded::new)
+                                .collect()
+                        }
+                        None => shared.snapshot(&published).await,
+                    };
                     outbox.extend(with_zone(&messages, registration.zone()));
                 }
                 Plan::Deltas(messages) => outbox.extend(messages),
@@ -117,6 +149,9 @@ pub(super) async fn drive(
                             kind: Some(controller_message::Kind::Figures((&figures).into())),
                         }));
                     }
+                }
+                Some(Ok(pb::ProxyMessage { kind: Some(proxy_message::Kind::Subscribe(subscribe)) })) => {
+                    take_subscription(&shared, &mut session, scoped.as_mut(), &registration, &proxy, subscribe);
                 }
                 Some(Ok(pb::ProxyMessage { kind: None })) => {
                     // A kind from a newer proxy, or none at all: tolerated, so that a
@@ -198,6 +233,94 @@ fn sent(shared: &Shared, registration: &Registration, message: &Encoded) {
     }
 }
 
+/// Plans for a sidecar: deltas, rebases and snapshots of its scoped table, filtered
+/// against the shared scope at `latest`'s version. The scoped table comes back with a
+/// snapshot plan (built here, under the scope's lock, and encoded by the caller).
+fn plan_scoped(
+    shared: &Shared,
+    session: &mut Session,
+    subscriptions: &mut Subscriptions,
+    latest: &Arc<Published>,
+) -> (Plan, Option<RouteTable>) {
+    if latest.is_initial() {
+        return (Plan::Idle, None);
+    }
+    let Some(scope) = shared.scope_at(latest) else {
+        return (Plan::Idle, None);
+    };
+    let rebase = session.digest().and_then(|theirs| {
+        let view = subscriptions.view(&scope, &latest.table);
+        scoped_rebase(&view, theirs, latest.version)
+    });
+    let version = latest.version;
+    let encode = |from: Version, deltas: &Deltas| {
+        // The history may already hold versions past `latest`: they come next time.
+        let diffs: Vec<_> = (deltas.iter())
+            .take_while(|(_, v, _)| *v <= version)
+            .map(|(_, _, diff)| Arc::clone(diff))
+            .collect();
+        let diff = subscriptions.delta(&scope, from, &diffs, &latest.table)?;
+        Some(vec![Encoded::new(&diff.to_message(from, version))])
+    };
+    let plan = session.plan(
+        latest,
+        |from| shared.store.deltas_since(from),
+        encode,
+        |_| rebase,
+    );
+    let view = matches!(plan, Plan::Snapshot(_)).then(|| subscriptions.view(&scope, &latest.table));
+    (plan, view)
+}
+
+/// The rebase that takes a sidecar whose scoped table has digest `theirs` to `view`;
+/// `None` when it would be larger than a delta may be (a snapshot goes instead).
+fn scoped_rebase(view: &RouteTable, theirs: &TableDigest, version: Version) -> Option<Encoded> {
+    let bits = theirs.bits();
+    let differing = TableDigest::with_bits(view, bits).differing(theirs)?;
+    let message = pb::ControllerMessage {
+        version: Some(version.into()),
+        kind: Some(controller_message::Kind::Rebase(rebase(
+            view, bits, &differing,
+        ))),
+    };
+    (message.encoded_len() <= DEFAULT_MAX_CHUNK_BYTES).then(|| Encoded::new(&message))
+}
+
+/// Adds a sidecar's subscription to its scope; the next plan sends what it brings. An
+/// explicit proxy's, or an invalid one, is ignored: it changes nothing for the stream.
+fn take_subscription(
+    shared: &Shared,
+    session: &mut Session,
+    scoped: Option<&mut Subscriptions>,
+    registration: &Registration,
+    proxy: &str,
+    subscribe: pb::Subscribe,
+) {
+    let Some(subscriptions) = scoped else {
+        tracing::debug!(%proxy, "ignored a subscription from a proxy of the whole table");
+        return;
+    };
+    let destination = match subscribe.destination() {
+        Ok(destination) => destination,
+        Err(error) => {
+            tracing::debug!(%proxy, %error, "ignored an invalid subscription");
+            return;
+        }
+    };
+    match subscriptions.subscribe(destination) {
+        Subscribed::Added => {
+            tracing::debug!(%proxy, %destination, "sidecar subscribed");
+            registration.subscriptions(subscriptions.len());
+            session.rescope();
+        }
+        Subscribed::Known => {}
+        Subscribed::Full => {
+            shared.metrics.subscription_ignored();
+            tracing::info!(%proxy, %destination, limit = MAX_SUBSCRIPTIONS, "ignored a subscription past the limit; the sidecar passes that Service through");
+        }
+    }
+}
+
 /// Keeps a load report as the proxy's latest, outside the versioned sequence: no
 /// version, ack or lag changes. Dropped when it is invalid or comes faster than asked.
 fn take_report(
@@ -232,7 +355,9 @@ fn answer(
         Some(proxy_message::Kind::Hello(_)) => {
             return Err("Hello is only valid as the first message");
         }
-        Some(proxy_message::Kind::Report(_)) | None => return Err("not an Ack or Nack"),
+        Some(proxy_message::Kind::Report(_) | proxy_message::Kind::Subscribe(_)) | None => {
+            return Err("not an Ack or Nack");
+        }
     };
     let Some(version) = version.map(Version::from) else {
         return Err("Ack/Nack without a version");
@@ -320,5 +445,47 @@ mod tests {
         assert_eq!(sent[1..], shared[1..], "the rest is the shared bytes");
         let unknown: Vec<_> = with_zone(&shared, None).collect();
         assert_eq!(unknown, shared);
+    }
+
+    /// A sidecar back after a restart sends the digest of its scoped table: one that
+    /// holds it already gets a rebase listing no bucket; one whose table differs (a
+    /// Service it held is gone, one it subscribed to is new) gets exactly the scoped
+    /// table back.
+    #[test]
+    fn a_scoped_rebase_brings_the_sidecars_table_to_its_scoped_view() {
+        use fairway_proto::digest::apply_rebase;
+        use fairway_proto::testing::{route, set};
+
+        let version = Version {
+            epoch: 2,
+            sequence: 9,
+        };
+        let mut view = RouteTable::default();
+        let declared = route("orders");
+        view.routes.insert(declared.key.clone(), declared.into());
+        let orders = set("orders", 3);
+        view.endpoint_sets.insert(orders.key.clone(), orders.into());
+
+        let same = TableDigest::of(&view);
+        let rebase = scoped_rebase(&view, &same, version).expect("a small rebase");
+        let Some(controller_message::Kind::Rebase(r)) = rebase.decode().expect("decodes").kind
+        else {
+            panic!("a rebase");
+        };
+        assert!(r.buckets.is_empty(), "nothing differs: {r:?}");
+
+        let mut held = view.clone();
+        let gone = set("gone", 2);
+        held.endpoint_sets.insert(gone.key.clone(), gone.into());
+        held.endpoint_sets
+            .remove(&fairway_proto::testing::set_key("orders", 8080));
+        let theirs = TableDigest::with_bits(&held, same.bits());
+        let rebase = scoped_rebase(&view, &theirs, version).expect("a small rebase");
+        let Some(controller_message::Kind::Rebase(r)) = rebase.decode().expect("decodes").kind
+        else {
+            panic!("a rebase");
+        };
+        assert_eq!(apply_rebase(&held, r).expect("applies"), view);
+        assert_eq!(rebase.version(), Some(version));
     }
 }

@@ -101,7 +101,7 @@ pub struct Version {
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ProxyMessage {
-    #[prost(oneof = "proxy_message::Kind", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "proxy_message::Kind", tags = "1, 2, 3, 4, 5")]
     pub kind: ::core::option::Option<proxy_message::Kind>,
 }
 /// Nested message and enum types in `ProxyMessage`.
@@ -120,10 +120,39 @@ pub mod proxy_message {
         /// lag. Sent only to a controller that asked for it (see `LoadReport`).
         #[prost(message, tag = "4")]
         Report(super::LoadReport),
+        /// Sidecar mode only, and only to a controller whose response headers carry
+        /// `fairway-subscribe` (older controllers end a stream on a kind they do not know):
+        /// add a Service to this stream's scope. Outside the versioned sequence: never acked.
+        #[prost(message, tag = "5")]
+        Subscribe(super::Subscribe),
     }
 }
+/// Where a captured connection was going: a Service's ClusterIP and port.
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ServiceDestination {
+    /// 4 bytes (IPv4) or 16 bytes (IPv6), network order.
+    #[prost(bytes = "vec", tag = "1")]
+    pub ip: ::prost::alloc::vec::Vec<u8>,
+    /// The Service port, 1..=65535.
+    #[prost(uint32, tag = "2")]
+    pub port: u32,
+}
+/// Adds the implicit Service behind `destination` (its Route and its endpoint sets) to
+/// the stream's scope; the controller answers with a `Delta`. A destination that no
+/// Service has (yet) is remembered for the stream and served once a Service with that
+/// ClusterIP and port appears: a Service created a moment ago may not have reached the
+/// controller, and the sidecar sends each destination once. At most 1,024 destinations
+/// per stream (the sidecar keeps to the same bound); past it, a subscription is ignored
+/// and that Service stays passed through. Repeating a destination changes nothing.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Subscribe {
+    #[prost(message, optional, tag = "1")]
+    pub destination: ::core::option::Option<ServiceDestination>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Hello {
     /// Unique per proxy: the pod name, or a generated id. Keys the controller's
     /// per-proxy state (applied version, lag).
@@ -145,6 +174,14 @@ pub struct Hello {
     /// first table; a controller that ignores it sends a snapshot.
     #[prost(message, optional, tag = "5")]
     pub digest: ::core::option::Option<TableDigest>,
+    /// What the proxy serves. Absent (UNSPECIFIED): EXPLICIT, the whole table.
+    #[prost(enumeration = "ProxyMode", tag = "6")]
+    pub mode: i32,
+    /// SIDECAR only: every destination this proxy subscribed to, on any stream, so that
+    /// a reconnect or a restarted controller keeps them (at most 1,024; in the order they
+    /// were first subscribed). Its table digest is of the scoped table it holds.
+    #[prost(message, repeated, tag = "7")]
+    pub subscriptions: ::prost::alloc::vec::Vec<ServiceDestination>,
 }
 /// A table's content in buckets. Every route and every endpoint set falls in one bucket
 /// by its key; a bucket's digest is the wrapping sum of its items' digests, so equal
@@ -881,6 +918,40 @@ pub struct GrpcHealthCheck {
     /// Passed probes in a row that bring it back.
     #[prost(uint32, tag = "5")]
     pub healthy_threshold: u32,
+}
+/// What a proxy serves, and so which table it gets (see "Scope" above).
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ProxyMode {
+    /// Absent: a proxy older than this field. Treated as EXPLICIT.
+    Unspecified = 0,
+    /// The whole table: a DaemonSet, or a proxy that clients dial by name.
+    Explicit = 1,
+    /// A sidecar that captures its pod's connections: implicit Services by subscription.
+    Sidecar = 2,
+}
+impl ProxyMode {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "PROXY_MODE_UNSPECIFIED",
+            Self::Explicit => "PROXY_MODE_EXPLICIT",
+            Self::Sidecar => "PROXY_MODE_SIDECAR",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "PROXY_MODE_UNSPECIFIED" => Some(Self::Unspecified),
+            "PROXY_MODE_EXPLICIT" => Some(Self::Explicit),
+            "PROXY_MODE_SIDECAR" => Some(Self::Sidecar),
+            _ => None,
+        }
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]

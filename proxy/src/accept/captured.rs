@@ -13,6 +13,14 @@
 //! ([`crate::accept::Captured`]), where each request is balanced over per-pod pools;
 //! everything else (other protocols, a Host no Route of that Service claims) is passed
 //! through with the bytes read.
+//!
+//! A sidecar's table holds an implicit Service (one served without a Route) only once
+//! it subscribed to it: a connection whose destination maps to no set, or HTTP that no
+//! Route of its set claims, asks the controller for that destination's Service once
+//! ([`crate::table::Wanted`]). Connections to a destination just subscribed to wait up
+//! to [`crate::table::SUBSCRIBE_WAIT`] for its set (so an app's burst of keep-alive
+//! connections at start is balanced, not pinned), then are passed through; later
+//! connections are balanced once the set has arrived.
 
 pub mod detect;
 pub mod h2_first;
@@ -22,7 +30,9 @@ pub mod orig_dst;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use fairway_proto::EndpointSetKey;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -30,8 +40,9 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::accept::Captured;
 use crate::metrics::Metrics;
 use crate::metrics::outbound::Outcome;
-use crate::table::TableHandle;
+use crate::table::{TableHandle, Want};
 use detect::{FirstRequest, Protocol};
+use fairway_proto::scope::ServiceDestination;
 
 /// How long detection waits for a client's first bytes before passing its connection
 /// through: a server-speaks-first protocol's client sends nothing until the greeting,
@@ -82,6 +93,49 @@ pub fn decide(
             Decision::Balance
         }
         _ => Decision::PassThrough,
+    }
+}
+
+/// Whether an HTTP connection to a known set, passed through because no Route claims
+/// its first request, should subscribe to its Service: a sidecar holds only the
+/// implicit Routes it subscribed to, and the Service's may claim that Host.
+pub fn wants_implicit_route(protocol: Protocol, first: &FirstRequest) -> bool {
+    matches!(protocol, Protocol::Http1 | Protocol::Http2)
+        && matches!(first, FirstRequest::Routable { .. })
+}
+
+/// The set at `dest` once the table has it, waiting while a fresh subscription to it
+/// may bring it ([`crate::table::SUBSCRIBE_WAIT`]); `None`: pass the connection through.
+async fn wait_for_set(parts: &Parts, dest: SocketAddr) -> Option<EndpointSetKey> {
+    let destination = ServiceDestination::new(dest);
+    let deadline = parts
+        .table
+        .wanted()
+        .wait_until(&destination, Instant::now())?;
+    // Watch before looking: a table published in between is not missed.
+    let mut tables = parts.table.subscribe();
+    loop {
+        if let Some(set) = parts.table.load().service_at(dest) {
+            return Some(set.clone());
+        }
+        tokio::select! {
+            changed = tables.changed() => if changed.is_err() { return None },
+            () = tokio::time::sleep_until(deadline.into()) => return None,
+        }
+    }
+}
+
+/// Asks the controller, once per destination, for the Service at `dest`.
+fn subscribe(parts: &Parts, dest: SocketAddr) {
+    let destination = ServiceDestination::new(dest);
+    match parts.table.wanted().want(destination, Instant::now()) {
+        Want::New => {
+            tracing::debug!(%destination, "subscribing to the Service at a captured destination")
+        }
+        Want::Known => {}
+        Want::Full => {
+            tracing::debug!(%destination, "subscriptions full; passing this destination through")
+        }
     }
 }
 
@@ -174,7 +228,13 @@ async fn handle(parts: &Parts, mut client: TcpStream, peer: SocketAddr) {
         }
     };
     let mut read = bytes::BytesMut::new();
-    let set = parts.table.load().service_at(dest).cloned();
+    let mut set = parts.table.load().service_at(dest).cloned();
+    if set.is_none() {
+        // Maybe an implicit Service this sidecar has not subscribed to yet: ask once,
+        // and wait a moment for it; past that, pass through (never a 503 for it).
+        subscribe(parts, dest);
+        set = wait_for_set(parts, dest).await;
+    }
     if let Some(set) = set {
         let sniffed = match detect::sniff(&mut client, config.detect_timeout).await {
             Ok(sniffed) => sniffed,
@@ -201,6 +261,11 @@ async fn handle(parts: &Parts, mut client: TcpStream, peer: SocketAddr) {
                 tracing::debug!(%peer, %dest, "HTTP server stopped; captured connection closed");
             }
             return;
+        }
+        if wants_implicit_route(sniffed.protocol, &sniffed.first) {
+            // HTTP to a set this sidecar holds (a declared Route uses it) with a Host
+            // no Route claims: the Service's implicit Route, if any, claims it.
+            subscribe(parts, dest);
         }
         read = sniffed.read;
         parts
@@ -231,6 +296,19 @@ mod tests {
         FirstRequest::Routable {
             authority: authority.into(),
             path: "/".into(),
+        }
+    }
+
+    #[test]
+    fn http_passed_through_at_a_known_set_subscribes_and_nothing_else_does() {
+        assert!(wants_implicit_route(
+            Protocol::Http1,
+            &routable("10.96.0.10:8080")
+        ));
+        assert!(wants_implicit_route(Protocol::Http2, &routable("orders")));
+        assert!(!wants_implicit_route(Protocol::Opaque, &routable("orders")));
+        for first in [FirstRequest::Partial, FirstRequest::Unroutable] {
+            assert!(!wants_implicit_route(Protocol::Http1, &first));
         }
     }
 

@@ -12,6 +12,11 @@
 //! from before reports end a stream on a message kind they do not know, so without the
 //! header nothing is sent.
 //!
+//! A sidecar (`--outbound-listen`) says so in its hello, listing the destinations it
+//! subscribed to; on a stream to a controller that answers with [`SUBSCRIBE_HEADER`] it
+//! sends each destination the captured path newly wants
+//! ([`crate::table::Wanted`]), and the controller adds that Service to its table.
+//!
 //! Every (re)connect re-reads the key material from disk: the CA and client certificate
 //! (rotated Secrets) and the ServiceAccount token (kubelet rotates projected tokens well
 //! before they expire). A missing or unreadable file, or a controller refusing the token
@@ -27,6 +32,7 @@ use fairway_proto::digest::TableDigest;
 use fairway_proto::load::{self, LoadReport};
 use fairway_proto::model::{RouteTable, Version};
 use fairway_proto::pb::{self, discovery_client::DiscoveryClient};
+use fairway_proto::scope::{HelloScope, ProxyMode};
 use http::Uri;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -56,6 +62,9 @@ pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// The controller's response header asking for load reports, and how often (ms).
 pub const LOAD_REPORT_HEADER: &str = "fairway-load-report-ms";
+/// The controller's response header saying it scopes a sidecar's table and takes its
+/// subscriptions.
+pub const SUBSCRIBE_HEADER: &str = "fairway-subscribe";
 /// The shortest report interval honoured, whatever the controller asks: reports are
 /// summaries, not a stream of events.
 pub const MIN_REPORT_INTERVAL: Duration = Duration::from_millis(250);
@@ -76,6 +85,9 @@ pub struct DiscoveryConfig {
     pub zone: Option<String>,
     /// A sidecar's own namespace, for bare hosts in the tables it builds.
     pub namespace: Option<String>,
+    /// Sidecar (it captures connections, `--outbound-listen`): its table holds
+    /// implicit Services only once it subscribed to them (discovery.proto, "Scope").
+    pub mode: ProxyMode,
     pub backoff: Backoff,
 }
 
@@ -89,6 +101,11 @@ impl From<&Config> for DiscoveryConfig {
             node: config.node.clone(),
             zone: config.zone.clone(),
             namespace: config.namespace.clone(),
+            mode: if config.outbound.is_some() {
+                ProxyMode::Sidecar
+            } else {
+                ProxyMode::Explicit
+            },
             backoff: Backoff::default(),
         }
     }
@@ -233,6 +250,17 @@ impl Client {
         if let Some(table) = self.applier.current() {
             hello = hello.with_digest(&TableDigest::of(table));
         }
+        // A sidecar says so, with every destination it subscribed to: a reconnect (or a
+        // restarted controller) keeps them.
+        let mut subscribed = 0;
+        if self.config.mode == ProxyMode::Sidecar {
+            let subscriptions = self.table.wanted().all();
+            subscribed = subscriptions.len();
+            hello = hello.with_scope(&HelloScope {
+                mode: ProxyMode::Sidecar,
+                subscriptions,
+            });
+        }
         tx.send(hello).map_err(|_| SessionError::Send)?;
         let token = move |mut request: tonic::Request<()>| {
             if let Some(value) = &authorization {
@@ -251,6 +279,11 @@ impl Client {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks
         });
+        // Only a controller that says it takes subscriptions gets them (older ones end
+        // a stream on a kind they do not know, and send the whole table anyway).
+        let subscribing = self.config.mode == ProxyMode::Sidecar
+            && response.metadata().contains_key(SUBSCRIBE_HEADER);
+        self.table.wanted().set_accepting(subscribing);
         let mut inbound = response.into_inner();
         self.metrics.set_discovery_connected(true);
         info!(
@@ -265,6 +298,15 @@ impl Client {
                     if let Some(report) = self.report() {
                         tx.send(pb::ProxyMessage::report(&report))
                             .map_err(|_| SessionError::Send)?;
+                    }
+                    continue;
+                }
+                () = self.table.wanted().added(), if subscribing => {
+                    for destination in self.table.wanted().after(subscribed) {
+                        debug!(%destination, "subscribing");
+                        tx.send(pb::ProxyMessage::subscribe(destination))
+                            .map_err(|_| SessionError::Send)?;
+                        subscribed += 1;
                     }
                     continue;
                 }
@@ -420,52 +462,5 @@ fn version_text(version: Option<Version>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(name: &str, contents: &[u8]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "fairway-token-{}-{:x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join(name);
-        std::fs::write(&path, contents).expect("write token");
-        path
-    }
-
-    #[test]
-    fn the_token_file_becomes_a_sensitive_bearer_value() {
-        let path = file("token", b"eyJhbGciOi.abc.def\n");
-        let value = authorization(&path).expect("a token");
-        assert_eq!(
-            value.to_str().expect("ascii"),
-            "Bearer eyJhbGciOi.abc.def",
-            "trailing newline trimmed"
-        );
-        assert!(value.is_sensitive(), "never printed by Debug or logs");
-        std::fs::write(&path, b"rotated").expect("rotate");
-        assert_eq!(
-            authorization(&path).expect("a token").to_str().ok(),
-            Some("Bearer rotated"),
-            "read again on every call, so rotation needs no restart"
-        );
-    }
-
-    #[test]
-    fn missing_empty_or_binary_tokens_are_errors() {
-        let missing = std::env::temp_dir().join("fairway-no-such-token");
-        assert!(matches!(
-            authorization(&missing),
-            Err(SessionError::ReadFile { .. })
-        ));
-        for bad in [&b""[..], b"  \n", b"\xff\xfe", b"a\x01b"] {
-            let path = file("bad", bad);
-            assert!(
-                matches!(authorization(&path), Err(SessionError::BadToken(_))),
-                "{bad:?} is refused"
-            );
-        }
-    }
-}
+#[path = "client/tests.rs"]
+mod tests;

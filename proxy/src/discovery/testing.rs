@@ -94,6 +94,11 @@ impl pb::discovery_server::Discovery for Scripted {
             .send((request.into_inner(), tx))
             .map_err(|_| Status::unavailable("test is over"))?;
         let mut response = Response::new(ReceiverStream::new(rx));
+        // Takes subscriptions, as a current controller does (only a sidecar sends any).
+        response.metadata_mut().insert(
+            crate::discovery::client::SUBSCRIBE_HEADER,
+            tonic::metadata::AsciiMetadataValue::from_static("1"),
+        );
         if let Some(every) = self.reports {
             let value = every.as_millis().to_string().parse().expect("ascii digits");
             response
@@ -210,6 +215,7 @@ impl Stream {
             Kind::Nack(nack) => Err((nack.version.expect("nacked version").into(), nack.error)),
             Kind::Hello(_) => panic!("hello only once per stream"),
             Kind::Report(_) => panic!("a load report where an ack or nack was due"),
+            Kind::Subscribe(_) => panic!("a subscription where an ack or nack was due"),
         }
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use fairway_proto::model::{RouteTable, Version};
 use fairway_proto::pb;
+use fairway_proto::scope::{HelloScope, ProxyMode, ServiceDestination};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -36,7 +37,22 @@ impl Proxy {
 
     /// A proxy whose `--zone` is `zone` (`None`: not set).
     fn start_in(controller: SocketAddr, zone: Option<&str>) -> Proxy {
-        let table = Arc::new(TableHandle::default());
+        Proxy::start_as(
+            controller,
+            zone,
+            ProxyMode::Explicit,
+            TableHandle::default(),
+        )
+    }
+
+    /// A proxy in `mode` publishing into `table`.
+    fn start_as(
+        controller: SocketAddr,
+        zone: Option<&str>,
+        mode: ProxyMode,
+        table: TableHandle,
+    ) -> Proxy {
+        let table = Arc::new(table);
         let metrics = Arc::new(Metrics::new(true));
         let config = DiscoveryConfig {
             controller: format!("http://{controller}").parse().expect("uri"),
@@ -46,6 +62,7 @@ impl Proxy {
             node: "node-a".into(),
             zone: zone.map(str::to_owned),
             namespace: None,
+            mode,
             backoff: TEST_BACKOFF,
         };
         let (stop, stopped) = oneshot::channel::<()>();
@@ -304,3 +321,61 @@ async fn the_controllers_zone_is_used_only_without_a_zone_flag() {
 }
 
 mod reports;
+
+fn destination(addr: &str) -> ServiceDestination {
+    ServiceDestination::new(addr.parse().expect("a socket address"))
+}
+
+/// A sidecar says so in its hello with what it subscribed to before, sends each new
+/// destination once on its stream, and lists them all again after a reconnect; a proxy
+/// of the whole table says nothing of the kind.
+#[tokio::test]
+async fn a_sidecar_subscribes_once_per_destination_and_again_in_each_hello() {
+    let mut controller = Controller::start(loopback()).await;
+    let handle = TableHandle::default();
+    let (a, b) = (destination("10.96.0.10:8080"), destination("10.96.0.11:80"));
+    handle.wanted().want(a, std::time::Instant::now());
+    let proxy = Proxy::start_as(controller.addr, None, ProxyMode::Sidecar, handle);
+    let mut stream = controller.accept().await;
+    assert_eq!(
+        stream.hello.scope(),
+        HelloScope {
+            mode: ProxyMode::Sidecar,
+            subscriptions: vec![a],
+        }
+    );
+    let t1 = table(&["10.0.0.1:80"]);
+    stream.send(snapshot(&t1, v(1))).await;
+    assert_eq!(stream.answer().await, Ok(v(1)));
+
+    proxy.table.wanted().want(b, std::time::Instant::now());
+    proxy.table.wanted().want(b, std::time::Instant::now());
+    match stream.next_kind().await {
+        pb::proxy_message::Kind::Subscribe(s) => assert_eq!(s.destination(), Ok(b)),
+        other => panic!("a subscription, got {other:?}"),
+    }
+    // A duplicate would arrive here instead of the ack (`answer` fails on it).
+    let t2 = table(&["10.0.0.1:80", "10.0.0.2:80"]);
+    stream.send(vec![delta(&t1, &t2, v(1), v(2))]).await;
+    assert_eq!(stream.answer().await, Ok(v(2)));
+
+    drop(stream);
+    let stream = controller.accept().await;
+    assert_eq!(
+        stream.hello.scope().subscriptions,
+        vec![a, b],
+        "kept across streams"
+    );
+    proxy.shutdown().await;
+
+    let mut controller = Controller::start(loopback()).await;
+    let explicit = Proxy::start(controller.addr);
+    explicit.table.wanted().want(a, std::time::Instant::now());
+    let stream = controller.accept().await;
+    assert_eq!(
+        stream.hello.scope(),
+        HelloScope::default(),
+        "no mode: explicit"
+    );
+    explicit.shutdown().await;
+}

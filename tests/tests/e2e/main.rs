@@ -22,6 +22,7 @@ mod opt_in;
 mod rebase;
 mod retry;
 mod scenarios;
+mod scope;
 mod tls;
 mod topology;
 mod world;

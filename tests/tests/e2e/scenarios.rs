@@ -83,6 +83,10 @@ pub fn all() -> Vec<Scenario> {
             name: "s16_backend_tls_policy",
             run: || Box::pin(crate::backend_tls::backend_tls_policy()),
         },
+        Scenario {
+            name: "s17_a_sidecar_gets_implicit_services_it_subscribes_to",
+            run: || Box::pin(crate::scope::a_sidecar_gets_implicit_services_it_subscribes_to()),
+        },
     ]
 }
 

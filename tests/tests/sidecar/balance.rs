@@ -165,7 +165,11 @@ fn admin_get(path: &str) -> String {
 
 /// The controller on `statics_dir` (its log in `dir`), the capture rules, and the
 /// proxy of namespace `shop`, once it has a table. The controller dies with its guard.
-pub(crate) fn controller_and_captured_proxy(dir: &Path, statics_dir: &Path) -> (Killed, Proxy) {
+pub(crate) fn controller_and_captured_proxy(
+    dir: &Path,
+    statics_dir: &Path,
+    proxy_args: &[&str],
+) -> (Killed, Proxy) {
     let controller_log = dir.join("controller.log");
     let controller = spawn(
         &bins::binary("fairway-controller"),
@@ -181,7 +185,9 @@ pub(crate) fn controller_and_captured_proxy(dir: &Path, statics_dir: &Path) -> (
     );
     capture("install");
     let url = format!("http://{CONTROLLER_GRPC}");
-    let proxy = Proxy::start_with(&["--controller", &url, "--namespace", "shop"]);
+    let mut args = vec!["--controller", &url, "--namespace", "shop"];
+    args.extend(proxy_args);
+    let proxy = Proxy::start_with(&args);
     let deadline = Instant::now() + IO_LIMIT;
     while !ready() {
         assert!(
@@ -281,8 +287,7 @@ fn gateway_through_capture(name: &str, served: Served, host: &str) {
         std::fs::create_dir(&statics_dir).expect("statics dir");
         let objects = statics_dir.join("orders.yaml");
         write_atomically(&objects, &statics(&PODS[..1], served));
-        let (_controller, proxy) = controller_and_captured_proxy(dir.path(), &statics_dir);
-
+        let (_controller, proxy) = controller_and_captured_proxy(dir.path(), &statics_dir, &[]);
         // The seed's gateway, unchanged: it dials the Service's name, as in production.
         let mut gateway = Killed(
             Command::new(go.join("gateway"))
@@ -319,6 +324,8 @@ fn gateway_through_capture(name: &str, served: Served, host: &str) {
             outbound_connections("balanced") > 0,
             "the gateway's connections were balanced"
         );
+        // An implicit Service's first connections waited for the set their subscription
+        // brought (nothing listens on the ClusterIP: one passed through would fail).
         assert_eq!(outbound_connections("unknown_pass_through"), 0);
         let failed: u64 = seconds.iter().map(|s| s.failed).sum();
         assert_eq!(

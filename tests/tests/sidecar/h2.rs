@@ -133,7 +133,7 @@ fn an_h2c_connection_is_balanced_per_request_and_an_unclaimed_one_passes_through
             let statics_dir = dir.path().join("statics");
             std::fs::create_dir(&statics_dir).expect("statics dir");
             write_atomically(&statics_dir.join("orders.yaml"), &statics());
-            let (_controller, proxy) = controller_and_captured_proxy(dir.path(), &statics_dir);
+            let (_controller, proxy) = controller_and_captured_proxy(dir.path(), &statics_dir, &[]);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -19,6 +19,7 @@
 mod balance;
 mod h2;
 mod known;
+mod subscribe;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

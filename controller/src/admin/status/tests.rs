@@ -126,6 +126,7 @@ fn a_route_shows_its_pods_shares_skew_rate_and_conditions() {
             sequence: 5,
         }),
         last_nack: None,
+        subscriptions: None,
     };
     let view = status(
         &published(4),

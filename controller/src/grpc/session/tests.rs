@@ -41,11 +41,18 @@ fn store(n: u16) -> Arc<Store> {
     store
 }
 
+/// One message per delta, as a proxy of the whole table gets them.
+fn each_delta(_from: Version, deltas: &Deltas) -> Option<Vec<Encoded>> {
+    Some(Session::each_delta(deltas, |base, version, diff| {
+        Encoded::new(&diff.to_message(base, version))
+    }))
+}
+
 fn plan(session: &mut Session, store: &Store) -> Plan {
     session.plan(
         &store.latest(),
         |from| store.deltas_since(from),
-        |base, version, diff| Encoded::new(&diff.to_message(base, version)),
+        each_delta,
         |_| None,
     )
 }
@@ -61,7 +68,7 @@ fn plan_rebasing(
     session.plan(
         &store.latest(),
         |from| store.deltas_since(from),
-        |base, version, diff| Encoded::new(&diff.to_message(base, version)),
+        each_delta,
         |_| {
             *asked = true;
             rebase
@@ -359,4 +366,54 @@ fn a_resuming_proxy_ignores_its_digest_and_nothing_waits_for_the_first_version()
         !asked && s.digest().is_some(),
         "kept until there is a version to rebase to"
     );
+}
+
+/// A sidecar whose scope grew gets a delta at the version it already serves (its base
+/// is that version), and acks it; nothing else changes for the session.
+#[test]
+fn a_rescope_sends_a_delta_at_the_same_version() {
+    let store = store(2);
+    let mut s = Session::new(Some(v(2)), true);
+    assert!(matches!(plan(&mut s, &store), Plan::Idle), "up to date");
+    s.rescope();
+    let scoped = |from: Version, deltas: &Deltas| {
+        assert!(deltas.is_empty(), "no version between");
+        Some(vec![Encoded::new(
+            &TableDiff::default().to_message(from, v(2)),
+        )])
+    };
+    let Plan::Deltas(messages) =
+        s.plan(&store.latest(), |f| store.deltas_since(f), scoped, |_| None)
+    else {
+        panic!("a delta after a rescope");
+    };
+    let delta = messages[0].decode().expect("decodes");
+    let Some(Kind::Delta(d)) = &delta.kind else {
+        panic!("a delta: {delta:?}");
+    };
+    assert_eq!(d.base.map(Version::from), Some(v(2)));
+    assert_eq!(delta.table_version().ok(), Some(v(2)));
+    assert!(matches!(plan(&mut s, &store), Plan::Idle), "once");
+    assert_eq!(
+        s.on_ack(v(2)),
+        Answer::Applied {
+            version: v(2),
+            snapshot: false
+        }
+    );
+}
+
+/// A sidecar's encoder may decline (its scope cannot tell what the proxy holds): a
+/// snapshot goes instead.
+#[test]
+fn a_declined_delta_becomes_a_snapshot() {
+    let store = store(3);
+    let mut s = Session::new(Some(v(1)), true);
+    let plan = s.plan(
+        &store.latest(),
+        |f| store.deltas_since(f),
+        |_, _| None,
+        |_| None,
+    );
+    assert_eq!(snapshot_version(&plan), v(3));
 }
