@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod lease;
 mod observed;
 pub mod policy;
+mod shared;
 mod writer;
 pub(crate) use writer::recorder;
 
@@ -113,13 +114,13 @@ pub async fn run(
         leader,
         stop,
     );
-    let gateway = gateway::run(
+    let gateway = shared::run::<crate::httproute::HTTPRoute>(
         client.clone(),
         index.clone(),
         leading.clone(),
         published.clone(),
     );
-    let policies = policy::run(
+    let policies = shared::run::<crate::backendtlspolicy::BackendTLSPolicy>(
         client.clone(),
         index.clone(),
         leading.clone(),

@@ -1,54 +1,39 @@
-//! BackendTLSPolicy status, the Gateway API way: one `status.ancestors[]` entry per
-//! target Service with our `controllerName`, each with `Accepted` and `ResolvedRefs`
-//! and their `observedGeneration`.
-//!
-//! Written as HTTPRoute status is (`gateway`): `ancestors` is shared with other
-//! controllers, so the writer reads the object, [`merge_ancestors`] (pure) keeps every
-//! entry that is not ours and puts ours in place, and a merge patch guarded by the
-//! `resourceVersion` it read makes a concurrent write retry rather than be overwritten.
-//! Only the status leader writes, after the index's first sync.
+//! BackendTLSPolicy status: one `status.ancestors[]` entry per target Service with our
+//! `controllerName`, written as every shared Gateway API status list is (`shared`).
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use fairway_proto::model::RouteKey;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
-use tokio::sync::watch;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::StatusError;
-use super::decide::wall_now;
+use super::shared::{SharedStatus, condition};
 use crate::backendtlspolicy::{BackendTLSPolicy, PolicyAncestorStatus};
 use crate::httproute::CONTROLLER_NAME;
-use crate::index::{ACCEPTED, ConditionState, PolicyComputed, RESOLVED_REFS};
-use crate::state::IndexHandle;
-use crate::store::Published;
+use crate::index::{ACCEPTED, Index, PolicyComputed, RESOLVED_REFS};
 
-/// Everything is checked again this often even without a new table version: a policy's
-/// status can change with no table change (its target Service appears), and a failed
-/// or conflicting write needs another try.
-const RECHECK: Duration = Duration::from_secs(5);
+impl SharedStatus for BackendTLSPolicy {
+    type Entry = PolicyAncestorStatus;
+    type Computed = PolicyComputed;
+    const KIND: &'static str = "backendtlspolicy";
+    const FIELD: &'static str = "ancestors";
 
-fn condition(
-    state: &ConditionState,
-    type_: &str,
-    generation: Option<i64>,
-    previous: Option<&PolicyAncestorStatus>,
-    now: &Time,
-) -> Condition {
-    let status = state.status.as_str();
-    let unchanged = (previous.iter().flat_map(|p| &p.conditions))
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone());
-    Condition {
-        type_: type_.to_owned(),
-        status: status.to_owned(),
-        reason: state.reason.as_str().to_owned(),
-        message: state.message.clone(),
-        observed_generation: generation,
-        last_transition_time: unchanged.unwrap_or_else(|| now.clone()),
+    fn computed(index: &Index) -> BTreeMap<RouteKey, PolicyComputed> {
+        index.backend_tls_policy_statuses()
+    }
+
+    fn entries(&self) -> &[PolicyAncestorStatus] {
+        self.status
+            .as_ref()
+            .map(|s| &s.ancestors[..])
+            .unwrap_or(&[])
+    }
+
+    fn merge(
+        current: &[PolicyAncestorStatus],
+        computed: &PolicyComputed,
+        now: &Time,
+    ) -> Vec<PolicyAncestorStatus> {
+        merge_ancestors(current, computed, now)
     }
 }
 
@@ -64,8 +49,9 @@ pub fn merge_ancestors(
         current.iter().filter(|a| !ours(a)).cloned().collect();
     let generation = computed.observed_generation;
     for ancestor in &computed.ancestors {
-        let previous =
-            (current.iter().filter(ours)).find(|a| a.ancestor_ref == ancestor.ancestor_ref);
+        let previous = (current.iter().filter(ours))
+            .find(|a| a.ancestor_ref == ancestor.ancestor_ref)
+            .map_or(&[][..], |a| &a.conditions);
         let accepted = &ancestor.accepted;
         let resolved = &ancestor.resolved_refs;
         ancestors.push(PolicyAncestorStatus {
@@ -80,96 +66,13 @@ pub fn merge_ancestors(
     ancestors
 }
 
-/// Writes BackendTLSPolicy statuses while `leader` says so, until `published` closes.
-pub(super) async fn run(
-    client: Client,
-    index: Arc<IndexHandle>,
-    mut leader: watch::Receiver<bool>,
-    mut published: watch::Receiver<Arc<Published>>,
-) -> Result<(), StatusError> {
-    let mut synced = index.synced();
-    if synced.wait_for(|synced| *synced).await.is_err() {
-        return Ok(());
-    }
-    // What we last wrote per policy: unchanged statuses cost no request.
-    let mut written: HashMap<RouteKey, PolicyComputed> = HashMap::new();
-    loop {
-        if *leader.borrow_and_update() {
-            let computed = index.read(|index| index.backend_tls_policy_statuses());
-            written.retain(|key, _| computed.contains_key(key));
-            for (key, status) in computed {
-                if written.get(&key) == Some(&status) {
-                    continue;
-                }
-                match write(&client, &key, &status).await {
-                    Ok(()) => {
-                        written.insert(key, status);
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "BackendTLSPolicy status update failed; retrying later");
-                    }
-                }
-            }
-        } else {
-            // A new leader trusts the cluster, not its memory.
-            written.clear();
-        }
-        tokio::select! {
-            changed = published.changed() => {
-                if changed.is_err() {
-                    return Ok(());
-                }
-            }
-            changed = leader.changed() => {
-                if changed.is_err() {
-                    return Ok(());
-                }
-            }
-            () = tokio::time::sleep(RECHECK) => {}
-        }
-    }
-}
-
-/// One read-modify-write of one policy's `status.ancestors`.
-async fn write(
-    client: &Client,
-    key: &RouteKey,
-    computed: &PolicyComputed,
-) -> Result<(), StatusError> {
-    let failed = |source| StatusError::Write {
-        route: format!("backendtlspolicy {key}"),
-        source,
-    };
-    let api: Api<BackendTLSPolicy> = Api::namespaced(client.clone(), &key.namespace);
-    let Some(current) = api.get_opt(&key.name).await.map_err(failed)? else {
-        return Ok(()); // Deleted meanwhile: the watch will say so.
-    };
-    let ancestors = (current.status.as_ref())
-        .map(|s| &s.ancestors[..])
-        .unwrap_or(&[]);
-    let desired = merge_ancestors(ancestors, computed, &wall_now());
-    if desired == ancestors {
-        return Ok(());
-    }
-    let body = serde_json::json!({
-        "metadata": {"resourceVersion": current.metadata.resource_version},
-        "status": {"ancestors": desired},
-    });
-    let params = PatchParams::default();
-    match (api.patch_status(&key.name, &params, &Patch::Merge(&body))).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(failed(source)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use k8s_openapi::jiff::Timestamp;
 
     use super::*;
     use crate::httproute::ParentReference;
-    use crate::index::{AncestorStatus, ConditionStatus, Reason};
+    use crate::index::{AncestorStatus, ConditionState, ConditionStatus, Reason};
 
     fn at(second: i64) -> Time {
         Time(Timestamp::from_second(second).expect("valid second"))
