@@ -101,10 +101,6 @@ enum Served {
 }
 
 fn statics(pods: &[&str], served: Served) -> String {
-    let endpoints: String = pods
-        .iter()
-        .map(|ip| format!("- addresses: [\"{ip}\"]\n  conditions: {{ready: true, serving: true, terminating: false}}\n"))
-        .collect();
     let (route, labels) = match served {
         Served::ByRoute => (
             format!(
@@ -122,22 +118,44 @@ spec:
         ),
         Served::Implicitly => (String::new(), "{fairway.dev/implicit: enabled}"),
     };
+    let service = service_yaml("orders", CLUSTER_IP, labels, None, pods);
+    format!("{route}{service}")
+}
+
+/// A Service with one port, 8080 (`h2c` with `app_protocol`, else `http`), and its
+/// EndpointSlice of ready `pods`, for the controller's static directory. `labels` is
+/// the Service's label map in flow style (`{}` for none).
+pub(crate) fn service_yaml(
+    name: &str,
+    cluster_ip: &str,
+    labels: &str,
+    app_protocol: Option<&str>,
+    pods: &[&str],
+) -> String {
+    let endpoints: String = pods
+        .iter()
+        .map(|ip| format!("- addresses: [\"{ip}\"]\n  conditions: {{ready: true, serving: true, terminating: false}}\n"))
+        .collect();
+    let (port, protocol) = match app_protocol {
+        Some(protocol) => ("h2c", format!(", appProtocol: {protocol}")),
+        None => ("http", String::new()),
+    };
     format!(
-        "{route}apiVersion: v1
+        "apiVersion: v1
 kind: Service
-metadata: {{name: orders, namespace: shop, labels: {labels}}}
+metadata: {{name: {name}, namespace: shop, labels: {labels}}}
 spec:
-  clusterIP: {CLUSTER_IP}
-  clusterIPs: [{CLUSTER_IP}]
+  clusterIP: {cluster_ip}
+  clusterIPs: [{cluster_ip}]
   ports:
-  - {{name: http, port: 8080, targetPort: 8080, protocol: TCP}}
+  - {{name: {port}, port: 8080, targetPort: 8080, protocol: TCP{protocol}}}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {{name: orders-abc12, namespace: shop, labels: {{kubernetes.io/service-name: orders}}}}
+metadata: {{name: {name}-{port}, namespace: shop, labels: {{kubernetes.io/service-name: {name}}}}}
 addressType: IPv4
 ports:
-- {{name: http, port: 8080, protocol: TCP}}
+- {{name: {port}, port: 8080, protocol: TCP{protocol}}}
 endpoints:
 {endpoints}"
     )

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::balance::{
-    Killed, controller_and_captured_proxy, go_binaries, outbound_connections, spawn,
+    Killed, controller_and_captured_proxy, go_binaries, outbound_connections, service_yaml, spawn,
     write_atomically,
 };
 use super::{IO_LIMIT, in_netns, run};
@@ -31,28 +31,13 @@ const IN_FLIGHT: usize = 8;
 const TOLERANCE: f64 = 2.0;
 
 fn statics() -> String {
-    let endpoints: String = PODS
-        .iter()
-        .map(|ip| format!("- addresses: [\"{ip}\"]\n  conditions: {{ready: true, serving: true, terminating: false}}\n"))
-        .collect();
-    format!(
-        "apiVersion: v1
-kind: Service
-metadata: {{name: orders, namespace: shop, labels: {{fairway.dev/implicit: enabled}}}}
-spec:
-  clusterIP: {CLUSTER_IP}
-  clusterIPs: [{CLUSTER_IP}]
-  ports:
-  - {{name: h2c, port: 8080, targetPort: 8080, protocol: TCP, appProtocol: kubernetes.io/h2c}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: orders-h2c12, namespace: shop, labels: {{kubernetes.io/service-name: orders}}}}
-addressType: IPv4
-ports:
-- {{name: h2c, port: 8080, protocol: TCP, appProtocol: kubernetes.io/h2c}}
-endpoints:
-{endpoints}"
+    let labels = "{fairway.dev/implicit: enabled}";
+    service_yaml(
+        "orders",
+        CLUSTER_IP,
+        labels,
+        Some("kubernetes.io/h2c"),
+        &PODS,
     )
 }
 

@@ -19,7 +19,9 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::balance::{controller_and_captured_proxy, outbound_connections, write_atomically};
+use super::balance::{
+    controller_and_captured_proxy, outbound_connections, service_yaml, write_atomically,
+};
 use super::{IO_LIMIT, in_netns, run};
 
 const ORDERS_IP: &str = "10.96.0.40";
@@ -30,29 +32,7 @@ const HOST: &str = "orders.shop.svc.cluster.local:8080";
 const PROXY_ID: &str = "sidecar-test";
 
 fn service(name: &str, ip: &str, pods: &[&str]) -> String {
-    let endpoints: String = pods
-        .iter()
-        .map(|ip| format!("- addresses: [\"{ip}\"]\n  conditions: {{ready: true, serving: true, terminating: false}}\n"))
-        .collect();
-    format!(
-        "apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: shop, labels: {{fairway.dev/implicit: enabled}}}}
-spec:
-  clusterIP: {ip}
-  clusterIPs: [{ip}]
-  ports:
-  - {{name: http, port: 8080, targetPort: 8080, protocol: TCP}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}-abc12, namespace: shop, labels: {{kubernetes.io/service-name: {name}}}}}
-addressType: IPv4
-ports:
-- {{name: http, port: 8080, protocol: TCP}}
-endpoints:
-{endpoints}"
-    )
+    service_yaml(name, ip, "{fairway.dev/implicit: enabled}", None, pods)
 }
 
 /// A declared Route to `billing` (every proxy gets it, sidecar or not).
