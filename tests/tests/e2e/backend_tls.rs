@@ -32,15 +32,22 @@ spec:
     )
 }
 
-/// Waits until both proxies answer `host` with `status`; returns each `(pod, body)`.
-async fn answers(w: &World, host: &str, status: u16) -> Vec<(Option<String>, String)> {
+/// Waits until both proxies answer `host` with `status` and a body containing `expect`
+/// (which tells a new configuration's answer from the last one's when both fail);
+/// returns each `(pod, body)`.
+async fn answers(
+    w: &World,
+    host: &str,
+    status: u16,
+    expect: &str,
+) -> Vec<(Option<String>, String)> {
     let mut seen = Vec::new();
     for p in &w.proxies {
         let what = format!("{} answers {host} with {status}", p.id);
         seen.push(
             eventually(CONVERGE, &what, || async {
                 let (got, pod, body) = Conn::open(p.listen).await.get(host, "/").await;
-                (got == status).then_some((pod, body))
+                (got == status && body.contains(expect)).then_some((pod, body))
             })
             .await,
         );
@@ -112,7 +119,7 @@ spec:
     let hosts = ["route.btls.test".to_owned(), format!("secure.{ns}")];
 
     for host in &hosts {
-        for (pod, version) in answers(&w, host, 200).await {
+        for (pod, version) in answers(&w, host, 200, "").await {
             assert_eq!(pod.as_deref(), Some("btls-pod"), "{host}: TLS to the pod");
             assert_eq!(
                 version, "HTTP/2.0",
@@ -128,8 +135,9 @@ spec:
         ("good-ca", "elsewhere.example"),
     ] {
         apply(&w, &policy_yaml(ca, hostname));
+        let expecting = format!("(expecting \"{hostname}\")");
         for host in &hosts {
-            for (pod, body) in answers(&w, host, 502).await {
+            for (pod, body) in answers(&w, host, 502, &expecting).await {
                 assert_eq!(pod, None, "{host} with {ca}, {hostname}: no pod answers");
                 assert!(body.starts_with("TlsHandshake: "), "{host}: {body}");
             }
@@ -138,7 +146,7 @@ spec:
     // A CA that is not there: refused, and the policy (not the routes) says why.
     apply(&w, &policy_yaml("missing-ca", &names[0]));
     for host in &hosts {
-        for (_, body) in answers(&w, host, 502).await {
+        for (_, body) in answers(&w, host, 502, "TlsConfig: ").await {
             assert!(body.starts_with("TlsConfig: "), "{host}: {body}");
         }
     }
@@ -157,11 +165,11 @@ spec:
 
     // The pod turns plaintext while the policy stands: refused, never downgraded.
     apply(&w, &policy_yaml("good-ca", &names[0]));
-    answers(&w, &hosts[0], 200).await;
+    answers(&w, &hosts[0], 200, "").await;
     w.set_endpoints("secure-a", vec![endpoint(&plain_ip, State::Ready)])
         .await;
     for host in &hosts {
-        for (pod, body) in answers(&w, host, 502).await {
+        for (pod, body) in answers(&w, host, 502, "TlsHandshake: ").await {
             assert_eq!(
                 pod, None,
                 "{host}: the plaintext pod is never sent a request"
@@ -173,7 +181,7 @@ spec:
     let deleted = w.kubectl(&["delete", "backendtlspolicy", POLICY]);
     assert!(deleted.success, "kubectl delete: {}", deleted.stderr);
     for host in &hosts {
-        for (pod, _) in answers(&w, host, 200).await {
+        for (pod, _) in answers(&w, host, 200, "").await {
             assert_eq!(pod.as_deref(), Some("plain-pod"), "{host}: plaintext again");
         }
     }
