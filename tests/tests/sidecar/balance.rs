@@ -161,6 +161,24 @@ endpoints:
     )
 }
 
+/// One Go backend per address in `ips`, on port 8080, answering as `pod-N` (N from 1);
+/// logs in `dir`.
+pub(crate) fn spawn_pods(go: &Path, dir: &Path, ips: &[&str]) -> Vec<Killed> {
+    (ips.iter().enumerate())
+        .map(|(i, ip)| {
+            let name = format!("pod-{}", i + 1);
+            let listen = format!("{ip}:8080");
+            let log = dir.join(format!("{name}.log"));
+            spawn(
+                &go.join("backend"),
+                &["-listen", &listen],
+                &[("POD_NAME", &name)],
+                &log,
+            )
+        })
+        .collect()
+}
+
 /// Writes `text` to `path` in one rename, so the controller never reads half a file.
 pub(crate) fn write_atomically(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
@@ -286,21 +304,7 @@ fn gateway_through_capture(name: &str, served: Served, host: &str) {
             "/etc/hosts",
         ]);
 
-        let _pods: Vec<Killed> = PODS
-            .iter()
-            .enumerate()
-            .map(|(i, ip)| {
-                let name = format!("pod-{}", i + 1);
-                let listen = format!("{ip}:8080");
-                let log = dir.path().join(format!("{name}.log"));
-                spawn(
-                    &go.join("backend"),
-                    &["-listen", &listen],
-                    &[("POD_NAME", &name)],
-                    &log,
-                )
-            })
-            .collect();
+        let _pods = spawn_pods(&go, dir.path(), &PODS);
         let statics_dir = dir.path().join("statics");
         std::fs::create_dir(&statics_dir).expect("statics dir");
         let objects = statics_dir.join("orders.yaml");

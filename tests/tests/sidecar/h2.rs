@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::balance::{
     Killed, controller_and_captured_proxy, go_binaries, outbound_connections, service_yaml, spawn,
-    write_atomically,
+    spawn_pods, write_atomically,
 };
 use super::{IO_LIMIT, in_netns, run};
 
@@ -91,21 +91,7 @@ fn an_h2c_connection_is_balanced_per_request_and_an_unclaimed_one_passes_through
         || {
             run(&["ip", "route", "add", "local", "10.244.0.0/16", "dev", "lo"]);
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut backends: Vec<Killed> = PODS
-                .iter()
-                .enumerate()
-                .map(|(i, ip)| {
-                    let name = format!("pod-{}", i + 1);
-                    let log = dir.path().join(format!("{name}.log"));
-                    let listen = format!("{ip}:8080");
-                    spawn(
-                        &go.join("backend"),
-                        &["-listen", &listen],
-                        &[("POD_NAME", &name)],
-                        &log,
-                    )
-                })
-                .collect();
+            let mut backends: Vec<Killed> = spawn_pods(&go, dir.path(), &PODS);
             let listen = format!("{CLUSTER_IP}:8080");
             let log = dir.path().join("kube-proxy-pick.log");
             let pick = [("POD_NAME", "kube-proxy-pick")];
